@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The main job: installs what is missing (with Debian's Fashion-MNIST), builds, imports the
+# dataset to HDF5, trains configs/fashion_mnist.yaml on 2 MPI ranks, evaluates the final
+# checkpoint on the test set and reports the accuracy and where the checkpoint is.
+#   RANKS=4 scripts/demo.sh  --set training.epochs=20     (extra args go to dmlp train)
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+"$here/install-deps.sh" --demo
+source "$here/env.sh"
+dmlp_build
+dmlp=$DMLP_BUILD/bin/dmlp
+cd "$DMLP_ROOT"
+
+src=/usr/share/datasets/fashion-mnist
+mkdir -p data
+for split in train:train test:t10k; do
+  name=${split%%:*} prefix=${split##*:}
+  out=data/fashion_mnist_$name.h5
+  if [[ ! -s $out ]]; then
+    "$dmlp" import idx --images "$src/$prefix-images-idx3-ubyte.gz" \
+                       --labels "$src/$prefix-labels-idx1-ubyte.gz" --output "$out"
+  fi
+done
+
+ranks=${RANKS:-2}
+cores=$(nproc)
+threads=$(( cores / ranks > 0 ? cores / ranks : 1 ))
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads}
+echo "demo: training on $ranks ranks x $OMP_NUM_THREADS threads"
+start=$(date +%s)
+mpirun -np "$ranks" --bind-to none "$dmlp" train configs/fashion_mnist.yaml "$@"
+end=$(date +%s)
+
+ckpt=$(readlink -f runs/fashion_mnist/latest.h5)
+result=$(mpirun -np "$ranks" --bind-to none "$dmlp" eval --checkpoint "$ckpt" \
+                --data data/fashion_mnist_test.h5 --json)
+accuracy=$(sed -n 's/.*"accuracy": \([0-9.]*\).*/\1/p' <<<"$result")
+echo
+echo "demo: trained in $((end - start)) s"
+echo "demo: test accuracy $accuracy on $(sed -n 's/.*"samples": \([0-9]*\).*/\1/p' <<<"$result") Fashion-MNIST test images"
+echo "demo: checkpoint $ckpt"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The one list of Debian packages dmlp needs; installs those that are missing.
+#   scripts/install-deps.sh          build and test dependencies
+#   scripts/install-deps.sh --demo   also the Fashion-MNIST dataset package
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  openmpi-bin libopenmpi-dev        # MPI
+  libhdf5-openmpi-dev               # parallel HDF5 (datasets, checkpoints)
+  libcyaml-dev libyaml-dev          # configs (libyaml: line numbers for range errors)
+  libcunit1-dev                     # tests
+  zlib1g-dev                        # gzip-compressed IDX files
+)
+if [[ "${1:-}" == "--demo" ]]; then
+  packages+=(dataset-fashion-mnist)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null; then
+    sudo=(sudo)
+  else
+    echo "install-deps: not root and no sudo; run as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,60 @@
+/* checkpoint: the HDF5 checkpoint of DESIGN §4. Saving is done by one process (rank 0):
+ * a temporary file is written, flushed and fsynced, renamed to step-<8 digits>.h5, the
+ * directory fsynced, and latest.h5 (a symlink) replaced atomically; then old checkpoints
+ * beyond keep_last are pruned, never the newest. Every dataset carries a Fletcher-32
+ * checksum that HDF5 verifies on load. Loading checks the format and every shape against
+ * the model. Never touches MPI. */
+#ifndef DMLP_CHECKPOINT_H
+#define DMLP_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "model.h"
+#include "optim.h"
+#include "util.h"
+
+/* Where training stands. The position is global (independent of the rank count). */
+struct checkpoint_state {
+    uint64_t epoch;          /* epoch in progress (0-based); == epochs completed when
+                                step_in_epoch == 0 */
+    uint64_t step_in_epoch;  /* steps of that epoch already taken */
+    uint64_t step;           /* global steps taken */
+    uint64_t samples_seen;   /* global samples consumed by those steps */
+    uint64_t seed;           /* training.seed the run was started with */
+};
+
+/* Writes a checkpoint of m (and o, if not NULL) into dir (created if missing) and
+ * updates latest.h5; config_yaml is stored as the root attribute "config". Writes the
+ * final path into path_out (if not NULL). keep_last == 0 keeps every checkpoint. */
+int checkpoint_save(const char *dir, const struct model *m, const struct optim *o,
+                    const struct checkpoint_state *st, const char *config_yaml,
+                    uint32_t keep_last, char *path_out, size_t path_cap,
+                    struct dmlp_error *err);
+
+/* Loads a full checkpoint into m (shapes and activations must match), o (if not NULL:
+ * momentum and step count) and st (if not NULL). On error m and o may hold partial data. */
+int checkpoint_load(const char *path, struct model *m, struct optim *o,
+                    struct checkpoint_state *st, struct dmlp_error *err);
+
+/* Loads only /layers into m (--init-from), checking every shape. */
+int checkpoint_load_layers(const char *path, struct model *m, struct dmlp_error *err);
+
+/* Reads the network a checkpoint holds: input width, layers (malloc'd; free()) and loss
+ * (the "loss" attribute, or inferred: softmax output → cross_entropy, else mse). */
+int checkpoint_read_network(const char *path, size_t *in_dim, struct config_layer **layers,
+                            size_t *n_layers, enum dmlp_loss *loss, struct dmlp_error *err);
+
+/* Resolves "<dir>/latest.h5" to the checkpoint it names; returns 1 and fills out when it
+ * exists, 0 when there is none. */
+int checkpoint_latest(const char *dir, char *out, size_t cap);
+
+/* 1 if path is an HDF5 file whose root has format="dmlp-checkpoint", else 0. */
+int checkpoint_is_checkpoint(const char *path);
+
+/* Prints the layers, shapes and attributes of a checkpoint to f. */
+int checkpoint_describe(FILE *f, const char *path, struct dmlp_error *err);
+
+#endif

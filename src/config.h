@@ -1,0 +1,101 @@
+/* config: the run configuration (DESIGN §6), parsed from YAML by libcyaml into structs,
+ * with --set overrides and range checks. Every error names the file, line and key path
+ * ("runs/x.yaml:7: model.layers[1].units: -8 is not a positive integer").
+ * Never touches MPI or HDF5; each rank loads its own copy. */
+#ifndef DMLP_CONFIG_H
+#define DMLP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+enum dmlp_activation {
+    DMLP_ACT_SIGMOID,
+    DMLP_ACT_TANH,
+    DMLP_ACT_RELU,
+    DMLP_ACT_LEAKY_RELU, /* slope 0.01 */
+    DMLP_ACT_LINEAR,
+    DMLP_ACT_SOFTMAX     /* output layer only, with cross_entropy */
+};
+
+enum dmlp_loss { DMLP_LOSS_CROSS_ENTROPY, DMLP_LOSS_MSE };
+enum dmlp_init { DMLP_INIT_HE, DMLP_INIT_XAVIER };
+enum dmlp_optimizer { DMLP_OPT_SGD };
+enum dmlp_placement { DMLP_PLACEMENT_REPLICATED };
+
+/* Names as they appear in YAML and in checkpoints ("relu", "cross_entropy", ...). */
+const char *config_activation_name(enum dmlp_activation a);
+const char *config_loss_name(enum dmlp_loss l);
+/* Parses an activation name; returns 0, or -1 if the name is unknown. */
+int config_activation_parse(const char *name, enum dmlp_activation *out);
+
+struct config_layer {
+    uint32_t units;                  /* >= 1 */
+    enum dmlp_activation activation;
+};
+
+struct config_model {
+    struct config_layer *layers;     /* >= 1 entries */
+    uint32_t n_layers;
+    enum dmlp_init init;             /* default he */
+};
+
+struct config_optimizer {
+    enum dmlp_optimizer name;        /* default sgd */
+    double lr;                       /* > 0, required */
+    double momentum;                 /* [0, 1), default 0 */
+    bool nesterov;                   /* default false; needs momentum > 0 */
+    double weight_decay;             /* >= 0, default 0 */
+};
+
+struct config_data {
+    char *train;                     /* required: HDF5 dataset path */
+    char *test;                      /* optional (NULL): evaluated after every epoch */
+    bool shuffle;                    /* default true */
+    bool drop_last;                  /* default false */
+    enum dmlp_placement placement;   /* default replicated */
+};
+
+struct config_training {
+    uint32_t epochs;                 /* >= 1, default 10 */
+    uint32_t batch_size;             /* >= 1, default 128: the GLOBAL batch */
+    uint64_t seed;                   /* default 42 */
+    uint64_t max_steps;              /* 0 = no limit */
+};
+
+struct config_checkpoint {
+    char *dir;                       /* default "runs/default" */
+    uint32_t every_epochs;           /* 0 = only the final checkpoint; default 1 */
+    uint32_t keep_last;              /* 0 = keep all; default 3 */
+};
+
+struct config {
+    struct config_model model;
+    enum dmlp_loss loss;             /* default cross_entropy */
+    struct config_optimizer optimizer;
+    struct config_data data;
+    struct config_training training;
+    struct config_checkpoint checkpoint;
+};
+
+/* Loads and validates the YAML file at path, then applies each "key.path=value" in sets
+ * (e.g. "optimizer.lr=0.1", "model.layers[0].units=64", "data.test=" clears a string)
+ * and validates again. Relative data paths stay as written (relative to the cwd).
+ * On error returns DMLP_ERR_INPUT with a message naming file, line and key; *out is NULL. */
+int config_load(struct config **out, const char *path, const char *const *sets, size_t n_sets,
+                struct dmlp_error *err);
+
+/* Same, from YAML text in memory; name is used in messages in place of the file name. */
+int config_load_string(struct config **out, const char *yaml, size_t len, const char *name,
+                       const char *const *sets, size_t n_sets, struct dmlp_error *err);
+
+/* Serializes the effective config (after --set) back to YAML text (malloc'd, NUL-ended),
+ * for the checkpoint's config attribute. Loading that text gives an equal config. */
+int config_to_yaml(const struct config *cfg, char **out, struct dmlp_error *err);
+
+/* Frees a config from config_load* and sets *cfg to NULL. */
+void config_free(struct config **cfg);
+
+#endif

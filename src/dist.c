@@ -1,0 +1,140 @@
+#include "dist.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct dist {
+    MPI_Comm comm;
+    int rank, size;
+};
+
+int dist_init(int *argc, char ***argv, struct dmlp_error *err)
+{
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (inited)
+        return DMLP_OK;
+    int provided = MPI_THREAD_SINGLE;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "MPI_Init_thread failed");
+    if (provided < MPI_THREAD_FUNNELED)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME,
+                         "the MPI library does not provide MPI_THREAD_FUNNELED");
+    return DMLP_OK;
+}
+
+void dist_finalize(void)
+{
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (inited && !finalized)
+        MPI_Finalize();
+}
+
+static int create(struct dist **out, MPI_Comm base, struct dmlp_error *err)
+{
+    struct dist *d = calloc(1, sizeof *d);
+    if (!d)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+    MPI_Comm_dup(base, &d->comm);
+    MPI_Comm_rank(d->comm, &d->rank);
+    MPI_Comm_size(d->comm, &d->size);
+    *out = d;
+    return DMLP_OK;
+}
+
+int dist_create_world(struct dist **out, struct dmlp_error *err)
+{
+    return create(out, MPI_COMM_WORLD, err);
+}
+
+int dist_create_self(struct dist **out, struct dmlp_error *err)
+{
+    return create(out, MPI_COMM_SELF, err);
+}
+
+void dist_free(struct dist **d)
+{
+    if (!*d)
+        return;
+    MPI_Comm_free(&(*d)->comm);
+    free(*d);
+    *d = NULL;
+}
+
+int dist_rank(const struct dist *d) { return d->rank; }
+int dist_size(const struct dist *d) { return d->size; }
+
+static void allreduce_sum(const struct dist *d, void *buf, size_t n, MPI_Datatype type,
+                          size_t elem)
+{
+    char *p = buf;
+    do {
+        const int chunk = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+        MPI_Allreduce(MPI_IN_PLACE, p, chunk, type, MPI_SUM, d->comm);
+        p += (size_t)chunk * elem;
+        n -= (size_t)chunk;
+    } while (n > 0);
+}
+
+void dist_allreduce_sum_float(const struct dist *d, float *buf, size_t n)
+{
+    allreduce_sum(d, buf, n, MPI_FLOAT, sizeof(float));
+}
+
+void dist_allreduce_sum_double(const struct dist *d, double *buf, size_t n)
+{
+    allreduce_sum(d, buf, n, MPI_DOUBLE, sizeof(double));
+}
+
+void dist_allreduce_sum_u64(const struct dist *d, uint64_t *buf, size_t n)
+{
+    allreduce_sum(d, buf, n, MPI_UINT64_T, sizeof(uint64_t));
+}
+
+int dist_agree(const struct dist *d, struct dmlp_error *err)
+{
+    int mine = err->code != DMLP_OK ? d->rank : d->size, first = d->size;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, d->comm);
+    if (first == d->size) {
+        dmlp_error_clear(err);
+        return DMLP_OK;
+    }
+    MPI_Bcast(err, (int)sizeof *err, MPI_BYTE, first, d->comm);
+    if (d->size > 1)
+        dmlp_error_prefix(err, "rank %d", first);
+    return err->code;
+}
+
+void dist_bcast(const struct dist *d, void *buf, size_t n, int root)
+{
+    char *p = buf;
+    do {
+        const int chunk = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+        MPI_Bcast(p, chunk, MPI_BYTE, root, d->comm);
+        p += chunk;
+        n -= (size_t)chunk;
+    } while (n > 0);
+}
+
+void dist_barrier(const struct dist *d) { MPI_Barrier(d->comm); }
+
+_Noreturn void dist_abort(const struct dist *d, int code, const char *msg)
+{
+    fprintf(stderr, "dmlp: rank %d: fatal: %s (aborting the job)\n", d ? d->rank : -1, msg);
+    fflush(stderr);
+    MPI_Abort(d ? d->comm : MPI_COMM_WORLD, code ? code : 1);
+    abort();
+}
+
+void dist_hostname(char *out, size_t n)
+{
+    char name[MPI_MAX_PROCESSOR_NAME];
+    int len = 0;
+    MPI_Get_processor_name(name, &len);
+    snprintf(out, n, "%.*s", len, name);
+}

@@ -1,0 +1,51 @@
+/* dist: everything MPI. The only module that includes mpi.h: initialisation, the
+ * gradient allreduce, metric reductions, and agreement on errors so that every rank
+ * leaves a phase the same way (no rank waits forever in a collective another skipped).
+ * A dist wraps a communicator: the world for real runs, or MPI_COMM_SELF, which lets a
+ * test compute the one-process trajectory inside an n-rank job. */
+#ifndef DMLP_DIST_H
+#define DMLP_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+struct dist;
+
+/* MPI_Init_thread with MPI_THREAD_FUNNELED (only the main thread calls MPI; OpenMP
+ * threads never do). Safe to call when MPI is already initialised. */
+int dist_init(int *argc, char ***argv, struct dmlp_error *err);
+void dist_finalize(void);
+
+/* Communicator handles; free with dist_free (the underlying communicator is duplicated
+ * so library traffic never mixes with the caller's). */
+int dist_create_world(struct dist **out, struct dmlp_error *err);
+int dist_create_self(struct dist **out, struct dmlp_error *err);
+void dist_free(struct dist **d);
+
+int dist_rank(const struct dist *d);
+int dist_size(const struct dist *d);
+
+/* In-place sum across ranks (one MPI_Allreduce, chunked only past INT_MAX elements). */
+void dist_allreduce_sum_float(const struct dist *d, float *buf, size_t n);
+void dist_allreduce_sum_double(const struct dist *d, double *buf, size_t n);
+void dist_allreduce_sum_u64(const struct dist *d, uint64_t *buf, size_t n);
+
+/* Collective: every rank passes its own status in err (code DMLP_OK when fine). Returns
+ * the agreed code: the code of the lowest-numbered failing rank, whose message (prefixed
+ * with "rank R: " when the job has several ranks) is copied into every rank's err. */
+int dist_agree(const struct dist *d, struct dmlp_error *err);
+
+/* Broadcasts n bytes from rank root. */
+void dist_bcast(const struct dist *d, void *buf, size_t n, int root);
+
+void dist_barrier(const struct dist *d);
+
+/* Ends the whole job with a message on stderr: for failures that cannot be agreed on. */
+_Noreturn void dist_abort(const struct dist *d, int code, const char *msg);
+
+/* Host name of this process (for reports). */
+void dist_hostname(char *out, size_t n);
+
+#endif

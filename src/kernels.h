@@ -1,0 +1,63 @@
+/* kernels: the batched numerics of a dense layer (DESIGN §1) on float32 row-major arrays.
+ * OpenMP-parallel over output rows or columns only, never over a summed dimension, and the
+ * work split is a fixed tiling independent of the thread count: every output element is
+ * computed by the same instructions in the same order whatever OMP_NUM_THREADS is, so
+ * results are bit-identical across thread counts. No allocation, no MPI, no I/O.
+ * Signatures: outputs first, then inputs, sizes last. */
+#ifndef DMLP_KERNELS_H
+#define DMLP_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* C[m×n] (+)= A[m×k] · B[k×n]; leading dimensions lda, ldb, ldc (row-major).
+ * accumulate = 0 overwrites C. The sum over k runs in increasing k for every element. */
+void kernel_gemm(float *restrict C, const float *restrict A, const float *restrict B,
+                 size_t m, size_t n, size_t k, size_t lda, size_t ldb, size_t ldc,
+                 int accumulate);
+
+/* T[cols×rows] = Sᵀ for S[rows×cols]. */
+void kernel_transpose(float *restrict T, const float *restrict S, size_t rows, size_t cols);
+
+/* Z[B×out] = X[B×in] · Wᵀ + 1·bᵀ, with W [out×in] (nn.Linear layout).
+ * Wt is scratch of out*in floats (receives Wᵀ). */
+void kernel_linear_forward(float *restrict Z, float *restrict Wt, const float *restrict X,
+                           const float *restrict W, const float *restrict b,
+                           size_t batch, size_t in, size_t out);
+
+/* dW[out×in] = Gᵀ · X  and  db[out] = column sums of G, for G [B×out], X [B×in]
+ * (overwrite, not accumulate). Gt is scratch of B*out floats. Summed over the batch. */
+void kernel_linear_backward_params(float *restrict dW, float *restrict db, float *restrict Gt,
+                                   const float *restrict G, const float *restrict X,
+                                   size_t batch, size_t in, size_t out);
+
+/* dX[B×in] = G[B×out] · W[out×in]. */
+void kernel_linear_backward_input(float *restrict dX, const float *restrict G,
+                                  const float *restrict W, size_t batch, size_t in, size_t out);
+
+/* A = f(Z) elementwise over B rows of n (softmax: per row, max-subtracted). A may equal Z. */
+void kernel_activation_forward(float *A, const float *Z, enum dmlp_activation act,
+                               size_t batch, size_t n);
+
+/* G *= f'(Z) elementwise (given A = f(Z)); not for softmax (fused with cross-entropy). */
+void kernel_activation_backward(float *restrict G, const float *restrict Z,
+                                const float *restrict A, enum dmlp_activation act,
+                                size_t batch, size_t n);
+
+/* Softmax + cross-entropy, fused: given P = softmax(Z) [B×k] and labels, writes
+ * G = P − onehot(label) (per-sample gradient w.r.t. Z) and returns Σ_samples −log p_label
+ * (in double; p clamped below at FLT_MIN so the loss stays finite). */
+double kernel_softmax_xent(float *restrict G, const float *restrict P,
+                           const int32_t *restrict labels, size_t batch, size_t k);
+
+/* Squared error ℓ = Σ_k (y−t)²: writes G = 2(Y − T) (∂ℓ/∂Y) and returns Σ_samples ℓ. */
+double kernel_mse(float *restrict G, const float *restrict Y, const float *restrict T,
+                  size_t batch, size_t k);
+
+/* Number of rows whose argmax of Y [B×k] equals the label (first max wins). */
+size_t kernel_count_correct(const float *restrict Y, const int32_t *restrict labels,
+                            size_t batch, size_t k);
+
+#endif

@@ -1,0 +1,223 @@
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+int model_create(struct model **out, size_t in_dim, const struct config_layer *layers,
+                 size_t n_layers, enum dmlp_loss loss, struct dmlp_error *err)
+{
+    *out = NULL;
+    if (n_layers == 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "model: no layers");
+    if (in_dim == 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "model: input width is 0");
+    for (size_t l = 0; l < n_layers; l++) {
+        if (layers[l].units == 0)
+            return dmlp_fail(err, DMLP_ERR_INPUT, "model.layers[%zu].units: must be >= 1", l);
+        if (layers[l].activation == DMLP_ACT_SOFTMAX && l + 1 != n_layers)
+            return dmlp_fail(err, DMLP_ERR_INPUT,
+                             "model.layers[%zu].activation: softmax is allowed on the output "
+                             "layer only", l);
+    }
+    const enum dmlp_activation last = layers[n_layers - 1].activation;
+    if ((last == DMLP_ACT_SOFTMAX) != (loss == DMLP_LOSS_CROSS_ENTROPY))
+        return dmlp_fail(err, DMLP_ERR_INPUT,
+                         "loss: cross_entropy goes with a softmax output layer and only with it "
+                         "(output is %s, loss is %s)",
+                         config_activation_name(last), config_loss_name(loss));
+
+    struct model *m = calloc(1, sizeof *m);
+    if (!m || !(m->layers = calloc(n_layers, sizeof *m->layers))) {
+        free(m);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "model: out of memory");
+    }
+    m->n_layers = n_layers;
+    m->loss = loss;
+    size_t off = 0, prev = in_dim;
+    for (size_t l = 0; l < n_layers; l++) {
+        struct model_layer *L = &m->layers[l];
+        L->in = prev;
+        L->out = layers[l].units;
+        L->act = layers[l].activation;
+        L->offset = off;
+        size_t nw, tot;
+        if (dmlp_mul_size(&nw, L->out, L->in) || dmlp_add_size(&tot, dmlp_pad16(nw), L->out) ||
+            dmlp_add_size(&off, off, dmlp_pad16(tot)) || off > SIZE_MAX / sizeof(float)) {
+            model_free(&m);
+            return dmlp_fail(err, DMLP_ERR_INPUT,
+                             "model.layers[%zu]: %zu x %zu weights overflow the address space",
+                             l, L->out, L->in);
+        }
+        prev = L->out;
+    }
+    m->n_params = off;
+    m->params = dmlp_alloc_aligned(off * sizeof(float));
+    m->grads = dmlp_alloc_aligned(off * sizeof(float));
+    if (!m->params || !m->grads) {
+        model_free(&m);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "model: cannot allocate %zu parameters", off);
+    }
+    for (size_t l = 0; l < n_layers; l++) {
+        struct model_layer *L = &m->layers[l];
+        const size_t boff = L->offset + dmlp_pad16(L->out * L->in);
+        L->W = m->params + L->offset;
+        L->b = m->params + boff;
+        L->dW = m->grads + L->offset;
+        L->db = m->grads + boff;
+    }
+    *out = m;
+    return DMLP_OK;
+}
+
+static void free_workspace(struct model *m)
+{
+    for (size_t l = 0; l < m->n_layers; l++) {
+        dmlp_free_aligned(m->layers[l].Z);
+        dmlp_free_aligned(m->layers[l].A);
+        m->layers[l].Z = m->layers[l].A = NULL;
+    }
+    dmlp_free_aligned(m->scratch);
+    dmlp_free_aligned(m->G0);
+    dmlp_free_aligned(m->G1);
+    m->scratch = m->G0 = m->G1 = NULL;
+    m->max_batch = 0;
+}
+
+void model_free(struct model **mp)
+{
+    struct model *m = *mp;
+    if (!m)
+        return;
+    if (m->layers)
+        free_workspace(m);
+    dmlp_free_aligned(m->params);
+    dmlp_free_aligned(m->grads);
+    free(m->layers);
+    free(m);
+    *mp = NULL;
+}
+
+void model_init_params(struct model *m, enum dmlp_init init, struct rng *r)
+{
+    memset(m->params, 0, m->n_params * sizeof(float));
+    for (size_t l = 0; l < m->n_layers; l++) {
+        struct model_layer *L = &m->layers[l];
+        /* He: Var = 2/fan_in (for ReLU-family units); Xavier/Glorot: Var = 2/(fan_in+fan_out). */
+        const double var = init == DMLP_INIT_HE ? 2.0 / (double)L->in
+                                                : 2.0 / (double)(L->in + L->out);
+        const double sd = sqrt(var);
+        for (size_t i = 0; i < L->out * L->in; i++)
+            L->W[i] = (float)(sd * rng_normal(r));
+    }
+}
+
+int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err)
+{
+    if (max_batch <= m->max_batch)
+        return DMLP_OK;
+    free_workspace(m);
+    size_t widest = 0, scratch = 0;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const struct model_layer *L = &m->layers[l];
+        widest = L->out > widest ? L->out : widest;
+        widest = L->in > widest ? L->in : widest;
+        size_t a, b;
+        if (dmlp_mul_size(&a, L->out, L->in) || dmlp_mul_size(&b, max_batch, L->out))
+            goto overflow;
+        scratch = a > scratch ? a : scratch;
+        scratch = b > scratch ? b : scratch;
+    }
+    size_t gsz, bytes;
+    if (dmlp_mul_size(&gsz, max_batch, widest) || dmlp_mul_size(&bytes, gsz, sizeof(float)) ||
+        dmlp_mul_size(&bytes, scratch, sizeof(float)))
+        goto overflow;
+    m->scratch = dmlp_alloc_aligned(scratch * sizeof(float));
+    m->G0 = dmlp_alloc_aligned(gsz * sizeof(float));
+    m->G1 = dmlp_alloc_aligned(gsz * sizeof(float));
+    int ok = m->scratch && m->G0 && m->G1;
+    for (size_t l = 0; ok && l < m->n_layers; l++) {
+        struct model_layer *L = &m->layers[l];
+        L->Z = dmlp_alloc_aligned(max_batch * L->out * sizeof(float));
+        L->A = dmlp_alloc_aligned(max_batch * L->out * sizeof(float));
+        ok = L->Z && L->A;
+    }
+    if (!ok) {
+        free_workspace(m);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME,
+                         "model: cannot allocate the workspace for a batch of %zu", max_batch);
+    }
+    m->max_batch = max_batch;
+    return DMLP_OK;
+overflow:
+    return dmlp_fail(err, DMLP_ERR_INPUT,
+                     "model: a batch of %zu rows overflows the workspace size", max_batch);
+}
+
+size_t model_output_dim(const struct model *m) { return m->layers[m->n_layers - 1].out; }
+size_t model_input_dim(const struct model *m) { return m->layers[0].in; }
+
+const float *model_forward(struct model *m, const float *X, size_t batch)
+{
+    const float *in = X;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        struct model_layer *L = &m->layers[l];
+        kernel_linear_forward(L->Z, m->scratch, in, L->W, L->b, batch, L->in, L->out);
+        kernel_activation_forward(L->A, L->Z, L->act, batch, L->out);
+        in = L->A;
+    }
+    return in;
+}
+
+double model_loss(struct model *m, const int32_t *labels, const float *targets, size_t batch,
+                  int want_grad)
+{
+    struct model_layer *L = &m->layers[m->n_layers - 1];
+    double loss;
+    if (m->loss == DMLP_LOSS_CROSS_ENTROPY) {
+        /* Softmax + cross-entropy fuse to G = P − T. */
+        loss = kernel_softmax_xent(m->G0, L->A, labels, batch, L->out);
+    } else {
+        /* G = ∂ℓ/∂Y ⊙ f'(Z) with ∂ℓ/∂Y = 2(Y − T). */
+        loss = kernel_mse(m->G0, L->A, targets, batch, L->out);
+        if (want_grad)
+            kernel_activation_backward(m->G0, L->Z, L->A, L->act, batch, L->out);
+    }
+    return loss;
+}
+
+void model_backward(struct model *m, const float *X, size_t batch)
+{
+    float *G = m->G0, *Gnext = m->G1;
+    for (size_t l = m->n_layers; l-- > 0;) {
+        struct model_layer *L = &m->layers[l];
+        const float *in = l ? m->layers[l - 1].A : X;
+        kernel_linear_backward_params(L->dW, L->db, m->scratch, G, in, batch, L->in, L->out);
+        if (l == 0)
+            break;
+        /* G_{l-1} = (G_l · W_l) ⊙ f'_{l-1}(Z_{l-1}) */
+        const struct model_layer *P = &m->layers[l - 1];
+        kernel_linear_backward_input(Gnext, G, L->W, batch, L->in, L->out);
+        kernel_activation_backward(Gnext, P->Z, P->A, P->act, batch, P->out);
+        float *t = G;
+        G = Gnext;
+        Gnext = t;
+    }
+}
+
+double model_train_batch(struct model *m, const float *X, const int32_t *labels,
+                         const float *targets, size_t batch, size_t *correct)
+{
+    if (batch == 0) {
+        memset(m->grads, 0, m->n_params * sizeof(float));
+        return 0.0;
+    }
+    const float *Y = model_forward(m, X, batch);
+    if (labels && correct)
+        *correct += kernel_count_correct(Y, labels, batch, model_output_dim(m));
+    const double loss = model_loss(m, labels, targets, batch, 1);
+    model_backward(m, X, batch);
+    return loss;
+}

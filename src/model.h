@@ -1,0 +1,73 @@
+/* model: a stack of dense layers (DESIGN §1) whose parameters and gradients live in one
+ * flat, 64-byte-aligned buffer each, with per-layer views (every view starts on a cache
+ * line). Forward, loss and backward over a batch using the kernels; workspace for up to
+ * max_batch rows is allocated once by model_reserve, so a step allocates nothing.
+ * Never touches MPI or HDF5. */
+#ifndef DMLP_MODEL_H
+#define DMLP_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "rng.h"
+#include "util.h"
+
+struct model_layer {
+    size_t in, out;
+    enum dmlp_activation act;
+    float *W, *b;       /* views into model.params: W [out×in], b [out] */
+    float *dW, *db;     /* the same views into model.grads */
+    size_t offset;      /* offset of W in the flat buffers (in floats); b follows padded */
+    /* workspace, [max_batch × out] each */
+    float *Z, *A;
+};
+
+struct model {
+    size_t n_layers;
+    struct model_layer *layers;
+    enum dmlp_loss loss;
+    size_t n_params;    /* length of params/grads in floats, padding included */
+    float *params;
+    float *grads;
+    size_t max_batch;   /* rows the workspace holds; 0 before model_reserve */
+    float *scratch;     /* transposes: max(out*in, max_batch*out) floats */
+    float *G0, *G1;     /* ∂ℓ/∂Z ping-pong buffers, [max_batch × max width] */
+};
+
+/* Builds a model for inputs of width in_dim with the given layers; parameters zero.
+ * Checks the loss/activation combination and that no buffer size overflows. */
+int model_create(struct model **out, size_t in_dim, const struct config_layer *layers,
+                 size_t n_layers, enum dmlp_loss loss, struct dmlp_error *err);
+void model_free(struct model **m);
+
+/* He (N(0, 2/in)) or Xavier (N(0, 2/(in+out))) weights, zero biases, drawn from r. */
+void model_init_params(struct model *m, enum dmlp_init init, struct rng *r);
+
+/* Allocates the per-batch workspace for up to max_batch rows (idempotent if smaller). */
+int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err);
+
+/* Width of the output layer. */
+size_t model_output_dim(const struct model *m);
+size_t model_input_dim(const struct model *m);
+
+/* Forward pass over X [batch × in]; returns the output activations [batch × out]
+ * (a view into the workspace, valid until the next call). batch <= max_batch. */
+const float *model_forward(struct model *m, const float *X, size_t batch);
+
+/* Loss of the last forward pass and, if want_grad, its gradient at the output
+ * pre-activation stored for model_backward. Exactly one of labels/targets is used
+ * (labels for cross_entropy, targets for mse). Returns Σ over samples of ℓ (double). */
+double model_loss(struct model *m, const int32_t *labels, const float *targets, size_t batch,
+                  int want_grad);
+
+/* Backward pass after model_forward + model_loss(want_grad): writes the SUM over the
+ * batch's samples of ∂ℓ/∂θ into m->grads (overwriting). X is the forward input. */
+void model_backward(struct model *m, const float *X, size_t batch);
+
+/* Convenience: forward + loss + backward; zero grads when batch == 0. Returns Σℓ and
+ * adds the number of correctly classified samples to *correct (if labels given). */
+double model_train_batch(struct model *m, const float *X, const int32_t *labels,
+                         const float *targets, size_t batch, size_t *correct);
+
+#endif

@@ -1,0 +1,64 @@
+/* train: the data-parallel training loop of DESIGN §2 and the evaluation that goes with
+ * it. Every rank holds the whole training set (replicated placement), visits epoch e in
+ * the order of a permutation drawn from (seed, e), takes the r-th contiguous slice of each
+ * global batch, sums its per-sample gradients, joins one allreduce over the flat gradient
+ * buffer, divides by the step's global sample count and applies the same update. Steps per
+ * epoch come from global counts, so every rank enters every collective. */
+#ifndef DMLP_TRAIN_H
+#define DMLP_TRAIN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "dataset.h"
+#include "dist.h"
+#include "model.h"
+#include "util.h"
+
+struct train_options {
+    const char *resume;     /* NULL, "auto" or a checkpoint path */
+    const char *init_from;  /* NULL or a checkpoint whose /layers start training */
+    FILE *log;              /* rank 0's progress lines; NULL for silence */
+    int save_checkpoints;   /* 0: write none (tests); 1: as the config says */
+};
+
+struct train_result {
+    struct model *model;    /* the trained network (caller frees with model_free) */
+    uint64_t steps;         /* global steps taken in total (resumed ones included) */
+    uint64_t epochs_done;
+    double train_loss;      /* last epoch's mean training loss */
+    double train_accuracy;  /* last epoch's training accuracy (classifiers; else NaN) */
+    double test_accuracy;   /* after the last epoch, when data.test is set; else NaN */
+    char checkpoint[4096];  /* the last checkpoint written, or "" */
+};
+
+/* Runs training as cfg says. config_yaml is stored in checkpoints. Collective over d:
+ * every rank must call it, and every rank returns the same status. */
+int train_run(const struct dist *d, const struct config *cfg, const char *config_yaml,
+              const struct train_options *opt, struct train_result *res,
+              struct dmlp_error *err);
+
+struct eval_result {
+    uint64_t samples;
+    double loss;            /* mean per-sample loss */
+    uint64_t correct;       /* classifiers */
+    double accuracy;        /* correct / samples for classifiers, else NaN */
+};
+
+/* Evaluates m on ds split across the ranks of d (contiguous slices, integer counts and
+ * double sums reduced), so the accuracy is identical for any rank count. Collective. */
+int train_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
+                   struct eval_result *res, struct dmlp_error *err);
+
+/* Checks that ds fits m and its loss: width D == input width; labels for cross_entropy
+ * (every label < output width), targets of the output width for mse. what names the data
+ * in messages (e.g. the file path). */
+int train_check_data(const struct model *m, const struct dataset *ds, const char *what,
+                     struct dmlp_error *err);
+
+/* The r-th of n contiguous slices of count items: slices differ by at most one item, the
+ * first count % n slices being one longer. */
+void train_slice(uint64_t count, int n, int r, uint64_t *offset, uint64_t *len);
+
+#endif

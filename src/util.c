@@ -1,0 +1,125 @@
+#define _POSIX_C_SOURCE 200809L
+#include "util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int dmlp_fail(struct dmlp_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+void dmlp_error_prefix(struct dmlp_error *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    char prefix[512], old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    /* Compose in a buffer large enough for both, then truncate into msg. */
+    char both[sizeof prefix + sizeof old + 2];
+    snprintf(both, sizeof both, "%s: %s", prefix, old);
+    size_t len = strlen(both);
+    if (len >= sizeof err->msg)
+        len = sizeof err->msg - 1;
+    memcpy(err->msg, both, len);
+    err->msg[len] = '\0';
+}
+
+void dmlp_error_clear(struct dmlp_error *err)
+{
+    if (err) {
+        err->code = DMLP_OK;
+        err->msg[0] = '\0';
+    }
+}
+
+void *dmlp_alloc_aligned(size_t n)
+{
+    if (n == 0 || n > SIZE_MAX - 63)
+        return NULL;
+    size_t bytes = (n + 63u) & ~(size_t)63u;
+    void *p = aligned_alloc(64, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+void dmlp_free_aligned(void *p) { free(p); }
+
+int dmlp_mul_size(size_t *out, size_t a, size_t b)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return -1;
+    *out = a * b;
+    return 0;
+}
+
+int dmlp_add_size(size_t *out, size_t a, size_t b)
+{
+    if (b > SIZE_MAX - a)
+        return -1;
+    *out = a + b;
+    return 0;
+}
+
+int dmlp_parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int dmlp_parse_i64(const char *s, int64_t *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+int dmlp_parse_double(const char *s, double *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+double dmlp_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

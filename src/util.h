@@ -1,0 +1,56 @@
+/* util: error reporting, exit codes, aligned allocation and overflow-checked sizes.
+ * Owns nothing global. Never calls exit(), never touches MPI or HDF5. */
+#ifndef DMLP_UTIL_H
+#define DMLP_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DMLP_VERSION "0.1.0"
+
+/* Exit codes of DESIGN §5; also the status codes every fallible function returns. */
+enum dmlp_status {
+    DMLP_OK = 0,
+    DMLP_ERR_RUNTIME = 1, /* something failed while running (I/O, memory, numerics) */
+    DMLP_ERR_INPUT = 2,   /* bad usage, config or input file */
+    DMLP_STOPPED = 75     /* stopped by a signal after writing a checkpoint */
+};
+
+/* An error: a status code and a message that names the file, key or value at fault. */
+struct dmlp_error {
+    int code;
+    char msg[1024];
+};
+
+/* Fills err (if not NULL) with code and a printf-formatted message; returns code. */
+int dmlp_fail(struct dmlp_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prepends "prefix: " to an existing message (for adding file names on the way up). */
+void dmlp_error_prefix(struct dmlp_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+void dmlp_error_clear(struct dmlp_error *err);
+
+/* 64-byte aligned, zeroed allocation of n bytes (n rounded up); NULL on failure or n == 0. */
+void *dmlp_alloc_aligned(size_t n);
+void dmlp_free_aligned(void *p);
+
+/* *out = a * b; returns 0, or -1 when the product overflows size_t. */
+int dmlp_mul_size(size_t *out, size_t a, size_t b);
+/* *out = a + b; returns 0, or -1 on overflow. */
+int dmlp_add_size(size_t *out, size_t a, size_t b);
+
+/* Rounds n up to a multiple of 16 floats (64 bytes), so every view into a flat
+ * buffer starts on a cache line. */
+static inline size_t dmlp_pad16(size_t n) { return (n + 15u) & ~(size_t)15u; }
+
+/* Parses a whole string as a number; returns 0 on success, -1 on junk or range error. */
+int dmlp_parse_u64(const char *s, uint64_t *out);
+int dmlp_parse_i64(const char *s, int64_t *out);
+int dmlp_parse_double(const char *s, double *out);
+
+/* Monotonic wall-clock seconds. */
+double dmlp_now(void);
+
+#endif

@@ -1,0 +1,291 @@
+/* Command-line tests: the dmlp binary run as a user runs it, alone and under mpirun:
+ * usage errors and exit codes, import idx, train on the shipped XOR config (it must learn
+ * XOR), train a classifier on 2 ranks, eval --json identical at 1 and 3 ranks, inspect,
+ * --resume auto, --init-from, and config errors that name the key. */
+#define _POSIX_C_SOURCE 200809L
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "checkpoint.h"
+#include "dataset.h"
+#include "model.h"
+#include "rng.h"
+#include "testutil.h"
+
+#define MPIRUN DMLP_MPIEXEC " --oversubscribe --bind-to none -np "
+
+static char g_dir[512];
+static char g_out[1 << 16];
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = tu_run_cmd(cmd, g_out, sizeof g_out);
+    printf("\n    $ %s  -> %d\n", cmd, rc);
+    return rc;
+}
+
+static int has(const char *needle)
+{
+    if (strstr(g_out, needle))
+        return 1;
+    printf("    output lacks '%s':\n%s\n", needle, g_out);
+    return 0;
+}
+
+static void test_usage_and_exit_codes(void)
+{
+    CU_ASSERT_EQUAL(run("%s --help", DMLP_BINARY), 0);
+    CU_ASSERT(has("usage: dmlp <command>"));
+    CU_ASSERT_EQUAL(run("%s", DMLP_BINARY), 2);
+    CU_ASSERT(has("missing command"));
+    CU_ASSERT_EQUAL(run("%s frobnicate", DMLP_BINARY), 2);
+    CU_ASSERT(has("unknown command 'frobnicate'"));
+    CU_ASSERT_EQUAL(run("%s train --help", DMLP_BINARY), 0);
+    CU_ASSERT(has("--resume PATH|auto"));
+    CU_ASSERT_EQUAL(run("%s eval --help", DMLP_BINARY), 0);
+    CU_ASSERT(has("--checkpoint PATH"));
+    CU_ASSERT_EQUAL(run("%s import --help", DMLP_BINARY), 0);
+    CU_ASSERT_EQUAL(run("%s inspect --help", DMLP_BINARY), 0);
+    CU_ASSERT_EQUAL(run("%s train", DMLP_BINARY), 2);
+    CU_ASSERT(has("missing CONFIG.yaml"));
+    CU_ASSERT_EQUAL(run("%s train x.yaml --frob", DMLP_BINARY), 2);
+    CU_ASSERT(has("unknown option '--frob'"));
+    CU_ASSERT_EQUAL(run("%s train /nonexistent.yaml", DMLP_BINARY), 2);
+    CU_ASSERT(has("/nonexistent.yaml"));
+    CU_ASSERT_EQUAL(run("%s eval --data x.h5", DMLP_BINARY), 2);
+    CU_ASSERT(has("--checkpoint and --data are required"));
+    CU_ASSERT_EQUAL(run("%s --version", DMLP_BINARY), 0);
+    CU_ASSERT(has("dmlp "));
+}
+
+/* Writes big-endian IDX files through zlib (gzip). */
+static void put_be32(gzFile f, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    gzwrite(f, b, 4);
+}
+
+static void test_import_idx(void)
+{
+    char img[700], lab[700], out[700];
+    snprintf(img, sizeof img, "%s/img.gz", g_dir);
+    snprintf(lab, sizeof lab, "%s/lab.gz", g_dir);
+    snprintf(out, sizeof out, "%s/idx.h5", g_dir);
+    gzFile f = gzopen(img, "wb");
+    put_be32(f, 0x803);
+    put_be32(f, 3);
+    put_be32(f, 2);
+    put_be32(f, 2);
+    unsigned char px[12] = {0, 255, 51, 102, 1, 2, 3, 4, 200, 100, 50, 25};
+    gzwrite(f, px, sizeof px);
+    gzclose(f);
+    f = gzopen(lab, "wb");
+    put_be32(f, 0x801);
+    put_be32(f, 3);
+    unsigned char ls[3] = {7, 0, 9};
+    gzwrite(f, ls, 3);
+    gzclose(f);
+    CU_ASSERT_EQUAL(run(MPIRUN "2 %s import idx --images %s --labels %s --output %s",
+                        DMLP_BINARY, img, lab, out), 0);
+    struct dataset *ds = NULL;
+    struct dmlp_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(dataset_read(&ds, out, &e), DMLP_OK);
+    CU_ASSERT_EQUAL(ds->n, 3);
+    CU_ASSERT_EQUAL(ds->d, 4);
+    CU_ASSERT_EQUAL(ds->k, 10);
+    for (size_t i = 0; i < 12; i++)
+        CU_ASSERT_DOUBLE_EQUAL(ds->features[i], px[i] / 255.0, 1e-7);
+    CU_ASSERT_EQUAL(ds->labels[0], 7);
+    CU_ASSERT_EQUAL(ds->labels[2], 9);
+    dataset_free(&ds);
+    CU_ASSERT_EQUAL(run("%s inspect %s", DMLP_BINARY, out), 0);
+    CU_ASSERT(has("[3, 4]"));
+    /* images and labels swapped: a clear error naming the file, exit 2 */
+    CU_ASSERT_EQUAL(run("%s import idx --images %s --labels %s --output %s/bad.h5",
+                        DMLP_BINARY, lab, img, g_dir), 2);
+    CU_ASSERT(has(lab));
+}
+
+static void make_xor(const char *path)
+{
+    struct dataset *ds;
+    struct dmlp_error e = {0};
+    dataset_alloc(&ds, 4, 2, 1, 0, &e);
+    for (int i = 0; i < 4; i++) {
+        ds->features[2 * i] = (float)(i >> 1);
+        ds->features[2 * i + 1] = (float)(i & 1);
+        ds->targets[i] = (float)((i >> 1) ^ (i & 1));
+    }
+    CU_ASSERT_EQUAL(dataset_write(ds, path, &e), DMLP_OK);
+    dataset_free(&ds);
+}
+
+static void test_xor_learns(void)
+{
+    char data[700], runs[700], latest[800];
+    snprintf(data, sizeof data, "%s/xor.h5", g_dir);
+    snprintf(runs, sizeof runs, "%s/xor-run", g_dir);
+    make_xor(data);
+    CU_ASSERT_EQUAL(run("%s train %s/configs/xor.yaml --set data.train=%s --set checkpoint.dir=%s",
+                        DMLP_BINARY, DMLP_SOURCE_DIR, data, runs), 0);
+    snprintf(latest, sizeof latest, "%s/latest.h5", runs);
+    /* The trained network's outputs round to XOR of the inputs. */
+    size_t in_dim, n;
+    struct config_layer *ls = NULL;
+    enum dmlp_loss loss;
+    struct model *m = NULL;
+    struct dmlp_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(checkpoint_read_network(latest, &in_dim, &ls, &n, &loss, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(model_create(&m, in_dim, ls, n, loss, &e), 0);
+    CU_ASSERT_EQUAL(checkpoint_load_layers(latest, m, &e), 0);
+    model_reserve(m, 4, &e);
+    const float X[8] = {0, 0, 0, 1, 1, 0, 1, 1};
+    const float *Y = model_forward(m, X, 4);
+    for (int i = 0; i < 4; i++) {
+        printf("    xor(%g, %g) = %.4f\n", X[2 * i], X[2 * i + 1], Y[i]);
+        CU_ASSERT(fabsf(Y[i] - (float)((i >> 1) ^ (i & 1))) < 0.2f);
+    }
+    model_free(&m);
+    free(ls);
+    CU_ASSERT_EQUAL(run("%s eval --checkpoint %s --data %s --json", DMLP_BINARY, latest, data),
+                    0);
+    CU_ASSERT(has("\"samples\": 4"));
+    /* a labels-free set has no accuracy */
+    CU_ASSERT(strstr(g_out, "accuracy") == NULL);
+}
+
+static void make_blobs(const char *path, size_t n, uint64_t seed)
+{
+    struct dataset *ds;
+    struct dmlp_error e = {0};
+    const size_t d = 6, k = 3;
+    dataset_alloc(&ds, n, d, k, 1, &e);
+    struct rng r;
+    rng_seed(&r, seed, 1);
+    for (size_t i = 0; i < n; i++) {
+        const int32_t c = (int32_t)(i % k);
+        ds->labels[i] = c;
+        for (size_t j = 0; j < d; j++)
+            ds->features[i * d + j] = (float)(0.6 * rng_normal(&r) + (j == (size_t)c ? 2.0 : 0));
+    }
+    CU_ASSERT_EQUAL(dataset_write(ds, path, &e), DMLP_OK);
+    dataset_free(&ds);
+}
+
+static void test_classifier_mpi_train_eval_resume(void)
+{
+    char train[700], test[700], cfg[700], runs[700], yaml[4096], latest[800];
+    snprintf(train, sizeof train, "%s/blobs-train.h5", g_dir);
+    snprintf(test, sizeof test, "%s/blobs-test.h5", g_dir);
+    snprintf(cfg, sizeof cfg, "%s/blobs.yaml", g_dir);
+    snprintf(runs, sizeof runs, "%s/blobs-run", g_dir);
+    snprintf(latest, sizeof latest, "%s/latest.h5", runs);
+    make_blobs(train, 301, 1);
+    make_blobs(test, 97, 2);
+    snprintf(yaml, sizeof yaml,
+             "model:\n  layers:\n    - {units: 16, activation: relu}\n"
+             "    - {units: 3, activation: softmax}\n"
+             "loss: cross_entropy\n"
+             "optimizer: {name: sgd, lr: 0.1, momentum: 0.9}\n"
+             "data: {train: %s, test: %s}\n"
+             "training: {epochs: 3, batch_size: 32, seed: 3}\n"
+             "checkpoint: {dir: %s, every_epochs: 1, keep_last: 2}\n",
+             train, test, runs);
+    tu_write_file(cfg, yaml);
+
+    CU_ASSERT_EQUAL(run(MPIRUN "2 %s train %s --resume auto", DMLP_BINARY, cfg), 0);
+    CU_ASSERT(has("no checkpoint in"));
+    CU_ASSERT(has("2 ranks"));
+    CU_ASSERT(has("epoch    3/3"));
+    CU_ASSERT(has("test_acc"));
+    CU_ASSERT(has("samples/s"));
+    CU_ASSERT(has("checkpoint: "));
+    struct stat sb;
+    CU_ASSERT_EQUAL(stat(latest, &sb), 0);
+
+    /* eval: the same numbers for 1 and 3 ranks */
+    char one[4096], three[4096];
+    CU_ASSERT_EQUAL(run("%s eval --checkpoint %s --data %s --json 2>/dev/null", DMLP_BINARY,
+                        latest, test), 0);
+    snprintf(one, sizeof one, "%.4000s", g_out);
+    CU_ASSERT(has("\"accuracy\": "));
+    CU_ASSERT_EQUAL(run(MPIRUN "3 %s eval --checkpoint %s --data %s --json 2>/dev/null",
+                        DMLP_BINARY, latest, test), 0);
+    snprintf(three, sizeof three, "%.4000s", g_out);
+    const char *a1 = strstr(one, "\"correct\""), *a3 = strstr(three, "\"correct\"");
+    CU_ASSERT(a1 && a3);
+    if (a1 && a3) {
+        CU_ASSERT_EQUAL(strncmp(a1, a3, 40), 0);
+        double acc = atof(strstr(a1, "\"accuracy\": ") + 12);
+        printf("    test accuracy %.4f\n", acc);
+        CU_ASSERT(acc > 0.9); /* blobs 2σ apart per axis: well separated */
+    }
+
+    /* inspect the checkpoint */
+    CU_ASSERT_EQUAL(run("%s inspect %s", DMLP_BINARY, latest), 0);
+    CU_ASSERT(has("weight [16, 6]"));
+    CU_ASSERT(has("weight [3, 16]"));
+    CU_ASSERT(has("softmax"));
+    CU_ASSERT(has("step "));
+
+    /* resume auto with raised epochs continues from epoch 3 */
+    CU_ASSERT_EQUAL(run(MPIRUN "3 %s train %s --resume auto --set training.epochs=4",
+                        DMLP_BINARY, cfg), 0);
+    CU_ASSERT(has("resumed from"));
+    CU_ASSERT(has("epoch    4/4"));
+    CU_ASSERT(strstr(g_out, "epoch    1/4") == NULL);
+
+    /* a different network cannot resume */
+    CU_ASSERT_EQUAL(run("%s train %s --resume auto --set model.layers[0].units=8",
+                        DMLP_BINARY, cfg), 2);
+    CU_ASSERT(has("/layers/0/weight"));
+
+    /* --init-from with the same network */
+    char runs2[800];
+    snprintf(runs2, sizeof runs2, "%s2", runs);
+    CU_ASSERT_EQUAL(run("%s train %s --init-from %s --set checkpoint.dir=%s "
+                        "--set training.epochs=1", DMLP_BINARY, cfg, latest, runs2), 0);
+    CU_ASSERT(has("initialised /layers from"));
+
+    /* a bad --set names the key; nothing is written */
+    CU_ASSERT_EQUAL(run(MPIRUN "2 %s train %s --set optimizer.lrr=1", DMLP_BINARY, cfg), 2);
+    CU_ASSERT(has("lrr"));
+    /* a missing data file names it, on 2 ranks, exit 2, printed once */
+    CU_ASSERT_EQUAL(run(MPIRUN "2 %s train %s --set data.test=%s/none.h5", DMLP_BINARY, cfg,
+                        g_dir), 2);
+    CU_ASSERT(has("none.h5"));
+}
+
+static CU_TestInfo cli_tests[] = {
+    {"usage, help and exit codes", test_usage_and_exit_codes},
+    {"import idx (gzip) under mpirun", test_import_idx},
+    {"configs/xor.yaml learns XOR", test_xor_learns},
+    {"classifier: train on 2 ranks, eval, inspect, resume", test_classifier_mpi_train_eval_resume},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+    {"cli", NULL, NULL, NULL, NULL, cli_tests},
+    CU_SUITE_INFO_NULL,
+};
+
+int main(void)
+{
+    tu_mkdtemp(g_dir, sizeof g_dir, "cli");
+    int rc = tu_run(suites);
+    tu_rmtree(g_dir);
+    return rc;
+}

@@ -1,0 +1,369 @@
+/* MPI tests, run by ctest at 1, 2 and 3 ranks: the data-parallel semantics of DESIGN §2.
+ * - the trajectory does not depend on the rank count: every rank also trains alone (on
+ *   MPI_COMM_SELF) and the weights must agree within 1e-5, with uneven slices, a short
+ *   last batch and, at 2 and 3 ranks, ranks whose slice of the last batch is empty;
+ * - evaluation counts are identical for any rank count;
+ * - weights are bit-identical for 1 and 2 OpenMP threads at a fixed rank count;
+ * - 4 epochs equal 2 epochs + resume for 2 (and a mid-epoch stop + resume) bit for bit;
+ * - a failure on one rank is agreed on by all.
+ * Every rank runs every test (they contain collectives); failure counts are reduced. */
+#define _POSIX_C_SOURCE 200809L
+#include <CUnit/Basic.h>
+#include <math.h>
+#include <mpi.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "dataset.h"
+#include "dist.h"
+#include "model.h"
+#include "rng.h"
+#include "testutil.h"
+#include "train.h"
+
+static int g_rank, g_size;
+static char g_dir[512];        /* scratch directory shared by all ranks (same host) */
+static char g_data[600];       /* 103 samples: batch 10 leaves a last batch of 3 */
+static char g_data_short[600]; /* 101 samples: the last batch has 1 sample */
+
+/* A separable-ish synthetic classification set: labels from a random linear teacher. */
+static int make_dataset(const char *path, size_t n, size_t d, size_t k, uint64_t seed)
+{
+    struct dataset *ds;
+    struct dmlp_error e = {0};
+    if (dataset_alloc(&ds, n, d, k, 1, &e))
+        return -1;
+    struct rng r;
+    rng_seed(&r, seed, 99);
+    double *teacher = malloc(k * d * sizeof *teacher);
+    for (size_t i = 0; i < k * d; i++)
+        teacher[i] = rng_normal(&r);
+    for (size_t i = 0; i < n; i++) {
+        double best = -INFINITY;
+        for (size_t j = 0; j < d; j++)
+            ds->features[i * d + j] = (float)rng_normal(&r);
+        for (size_t c = 0; c < k; c++) {
+            double s = 0;
+            for (size_t j = 0; j < d; j++)
+                s += teacher[c * d + j] * ds->features[i * d + j];
+            if (s > best) {
+                best = s;
+                ds->labels[i] = (int32_t)c;
+            }
+        }
+    }
+    free(teacher);
+    int rc = dataset_write(ds, path, &e);
+    if (rc)
+        fprintf(stderr, "make_dataset: %s\n", e.msg);
+    dataset_free(&ds);
+    return rc;
+}
+
+static struct config *load_cfg(const char *data, const char *extra_sets)
+{
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml,
+             "model:\n"
+             "  layers:\n"
+             "    - {units: 17, activation: tanh}\n"
+             "    - {units: 9, activation: relu}\n"
+             "    - {units: 4, activation: softmax}\n"
+             "  init: he\n"
+             "loss: cross_entropy\n"
+             "optimizer: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 0.0001}\n"
+             "data: {train: %s, shuffle: true}\n"
+             "training: {epochs: 3, batch_size: 10, seed: 7}\n"
+             "checkpoint: {dir: %s/ck, every_epochs: 1, keep_last: 2}\n",
+             data, g_dir);
+    const char *sets[4];
+    size_t n_sets = 0;
+    char buf[512];
+    if (extra_sets) {
+        snprintf(buf, sizeof buf, "%s", extra_sets);
+        for (char *tok = strtok(buf, " "); tok && n_sets < 4; tok = strtok(NULL, " "))
+            sets[n_sets++] = tok;
+    }
+    struct config *cfg = NULL;
+    struct dmlp_error e = {0};
+    if (config_load_string(&cfg, yaml, strlen(yaml), "test.yaml", sets, n_sets, &e))
+        fprintf(stderr, "config: %s\n", e.msg);
+    return cfg;
+}
+
+/* Trains cfg over d; returns the model (NULL on failure). */
+static struct model *train(const struct dist *d, const struct config *cfg, const char *resume,
+                           int save)
+{
+    struct train_options opt = {.resume = resume, .log = NULL, .save_checkpoints = save};
+    struct train_result res;
+    struct dmlp_error e = {0};
+    char *yaml = NULL;
+    config_to_yaml(cfg, &yaml, &e);
+    int rc = train_run(d, cfg, yaml, &opt, &res, &e);
+    free(yaml);
+    if (rc) {
+        fprintf(stderr, "rank %d: train failed: %s\n", g_rank, e.msg);
+        return NULL;
+    }
+    return res.model;
+}
+
+/* max |a − b| / max |a| over the parameters. */
+static double max_rel_diff(const struct model *a, const struct model *b)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a->n_params; i++) {
+        num = fmax(num, fabs((double)a->params[i] - (double)b->params[i]));
+        den = fmax(den, fabs((double)a->params[i]));
+    }
+    return den > 0 ? num / den : num;
+}
+
+static void check_n_invariance(const char *data)
+{
+    struct dist *world, *self;
+    struct dmlp_error e = {0};
+    dist_create_world(&world, &e);
+    dist_create_self(&self, &e);
+    struct config *cfg = load_cfg(data, NULL);
+    CU_ASSERT_PTR_NOT_NULL(cfg);
+    struct model *mw = cfg ? train(world, cfg, NULL, 0) : NULL;
+    struct model *ms = cfg ? train(self, cfg, NULL, 0) : NULL;
+    CU_ASSERT_PTR_NOT_NULL(mw);
+    CU_ASSERT_PTR_NOT_NULL(ms);
+    if (mw && ms) {
+        /* Only the float summation order differs between n ranks and one: the allreduce
+         * adds n partial sums instead of one running sum. Over 33 steps that stays far
+         * below 1e-5 of the largest weight. */
+        const double rel = max_rel_diff(ms, mw);
+        if (g_rank == 0)
+            printf("\n    %d ranks vs 1: max relative weight difference %.3g\n", g_size, rel);
+        CU_ASSERT(rel <= 1e-5);
+        /* Training must actually have moved the weights. */
+        struct model *init = NULL;
+        model_create(&init, mw->layers[0].in, cfg->model.layers, cfg->model.n_layers,
+                     cfg->loss, &e);
+        struct rng r;
+        rng_seed(&r, cfg->training.seed, 0);
+        model_init_params(init, cfg->model.init, &r);
+        CU_ASSERT(max_rel_diff(init, mw) > 1e-2);
+        model_free(&init);
+    }
+    model_free(&mw);
+    model_free(&ms);
+    config_free(&cfg);
+    dist_free(&world);
+    dist_free(&self);
+}
+
+static void test_n_invariance_uneven(void) { check_n_invariance(g_data); }
+static void test_n_invariance_empty_slices(void) { check_n_invariance(g_data_short); }
+
+static void test_eval_identical_across_ranks(void)
+{
+    struct dist *world, *self;
+    struct dmlp_error e = {0};
+    dist_create_world(&world, &e);
+    dist_create_self(&self, &e);
+    struct config *cfg = load_cfg(g_data, "training.epochs=1");
+    struct model *m = cfg ? train(self, cfg, NULL, 0) : NULL;
+    struct dataset *ds = NULL;
+    const int ok = dataset_read(&ds, g_data, &e) == DMLP_OK && m;
+    CU_ASSERT(ok);
+    if (!ok) { /* every rank reads the same local file: a failure here is everywhere */
+        model_free(&m);
+        config_free(&cfg);
+        dist_free(&world);
+        dist_free(&self);
+        return;
+    }
+    struct eval_result rw, rs;
+    CU_ASSERT_EQUAL(train_evaluate(world, m, ds, &rw, &e), DMLP_OK);
+    CU_ASSERT_EQUAL(train_evaluate(self, m, ds, &rs, &e), DMLP_OK);
+    CU_ASSERT_EQUAL(rw.samples, 103);
+    CU_ASSERT_EQUAL(rs.samples, 103);
+    CU_ASSERT_EQUAL(rw.correct, rs.correct);
+    CU_ASSERT_EQUAL(rw.accuracy, rs.accuracy);
+    CU_ASSERT(fabs(rw.loss - rs.loss) <= 1e-12 * fabs(rs.loss));
+    /* The counts against a direct, unsplit count. */
+    const float *Y = NULL;
+    size_t correct = 0;
+    for (size_t i = 0; i < ds->n; i++) {
+        Y = model_forward(m, ds->features + i * ds->d, 1);
+        size_t best = 0;
+        for (size_t j = 1; j < 4; j++)
+            if (Y[j] > Y[best])
+                best = j;
+        correct += best == (size_t)ds->labels[i];
+    }
+    CU_ASSERT_EQUAL(rw.correct, correct);
+    dataset_free(&ds);
+    model_free(&m);
+    config_free(&cfg);
+    dist_free(&world);
+    dist_free(&self);
+}
+
+static void test_threads_bit_identical(void)
+{
+    struct dist *world;
+    struct dmlp_error e = {0};
+    dist_create_world(&world, &e);
+    struct config *cfg = load_cfg(g_data, "model.layers[0].units=70");
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    struct model *m1 = train(world, cfg, NULL, 0);
+    omp_set_num_threads(2);
+    struct model *m2 = train(world, cfg, NULL, 0);
+    omp_set_num_threads(saved);
+    CU_ASSERT(m1 && m2);
+    if (m1 && m2)
+        CU_ASSERT_EQUAL(memcmp(m1->params, m2->params, m1->n_params * sizeof(float)), 0);
+    model_free(&m1);
+    model_free(&m2);
+    config_free(&cfg);
+    dist_free(&world);
+}
+
+static void rmtree_rank0(const char *path)
+{
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (g_rank == 0)
+        tu_rmtree(path);
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+static void test_resume_bit_identical(void)
+{
+    struct dist *world;
+    struct dmlp_error e = {0};
+    dist_create_world(&world, &e);
+    char ck[700];
+    snprintf(ck, sizeof ck, "%s/ck", g_dir);
+
+    rmtree_rank0(ck);
+    struct config *full = load_cfg(g_data, "training.epochs=4");
+    struct model *ref = train(world, full, NULL, 1);
+
+    rmtree_rank0(ck);
+    struct config *half = load_cfg(g_data, "training.epochs=2");
+    struct model *first = train(world, half, NULL, 1);
+    struct model *resumed = train(world, full, "auto", 1);
+    CU_ASSERT(ref && first && resumed);
+    if (ref && resumed)
+        CU_ASSERT_EQUAL(memcmp(ref->params, resumed->params, ref->n_params * sizeof(float)), 0);
+    if (ref && first) /* the first half alone must differ: resume did real work */
+        CU_ASSERT_NOT_EQUAL(memcmp(ref->params, first->params, ref->n_params * sizeof(float)),
+                            0);
+
+    /* A stop in the middle of an epoch (max_steps) resumes at the same step. */
+    rmtree_rank0(ck);
+    struct config *part = load_cfg(g_data, "training.epochs=4 training.max_steps=16");
+    struct model *p1 = train(world, part, NULL, 1);
+    struct model *p2 = train(world, full, "auto", 1);
+    CU_ASSERT(p1 && p2);
+    if (ref && p2)
+        CU_ASSERT_EQUAL(memcmp(ref->params, p2->params, ref->n_params * sizeof(float)), 0);
+
+    model_free(&ref);
+    model_free(&first);
+    model_free(&resumed);
+    model_free(&p1);
+    model_free(&p2);
+    config_free(&full);
+    config_free(&half);
+    config_free(&part);
+    dist_free(&world);
+}
+
+static void test_error_agreement(void)
+{
+    struct dist *world;
+    struct dmlp_error e = {0};
+    dist_create_world(&world, &e);
+    /* The last rank alone fails; every rank must learn its code and message. */
+    if (g_rank == g_size - 1)
+        dmlp_fail(&e, DMLP_ERR_INPUT, "shard.h5: cannot open");
+    const int code = dist_agree(world, &e);
+    CU_ASSERT_EQUAL(code, DMLP_ERR_INPUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "shard.h5: cannot open"));
+    if (g_size > 1) {
+        char want[32];
+        snprintf(want, sizeof want, "rank %d:", g_size - 1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, want));
+    }
+    /* And no failure anywhere agrees on OK. */
+    dmlp_error_clear(&e);
+    CU_ASSERT_EQUAL(dist_agree(world, &e), DMLP_OK);
+
+    /* A missing training file: every rank returns the same input error naming it. */
+    struct config *cfg = load_cfg("/nonexistent/train.h5", NULL);
+    struct train_options opt = {0};
+    struct train_result res;
+    CU_ASSERT_EQUAL(train_run(world, cfg, "", &opt, &res, &e), DMLP_ERR_INPUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "/nonexistent/train.h5"));
+    config_free(&cfg);
+    dist_free(&world);
+}
+
+static CU_TestInfo mpi_tests[] = {
+    {"n-invariance, uneven slices and short last batch", test_n_invariance_uneven},
+    {"n-invariance, empty slices in the last batch", test_n_invariance_empty_slices},
+    {"evaluation identical for any rank count", test_eval_identical_across_ranks},
+    {"weights bit-identical for 1 and 2 threads", test_threads_bit_identical},
+    {"4 epochs == 2 + resume 2, and mid-epoch resume", test_resume_bit_identical},
+    {"errors agreed across ranks", test_error_agreement},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+    {"mpi", NULL, NULL, NULL, NULL, mpi_tests},
+    CU_SUITE_INFO_NULL,
+};
+
+int main(int argc, char **argv)
+{
+    struct dmlp_error e = {0};
+    if (dist_init(&argc, &argv, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    if (g_rank == 0)
+        tu_mkdtemp(g_dir, sizeof g_dir, "mpi");
+    MPI_Bcast(g_dir, sizeof g_dir, MPI_CHAR, 0, MPI_COMM_WORLD);
+    snprintf(g_data, sizeof g_data, "%s/train103.h5", g_dir);
+    snprintf(g_data_short, sizeof g_data_short, "%s/train101.h5", g_dir);
+    int bad = 0;
+    if (g_rank == 0)
+        bad = make_dataset(g_data, 103, 11, 4, 1) || make_dataset(g_data_short, 101, 11, 4, 2);
+    MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (bad) {
+        MPI_Finalize();
+        return 1;
+    }
+
+    unsigned failures = 1;
+    if (CU_initialize_registry() == CUE_SUCCESS && CU_register_suites(suites) == CUE_SUCCESS) {
+        CU_basic_set_mode(g_rank == 0 ? CU_BRM_VERBOSE : CU_BRM_SILENT);
+        CU_basic_run_tests();
+        failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+        if (CU_get_number_of_tests_run() == 0)
+            failures++;
+        CU_cleanup_registry();
+    }
+    unsigned total = 0;
+    MPI_Allreduce(&failures, &total, 1, MPI_UNSIGNED, MPI_SUM, MPI_COMM_WORLD);
+    if (failures)
+        fprintf(stderr, "rank %d: %u failure(s)\n", g_rank, failures);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (g_rank == 0)
+        tu_rmtree(g_dir);
+    dist_finalize();
+    return total ? 1 : 0;
+}

@@ -1,0 +1,30 @@
+/* Helpers shared by the CUnit test programs: running suites, scratch directories,
+ * running the dmlp binary and capturing what it prints. */
+#ifndef DMLP_TESTUTIL_H
+#define DMLP_TESTUTIL_H
+
+#include <CUnit/CUnit.h>
+#include <stddef.h>
+
+/* Runs the suites with the basic interface (verbose) and returns the process exit code:
+ * 0 when every test passed, 1 otherwise. */
+int tu_run(CU_SuiteInfo *suites);
+
+/* Creates a fresh scratch directory under $TMPDIR (or /tmp) named after tag; returns a
+ * static path valid until the next call with the same buffer, into out (size n). */
+void tu_mkdtemp(char *out, size_t n, const char *tag);
+
+/* Removes a directory tree (rm -rf). */
+void tu_rmtree(const char *path);
+
+/* Writes text to a file; returns 0 on success. */
+int tu_write_file(const char *path, const char *text);
+
+/* Runs a shell command, captures stdout+stderr (up to cap-1 bytes) into out, returns
+ * the command's exit status (or -1 if it could not run / was killed). */
+int tu_run_cmd(const char *cmd, char *out, size_t cap);
+
+/* Relative difference |a-b| / max(|a|,|b|,floor). */
+double tu_reldiff(double a, double b, double floor);
+
+#endif
