@@ -84,25 +84,54 @@ micro_tile(float *restrict C, const float *restrict A, const float *restrict B, 
     }
 }
 
+/* Dispatches an edge tile to a micro-kernel specialised for its row count, so edge rows
+ * keep their accumulators in registers too. */
+static void edge_tile(float *restrict C, const float *restrict A, const float *restrict B,
+                      size_t mr, size_t nr, size_t k, size_t lda, size_t ldb, size_t ldc,
+                      int accumulate)
+{
+    switch (mr) {
+    case 1: micro_tile(C, A, B, 1, nr, k, lda, ldb, ldc, accumulate); break;
+    case 2: micro_tile(C, A, B, 2, nr, k, lda, ldb, ldc, accumulate); break;
+    case 3: micro_tile(C, A, B, 3, nr, k, lda, ldb, ldc, accumulate); break;
+    case 4: micro_tile(C, A, B, 4, nr, k, lda, ldb, ldc, accumulate); break;
+    case 5: micro_tile(C, A, B, 5, nr, k, lda, ldb, ldc, accumulate); break;
+    default: micro_tile(C, A, B, MR, nr, k, lda, ldb, ldc, accumulate); break;
+    }
+}
+
 void kernel_gemm(float *restrict C, const float *restrict A, const float *restrict B,
                  size_t m, size_t n, size_t k, size_t lda, size_t ldb, size_t ldc,
                  int accumulate)
 {
     if (m == 0 || n == 0)
         return;
+    if (k == 0) {
+        if (!accumulate)
+            for (size_t i = 0; i < m; i++)
+                memset(C + i * ldc, 0, n * sizeof(float));
+        return;
+    }
+    /* The k range is cut into blocks of KC: a tile's B panel (KC×NR, 16 KiB) stays in L1
+     * while the MR-row slivers of A stream past it from L2. Blocks are summed in order into
+     * C, so every element still adds its k terms in increasing k. Tiles are ordered by
+     * column panel, so each thread reuses its panels across all row tiles. */
+    enum { KC = 256 };
     const size_t mt = (m + MR - 1) / MR, nt = (n + NR - 1) / NR;
-    /* Tiles in row-major order: consecutive tiles share the same MR rows of A, which stay
-     * in L1 while the B panels stream from L2. */
+    for (size_t k0 = 0; k0 < k; k0 += KC) {
+        const size_t kc = k - k0 < KC ? k - k0 : KC;
+        const int acc = accumulate || k0 > 0;
 #pragma omp parallel for schedule(static)
-    for (size_t t = 0; t < mt * nt; t++) {
-        const size_t i = (t / nt) * MR, j = (t % nt) * NR;
-        const size_t mr = m - i < MR ? m - i : MR, nr = n - j < NR ? n - j : NR;
-        float *c = C + i * ldc + j;
-        const float *a = A + i * lda, *b = B + j;
-        if (mr == MR && nr == NR)
-            micro_tile(c, a, b, MR, NR, k, lda, ldb, ldc, accumulate);
-        else
-            micro_tile(c, a, b, mr, nr, k, lda, ldb, ldc, accumulate);
+        for (size_t t = 0; t < mt * nt; t++) {
+            const size_t j = (t / mt) * NR, i = (t % mt) * MR;
+            const size_t mr = m - i < MR ? m - i : MR, nr = n - j < NR ? n - j : NR;
+            float *c = C + i * ldc + j;
+            const float *a = A + i * lda + k0, *b = B + k0 * ldb + j;
+            if (mr == MR && nr == NR)
+                micro_tile(c, a, b, MR, NR, kc, lda, ldb, ldc, acc);
+            else
+                edge_tile(c, a, b, mr, nr, kc, lda, ldb, ldc, acc);
+        }
     }
 }
 
