@@ -1,0 +1,731 @@
+/* test_kernels: every kernel of src/kernels.c against a naive loop written here, in double
+ * where that is the natural reference, over odd shapes (1, 7, 33, 130 and a few layer-sized
+ * combinations), with 1 and 2 OpenMP threads. The GEMM-based kernels must also give
+ * bit-identical results for both thread counts (kernels.h promises a fixed tiling).
+ *
+ * Tolerances. Inputs are float32; the reference is computed in double from the same float
+ * inputs, where each product a·b is exact (24+24 bits < 53) and the double sum's own error
+ * (~k·2^-53) is negligible. A float32 dot product of n terms (bias or old C included),
+ * in any order and with or without fused multiply-adds, obeys the classic bound
+ *     |fl(Σ a_i b_i) − Σ a_i b_i| <= γ_n · Σ |a_i b_i|,   γ_n = n·u / (1 − n·u), u = 2^-24,
+ * so we allow 2·n·u·Σ|a_i b_i| (the factor 2 covers γ_n's denominator with room to spare).
+ * This bound is rigorous, so it cannot fail on a correct kernel, yet a wrong index, a
+ * missing term or a wrong stride changes the result by O(Σ|a_i b_i|) and fails it.
+ * Elementwise kernels get a few ulp (stated at each check). */
+#include <CUnit/CUnit.h>
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "rng.h"
+#include "testutil.h"
+
+#define U32 (1.0 / 16777216.0) /* unit roundoff of float32, 2^-24 */
+
+static const size_t sizes[] = {1, 7, 33, 130};
+enum { N_SIZES = sizeof sizes / sizeof sizes[0] };
+
+/* Layer-shaped extras (batch, in, out): an MNIST-sized layer and a tiny odd one. */
+static const size_t extra_shapes[][3] = {{128, 784, 256}, {5, 3, 10}};
+enum { N_EXTRA = sizeof extra_shapes / sizeof extra_shapes[0] };
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static float *falloc(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    return p;
+}
+
+static double *dalloc(size_t n)
+{
+    double *p = malloc((n ? n : 1) * sizeof(double));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    return p;
+}
+
+static void fill_uniform(float *x, size_t n, struct rng *r, double lo, double hi)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(lo + (hi - lo) * rng_uniform(r));
+}
+
+static void fill_value(float *x, size_t n, float v)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = v;
+}
+
+/* The naive reference product in double, on strided views so one loop serves every
+ * kernel: ref[i,j] = c_ij + Σ_p A(i,p)·B(p,j), with A(i,p) = A[i·ar + p·ac] and
+ * B(p,j) = B[p·br + j·bc], and c_ij = C[i·ldc + j] (or 0 when C is NULL). mag[i,j] gets
+ * |c_ij| + Σ_p |A(i,p)·B(p,j)|, the scale of the tolerance. */
+static void ref_product(double *ref, double *mag, const float *C, size_t ldc, const float *A,
+                        size_t ar, size_t ac, const float *B, size_t br, size_t bc, size_t m,
+                        size_t n, size_t k)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double s = C ? C[i * ldc + j] : 0.0, a = fabs(s);
+            for (size_t p = 0; p < k; p++) {
+                const double t = (double)A[i * ar + p * ac] * (double)B[p * br + j * bc];
+                s += t;
+                a += fabs(t);
+            }
+            ref[i * n + j] = s;
+            mag[i * n + j] = a;
+        }
+}
+
+/* Checks got against ref with |got − ref| <= 2·n·u·mag + tiny (see the file comment);
+ * prints the first few failures with their position. */
+static void check_sum_close(const char *what, const float *got, size_t ldg, const double *ref,
+                              const double *mag, size_t rows, size_t cols, size_t nterms)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++) {
+            const double g = got[i * ldg + j], r = ref[i * cols + j];
+            const double tol = 2.0 * (double)nterms * U32 * mag[i * cols + j] + 1e-30;
+            if (!(fabs(g - r) <= tol)) {
+                if (bad < 3)
+                    fprintf(stderr, "\n  %s[%zu,%zu] = %.9g, expected %.9g (tol %.3g)", what, i,
+                            j, g, r, tol);
+                bad++;
+            }
+        }
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* Brackets a kernel call run with n OpenMP threads; threads_end restores the setting. */
+static int saved_threads;
+static void threads_begin(int n)
+{
+    saved_threads = omp_get_max_threads();
+    omp_set_num_threads(n);
+}
+static void threads_end(void) { omp_set_num_threads(saved_threads); }
+
+/* ---- kernel_gemm ---------------------------------------------------------------------- */
+
+/* C[m×n] (+)= A[m×k]·B[k×n] with padded leading dimensions. The padding of A and B holds
+ * NaN (reading it poisons the result); the padding of C holds a sentinel that must survive.
+ * For accumulate = 0, C starts as NaN, so a kernel that reads C there fails too. Computes
+ * with 1 and 2 threads and requires identical bits. */
+static void gemm_case(struct rng *r, size_t m, size_t n, size_t k, int accumulate)
+{
+    const size_t lda = k + 3, ldb = n + 5, ldc = n + 2;
+    const float sentinel = 12345.0f;
+    float *A = falloc(m * lda), *B = falloc(k * ldb), *C0 = falloc(m * ldc);
+    float *C[2] = {falloc(m * ldc), falloc(m * ldc)};
+    double *ref = dalloc(m * n), *mag = dalloc(m * n);
+    fill_value(A, m * lda, NAN);
+    fill_value(B, k * ldb, NAN);
+    for (size_t i = 0; i < m; i++)
+        fill_uniform(A + i * lda, k, r, -1.0, 1.0);
+    for (size_t p = 0; p < k; p++)
+        fill_uniform(B + p * ldb, n, r, -1.0, 1.0);
+    fill_value(C0, m * ldc, sentinel);
+    for (size_t i = 0; i < m; i++) {
+        if (accumulate)
+            fill_uniform(C0 + i * ldc, n, r, -2.0, 2.0);
+        else
+            fill_value(C0 + i * ldc, n, NAN);
+    }
+    ref_product(ref, mag, accumulate ? C0 : NULL, ldc, A, lda, 1, B, ldb, 1, m, n, k);
+    for (int t = 0; t < 2; t++) {
+        memcpy(C[t], C0, m * ldc * sizeof(float));
+        threads_begin(t + 1);
+        kernel_gemm(C[t], A, B, m, n, k, lda, ldb, ldc, accumulate);
+        threads_end();
+    }
+    char what[96];
+    snprintf(what, sizeof what, "gemm %zux%zux%zu acc=%d C", m, n, k, accumulate);
+    check_sum_close(what, C[0], ldc, ref, mag, m, n, k + (size_t)accumulate);
+    size_t pad_bad = 0;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = n; j < ldc; j++)
+            pad_bad += C[0][i * ldc + j] != sentinel;
+    CU_ASSERT_EQUAL(pad_bad, 0);
+    CU_ASSERT_EQUAL(memcmp(C[0], C[1], m * ldc * sizeof(float)), 0);
+    free(A), free(B), free(C0), free(C[0]), free(C[1]), free(ref), free(mag);
+}
+
+static void test_gemm(void)
+{
+    struct rng r;
+    rng_seed(&r, 1, 0);
+    for (size_t a = 0; a < N_SIZES; a++)
+        for (size_t b = 0; b < N_SIZES; b++)
+            for (size_t c = 0; c < N_SIZES; c++)
+                for (int acc = 0; acc < 2; acc++)
+                    gemm_case(&r, sizes[a], sizes[b], sizes[c], acc);
+    gemm_case(&r, 128, 256, 784, 0);
+    gemm_case(&r, 5, 10, 3, 1);
+}
+
+/* An empty sum: k = 0 writes zeros when overwriting and leaves C alone when accumulating. */
+static void test_gemm_k0(void)
+{
+    float C[3 * 5], A[1] = {NAN}, B[1] = {NAN};
+    fill_value(C, 15, 7.0f);
+    kernel_gemm(C, A, B, 3, 5, 0, 1, 5, 5, 1);
+    for (size_t i = 0; i < 15; i++)
+        CU_ASSERT_EQUAL(C[i], 7.0f);
+    kernel_gemm(C, A, B, 3, 5, 0, 1, 5, 5, 0);
+    for (size_t i = 0; i < 15; i++)
+        CU_ASSERT_EQUAL(C[i], 0.0f);
+}
+
+/* ---- kernel_transpose ----------------------------------------------------------------- */
+
+static void test_transpose(void)
+{
+    struct rng r;
+    rng_seed(&r, 2, 0);
+    for (size_t a = 0; a < N_SIZES; a++)
+        for (size_t b = 0; b < N_SIZES; b++)
+            for (int t = 1; t <= 2; t++) {
+                const size_t rows = sizes[a], cols = sizes[b];
+                float *S = falloc(rows * cols), *T = falloc(rows * cols);
+                fill_uniform(S, rows * cols, &r, -1.0, 1.0);
+                fill_value(T, rows * cols, NAN);
+                threads_begin(t);
+                kernel_transpose(T, S, rows, cols);
+                threads_end();
+                size_t bad = 0; /* a transpose moves bits: exact equality */
+                for (size_t i = 0; i < rows; i++)
+                    for (size_t j = 0; j < cols; j++)
+                        bad += memcmp(&T[j * rows + i], &S[i * cols + j], sizeof(float)) != 0;
+                CU_ASSERT_EQUAL(bad, 0);
+                free(S), free(T);
+            }
+}
+
+/* ---- kernel_linear_forward ------------------------------------------------------------ */
+
+static void linear_forward_case(struct rng *r, size_t batch, size_t in, size_t out)
+{
+    float *X = falloc(batch * in), *W = falloc(out * in), *b = falloc(out);
+    float *Z[2] = {falloc(batch * out), falloc(batch * out)};
+    float *Wt[2] = {falloc(in * out), falloc(in * out)};
+    double *ref = dalloc(batch * out), *mag = dalloc(batch * out);
+    fill_uniform(X, batch * in, r, -1.0, 1.0);
+    fill_uniform(W, out * in, r, -1.0, 1.0);
+    fill_uniform(b, out, r, -1.0, 1.0);
+    /* z_ij = b_j + Σ_p x_ip w_jp: the bias row repeated (ldc 0), then X times Wᵀ. */
+    ref_product(ref, mag, b, 0, X, in, 1, W, 1, in, batch, out, in);
+    for (int t = 0; t < 2; t++) {
+        fill_value(Z[t], batch * out, NAN);
+        threads_begin(t + 1);
+        kernel_linear_forward(Z[t], Wt[t], X, W, b, batch, in, out);
+        threads_end();
+    }
+    char what[96];
+    snprintf(what, sizeof what, "linear_forward %zux%zu->%zu Z", batch, in, out);
+    check_sum_close(what, Z[0], out, ref, mag, batch, out, in + 1);
+    CU_ASSERT_EQUAL(memcmp(Z[0], Z[1], batch * out * sizeof(float)), 0);
+    size_t wt_bad = 0; /* the scratch receives exactly Wᵀ [in×out] */
+    for (size_t j = 0; j < out; j++)
+        for (size_t p = 0; p < in; p++)
+            wt_bad += Wt[0][p * out + j] != W[j * in + p];
+    CU_ASSERT_EQUAL(wt_bad, 0);
+    free(X), free(W), free(b), free(Z[0]), free(Z[1]), free(Wt[0]), free(Wt[1]);
+    free(ref), free(mag);
+}
+
+static void test_linear_forward(void)
+{
+    struct rng r;
+    rng_seed(&r, 3, 0);
+    for (size_t a = 0; a < N_SIZES; a++)
+        for (size_t b = 0; b < N_SIZES; b++)
+            for (size_t c = 0; c < N_SIZES; c++)
+                linear_forward_case(&r, sizes[a], sizes[b], sizes[c]);
+    for (size_t e = 0; e < N_EXTRA; e++)
+        linear_forward_case(&r, extra_shapes[e][0], extra_shapes[e][1], extra_shapes[e][2]);
+}
+
+/* ---- kernel_linear_backward_params ---------------------------------------------------- */
+
+static void backward_params_case(struct rng *r, size_t batch, size_t in, size_t out)
+{
+    float *G = falloc(batch * out), *X = falloc(batch * in);
+    float *dW[2] = {falloc(out * in), falloc(out * in)};
+    float *db[2] = {falloc(out), falloc(out)};
+    float *Gt = falloc(batch * out);
+    double *rW = dalloc(out * in), *mW = dalloc(out * in), *rb = dalloc(out), *mb = dalloc(out);
+    fill_uniform(G, batch * out, r, -1.0, 1.0);
+    fill_uniform(X, batch * in, r, -1.0, 1.0);
+    /* dW_jp = Σ_i g_ij x_ip  (Gᵀ·X),  db_j = Σ_i g_ij  (Gᵀ·1) */
+    const float one[1] = {1.0f};
+    ref_product(rW, mW, NULL, 0, G, 1, out, X, in, 1, out, in, batch);
+    ref_product(rb, mb, NULL, 0, G, 1, out, one, 0, 0, out, 1, batch);
+    for (int t = 0; t < 2; t++) {
+        /* Garbage in the outputs: the kernel overwrites, it does not accumulate. */
+        fill_value(dW[t], out * in, 1e6f);
+        fill_value(db[t], out, 1e6f);
+        threads_begin(t + 1);
+        kernel_linear_backward_params(dW[t], db[t], Gt, G, X, batch, in, out);
+        threads_end();
+    }
+    char what[96];
+    snprintf(what, sizeof what, "backward_params %zux%zu->%zu dW", batch, in, out);
+    check_sum_close(what, dW[0], in, rW, mW, out, in, batch);
+    snprintf(what, sizeof what, "backward_params %zux%zu->%zu db", batch, in, out);
+    check_sum_close(what, db[0], 1, rb, mb, out, 1, batch);
+    CU_ASSERT_EQUAL(memcmp(dW[0], dW[1], out * in * sizeof(float)), 0);
+    CU_ASSERT_EQUAL(memcmp(db[0], db[1], out * sizeof(float)), 0);
+    free(G), free(X), free(dW[0]), free(dW[1]), free(db[0]), free(db[1]), free(Gt);
+    free(rW), free(mW), free(rb), free(mb);
+}
+
+static void test_linear_backward_params(void)
+{
+    struct rng r;
+    rng_seed(&r, 4, 0);
+    for (size_t a = 0; a < N_SIZES; a++)
+        for (size_t b = 0; b < N_SIZES; b++)
+            for (size_t c = 0; c < N_SIZES; c++)
+                backward_params_case(&r, sizes[a], sizes[b], sizes[c]);
+    for (size_t e = 0; e < N_EXTRA; e++)
+        backward_params_case(&r, extra_shapes[e][0], extra_shapes[e][1], extra_shapes[e][2]);
+}
+
+/* An empty batch has zero gradient (a rank with an empty slice still contributes zeros). */
+static void test_linear_backward_params_empty(void)
+{
+    float dW[3 * 4], db[3], Gt[1], G[1] = {NAN}, X[1] = {NAN};
+    fill_value(dW, 12, 5.0f);
+    fill_value(db, 3, 5.0f);
+    kernel_linear_backward_params(dW, db, Gt, G, X, 0, 4, 3);
+    for (size_t i = 0; i < 12; i++)
+        CU_ASSERT_EQUAL(dW[i], 0.0f);
+    for (size_t i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(db[i], 0.0f);
+}
+
+/* ---- kernel_linear_backward_input ----------------------------------------------------- */
+
+static void backward_input_case(struct rng *r, size_t batch, size_t in, size_t out)
+{
+    float *G = falloc(batch * out), *W = falloc(out * in);
+    float *dX[2] = {falloc(batch * in), falloc(batch * in)};
+    double *ref = dalloc(batch * in), *mag = dalloc(batch * in);
+    fill_uniform(G, batch * out, r, -1.0, 1.0);
+    fill_uniform(W, out * in, r, -1.0, 1.0);
+    /* dX_ip = Σ_j g_ij w_jp  (G·W) */
+    ref_product(ref, mag, NULL, 0, G, out, 1, W, in, 1, batch, in, out);
+    for (int t = 0; t < 2; t++) {
+        fill_value(dX[t], batch * in, NAN);
+        threads_begin(t + 1);
+        kernel_linear_backward_input(dX[t], G, W, batch, in, out);
+        threads_end();
+    }
+    char what[96];
+    snprintf(what, sizeof what, "backward_input %zux%zu->%zu dX", batch, in, out);
+    check_sum_close(what, dX[0], in, ref, mag, batch, in, out);
+    CU_ASSERT_EQUAL(memcmp(dX[0], dX[1], batch * in * sizeof(float)), 0);
+    free(G), free(W), free(dX[0]), free(dX[1]), free(ref), free(mag);
+}
+
+static void test_linear_backward_input(void)
+{
+    struct rng r;
+    rng_seed(&r, 5, 0);
+    for (size_t a = 0; a < N_SIZES; a++)
+        for (size_t b = 0; b < N_SIZES; b++)
+            for (size_t c = 0; c < N_SIZES; c++)
+                backward_input_case(&r, sizes[a], sizes[b], sizes[c]);
+    for (size_t e = 0; e < N_EXTRA; e++)
+        backward_input_case(&r, extra_shapes[e][0], extra_shapes[e][1], extra_shapes[e][2]);
+}
+
+/* ---- activations ---------------------------------------------------------------------- */
+
+static const enum dmlp_activation elementwise_acts[] = {
+    DMLP_ACT_SIGMOID, DMLP_ACT_TANH, DMLP_ACT_RELU, DMLP_ACT_LEAKY_RELU, DMLP_ACT_LINEAR};
+enum { N_ELEMENTWISE = sizeof elementwise_acts / sizeof elementwise_acts[0] };
+
+/* f(z) in double, straight from the definitions of DESIGN §1. */
+static double act_ref(enum dmlp_activation act, double z)
+{
+    switch (act) {
+    case DMLP_ACT_SIGMOID:
+        return 1.0 / (1.0 + exp(-z));
+    case DMLP_ACT_TANH:
+        return tanh(z);
+    case DMLP_ACT_RELU:
+        return z > 0.0 ? z : 0.0;
+    case DMLP_ACT_LEAKY_RELU:
+        return z > 0.0 ? z : 0.01 * z;
+    case DMLP_ACT_LINEAR:
+    case DMLP_ACT_SOFTMAX:
+        break;
+    }
+    return z;
+}
+
+/* f'(z) in double, written in terms of a = f(z) where that is how the kernel is told to
+ * compute it; at z = 0 relu' = 0 and leaky_relu' = 0.01, PyTorch's convention. */
+static double act_deriv_ref(enum dmlp_activation act, double z, double a)
+{
+    switch (act) {
+    case DMLP_ACT_SIGMOID:
+        return a * (1.0 - a);
+    case DMLP_ACT_TANH:
+        return 1.0 - a * a;
+    case DMLP_ACT_RELU:
+        return z > 0.0 ? 1.0 : 0.0;
+    case DMLP_ACT_LEAKY_RELU:
+        return z > 0.0 ? 1.0 : 0.01;
+    case DMLP_ACT_LINEAR:
+    case DMLP_ACT_SOFTMAX:
+        break;
+    }
+    return 1.0;
+}
+
+/* Pre-activations: uniform in [-8, 8] plus fixed edge values (exact zero, ±0.5, and large
+ * magnitudes where a naive sigmoid or tanh would overflow exp). */
+static void fill_preact(float *Z, size_t total, struct rng *r)
+{
+    static const float edges[] = {0.0f, -0.0f, 0.5f, -0.5f, 30.0f, -30.0f, 100.0f, -100.0f,
+                                  1000.0f, -1000.0f};
+    fill_uniform(Z, total, r, -8.0, 8.0);
+    for (size_t i = 0; i < total && i < sizeof edges / sizeof edges[0]; i++)
+        Z[i * 7 % total] = edges[i];
+}
+
+static void activation_forward_case(struct rng *r, enum dmlp_activation act, size_t batch,
+                                    size_t n, int threads, int in_place)
+{
+    const size_t total = batch * n;
+    float *Z = falloc(total), *A = falloc(total);
+    fill_preact(Z, total, r);
+    /* In place (A == Z, allowed by the contract) or into a NaN-filled A. */
+    if (in_place)
+        memcpy(A, Z, total * sizeof(float));
+    else
+        fill_value(A, total, NAN);
+    threads_begin(threads);
+    kernel_activation_forward(A, in_place ? A : Z, act, batch, n);
+    threads_end();
+    /* expf/tanhf are within a few ulp and the sigmoid adds two roundings: 16 ulp relative,
+     * with an absolute floor at the float denormal range (sigmoid(-100) ~ 4e-44). */
+    size_t bad = 0;
+    for (size_t i = 0; i < total; i++) {
+        const double ref = act_ref(act, Z[i]);
+        if (!(fabs(A[i] - ref) <= 16.0 * U32 * fabs(ref) + 1e-37)) {
+            if (bad < 3)
+                fprintf(stderr, "\n  act %d f(%.9g) = %.9g, expected %.9g", (int)act, Z[i], A[i],
+                        ref);
+            bad++;
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    free(Z), free(A);
+}
+
+static void test_activation_forward(void)
+{
+    struct rng r;
+    rng_seed(&r, 6, 0);
+    for (size_t a = 0; a < N_ELEMENTWISE; a++)
+        for (size_t b = 0; b < N_SIZES; b++)
+            for (size_t c = 0; c < N_SIZES; c++)
+                for (int t = 1; t <= 2; t++)
+                    for (int ip = 0; ip < 2; ip++)
+                        activation_forward_case(&r, elementwise_acts[a], sizes[b], sizes[c], t,
+                                                ip);
+}
+
+/* softmax(z)_j = e^{z_j} / Σ_i e^{z_i}, reference in double with the max subtracted. The
+ * float kernel rounds z_j − max (relative error u, amplified by exp to u·|z_j − max|), then
+ * exp (a few ulp), then sums n terms and divides: allow 4·(|z_j − max| + n + 8)·u relative.
+ * Rows must also sum to 1 within 2·(n + 2)·u. */
+static void softmax_check(const float *Z, const float *A, size_t batch, size_t n)
+{
+    size_t bad = 0, badsum = 0, nonfinite = 0;
+    for (size_t i = 0; i < batch; i++) {
+        const float *z = Z + i * n;
+        const float *a = A + i * n;
+        double mx = z[0];
+        for (size_t j = 1; j < n; j++)
+            mx = fmax(mx, z[j]);
+        double s = 0.0, sum_a = 0.0;
+        for (size_t j = 0; j < n; j++)
+            s += exp(z[j] - mx);
+        for (size_t j = 0; j < n; j++) {
+            const double ref = exp(z[j] - mx) / s;
+            const double tol = 4.0 * (fabs(z[j] - mx) + (double)n + 8.0) * U32 * ref + 1e-37;
+            nonfinite += !isfinite(a[j]);
+            if (!(fabs(a[j] - ref) <= tol)) {
+                if (bad < 3)
+                    fprintf(stderr, "\n  softmax row %zu [%zu] = %.9g, expected %.9g", i, j, a[j],
+                            ref);
+                bad++;
+            }
+            sum_a += a[j];
+        }
+        badsum += !(fabs(sum_a - 1.0) <= 2.0 * (double)(n + 2) * U32);
+    }
+    CU_ASSERT_EQUAL(nonfinite, 0);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(badsum, 0);
+}
+
+static void test_softmax_forward(void)
+{
+    struct rng r;
+    rng_seed(&r, 7, 0);
+    for (size_t b = 0; b < N_SIZES; b++)
+        for (size_t c = 0; c < N_SIZES; c++)
+            for (int t = 1; t <= 2; t++)
+                for (int ip = 0; ip < 2; ip++) {
+                    const size_t batch = sizes[b], n = sizes[c], total = batch * n;
+                    float *Z = falloc(total), *A = falloc(total);
+                    fill_uniform(Z, total, &r, -10.0, 10.0);
+                    if (ip)
+                        memcpy(A, Z, total * sizeof(float));
+                    threads_begin(t);
+                    kernel_activation_forward(A, ip ? A : Z, DMLP_ACT_SOFTMAX, batch, n);
+                    threads_end();
+                    softmax_check(Z, A, batch, n);
+                    free(Z), free(A);
+                }
+}
+
+/* Large logits: e^1000 overflows float and double, so only a max-subtracted softmax gives
+ * finite numbers. Checked against the closed form, not only against the reference. */
+static void test_softmax_big_logits(void)
+{
+    /* The maximum sits first, last and in the middle, so a kernel that does not find the
+     * row maximum overflows somewhere. */
+    const float Z[5 * 3] = {1000.0f,  999.0f,   998.0f,    /* shifted [0, -1, -2] */
+                            -1000.0f, -1000.0f, -1000.0f,  /* uniform */
+                            -1000.0f, 0.0f,     1000.0f,   /* one-hot in float */
+                            88.0f,    89.0f,    90.0f,     /* e^90 overflows float */
+                            999.0f,   1000.0f,  998.0f};   /* max in the middle */
+    float A[5 * 3];
+    kernel_activation_forward(A, Z, DMLP_ACT_SOFTMAX, 5, 3);
+    softmax_check(Z, A, 5, 3);
+    const double e1 = exp(-1.0), e2 = exp(-2.0), den = 1.0 + e1 + e2;
+    const double expect[15] = {1.0 / den, e1 / den, e2 / den, 1.0 / 3,  1.0 / 3,
+                               1.0 / 3,   0.0,      0.0,      1.0,      e2 / den,
+                               e1 / den,  1.0 / den, e1 / den, 1.0 / den, e2 / den};
+    for (size_t i = 0; i < 15; i++)
+        CU_ASSERT(fabs(A[i] - expect[i]) <= 1e-6);
+    /* The n = 1 softmax is exactly 1 whatever the logit. */
+    const float z1[3] = {1000.0f, -1000.0f, 0.0f};
+    float a1[3];
+    kernel_activation_forward(a1, z1, DMLP_ACT_SOFTMAX, 3, 1);
+    for (size_t i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(a1[i], 1.0f);
+}
+
+static void activation_backward_case(struct rng *r, enum dmlp_activation act, size_t batch,
+                                     size_t n, int threads)
+{
+    const size_t total = batch * n;
+    float *Z = falloc(total), *A = falloc(total), *G = falloc(total), *G0 = falloc(total);
+    fill_preact(Z, total, r);
+    /* A = f(Z) correctly rounded from double, as the contract says A = f(Z). */
+    for (size_t i = 0; i < total; i++)
+        A[i] = (float)act_ref(act, Z[i]);
+    fill_uniform(G0, total, r, -2.0, 2.0);
+    memcpy(G, G0, total * sizeof(float));
+    threads_begin(threads);
+    kernel_activation_backward(G, Z, A, act, batch, n);
+    threads_end();
+    /* g·f'(z) from the float a: at most three float roundings (1 − a, the product(s)),
+     * so 4 ulp relative with a tiny absolute floor. */
+    size_t bad = 0;
+    for (size_t i = 0; i < total; i++) {
+        const double ref = (double)G0[i] * act_deriv_ref(act, Z[i], A[i]);
+        if (!(fabs(G[i] - ref) <= 4.0 * U32 * fabs(ref) + 1e-37)) {
+            if (bad < 3)
+                fprintf(stderr, "\n  act %d g=%.9g z=%.9g: got %.9g, expected %.9g", (int)act,
+                        G0[i], Z[i], G[i], ref);
+            bad++;
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    free(Z), free(A), free(G), free(G0);
+}
+
+static void test_activation_backward(void)
+{
+    struct rng r;
+    rng_seed(&r, 8, 0);
+    for (size_t a = 0; a < N_ELEMENTWISE; a++)
+        for (size_t b = 0; b < N_SIZES; b++)
+            for (size_t c = 0; c < N_SIZES; c++)
+                for (int t = 1; t <= 2; t++)
+                    activation_backward_case(&r, elementwise_acts[a], sizes[b], sizes[c], t);
+}
+
+/* ---- losses --------------------------------------------------------------------------- */
+
+static void test_softmax_xent(void)
+{
+    struct rng r;
+    rng_seed(&r, 9, 0);
+    for (size_t b = 0; b < N_SIZES; b++)
+        for (size_t c = 0; c < N_SIZES; c++) {
+            const size_t batch = sizes[b], k = sizes[c], total = batch * k;
+            float *Z = falloc(total), *P = falloc(total), *G = falloc(total);
+            int32_t *labels = malloc(batch * sizeof *labels);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(labels);
+            fill_uniform(Z, total, &r, -6.0, 6.0);
+            for (size_t i = 0; i < batch; i++)
+                labels[i] = (int32_t)rng_below(&r, k);
+            kernel_activation_forward(P, Z, DMLP_ACT_SOFTMAX, batch, k);
+            fill_value(G, total, NAN);
+            const double loss = kernel_softmax_xent(G, P, labels, batch, k);
+            /* ∂ℓ/∂z = p − onehot: p − 1 rounds once (error <= u), p itself is exact. */
+            double ref_loss = 0.0;
+            size_t bad = 0;
+            for (size_t i = 0; i < batch; i++) {
+                for (size_t j = 0; j < k; j++) {
+                    const double ref = (double)P[i * k + j] - (j == (size_t)labels[i]);
+                    bad += !(fabs(G[i * k + j] - ref) <= U32);
+                }
+                ref_loss -= log((double)P[i * k + labels[i]]);
+            }
+            CU_ASSERT_EQUAL(bad, 0);
+            /* Both sums are in double over the same float p: only summation noise. */
+            CU_ASSERT(fabs(loss - ref_loss) <= 1e-12 * fmax(1.0, fabs(ref_loss)));
+            /* And against the loss from the logits, ℓ = logsumexp(z) − z_label, in double:
+             * −log p moves by p's relative error, which is at most about
+             * (|z − max| / 2 + n + 4)·u <= 140·u ~ 8.3e-6 here: allow 2e-5 per sample. */
+            double direct = 0.0;
+            for (size_t i = 0; i < batch; i++) {
+                const float *z = Z + i * k;
+                double mx = z[0], s = 0.0;
+                for (size_t j = 1; j < k; j++)
+                    mx = fmax(mx, z[j]);
+                for (size_t j = 0; j < k; j++)
+                    s += exp(z[j] - mx);
+                direct += mx + log(s) - z[labels[i]];
+            }
+            CU_ASSERT(fabs(loss - direct) <= 2e-5 * (double)batch);
+            free(Z), free(P), free(G), free(labels);
+        }
+}
+
+/* p_label = 0 (a confidently wrong softmax) gives the clamped, finite loss −log FLT_MIN. */
+static void test_softmax_xent_clamp(void)
+{
+    const float P[2 * 3] = {1.0f, 0.0f, 0.0f, 0.25f, 0.25f, 0.5f};
+    const int32_t labels[2] = {2, 2};
+    float G[6];
+    const double loss = kernel_softmax_xent(G, P, labels, 2, 3);
+    CU_ASSERT(isfinite(loss));
+    CU_ASSERT(fabs(loss - (-log((double)FLT_MIN) - log(0.5))) <= 1e-12);
+    const float expect[6] = {1.0f, 0.0f, -1.0f, 0.25f, 0.25f, -0.5f};
+    CU_ASSERT_EQUAL(memcmp(G, expect, sizeof G), 0);
+}
+
+static void test_mse(void)
+{
+    struct rng r;
+    rng_seed(&r, 10, 0);
+    for (size_t b = 0; b < N_SIZES; b++)
+        for (size_t c = 0; c < N_SIZES; c++) {
+            const size_t batch = sizes[b], k = sizes[c], total = batch * k;
+            float *Y = falloc(total), *T = falloc(total), *G = falloc(total);
+            fill_uniform(Y, total, &r, -2.0, 2.0);
+            fill_uniform(T, total, &r, -2.0, 2.0);
+            fill_value(G, total, NAN);
+            const double loss = kernel_mse(G, Y, T, batch, k);
+            /* ℓ = Σ (y − t)², ∂ℓ/∂y = 2(y − t). The float difference rounds once (u) and
+             * doubling is exact, so G is within u relative; each squared term is then
+             * within ~2u relative, so the loss within 4u relative (all terms >= 0). */
+            double ref_loss = 0.0;
+            size_t bad = 0;
+            for (size_t i = 0; i < total; i++) {
+                const double d = (double)Y[i] - (double)T[i];
+                bad += !(fabs(G[i] - 2.0 * d) <= 2.0 * U32 * fabs(d) + 1e-37);
+                ref_loss += d * d;
+            }
+            CU_ASSERT_EQUAL(bad, 0);
+            CU_ASSERT(fabs(loss - ref_loss) <= 4.0 * U32 * ref_loss + 1e-30);
+            free(Y), free(T), free(G);
+        }
+    /* A closed-form case: y − t = (1, −2 | 0.5, 0) gives ℓ = 5 + 0.25 and G = 2(y − t). */
+    const float Y[4] = {1.0f, -1.0f, 0.75f, 3.0f}, T[4] = {0.0f, 1.0f, 0.25f, 3.0f};
+    const float expect[4] = {2.0f, -4.0f, 1.0f, 0.0f};
+    float G[4];
+    CU_ASSERT_EQUAL(kernel_mse(G, Y, T, 2, 2), 5.25);
+    CU_ASSERT_EQUAL(memcmp(G, expect, sizeof G), 0);
+}
+
+/* ---- kernel_count_correct ------------------------------------------------------------- */
+
+static void test_count_correct(void)
+{
+    struct rng r;
+    rng_seed(&r, 11, 0);
+    for (size_t b = 0; b < N_SIZES; b++)
+        for (size_t c = 0; c < N_SIZES; c++) {
+            const size_t batch = sizes[b], k = sizes[c];
+            float *Y = falloc(batch * k);
+            int32_t *labels = malloc(batch * sizeof *labels);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(labels);
+            fill_uniform(Y, batch * k, &r, 0.0, 1.0);
+            size_t expect = 0;
+            for (size_t i = 0; i < batch; i++) {
+                size_t best = 0; /* first maximum wins */
+                for (size_t j = 1; j < k; j++)
+                    if (Y[i * k + j] > Y[i * k + best])
+                        best = j;
+                /* About half the rows labelled with their argmax, the rest at random. */
+                labels[i] = rng_below(&r, 2) ? (int32_t)best : (int32_t)rng_below(&r, k);
+                expect += (size_t)labels[i] == best;
+            }
+            CU_ASSERT_EQUAL(kernel_count_correct(Y, labels, batch, k), expect);
+            free(Y), free(labels);
+        }
+    /* Ties: the first maximum is the prediction. Rows: [1 3 3] label 1 (correct),
+     * [1 3 3] label 2 (wrong), [5 5 5] label 0 (correct), [-1 -2 -0.5] label 2 (correct),
+     * [0 0 1] label 0 (wrong). */
+    const float Y[5 * 3] = {1, 3, 3, 1, 3, 3, 5, 5, 5, -1, -2, -0.5f, 0, 0, 1};
+    const int32_t labels[5] = {1, 2, 0, 2, 0};
+    CU_ASSERT_EQUAL(kernel_count_correct(Y, labels, 5, 3), 3);
+    CU_ASSERT_EQUAL(kernel_count_correct(Y, labels, 0, 3), 0);
+}
+
+/* ---- registration --------------------------------------------------------------------- */
+
+static CU_TestInfo kernel_tests[] = {
+    {"gemm vs naive, acc 0/1, padded ld, 1 vs 2 threads", test_gemm},
+    {"gemm with k = 0", test_gemm_k0},
+    {"transpose", test_transpose},
+    {"linear_forward vs naive", test_linear_forward},
+    {"linear_backward_params vs naive", test_linear_backward_params},
+    {"linear_backward_params, empty batch", test_linear_backward_params_empty},
+    {"linear_backward_input vs naive", test_linear_backward_input},
+    {"activation_forward, elementwise", test_activation_forward},
+    {"activation_forward, softmax", test_softmax_forward},
+    {"softmax with large logits", test_softmax_big_logits},
+    {"activation_backward", test_activation_backward},
+    {"softmax_xent gradient and loss", test_softmax_xent},
+    {"softmax_xent clamps p = 0", test_softmax_xent_clamp},
+    {"mse gradient and loss", test_mse},
+    {"count_correct", test_count_correct},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+    {"kernels", NULL, NULL, NULL, NULL, kernel_tests},
+    CU_SUITE_INFO_NULL,
+};
+
+int main(void) { return tu_run(suites); }
