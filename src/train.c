@@ -266,7 +266,8 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
 
     const double lr = cfg->optimizer.lr;
     const uint64_t max_steps = cfg->training.max_steps;
-    uint64_t saved_step = UINT64_MAX;
+    /* A resumed run that has nothing left to do already ends with its checkpoint. */
+    uint64_t saved_step = st.step > 0 ? st.step : UINT64_MAX;
     int stop = max_steps && st.step >= max_steps;
     for (uint64_t epoch = st.epoch; epoch < cfg->training.epochs && !stop; epoch++) {
         struct rng shuffle;
