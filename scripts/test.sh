@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs every test through ctest.
-#   scripts/test.sh                 the Release build in build/
-#   DMLP_SANITIZE=1 scripts/test.sh the same suite built with ASan + UBSan in build-asan/
+# Installs what is missing, builds, and runs every test through ctest: first the Release
+# build (build/), then the same suite built with AddressSanitizer and
+# UndefinedBehaviorSanitizer (build-asan/), so the sanitizer configuration never rots.
+#   scripts/test.sh                       both suites
+#   DMLP_SANITIZE=0 scripts/test.sh       the Release suite only
+#   scripts/test.sh -R mpi                extra arguments go to ctest
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 "$here/install-deps.sh"
 source "$here/env.sh"
 
-extra=(-DDMLP_WERROR=ON)
-if [[ "${DMLP_SANITIZE:-0}" == 1 ]]; then
+run_suite() {
+  dmlp_build "$@"
+  (cd "$DMLP_BUILD" && ctest --output-on-failure --timeout 600 "${ctest_args[@]}")
+}
+ctest_args=("$@")
+
+echo "== Release build ($DMLP_BUILD)"
+run_suite -DDMLP_WERROR=ON
+
+if [[ "${DMLP_SANITIZE:-1}" != 0 ]]; then
   export DMLP_BUILD=$DMLP_ROOT/build-asan
-  extra+=(-DDMLP_SANITIZE=ON)
-  # Open MPI's own allocations outlive MPI_Finalize; leaks are checked with valgrind on
-  # the unit tests instead.
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+  # Open MPI's own allocations outlive MPI_Finalize, so leak detection would only report
+  # the MPI library; memory errors and undefined behaviour abort the test.
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  echo "== AddressSanitizer + UndefinedBehaviorSanitizer build ($DMLP_BUILD)"
+  run_suite -DDMLP_WERROR=ON -DDMLP_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 fi
-dmlp_build "${extra[@]}"
-cd "$DMLP_BUILD"
-ctest --output-on-failure --timeout 600 "$@"
