@@ -121,6 +121,39 @@ void dist_bcast(const struct dist *d, void *buf, size_t n, int root)
     } while (n > 0);
 }
 
+/* One message per INT_MAX floats: MPI counts are int, and a message split into pieces
+ * arrives in order between one pair of ranks on one tag. */
+enum { DIST_TAG_GATHER = 0x646d };
+
+void dist_gatherv_float(const struct dist *d, const float *send, size_t n, float *recv,
+                        const size_t *counts, int root)
+{
+    if (d->rank != root) {
+        for (size_t done = 0; done < n;) {
+            const int chunk = n - done > (size_t)INT_MAX ? INT_MAX : (int)(n - done);
+            MPI_Send(send + done, chunk, MPI_FLOAT, root, DIST_TAG_GATHER, d->comm);
+            done += (size_t)chunk;
+        }
+        return;
+    }
+    size_t at = 0;
+    for (int r = 0; r < d->size; r++) {
+        if (r == root) {
+            if (n)
+                memcpy(recv + at, send, n * sizeof *send);
+        } else {
+            for (size_t done = 0; done < counts[r];) {
+                const int chunk = counts[r] - done > (size_t)INT_MAX ? INT_MAX
+                                                                     : (int)(counts[r] - done);
+                MPI_Recv(recv + at + done, chunk, MPI_FLOAT, r, DIST_TAG_GATHER, d->comm,
+                         MPI_STATUS_IGNORE);
+                done += (size_t)chunk;
+            }
+        }
+        at += counts[r];
+    }
+}
+
 void dist_barrier(const struct dist *d) { MPI_Barrier(d->comm); }
 
 _Noreturn void dist_abort(const struct dist *d, int code, const char *msg)
@@ -138,3 +171,16 @@ void dist_hostname(char *out, size_t n)
     MPI_Get_processor_name(name, &len);
     snprintf(out, n, "%.*s", len, name);
 }
+
+void dist_allreduce_max_u64(const struct dist *d, uint64_t *buf, size_t n)
+{
+    char *p = (char *)buf;
+    do {
+        const int chunk = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+        MPI_Allreduce(MPI_IN_PLACE, p, chunk, MPI_UINT64_T, MPI_MAX, d->comm);
+        p += (size_t)chunk * sizeof(uint64_t);
+        n -= (size_t)chunk;
+    } while (n > 0);
+}
+
+const void *dist_mpi_comm(const struct dist *d) { return &d->comm; }

@@ -37,6 +37,13 @@ void dist_allreduce_sum_u64(const struct dist *d, uint64_t *buf, size_t n);
  * with "rank R: " when the job has several ranks) is copied into every rank's err. */
 int dist_agree(const struct dist *d, struct dmlp_error *err);
 
+/* Gathers the ranks' float arrays to root, in rank order: rank r sends its n floats (send),
+ * and root receives them at recv + Σ_{q<r} counts[q]. counts [size] (every rank's n) and
+ * recv are used on root only, where counts[root] must equal n. Point-to-point messages of
+ * at most INT_MAX floats each, so any size works (MPI counts are int). Collective. */
+void dist_gatherv_float(const struct dist *d, const float *send, size_t n, float *recv,
+                        const size_t *counts, int root);
+
 /* Broadcasts n bytes from rank root. */
 void dist_bcast(const struct dist *d, void *buf, size_t n, int root);
 
@@ -47,5 +54,13 @@ _Noreturn void dist_abort(const struct dist *d, int code, const char *msg);
 
 /* Host name of this process (for reports). */
 void dist_hostname(char *out, size_t n);
+
+/* In-place maximum across ranks (for counts that ranks must agree on, e.g. a class count
+ * taken from each rank's own rows). */
+void dist_allreduce_max_u64(const struct dist *d, uint64_t *buf, size_t n);
+
+/* The communicator, as a pointer to its MPI_Comm, for the one other library that takes
+ * one: parallel HDF5 (H5Pset_fapl_mpio in dataset.c). Valid until dist_free. */
+const void *dist_mpi_comm(const struct dist *d);
 
 #endif

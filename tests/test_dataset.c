@@ -1,8 +1,9 @@
 #define _POSIX_C_SOURCE 200809L
 /* Tests of the dataset module: HDF5 round trips with exact values, the IDX importer on
  * small generated files (gzip and plain), every rejected input with a message naming the
- * file and the culprit, the atomic write, and dataset_describe's output. Bad HDF5 files are
- * built here with the HDF5 API, so each test shows exactly what it feeds in. */
+ * file and the culprit, the atomic write, dataset_describe's output, row-range reads, the
+ * validation split and standardisation. Bad HDF5 files are built here with the HDF5 API,
+ * so each test shows exactly what it feeds in. */
 #include "dataset.h"
 #include "testutil.h"
 
@@ -776,6 +777,247 @@ static void test_describe(void)
     CHECK_IDS();
 }
 
+/* ---- row ranges, validation split, standardisation ----------------------------------- */
+
+static void test_read_rows(void)
+{
+    struct h5_spec s = {1, 5, -1, 2, good_labels, 5, 0, 0, 0};
+    struct dmlp_error err;
+    struct dataset *ds = NULL;
+    char p[PATH_CAP];
+    tpath(p, "rows.h5");
+    make_h5(p, &s);
+
+    size_t total = 0;
+    CU_ASSERT_EQUAL_FATAL(dataset_read_rows(&ds, p, 1, 2, &total, &err), DMLP_OK);
+    CU_ASSERT_EQUAL(total, 5);
+    CU_ASSERT_EQUAL(ds->n, 2);
+    CU_ASSERT_EQUAL(ds->d, 3);
+    for (size_t i = 0; i < 6; i++)
+        CU_ASSERT_EQUAL(ds->features[i], 0.1f * (float)(i + 3));
+    CU_ASSERT_EQUAL(ds->labels[0], good_labels[1]);
+    CU_ASSERT_EQUAL(ds->labels[1], good_labels[2]);
+    CU_ASSERT_EQUAL(ds->k, 3); /* no num_classes: max label of these rows + 1 */
+    dataset_free(&ds);
+    CU_ASSERT_EQUAL_FATAL(dataset_read_rows(&ds, p, 3, SIZE_MAX, NULL, &err), DMLP_OK);
+    CU_ASSERT_EQUAL(ds->n, 2); /* to the end */
+    CU_ASSERT_EQUAL(ds->k, 2); /* labels {1, 0} */
+    dataset_free(&ds);
+    CU_ASSERT_EQUAL_FATAL(dataset_read_rows(&ds, p, 5, 0, NULL, &err), DMLP_OK);
+    CU_ASSERT_EQUAL(ds->n, 0);
+    CU_ASSERT(ds->features && ds->labels); /* usable pointers even with no rows */
+    dataset_free(&ds);
+    EXPECT_FAIL(dataset_read_rows(&ds, p, 4, 2, &total, &err), &err, DMLP_ERR_INPUT,
+                "rows.h5: rows [4, 6) requested, but /features has 5 rows", NULL, NULL);
+    CU_ASSERT_PTR_NULL(ds);
+
+    /* With num_classes, K is the file's whatever the rows hold. */
+    s = (struct h5_spec){1, 5, -1, 2, good_labels, 5, 0, 7, 0};
+    make_h5(p, &s);
+    CU_ASSERT_EQUAL_FATAL(dataset_read_rows(&ds, p, 0, 1, NULL, &err), DMLP_OK);
+    CU_ASSERT_EQUAL(ds->k, 7);
+    dataset_free(&ds);
+
+    /* Values are checked on the rows read, and messages give the file's row numbers. */
+    s = (struct h5_spec){1, 5, 5, 2, good_labels, 5, 0, 0, 0}; /* NaN at row 1, column 2 */
+    make_h5(p, &s);
+    EXPECT_FAIL(dataset_read_rows(&ds, p, 1, 1, NULL, &err), &err, DMLP_ERR_INPUT,
+                "/features: row 1, column 2 is NaN", NULL, NULL);
+    CU_ASSERT_EQUAL(dataset_read_rows(&ds, p, 2, 3, NULL, &err), DMLP_OK);
+    dataset_free(&ds);
+    const int32_t neg[5] = {0, 1, 2, -1, 0};
+    s = (struct h5_spec){1, 5, -1, 2, neg, 5, 0, 0, 0};
+    make_h5(p, &s);
+    EXPECT_FAIL(dataset_read_rows(&ds, p, 2, 2, NULL, &err), &err, DMLP_ERR_INPUT,
+                "/labels: value -1 at row 3 is negative", NULL, NULL);
+    /* Layout errors concern the whole file, whatever the range. */
+    s = (struct h5_spec){1, 5, -1, 2, good_labels, 4, 0, 0, 0};
+    make_h5(p, &s);
+    EXPECT_FAIL(dataset_read_rows(&ds, p, 0, 1, NULL, &err), &err, DMLP_ERR_INPUT,
+                "/labels: 4 rows, but /features has 5", NULL, NULL);
+    CHECK_IDS();
+}
+
+/* n rows, d = 2: feature 0 = the row index, feature 1 = -index; label index % 7 (or
+ * targets [index, 2·index]). */
+static struct dataset *make_indexed(size_t n, size_t row0, int with_labels)
+{
+    struct dataset *ds;
+    struct dmlp_error err;
+    if (dataset_alloc(&ds, n, 2, with_labels ? 7 : 2, with_labels, &err) != DMLP_OK)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        ds->features[2 * i] = (float)(row0 + i);
+        ds->features[2 * i + 1] = -(float)(row0 + i);
+        if (with_labels) {
+            ds->labels[i] = (int32_t)((row0 + i) % 7);
+        } else {
+            ds->targets[2 * i] = (float)(row0 + i);
+            ds->targets[2 * i + 1] = 2.0f * (float)(row0 + i);
+        }
+    }
+    return ds;
+}
+
+/* Marks the rows of part (by feature 0) in mark[], asserting rows stay whole and ordered. */
+static int mark_rows(const struct dataset *part, unsigned char *mark, size_t n)
+{
+    int ok = 1;
+    for (size_t i = 0; i < part->n; i++) {
+        const float *x = part->features + 2 * i;
+        const size_t row = (size_t)x[0];
+        ok &= row < n && x[1] == -x[0] && (i == 0 || x[0] > x[-2]);
+        ok &= part->labels ? part->labels[i] == (int32_t)(row % 7)
+                           : part->targets[2 * i + 1] == 2.0f * x[0];
+        if (row < n)
+            mark[row]++;
+    }
+    return ok;
+}
+
+static void test_split(void)
+{
+    CU_ASSERT_EQUAL(dataset_validation_count(100, 0.29), 29); /* 0.29·100 = 28.999... */
+    CU_ASSERT_EQUAL(dataset_validation_count(101, 0.3), 30);
+    CU_ASSERT_EQUAL(dataset_validation_count(10, 0.7), 7);
+    CU_ASSERT_EQUAL(dataset_validation_count(3, 0.999), 2);
+    CU_ASSERT_EQUAL(dataset_validation_count(1000, 0.001), 1);
+    CU_ASSERT_EQUAL(dataset_validation_count(999, 0.001), 0);
+    CU_ASSERT_EQUAL(dataset_validation_count(5, 0.0), 0);
+    CU_ASSERT_EQUAL(dataset_validation_count(0, 0.5), 0);
+
+    enum { NR = 1000 };
+    struct dmlp_error err;
+    for (int with_labels = 1; with_labels >= 0; with_labels--) {
+        struct dataset *ds = make_indexed(NR, 0, with_labels), *val = NULL;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ds);
+        CU_ASSERT_EQUAL_FATAL(dataset_split(ds, 0, NR, 0.2, 5, &val, &err), DMLP_OK);
+        CU_ASSERT_EQUAL(val->n, 200);
+        CU_ASSERT_EQUAL(ds->n, 800);
+        CU_ASSERT_EQUAL(val->k, ds->k);
+        CU_ASSERT_EQUAL(val->labels != NULL, with_labels);
+        unsigned char in_val[NR] = {0}, in_train[NR] = {0};
+        CU_ASSERT(mark_rows(val, in_val, NR));
+        CU_ASSERT(mark_rows(ds, in_train, NR));
+        int once = 1;
+        size_t low = 0;
+        for (size_t i = 0; i < NR; i++) {
+            once &= in_val[i] + in_train[i] == 1;
+            low += i < NR / 2 && in_val[i];
+        }
+        CU_ASSERT(once);
+        /* Spread over the set, not a block: a fair subset puts about half (100 ± 14) of
+         * its 200 rows in the first half; 60..140 fails a correct split with p < 1e-7. */
+        CU_ASSERT(low > 60 && low < 140);
+
+        /* The same seed in three pieces, as three ranks would split their shards. */
+        const size_t cut[4] = {0, 333, 334, NR}; /* the middle piece has one row */
+        unsigned char pieces[NR] = {0};
+        for (int p = 0; p < 3; p++) {
+            struct dataset *part = make_indexed(cut[p + 1] - cut[p], cut[p], with_labels);
+            struct dataset *pval = NULL;
+            CU_ASSERT_EQUAL(dataset_split(part, cut[p], NR, 0.2, 5, &pval, &err), DMLP_OK);
+            if (pval)
+                CU_ASSERT(mark_rows(pval, pieces, NR));
+            dataset_free(&pval);
+            dataset_free(&part);
+        }
+        CU_ASSERT_EQUAL(memcmp(pieces, in_val, NR), 0);
+
+        /* Another seed, another subset. */
+        struct dataset *ds2 = make_indexed(NR, 0, with_labels), *val2 = NULL;
+        CU_ASSERT_EQUAL(dataset_split(ds2, 0, NR, 0.2, 6, &val2, &err), DMLP_OK);
+        unsigned char in_val2[NR] = {0};
+        if (val2)
+            mark_rows(val2, in_val2, NR);
+        CU_ASSERT_NOT_EQUAL(memcmp(in_val2, in_val, NR), 0);
+        dataset_free(&val2);
+        dataset_free(&ds2);
+        dataset_free(&val);
+        dataset_free(&ds);
+    }
+
+    /* Fraction 0: nothing moves; bad fractions and ranges are refused. */
+    struct dataset *ds = make_indexed(10, 0, 1), *val = NULL;
+    CU_ASSERT_EQUAL(dataset_split(ds, 0, 10, 0.0, 1, &val, &err), DMLP_OK);
+    CU_ASSERT(val && val->n == 0 && ds->n == 10);
+    dataset_free(&val);
+    EXPECT_FAIL(dataset_split(ds, 0, 10, 1.0, 1, &val, &err), &err, DMLP_ERR_INPUT,
+                "validation fraction 1: expected a number in [0, 1)", NULL, NULL);
+    EXPECT_FAIL(dataset_split(ds, 0, 10, -0.5, 1, &val, &err), &err, DMLP_ERR_INPUT,
+                "validation fraction -0.5", NULL, NULL);
+    EXPECT_FAIL(dataset_split(ds, 0, 10, NAN, 1, &val, &err), &err, DMLP_ERR_INPUT,
+                "validation fraction nan", NULL, NULL);
+    EXPECT_FAIL(dataset_split(ds, 5, 10, 0.5, 1, &val, &err), &err, DMLP_ERR_INPUT,
+                "rows [5, 15) lie outside the 10 rows", NULL, NULL);
+    CU_ASSERT_PTR_NULL(val);
+    dataset_free(&ds);
+}
+
+static void test_standardize(void)
+{
+    enum { NR = 50, DD = 4 };
+    struct dataset *ds;
+    struct dmlp_error err;
+    CU_ASSERT_EQUAL_FATAL(dataset_alloc(&ds, NR, DD, 2, 1, &err), DMLP_OK);
+    /* Column 0: spread values; 1: offset 100 with unit-size spread; 2: constant; 3: a
+     * near-constant 1000 ± 1e-4 (in float ±6e-5 or more, but below the floor
+     * 1e-6·1000 = 1e-3). */
+    for (size_t i = 0; i < NR; i++) {
+        float *x = ds->features + i * DD;
+        x[0] = (float)((double)(i * 37 % 11) - 4.5 + 0.01 * (double)i);
+        x[1] = 100.0f + (float)sin((double)i);
+        x[2] = -3.0f;
+        x[3] = 1000.0f + (i % 2 ? 1e-4f : -1e-4f);
+    }
+    double sum[DD], sumsq[DD];
+    float mean[DD], std[DD];
+    dataset_feature_sums(ds, sum, sumsq);
+    dataset_stats_finish(sum, sumsq, NR, DD, mean, std);
+    for (size_t j = 0; j < 2; j++) {
+        /* Naive two-pass mean and population deviation in double. */
+        double m = 0, v = 0;
+        for (size_t i = 0; i < NR; i++)
+            m += ds->features[i * DD + j];
+        m /= NR;
+        for (size_t i = 0; i < NR; i++) {
+            const double dx = ds->features[i * DD + j] - m;
+            v += dx * dx;
+        }
+        /* The float results carry one rounding (6e-8); the one-pass variance loses
+         * ~1e-16·mean²/var relative, negligible here (mean²/var <= 2e4). */
+        CU_ASSERT(tu_reldiff(mean[j], m, 1e-30) <= 2e-7);
+        CU_ASSERT(tu_reldiff(std[j], sqrt(v / NR), 1e-30) <= 2e-7);
+    }
+    CU_ASSERT_EQUAL(mean[2], -3.0f);
+    CU_ASSERT_EQUAL(std[2], 1.0f); /* constant: std 0 floored to 1 */
+    CU_ASSERT(fabs(mean[3] - 1000.0f) < 1e-3f);
+    CU_ASSERT_EQUAL(std[3], 1.0f); /* below 1e-6·|mean| */
+
+    /* The floor is relative to max(1, |mean|): std 2e-6 survives around mean 0... */
+    const double s1[1] = {0.0}, q1[1] = {4 * 4e-12};
+    dataset_stats_finish(s1, q1, 4, 1, mean, std);
+    CU_ASSERT_EQUAL(mean[0], 0.0f);
+    CU_ASSERT(fabs(std[0] - 2e-6f) < 1e-12f);
+    /* ...and no rows gives mean 0, std 1. */
+    dataset_stats_finish(s1, q1, 0, 1, mean, std);
+    CU_ASSERT(mean[0] == 0.0f && std[0] == 1.0f);
+
+    dataset_stats_finish(sum, sumsq, NR, DD, mean, std);
+    struct dataset *copy = NULL;
+    CU_ASSERT_EQUAL_FATAL(dataset_alloc(&copy, NR, DD, 2, 1, &err), DMLP_OK);
+    memcpy(copy->features, ds->features, (size_t)NR * DD * sizeof(float));
+    dataset_standardize(ds, mean, std);
+    for (size_t i = 0; i < NR * DD; i++)
+        CU_ASSERT_EQUAL(ds->features[i], (copy->features[i] - mean[i % DD]) / std[i % DD]);
+    dataset_feature_sums(ds, sum, sumsq);
+    for (size_t j = 0; j < DD; j++)
+        CU_ASSERT(fabs(sum[j] / NR) < 1e-5);
+    CU_ASSERT(fabs(sumsq[0] / NR - 1.0) < 1e-5 && fabs(sumsq[1] / NR - 1.0) < 1e-5);
+    dataset_free(&copy);
+    dataset_free(&ds);
+}
+
 /* ---- registration ------------------------------------------------------------------------ */
 
 static CU_TestInfo roundtrip_tests[] = {
@@ -800,6 +1042,13 @@ static CU_TestInfo error_tests[] = {
     CU_TEST_INFO_NULL,
 };
 
+static CU_TestInfo part_tests[] = {
+    {"row ranges: exact rows, K, file row numbers in errors", test_read_rows},
+    {"validation split: exact count, order, pieces == whole", test_split},
+    {"standardisation: stats vs naive, std floor, apply", test_standardize},
+    CU_TEST_INFO_NULL,
+};
+
 static CU_TestInfo describe_tests[] = {
     {"describe prints shapes, classes, target ranges", test_describe},
     CU_TEST_INFO_NULL,
@@ -810,6 +1059,7 @@ static CU_SuiteInfo suites[] = {
     {"dataset IDX import", suite_init, suite_clean, NULL, NULL, idx_tests},
     {"dataset errors", suite_init, suite_clean, NULL, NULL, error_tests},
     {"dataset describe", suite_init, suite_clean, NULL, NULL, describe_tests},
+    {"dataset parts", suite_init, suite_clean, NULL, NULL, part_tests},
     CU_SUITE_INFO_NULL,
 };
 
