@@ -1,0 +1,442 @@
+#define _POSIX_C_SOURCE 200809L
+/* predict: the rank-split forward pass, the gather to rank 0, the predictions file of
+ * DESIGN §4 and a reader for feature-only input files. Every message names the file;
+ * HDF5's own error printer is silenced while these functions run. */
+#include "predict.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "train.h"
+
+/* HDF5's automatic error printer, saved and switched off while a public function runs so
+ * that only our messages reach the user, then restored. */
+struct h5_quiet {
+    H5E_auto2_t func;
+    void *data;
+};
+
+/* What the writer needs besides the arrays. */
+struct predict_file {
+    const char *path;        /* the final output path */
+    const float *P;          /* [n × k] */
+    const int32_t *labels;   /* [n], or NULL (regression) */
+    size_t n, k;
+    const char *loss;
+    const char *checkpoint;  /* or NULL */
+    const char *input;       /* or NULL */
+};
+
+enum { PREDICT_CHUNK = 512 };
+
+static void h5_quiet_begin(struct h5_quiet *q);
+static void h5_quiet_end(const struct h5_quiet *q);
+static const char *h5_reason(char *buf, size_t cap);
+static int same_file(const char *a, const char *b);
+static int write_predictions(const struct predict_file *pf, struct dmlp_error *err);
+static int read_features(hid_t file, const char *path, struct dataset **out,
+                         struct dmlp_error *err);
+
+/* ---- public functions -------------------------------------------------------------------- */
+
+int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
+                const char *output, const char *checkpoint, const char *input,
+                struct dmlp_error *err)
+{
+    const char *what = input ? input : "input data";
+    const int rank = dist_rank(d), size = dist_size(d);
+    const size_t K = model_output_dim(m), D = model_input_dim(m), N = in->n;
+    const int classifier = m->loss == DMLP_LOSS_CROSS_ENTROPY;
+    struct dmlp_error e = {0};
+    float *mine = NULL, *all = NULL;
+    int32_t *labels = NULL;
+    size_t *counts = NULL, total = 0, bytes = 0;
+    uint64_t off = 0, len = 0;
+    train_slice(N, size, rank, &off, &len);
+
+    /* Checks every rank makes alike, then the allocations; one agreement for all. */
+    if (!output || !output[0])
+        dmlp_fail(&e, DMLP_ERR_INPUT, "predict: no output path given");
+    else if (in->d != D)
+        dmlp_fail(&e, DMLP_ERR_INPUT, "%s: /features: rows have %zu features, but the network "
+                  "takes %zu inputs", what, in->d, D);
+    else if (N == 0)
+        dmlp_fail(&e, DMLP_ERR_INPUT, "%s: /features: no rows to predict", what);
+    else if (dmlp_mul_size(&total, N, K) || dmlp_mul_size(&bytes, total, sizeof(float)))
+        dmlp_fail(&e, DMLP_ERR_INPUT, "%s: %zu rows x %zu outputs overflow size_t", what, N, K);
+    else if ((input && same_file(output, input)) || (checkpoint && same_file(output, checkpoint)))
+        dmlp_fail(&e, DMLP_ERR_INPUT, "%s: refusing to overwrite the %s with predictions",
+                  output, input && same_file(output, input) ? "input" : "checkpoint");
+    else if (model_reserve(m, PREDICT_CHUNK, &e) == DMLP_OK) {
+        counts = malloc((size_t)size * sizeof *counts);
+        mine = len ? dmlp_alloc_aligned((size_t)len * K * sizeof(float)) : NULL;
+        if (rank == 0) {
+            all = dmlp_alloc_aligned(bytes);
+            labels = classifier ? dmlp_alloc_aligned(N * sizeof(int32_t)) : NULL;
+        }
+        if (!counts || (len && !mine) || (rank == 0 && (!all || (classifier && !labels))))
+            dmlp_fail(&e, DMLP_ERR_RUNTIME, "%s: out of memory for the predictions of %zu rows "
+                      "x %zu outputs", output, rank == 0 ? N : (size_t)len, K);
+    }
+    int rc = dist_agree(d, &e);
+    if (rc == DMLP_OK) {
+        for (uint64_t i = off; i < off + len; i += PREDICT_CHUNK) {
+            const size_t b = (size_t)(off + len - i < PREDICT_CHUNK ? off + len - i
+                                                                    : PREDICT_CHUNK);
+            const float *Y = model_forward(m, in->features + (size_t)i * D, b);
+            memcpy(mine + (size_t)(i - off) * K, Y, b * K * sizeof(float));
+        }
+        for (int r = 0; r < size; r++) {
+            uint64_t r_off, r_len;
+            train_slice(N, size, r, &r_off, &r_len);
+            counts[r] = (size_t)r_len * K;
+        }
+        dist_gatherv_float(d, mine, (size_t)len * K, all, counts, 0);
+        if (rank == 0) {
+            /* First max wins, as in kernel_count_correct and the metrics. */
+            for (size_t i = 0; labels && i < N; i++) {
+                const float *y = all + i * K;
+                size_t best = 0;
+                for (size_t j = 1; j < K; j++)
+                    if (y[j] > y[best])
+                        best = j;
+                labels[i] = (int32_t)best;
+            }
+            const struct predict_file pf = {
+                .path = output, .P = all, .labels = labels, .n = N, .k = K,
+                .loss = config_loss_name(m->loss), .checkpoint = checkpoint, .input = input};
+            write_predictions(&pf, &e);
+        }
+        rc = dist_agree(d, &e);
+    }
+    if (rc != DMLP_OK && err)
+        *err = e;
+    free(counts);
+    dmlp_free_aligned(mine);
+    dmlp_free_aligned(all);
+    dmlp_free_aligned(labels);
+    return rc;
+}
+
+int predict_read_features(struct dataset **out, const char *path, struct dmlp_error *err)
+{
+    char why[256];
+    struct stat st;
+    *out = NULL;
+    if (stat(path, &st) != 0 || access(path, R_OK) != 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: Is a directory", path);
+    struct h5_quiet q;
+    h5_quiet_begin(&q);
+    int rc;
+    if (H5Fis_hdf5(path) <= 0) {
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: not an HDF5 file", path);
+    } else {
+        hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (file < 0) {
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open as HDF5: %s", path,
+                           h5_reason(why, sizeof why));
+        } else {
+            rc = read_features(file, path, out, err);
+            if (H5Fclose(file) < 0 && rc == DMLP_OK) {
+                dataset_free(out);
+                rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: closing failed: %s", path,
+                               h5_reason(why, sizeof why));
+            }
+        }
+    }
+    h5_quiet_end(&q);
+    return rc;
+}
+
+/* ---- helpers: files ----------------------------------------------------------------------- */
+
+/* 1 when both paths exist and name the same file (hard links and symlinks included). */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+/* fsync the finished file, then rename it over the output: a crash leaves either the old
+ * file or the complete new one. The directory's fsync makes the rename durable; it is best
+ * effort, as some file systems refuse fsync on a directory. */
+static int sync_and_rename(const char *tmp, const char *path, struct dmlp_error *err)
+{
+    int fd = open(tmp, O_RDONLY);
+    if (fd < 0)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot reopen %s: %s", path, tmp,
+                         strerror(errno));
+    if (fsync(fd) != 0) {
+        const int e = errno;
+        close(fd);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: fsync of %s failed: %s", path, tmp,
+                         strerror(e));
+    }
+    close(fd);
+    if (rename(tmp, path) != 0)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot rename %s into place: %s", path,
+                         tmp, strerror(errno));
+    const size_t len = strlen(path);
+    char *dir = malloc(len + 2);
+    if (dir) {
+        memcpy(dir, path, len + 1);
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+            strcpy(dir, ".");
+        else if (slash == dir)
+            dir[1] = '\0';
+        else
+            *slash = '\0';
+        const int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+        free(dir);
+    }
+    return DMLP_OK;
+}
+
+/* ---- helpers: HDF5 ------------------------------------------------------------------------ */
+
+static void h5_quiet_begin(struct h5_quiet *q)
+{
+    q->func = NULL;
+    q->data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void h5_quiet_end(const struct h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+
+struct h5_reason_buf {
+    char *buf;
+    size_t cap;
+};
+
+static herr_t h5_reason_walk(unsigned n, const H5E_error2_t *e, void *data)
+{
+    struct h5_reason_buf *r = data;
+    if (n == 0 && e->desc)
+        snprintf(r->buf, r->cap, "%s", e->desc);
+    return 0;
+}
+
+/* The innermost description on HDF5's error stack, for the tail of our own messages. */
+static const char *h5_reason(char *buf, size_t cap)
+{
+    struct h5_reason_buf r = {buf, cap};
+    snprintf(buf, cap, "unknown HDF5 error");
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_reason_walk, &r);
+    return buf;
+}
+
+/* A scalar attribute on the root group: a fixed-length string (text) or an int32. */
+static int write_root_attr(hid_t file, const char *path, const char *name, const char *text,
+                           int32_t value, struct dmlp_error *err)
+{
+    char why[256];
+    hid_t type = text ? H5Tcopy(H5T_C_S1) : H5Tcopy(H5T_STD_I32LE);
+    int ok = type >= 0;
+    if (ok && text)
+        ok = H5Tset_size(type, strlen(text) + 1) >= 0 &&
+             H5Tset_strpad(type, H5T_STR_NULLTERM) >= 0;
+    hid_t space = ok ? H5Screate(H5S_SCALAR) : H5I_INVALID_HID;
+    hid_t attr = space >= 0 ? H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT)
+                            : H5I_INVALID_HID;
+    ok = attr >= 0 && (text ? H5Awrite(attr, type, text)
+                            : H5Awrite(attr, H5T_NATIVE_INT32, &value)) >= 0;
+    if (!ok)
+        h5_reason(why, sizeof why);
+    if (attr >= 0)
+        H5Aclose(attr);
+    if (space >= 0)
+        H5Sclose(space);
+    if (type >= 0)
+        H5Tclose(type);
+    return ok ? DMLP_OK
+              : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: writing attribute %s failed: %s", path,
+                          name, why);
+}
+
+/* A contiguous dataset written whole; a fresh file refuses nothing, so a failure is I/O. */
+static int write_array(hid_t file, const char *path, const char *name, hid_t file_type,
+                       hid_t mem_type, int rank, const hsize_t *dims, const void *data,
+                       struct dmlp_error *err)
+{
+    char why[256];
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dset = space >= 0 ? H5Dcreate2(file, name, file_type, space, H5P_DEFAULT,
+                                         H5P_DEFAULT, H5P_DEFAULT)
+                            : H5I_INVALID_HID;
+    int ok = dset >= 0 && H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    if (!ok)
+        h5_reason(why, sizeof why);
+    if (dset >= 0 && H5Dclose(dset) < 0 && ok) {
+        ok = 0;
+        h5_reason(why, sizeof why);
+    }
+    if (space >= 0)
+        H5Sclose(space);
+    return ok ? DMLP_OK
+              : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: writing %s failed: %s", path, name, why);
+}
+
+static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_error *err)
+{
+    char why[256];
+    const char *path = pf->path;
+    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot create %s: %s", path, tmp,
+                         h5_reason(why, sizeof why));
+    const hsize_t dims[2] = {pf->n, pf->k};
+    int rc = write_root_attr(file, path, "format", "dmlp-predictions", 0, err);
+    if (rc == DMLP_OK)
+        rc = write_root_attr(file, path, "format_version", NULL, 1, err);
+    if (rc == DMLP_OK)
+        rc = write_root_attr(file, path, "dmlp_version", DMLP_VERSION, 0, err);
+    if (rc == DMLP_OK)
+        rc = write_root_attr(file, path, "loss", pf->loss, 0, err);
+    if (rc == DMLP_OK && pf->checkpoint)
+        rc = write_root_attr(file, path, "checkpoint", pf->checkpoint, 0, err);
+    if (rc == DMLP_OK && pf->input)
+        rc = write_root_attr(file, path, "input", pf->input, 0, err);
+    if (rc == DMLP_OK)
+        rc = write_array(file, path, "/predictions", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dims,
+                         pf->P, err);
+    if (rc == DMLP_OK && pf->labels)
+        rc = write_array(file, path, "/labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dims,
+                         pf->labels, err);
+    if (rc == DMLP_OK && H5Fflush(file, H5F_SCOPE_LOCAL) < 0)
+        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: flushing %s failed: %s", path, tmp,
+                       h5_reason(why, sizeof why));
+    if (H5Fclose(file) < 0 && rc == DMLP_OK)
+        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: closing %s failed: %s", path, tmp,
+                       h5_reason(why, sizeof why));
+    return rc;
+}
+
+/* Writes the file under a temporary name beside the output (so the rename stays within one
+ * file system and is atomic), then syncs and renames it into place. */
+static int write_predictions(const struct predict_file *pf, struct dmlp_error *err)
+{
+    const size_t cap = strlen(pf->path) + 32;
+    char *tmp = malloc(cap);
+    if (!tmp)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", pf->path);
+    snprintf(tmp, cap, "%s.tmp.%ld", pf->path, (long)getpid());
+    /* O_EXCL: never clobber a file that is not ours; a missing directory or a permission
+     * problem gets the plain errno message rather than HDF5's. */
+    const int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    if (fd < 0) {
+        const int rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot create %s: %s", pf->path,
+                                 tmp, strerror(errno));
+        free(tmp);
+        return rc;
+    }
+    close(fd);
+    struct h5_quiet q;
+    h5_quiet_begin(&q);
+    int rc = write_h5(pf, tmp, err);
+    h5_quiet_end(&q);
+    if (rc == DMLP_OK)
+        rc = sync_and_rename(tmp, pf->path, err);
+    if (rc != DMLP_OK)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+/* Validates /features of an open file and reads it whole as float32. */
+static int read_features(hid_t file, const char *path, struct dataset **out,
+                         struct dmlp_error *err)
+{
+    char why[256];
+    htri_t has = H5Lexists(file, "/features", H5P_DEFAULT);
+    if (has < 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot look up /features: %s", path,
+                         h5_reason(why, sizeof why));
+    if (!has)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: missing (expected float32 "
+                         "[N, D])", path);
+    hid_t obj = H5Oopen(file, "/features", H5P_DEFAULT);
+    if (obj < 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: cannot open: %s", path,
+                         h5_reason(why, sizeof why));
+    if (H5Iget_type(obj) != H5I_DATASET) {
+        H5Oclose(obj);
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: is a group or named type, "
+                         "expected a dataset", path);
+    }
+    hid_t type = H5Dget_type(obj), space = H5Dget_space(obj);
+    H5T_class_t cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
+    int rank = space >= 0 && H5Sget_simple_extent_type(space) == H5S_SIMPLE
+                   ? H5Sget_simple_extent_ndims(space) : -1;
+    hsize_t dims[H5S_MAX_RANK] = {0};
+    int rc = DMLP_OK;
+    size_t n = 0, d = 0, nd = 0, bytes = 0;
+    if (type < 0 || space < 0)
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: cannot read its type or shape: %s",
+                       path, h5_reason(why, sizeof why));
+    else if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: expected a float array, got a "
+                       "non-numeric type", path);
+    else if (rank != 2)
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: expected 2-D float array, got %d-D",
+                       path, rank < 0 ? 0 : rank);
+    else if (H5Sget_simple_extent_dims(space, dims, NULL) < 0)
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: cannot read its shape: %s", path,
+                       h5_reason(why, sizeof why));
+    else if ((hsize_t)(n = (size_t)dims[0]) != dims[0] ||
+             (hsize_t)(d = (size_t)dims[1]) != dims[1] || dmlp_mul_size(&nd, n, d) ||
+             dmlp_mul_size(&bytes, nd, sizeof(float)))
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: shape [%llu, %llu] overflows size_t",
+                       path, (unsigned long long)dims[0], (unsigned long long)dims[1]);
+    else if (n == 0 || d == 0)
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: empty (%zu rows, %zu columns); "
+                       "expected at least one of each", path, n, d);
+    if (type >= 0)
+        H5Tclose(type);
+    if (space >= 0)
+        H5Sclose(space);
+    struct dataset *ds = NULL;
+    if (rc == DMLP_OK) {
+        ds = calloc(1, sizeof *ds);
+        if (ds)
+            ds->features = dmlp_alloc_aligned(bytes);
+        if (!ds || !ds->features)
+            rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: /features: out of memory for %zu rows x "
+                           "%zu features", path, n, d);
+    }
+    /* H5T_NATIVE_FLOAT as the memory type: HDF5 converts float64 or integer files. */
+    if (rc == DMLP_OK &&
+        H5Dread(obj, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->features) < 0)
+        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: /features: read failed: %s", path,
+                       h5_reason(why, sizeof why));
+    for (size_t i = 0; rc == DMLP_OK && i < nd; i++)
+        if (!isfinite(ds->features[i]))
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: row %zu, column %zu is %s", path,
+                           i / d, i % d, isnan(ds->features[i]) ? "NaN"
+                                         : ds->features[i] > 0 ? "+inf" : "-inf");
+    H5Dclose(obj);
+    if (rc != DMLP_OK) {
+        dataset_free(&ds);
+        return rc;
+    }
+    ds->n = n;
+    ds->d = d;
+    ds->k = 0;
+    *out = ds;
+    return DMLP_OK;
+}

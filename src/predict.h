@@ -1,0 +1,36 @@
+/* predict: runs a network over a dataset and writes the predictions file of DESIGN §4:
+ *
+ *     /                attrs: format="dmlp-predictions", format_version=1, dmlp_version,
+ *                             loss, and checkpoint / input when given
+ *     /predictions     float32 [N, K]   the network outputs (softmax probabilities for a
+ *                                       cross_entropy classifier, raw outputs for mse)
+ *     /labels          int32 [N]        argmax of each row (first max wins); classifiers only
+ *
+ * Every rank computes the outputs of its contiguous slice of the rows (train_slice); rank 0
+ * gathers them and writes the file through a temporary name beside the output, fsynced and
+ * renamed, so an existing output is never left half-written. An I/O module: includes
+ * hdf5.h, silences HDF5's error printer while it runs, and reaches MPI through dist only. */
+#ifndef DMLP_PREDICT_H
+#define DMLP_PREDICT_H
+
+#include "dataset.h"
+#include "dist.h"
+#include "model.h"
+#include "util.h"
+
+/* Predicts every row of in with m and writes output (rank 0). checkpoint and input name
+ * where the weights and rows came from: stored as root attributes and, for input, used in
+ * messages; either may be NULL. in may come from dataset_read or predict_read_features
+ * (its labels/targets are ignored). Collective over d; every rank returns the same status
+ * (DMLP_ERR_INPUT for a width mismatch or an empty input, DMLP_ERR_RUNTIME for I/O). */
+int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
+                const char *output, const char *checkpoint, const char *input,
+                struct dmlp_error *err);
+
+/* Reads only /features of the dataset file at path (float-convertible, 2-D, at least one
+ * row and column, finite), so input rows need neither /labels nor /targets; any that the
+ * file has are ignored. The result has labels = targets = NULL and k = 0 (free with
+ * dataset_free). Errors name the file and dataset. Not collective: every rank may call it. */
+int predict_read_features(struct dataset **out, const char *path, struct dmlp_error *err);
+
+#endif
