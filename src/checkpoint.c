@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -43,6 +44,31 @@ static int attr_write_u64(hid_t obj, const char *name, uint64_t v)
         H5Aclose(a);
     H5Sclose(space);
     return st < 0 ? -1 : 0;
+}
+
+static int attr_write_f64(hid_t obj, const char *name, double v)
+{
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t st = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(space);
+    return st < 0 ? -1 : 0;
+}
+
+static int attr_read_f64(hid_t obj, const char *name, double *v)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0)
+        return -1;
+    hid_t ft = H5Aget_type(a);
+    int ok = H5Tget_class(ft) == H5T_FLOAT && H5Aread(a, H5T_NATIVE_DOUBLE, v) >= 0;
+    H5Tclose(ft);
+    H5Aclose(a);
+    return ok ? 0 : -1;
 }
 
 /* Reads a string attribute (fixed or variable length) into out; -1 if absent/not a string. */
@@ -236,13 +262,35 @@ static int write_file(const char *tmp, const struct model *m, const struct optim
     hid_t og = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     bad |= og < 0;
     if (og >= 0) {
-        bad |= attr_write_str(og, "name", "sgd");
+        bad |= attr_write_str(og, "name", o ? config_optimizer_name(o->cfg.name) : "none");
         bad |= attr_write_u64(og, "steps", o ? o->steps : 0);
-        if (o && o->momentum) {
+        const char *names[OPTIM_MAX_STATE];
+        float *bufs[OPTIM_MAX_STATE];
+        const size_t nb = o ? optim_state_buffers(o, names, bufs) : 0;
+        for (size_t i = 0; i < nb; i++) {
             hsize_t n[1] = {o->n};
-            bad |= write_floats(og, "momentum", o->momentum, 1, n);
+            bad |= write_floats(og, names[i], bufs[i], 1, n);
         }
         H5Gclose(og);
+    }
+    if (m->norm_mean) {
+        hid_t ng = H5Gcreate2(f, "normalization", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        bad |= ng < 0;
+        if (ng >= 0) {
+            hsize_t d[1] = {model_input_dim(m)};
+            bad |= write_floats(ng, "mean", m->norm_mean, 1, d);
+            bad |= write_floats(ng, "std", m->norm_std, 1, d);
+            bad |= attr_write_str(ng, "formula", "x' = (x - mean) / std");
+            H5Gclose(ng);
+        }
+    }
+    hid_t eg = H5Gcreate2(f, "early_stopping", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bad |= eg < 0;
+    if (eg >= 0) {
+        bad |= attr_write_f64(eg, "best_metric", st->best_metric);
+        bad |= attr_write_u64(eg, "best_epoch", st->best_epoch);
+        bad |= attr_write_u64(eg, "bad_epochs", st->bad_epochs);
+        H5Gclose(eg);
     }
     hid_t rg = H5Gcreate2(f, "rng", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     bad |= rg < 0;
@@ -318,6 +366,30 @@ static void prune(const char *dir, uint32_t keep_last, uint64_t newest)
     free(steps);
 }
 
+/* Writes the checkpoint to final through tmp: write, flush, fsync, rename, fsync the
+ * directory. A crash leaves either the old file or the new one, never half of one. */
+static int write_atomically(const char *dir, const char *tmp, const char *final,
+                            const struct model *m, const struct optim *o,
+                            const struct checkpoint_state *st, const char *config_yaml,
+                            struct dmlp_error *err)
+{
+    errno = 0;
+    if (write_file(tmp, m, o, st, config_yaml) || fsync_path(tmp, 0)) {
+        int e = errno;
+        unlink(tmp);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot write checkpoint%s%s", final,
+                         e ? ": " : "", e ? strerror(e) : "");
+    }
+    if (rename(tmp, final)) {
+        int e = errno;
+        unlink(tmp);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot rename into place: %s", final,
+                         strerror(e));
+    }
+    fsync_path(dir, 1);
+    return DMLP_OK;
+}
+
 int checkpoint_save(const char *dir, const struct model *m, const struct optim *o,
                     const struct checkpoint_state *st, const char *config_yaml,
                     uint32_t keep_last, char *path_out, size_t path_cap,
@@ -336,19 +408,9 @@ int checkpoint_save(const char *dir, const struct model *m, const struct optim *
         snprintf(latest, sizeof latest, "%s/latest.h5", dir) >= (int)sizeof latest)
         return dmlp_fail(err, DMLP_ERR_INPUT, "checkpoint.dir %s: path too long", dir);
 
-    if (write_file(tmp, m, o, st, config_yaml) || fsync_path(tmp, 0)) {
-        int e = errno;
-        unlink(tmp);
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot write checkpoint%s%s", final,
-                         e ? ": " : "", e ? strerror(e) : "");
-    }
-    if (rename(tmp, final)) {
-        int e = errno;
-        unlink(tmp);
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot rename into place: %s", final,
-                         strerror(e));
-    }
-    fsync_path(dir, 1);
+    int rc = write_atomically(dir, tmp, final, m, o, st, config_yaml, err);
+    if (rc)
+        return rc;
     /* latest.h5 → step-N.h5 (relative, so the run directory can be moved): a new symlink
      * renamed over the old one, so a reader sees either the old or the new target. */
     unlink(link_tmp);
@@ -363,6 +425,21 @@ int checkpoint_save(const char *dir, const struct model *m, const struct optim *
     if (path_out)
         snprintf(path_out, path_cap, "%s", final);
     return DMLP_OK;
+}
+
+int checkpoint_save_as(const char *dir, const char *name, const struct model *m,
+                       const struct optim *o, const struct checkpoint_state *st,
+                       const char *config_yaml, struct dmlp_error *err)
+{
+    quiet_hdf5();
+    if (mkdir_p(dir))
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "checkpoint.dir %s: cannot create: %s", dir,
+                         strerror(errno));
+    char final[PATH_MAX], tmp[PATH_MAX];
+    if (snprintf(final, sizeof final, "%s/%s", dir, name) >= (int)sizeof final ||
+        snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%ld", dir, name, (long)getpid()) >= (int)sizeof tmp)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "checkpoint.dir %s: path too long", dir);
+    return write_atomically(dir, tmp, final, m, o, st, config_yaml, err);
 }
 
 /* ---- load ------------------------------------------------------------------------------ */
@@ -520,6 +597,26 @@ static int load_layers(hid_t f, const char *path, struct model *m, struct dmlp_e
     if (H5Lexists(f, extra, H5P_DEFAULT) > 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: the checkpoint has more layers than the "
                          "network (%zu)", path, m->n_layers);
+    if (H5Lexists(f, "normalization", H5P_DEFAULT) > 0) {
+        const size_t d = model_input_dim(m);
+        float *mean = malloc(d * sizeof(float)), *sd = malloc(d * sizeof(float));
+        hsize_t dims[1] = {d};
+        int rc = mean && sd ? DMLP_OK : dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+        if (!rc)
+            rc = read_floats(f, "/normalization/mean", mean, 1, dims, path, err);
+        if (!rc)
+            rc = read_floats(f, "/normalization/std", sd, 1, dims, path, err);
+        for (size_t j = 0; !rc && j < d; j++)
+            if (!isfinite(mean[j]) || !(sd[j] > 0) || !isfinite(sd[j]))
+                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /normalization: feature %zu has mean "
+                               "%g and std %g (std must be finite and > 0)", path, j,
+                               (double)mean[j], (double)sd[j]);
+        if (!rc)
+            rc = model_set_normalization(m, mean, sd, err);
+        free(mean);
+        free(sd);
+        return rc;
+    }
     return DMLP_OK;
 }
 
@@ -566,6 +663,14 @@ int checkpoint_load(const char *path, struct model *m, struct optim *o,
             goto done;
         }
         attr_read_u64(f, "step_in_epoch", &st->step_in_epoch);
+        st->best_metric = NAN;
+        if (H5Lexists(f, "early_stopping", H5P_DEFAULT) > 0) {
+            hid_t eg = H5Gopen2(f, "early_stopping", H5P_DEFAULT);
+            attr_read_f64(eg, "best_metric", &st->best_metric);
+            attr_read_u64(eg, "best_epoch", &st->best_epoch);
+            attr_read_u64(eg, "bad_epochs", &st->bad_epochs);
+            H5Gclose(eg);
+        }
         hid_t rg = H5Lexists(f, "rng", H5P_DEFAULT) > 0 ? H5Gopen2(f, "rng", H5P_DEFAULT) : -1;
         if (rg < 0 || attr_read_u64(rg, "seed", &st->seed)) {
             if (rg >= 0)
@@ -582,15 +687,27 @@ int checkpoint_load(const char *path, struct model *m, struct optim *o,
             rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /optimizer is missing", path);
             goto done;
         }
-        attr_read_u64(og, "steps", &o->steps);
-        if (o->momentum) {
-            if (H5Lexists(og, "momentum", H5P_DEFAULT) > 0) {
+        char name[64] = "";
+        attr_read_str(og, "name", name, sizeof name);
+        /* The config governs: state is restored only when it belongs to the same
+         * optimizer; a changed optimizer starts from zero state, as a fresh one would. */
+        const int same = !strcmp(name, config_optimizer_name(o->cfg.name)) ||
+                         (!name[0] && o->cfg.name == DMLP_OPT_SGD);
+        const char *names[OPTIM_MAX_STATE];
+        float *bufs[OPTIM_MAX_STATE];
+        const size_t nb = optim_state_buffers(o, names, bufs);
+        o->steps = 0;
+        for (size_t i = 0; i < nb; i++)
+            memset(bufs[i], 0, o->n * sizeof(float));
+        if (same) {
+            attr_read_u64(og, "steps", &o->steps);
+            for (size_t i = 0; i < nb && !rc; i++) {
+                if (H5Lexists(og, names[i], H5P_DEFAULT) <= 0)
+                    continue; /* e.g. momentum raised from 0: its buffer starts at zero */
+                char dname[96];
+                snprintf(dname, sizeof dname, "/optimizer/%s", names[i]);
                 hsize_t n[1] = {o->n};
-                rc = read_floats(f, "/optimizer/momentum", o->momentum, 1, n, path, err);
-            } else {
-                /* The checkpoint was written without momentum (the config now asks for it):
-                 * the buffer starts at zero, as PyTorch's does. */
-                memset(o->momentum, 0, o->n * sizeof(float));
+                rc = read_floats(f, dname, bufs[i], 1, n, path, err);
             }
         }
         H5Gclose(og);
@@ -680,10 +797,16 @@ int checkpoint_describe(FILE *out, const char *path, struct dmlp_error *err)
         uint64_t steps = 0;
         attr_read_str(og, "name", name, sizeof name);
         attr_read_u64(og, "steps", &steps);
-        fprintf(out, "  optimizer      %s, %llu steps%s\n", name, (unsigned long long)steps,
-                H5Lexists(og, "momentum", H5P_DEFAULT) > 0 ? ", momentum buffer" : "");
+        fprintf(out, "  optimizer      %s, %llu steps", name, (unsigned long long)steps);
+        const char *bufs[] = {"momentum", "exp_avg", "exp_avg_sq"};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            if (H5Lexists(og, bufs[i], H5P_DEFAULT) > 0)
+                fprintf(out, ", %s", bufs[i]);
+        fprintf(out, "\n");
         H5Gclose(og);
     }
+    if (H5Lexists(f, "normalization", H5P_DEFAULT) > 0)
+        fprintf(out, "  normalization  standard: x' = (x - mean) / std, [%zu] each\n", in_dim);
     if (H5Lexists(f, "rng", H5P_DEFAULT) > 0) {
         hid_t rg = H5Gopen2(f, "rng", H5P_DEFAULT);
         uint64_t seed;

@@ -24,6 +24,11 @@ struct checkpoint_state {
     uint64_t step;           /* global steps taken */
     uint64_t samples_seen;   /* global samples consumed by those steps */
     uint64_t seed;           /* training.seed the run was started with */
+    /* early stopping: the best validation metric so far (NaN: none yet), the epoch that
+     * reached it, and the epochs since then without improvement */
+    double best_metric;
+    uint64_t best_epoch;
+    uint64_t bad_epochs;
 };
 
 /* Writes a checkpoint of m (and o, if not NULL) into dir (created if missing) and
@@ -34,12 +39,21 @@ int checkpoint_save(const char *dir, const struct model *m, const struct optim *
                     uint32_t keep_last, char *path_out, size_t path_cap,
                     struct dmlp_error *err);
 
-/* Loads a full checkpoint into m (shapes and activations must match), o (if not NULL:
- * momentum and step count) and st (if not NULL). On error m and o may hold partial data. */
+/* Writes the same content to <dir>/<name> (e.g. "best.h5") through a temporary file and
+ * a rename, outside the step-N.h5 series (never pruned, not named by latest.h5). */
+int checkpoint_save_as(const char *dir, const char *name, const struct model *m,
+                       const struct optim *o, const struct checkpoint_state *st,
+                       const char *config_yaml, struct dmlp_error *err);
+
+/* Loads a full checkpoint into m (shapes and activations must match; the input
+ * standardisation too, when the file has one), o (if not NULL: its state buffers and step
+ * count, when the checkpoint was written by the same optimizer; otherwise o starts fresh)
+ * and st (if not NULL). On error m and o may hold partial data. */
 int checkpoint_load(const char *path, struct model *m, struct optim *o,
                     struct checkpoint_state *st, struct dmlp_error *err);
 
-/* Loads only /layers into m (--init-from), checking every shape. */
+/* Loads only /layers (and /normalization when present) into m (--init-from, eval,
+ * predict), checking every shape. */
 int checkpoint_load_layers(const char *path, struct model *m, struct dmlp_error *err);
 
 /* Reads the network a checkpoint holds: input width, layers (malloc'd; free()) and loss

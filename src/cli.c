@@ -9,7 +9,9 @@
 #include "config.h"
 #include "dataset.h"
 #include "dist.h"
+#include "metrics.h"
 #include "model.h"
+#include "predict.h"
 #include "train.h"
 #include "util.h"
 
@@ -22,7 +24,9 @@ static const char USAGE[] =
     "commands:\n"
     "  train CONFIG.yaml [--set key=value]... [--resume PATH|auto] [--init-from PATH]\n"
     "  eval --checkpoint PATH --data PATH [--json]\n"
+    "  predict --checkpoint PATH --input PATH --output PATH\n"
     "  import idx --images PATH --labels PATH --output PATH\n"
+    "  import csv PATH --label-column NAME|--target-columns A,B --output PATH\n"
     "  inspect PATH                     (a checkpoint or a dataset)\n"
     "  --version\n"
     "\n"
@@ -58,22 +62,46 @@ static const char EVAL_HELP[] =
     "usage: dmlp eval --checkpoint PATH --data PATH [--json]\n"
     "\n"
     "Evaluates a checkpoint's network on a dataset (split across the ranks; the result is\n"
-    "the same for any rank count): mean loss, and accuracy for classifiers.\n"
-    "  --json   print one JSON object {\"samples\":..,\"loss\":..,\"accuracy\":..}\n"
+    "the same for any rank count). Classifiers: mean loss, accuracy, per-class accuracy\n"
+    "and the confusion matrix (rows: true class, columns: predicted). Regression: mean\n"
+    "loss, MSE, MAE and R^2 (per target and averaged). The checkpoint's input\n"
+    "standardisation, if it has one, is applied to the data first.\n"
+    "  --json   print one JSON object: samples, loss, correct, accuracy,\n"
+    "           per_class_accuracy, confusion_matrix (or mse, mae, r2, r2_per_target)\n"
     "\n"
     "example:\n"
     "  dmlp eval --checkpoint runs/fashion_mnist/latest.h5 --data data/fashion_mnist_test.h5\n";
 
-static const char IMPORT_HELP[] =
-    "usage: dmlp import idx --images PATH --labels PATH --output PATH\n"
+static const char PREDICT_HELP[] =
+    "usage: dmlp predict --checkpoint PATH --input PATH --output PATH\n"
     "\n"
-    "Converts MNIST-style IDX files (gzip-compressed or plain) into a dmlp dataset:\n"
-    "/features float32 [N, rows*cols] with pixels scaled to [0, 1], /labels int32 [N].\n"
-    "The output is written to a temporary file and renamed into place.\n"
+    "Runs a checkpoint's network on the /features of an HDF5 file (labels or targets, if\n"
+    "present, are ignored) and writes /predictions float32 [N, K] (class probabilities,\n"
+    "or regression outputs) and, for classifiers, /labels int32 [N] (the argmax). The\n"
+    "rows are split across the ranks and gathered into one file, written by rank 0 to a\n"
+    "temporary name and renamed into place.\n"
     "\n"
     "example:\n"
+    "  mpirun -np 4 dmlp predict --checkpoint runs/fashion_mnist/latest.h5 \\\n"
+    "                            --input data/fashion_mnist_test.h5 --output preds.h5\n";
+
+static const char IMPORT_HELP[] =
+    "usage: dmlp import idx --images PATH --labels PATH --output PATH\n"
+    "       dmlp import csv PATH (--label-column NAME | --target-columns A,B,...) --output PATH\n"
+    "\n"
+    "idx: converts MNIST-style IDX files (gzip-compressed or plain) into a dmlp dataset:\n"
+    "/features float32 [N, rows*cols] with pixels scaled to [0, 1], /labels int32 [N].\n"
+    "csv: converts a CSV file with a header row (plain or gzip). --label-column names the\n"
+    "class column (integers >= 0, or class names, numbered in order of first appearance and\n"
+    "kept in the attribute class_names); --target-columns names the regression targets.\n"
+    "Every other column is a feature. Errors name the line and column.\n"
+    "The output is written to a temporary file and renamed into place.\n"
+    "\n"
+    "examples:\n"
     "  dmlp import idx --images train-images-idx3-ubyte.gz \\\n"
-    "                  --labels train-labels-idx1-ubyte.gz --output data/train.h5\n";
+    "                  --labels train-labels-idx1-ubyte.gz --output data/train.h5\n"
+    "  dmlp import csv iris.csv --label-column species --output data/iris.h5\n"
+    "  dmlp import csv houses.csv --target-columns price --output data/houses.h5\n";
 
 static const char INSPECT_HELP[] =
     "usage: dmlp inspect PATH\n"
@@ -131,6 +159,33 @@ static int usage_error(struct ctx *c, const char *help, const char *fmt, const c
         fprintf(c->errout, "\n\n%s", help);
     }
     return DMLP_ERR_INPUT;
+}
+
+/* Builds the network a checkpoint holds and loads its /layers (and standardisation). */
+static int load_network(const char *ckpt, struct model **out, struct dmlp_error *e)
+{
+    size_t in_dim = 0, n_layers = 0;
+    struct config_layer *layers = NULL;
+    enum dmlp_loss loss = DMLP_LOSS_CROSS_ENTROPY;
+    *out = NULL;
+    if (checkpoint_read_network(ckpt, &in_dim, &layers, &n_layers, &loss, e) == DMLP_OK &&
+        model_create(out, in_dim, layers, n_layers, loss, e) == DMLP_OK &&
+        checkpoint_load_layers(ckpt, *out, e) != DMLP_OK)
+        model_free(out);
+    free(layers);
+    return e->code;
+}
+
+/* Applies the network's input standardisation to ds, as training did. */
+static int standardize_for(const struct model *m, struct dataset *ds, const char *what,
+                           struct dmlp_error *e)
+{
+    if (ds->d != model_input_dim(m))
+        return dmlp_fail(e, DMLP_ERR_INPUT, "%s: samples have %zu features, but the network "
+                         "takes %zu inputs", what, ds->d, model_input_dim(m));
+    if (m->norm_mean)
+        dataset_standardize(ds, m->norm_mean, m->norm_std);
+    return DMLP_OK;
 }
 
 static int cmd_train(struct ctx *c, int argc, char **argv)
@@ -230,42 +285,69 @@ static int cmd_eval(struct ctx *c, int argc, char **argv)
     if (!ckpt || !data)
         return usage_error(c, EVAL_HELP, "eval: %s", "--checkpoint and --data are required");
 
-    size_t in_dim = 0, n_layers = 0;
-    struct config_layer *layers = NULL;
-    enum dmlp_loss loss = DMLP_LOSS_CROSS_ENTROPY;
     struct model *m = NULL;
     struct dataset *ds = NULL;
-    if (checkpoint_read_network(ckpt, &in_dim, &layers, &n_layers, &loss, &e) == DMLP_OK &&
-        model_create(&m, in_dim, layers, n_layers, loss, &e) == DMLP_OK &&
-        checkpoint_load_layers(ckpt, m, &e) == DMLP_OK)
-        dataset_read(&ds, data, &e);
+    if (load_network(ckpt, &m, &e) == DMLP_OK && dataset_read(&ds, data, &e) == DMLP_OK)
+        standardize_for(m, ds, data, &e);
     if (e.code)
         dmlp_error_prefix(&e, "eval");
     int code = finish(c, &e);
-    struct eval_result r = {0};
+    struct metrics *mt = NULL;
     if (!code) {
-        code = train_evaluate(c->d, m, ds, &r, &e);
+        code = metrics_evaluate(c->d, m, ds, &mt, &e);
         if (code && c->rank == 0)
             fprintf(c->errout, "dmlp: error: %s\n", e.msg);
     }
     if (!code && c->rank == 0) {
-        if (json) {
-            fprintf(c->out, "{\"checkpoint\": \"%s\", \"data\": \"%s\", \"samples\": %llu, "
-                    "\"loss\": %.9g", ckpt, data, (unsigned long long)r.samples, r.loss);
-            if (!isnan(r.accuracy))
-                fprintf(c->out, ", \"correct\": %llu, \"accuracy\": %.9g",
-                        (unsigned long long)r.correct, r.accuracy);
-            fprintf(c->out, "}\n");
-        } else {
-            fprintf(c->out, "samples   %llu\nloss      %.6f\n", (unsigned long long)r.samples,
-                    r.loss);
-            if (!isnan(r.accuracy))
-                fprintf(c->out, "accuracy  %.4f (%llu correct)\n", r.accuracy,
-                        (unsigned long long)r.correct);
-        }
+        const char *fields[] = {"checkpoint", ckpt, "data", data, NULL};
+        if (json)
+            metrics_print_json(c->out, mt, fields, &e);
+        else
+            metrics_print_text(c->out, mt, &e);
         fflush(c->out);
     }
-    free(layers);
+    metrics_free(&mt);
+    model_free(&m);
+    dataset_free(&ds);
+    return code;
+}
+
+static int cmd_predict(struct ctx *c, int argc, char **argv)
+{
+    const char *ckpt = NULL, *input = NULL, *output = NULL;
+    struct dmlp_error e = {0};
+    for (int i = 0; i < argc && !e.code; i++) {
+        if (is_help(argv[i])) {
+            if (c->rank == 0)
+                fputs(PREDICT_HELP, c->out);
+            return DMLP_OK;
+        } else if (take_value(argc, argv, &i, "--checkpoint", &ckpt, &e) ||
+                   take_value(argc, argv, &i, "--input", &input, &e) ||
+                   take_value(argc, argv, &i, "--output", &output, &e)) {
+        } else {
+            return usage_error(c, PREDICT_HELP, "predict: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (e.code)
+        return usage_error(c, PREDICT_HELP, "predict: %s", e.msg);
+    if (!ckpt || !input || !output)
+        return usage_error(c, PREDICT_HELP, "predict: %s",
+                           "--checkpoint, --input and --output are required");
+    struct model *m = NULL;
+    struct dataset *ds = NULL;
+    if (load_network(ckpt, &m, &e) == DMLP_OK &&
+        predict_read_features(&ds, input, &e) == DMLP_OK)
+        standardize_for(m, ds, input, &e);
+    if (e.code)
+        dmlp_error_prefix(&e, "predict");
+    int code = finish(c, &e);
+    if (!code) {
+        code = predict_run(c->d, m, ds, output, ckpt, input, &e);
+        if (code && c->rank == 0)
+            fprintf(c->errout, "dmlp: error: %s\n", e.msg);
+        else if (c->rank == 0)
+            fprintf(c->errout, "predicted %zu rows of %s -> %s\n", ds->n, input, output);
+    }
     model_free(&m);
     dataset_free(&ds);
     return code;
@@ -280,31 +362,48 @@ static int cmd_import(struct ctx *c, int argc, char **argv)
             fputs(IMPORT_HELP, c->out);
         return DMLP_OK;
     }
-    if (strcmp(argv[0], "idx") != 0)
-        return usage_error(c, IMPORT_HELP, "import: unknown format '%s' (supported: idx)",
+    const int csv = !strcmp(argv[0], "csv");
+    if (!csv && strcmp(argv[0], "idx") != 0)
+        return usage_error(c, IMPORT_HELP, "import: unknown format '%s' (supported: idx, csv)",
                            argv[0]);
-    const char *images = NULL, *labels = NULL, *output = NULL;
+    const char *images = NULL, *labels = NULL, *output = NULL, *input = NULL;
+    const char *label_col = NULL, *target_cols = NULL;
     struct dmlp_error e = {0};
     for (int i = 1; i < argc && !e.code; i++) {
         if (is_help(argv[i])) {
             if (c->rank == 0)
                 fputs(IMPORT_HELP, c->out);
             return DMLP_OK;
-        } else if (take_value(argc, argv, &i, "--images", &images, &e) ||
-                   take_value(argc, argv, &i, "--labels", &labels, &e) ||
-                   take_value(argc, argv, &i, "--output", &output, &e)) {
+        } else if (take_value(argc, argv, &i, "--output", &output, &e)) {
+        } else if (!csv && (take_value(argc, argv, &i, "--images", &images, &e) ||
+                            take_value(argc, argv, &i, "--labels", &labels, &e))) {
+        } else if (csv && (take_value(argc, argv, &i, "--label-column", &label_col, &e) ||
+                           take_value(argc, argv, &i, "--target-columns", &target_cols, &e))) {
+        } else if (csv && !input && argv[i][0] != '-') {
+            input = argv[i];
         } else {
-            return usage_error(c, IMPORT_HELP, "import idx: unexpected argument '%s'", argv[i]);
+            return usage_error(c, IMPORT_HELP, "import: unexpected argument '%s'", argv[i]);
         }
     }
     if (e.code)
-        return usage_error(c, IMPORT_HELP, "import idx: %s", e.msg);
-    if (!images || !labels || !output)
+        return usage_error(c, IMPORT_HELP, "import: %s", e.msg);
+    if (!csv && (!images || !labels || !output))
         return usage_error(c, IMPORT_HELP, "import idx: %s",
                            "--images, --labels and --output are required");
+    if (csv && (!input || !output))
+        return usage_error(c, IMPORT_HELP, "import csv: %s", "PATH and --output are required");
+    if (csv && !label_col == !target_cols)
+        return usage_error(c, IMPORT_HELP, "import csv: %s",
+                           "give exactly one of --label-column and --target-columns");
     /* One writer: rank 0 imports, the others wait for its verdict. */
-    if (c->rank == 0 && dataset_import_idx(images, labels, output, &e) == DMLP_OK)
-        fprintf(c->errout, "imported %s + %s -> %s\n", images, labels, output);
+    if (c->rank == 0) {
+        const int rc = csv ? dataset_import_csv(input, label_col, target_cols, output, &e)
+                           : dataset_import_idx(images, labels, output, &e);
+        if (rc == DMLP_OK && csv)
+            fprintf(c->errout, "imported %s -> %s\n", input, output);
+        else if (rc == DMLP_OK)
+            fprintf(c->errout, "imported %s + %s -> %s\n", images, labels, output);
+    }
     return finish(c, &e);
 }
 
@@ -353,6 +452,8 @@ int cli_main(int argc, char **argv, FILE *out, FILE *errout)
         code = cmd_train(&c, argc - 2, argv + 2);
     } else if (!strcmp(cmd, "eval")) {
         code = cmd_eval(&c, argc - 2, argv + 2);
+    } else if (!strcmp(cmd, "predict")) {
+        code = cmd_predict(&c, argc - 2, argv + 2);
     } else if (!strcmp(cmd, "import")) {
         code = cmd_import(&c, argc - 2, argv + 2);
     } else if (!strcmp(cmd, "inspect")) {

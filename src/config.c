@@ -37,10 +37,6 @@
 #define CONFIG_MAX_BYTES ((size_t)1 << 20)
 #define CONFIG_PATH_MAX 256
 
-/* Enum names that YAML may use but this version refuses, with a message saying so rather
- * than "not one of". They carry values at or above this mark, which no C enum uses. */
-#define CONFIG_UNSUPPORTED 100
-
 /* ---- schema ------------------------------------------------------------------------- */
 
 static const cyaml_strval_t activation_strings[] = {
@@ -56,12 +52,29 @@ static const cyaml_strval_t loss_strings[] = {
 };
 static const cyaml_strval_t optimizer_strings[] = {
     {"sgd", DMLP_OPT_SGD},
-    {"adam", CONFIG_UNSUPPORTED},
-    {"adamw", CONFIG_UNSUPPORTED + 1},
+    {"adam", DMLP_OPT_ADAM},
+    {"adamw", DMLP_OPT_ADAMW},
 };
 static const cyaml_strval_t placement_strings[] = {
     {"replicated", DMLP_PLACEMENT_REPLICATED},
-    {"sharded", CONFIG_UNSUPPORTED},
+    {"sharded", DMLP_PLACEMENT_SHARDED},
+};
+static const cyaml_strval_t schedule_strings[] = {
+    {"constant", DMLP_SCHEDULE_CONSTANT},
+    {"step", DMLP_SCHEDULE_STEP},
+    {"cosine", DMLP_SCHEDULE_COSINE},
+};
+static const cyaml_strval_t lr_scaling_strings[] = {
+    {"none", DMLP_LR_SCALING_NONE},
+    {"linear", DMLP_LR_SCALING_LINEAR},
+};
+static const cyaml_strval_t normalize_strings[] = {
+    {"none", DMLP_NORMALIZE_NONE},
+    {"standard", DMLP_NORMALIZE_STANDARD},
+};
+static const cyaml_strval_t metric_strings[] = {
+    {"val_loss", DMLP_METRIC_VAL_LOSS},
+    {"val_accuracy", DMLP_METRIC_VAL_ACCURACY},
 };
 
 #define ENUM_FIELD(key, flags, type, member, strings)                                   \
@@ -84,12 +97,27 @@ static const cyaml_schema_field_t model_fields[] = {
     ENUM_FIELD("init", OPT, struct config_model, init, init_strings),
     CYAML_FIELD_END};
 
+static const cyaml_schema_field_t schedule_fields[] = {
+    ENUM_FIELD("name", OPT, struct config_schedule, name, schedule_strings),
+    CYAML_FIELD_FLOAT("warmup_epochs", OPT, struct config_schedule, warmup_epochs),
+    CYAML_FIELD_UINT("step_epochs", OPT, struct config_schedule, step_epochs),
+    CYAML_FIELD_FLOAT("gamma", OPT, struct config_schedule, gamma),
+    CYAML_FIELD_FLOAT("min_lr", OPT, struct config_schedule, min_lr),
+    CYAML_FIELD_END};
+
 static const cyaml_schema_field_t optimizer_fields[] = {
     ENUM_FIELD("name", OPT, struct config_optimizer, name, optimizer_strings),
     CYAML_FIELD_FLOAT("lr", CYAML_FLAG_DEFAULT, struct config_optimizer, lr),
     CYAML_FIELD_FLOAT("momentum", OPT, struct config_optimizer, momentum),
     CYAML_FIELD_BOOL("nesterov", OPT, struct config_optimizer, nesterov),
     CYAML_FIELD_FLOAT("weight_decay", OPT, struct config_optimizer, weight_decay),
+    CYAML_FIELD_FLOAT("beta1", OPT, struct config_optimizer, beta1),
+    CYAML_FIELD_FLOAT("beta2", OPT, struct config_optimizer, beta2),
+    CYAML_FIELD_FLOAT("eps", OPT, struct config_optimizer, eps),
+    CYAML_FIELD_FLOAT("clip_norm", OPT, struct config_optimizer, clip_norm),
+    ENUM_FIELD("lr_scaling", OPT, struct config_optimizer, lr_scaling, lr_scaling_strings),
+    CYAML_FIELD_UINT("base_batch_size", OPT, struct config_optimizer, base_batch_size),
+    CYAML_FIELD_MAPPING("schedule", OPT, struct config_optimizer, schedule, schedule_fields),
     CYAML_FIELD_END};
 
 /* data.test accepts ~/null/empty as "no test set"; train and checkpoint.dir take any
@@ -99,9 +127,17 @@ static const cyaml_schema_field_t data_fields[] = {
                            CYAML_UNLIMITED),
     CYAML_FIELD_STRING_PTR("test", OPT | CYAML_FLAG_POINTER_NULL_STR, struct config_data,
                            test, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_FLOAT("validation_fraction", OPT, struct config_data, validation_fraction),
     CYAML_FIELD_BOOL("shuffle", OPT, struct config_data, shuffle),
     CYAML_FIELD_BOOL("drop_last", OPT, struct config_data, drop_last),
     ENUM_FIELD("placement", OPT, struct config_data, placement, placement_strings),
+    ENUM_FIELD("normalize", OPT, struct config_data, normalize, normalize_strings),
+    CYAML_FIELD_END};
+
+static const cyaml_schema_field_t early_stopping_fields[] = {
+    CYAML_FIELD_UINT("patience", OPT, struct config_early_stopping, patience),
+    ENUM_FIELD("metric", OPT, struct config_early_stopping, metric, metric_strings),
+    CYAML_FIELD_FLOAT("min_delta", OPT, struct config_early_stopping, min_delta),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t training_fields[] = {
@@ -109,6 +145,8 @@ static const cyaml_schema_field_t training_fields[] = {
     CYAML_FIELD_UINT("batch_size", OPT, struct config_training, batch_size),
     CYAML_FIELD_UINT("seed", OPT, struct config_training, seed),
     CYAML_FIELD_UINT("max_steps", OPT, struct config_training, max_steps),
+    CYAML_FIELD_MAPPING("early_stopping", OPT, struct config_training, early_stopping,
+                        early_stopping_fields),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t checkpoint_fields[] = {
@@ -134,6 +172,12 @@ static const cyaml_schema_value_t config_schema = {
 static const struct {
     const char *path, *value;
 } config_defaults[] = {
+    {"optimizer.beta1", "0.9"},
+    {"optimizer.beta2", "0.999"},
+    {"optimizer.eps", "1e-8"},
+    {"optimizer.base_batch_size", "128"},
+    {"optimizer.schedule.step_epochs", "10"},
+    {"optimizer.schedule.gamma", "0.1"},
     {"data.shuffle", "true"},
     {"training.epochs", "10"},
     {"training.batch_size", "128"},
@@ -146,7 +190,8 @@ static const struct {
 /* Fields whose range check is ">= 1": their type errors say "positive integer" too, so
  * "units: -8" and "units: 0" read alike. Indices are written as "[]". */
 static const char *const positive_fields[] = {
-    "model.layers[].units", "training.epochs", "training.batch_size"};
+    "model.layers[].units", "training.epochs", "training.batch_size",
+    "optimizer.base_batch_size", "optimizer.schedule.step_epochs"};
 
 /* ---- the key index ------------------------------------------------------------------ */
 
@@ -200,6 +245,14 @@ const char *config_activation_name(enum dmlp_activation a)
     for (size_t i = 0; i < CYAML_ARRAY_LEN(activation_strings); i++)
         if (activation_strings[i].val == (int64_t)a)
             return activation_strings[i].str;
+    return "unknown";
+}
+
+const char *config_optimizer_name(enum dmlp_optimizer o)
+{
+    for (size_t i = 0; i < CYAML_ARRAY_LEN(optimizer_strings); i++)
+        if (optimizer_strings[i].val == (int64_t)o)
+            return optimizer_strings[i].str;
     return "unknown";
 }
 
@@ -422,8 +475,6 @@ static void list_enum(char *out, size_t cap, const cyaml_schema_value_t *s)
     size_t used = 0;
     out[0] = '\0';
     for (uint32_t i = 0; i < s->enumeration.count && used < cap; i++) {
-        if (s->enumeration.strings[i].val >= CONFIG_UNSUPPORTED)
-            continue;
         int n = snprintf(out + used, cap - used, "%s%s", used ? ", " : "",
                          s->enumeration.strings[i].str);
         if (n > 0)
@@ -1150,10 +1201,6 @@ static int validate(struct load_ctx *lc)
                        config_activation_name(last));
 
     const struct config_optimizer *o = &c->optimizer;
-    if ((int)o->name >= CONFIG_UNSUPPORTED)
-        return fail_at(lc, "optimizer.name", "%s is not supported by this version of dmlp "
-                       "(supported: sgd)", enum_name(optimizer_strings,
-                       CYAML_ARRAY_LEN(optimizer_strings), o->name));
     if (!(o->lr > 0) || !isfinite(o->lr))
         return fail_at(lc, "optimizer.lr", "%g is not a positive number", o->lr);
     if (!(o->momentum >= 0 && o->momentum < 1))
@@ -1164,13 +1211,54 @@ static int validate(struct load_ctx *lc)
     if (!(o->weight_decay >= 0) || !isfinite(o->weight_decay))
         return fail_at(lc, "optimizer.weight_decay", "%g is not a non-negative number",
                        o->weight_decay);
+    const char *oname = enum_name(optimizer_strings, CYAML_ARRAY_LEN(optimizer_strings),
+                                  o->name);
+    if (o->name != DMLP_OPT_SGD && o->momentum != 0)
+        return fail_at(lc, "optimizer.momentum", "applies to sgd only; %s uses beta1 "
+                       "(remove momentum or use name: sgd)", oname);
+    if (o->name != DMLP_OPT_SGD && o->nesterov)
+        return fail_at(lc, "optimizer.nesterov", "applies to sgd only, not %s", oname);
+    if (!(o->beta1 >= 0 && o->beta1 < 1))
+        return fail_at(lc, "optimizer.beta1", "%g is not in [0, 1)", o->beta1);
+    if (!(o->beta2 >= 0 && o->beta2 < 1))
+        return fail_at(lc, "optimizer.beta2", "%g is not in [0, 1)", o->beta2);
+    if (!(o->eps > 0) || !isfinite(o->eps))
+        return fail_at(lc, "optimizer.eps", "%g is not a positive number", o->eps);
+    if (!(o->clip_norm >= 0) || !isfinite(o->clip_norm))
+        return fail_at(lc, "optimizer.clip_norm", "%g is not a non-negative number "
+                       "(0 turns clipping off)", o->clip_norm);
+    if (o->base_batch_size == 0)
+        return fail_at(lc, "optimizer.base_batch_size", "0 is not a positive integer");
+    const struct config_schedule *sc = &o->schedule;
+    if (!(sc->warmup_epochs >= 0) || !isfinite(sc->warmup_epochs))
+        return fail_at(lc, "optimizer.schedule.warmup_epochs", "%g is not a non-negative "
+                       "number", sc->warmup_epochs);
+    if (sc->warmup_epochs > (double)c->training.epochs)
+        return fail_at(lc, "optimizer.schedule.warmup_epochs", "%g is longer than the "
+                       "training (%u epochs)", sc->warmup_epochs, c->training.epochs);
+    if (sc->step_epochs == 0)
+        return fail_at(lc, "optimizer.schedule.step_epochs", "0 is not a positive integer");
+    if (!(sc->gamma > 0 && sc->gamma <= 1))
+        return fail_at(lc, "optimizer.schedule.gamma", "%g is not in (0, 1]", sc->gamma);
+    if (!(sc->min_lr >= 0) || !(sc->min_lr <= o->lr))
+        return fail_at(lc, "optimizer.schedule.min_lr", "%g is not in [0, optimizer.lr = "
+                       "%g]", sc->min_lr, o->lr);
 
     if (!c->data.train || !c->data.train[0])
         return fail_at(lc, "data.train", "empty path");
-    if ((int)c->data.placement >= CONFIG_UNSUPPORTED)
-        return fail_at(lc, "data.placement", "%s is not supported yet (supported: "
-                       "replicated)", enum_name(placement_strings,
-                       CYAML_ARRAY_LEN(placement_strings), c->data.placement));
+    if (!(c->data.validation_fraction >= 0 && c->data.validation_fraction < 1))
+        return fail_at(lc, "data.validation_fraction", "%g is not in [0, 1)",
+                       c->data.validation_fraction);
+    const struct config_early_stopping *es = &c->training.early_stopping;
+    if (!(es->min_delta >= 0) || !isfinite(es->min_delta))
+        return fail_at(lc, "training.early_stopping.min_delta", "%g is not a non-negative "
+                       "number", es->min_delta);
+    if (es->patience > 0 && c->data.validation_fraction == 0)
+        return fail_at(lc, "training.early_stopping.patience", "early stopping watches the "
+                       "validation set: set data.validation_fraction > 0");
+    if (es->metric == DMLP_METRIC_VAL_ACCURACY && c->loss != DMLP_LOSS_CROSS_ENTROPY)
+        return fail_at(lc, "training.early_stopping.metric", "val_accuracy needs a "
+                       "classifier (loss cross_entropy); use val_loss");
     if (c->training.epochs == 0)
         return fail_at(lc, "training.epochs", "0 is not a positive integer");
     if (c->training.batch_size == 0)

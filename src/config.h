@@ -22,12 +22,17 @@ enum dmlp_activation {
 
 enum dmlp_loss { DMLP_LOSS_CROSS_ENTROPY, DMLP_LOSS_MSE };
 enum dmlp_init { DMLP_INIT_HE, DMLP_INIT_XAVIER };
-enum dmlp_optimizer { DMLP_OPT_SGD };
-enum dmlp_placement { DMLP_PLACEMENT_REPLICATED };
+enum dmlp_optimizer { DMLP_OPT_SGD, DMLP_OPT_ADAM, DMLP_OPT_ADAMW };
+enum dmlp_placement { DMLP_PLACEMENT_REPLICATED, DMLP_PLACEMENT_SHARDED };
+enum dmlp_schedule { DMLP_SCHEDULE_CONSTANT, DMLP_SCHEDULE_STEP, DMLP_SCHEDULE_COSINE };
+enum dmlp_lr_scaling { DMLP_LR_SCALING_NONE, DMLP_LR_SCALING_LINEAR };
+enum dmlp_normalize { DMLP_NORMALIZE_NONE, DMLP_NORMALIZE_STANDARD };
+enum dmlp_metric { DMLP_METRIC_VAL_LOSS, DMLP_METRIC_VAL_ACCURACY };
 
 /* Names as they appear in YAML and in checkpoints ("relu", "cross_entropy", ...). */
 const char *config_activation_name(enum dmlp_activation a);
 const char *config_loss_name(enum dmlp_loss l);
+const char *config_optimizer_name(enum dmlp_optimizer o);
 /* Parses an activation name; returns 0, or -1 if the name is unknown. */
 int config_activation_parse(const char *name, enum dmlp_activation *out);
 
@@ -42,20 +47,46 @@ struct config_model {
     enum dmlp_init init;             /* default he */
 };
 
+/* The learning rate of a step: optional linear warm-up from 0 over warmup_epochs, then
+ * constant, step (× gamma every step_epochs) or cosine (down to min_lr at the end). */
+struct config_schedule {
+    enum dmlp_schedule name;         /* default constant */
+    double warmup_epochs;            /* >= 0, default 0 (fractions allowed) */
+    uint32_t step_epochs;            /* step: >= 1, default 10 */
+    double gamma;                    /* step: (0, 1], default 0.1 */
+    double min_lr;                   /* cosine: [0, lr], default 0 */
+};
+
 struct config_optimizer {
     enum dmlp_optimizer name;        /* default sgd */
     double lr;                       /* > 0, required */
-    double momentum;                 /* [0, 1), default 0 */
-    bool nesterov;                   /* default false; needs momentum > 0 */
-    double weight_decay;             /* >= 0, default 0 */
+    double momentum;                 /* sgd: [0, 1), default 0 */
+    bool nesterov;                   /* sgd: default false; needs momentum > 0 */
+    double weight_decay;             /* >= 0, default 0; coupled (L2) for sgd and adam,
+                                        decoupled for adamw */
+    double beta1, beta2;             /* adam/adamw: [0, 1), defaults 0.9, 0.999 */
+    double eps;                      /* adam/adamw: > 0, default 1e-8 */
+    double clip_norm;                /* > 0: clip the global gradient norm to it; 0 = off */
+    enum dmlp_lr_scaling lr_scaling; /* linear: lr × batch_size / base_batch_size */
+    uint32_t base_batch_size;        /* >= 1, default 128 */
+    struct config_schedule schedule;
 };
 
 struct config_data {
     char *train;                     /* required: HDF5 dataset path */
     char *test;                      /* optional (NULL): evaluated after every epoch */
+    double validation_fraction;      /* [0, 1), default 0: a seeded split of train held out */
+    enum dmlp_normalize normalize;   /* default none; standard: (x − mean) / std of train */
     bool shuffle;                    /* default true */
     bool drop_last;                  /* default false */
     enum dmlp_placement placement;   /* default replicated */
+};
+
+/* Stop when the metric has not improved by more than min_delta for patience epochs. */
+struct config_early_stopping {
+    uint32_t patience;               /* 0 = off (default) */
+    enum dmlp_metric metric;         /* default val_loss; needs validation_fraction > 0 */
+    double min_delta;                /* >= 0, default 0 */
 };
 
 struct config_training {
@@ -63,6 +94,7 @@ struct config_training {
     uint32_t batch_size;             /* >= 1, default 128: the GLOBAL batch */
     uint64_t seed;                   /* default 42 */
     uint64_t max_steps;              /* 0 = no limit */
+    struct config_early_stopping early_stopping;
 };
 
 struct config_checkpoint {

@@ -95,6 +95,8 @@ void model_free(struct model **mp)
         free_workspace(m);
     dmlp_free_aligned(m->params);
     dmlp_free_aligned(m->grads);
+    free(m->norm_mean);
+    free(m->norm_std);
     free(m->layers);
     free(m);
     *mp = NULL;
@@ -154,6 +156,21 @@ int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err)
 overflow:
     return dmlp_fail(err, DMLP_ERR_INPUT,
                      "model: a batch of %zu rows overflows the workspace size", max_batch);
+}
+
+int model_set_normalization(struct model *m, const float *mean, const float *std,
+                            struct dmlp_error *err)
+{
+    const size_t d = model_input_dim(m);
+    if (!m->norm_mean)
+        m->norm_mean = malloc(d * sizeof(float));
+    if (!m->norm_std)
+        m->norm_std = malloc(d * sizeof(float));
+    if (!m->norm_mean || !m->norm_std)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "model: out of memory");
+    memcpy(m->norm_mean, mean, d * sizeof(float));
+    memcpy(m->norm_std, std, d * sizeof(float));
+    return DMLP_OK;
 }
 
 size_t model_output_dim(const struct model *m) { return m->layers[m->n_layers - 1].out; }

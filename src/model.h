@@ -33,6 +33,10 @@ struct model {
     size_t max_batch;   /* rows the workspace holds; 0 before model_reserve */
     float *scratch;     /* transposes: max(out*in, max_batch*out) floats */
     float *G0, *G1;     /* ∂ℓ/∂Z ping-pong buffers, [max_batch × max width] */
+    /* Input standardisation x ← (x − mean) / std, part of the trained network (saved in
+     * checkpoints, applied to data by eval and predict); NULL when not used. The forward
+     * pass does not apply it: data are standardised once, in memory, after loading. */
+    float *norm_mean, *norm_std; /* [input width] */
 };
 
 /* Builds a model for inputs of width in_dim with the given layers; parameters zero.
@@ -46,6 +50,10 @@ void model_init_params(struct model *m, enum dmlp_init init, struct rng *r);
 
 /* Allocates the per-batch workspace for up to max_batch rows (idempotent if smaller). */
 int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err);
+
+/* Copies the input standardisation (both [input width]) into the model. */
+int model_set_normalization(struct model *m, const float *mean, const float *std,
+                            struct dmlp_error *err);
 
 /* Width of the output layer. */
 size_t model_output_dim(const struct model *m);

@@ -8,11 +8,12 @@
 #include <string.h>
 
 #include "checkpoint.h"
-#include "kernels.h"
+#include "metrics.h"
 #include "optim.h"
 #include "rng.h"
+#include "schedule.h"
 
-/* Rows per forward pass when evaluating. */
+/* Rows of workspace reserved beyond the batch slice: evaluation forwards in chunks. */
 enum { EVAL_CHUNK = 512 };
 
 /* The rng streams: 0 for the weight initialisation, 1 + e for epoch e's permutation. */
@@ -54,50 +55,39 @@ int train_check_data(const struct model *m, const struct dataset *ds, const char
 int train_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
                    struct eval_result *res, struct dmlp_error *err)
 {
-    struct dmlp_error e = {0};
-    if (model_reserve(m, EVAL_CHUNK, &e) == DMLP_OK)
-        train_check_data(m, ds, "evaluation data", &e);
-    if (dist_agree(d, &e)) {
-        *err = e;
-        return e.code;
-    }
-    uint64_t off, len;
-    train_slice(ds->n, dist_size(d), dist_rank(d), &off, &len);
-    const size_t k = model_output_dim(m);
-    double loss = 0.0;
-    uint64_t correct = 0;
-    for (uint64_t i = off; i < off + len; i += EVAL_CHUNK) {
-        const size_t b = (size_t)(off + len - i < EVAL_CHUNK ? off + len - i : EVAL_CHUNK);
-        const float *Y = model_forward(m, ds->features + i * ds->d, b);
-        if (ds->labels)
-            correct += kernel_count_correct(Y, ds->labels + i, b, k);
-        loss += model_loss(m, ds->labels ? ds->labels + i : NULL,
-                           ds->targets ? ds->targets + i * ds->k : NULL, b, 0);
-    }
-    double sums[1] = {loss};
-    uint64_t counts[2] = {correct, len};
-    dist_allreduce_sum_double(d, sums, 1);
-    dist_allreduce_sum_u64(d, counts, 2);
-    res->samples = counts[1];
-    res->correct = counts[0];
-    res->loss = counts[1] ? sums[0] / (double)counts[1] : NAN;
-    res->accuracy = ds->labels && counts[1] ? (double)counts[0] / (double)counts[1] : NAN;
+    struct metrics *mt = NULL;
+    int rc = metrics_evaluate(d, m, ds, &mt, err);
+    if (rc)
+        return rc;
+    struct metrics_report r;
+    metrics_finish(mt, &r);
+    res->samples = r.samples;
+    res->loss = r.loss;
+    res->correct = r.is_classifier ? r.correct : 0;
+    res->accuracy = r.is_classifier ? r.accuracy : NAN;
+    metrics_free(&mt);
     return DMLP_OK;
 }
 
 /* Everything a run owns, freed in one place. */
 struct run {
-    struct dataset *train, *test;
+    struct dist *self;      /* this rank alone: evaluating a shard before reducing */
+    int sharded;
+    struct dataset *train, *val, *test;
     struct model *model;
     struct optim *optim;
-    float *xb, *tb;      /* the rank's batch slice: features and targets */
-    int32_t *lb;         /* labels */
-    uint64_t *perm;      /* the epoch's visiting order */
+    float *xb, *tb;         /* the rank's batch slice: features and targets */
+    int32_t *lb;            /* labels */
+    uint64_t *perm;         /* the epoch's visiting order (of the local rows when sharded) */
+    uint64_t *rows;         /* sharded: training rows held by each rank */
+    uint64_t n_train;       /* training rows in all (global) */
 };
 
 static void run_free(struct run *r)
 {
+    dist_free(&r->self);
     dataset_free(&r->train);
+    dataset_free(&r->val);
     dataset_free(&r->test);
     model_free(&r->model);
     optim_free(&r->optim);
@@ -105,6 +95,7 @@ static void run_free(struct run *r)
     dmlp_free_aligned(r->tb);
     dmlp_free_aligned(r->lb);
     free(r->perm);
+    free(r->rows);
 }
 
 static void describe_network(char *out, size_t cap, const struct model *m)
@@ -122,15 +113,134 @@ static size_t count_params(const struct model *m)
     return n;
 }
 
+/* Evaluates a set held whole by every rank (split across ranks for the work) or, sharded,
+ * a set of which each rank holds a part (each evaluates its part, the sums are reduced).
+ * Collective; the same numbers on every rank. */
+static int evaluate(const struct dist *d, const struct run *r, const struct dataset *ds,
+                    struct eval_result *res, struct dmlp_error *err)
+{
+    if (!r->sharded)
+        return train_evaluate(d, r->model, ds, res, err);
+    struct metrics *mt = NULL;
+    struct dmlp_error e = {0};
+    metrics_evaluate(r->self, r->model, ds, &mt, &e);
+    if (dist_agree(d, &e)) {
+        metrics_free(&mt);
+        *err = e;
+        return e.code;
+    }
+    size_t nc, ns;
+    uint64_t *counts = metrics_counts(mt, &nc);
+    double *sums = metrics_sums(mt, &ns);
+    dist_allreduce_sum_u64(d, counts, nc);
+    dist_allreduce_sum_double(d, sums, ns);
+    struct metrics_report rep;
+    metrics_finish(mt, &rep);
+    res->samples = rep.samples;
+    res->loss = rep.loss;
+    res->correct = rep.is_classifier ? rep.correct : 0;
+    res->accuracy = rep.is_classifier ? rep.accuracy : NAN;
+    metrics_free(&mt);
+    return DMLP_OK;
+}
+
+/* Reads the training and test sets in the configured placement and holds out the
+ * validation split. Collective, agreed. */
+static int load_data(const struct dist *d, const struct config *cfg, struct run *r,
+                     struct dmlp_error *e)
+{
+    size_t row0 = 0, global_n = 0;
+    if (r->sharded) {
+        struct dataset_shard sh;
+        if (dataset_read_shard(&r->train, cfg->data.train, d, &sh, e))
+            return e->code; /* already agreed */
+        row0 = sh.row0;
+        global_n = sh.global_rows;
+        if (cfg->data.test && dataset_read_shard(&r->test, cfg->data.test, d, NULL, e))
+            return e->code;
+    } else {
+        if (dataset_read(&r->train, cfg->data.train, e) == DMLP_OK && cfg->data.test)
+            dataset_read(&r->test, cfg->data.test, e);
+        if (r->train)
+            global_n = r->train->n;
+    }
+    if (!e->code && cfg->data.validation_fraction > 0)
+        dataset_split(r->train, row0, global_n, cfg->data.validation_fraction,
+                      cfg->training.seed, &r->val, e);
+    if (dist_agree(d, e))
+        return e->code;
+
+    /* Every rank needs every rank's row count to cut each step identically. */
+    const int n = dist_size(d);
+    if (!(r->rows = calloc((size_t)n, sizeof *r->rows)))
+        dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory");
+    if (dist_agree(d, e))
+        return e->code;
+    if (r->sharded) {
+        r->rows[dist_rank(d)] = r->train->n;
+        dist_allreduce_sum_u64(d, r->rows, (size_t)n);
+    }
+    r->n_train = 0;
+    for (int i = 0; i < n; i++)
+        r->n_train += r->sharded ? r->rows[i] : 0;
+    if (!r->sharded)
+        r->n_train = r->train->n;
+    if (r->n_train == 0)
+        dmlp_fail(e, DMLP_ERR_INPUT, "%s: no training rows left after holding out "
+                  "data.validation_fraction %g", cfg->data.train,
+                  cfg->data.validation_fraction);
+    return dist_agree(d, e);
+}
+
+/* data.normalize: standard. The statistics come from the checkpoint when resuming (so the
+ * network keeps the inputs it was trained on), else from the training rows (summed across
+ * ranks when sharded); then every set held is standardised in place. */
+static int normalize(const struct dist *d, const struct config *cfg, struct run *r,
+                     int resumed, struct dmlp_error *e)
+{
+    struct model *m = r->model;
+    if (cfg->data.normalize == DMLP_NORMALIZE_NONE) {
+        free(m->norm_mean); /* the config governs: a loaded standardisation is dropped */
+        free(m->norm_std);
+        m->norm_mean = m->norm_std = NULL;
+        return DMLP_OK;
+    }
+    const size_t D = model_input_dim(m);
+    if (!resumed || !m->norm_mean) {
+        double *sums = calloc(2 * D, sizeof *sums);
+        float *mean = malloc(D * sizeof *mean), *sd = malloc(D * sizeof *sd);
+        if (!sums || !mean || !sd)
+            dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory for %zu feature statistics", D);
+        if (!dist_agree(d, e)) {
+            dataset_feature_sums(r->train, sums, sums + D);
+            if (r->sharded)
+                dist_allreduce_sum_double(d, sums, 2 * D);
+            dataset_stats_finish(sums, sums + D, (size_t)r->n_train, D, mean, sd);
+            model_set_normalization(m, mean, sd, e);
+        }
+        free(sums);
+        free(mean);
+        free(sd);
+        if (dist_agree(d, e))
+            return e->code;
+    }
+    dataset_standardize(r->train, m->norm_mean, m->norm_std);
+    if (r->val)
+        dataset_standardize(r->val, m->norm_mean, m->norm_std);
+    if (r->test)
+        dataset_standardize(r->test, m->norm_mean, m->norm_std);
+    return DMLP_OK;
+}
+
 /* Sets up data, model, optimizer and starting point; collective, agreed. */
 static int setup(const struct dist *d, const struct config *cfg, const struct train_options *opt,
                  struct run *r, struct checkpoint_state *st, struct dmlp_error *err)
 {
     struct dmlp_error e = {0};
     FILE *log = dist_rank(d) == 0 ? opt->log : NULL;
-    if (dataset_read(&r->train, cfg->data.train, &e) == DMLP_OK && cfg->data.test)
-        dataset_read(&r->test, cfg->data.test, &e);
-    if (dist_agree(d, &e))
+    r->sharded = cfg->data.placement == DMLP_PLACEMENT_SHARDED;
+    dist_create_self(&r->self, &e);
+    if (dist_agree(d, &e) || load_data(d, cfg, r, &e))
         goto fail;
 
     if (model_create(&r->model, r->train->d, cfg->model.layers, cfg->model.n_layers, cfg->loss,
@@ -147,6 +257,7 @@ static int setup(const struct dist *d, const struct config *cfg, const struct tr
 
     memset(st, 0, sizeof *st);
     st->seed = cfg->training.seed;
+    st->best_metric = NAN;
     char path[PATH_MAX] = "";
     if (opt->resume && !strcmp(opt->resume, "auto")) {
         if (!checkpoint_latest(cfg->checkpoint.dir, path, sizeof path) && log)
@@ -172,18 +283,19 @@ static int setup(const struct dist *d, const struct config *cfg, const struct tr
         if (checkpoint_load_layers(opt->init_from, r->model, &e) == DMLP_OK && log)
             fprintf(log, "initialised /layers from %s\n", opt->init_from);
     }
-    if (dist_agree(d, &e))
+    if (dist_agree(d, &e) || normalize(d, cfg, r, path[0] != 0, &e))
         goto fail;
 
-    /* The largest slice a rank takes is ceil(B / n); the workspace also serves evaluation. */
+    /* The largest slice a rank takes is ceil(B / n) (one more when sharded: slices there
+     * follow each shard's share); the workspace also serves evaluation. */
     const int n = dist_size(d);
     const size_t B = cfg->training.batch_size;
-    const size_t slice = B / (size_t)n + (B % (size_t)n != 0);
+    const size_t slice = B / (size_t)n + (B % (size_t)n != 0) + (size_t)r->sharded;
     const size_t D = r->train->d, K = r->train->k;
     size_t xb_bytes, tb_bytes, perm_bytes;
     if (dmlp_mul_size(&xb_bytes, slice, D) || dmlp_mul_size(&xb_bytes, xb_bytes, sizeof(float)) ||
         dmlp_mul_size(&tb_bytes, slice, K) || dmlp_mul_size(&tb_bytes, tb_bytes, sizeof(float)) ||
-        dmlp_mul_size(&perm_bytes, r->train->n, sizeof(uint64_t))) {
+        dmlp_mul_size(&perm_bytes, r->train->n + 1, sizeof(uint64_t))) {
         dmlp_fail(&e, DMLP_ERR_INPUT, "training.batch_size %zu: batch buffers overflow", B);
     } else if (model_reserve(r->model, slice > EVAL_CHUNK ? slice : EVAL_CHUNK, &e) == DMLP_OK) {
         r->xb = dmlp_alloc_aligned(xb_bytes);
@@ -204,21 +316,76 @@ fail:
     return e.code;
 }
 
-/* Rank 0 writes, then every rank learns whether it worked. */
+/* Rank 0 writes (a step checkpoint, or best.h5 when best is set), then every rank learns
+ * whether it worked. */
 static int save(const struct dist *d, const struct config *cfg, const char *yaml,
-                const struct run *r, const struct checkpoint_state *st,
+                const struct run *r, const struct checkpoint_state *st, int best,
                 struct train_result *res, struct dmlp_error *err)
 {
     struct dmlp_error e = {0};
-    if (dist_rank(d) == 0)
-        checkpoint_save(cfg->checkpoint.dir, r->model, r->optim, st, yaml,
-                        cfg->checkpoint.keep_last, res->checkpoint, sizeof res->checkpoint, &e);
+    if (dist_rank(d) == 0) {
+        if (best)
+            checkpoint_save_as(cfg->checkpoint.dir, "best.h5", r->model, r->optim, st, yaml,
+                               &e);
+        else
+            checkpoint_save(cfg->checkpoint.dir, r->model, r->optim, st, yaml,
+                            cfg->checkpoint.keep_last, res->checkpoint,
+                            sizeof res->checkpoint, &e);
+    }
     if (dist_agree(d, &e)) {
         *err = e;
         return e.code;
     }
-    dist_bcast(d, res->checkpoint, sizeof res->checkpoint, 0);
+    if (!best)
+        dist_bcast(d, res->checkpoint, sizeof res->checkpoint, 0);
     return DMLP_OK;
+}
+
+/* Where rank i's slice of step s starts in its own shard: floor(s·B·rows_i / N), capped at
+ * the shard's end. */
+static uint64_t shard_take(const uint64_t *rows, uint64_t N, int i, uint64_t s, uint64_t B)
+{
+    __extension__ typedef unsigned __int128 u128;
+    const u128 t = (u128)s * B * rows[i] / N;
+    return t < rows[i] ? (uint64_t)t : rows[i];
+}
+
+void train_shard_step(const uint64_t *rows, int n, int rank, uint64_t B, uint64_t s,
+                      uint64_t steps_per_epoch, int drop_last, uint64_t *offset,
+                      uint64_t *len, uint64_t *count)
+{
+    uint64_t N = 0;
+    for (int i = 0; i < n; i++)
+        N += rows[i];
+    const int last = s + 1 == steps_per_epoch && !drop_last;
+    *count = *offset = *len = 0;
+    for (int i = 0; i < n && N; i++) {
+        const uint64_t a = shard_take(rows, N, i, s, B);
+        const uint64_t b = last ? rows[i] : shard_take(rows, N, i, s + 1, B);
+        *count += b - a;
+        if (i == rank) {
+            *offset = a;
+            *len = b - a;
+        }
+    }
+}
+
+/* Early stopping: records the epoch's metric; returns 1 when it improved on the best. */
+static int track_best(const struct config_early_stopping *es, struct checkpoint_state *st,
+                      double value, uint64_t epoch)
+{
+    const int lower_is_better = es->metric == DMLP_METRIC_VAL_LOSS;
+    const int improved = isnan(st->best_metric) ||
+                         (lower_is_better ? value < st->best_metric - es->min_delta
+                                          : value > st->best_metric + es->min_delta);
+    if (improved) {
+        st->best_metric = value;
+        st->best_epoch = epoch;
+        st->bad_epochs = 0;
+    } else {
+        st->bad_epochs++;
+    }
+    return improved;
 }
 
 int train_run(const struct dist *d, const struct config *cfg, const char *config_yaml,
@@ -226,7 +393,7 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
               struct dmlp_error *err)
 {
     memset(res, 0, sizeof *res);
-    res->train_accuracy = res->test_accuracy = NAN;
+    res->train_accuracy = res->test_accuracy = res->val_loss = res->val_accuracy = NAN;
     struct run r = {0};
     struct checkpoint_state st;
     int rc = setup(d, cfg, opt, &r, &st, err);
@@ -238,7 +405,7 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
     FILE *log = rank == 0 ? opt->log : NULL;
     const struct dataset *ds = r.train;
     struct model *m = r.model;
-    const uint64_t N = ds->n, B = cfg->training.batch_size;
+    const uint64_t N = r.n_train, B = cfg->training.batch_size;
     const size_t D = ds->d, K = ds->k;
     const uint64_t steps_per_epoch = cfg->data.drop_last ? N / B : (N + B - 1) / B;
     if (steps_per_epoch == 0) {
@@ -255,27 +422,41 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
         char net[256];
         describe_network(net, sizeof net, m);
         fprintf(log, "dmlp %s: %d rank%s x %d thread%s; network %s (%zu parameters); "
-                "%llu training samples; global batch %llu (%llu per rank); %llu steps/epoch\n",
+                "%llu training samples (%s)%s; global batch %llu (%llu per rank); "
+                "%llu steps/epoch\n",
                 DMLP_VERSION, n, n > 1 ? "s" : "", omp_get_max_threads(),
                 omp_get_max_threads() > 1 ? "s" : "", net, count_params(m),
-                (unsigned long long)N, (unsigned long long)B,
+                (unsigned long long)N, r.sharded ? "sharded" : "replicated",
+                m->norm_mean ? ", standardised" : "", (unsigned long long)B,
                 (unsigned long long)((B + (uint64_t)n - 1) / (uint64_t)n),
                 (unsigned long long)steps_per_epoch);
+        if (r.val)
+            fprintf(log, "validation: %g of %s held out (seed %llu)\n",
+                    cfg->data.validation_fraction, cfg->data.train,
+                    (unsigned long long)cfg->training.seed);
         fflush(log);
     }
 
-    const double lr = cfg->optimizer.lr;
+    const uint64_t total_steps = steps_per_epoch * cfg->training.epochs;
+    double lr = cfg->optimizer.lr;
     const uint64_t max_steps = cfg->training.max_steps;
+    const struct config_early_stopping *es = &cfg->training.early_stopping;
     /* A resumed run that has nothing left to do already ends with its checkpoint. */
     uint64_t saved_step = st.step > 0 ? st.step : UINT64_MAX;
-    int stop = max_steps && st.step >= max_steps;
+    int stop = (max_steps && st.step >= max_steps) ||
+               (es->patience && st.bad_epochs >= es->patience);
+    const uint64_t local_n = ds->n;
     for (uint64_t epoch = st.epoch; epoch < cfg->training.epochs && !stop; epoch++) {
         struct rng shuffle;
-        rng_seed(&shuffle, st.seed, STREAM_EPOCH + epoch);
+        /* Replicated: one permutation of all rows, the same on every rank. Sharded: each
+         * rank permutes its own rows, on a stream of its own. */
+        rng_seed(&shuffle, st.seed + (r.sharded ? 0x9e3779b97f4a7c15ull * (uint64_t)(rank + 1)
+                                                : 0),
+                 STREAM_EPOCH + epoch);
         if (cfg->data.shuffle)
-            rng_permutation(&shuffle, r.perm, (size_t)N);
+            rng_permutation(&shuffle, r.perm, (size_t)local_n);
         else
-            for (uint64_t i = 0; i < N; i++)
+            for (uint64_t i = 0; i < local_n; i++)
                 r.perm[i] = i;
 
         const double t0 = dmlp_now();
@@ -283,10 +464,17 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
         size_t correct = 0;
         uint64_t local_seen = 0, epoch_seen = 0;
         for (uint64_t s = st.step_in_epoch; s < steps_per_epoch; s++) {
-            const uint64_t lo = s * B, count = N - lo < B ? N - lo : B;
-            uint64_t off, len;
-            train_slice(count, n, rank, &off, &len);
-            const uint64_t *idx = r.perm + lo + off;
+            uint64_t count, off = 0, len = 0;
+            if (r.sharded) {
+                train_shard_step(r.rows, n, rank, B, s, steps_per_epoch, cfg->data.drop_last,
+                                 &off, &len, &count);
+            } else {
+                const uint64_t lo = s * B;
+                count = N - lo < B ? N - lo : B;
+                train_slice(count, n, rank, &off, &len);
+                off += lo;
+            }
+            const uint64_t *idx = r.perm + off;
             for (uint64_t i = 0; i < len; i++) {
                 memcpy(r.xb + i * D, ds->features + idx[i] * D, D * sizeof(float));
                 if (r.lb)
@@ -298,7 +486,13 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
             /* Σ over ranks of the per-sample gradient sums, then the mean over the step's
              * global samples: the single-process update, for any number of ranks. */
             dist_allreduce_sum_float(d, m->grads, m->n_params);
-            optim_step(r.optim, m->params, m->grads, (float)(1.0 / (double)count), lr);
+            const float scale = (float)(1.0 / (double)count);
+            /* After the allreduce every rank holds the same gradient, so every rank clips
+             * and steps identically. */
+            if (cfg->optimizer.clip_norm > 0)
+                optim_clip_grad_norm(m->grads, m->n_params, scale, cfg->optimizer.clip_norm);
+            lr = schedule_lr(&cfg->optimizer, B, st.step, steps_per_epoch, total_steps);
+            optim_step(r.optim, m->params, m->grads, scale, lr);
             local_seen += len;
             epoch_seen += count;
             st.step++;
@@ -328,17 +522,32 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                              "loss %g): lower optimizer.lr; the last checkpoint is kept",
                              (unsigned long long)epoch + 1, res->train_loss);
         }
-        struct eval_result ev = {0};
-        if (r.test && (rc = train_evaluate(d, m, r.test, &ev, err))) {
+        struct eval_result ev = {0}, vv = {0};
+        if ((r.val && (rc = evaluate(d, &r, r.val, &vv, err))) ||
+            (r.test && (rc = evaluate(d, &r, r.test, &ev, err)))) {
             run_free(&r);
             return rc;
         }
         res->test_accuracy = r.test ? ev.accuracy : NAN;
+        res->val_loss = r.val ? vv.loss : NAN;
+        res->val_accuracy = r.val ? vv.accuracy : NAN;
+        const int epoch_end = st.step_in_epoch == 0;
+        int improved = 0;
+        /* best.h5 follows the validation metric whether or not early stopping is on. */
+        if (r.val && epoch_end)
+            improved = track_best(es, &st, es->metric == DMLP_METRIC_VAL_LOSS ? vv.loss
+                                                                             : vv.accuracy,
+                                  st.epoch);
         if (log) {
-            fprintf(log, "epoch %4llu/%u  loss %.5f", (unsigned long long)epoch + 1,
-                    cfg->training.epochs, res->train_loss);
+            fprintf(log, "epoch %4llu/%u  lr %.4g  loss %.5f", (unsigned long long)epoch + 1,
+                    cfg->training.epochs, lr, res->train_loss);
             if (ds->labels)
                 fprintf(log, "  acc %.4f", res->train_accuracy);
+            if (r.val) {
+                fprintf(log, "  val_loss %.5f", vv.loss);
+                if (ds->labels)
+                    fprintf(log, "  val_acc %.4f", vv.accuracy);
+            }
             if (r.test)
                 fprintf(log, ds->labels ? "  test_acc %.4f" : "  test_loss %.5f",
                         ds->labels ? ev.accuracy : ev.loss);
@@ -346,10 +555,25 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                     elapsed > 0 ? (double)epoch_seen / elapsed : 0.0, elapsed);
             fflush(log);
         }
-        const int epoch_end = st.step_in_epoch == 0;
+        if (opt->save_checkpoints && improved &&
+            (rc = save(d, cfg, config_yaml, &r, &st, 1, res, err))) {
+            run_free(&r);
+            return rc;
+        }
+        if (es->patience && st.bad_epochs >= es->patience) {
+            if (log)
+                fprintf(log, "early stopping after epoch %llu: %s has not improved by more "
+                        "than %g for %u epochs (best %.6g after epoch %llu)\n",
+                        (unsigned long long)st.epoch,
+                        es->metric == DMLP_METRIC_VAL_LOSS ? "val_loss" : "val_accuracy",
+                        es->min_delta, es->patience, st.best_metric,
+                        (unsigned long long)st.best_epoch);
+            res->stopped_early = 1;
+            stop = 1;
+        }
         if (opt->save_checkpoints && epoch_end && cfg->checkpoint.every_epochs &&
             st.epoch % cfg->checkpoint.every_epochs == 0) {
-            if ((rc = save(d, cfg, config_yaml, &r, &st, res, err))) {
+            if ((rc = save(d, cfg, config_yaml, &r, &st, 0, res, err))) {
                 run_free(&r);
                 return rc;
             }
@@ -358,15 +582,20 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
     }
     /* Training always ends with a checkpoint. */
     if (opt->save_checkpoints && saved_step != st.step) {
-        if ((rc = save(d, cfg, config_yaml, &r, &st, res, err))) {
+        if ((rc = save(d, cfg, config_yaml, &r, &st, 0, res, err))) {
             run_free(&r);
             return rc;
         }
     }
     if (log && res->checkpoint[0])
         fprintf(log, "checkpoint: %s\n", res->checkpoint);
+    if (log && r.val && !isnan(st.best_metric) && opt->save_checkpoints)
+        fprintf(log, "best: %s/best.h5 (%s %.6g after epoch %llu)\n", cfg->checkpoint.dir,
+                es->metric == DMLP_METRIC_VAL_LOSS ? "val_loss" : "val_accuracy",
+                st.best_metric, (unsigned long long)st.best_epoch);
     res->steps = st.step;
     res->epochs_done = st.epoch;
+    res->best_epoch = st.best_epoch;
     res->model = r.model;
     r.model = NULL;
     run_free(&r);

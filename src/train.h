@@ -30,6 +30,10 @@ struct train_result {
     double train_loss;      /* last epoch's mean training loss */
     double train_accuracy;  /* last epoch's training accuracy (classifiers; else NaN) */
     double test_accuracy;   /* after the last epoch, when data.test is set; else NaN */
+    double val_loss;        /* after the last epoch, with data.validation_fraction; else NaN */
+    double val_accuracy;
+    uint64_t best_epoch;    /* the epoch with the best validation metric (0: none) */
+    int stopped_early;      /* 1 when early stopping ended the run */
     char checkpoint[4096];  /* the last checkpoint written, or "" */
 };
 
@@ -60,5 +64,15 @@ int train_check_data(const struct model *m, const struct dataset *ds, const char
 /* The r-th of n contiguous slices of count items: slices differ by at most one item, the
  * first count % n slices being one longer. */
 void train_slice(uint64_t count, int n, int r, uint64_t *offset, uint64_t *len);
+
+/* The sharded placement's step s: each rank draws from its own shard (rows[i] training rows
+ * on rank i, N = Σ rows) in proportion to it, floor(s·B·rows_i / N) up to the next step's
+ * mark, so that over an epoch every rank visits each of its rows exactly once and a step
+ * takes about B samples in all. The last step of an epoch ends at each shard's end (unless
+ * drop_last). Gives this rank's offset into its (permuted) shard and length, and the step's
+ * global sample count, the same on every rank. */
+void train_shard_step(const uint64_t *rows, int n, int rank, uint64_t B, uint64_t s,
+                      uint64_t steps_per_epoch, int drop_last, uint64_t *offset,
+                      uint64_t *len, uint64_t *count);
 
 #endif

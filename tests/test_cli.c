@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <zlib.h>
+#include <hdf5.h>
 
 #include "checkpoint.h"
 #include "dataset.h"
@@ -234,6 +235,41 @@ static void test_classifier_mpi_train_eval_resume(void)
         CU_ASSERT(acc > 0.9); /* blobs 2σ apart per axis: well separated */
     }
 
+    /* predict on 2 ranks: one file, /labels agreeing with eval's count of correct answers */
+    char preds[800];
+    snprintf(preds, sizeof preds, "%s/preds.h5", g_dir);
+    CU_ASSERT_EQUAL(run(MPIRUN "2 %s predict --checkpoint %s --input %s --output %s",
+                        DMLP_BINARY, latest, test, preds), 0);
+    CU_ASSERT(has("predicted 97 rows"));
+    {
+        hid_t f = H5Fopen(preds, H5F_ACC_RDONLY, H5P_DEFAULT);
+        CU_ASSERT(f >= 0);
+        int32_t plabels[97];
+        float probs[97 * 3];
+        if (f >= 0) {
+            hid_t dl = H5Dopen2(f, "/labels", H5P_DEFAULT), dp = H5Dopen2(f, "/predictions",
+                                                                         H5P_DEFAULT);
+            CU_ASSERT(H5Dread(dl, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, plabels) >= 0);
+            CU_ASSERT(H5Dread(dp, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, probs) >= 0);
+            H5Dclose(dl);
+            H5Dclose(dp);
+            H5Fclose(f);
+            struct dataset *ds = NULL;
+            struct dmlp_error e = {0};
+            dataset_read(&ds, test, &e);
+            long agree = 0;
+            for (int i = 0; ds && i < 97; i++) {
+                agree += plabels[i] == ds->labels[i];
+                CU_ASSERT(fabs(probs[3 * i] + probs[3 * i + 1] + probs[3 * i + 2] - 1.0) < 1e-5);
+            }
+            dataset_free(&ds);
+            const char *c1 = a1 ? strstr(a1, "\"correct\": ") : NULL;
+            CU_ASSERT(c1 && atol(c1 + 11) == agree);
+        }
+    }
+    CU_ASSERT(strstr(one, "\"confusion_matrix\": [[") != NULL);
+    CU_ASSERT(strstr(one, "\"per_class_accuracy\": [") != NULL);
+
     /* inspect the checkpoint */
     CU_ASSERT_EQUAL(run("%s inspect %s", DMLP_BINARY, latest), 0);
     CU_ASSERT(has("weight [16, 6]"));
@@ -269,9 +305,31 @@ static void test_classifier_mpi_train_eval_resume(void)
     CU_ASSERT(has("none.h5"));
 }
 
+static void test_import_csv(void)
+{
+    char csv[700], out[700];
+    snprintf(csv, sizeof csv, "%s/iris.csv", g_dir);
+    snprintf(out, sizeof out, "%s/iris.h5", g_dir);
+    tu_write_file(csv, "sepal,petal,species\n5.1,1.4,setosa\n7.0,4.7,versicolor\n"
+                       "5.0,1.3,setosa\n6.3,6.0,virginica\n");
+    CU_ASSERT_EQUAL(run(MPIRUN "2 %s import csv %s --label-column species --output %s",
+                        DMLP_BINARY, csv, out), 0);
+    CU_ASSERT_EQUAL(run("%s inspect %s", DMLP_BINARY, out), 0);
+    CU_ASSERT(has("[4, 2]"));
+    CU_ASSERT(has("3 classes"));
+    tu_write_file(csv, "a,b,y\n1,2,0\n1,x,1\n");
+    CU_ASSERT_EQUAL(run("%s import csv %s --label-column y --output %s.bad", DMLP_BINARY, csv,
+                        out), 2);
+    CU_ASSERT(has(":3:"));
+    CU_ASSERT(has("'x' is not a number"));
+    CU_ASSERT_EQUAL(run("%s import csv %s --output %s.bad", DMLP_BINARY, csv, out), 2);
+    CU_ASSERT(has("exactly one of --label-column and --target-columns"));
+}
+
 static CU_TestInfo cli_tests[] = {
     {"usage, help and exit codes", test_usage_and_exit_codes},
     {"import idx (gzip) under mpirun", test_import_idx},
+    {"import csv", test_import_csv},
     {"configs/xor.yaml learns XOR", test_xor_learns},
     {"classifier: train on 2 ranks, eval, inspect, resume", test_classifier_mpi_train_eval_resume},
     CU_TEST_INFO_NULL,

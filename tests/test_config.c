@@ -89,16 +89,19 @@ static void test_fashion_mnist(void)
     CU_ASSERT_EQUAL(c->model.init, DMLP_INIT_HE);
     CU_ASSERT_EQUAL(c->loss, DMLP_LOSS_CROSS_ENTROPY);
     CU_ASSERT_EQUAL(c->optimizer.name, DMLP_OPT_SGD);
-    CU_ASSERT_DOUBLE_EQUAL(c->optimizer.lr, 0.02, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c->optimizer.lr, 0.05, 0);
     CU_ASSERT_DOUBLE_EQUAL(c->optimizer.momentum, 0.9, 0);
-    CU_ASSERT_FALSE(c->optimizer.nesterov);
+    CU_ASSERT_TRUE(c->optimizer.nesterov);
+    CU_ASSERT_DOUBLE_EQUAL(c->optimizer.weight_decay, 1e-3, 0);
+    CU_ASSERT_EQUAL(c->optimizer.schedule.name, DMLP_SCHEDULE_COSINE);
+    CU_ASSERT_EQUAL(c->data.normalize, DMLP_NORMALIZE_STANDARD);
     CU_ASSERT_STRING_EQUAL(c->data.train, "data/fashion_mnist_train.h5");
     CU_ASSERT_PTR_NOT_NULL_FATAL(c->data.test);
     CU_ASSERT_STRING_EQUAL(c->data.test, "data/fashion_mnist_test.h5");
     CU_ASSERT_TRUE(c->data.shuffle);
     CU_ASSERT_EQUAL(c->data.placement, DMLP_PLACEMENT_REPLICATED);
-    CU_ASSERT_EQUAL(c->training.epochs, 15);
-    CU_ASSERT_EQUAL(c->training.batch_size, 128);
+    CU_ASSERT_EQUAL(c->training.epochs, 20);
+    CU_ASSERT_EQUAL(c->training.batch_size, 64);
     CU_ASSERT_EQUAL(c->training.seed, 42);
     CU_ASSERT_EQUAL(c->training.max_steps, 0);
     CU_ASSERT_STRING_EQUAL(c->checkpoint.dir, "runs/fashion_mnist");
@@ -159,7 +162,7 @@ static const struct {
     {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
      "softmax}\noptimizer:\n  lr: 0.1\n  betas: 2\ndata:\n  train: t.h5\n",
      "bad.yaml:7: optimizer.betas: unknown key (known in optimizer: name, lr, momentum, "
-     "nesterov, weight_decay)"},
+     "nesterov, weight_decay, beta1, beta2, eps, clip_norm, lr_scaling, base_batch_size, schedule)"},
     {"model:\n  layers:\n    - {units: 16, activation: relu, dropout: 0.5}\n    - {units: 3, "
      "activation: softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\n",
      "bad.yaml:3: model.layers[0].dropout: unknown key (known in model.layers[0]: units, "
@@ -248,16 +251,32 @@ static const struct {
      "softmax}\nloss: mse\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\n",
      "bad.yaml:5: loss: mse cannot follow a softmax output layer: softmax requires loss "
      "cross_entropy"},
-    /* not supported by this version */
+    /* optimizer, schedule, data and early-stopping ranges */
     {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
-     "softmax}\noptimizer:\n  name: adam\n  lr: 0.1\ndata:\n  train: t.h5\n",
-     "bad.yaml:6: optimizer.name: adam is not supported by this version of dmlp"},
+     "softmax}\noptimizer:\n  name: adam\n  lr: 0.1\n  momentum: 0.9\ndata:\n  train: t.h5\n",
+     "bad.yaml:8: optimizer.momentum: applies to sgd only; adam uses beta1"},
     {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
-     "softmax}\noptimizer:\n  name: adamw\n  lr: 0.1\ndata:\n  train: t.h5\n",
-     "bad.yaml:6: optimizer.name: adamw is not supported by this version of dmlp"},
+     "softmax}\noptimizer:\n  name: adamw\n  lr: 0.1\n  beta2: 1.0\ndata:\n  train: t.h5\n",
+     "bad.yaml:8: optimizer.beta2: 1 is not in [0, 1)"},
     {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
-     "softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\n  placement: sharded\n",
-     "bad.yaml:9: data.placement: sharded is not supported yet (supported: replicated)"},
+     "softmax}\noptimizer:\n  lr: 0.1\n  schedule: {name: cosine, min_lr: 0.5}\ndata:\n  train: t.h5\n",
+     "bad.yaml:7: optimizer.schedule.min_lr: 0.5 is not in [0, optimizer.lr = 0.1]"},
+    {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
+     "softmax}\noptimizer:\n  lr: 0.1\n  schedule: {name: step, gamma: 0}\ndata:\n  train: t.h5\n",
+     "bad.yaml:7: optimizer.schedule.gamma: 0 is not in (0, 1]"},
+    {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
+     "softmax}\noptimizer:\n  lr: 0.1\n  schedule: {name: linear}\ndata:\n  train: t.h5\n",
+     "bad.yaml:7: optimizer.schedule.name: linear is not one of constant, step, cosine"},
+    {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
+     "softmax}\noptimizer:\n  lr: 0.1\n  clip_norm: -1\ndata:\n  train: t.h5\n",
+     "bad.yaml:7: optimizer.clip_norm: -1 is not a non-negative number"},
+    {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
+     "softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\n  validation_fraction: 1.0\n",
+     "bad.yaml:9: data.validation_fraction: 1 is not in [0, 1)"},
+    {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
+     "softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\ntraining:\n  early_stopping: {patience: 3}\n",
+     "bad.yaml:10: training.early_stopping.patience: early stopping watches the validation "
+     "set"},
     /* YAML itself */
     {"model:\n  layers:\n    - {units: 16, activation: relu\noptimizer:\n  lr: 0.1\n",
      "YAML syntax error"},
@@ -419,7 +438,8 @@ static void test_set_errors(void)
         const char *set, *want;
     } cases[] = {
         {"optimizer.lrr=0.1", "--set optimizer.lrr=0.1: unknown key 'lrr' in optimizer "
-                              "(known: name, lr, momentum, nesterov, weight_decay)"},
+                              "(known: name, lr, momentum, nesterov, weight_decay, "
+                              "beta1, beta2, eps, clip_norm, lr_scaling, base_batch_size, schedule)"},
         {"optimiser.lr=0.1", "--set optimiser.lr=0.1: unknown top-level key 'optimiser' "
                              "(known: model, loss, optimizer, data, training, checkpoint)"},
         {"optimizer.lr", "--set optimizer.lr: expected key.path=value"},
@@ -443,14 +463,15 @@ static void test_set_errors(void)
                                                "large (at most 9223372036854775807)"},
         {"training.epochs=-1", "training.epochs: -1 is not a positive integer"},
         {"optimizer=sgd", "--set optimizer=sgd: optimizer is a mapping (keys: name, lr, "
-                          "momentum, nesterov, weight_decay); set one of its values instead"},
+                          "momentum, nesterov, weight_decay, beta1, beta2, eps, clip_norm, lr_scaling, base_batch_size, schedule); set one of "
+                          "its values instead"},
         {"model.layers=3", "--set model.layers=3: model.layers is a list; set one of its "
                            "values instead"},
         {"model.layers[x].units=3", "is not a key path like optimizer.lr"},
         /* valid syntax, invalid config: the message names the --set, not a line */
         {"optimizer.lr=-1", "--set optimizer.lr=-1: optimizer.lr: -1 is not a positive number"},
-        {"optimizer.name=adam", "--set optimizer.name=adam: optimizer.name: adam is not "
-                                "supported by this version of dmlp"},
+        {"optimizer.nesterov=true", "--set optimizer.nesterov=true: optimizer.nesterov: "
+                                    "true requires optimizer.momentum > 0"},
         {"model.layers[0].activation=softmax", "--set model.layers[0].activation=softmax: "
                                                "model.layers[0].activation: softmax is only "
                                                "allowed on the last layer"},
@@ -528,7 +549,7 @@ static void round_trip(const char *const *sets, size_t n_sets)
     CU_ASSERT_EQUAL_FATAL(rc, DMLP_OK);
     CU_ASSERT_TRUE(cfg_equal(a, b));
     if (n_sets == 0) /* floats are written short, not as libcyaml's 17 digits */
-        CU_ASSERT_PTR_NOT_NULL(strstr(text, "\n  lr: 0.02\n  momentum: 0.9\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, "\n  lr: 0.05\n  momentum: 0.9\n"));
     /* and saving again gives the same text */
     CU_ASSERT_EQUAL(config_to_yaml(b, &text2, &err), DMLP_OK);
     CU_ASSERT_STRING_EQUAL(text, text2);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "dataset.h"
@@ -79,12 +80,12 @@ static struct config *load_cfg(const char *data, const char *extra_sets)
              "training: {epochs: 3, batch_size: 10, seed: 7}\n"
              "checkpoint: {dir: %s/ck, every_epochs: 1, keep_last: 2}\n",
              data, g_dir);
-    const char *sets[4];
+    const char *sets[8];
     size_t n_sets = 0;
     char buf[512];
     if (extra_sets) {
         snprintf(buf, sizeof buf, "%s", extra_sets);
-        for (char *tok = strtok(buf, " "); tok && n_sets < 4; tok = strtok(NULL, " "))
+        for (char *tok = strtok(buf, " "); tok && n_sets < 8; tok = strtok(NULL, " "))
             sets[n_sets++] = tok;
     }
     struct config *cfg = NULL;
@@ -280,6 +281,206 @@ static void test_resume_bit_identical(void)
     dist_free(&world);
 }
 
+/* Every rank applies the same update: after clipped Adam steps on a schedule, the
+ * parameters are bit-identical on all ranks; and a resume restores the Adam moments. */
+static void test_clipped_adam_identical_and_resumable(void)
+{
+    struct dist *world;
+    struct dmlp_error e = {0};
+    dist_create_world(&world, &e);
+    char ck[700];
+    snprintf(ck, sizeof ck, "%s/ck", g_dir);
+    const char *sets = "optimizer.name=adamw optimizer.momentum=0 optimizer.clip_norm=0.05 "
+                       "optimizer.schedule.name=cosine";
+    rmtree_rank0(ck);
+    struct config *full = load_cfg(g_data, sets);
+    CU_ASSERT_PTR_NOT_NULL(full);
+    if (!full) {
+        dist_free(&world);
+        return;
+    }
+    struct model *ref = train(world, full, NULL, 1);
+    CU_ASSERT_PTR_NOT_NULL(ref);
+    if (ref) {
+        float *mine = malloc(ref->n_params * sizeof(float));
+        memcpy(mine, ref->params, ref->n_params * sizeof(float));
+        dist_bcast(world, mine, ref->n_params * sizeof(float), 0);
+        CU_ASSERT_EQUAL(memcmp(mine, ref->params, ref->n_params * sizeof(float)), 0);
+        free(mine);
+    }
+    /* 3 epochs == the same run stopped after 13 steps, then resumed */
+    rmtree_rank0(ck);
+    char stop[600];
+    snprintf(stop, sizeof stop, "%s training.max_steps=13", sets);
+    struct config *part = load_cfg(g_data, stop);
+    struct model *p1 = part ? train(world, part, NULL, 1) : NULL;
+    struct model *p2 = train(world, full, "auto", 1);
+    CU_ASSERT(p1 && p2);
+    if (ref && p2)
+        CU_ASSERT_EQUAL(memcmp(ref->params, p2->params, ref->n_params * sizeof(float)), 0);
+    model_free(&ref);
+    model_free(&p1);
+    model_free(&p2);
+    config_free(&full);
+    config_free(&part);
+    dist_free(&world);
+}
+
+/* The sharded plan: over an epoch every rank takes each row of its shard exactly once, in
+ * order, and the step counts add up to the global batch (the last step shorter). */
+static void test_shard_plan_covers_each_row_once(void)
+{
+    const uint64_t shapes[][4] = {{34, 34, 33, 0}, {5, 0, 7, 0}, {1000, 999, 999, 998},
+                                  {3, 3, 3, 3}};
+    const uint64_t batches[] = {1, 7, 10, 64, 5000};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        const int n = shapes[sh][3] ? 4 : 3;
+        uint64_t N = 0;
+        for (int i = 0; i < n; i++)
+            N += shapes[sh][i];
+        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+            const uint64_t B = batches[bi], steps = (N + B - 1) / B;
+            uint64_t next[4] = {0}, total = 0;
+            int ok = 1;
+            for (uint64_t s = 0; s < steps; s++) {
+                uint64_t step_count = 0;
+                for (int r = 0; r < n; r++) {
+                    uint64_t off, len, count;
+                    train_shard_step(shapes[sh], n, r, B, s, steps, 0, &off, &len, &count);
+                    ok &= off == next[r]; /* contiguous, in order, no overlap */
+                    next[r] = off + len;
+                    step_count += len;
+                    ok &= r == 0 || count == total; /* every rank computes the same count */
+                    total = count;
+                }
+                ok &= step_count == total;
+                ok &= s + 1 < steps ? total <= B + (uint64_t)n && total + (uint64_t)n >= B
+                                    : total <= B + (uint64_t)n;
+            }
+            for (int r = 0; r < n; r++)
+                ok &= next[r] == shapes[sh][r];
+            if (!ok && g_rank == 0)
+                printf("\n    plan broken for shape %zu, batch %llu\n", sh,
+                       (unsigned long long)B);
+            CU_ASSERT(ok);
+        }
+    }
+}
+
+/* Sharded training: each rank holds only its rows, the epoch visits all N samples, and a
+ * separable problem is learnt to the same accuracy band as with replicated data. */
+static void test_sharded_training(void)
+{
+    struct dist *world;
+    struct dmlp_error e = {0};
+    dist_create_world(&world, &e);
+    struct config *rep = load_cfg(g_data, "training.epochs=15 optimizer.lr=0.05");
+    struct config *shd = load_cfg(g_data, "training.epochs=15 optimizer.lr=0.05 "
+                                          "data.placement=sharded");
+    struct model *mr = rep ? train(world, rep, NULL, 0) : NULL;
+    struct train_options opt = {.save_checkpoints = 0};
+    struct train_result res;
+    char *yaml = NULL;
+    int rc = shd ? train_run(world, shd, "", &opt, &res, &e) : -1;
+    CU_ASSERT_EQUAL(rc, DMLP_OK);
+    CU_ASSERT_PTR_NOT_NULL(mr);
+    if (rc == DMLP_OK && mr) {
+        /* 15 epochs of 103 samples in 11 steps each */
+        CU_ASSERT_EQUAL(res.steps, 15 * 11);
+        struct dataset *ds = NULL;
+        dataset_read(&ds, g_data, &e);
+        struct eval_result a, b;
+        train_evaluate(world, mr, ds, &a, &e);
+        train_evaluate(world, res.model, ds, &b, &e);
+        if (g_rank == 0)
+            printf("\n    accuracy: replicated %.3f, sharded %.3f\n", a.accuracy, b.accuracy);
+        CU_ASSERT(a.accuracy >= 0.85);
+        CU_ASSERT(b.accuracy >= 0.85);
+        CU_ASSERT(fabs(a.accuracy - b.accuracy) <= 0.08);
+        dataset_free(&ds);
+        model_free(&res.model);
+    }
+    free(yaml);
+    model_free(&mr);
+    config_free(&rep);
+    config_free(&shd);
+    dist_free(&world);
+}
+
+/* Validation split and standardisation keep the trajectory independent of the rank count,
+ * and the statistics travel in the checkpoint. */
+static void test_validation_and_normalize_n_invariant(void)
+{
+    struct dist *world, *self;
+    struct dmlp_error e = {0};
+    dist_create_world(&world, &e);
+    dist_create_self(&self, &e);
+    struct config *cfg = load_cfg(g_data, "data.validation_fraction=0.25 "
+                                          "data.normalize=standard");
+    struct train_options opt = {.save_checkpoints = 0};
+    struct train_result rw, rs;
+    CU_ASSERT_EQUAL(train_run(world, cfg, "", &opt, &rw, &e), DMLP_OK);
+    CU_ASSERT_EQUAL(train_run(self, cfg, "", &opt, &rs, &e), DMLP_OK);
+    if (rw.model && rs.model) {
+        CU_ASSERT(max_rel_diff(rs.model, rw.model) <= 1e-5);
+        CU_ASSERT(fabs(rw.val_loss - rs.val_loss) <= 1e-5 * fabs(rs.val_loss));
+        CU_ASSERT(!isnan(rw.val_loss));
+        /* the statistics are the training rows' (77 of 103), not all rows' */
+        CU_ASSERT_PTR_NOT_NULL(rw.model->norm_mean);
+        CU_ASSERT_EQUAL(memcmp(rw.model->norm_mean, rs.model->norm_mean,
+                               11 * sizeof(float)), 0);
+    }
+    model_free(&rw.model);
+    model_free(&rs.model);
+    config_free(&cfg);
+    dist_free(&world);
+    dist_free(&self);
+}
+
+/* With an unreachable min_delta, the metric "improves" only once (the first epoch sets the
+ * best), so patience 2 must stop after epoch 3, keeping best.h5 from epoch 1. */
+static void test_early_stopping_epoch(void)
+{
+    struct dist *world;
+    struct dmlp_error e = {0};
+    dist_create_world(&world, &e);
+    char ck[700], best[800];
+    snprintf(ck, sizeof ck, "%s/ck", g_dir);
+    snprintf(best, sizeof best, "%s/best.h5", ck);
+    rmtree_rank0(ck);
+    struct config *cfg = load_cfg(g_data, "training.epochs=10 data.validation_fraction=0.2 "
+                                          "training.early_stopping.patience=2 "
+                                          "training.early_stopping.min_delta=1e9");
+    struct train_options opt = {.save_checkpoints = 1};
+    struct train_result res;
+    CU_ASSERT_EQUAL(train_run(world, cfg, "", &opt, &res, &e), DMLP_OK);
+    CU_ASSERT_EQUAL(res.epochs_done, 3);
+    CU_ASSERT_EQUAL(res.stopped_early, 1);
+    CU_ASSERT_EQUAL(res.best_epoch, 1);
+    CU_ASSERT_EQUAL(res.steps, 3 * 9); /* 83 training rows after the split: 9 steps */
+    CU_ASSERT_EQUAL(access(best, F_OK), 0);
+    model_free(&res.model);
+    /* Resuming a stopped run takes no further step. */
+    struct train_result again;
+    CU_ASSERT_EQUAL(train_run(world, cfg, "", &(struct train_options){.resume = "auto",
+                                                                      .save_checkpoints = 1},
+                              &again, &e), DMLP_OK);
+    CU_ASSERT_EQUAL(again.steps, 3 * 9);
+    model_free(&again.model);
+    /* And a real metric: patience 1 on val_accuracy stops no later than the limit. */
+    config_free(&cfg);
+    rmtree_rank0(ck);
+    cfg = load_cfg(g_data, "training.epochs=40 data.validation_fraction=0.2 "
+                           "training.early_stopping.patience=1 "
+                           "training.early_stopping.metric=val_accuracy");
+    CU_ASSERT_EQUAL(train_run(world, cfg, "", &opt, &res, &e), DMLP_OK);
+    CU_ASSERT(res.epochs_done < 40 && res.stopped_early);
+    CU_ASSERT(res.best_epoch + 1 == res.epochs_done);
+    model_free(&res.model);
+    config_free(&cfg);
+    dist_free(&world);
+}
+
 static void test_error_agreement(void)
 {
     struct dist *world;
@@ -316,6 +517,11 @@ static CU_TestInfo mpi_tests[] = {
     {"evaluation identical for any rank count", test_eval_identical_across_ranks},
     {"weights bit-identical for 1 and 2 threads", test_threads_bit_identical},
     {"4 epochs == 2 + resume 2, and mid-epoch resume", test_resume_bit_identical},
+    {"clipped AdamW: identical on every rank, resumable", test_clipped_adam_identical_and_resumable},
+    {"sharded plan: each row once per epoch", test_shard_plan_covers_each_row_once},
+    {"sharded training reaches the replicated accuracy band", test_sharded_training},
+    {"validation split + standardisation: n-invariant", test_validation_and_normalize_n_invariant},
+    {"early stopping stops at the right epoch, keeps best.h5", test_early_stopping_epoch},
     {"errors agreed across ranks", test_error_agreement},
     CU_TEST_INFO_NULL,
 };
