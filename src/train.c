@@ -430,6 +430,9 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                 m->norm_mean ? ", standardised" : "", (unsigned long long)B,
                 (unsigned long long)((B + (uint64_t)n - 1) / (uint64_t)n),
                 (unsigned long long)steps_per_epoch);
+        fprintf(log, "training data held by rank 0: %zu rows, %.1f MiB%s\n", ds->n,
+                (double)ds->n * (double)(D + (ds->labels ? 1 : K)) * 4.0 / 1048576.0,
+                r.sharded ? " (its shard)" : " (the whole set)");
         if (r.val)
             fprintf(log, "validation: %g of %s held out (seed %llu)\n",
                     cfg->data.validation_fraction, cfg->data.train,

@@ -186,6 +186,46 @@ static void make_blobs(const char *path, size_t n, uint64_t seed)
     dataset_free(&ds);
 }
 
+/* Standardisation travels with the network: on features offset by +100, a network trained
+ * on standardised inputs only scores when eval and predict standardise as training did. */
+static void test_standardisation_applied_by_eval(void)
+{
+    char train[700], runs[700], latest[800];
+    snprintf(train, sizeof train, "%s/shifted.h5", g_dir);
+    snprintf(runs, sizeof runs, "%s/shifted-run", g_dir);
+    snprintf(latest, sizeof latest, "%s/latest.h5", runs);
+    struct dataset *ds;
+    struct dmlp_error e = {0};
+    dataset_alloc(&ds, 300, 4, 2, 1, &e);
+    struct rng r;
+    rng_seed(&r, 5, 1);
+    for (size_t i = 0; i < 300; i++) {
+        ds->labels[i] = (int32_t)(i % 2);
+        for (size_t j = 0; j < 4; j++)
+            ds->features[i * 4 + j] = (float)(100.0 + 0.3 * rng_normal(&r) +
+                                              (j == 0 ? (i % 2 ? 0.5 : -0.5) : 0.0));
+    }
+    CU_ASSERT_EQUAL(dataset_write(ds, train, &e), DMLP_OK);
+    dataset_free(&ds);
+    CU_ASSERT_EQUAL(run(MPIRUN "2 %s train %s/configs/xor.yaml --set data.train=%s "
+                        "--set checkpoint.dir=%s --set loss=cross_entropy "
+                        "--set model.layers[0].activation=tanh "
+                        "--set model.layers[1].units=2 --set model.layers[1].activation=softmax "
+                        "--set data.normalize=standard --set training.epochs=30 "
+                        "--set training.batch_size=16 --set optimizer.lr=0.1 "
+                        "--set data.shuffle=true",
+                        DMLP_BINARY, DMLP_SOURCE_DIR, train, runs), 0);
+    CU_ASSERT(has("standardised"));
+    CU_ASSERT_EQUAL(run("%s eval --checkpoint %s --data %s --json", DMLP_BINARY, latest, train),
+                    0);
+    const char *a = strstr(g_out, "\"accuracy\": ");
+    CU_ASSERT_PTR_NOT_NULL(a);
+    if (a)
+        CU_ASSERT(atof(a + 12) > 0.85);
+    CU_ASSERT_EQUAL(run("%s inspect %s", DMLP_BINARY, latest), 0);
+    CU_ASSERT(has("normalization  standard"));
+}
+
 static void test_classifier_mpi_train_eval_resume(void)
 {
     char train[700], test[700], cfg[700], runs[700], yaml[4096], latest[800];
@@ -330,6 +370,7 @@ static CU_TestInfo cli_tests[] = {
     {"usage, help and exit codes", test_usage_and_exit_codes},
     {"import idx (gzip) under mpirun", test_import_idx},
     {"import csv", test_import_csv},
+    {"standardisation applied by eval", test_standardisation_applied_by_eval},
     {"configs/xor.yaml learns XOR", test_xor_learns},
     {"classifier: train on 2 ranks, eval, inspect, resume", test_classifier_mpi_train_eval_resume},
     CU_TEST_INFO_NULL,
