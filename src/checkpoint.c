@@ -331,14 +331,29 @@ static int cmp_u64(const void *a, const void *b)
 /* Removes the oldest step-*.h5 beyond keep_last; never the one just written (newest). */
 static void prune(const char *dir, uint32_t keep_last, uint64_t newest)
 {
+    DIR *d;
+    struct dirent *e;
+    /* Temporary files of writers that died (SIGKILL, node failure) before their rename. */
+    if ((d = opendir(dir))) {
+        while ((e = readdir(d))) {
+            const char *nm = e->d_name;
+            if ((strncmp(nm, ".step-", 6) == 0 || strncmp(nm, ".latest.h5", 10) == 0 ||
+                 strncmp(nm, ".best.h5", 8) == 0) &&
+                strstr(nm, ".tmp.")) {
+                char path[PATH_MAX];
+                snprintf(path, sizeof path, "%s/%s", dir, nm);
+                unlink(path);
+            }
+        }
+        closedir(d);
+    }
     if (keep_last == 0)
         return;
-    DIR *d = opendir(dir);
+    d = opendir(dir);
     if (!d)
         return;
     size_t n = 0, cap = 16;
     uint64_t *steps = malloc(cap * sizeof *steps);
-    struct dirent *e;
     while (steps && (e = readdir(d))) {
         uint64_t s;
         if (!parse_step_name(e->d_name, &s))

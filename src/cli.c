@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "predict.h"
+#include "stop.h"
 #include "train.h"
 #include "util.h"
 
@@ -253,8 +254,12 @@ static int cmd_train(struct ctx *c, int argc, char **argv)
     struct train_options opt = {.resume = resume, .init_from = init_from, .log = c->errout,
                                 .save_checkpoints = 1};
     struct train_result res;
+    /* SIGUSR1/SIGTERM/SIGINT: finish the step, checkpoint, exit 75 (requeue me). */
+    stop_install();
     code = train_run(c->d, cfg, yaml, &opt, &res, &e);
-    if (code && c->rank == 0)
+    if (code == DMLP_STOPPED && c->rank == 0)
+        fprintf(c->errout, "dmlp: %s\n", e.msg);
+    else if (code && c->rank == 0)
         fprintf(c->errout, "dmlp: error: %s\n", e.msg);
     model_free(&res.model);
     config_free(&cfg);

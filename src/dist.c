@@ -110,6 +110,11 @@ int dist_agree(const struct dist *d, struct dmlp_error *err)
     return err->code;
 }
 
+void dist_gather_bytes(const struct dist *d, const void *mine, size_t n, void *all, int root)
+{
+    MPI_Gather(mine, (int)n, MPI_BYTE, all, (int)n, MPI_BYTE, root, d->comm);
+}
+
 void dist_bcast(const struct dist *d, void *buf, size_t n, int root)
 {
     char *p = buf;

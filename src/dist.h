@@ -44,6 +44,9 @@ int dist_agree(const struct dist *d, struct dmlp_error *err);
 void dist_gatherv_float(const struct dist *d, const float *send, size_t n, float *recv,
                         const size_t *counts, int root);
 
+/* Gathers n bytes from every rank into all (n × size bytes, rank order) on root. */
+void dist_gather_bytes(const struct dist *d, const void *mine, size_t n, void *all, int root);
+
 /* Broadcasts n bytes from rank root. */
 void dist_bcast(const struct dist *d, void *buf, size_t n, int root);
 

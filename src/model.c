@@ -55,7 +55,7 @@ int model_create(struct model **out, size_t in_dim, const struct config_layer *l
     }
     m->n_params = off;
     m->params = dmlp_alloc_aligned(off * sizeof(float));
-    m->grads = dmlp_alloc_aligned(off * sizeof(float));
+    m->grads = dmlp_alloc_aligned((off + MODEL_CONTROL_SLOTS) * sizeof(float));
     if (!m->params || !m->grads) {
         model_free(&m);
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "model: cannot allocate %zu parameters", off);

@@ -23,13 +23,18 @@ struct model_layer {
     float *Z, *A;
 };
 
+/* The gradient buffer has this many floats past n_params: control values that ride along
+ * in the step's gradient allreduce (slot 0: a stop request), so agreeing on them costs no
+ * extra collective. */
+#define MODEL_CONTROL_SLOTS 16
+
 struct model {
     size_t n_layers;
     struct model_layer *layers;
     enum dmlp_loss loss;
     size_t n_params;    /* length of params/grads in floats, padding included */
     float *params;
-    float *grads;
+    float *grads;       /* n_params + MODEL_CONTROL_SLOTS floats */
     size_t max_batch;   /* rows the workspace holds; 0 before model_reserve */
     float *scratch;     /* transposes: max(out*in, max_batch*out) floats */
     float *G0, *G1;     /* ∂ℓ/∂Z ping-pong buffers, [max_batch × max width] */

@@ -12,12 +12,16 @@
 #include "optim.h"
 #include "rng.h"
 #include "schedule.h"
+#include "stop.h"
 
 /* Rows of workspace reserved beyond the batch slice: evaluation forwards in chunks. */
 enum { EVAL_CHUNK = 512 };
 
 /* The rng streams: 0 for the weight initialisation, 1 + e for epoch e's permutation. */
 enum { STREAM_INIT = 0, STREAM_EPOCH = 1 };
+
+/* Why the epoch loop ends early: max_steps or early stopping (1), or a signal. */
+enum { STOP_SIGNAL = 2 };
 
 void train_slice(uint64_t count, int n, int r, uint64_t *offset, uint64_t *len)
 {
@@ -96,6 +100,74 @@ static void run_free(struct run *r)
     dmlp_free_aligned(r->lb);
     free(r->perm);
     free(r->rows);
+}
+
+/* Rank 0 prints where every rank runs: hosts, threads, the cores each rank may use, and a
+ * warning when a host runs more threads than it has cores (the usual cause of a job that
+ * is many times slower than it should be). Collective. */
+struct placement {
+    char host[64];
+    char cpus[112];
+    int32_t threads, bound, cores;
+};
+
+static void report_placement(const struct dist *d, FILE *log)
+{
+    struct placement me = {.threads = omp_get_max_threads(), .cores = dmlp_cores_online()};
+    dist_hostname(me.host, sizeof me.host);
+    me.bound = dmlp_affinity(me.cpus, sizeof me.cpus);
+    const int n = dist_size(d), rank = dist_rank(d);
+    struct placement *all = rank == 0 ? calloc((size_t)n, sizeof *all) : NULL;
+    if (rank == 0 && !all) {
+        fprintf(log ? log : stderr, "warning: no memory for the placement report\n");
+    }
+    /* Every rank takes part in the gather; rank 0 without memory just skips the report. */
+    struct placement scratch;
+    dist_gather_bytes(d, &me, sizeof me, rank == 0 ? (all ? (void *)all : (void *)&scratch)
+                                                   : NULL, 0);
+    if (rank != 0 || !all || !log) {
+        free(all);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!all[i].host[0])
+            continue; /* already reported with its host */
+        int ranks = 0, threads = 0;
+        for (int j = i; j < n; j++)
+            if (!strcmp(all[j].host, all[i].host)) {
+                ranks++;
+                threads += all[j].threads;
+            }
+        fprintf(log, "host %s: %d rank%s, %d thread%s in all, %d cores online\n", all[i].host,
+                ranks, ranks > 1 ? "s" : "", threads, threads > 1 ? "s" : "", all[i].cores);
+        const char *host = all[i].host;
+        int shown = 0;
+        for (int j = i; j < n; j++) {
+            if (j != i && strcmp(all[j].host, host))
+                continue;
+            if (shown++ < 16)
+                fprintf(log, "  rank %d: %d thread%s, may run on cores %s\n", j,
+                        all[j].threads, all[j].threads > 1 ? "s" : "", all[j].cpus);
+            if (all[j].threads > all[j].bound && all[j].bound > 0)
+                fprintf(log, "warning: rank %d runs %d threads on %d core%s (%s): bind it to "
+                        "more cores (mpirun --map-by slot:PE=%d, or --bind-to none)\n", j,
+                        all[j].threads, all[j].bound, all[j].bound > 1 ? "s" : "",
+                        all[j].cpus, all[j].threads);
+        }
+        if (shown > 16)
+            fprintf(log, "  (%d more ranks)\n", shown - 16);
+        if (threads > all[i].cores)
+            fprintf(log, "warning: host %s runs %d ranks x threads = %d threads on %d cores: "
+                    "oversubscribed, expect a slow run (lower OMP_NUM_THREADS or the ranks "
+                    "per host)\n", host, ranks, threads, all[i].cores);
+        char mark[64];
+        snprintf(mark, sizeof mark, "%s", host);
+        for (int j = i; j < n; j++)
+            if (!strcmp(all[j].host, mark))
+                all[j].host[0] = '\0';
+    }
+    fflush(log);
+    free(all);
 }
 
 static void describe_network(char *out, size_t cap, const struct model *m)
@@ -370,6 +442,31 @@ void train_shard_step(const uint64_t *rows, int n, int rank, uint64_t B, uint64_
     }
 }
 
+/* The first layer whose summed gradient holds a NaN or an infinity; 0 when all are finite.
+ * Run on the all-reduced buffer, so every rank finds the same answer. */
+static int find_nonfinite(const struct model *m, size_t *layer, const char **what)
+{
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const struct model_layer *L = &m->layers[l];
+        int bad = 0;
+        for (size_t i = 0; i < L->out * L->in; i++)
+            bad |= !isfinite(L->dW[i]);
+        if (bad) {
+            *layer = l;
+            *what = "weight";
+            return 1;
+        }
+        for (size_t j = 0; j < L->out; j++)
+            bad |= !isfinite(L->db[j]);
+        if (bad) {
+            *layer = l;
+            *what = "bias";
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Early stopping: records the epoch's metric; returns 1 when it improved on the best. */
 static int track_best(const struct config_early_stopping *es, struct checkpoint_state *st,
                       double value, uint64_t epoch)
@@ -440,6 +537,7 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
         fflush(log);
     }
 
+    report_placement(d, log);
     const uint64_t total_steps = steps_per_epoch * cfg->training.epochs;
     double lr = cfg->optimizer.lr;
     const uint64_t max_steps = cfg->training.max_steps;
@@ -487,8 +585,23 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
             }
             loss_sum += model_train_batch(m, r.xb, r.lb, r.tb, (size_t)len, &correct);
             /* Σ over ranks of the per-sample gradient sums, then the mean over the step's
-             * global samples: the single-process update, for any number of ranks. */
-            dist_allreduce_sum_float(d, m->grads, m->n_params);
+             * global samples: the single-process update, for any number of ranks. A stop
+             * request (a signal on any rank) rides along in the control slot. */
+            m->grads[m->n_params] = stop_requested() ? 1.0f : 0.0f;
+            dist_allreduce_sum_float(d, m->grads, m->n_params + 1);
+            const int signalled = m->grads[m->n_params] > 0.0f;
+            size_t bad_layer;
+            const char *bad_what;
+            if (find_nonfinite(m, &bad_layer, &bad_what)) {
+                run_free(&r);
+                return dmlp_fail(err, DMLP_ERR_RUNTIME, "training diverged: non-finite "
+                                 "gradient at step %llu (epoch %llu) in layer %zu (%s); lower "
+                                 "optimizer.lr or set optimizer.clip_norm. Nothing was saved "
+                                 "for this step: the last checkpoint in %s is kept",
+                                 (unsigned long long)st.step + 1,
+                                 (unsigned long long)epoch + 1, bad_layer, bad_what,
+                                 cfg->checkpoint.dir);
+            }
             const float scale = (float)(1.0 / (double)count);
             /* After the allreduce every rank holds the same gradient, so every rank clips
              * and steps identically. */
@@ -501,6 +614,10 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
             st.step++;
             st.samples_seen += count;
             st.step_in_epoch = s + 1;
+            if (signalled) {
+                stop = STOP_SIGNAL;
+                break;
+            }
             if (max_steps && st.step >= max_steps) {
                 stop = 1;
                 break;
@@ -526,18 +643,19 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                              (unsigned long long)epoch + 1, res->train_loss);
         }
         struct eval_result ev = {0}, vv = {0};
-        if ((r.val && (rc = evaluate(d, &r, r.val, &vv, err))) ||
-            (r.test && (rc = evaluate(d, &r, r.test, &ev, err)))) {
+        const int evaluating = stop != STOP_SIGNAL; /* a stop request skips straight to the save */
+        if (evaluating && ((r.val && (rc = evaluate(d, &r, r.val, &vv, err))) ||
+                           (r.test && (rc = evaluate(d, &r, r.test, &ev, err))))) {
             run_free(&r);
             return rc;
         }
-        res->test_accuracy = r.test ? ev.accuracy : NAN;
-        res->val_loss = r.val ? vv.loss : NAN;
-        res->val_accuracy = r.val ? vv.accuracy : NAN;
+        res->test_accuracy = r.test && evaluating ? ev.accuracy : NAN;
+        res->val_loss = r.val && evaluating ? vv.loss : NAN;
+        res->val_accuracy = r.val && evaluating ? vv.accuracy : NAN;
         const int epoch_end = st.step_in_epoch == 0;
         int improved = 0;
         /* best.h5 follows the validation metric whether or not early stopping is on. */
-        if (r.val && epoch_end)
+        if (r.val && epoch_end && evaluating)
             improved = track_best(es, &st, es->metric == DMLP_METRIC_VAL_LOSS ? vv.loss
                                                                              : vv.accuracy,
                                   st.epoch);
@@ -546,12 +664,12 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                     cfg->training.epochs, lr, res->train_loss);
             if (ds->labels)
                 fprintf(log, "  acc %.4f", res->train_accuracy);
-            if (r.val) {
+            if (r.val && evaluating) {
                 fprintf(log, "  val_loss %.5f", vv.loss);
                 if (ds->labels)
                     fprintf(log, "  val_acc %.4f", vv.accuracy);
             }
-            if (r.test)
+            if (r.test && evaluating)
                 fprintf(log, ds->labels ? "  test_acc %.4f" : "  test_loss %.5f",
                         ds->labels ? ev.accuracy : ev.loss);
             fprintf(log, "  %.0f samples/s  %.2fs\n",
@@ -592,6 +710,18 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
     }
     if (log && res->checkpoint[0])
         fprintf(log, "checkpoint: %s\n", res->checkpoint);
+    if (stop == STOP_SIGNAL) {
+        const int sig = stop_requested();
+        res->model = r.model;
+        r.model = NULL;
+        res->steps = st.step;
+        run_free(&r);
+        return dmlp_fail(err, DMLP_STOPPED, "stopped by a signal (%s here) after step %llu; "
+                         "%s holds the state: rerun with --resume auto to continue",
+                         sig ? stop_signal_name(sig) : "received on another rank",
+                         (unsigned long long)st.step,
+                         res->checkpoint[0] ? res->checkpoint : cfg->checkpoint.dir);
+    }
     if (log && r.val && !isnan(st.best_metric) && opt->save_checkpoints)
         fprintf(log, "best: %s/best.h5 (%s %.6g after epoch %llu)\n", cfg->checkpoint.dir,
                 es->metric == DMLP_METRIC_VAL_LOSS ? "val_loss" : "val_accuracy",

@@ -1,4 +1,4 @@
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* sched_getaffinity */
 #include "util.h"
 
 #include <errno.h>
@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 int dmlp_fail(struct dmlp_error *err, int code, const char *fmt, ...)
 {
@@ -122,4 +124,42 @@ double dmlp_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int dmlp_affinity(char *out, size_t cap)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) {
+        snprintf(out, cap, "?");
+        return -1;
+    }
+    /* "0-3,8,10-11" */
+    size_t used = 0;
+    int count = 0;
+    out[0] = '\0';
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &set))
+            continue;
+        int end = c;
+        while (end + 1 < CPU_SETSIZE && CPU_ISSET(end + 1, &set))
+            end++;
+        count += end - c + 1;
+        int n = end > c ? snprintf(out + used, used < cap ? cap - used : 0, "%s%d-%d",
+                                   used ? "," : "", c, end)
+                        : snprintf(out + used, used < cap ? cap - used : 0, "%s%d",
+                                   used ? "," : "", c);
+        if (n > 0)
+            used += (size_t)n;
+        c = end;
+    }
+    if (used >= cap && cap > 4)
+        memcpy(out + cap - 4, "...", 4);
+    return count;
+}
+
+int dmlp_cores_online(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }

@@ -50,6 +50,13 @@ int dmlp_parse_u64(const char *s, uint64_t *out);
 int dmlp_parse_i64(const char *s, int64_t *out);
 int dmlp_parse_double(const char *s, double *out);
 
+/* The CPUs this process may run on, as a list ("0-3,8"), into out; returns their number
+ * (or -1 when unknown). */
+int dmlp_affinity(char *out, size_t cap);
+
+/* Cores online on this host. */
+int dmlp_cores_online(void);
+
 /* Monotonic wall-clock seconds. */
 double dmlp_now(void);
 
