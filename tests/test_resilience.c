@@ -1,0 +1,311 @@
+/* Resilience tests, driving the dmlp binary under mpirun as a cluster job would meet it:
+ * - SIGUSR1 and SIGTERM: the ranks finish the step, write a checkpoint and exit 75;
+ *   --resume auto then ends bit-identical to an uninterrupted run;
+ * - SIGKILL of one rank: the whole job ends within 30 s, non-zero; the newest complete
+ *   checkpoint survives and --resume auto again ends bit-identical (several moments);
+ * - elastic resume: a checkpoint written with n ranks resumes with m != n ranks (2 -> 3,
+ *   3 -> 1) and ends within float tolerance of the uninterrupted run;
+ * - a damaged checkpoint (one flipped byte in a weight) is refused by its checksum;
+ * - a diverging run stops with the step and layer named, keeping the last checkpoint. */
+#define _POSIX_C_SOURCE 200809L
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "checkpoint.h"
+#include "dataset.h"
+#include "model.h"
+#include "rng.h"
+#include "testutil.h"
+
+#define MPIRUN DMLP_MPIEXEC " --oversubscribe --bind-to none -np "
+
+static char g_dir[512], g_data[600], g_cfg[600], g_ref[700];
+static char g_out[1 << 16];
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = tu_run_cmd(cmd, g_out, sizeof g_out);
+    printf("\n    $ %.300s  -> %d\n", cmd, rc);
+    return rc;
+}
+
+static int has(const char *needle)
+{
+    if (strstr(g_out, needle))
+        return 1;
+    printf("    output lacks '%s':\n%s\n", needle, g_out);
+    return 0;
+}
+
+/* The network a checkpoint holds, loaded (NULL on failure). */
+static struct model *load(const char *path)
+{
+    size_t in, n;
+    struct config_layer *ls = NULL;
+    enum dmlp_loss loss;
+    struct model *m = NULL;
+    struct dmlp_error e = {0};
+    if (checkpoint_read_network(path, &in, &ls, &n, &loss, &e) ||
+        model_create(&m, in, ls, n, loss, &e) || checkpoint_load_layers(path, m, &e)) {
+        printf("    cannot load %s: %s\n", path, e.msg);
+        model_free(&m);
+    }
+    free(ls);
+    return m;
+}
+
+static double max_rel_diff(const struct model *a, const struct model *b)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a->n_params; i++) {
+        num = fmax(num, fabs((double)a->params[i] - (double)b->params[i]));
+        den = fmax(den, fabs((double)a->params[i]));
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* 1 when the final checkpoints in the two run directories hold identical weights. */
+static int same_weights(const char *run_a, const char *run_b)
+{
+    char pa[800], pb[800];
+    snprintf(pa, sizeof pa, "%s/latest.h5", run_a);
+    snprintf(pb, sizeof pb, "%s/latest.h5", run_b);
+    struct model *a = load(pa), *b = load(pb);
+    int same = a && b && a->n_params == b->n_params &&
+               memcmp(a->params, b->params, a->n_params * sizeof(float)) == 0;
+    if (a && b && !same)
+        printf("    weights differ: max relative difference %.3g\n", max_rel_diff(a, b));
+    model_free(&a);
+    model_free(&b);
+    return same;
+}
+
+/* Runs training in the background, sends sig to mpirun (or, with kill_rank, SIGKILL to one
+ * rank) after delay seconds, and reports mpirun's exit code and how long it took to end. */
+static int interrupted(const char *dir, const char *sig, int kill_rank, double delay,
+                       int *secs)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && ( " MPIRUN "2 %s train %s --set checkpoint.dir=%s & p=$!; sleep %.2f; "
+             "if [ %d = 1 ]; then kill -9 $(pgrep -P $p | tail -n 1); else kill -%s $p; fi; "
+             "t0=$(date +%%s); wait $p; rc=$?; echo \"rc=$rc secs=$(( $(date +%%s) - t0 ))\" )",
+             g_dir, DMLP_BINARY, g_cfg, dir, delay, kill_rank, sig);
+    run("timeout 120 sh -c '%s'", cmd);
+    const char *p = strstr(g_out, "rc=");
+    if (!p)
+        return -1;
+    int rc = -1;
+    sscanf(p, "rc=%d secs=%d", &rc, secs);
+    return rc;
+}
+
+static void test_reference_run(void)
+{
+    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s", g_dir,
+                        DMLP_BINARY, g_cfg, g_ref), 0);
+    CU_ASSERT(has("epoch   40/40"));
+}
+
+static void check_signal(const char *sig, double delay)
+{
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/run-%s", g_dir, sig);
+    int secs = 0;
+    const int rc = interrupted(dir, sig, 0, delay, &secs);
+    /* USR1 is forwarded by mpirun and every rank exits 75; on TERM (and INT) mpirun
+     * forwards the signal and ends with its own status, after the ranks checkpointed. */
+    if (!strcmp(sig, "USR1"))
+        CU_ASSERT_EQUAL(rc, 75);
+    CU_ASSERT_NOT_EQUAL(rc, 0);
+    CU_ASSERT(has("stopped by a signal"));
+    CU_ASSERT(has("--resume auto"));
+    CU_ASSERT(strstr(g_out, "epoch   40/40") == NULL); /* it really stopped early */
+    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
+                        "--resume auto", g_dir, DMLP_BINARY, g_cfg, dir), 0);
+    CU_ASSERT(has("resumed from"));
+    CU_ASSERT(same_weights(g_ref, dir));
+}
+
+static void test_sigusr1(void) { check_signal("USR1", 1.5); }
+static void test_sigterm(void) { check_signal("TERM", 2.5); }
+
+static void check_kill(double delay)
+{
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/run-kill-%.1f", g_dir, delay);
+    int secs = 99;
+    const int rc = interrupted(dir, "9", 1, delay, &secs);
+    printf("    SIGKILL after %.1f s: mpirun exited %d after %d s\n", delay, rc, secs);
+    CU_ASSERT(rc != 0 && rc != -1);
+    CU_ASSERT(secs <= 30);
+    /* The newest complete checkpoint (if any was written yet) carries the run on. */
+    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
+                        "--resume auto", g_dir, DMLP_BINARY, g_cfg, dir), 0);
+    CU_ASSERT(same_weights(g_ref, dir));
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "ls -A %s | grep -c tmp", dir);
+    char out[64] = "";
+    tu_run_cmd(cmd, out, sizeof out);
+    CU_ASSERT_EQUAL(atoi(out), 0); /* a killed writer's temporary file was cleaned up */
+}
+
+static void test_sigkill_early(void) { check_kill(0.8); }
+static void test_sigkill_late(void) { check_kill(2.7); }
+
+static void check_elastic(int from, int to)
+{
+    char dir[700], refdir[700];
+    snprintf(dir, sizeof dir, "%s/elastic-%d-%d", g_dir, from, to);
+    snprintf(refdir, sizeof refdir, "%s/elastic-ref-%d", g_dir, from);
+    const char *shorter = "--set training.epochs=2";
+    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "%d %s train %s --set checkpoint.dir=%s %s "
+                        "--set training.max_steps=700", g_dir, from, DMLP_BINARY, g_cfg,
+                        dir, shorter), 0);
+    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "%d %s train %s --set checkpoint.dir=%s %s "
+                        "--resume auto", g_dir, to, DMLP_BINARY, g_cfg, dir, shorter), 0);
+    CU_ASSERT(has("resumed from"));
+    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "%d %s train %s --set checkpoint.dir=%s %s", g_dir,
+                        from, DMLP_BINARY, g_cfg, refdir, shorter), 0);
+    char pa[800], pb[800];
+    snprintf(pa, sizeof pa, "%s/latest.h5", dir);
+    snprintf(pb, sizeof pb, "%s/latest.h5", refdir);
+    struct model *a = load(pa), *b = load(pb);
+    CU_ASSERT(a && b);
+    if (a && b) {
+        /* The position is global, so only the float summation order differs. */
+        const double rel = max_rel_diff(b, a);
+        printf("    %d -> %d ranks: max relative weight difference %.3g\n", from, to, rel);
+        CU_ASSERT(rel <= 1e-5);
+    }
+    model_free(&a);
+    model_free(&b);
+}
+
+static void test_elastic_2_to_3(void) { check_elastic(2, 3); }
+static void test_elastic_3_to_1(void) { check_elastic(3, 1); }
+
+static void test_damaged_checkpoint_refused(void)
+{
+    char src[800], bad[800];
+    snprintf(src, sizeof src, "%s/latest.h5", g_ref);
+    snprintf(bad, sizeof bad, "%s/damaged.h5", g_dir);
+    struct model *m = load(src);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    /* Find the first 16 bytes of layer 0's weights in the file and flip one bit. */
+    FILE *f = fopen(src, "rb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fseek(f, 0, SEEK_END);
+    const long size = ftell(f);
+    rewind(f);
+    unsigned char *buf = malloc((size_t)size);
+    CU_ASSERT_EQUAL(fread(buf, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    long at = -1;
+    for (long i = 0; i + 16 <= size && at < 0; i++)
+        if (!memcmp(buf + i, m->layers[0].W, 16))
+            at = i;
+    CU_ASSERT(at >= 0);
+    if (at >= 0) {
+        buf[at + 5] ^= 0x10;
+        f = fopen(bad, "wb");
+        fwrite(buf, 1, (size_t)size, f);
+        fclose(f);
+        struct dmlp_error e = {0};
+        CU_ASSERT_EQUAL(checkpoint_load_layers(bad, m, &e), DMLP_ERR_INPUT);
+        CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "checksum"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "/layers/0/weight"));
+        CU_ASSERT_EQUAL(run("%s eval --checkpoint %s --data %s", DMLP_BINARY, bad, g_data), 2);
+        CU_ASSERT(has("checksum"));
+    }
+    free(buf);
+    model_free(&m);
+}
+
+static void test_divergence_guard(void)
+{
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/diverge", g_dir);
+    /* A first, good run leaves a checkpoint; then an absurd learning rate blows up. */
+    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
+                        "--set training.epochs=1", g_dir, DMLP_BINARY, g_cfg, dir), 0);
+    char latest_before[800], target[800] = "", cmd[1024];
+    snprintf(latest_before, sizeof latest_before, "readlink %s/latest.h5", dir);
+    tu_run_cmd(latest_before, target, sizeof target);
+    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
+                        "--set optimizer.lr=1e30 --set training.epochs=3 --resume auto",
+                        g_dir, DMLP_BINARY, g_cfg, dir), 1);
+    CU_ASSERT(has("training diverged: non-finite gradient at step"));
+    CU_ASSERT(has("in layer"));
+    char after[800] = "";
+    snprintf(cmd, sizeof cmd, "readlink %s/latest.h5", dir);
+    tu_run_cmd(cmd, after, sizeof after);
+    CU_ASSERT_STRING_EQUAL(after, target); /* the last good checkpoint is kept */
+}
+
+static CU_TestInfo tests[] = {
+    {"uninterrupted reference run", test_reference_run},
+    {"SIGUSR1: checkpoint, exit 75, resume bit-identical", test_sigusr1},
+    {"SIGTERM: checkpoint, resume bit-identical", test_sigterm},
+    {"SIGKILL of a rank early: job ends, resume bit-identical", test_sigkill_early},
+    {"SIGKILL of a rank later: job ends, resume bit-identical", test_sigkill_late},
+    {"elastic resume 2 -> 3 ranks", test_elastic_2_to_3},
+    {"elastic resume 3 -> 1 ranks", test_elastic_3_to_1},
+    {"a damaged checkpoint is refused by its checksum", test_damaged_checkpoint_refused},
+    {"divergence guard", test_divergence_guard},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {{"resilience", NULL, NULL, NULL, NULL, tests},
+                                CU_SUITE_INFO_NULL};
+
+int main(void)
+{
+    tu_mkdtemp(g_dir, sizeof g_dir, "resilience");
+    snprintf(g_data, sizeof g_data, "%s/train.h5", g_dir);
+    snprintf(g_cfg, sizeof g_cfg, "%s/run.yaml", g_dir);
+    snprintf(g_ref, sizeof g_ref, "%s/reference", g_dir);
+    /* 20,000 samples of 64 features in 4 classes; 40 epochs of 625 steps take a few
+     * seconds, so signals land mid-run. */
+    struct dataset *ds;
+    struct dmlp_error e = {0};
+    if (dataset_alloc(&ds, 20000, 64, 4, 1, &e))
+        return 1;
+    struct rng r;
+    rng_seed(&r, 11, 0);
+    for (size_t i = 0; i < ds->n; i++) {
+        const int32_t y = (int32_t)rng_below(&r, 4);
+        ds->labels[i] = y;
+        for (size_t j = 0; j < 64; j++)
+            ds->features[i * 64 + j] = (float)(rng_normal(&r) + (j % 4 == (size_t)y ? 0.4 : 0.0));
+    }
+    if (dataset_write(ds, g_data, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    dataset_free(&ds);
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml,
+             "model:\n  layers:\n    - {units: 128, activation: relu}\n"
+             "    - {units: 4, activation: softmax}\n"
+             "optimizer: {name: sgd, lr: 0.01, momentum: 0.9}\n"
+             "data: {train: %s}\n"
+             "training: {epochs: 40, batch_size: 32, seed: 3}\n"
+             "checkpoint: {dir: unused, every_epochs: 1, keep_last: 2}\n",
+             g_data);
+    tu_write_file(g_cfg, yaml);
+    int rc = tu_run(suites);
+    tu_rmtree(g_dir);
+    return rc;
+}
