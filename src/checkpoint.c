@@ -296,6 +296,7 @@ static int write_file(const char *tmp, const struct model *m, const struct optim
     bad |= rg < 0;
     if (rg >= 0) {
         bad |= attr_write_u64(rg, "seed", st->seed);
+        bad |= attr_write_f64(rg, "fixed_point_shift", (double)st->fx_shift);
         bad |= attr_write_str(rg, "shuffle", SHUFFLE_SCHEME);
         H5Gclose(rg);
     }
@@ -687,6 +688,9 @@ int checkpoint_load(const char *path, struct model *m, struct optim *o,
             H5Gclose(eg);
         }
         hid_t rg = H5Lexists(f, "rng", H5P_DEFAULT) > 0 ? H5Gopen2(f, "rng", H5P_DEFAULT) : -1;
+        double shift = 0;
+        if (rg >= 0 && attr_read_f64(rg, "fixed_point_shift", &shift) == 0 && fabs(shift) < 4096)
+            st->fx_shift = (int32_t)shift;
         if (rg < 0 || attr_read_u64(rg, "seed", &st->seed)) {
             if (rg >= 0)
                 H5Gclose(rg);

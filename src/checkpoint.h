@@ -29,6 +29,9 @@ struct checkpoint_state {
     double best_metric;
     uint64_t best_epoch;
     uint64_t bad_epochs;
+    /* training.reproducible: the binary point of the next step's fixed-point gradients
+     * (0 when unused) */
+    int32_t fx_shift;
 };
 
 /* Writes a checkpoint of m (and o, if not NULL) into dir (created if missing) and

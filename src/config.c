@@ -145,6 +145,7 @@ static const cyaml_schema_field_t training_fields[] = {
     CYAML_FIELD_UINT("batch_size", OPT, struct config_training, batch_size),
     CYAML_FIELD_UINT("seed", OPT, struct config_training, seed),
     CYAML_FIELD_UINT("max_steps", OPT, struct config_training, max_steps),
+    CYAML_FIELD_BOOL("reproducible", OPT, struct config_training, reproducible),
     CYAML_FIELD_MAPPING("early_stopping", OPT, struct config_training, early_stopping,
                         early_stopping_fields),
     CYAML_FIELD_END};
@@ -1249,6 +1250,10 @@ static int validate(struct load_ctx *lc)
     if (!(c->data.validation_fraction >= 0 && c->data.validation_fraction < 1))
         return fail_at(lc, "data.validation_fraction", "%g is not in [0, 1)",
                        c->data.validation_fraction);
+    if (c->training.reproducible && c->data.placement == DMLP_PLACEMENT_SHARDED)
+        return fail_at(lc, "training.reproducible", "needs data.placement replicated (with "
+                       "sharded data each rank shuffles its own shard, so the trajectory "
+                       "depends on the rank count)");
     const struct config_early_stopping *es = &c->training.early_stopping;
     if (!(es->min_delta >= 0) || !isfinite(es->min_delta))
         return fail_at(lc, "training.early_stopping.min_delta", "%g is not a non-negative "

@@ -94,6 +94,7 @@ struct config_training {
     uint32_t batch_size;             /* >= 1, default 128: the GLOBAL batch */
     uint64_t seed;                   /* default 42 */
     uint64_t max_steps;              /* 0 = no limit */
+    bool reproducible;               /* weights bit-identical for any rank count (see train.h) */
     struct config_early_stopping early_stopping;
 };
 

@@ -23,6 +23,9 @@ enum { STREAM_INIT = 0, STREAM_EPOCH = 1 };
 /* Why the epoch loop ends early: max_steps or early stopping (1), or a signal. */
 enum { STOP_SIGNAL = 2 };
 
+/* training.reproducible: samples per gradient chunk. */
+enum { REPRO_CHUNK = 16 };
+
 void train_slice(uint64_t count, int n, int r, uint64_t *offset, uint64_t *len)
 {
     const uint64_t base = count / (uint64_t)n, rem = count % (uint64_t)n, ur = (uint64_t)r;
@@ -85,6 +88,10 @@ struct run {
     uint64_t *perm;         /* the epoch's visiting order (of the local rows when sharded) */
     uint64_t *rows;         /* sharded: training rows held by each rank */
     uint64_t n_train;       /* training rows in all (global) */
+    /* training.reproducible: the fixed-point accumulator (P + 2 + layers slots) and the
+     * binary point of the current step, agreed by construction on every rank */
+    uint64_t *acc;
+    int fx_shift;
 };
 
 static void run_free(struct run *r)
@@ -100,6 +107,7 @@ static void run_free(struct run *r)
     dmlp_free_aligned(r->lb);
     free(r->perm);
     free(r->rows);
+    free(r->acc);
 }
 
 /* Rank 0 prints where every rank runs: hosts, threads, the cores each rank may use, and a
@@ -362,7 +370,14 @@ static int setup(const struct dist *d, const struct config *cfg, const struct tr
      * follow each shard's share); the workspace also serves evaluation. */
     const int n = dist_size(d);
     const size_t B = cfg->training.batch_size;
-    const size_t slice = B / (size_t)n + (B % (size_t)n != 0) + (size_t)r->sharded;
+    size_t slice = B / (size_t)n + (B % (size_t)n != 0) + (size_t)r->sharded;
+    if (cfg->training.reproducible) {
+        slice = slice > REPRO_CHUNK ? slice : REPRO_CHUNK;
+        r->fx_shift = 40;
+        if (!(r->acc = calloc(r->model->n_params + 2 + r->model->n_layers, sizeof *r->acc)))
+            dmlp_fail(&e, DMLP_ERR_RUNTIME, "cannot allocate the fixed-point gradient "
+                      "accumulator (%zu values)", r->model->n_params);
+    }
     const size_t D = r->train->d, K = r->train->k;
     size_t xb_bytes, tb_bytes, perm_bytes;
     if (dmlp_mul_size(&xb_bytes, slice, D) || dmlp_mul_size(&xb_bytes, xb_bytes, sizeof(float)) ||
@@ -485,6 +500,105 @@ static int track_best(const struct config_early_stopping *es, struct checkpoint_
     return improved;
 }
 
+/* Copies the rows idx[0..len) of the training set into the batch buffers. */
+static void gather(struct run *r, const uint64_t *idx, size_t len)
+{
+    const struct dataset *ds = r->train;
+    const size_t D = ds->d, K = ds->k;
+    for (size_t i = 0; i < len; i++) {
+        memcpy(r->xb + i * D, ds->features + idx[i] * D, D * sizeof(float));
+        if (r->lb)
+            r->lb[i] = ds->labels[idx[i]];
+        else
+            memcpy(r->tb + i * K, ds->targets + idx[i] * K, K * sizeof(float));
+    }
+}
+
+/* training.reproducible: one step whose summed gradient is bit-identical for any rank
+ * count. The step's samples are cut into chunks of REPRO_CHUNK by their position in the
+ * global batch, whatever the rank count; each rank computes whole chunks, turns each
+ * chunk's float gradient into 64-bit fixed point (x·2^shift, truncated) and adds the
+ * integers; the allreduce adds integers, which is exact and order-free (in unsigned
+ * arithmetic, where wrap-around is defined and cancels out because the true total fits).
+ * The binary point follows the previous step's largest summed gradient with 8 bits of
+ * headroom; a chunk value beyond 2^62 / chunks (so that no total can overflow) makes
+ * every rank redo the step with 16 bits less, a decision that depends only on the chunks,
+ * not on the rank count. Returns 1 when a gradient is not finite (*bad_layer says where). */
+static int exact_step(const struct dist *d, struct run *r, uint64_t lo, uint64_t count,
+                      double *loss_sum, size_t *correct, int *signalled, size_t *bad_layer,
+                      uint64_t *mine)
+{
+    struct model *m = r->model;
+    const size_t P = m->n_params, L = m->n_layers;
+    const uint64_t chunks = (count + REPRO_CHUNK - 1) / REPRO_CHUNK;
+    uint64_t c0, nc;
+    train_slice(chunks, dist_size(d), dist_rank(d), &c0, &nc);
+    const double limit = ldexp(1.0, 62) / (double)chunks;
+    uint64_t *acc = r->acc;
+    for (;;) {
+        memset(acc, 0, (P + 2 + L) * sizeof *acc);
+        double loss = 0.0;
+        size_t right = 0;
+        const double scale = ldexp(1.0, r->fx_shift);
+        uint64_t overflow = 0;
+        for (uint64_t c = c0; c < c0 + nc; c++) {
+            const uint64_t a = c * REPRO_CHUNK, b = a + REPRO_CHUNK < count ? a + REPRO_CHUNK
+                                                                           : count;
+            gather(r, r->perm + lo + a, (size_t)(b - a));
+            loss += model_train_batch(m, r->xb, r->lb, r->tb, (size_t)(b - a), &right);
+            /* Truncation toward zero is as deterministic as rounding and much cheaper.
+             * One pass: "not below the limit" also catches NaN and infinity. */
+            uint64_t nonfinite = 0;
+#pragma omp parallel for schedule(static) reduction(| : overflow, nonfinite)
+            for (size_t i = 0; i < P; i++) {
+                const double q = (double)m->grads[i] * scale;
+                if (fabs(q) < limit)
+                    acc[i] += (uint64_t)(int64_t)q;
+                else if (isfinite(q))
+                    overflow = 1;
+                else
+                    nonfinite = 1;
+            }
+            size_t layer;
+            const char *what;
+            if (nonfinite && find_nonfinite(m, &layer, &what))
+                acc[P + 2 + layer] = 1;
+        }
+        acc[P] = overflow;
+        acc[P + 1] = stop_requested() ? 1 : 0;
+        dist_allreduce_sum_u64(d, acc, P + 2 + L);
+        for (size_t l = 0; l < L; l++)
+            if (acc[P + 2 + l]) {
+                *bad_layer = l;
+                return 1;
+            }
+        if (acc[P]) {
+            r->fx_shift -= 16; /* every rank saw the same count: all retry alike */
+            continue;
+        }
+        *loss_sum += loss;
+        *correct += right;
+        *signalled = acc[P + 1] > 0;
+        const uint64_t end = (c0 + nc) * REPRO_CHUNK;
+        *mine = (end < count ? end : count) - (c0 * REPRO_CHUNK < count ? c0 * REPRO_CHUNK
+                                                                         : count);
+        break;
+    }
+    float maxg = 0.0f;
+    for (size_t i = 0; i < P; i++) {
+        m->grads[i] = (float)ldexp((double)(int64_t)acc[i], -r->fx_shift);
+        maxg = fmaxf(maxg, fabsf(m->grads[i]));
+    }
+    /* Next step's binary point: the largest sum then sits 8 bits below the limit. */
+    int e = 0;
+    frexp(maxg > 0 ? (double)maxg : 1.0, &e);
+    int bits = 0;
+    while (bits < 62 && ((uint64_t)1 << bits) < chunks)
+        bits++;
+    r->fx_shift = 61 - bits - 8 - e;
+    return 0;
+}
+
 int train_run(const struct dist *d, const struct config *cfg, const char *config_yaml,
               const struct train_options *opt, struct train_result *res,
               struct dmlp_error *err)
@@ -511,6 +625,8 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                          "training samples and data.drop_last is set: no step to take",
                          (unsigned long long)B, (unsigned long long)N);
     }
+    if (cfg->training.reproducible && st.fx_shift)
+        r.fx_shift = st.fx_shift; /* resume the fixed point where the saved run left it */
     if (st.step_in_epoch >= steps_per_epoch) { /* the batch size changed since the save */
         st.epoch++;
         st.step_in_epoch = 0;
@@ -575,24 +691,27 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                 train_slice(count, n, rank, &off, &len);
                 off += lo;
             }
-            const uint64_t *idx = r.perm + off;
-            for (uint64_t i = 0; i < len; i++) {
-                memcpy(r.xb + i * D, ds->features + idx[i] * D, D * sizeof(float));
-                if (r.lb)
-                    r.lb[i] = ds->labels[idx[i]];
-                else
-                    memcpy(r.tb + i * K, ds->targets + idx[i] * K, K * sizeof(float));
+            int signalled;
+            size_t bad_layer = 0;
+            const char *bad_what = NULL;
+            int bad;
+            if (cfg->training.reproducible) {
+                bad = exact_step(d, &r, s * B, count, &loss_sum, &correct, &signalled,
+                                 &bad_layer, &len);
+                bad_what = "weight or bias";
+            } else {
+                gather(&r, r.perm + off, (size_t)len);
+                loss_sum += model_train_batch(m, r.xb, r.lb, r.tb, (size_t)len, &correct);
+                /* Σ over ranks of the per-sample gradient sums, then the mean over the
+                 * step's global samples: the single-process update, for any number of
+                 * ranks. A stop request (a signal on any rank) rides along in the control
+                 * slot. */
+                m->grads[m->n_params] = stop_requested() ? 1.0f : 0.0f;
+                dist_allreduce_sum_float(d, m->grads, m->n_params + 1);
+                signalled = m->grads[m->n_params] > 0.0f;
+                bad = find_nonfinite(m, &bad_layer, &bad_what);
             }
-            loss_sum += model_train_batch(m, r.xb, r.lb, r.tb, (size_t)len, &correct);
-            /* Σ over ranks of the per-sample gradient sums, then the mean over the step's
-             * global samples: the single-process update, for any number of ranks. A stop
-             * request (a signal on any rank) rides along in the control slot. */
-            m->grads[m->n_params] = stop_requested() ? 1.0f : 0.0f;
-            dist_allreduce_sum_float(d, m->grads, m->n_params + 1);
-            const int signalled = m->grads[m->n_params] > 0.0f;
-            size_t bad_layer;
-            const char *bad_what;
-            if (find_nonfinite(m, &bad_layer, &bad_what)) {
+            if (bad) {
                 run_free(&r);
                 return dmlp_fail(err, DMLP_ERR_RUNTIME, "training diverged: non-finite "
                                  "gradient at step %llu (epoch %llu) in layer %zu (%s); lower "
@@ -609,6 +728,7 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                 optim_clip_grad_norm(m->grads, m->n_params, scale, cfg->optimizer.clip_norm);
             lr = schedule_lr(&cfg->optimizer, B, st.step, steps_per_epoch, total_steps);
             optim_step(r.optim, m->params, m->grads, scale, lr);
+            st.fx_shift = cfg->training.reproducible ? r.fx_shift : 0;
             local_seen += len;
             epoch_seen += count;
             st.step++;
