@@ -11,6 +11,7 @@ packages=(
   libcyaml-dev libyaml-dev          # configs (libyaml: line numbers for range errors)
   libcunit1-dev                     # tests
   zlib1g-dev                        # gzip-compressed IDX files
+  hdf5-tools iproute2               # tests: h5dump/h5diff, network namespaces (two hosts)
 )
 if [[ "${1:-}" == "--demo" ]]; then
   packages+=(dataset-fashion-mnist)
