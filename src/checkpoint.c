@@ -833,7 +833,43 @@ int checkpoint_describe(FILE *out, const char *path, struct dmlp_error *err)
             fprintf(out, "  seed           %llu\n", (unsigned long long)seed);
         H5Gclose(rg);
     }
+    /* The config the run was trained with, as stored (effective values after --set). */
+    if (H5Aexists(f, "config") > 0) {
+        hid_t a = H5Aopen(f, "config", H5P_DEFAULT);
+        hid_t t = H5Aget_type(a);
+        size_t sz = H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) <= 0
+                        ? H5Tget_size(t) : 0;
+        char *yaml = sz ? calloc(sz + 1, 1) : NULL;
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, sz + 1);
+        if (yaml && H5Aread(a, mt, yaml) >= 0 && yaml[0]) {
+            fprintf(out, "  config:\n    ");
+            for (const char *p = yaml; *p; p++) {
+                fputc(*p, out);
+                if (*p == '\n' && p[1])
+                    fputs("    ", out);
+            }
+            if (yaml[strlen(yaml) - 1] != '\n')
+                fputc('\n', out);
+        }
+        H5Tclose(mt);
+        free(yaml);
+        H5Tclose(t);
+        H5Aclose(a);
+    }
     H5Fclose(f);
     free(ls);
     return DMLP_OK;
+}
+
+void checkpoint_hdf5_version(char *out, size_t cap)
+{
+    unsigned major = 0, minor = 0, release = 0;
+    H5get_libversion(&major, &minor, &release);
+#ifdef H5_HAVE_PARALLEL
+    const char *kind = "parallel";
+#else
+    const char *kind = "serial";
+#endif
+    snprintf(out, cap, "%u.%u.%u (%s)", major, minor, release, kind);
 }

@@ -74,4 +74,7 @@ int checkpoint_is_checkpoint(const char *path);
 /* Prints the layers, shapes and attributes of a checkpoint to f. */
 int checkpoint_describe(FILE *f, const char *path, struct dmlp_error *err);
 
+/* The HDF5 library's version, and whether it was built for MPI (parallel HDF5). */
+void checkpoint_hdf5_version(char *out, size_t cap);
+
 #endif

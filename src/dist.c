@@ -169,6 +169,17 @@ _Noreturn void dist_abort(const struct dist *d, int code, const char *msg)
     abort();
 }
 
+void dist_library_version(char *out, size_t n)
+{
+    char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(v, &len);
+    size_t end = 0;
+    while (end < (size_t)len && v[end] && v[end] != '\n' && v[end] != ',')
+        end++;
+    snprintf(out, n, "%.*s (MPI %d.%d)", (int)end, v, MPI_VERSION, MPI_SUBVERSION);
+}
+
 void dist_hostname(char *out, size_t n)
 {
     char name[MPI_MAX_PROCESSOR_NAME];

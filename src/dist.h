@@ -55,6 +55,9 @@ void dist_barrier(const struct dist *d);
 /* Ends the whole job with a message on stderr: for failures that cannot be agreed on. */
 _Noreturn void dist_abort(const struct dist *d, int code, const char *msg);
 
+/* The MPI library's own version string (first line). */
+void dist_library_version(char *out, size_t n);
+
 /* Host name of this process (for reports). */
 void dist_hostname(char *out, size_t n);
 

@@ -12,7 +12,9 @@
 #include "optim.h"
 #include "rng.h"
 #include "schedule.h"
+#include "runlog.h"
 #include "stop.h"
+#include <unistd.h>
 
 /* Rows of workspace reserved beyond the batch slice: evaluation forwards in chunks. */
 enum { EVAL_CHUNK = 512 };
@@ -92,6 +94,8 @@ struct run {
      * binary point of the current step, agreed by construction on every rank */
     uint64_t *acc;
     int fx_shift;
+    struct runlog *mlog;    /* rank 0: metrics.jsonl */
+    char resumed_from[4096]; /* the checkpoint this run continues, or "" */
 };
 
 static void run_free(struct run *r)
@@ -108,6 +112,7 @@ static void run_free(struct run *r)
     free(r->perm);
     free(r->rows);
     free(r->acc);
+    runlog_close(&r->mlog);
 }
 
 /* Rank 0 prints where every rank runs: hosts, threads, the cores each rank may use, and a
@@ -119,7 +124,7 @@ struct placement {
     int32_t threads, bound, cores;
 };
 
-static void report_placement(const struct dist *d, FILE *log)
+static void report_placement(const struct dist *d, FILE *log, int verbose)
 {
     struct placement me = {.threads = omp_get_max_threads(), .cores = dmlp_cores_online()};
     dist_hostname(me.host, sizeof me.host);
@@ -153,7 +158,7 @@ static void report_placement(const struct dist *d, FILE *log)
         for (int j = i; j < n; j++) {
             if (j != i && strcmp(all[j].host, host))
                 continue;
-            if (shown++ < 16)
+            if (verbose && shown++ < 16)
                 fprintf(log, "  rank %d: %d thread%s, may run on cores %s\n", j,
                         all[j].threads, all[j].threads > 1 ? "s" : "", all[j].cpus);
             if (all[j].threads > all[j].bound && all[j].bound > 0)
@@ -162,7 +167,7 @@ static void report_placement(const struct dist *d, FILE *log)
                         all[j].threads, all[j].bound, all[j].bound > 1 ? "s" : "",
                         all[j].cpus, all[j].threads);
         }
-        if (shown > 16)
+        if (verbose && shown > 16)
             fprintf(log, "  (%d more ranks)\n", shown - 16);
         if (threads > all[i].cores)
             fprintf(log, "warning: host %s runs %d ranks x threads = %d threads on %d cores: "
@@ -317,7 +322,7 @@ static int setup(const struct dist *d, const struct config *cfg, const struct tr
                  struct run *r, struct checkpoint_state *st, struct dmlp_error *err)
 {
     struct dmlp_error e = {0};
-    FILE *log = dist_rank(d) == 0 ? opt->log : NULL;
+    FILE *log = dist_rank(d) == 0 && opt->verbosity >= 1 ? opt->log : NULL;
     r->sharded = cfg->data.placement == DMLP_PLACEMENT_SHARDED;
     dist_create_self(&r->self, &e);
     if (dist_agree(d, &e) || load_data(d, cfg, r, &e))
@@ -348,6 +353,7 @@ static int setup(const struct dist *d, const struct config *cfg, const struct tr
     }
     /* Every rank reads the checkpoint itself (replicated state, shared file system). */
     if (path[0]) {
+        snprintf(r->resumed_from, sizeof r->resumed_from, "%s", path);
         if (checkpoint_load(path, r->model, r->optim, st, &e) == DMLP_OK) {
             if (log)
                 fprintf(log, "resumed from %s: epoch %llu, step %llu, %llu samples seen\n",
@@ -614,6 +620,7 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
     }
     const int n = dist_size(d), rank = dist_rank(d);
     FILE *log = rank == 0 ? opt->log : NULL;
+    FILE *info = opt->verbosity >= 1 ? log : NULL; /* what --quiet silences */
     const struct dataset *ds = r.train;
     struct model *m = r.model;
     const uint64_t N = r.n_train, B = cfg->training.batch_size;
@@ -631,10 +638,10 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
         st.epoch++;
         st.step_in_epoch = 0;
     }
-    if (log) {
+    if (info) {
         char net[256];
         describe_network(net, sizeof net, m);
-        fprintf(log, "dmlp %s: %d rank%s x %d thread%s; network %s (%zu parameters); "
+        fprintf(info, "dmlp %s: %d rank%s x %d thread%s; network %s (%zu parameters); "
                 "%llu training samples (%s)%s; global batch %llu (%llu per rank); "
                 "%llu steps/epoch\n",
                 DMLP_VERSION, n, n > 1 ? "s" : "", omp_get_max_threads(),
@@ -643,17 +650,27 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                 m->norm_mean ? ", standardised" : "", (unsigned long long)B,
                 (unsigned long long)((B + (uint64_t)n - 1) / (uint64_t)n),
                 (unsigned long long)steps_per_epoch);
-        fprintf(log, "training data held by rank 0: %zu rows, %.1f MiB%s\n", ds->n,
+        fprintf(info, "training data held by rank 0: %zu rows, %.1f MiB%s\n", ds->n,
                 (double)ds->n * (double)(D + (ds->labels ? 1 : K)) * 4.0 / 1048576.0,
                 r.sharded ? " (its shard)" : " (the whole set)");
         if (r.val)
-            fprintf(log, "validation: %g of %s held out (seed %llu)\n",
+            fprintf(info, "validation: %g of %s held out (seed %llu)\n",
                     cfg->data.validation_fraction, cfg->data.train,
                     (unsigned long long)cfg->training.seed);
-        fflush(log);
+        fflush(info);
     }
 
-    report_placement(d, log);
+    report_placement(d, info, opt->verbosity >= 2);
+    /* metrics.jsonl: rank 0 appends; a failure to open it only costs the file. */
+    if (rank == 0 && opt->save_checkpoints) {
+        struct dmlp_error le = {0};
+        if (runlog_open(&r.mlog, cfg->checkpoint.dir, &le) && log)
+            fprintf(log, "warning: %s\n", le.msg);
+        if (r.mlog)
+            runlog_start(r.mlog, config_yaml, n, omp_get_max_threads(), st.epoch, st.step,
+                         r.resumed_from[0] ? r.resumed_from : NULL);
+    }
+    const int bar = info && isatty(fileno(info));
     const uint64_t total_steps = steps_per_epoch * cfg->training.epochs;
     double lr = cfg->optimizer.lr;
     const uint64_t max_steps = cfg->training.max_steps;
@@ -677,6 +694,8 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                 r.perm[i] = i;
 
         const double t0 = dmlp_now();
+        double last_draw = 0.0;
+        const uint64_t first_step = st.step_in_epoch;
         double loss_sum = 0.0;
         size_t correct = 0;
         uint64_t local_seen = 0, epoch_seen = 0;
@@ -734,6 +753,18 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
             st.step++;
             st.samples_seen += count;
             st.step_in_epoch = s + 1;
+            if (bar) {
+                const double now = dmlp_now();
+                if (now - last_draw >= 0.25 || s + 1 == steps_per_epoch) {
+                    const double spent = now - t0, done = (double)(s + 1 - first_step);
+                    runlog_progress(info, epoch + 1, cfg->training.epochs, s + 1,
+                                    steps_per_epoch, local_seen ? loss_sum / (double)local_seen
+                                                                : 0.0,
+                                    spent > 0 ? (double)epoch_seen / spent : 0.0,
+                                    spent / done * (double)(steps_per_epoch - s - 1));
+                    last_draw = now;
+                }
+            }
             if (signalled) {
                 stop = STOP_SIGNAL;
                 break;
@@ -779,22 +810,35 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
             improved = track_best(es, &st, es->metric == DMLP_METRIC_VAL_LOSS ? vv.loss
                                                                              : vv.accuracy,
                                   st.epoch);
-        if (log) {
-            fprintf(log, "epoch %4llu/%u  lr %.4g  loss %.5f", (unsigned long long)epoch + 1,
+        if (bar)
+            runlog_progress_clear(info);
+        if (info) {
+            fprintf(info, "epoch %4llu/%u  lr %.4g  loss %.5f", (unsigned long long)epoch + 1,
                     cfg->training.epochs, lr, res->train_loss);
             if (ds->labels)
-                fprintf(log, "  acc %.4f", res->train_accuracy);
+                fprintf(info, "  acc %.4f", res->train_accuracy);
             if (r.val && evaluating) {
-                fprintf(log, "  val_loss %.5f", vv.loss);
+                fprintf(info, "  val_loss %.5f", vv.loss);
                 if (ds->labels)
-                    fprintf(log, "  val_acc %.4f", vv.accuracy);
+                    fprintf(info, "  val_acc %.4f", vv.accuracy);
             }
             if (r.test && evaluating)
-                fprintf(log, ds->labels ? "  test_acc %.4f" : "  test_loss %.5f",
+                fprintf(info, ds->labels ? "  test_acc %.4f" : "  test_loss %.5f",
                         ds->labels ? ev.accuracy : ev.loss);
-            fprintf(log, "  %.0f samples/s  %.2fs\n",
+            fprintf(info, "  %.0f samples/s  %.2fs\n",
                     elapsed > 0 ? (double)epoch_seen / elapsed : 0.0, elapsed);
-            fflush(log);
+            fflush(info);
+        }
+        if (r.mlog) {
+            const struct runlog_epoch le = {
+                .epoch = st.epoch + (st.step_in_epoch ? 1 : 0), .step = st.step, .lr = lr,
+                .train_loss = res->train_loss, .train_accuracy = res->train_accuracy,
+                .val_loss = res->val_loss, .val_accuracy = res->val_accuracy,
+                .test_loss = r.test && evaluating ? ev.loss : NAN,
+                .test_accuracy = res->test_accuracy,
+                .samples_per_second = elapsed > 0 ? (double)epoch_seen / elapsed : NAN,
+                .epoch_seconds = elapsed};
+            runlog_epoch(r.mlog, &le);
         }
         if (opt->save_checkpoints && improved &&
             (rc = save(d, cfg, config_yaml, &r, &st, 1, res, err))) {
@@ -802,8 +846,8 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
             return rc;
         }
         if (es->patience && st.bad_epochs >= es->patience) {
-            if (log)
-                fprintf(log, "early stopping after epoch %llu: %s has not improved by more "
+            if (info)
+                fprintf(info, "early stopping after epoch %llu: %s has not improved by more "
                         "than %g for %u epochs (best %.6g after epoch %llu)\n",
                         (unsigned long long)st.epoch,
                         es->metric == DMLP_METRIC_VAL_LOSS ? "val_loss" : "val_accuracy",
@@ -842,8 +886,8 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                          (unsigned long long)st.step,
                          res->checkpoint[0] ? res->checkpoint : cfg->checkpoint.dir);
     }
-    if (log && r.val && !isnan(st.best_metric) && opt->save_checkpoints)
-        fprintf(log, "best: %s/best.h5 (%s %.6g after epoch %llu)\n", cfg->checkpoint.dir,
+    if (info && r.val && !isnan(st.best_metric) && opt->save_checkpoints)
+        fprintf(info, "best: %s/best.h5 (%s %.6g after epoch %llu)\n", cfg->checkpoint.dir,
                 es->metric == DMLP_METRIC_VAL_LOSS ? "val_loss" : "val_accuracy",
                 st.best_metric, (unsigned long long)st.best_epoch);
     res->steps = st.step;

@@ -20,7 +20,10 @@ struct train_options {
     const char *resume;     /* NULL, "auto" or a checkpoint path */
     const char *init_from;  /* NULL or a checkpoint whose /layers start training */
     FILE *log;              /* rank 0's progress lines; NULL for silence */
-    int save_checkpoints;   /* 0: write none (tests); 1: as the config says */
+    int save_checkpoints;   /* 0: write none nor metrics.jsonl (tests); 1: as configured */
+    int verbosity;          /* 0 quiet (errors and the final checkpoint), 1 normal (one line
+                               per epoch, a progress bar on a terminal), 2 verbose (per-rank
+                               placement too) */
 };
 
 struct train_result {
