@@ -25,8 +25,8 @@ enum { STREAM_INIT = 0, STREAM_EPOCH = 1 };
 /* Why the epoch loop ends early: max_steps or early stopping (1), or a signal. */
 enum { STOP_SIGNAL = 2 };
 
-/* training.reproducible: samples per gradient chunk. */
-enum { REPRO_CHUNK = 16 };
+/* training.reproducible: samples per gradient chunk, fixed whatever the rank count. */
+enum { REPRO_CHUNK = 32 };
 
 void train_slice(uint64_t count, int n, int r, uint64_t *offset, uint64_t *len)
 {
@@ -590,10 +590,15 @@ static int exact_step(const struct dist *d, struct run *r, uint64_t lo, uint64_t
                                                                          : count);
         break;
     }
+    /* Multiplying by a power of two is exact, and much cheaper than ldexp per value. */
+    const double inv = ldexp(1.0, -r->fx_shift);
     float maxg = 0.0f;
+#pragma omp parallel for schedule(static) reduction(max : maxg)
     for (size_t i = 0; i < P; i++) {
-        m->grads[i] = (float)ldexp((double)(int64_t)acc[i], -r->fx_shift);
-        maxg = fmaxf(maxg, fabsf(m->grads[i]));
+        const float g = (float)((double)(int64_t)acc[i] * inv);
+        m->grads[i] = g;
+        const float a = g < 0 ? -g : g;
+        maxg = a > maxg ? a : maxg;
     }
     /* Next step's binary point: the largest sum then sits 8 bits below the limit. */
     int e = 0;
