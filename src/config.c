@@ -1172,9 +1172,46 @@ static const char *enum_name(const cyaml_strval_t *strings, size_t n, int64_t va
     return "unknown";
 }
 
+/* 1 if s is well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF): YAML text is UTF-8, so config_to_yaml (the checkpoint's copy of the config)
+ * cannot write anything else, and a --set value is the one way other bytes get in. */
+static int utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        const unsigned c = *p++;
+        int more = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2
+                 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
+        if (more < 0)
+            return 0;
+        for (int i = 0; i < more; i++, p++) {
+            unsigned lo = 0x80, hi = 0xBF;
+            if (i == 0 && c == 0xE0)
+                lo = 0xA0;
+            else if (i == 0 && c == 0xED)
+                hi = 0x9F;
+            else if (i == 0 && c == 0xF0)
+                lo = 0x90;
+            else if (i == 0 && c == 0xF4)
+                hi = 0x8F;
+            if (*p < lo || *p > hi)
+                return 0;
+        }
+    }
+    return 1;
+}
+
 static int validate(struct load_ctx *lc)
 {
     const struct config *c = lc->cfg;
+    const struct {
+        const char *key, *value;
+    } strings[] = {{"data.train", c->data.train}, {"data.test", c->data.test},
+                   {"checkpoint.dir", c->checkpoint.dir}};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
+        if (strings[i].value && !utf8_valid(strings[i].value))
+            return fail_at(lc, strings[i].key, "'%s' is not valid UTF-8 (config text, and the "
+                           "copy kept in checkpoints, is UTF-8)", strings[i].value);
     char p[CONFIG_PATH_MAX];
     const uint32_t n = c->model.n_layers;
     if (n == 0)
@@ -1313,4 +1350,43 @@ static int apply_set(struct load_ctx *lc, const char *arg)
     if (!e->set_arg)
         return dmlp_fail(lc->err, DMLP_ERR_RUNTIME, "--set %s: out of memory", arg);
     return DMLP_OK;
+}
+
+/* ---- key listing -------------------------------------------------------------------- */
+
+/* Every leaf key path of the schema, built once: a mapping adds ".key", a sequence "[]". */
+#define CONFIG_KEYS_MAX 128
+static char config_key_store[CONFIG_KEYS_MAX][CONFIG_PATH_MAX];
+static size_t config_key_count;
+
+static void collect_keys(const cyaml_schema_value_t *s, char *prefix, size_t plen)
+{
+    if (s->type == CYAML_MAPPING) {
+        for (const cyaml_schema_field_t *f = s->mapping.fields; f->key; f++) {
+            int n = snprintf(prefix + plen, CONFIG_PATH_MAX - plen, "%s%s", plen ? "." : "",
+                             f->key);
+            if (n > 0 && (size_t)n < CONFIG_PATH_MAX - plen)
+                collect_keys(&f->value, prefix, plen + (size_t)n);
+        }
+        prefix[plen] = '\0';
+    } else if (s->type == CYAML_SEQUENCE || s->type == CYAML_SEQUENCE_FIXED) {
+        if (plen + 2 < CONFIG_PATH_MAX) {
+            memcpy(prefix + plen, "[]", 3);
+            collect_keys(s->sequence.entry, prefix, plen + 2);
+        }
+        prefix[plen] = '\0';
+    } else if (config_key_count < CONFIG_KEYS_MAX) {
+        snprintf(config_key_store[config_key_count++], CONFIG_PATH_MAX, "%s", prefix);
+    }
+}
+
+size_t config_key_paths(const char **out, size_t cap)
+{
+    if (config_key_count == 0) {
+        char prefix[CONFIG_PATH_MAX] = "";
+        collect_keys(&config_schema, prefix, 0);
+    }
+    for (size_t i = 0; i < config_key_count && i < cap; i++)
+        out[i] = config_key_store[i];
+    return config_key_count;
 }

@@ -131,4 +131,10 @@ int config_to_yaml(const struct config *cfg, char **out, struct dmlp_error *err)
 /* Frees a config from config_load* and sets *cfg to NULL. */
 void config_free(struct config **cfg);
 
+/* Every key path the schema accepts, one per scalar value, in schema order, with list
+ * indices written "[]" ("model.layers[].units", "optimizer.schedule.name", ...). Stores up
+ * to cap static strings into out (out may be NULL when cap is 0) and returns the total
+ * count. Not thread-safe on its first call (it builds the list once). */
+size_t config_key_paths(const char **out, size_t cap);
+
 #endif

@@ -66,6 +66,7 @@ static int write_file(const struct dataset *ds, const char *tmp, const char *pat
 static int sync_and_rename(const char *tmp, const char *path, struct dmlp_error *err);
 static const char *nonfinite_name(float x);
 static int find_nonfinite(const float *x, size_t n, size_t cols, size_t *row, size_t *col);
+static int cmp_int32(const void *a, const void *b);
 
 /* ---- public functions -------------------------------------------------------------------- */
 
@@ -92,6 +93,15 @@ int dataset_alloc(struct dataset **out, size_t n, size_t d, size_t k, int with_l
                              "targets of %zu rows x %zu columns are too large (size overflow)",
                              n, k);
     }
+    /* Refuse what cannot fit in memory before asking for it (a header may claim any size;
+     * malloc overcommits, and touching the pages would bring the OOM killer). */
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    size_t total, phys;
+    if (pages > 0 && page > 0 && !dmlp_mul_size(&phys, (size_t)pages, (size_t)page) &&
+        (dmlp_add_size(&total, fbytes, ybytes) || total > phys))
+        return dmlp_fail(err, DMLP_ERR_INPUT,
+                         "dataset of %zu rows x %zu features needs %zu + %zu bytes, more "
+                         "than this machine's %zu bytes of memory", n, d, fbytes, ybytes, phys);
     struct dataset *ds = calloc(1, sizeof *ds);
     if (!ds)
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory allocating a dataset");
@@ -231,16 +241,21 @@ int dataset_describe(FILE *f, const char *path, struct dmlp_error *err)
 
     if (ds->labels) {
         fprintf(f, "  labels    %s [%zu], %zu classes\n", types.y, ds->n, ds->k);
-        size_t *counts = calloc(ds->k, sizeof *counts);
-        if (!counts) {
+        /* Up to 100 classes: a count per class. More: K comes from the file (num_classes,
+         * or the largest label, up to 2^31 - 1), so count the sorted labels instead of
+         * allocating K counters. */
+        const int wide = ds->k > 100;
+        size_t *counts = wide ? NULL : calloc(ds->k, sizeof *counts);
+        int32_t *sorted = wide ? malloc(ds->n * sizeof *sorted) : NULL;
+        if (!counts && !sorted) {
             size_t k = ds->k;
             dataset_free(&ds);
             return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory counting %zu classes",
                              path, k);
         }
-        for (size_t i = 0; i < ds->n; i++)
-            counts[ds->labels[i]]++;
-        if (ds->k <= 100) {
+        if (!wide) {
+            for (size_t i = 0; i < ds->n; i++)
+                counts[ds->labels[i]]++;
             /* Ten classes a line keeps wide label sets readable. */
             fprintf(f, "  class counts:");
             for (size_t c = 0; c < ds->k; c++) {
@@ -250,16 +265,39 @@ int dataset_describe(FILE *f, const char *path, struct dmlp_error *err)
             }
             fprintf(f, "\n");
         } else {
-            size_t cmin = 0, cmax = 0, empty = 0;
-            for (size_t c = 0; c < ds->k; c++) {
-                cmin = counts[c] < counts[cmin] ? c : cmin;
-                cmax = counts[c] > counts[cmax] ? c : cmax;
-                empty += counts[c] == 0;
+            memcpy(sorted, ds->labels, ds->n * sizeof *sorted);
+            qsort(sorted, ds->n, sizeof *sorted, cmp_int32);
+            /* runs of equal labels, in class order; ties go to the lowest class, as a scan
+             * over per-class counts would give */
+            size_t cmin = 0, cmax = 0, nmin = SIZE_MAX, nmax = 0, distinct = 0, gap = SIZE_MAX;
+            for (size_t i = 0; i < ds->n;) {
+                size_t j = i;
+                while (j < ds->n && sorted[j] == sorted[i])
+                    j++;
+                const size_t c = (size_t)sorted[i], run = j - i;
+                if (gap == SIZE_MAX && c != distinct)
+                    gap = distinct; /* the first class with no rows */
+                distinct++;
+                if (run < nmin) {
+                    nmin = run;
+                    cmin = c;
+                }
+                if (run > nmax) {
+                    nmax = run;
+                    cmax = c;
+                }
+                i = j;
+            }
+            const size_t empty = ds->k - distinct;
+            if (empty > 0) {
+                nmin = 0;
+                cmin = gap != SIZE_MAX ? gap : distinct;
             }
             fprintf(f, "  class counts: smallest %zu (class %zu), largest %zu (class %zu), "
-                       "%zu classes empty\n", counts[cmin], cmin, counts[cmax], cmax, empty);
+                       "%zu classes empty\n", nmin, cmin, nmax, cmax, empty);
         }
         free(counts);
+        free(sorted);
     } else {
         fprintf(f, "  targets   %s [%zu, %zu]\n", types.y, ds->n, ds->k);
         for (size_t j = 0; j < ds->k; j++) {
@@ -1868,4 +1906,11 @@ static void idx_close(struct idx_file *f)
     if (f->gz)
         gzclose(f->gz);
     f->gz = NULL;
+}
+
+/* qsort order of int32 values. */
+static int cmp_int32(const void *a, const void *b)
+{
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
 }

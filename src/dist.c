@@ -110,6 +110,33 @@ int dist_agree(const struct dist *d, struct dmlp_error *err)
     return err->code;
 }
 
+void dist_spread(const struct dist *d, const double *local, size_t n, double *min,
+                 double *mean, double *max, int *max_rank)
+{
+    struct {
+        double v;
+        int rank;
+    } in[16], out[16];
+    double sums[16];
+    while (n > 0) {
+        const size_t k = n < 16 ? n : 16;
+        for (size_t i = 0; i < k; i++) {
+            in[i].v = local[i];
+            in[i].rank = d->rank;
+        }
+        MPI_Allreduce(in, out, (int)k, MPI_DOUBLE_INT, MPI_MAXLOC, d->comm);
+        for (size_t i = 0; i < k; i++) {
+            max[i] = out[i].v;
+            max_rank[i] = out[i].rank;
+        }
+        MPI_Allreduce(local, min, (int)k, MPI_DOUBLE, MPI_MIN, d->comm);
+        MPI_Allreduce(local, sums, (int)k, MPI_DOUBLE, MPI_SUM, d->comm);
+        for (size_t i = 0; i < k; i++)
+            mean[i] = sums[i] / d->size;
+        local += k, min += k, mean += k, max += k, max_rank += k, n -= k;
+    }
+}
+
 void dist_gather_bytes(const struct dist *d, const void *mine, size_t n, void *all, int root)
 {
     MPI_Gather(mine, (int)n, MPI_BYTE, all, (int)n, MPI_BYTE, root, d->comm);

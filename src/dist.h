@@ -44,6 +44,11 @@ int dist_agree(const struct dist *d, struct dmlp_error *err);
 void dist_gatherv_float(const struct dist *d, const float *send, size_t n, float *recv,
                         const size_t *counts, int root);
 
+/* For each of n local values: the minimum, mean and maximum across ranks, and the rank
+ * holding the maximum (the straggler). Collective. */
+void dist_spread(const struct dist *d, const double *local, size_t n, double *min,
+                 double *mean, double *max, int *max_rank);
+
 /* Gathers n bytes from every rank into all (n × size bytes, rank order) on root. */
 void dist_gather_bytes(const struct dist *d, const void *mine, size_t n, void *all, int root);
 

@@ -3,8 +3,21 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels.h"
+
+/* The machine's physical memory in bytes (SIZE_MAX when unknown). Buffers that would need
+ * more are refused before allocating (an input error naming the size), rather than left to
+ * malloc, which overcommits, or to the OOM killer. */
+static size_t phys_mem_bytes(void)
+{
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    size_t bytes;
+    if (pages <= 0 || page <= 0 || dmlp_mul_size(&bytes, (size_t)pages, (size_t)page))
+        return SIZE_MAX;
+    return bytes;
+}
 
 int model_create(struct model **out, size_t in_dim, const struct config_layer *layers,
                  size_t n_layers, enum dmlp_loss loss, struct dmlp_error *err)
@@ -52,6 +65,20 @@ int model_create(struct model **out, size_t in_dim, const struct config_layer *l
                              l, L->out, L->in);
         }
         prev = L->out;
+    }
+    /* Parameters and gradients must fit in memory (optimizer state comes on top). */
+    size_t need, widest = 0;
+    for (size_t l = 1; l < n_layers; l++)
+        if (m->layers[l].out * m->layers[l].in > m->layers[widest].out * m->layers[widest].in)
+            widest = l;
+    if (dmlp_mul_size(&need, off, 2 * sizeof(float)) || need > phys_mem_bytes()) {
+        const size_t out_w = m->layers[widest].out, in_w = m->layers[widest].in;
+        model_free(&m);
+        return dmlp_fail(err, DMLP_ERR_INPUT,
+                         "model.layers[%zu]: %zu units x %zu inputs: the network's %zu "
+                         "parameters need %zu bytes (parameters and gradients), more than "
+                         "this machine's %zu bytes of memory", widest, out_w, in_w, off,
+                         need, phys_mem_bytes());
     }
     m->n_params = off;
     m->params = dmlp_alloc_aligned(off * sizeof(float));
@@ -132,10 +159,20 @@ int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err)
         scratch = a > scratch ? a : scratch;
         scratch = b > scratch ? b : scratch;
     }
-    size_t gsz, bytes;
-    if (dmlp_mul_size(&gsz, max_batch, widest) || dmlp_mul_size(&bytes, gsz, sizeof(float)) ||
-        dmlp_mul_size(&bytes, scratch, sizeof(float)))
+    /* Total workspace: scratch, G0, G1, and Z, A per layer, all in floats. */
+    size_t gsz, floats, zsum = 0, bytes;
+    for (size_t l = 0; l < m->n_layers; l++)
+        if (dmlp_add_size(&zsum, zsum, m->layers[l].out))
+            goto overflow;
+    if (dmlp_mul_size(&gsz, max_batch, widest) || dmlp_mul_size(&zsum, zsum, max_batch) ||
+        dmlp_mul_size(&floats, gsz, 2) || dmlp_add_size(&floats, floats, scratch) ||
+        dmlp_mul_size(&zsum, zsum, 2) || dmlp_add_size(&floats, floats, zsum) ||
+        dmlp_mul_size(&bytes, floats, sizeof(float)))
         goto overflow;
+    if (bytes > phys_mem_bytes())
+        return dmlp_fail(err, DMLP_ERR_INPUT, "model: a batch of %zu rows needs %zu bytes of "
+                         "workspace, more than this machine's %zu bytes of memory (lower "
+                         "training.batch_size)", max_batch, bytes, phys_mem_bytes());
     m->scratch = dmlp_alloc_aligned(scratch * sizeof(float));
     m->G0 = dmlp_alloc_aligned(gsz * sizeof(float));
     m->G1 = dmlp_alloc_aligned(gsz * sizeof(float));

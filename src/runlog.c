@@ -9,6 +9,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
+const char *const runlog_timer_names[TIMER_COUNT] = {
+    "data", "forward", "backward", "allreduce", "update", "eval", "checkpoint"};
+
 struct runlog {
     FILE *f;
     char path[PATH_MAX];
@@ -123,7 +126,12 @@ void runlog_epoch(struct runlog *log, const struct runlog_epoch *e)
     put_number(f, "test_accuracy", e->test_accuracy);
     put_number(f, "samples_per_second", e->samples_per_second);
     put_number(f, "epoch_seconds", e->epoch_seconds);
-    fputs("}\n", f);
+    fputs(", \"timers\": {", f);
+    for (int t = 0; t < TIMER_COUNT; t++)
+        fprintf(f, "%s\"%s\": {\"min\": %.6g, \"mean\": %.6g, \"max\": %.6g, "
+                "\"max_rank\": %d}", t ? ", " : "", runlog_timer_names[t], e->t_min[t],
+                e->t_mean[t], e->t_max[t], e->t_max_rank[t]);
+    fputs("}}\n", f);
     fflush(f);
 }
 

@@ -20,11 +20,27 @@ void runlog_close(struct runlog **log);
 void runlog_start(struct runlog *log, const char *config_yaml, int ranks, int threads,
                   uint64_t epoch, uint64_t step, const char *resumed_from);
 
-/* One epoch's figures; NaN values are written as null. */
+/* Where an epoch's time went, per rank: seconds in each phase. */
+enum runlog_timer {
+    TIMER_DATA,       /* copying the batch's rows */
+    TIMER_FORWARD,    /* forward pass and loss */
+    TIMER_BACKWARD,   /* backward pass */
+    TIMER_ALLREDUCE,  /* the gradient allreduce: waiting for the slowest rank included */
+    TIMER_UPDATE,     /* clipping and the optimizer step */
+    TIMER_EVAL,       /* validation and test evaluation */
+    TIMER_CHECKPOINT, /* checkpoint I/O */
+    TIMER_COUNT
+};
+extern const char *const runlog_timer_names[TIMER_COUNT];
+
+/* One epoch's figures; NaN values are written as null. The timers are spread across
+ * ranks: min, mean, max and the rank with the max. */
 struct runlog_epoch {
     uint64_t epoch, step;
     double lr, train_loss, train_accuracy, val_loss, val_accuracy, test_loss, test_accuracy;
     double samples_per_second, epoch_seconds;
+    double t_min[TIMER_COUNT], t_mean[TIMER_COUNT], t_max[TIMER_COUNT];
+    int t_max_rank[TIMER_COUNT];
 };
 void runlog_epoch(struct runlog *log, const struct runlog_epoch *e);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "kernels.h"
 #include "metrics.h"
 #include "optim.h"
 #include "rng.h"
@@ -699,6 +700,7 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                 r.perm[i] = i;
 
         const double t0 = dmlp_now();
+        double timers[TIMER_COUNT] = {0};
         double last_draw = 0.0;
         const uint64_t first_step = st.step_in_epoch;
         double loss_sum = 0.0;
@@ -724,14 +726,31 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                                  &bad_layer, &len);
                 bad_what = "weight or bias";
             } else {
+                double t = dmlp_now();
                 gather(&r, r.perm + off, (size_t)len);
-                loss_sum += model_train_batch(m, r.xb, r.lb, r.tb, (size_t)len, &correct);
+                timers[TIMER_DATA] += dmlp_now() - t;
+                t = dmlp_now();
+                if (len) {
+                    const float *Y = model_forward(m, r.xb, (size_t)len);
+                    if (r.lb)
+                        correct += kernel_count_correct(Y, r.lb, (size_t)len,
+                                                        model_output_dim(m));
+                    loss_sum += model_loss(m, r.lb, r.tb, (size_t)len, 1);
+                    timers[TIMER_FORWARD] += dmlp_now() - t;
+                    t = dmlp_now();
+                    model_backward(m, r.xb, (size_t)len);
+                    timers[TIMER_BACKWARD] += dmlp_now() - t;
+                } else {
+                    memset(m->grads, 0, m->n_params * sizeof(float));
+                }
                 /* Σ over ranks of the per-sample gradient sums, then the mean over the
                  * step's global samples: the single-process update, for any number of
                  * ranks. A stop request (a signal on any rank) rides along in the control
                  * slot. */
                 m->grads[m->n_params] = stop_requested() ? 1.0f : 0.0f;
+                t = dmlp_now();
                 dist_allreduce_sum_float(d, m->grads, m->n_params + 1);
+                timers[TIMER_ALLREDUCE] += dmlp_now() - t;
                 signalled = m->grads[m->n_params] > 0.0f;
                 bad = find_nonfinite(m, &bad_layer, &bad_what);
             }
@@ -745,6 +764,7 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                                  (unsigned long long)epoch + 1, bad_layer, bad_what,
                                  cfg->checkpoint.dir);
             }
+            const double t_update = dmlp_now();
             const float scale = (float)(1.0 / (double)count);
             /* After the allreduce every rank holds the same gradient, so every rank clips
              * and steps identically. */
@@ -752,6 +772,7 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                 optim_clip_grad_norm(m->grads, m->n_params, scale, cfg->optimizer.clip_norm);
             lr = schedule_lr(&cfg->optimizer, B, st.step, steps_per_epoch, total_steps);
             optim_step(r.optim, m->params, m->grads, scale, lr);
+            timers[TIMER_UPDATE] += dmlp_now() - t_update;
             st.fx_shift = cfg->training.reproducible ? r.fx_shift : 0;
             local_seen += len;
             epoch_seen += count;
@@ -800,11 +821,13 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
         }
         struct eval_result ev = {0}, vv = {0};
         const int evaluating = stop != STOP_SIGNAL; /* a stop request skips straight to the save */
+        const double t_eval = dmlp_now();
         if (evaluating && ((r.val && (rc = evaluate(d, &r, r.val, &vv, err))) ||
                            (r.test && (rc = evaluate(d, &r, r.test, &ev, err))))) {
             run_free(&r);
             return rc;
         }
+        timers[TIMER_EVAL] = dmlp_now() - t_eval;
         res->test_accuracy = r.test && evaluating ? ev.accuracy : NAN;
         res->val_loss = r.val && evaluating ? vv.loss : NAN;
         res->val_accuracy = r.val && evaluating ? vv.accuracy : NAN;
@@ -834,17 +857,8 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                     elapsed > 0 ? (double)epoch_seen / elapsed : 0.0, elapsed);
             fflush(info);
         }
-        if (r.mlog) {
-            const struct runlog_epoch le = {
-                .epoch = st.epoch + (st.step_in_epoch ? 1 : 0), .step = st.step, .lr = lr,
-                .train_loss = res->train_loss, .train_accuracy = res->train_accuracy,
-                .val_loss = res->val_loss, .val_accuracy = res->val_accuracy,
-                .test_loss = r.test && evaluating ? ev.loss : NAN,
-                .test_accuracy = res->test_accuracy,
-                .samples_per_second = elapsed > 0 ? (double)epoch_seen / elapsed : NAN,
-                .epoch_seconds = elapsed};
-            runlog_epoch(r.mlog, &le);
-        }
+
+        const double t_ckpt = dmlp_now();
         if (opt->save_checkpoints && improved &&
             (rc = save(d, cfg, config_yaml, &r, &st, 1, res, err))) {
             run_free(&r);
@@ -868,6 +882,26 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                 return rc;
             }
             saved_step = st.step;
+        }
+        timers[TIMER_CHECKPOINT] = dmlp_now() - t_ckpt;
+        /* Where the time went, across ranks: how a user finds a straggler. */
+        struct runlog_epoch le = {
+            .epoch = st.epoch + (st.step_in_epoch ? 1 : 0), .step = st.step, .lr = lr,
+            .train_loss = res->train_loss, .train_accuracy = res->train_accuracy,
+            .val_loss = res->val_loss, .val_accuracy = res->val_accuracy,
+            .test_loss = r.test && evaluating ? ev.loss : NAN,
+            .test_accuracy = res->test_accuracy,
+            .samples_per_second = elapsed > 0 ? (double)epoch_seen / elapsed : NAN,
+            .epoch_seconds = elapsed};
+        dist_spread(d, timers, TIMER_COUNT, le.t_min, le.t_mean, le.t_max, le.t_max_rank);
+        if (r.mlog)
+            runlog_epoch(r.mlog, &le);
+        if (info && opt->verbosity >= 2) {
+            fprintf(info, "  time (max over ranks, slowest rank):");
+            for (int t = 0; t < TIMER_COUNT; t++)
+                fprintf(info, " %s %.3fs (%d)", runlog_timer_names[t], le.t_max[t],
+                        le.t_max_rank[t]);
+            fprintf(info, "\n");
         }
     }
     /* Training always ends with a checkpoint. */
