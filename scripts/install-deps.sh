@@ -12,6 +12,7 @@ packages=(
   libcunit1-dev                     # tests
   zlib1g-dev                        # gzip-compressed IDX files
   hdf5-tools iproute2               # tests: h5dump/h5diff, network namespaces (two hosts)
+  python3-numpy python3-h5py python3-matplotlib   # tests: numpy interop, plots
 )
 if [[ "${1:-}" == "--demo" ]]; then
   packages+=(dataset-fashion-mnist)

@@ -85,6 +85,7 @@ static int attr_read_str(hid_t obj, const char *name, char *out, size_t cap)
         if (H5Tis_variable_str(ft) > 0) {
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, H5T_VARIABLE);
+            H5Tset_cset(mt, H5Tget_cset(ft)); /* h5py writes UTF-8: no ASCII<->UTF-8 path */
             char *s = NULL;
             if (H5Aread(a, mt, &s) >= 0 && s) {
                 snprintf(out, cap, "%s", s);
@@ -97,6 +98,7 @@ static int attr_read_str(hid_t obj, const char *name, char *out, size_t cap)
             char *buf = calloc(sz + 1, 1);
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, sz + 1);
+            H5Tset_cset(mt, H5Tget_cset(ft));
             if (buf && H5Aread(a, mt, buf) >= 0) {
                 snprintf(out, cap, "%s", buf);
                 rc = 0;
