@@ -22,6 +22,8 @@ for split in train:train test:t10k; do
   fi
 done
 
+# A fresh run each time, so the report and the plot describe this run alone.
+rm -rf runs/fashion_mnist
 ranks=${RANKS:-2}
 cores=$(nproc)
 threads=$(( cores / ranks > 0 ? cores / ranks : 1 ))
@@ -39,3 +41,13 @@ echo
 echo "demo: trained in $((end - start)) s"
 echo "demo: test accuracy $accuracy on $(sed -n 's/.*"samples": \([0-9]*\).*/\1/p' <<<"$result") Fashion-MNIST test images"
 echo "demo: checkpoint $ckpt"
+
+# Loss and accuracy curves from the run's metrics.jsonl (Debian's python3 has matplotlib).
+py=/usr/bin/python3
+[[ -x $py ]] || py=python3
+if "$py" scripts/plot_metrics.py runs/fashion_mnist/metrics.jsonl -o runs/fashion_mnist/metrics.png \
+     >/dev/null 2>&1; then
+  echo "demo: curves    $DMLP_ROOT/runs/fashion_mnist/metrics.png"
+else
+  echo "demo: (no plot: python3-matplotlib is missing)"
+fi
