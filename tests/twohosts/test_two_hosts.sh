@@ -286,6 +286,24 @@ else
   echo "ok: same weights (2+2 ranks on two hosts vs 4 ranks on one host)"
 fi
 
+# ---- reproducible mode: bit for bit, across hosts and rank counts ----------------------
+# 2 + 2 ranks on two hosts against ONE rank: with training.reproducible the weights must
+# be identical to the last bit (h5diff without a tolerance).
+in_ns_a "$WORK/two-r.log" "$MPIRUN" "${mpi_args[@]}" "$DMLP" train "$WORK/config.yaml" \
+  --set "checkpoint.dir=$WORK/ck-two-r" --set training.reproducible=true ||
+  { cat "$WORK/two-r.log" >&2; fail "2+2 ranks, reproducible mode: mpirun failed"; }
+bounded "$WORK/one-r.log" "$MPIRUN" -np 1 "$DMLP" train "$WORK/config.yaml" \
+  --set "checkpoint.dir=$WORK/ck-one-r" --set training.reproducible=true ||
+  { cat "$WORK/one-r.log" >&2; fail "1 rank, reproducible mode: mpirun failed"; }
+command -v h5diff >/dev/null || fail "h5diff not found (Debian: hdf5-tools)"
+if h5diff "$WORK/ck-two-r/latest.h5" "$WORK/ck-one-r/latest.h5" /layers /layers >"$WORK/h5diff.log" 2>&1; then
+  echo "ok: reproducible mode: 2+2 ranks on two hosts and 1 rank give bit-identical weights"
+else
+  cat "$WORK/h5diff.log" >&2
+  echo "FAIL: reproducible mode: weights differ between 2+2 ranks on two hosts and 1 rank" >&2
+  status=1
+fi
+
 if [[ $status -ne 0 ]]; then
   echo "---- 2+2 log" >&2; cat "$WORK/two.log" >&2
   echo "---- 4-rank log" >&2; cat "$WORK/one.log" >&2
