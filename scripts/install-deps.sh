@@ -13,6 +13,7 @@ packages=(
   zlib1g-dev                        # gzip-compressed IDX files
   hdf5-tools iproute2               # tests: h5dump/h5diff, network namespaces (two hosts)
   python3-numpy python3-h5py python3-matplotlib   # tests: numpy interop, plots
+  clang libclang-rt-14-dev valgrind # tests: libFuzzer harnesses, memcheck
 )
 if [[ "${1:-}" == "--demo" ]]; then
   packages+=(dataset-fashion-mnist)

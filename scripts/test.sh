@@ -19,6 +19,13 @@ ctest_args=("$@")
 echo "== Release build ($DMLP_BUILD)"
 run_suite -DDMLP_WERROR=ON
 
+# libFuzzer harnesses for the config loader, the IDX and CSV importers and the dataset
+# validator: a short, bounded run each; their corpora hold every crash found so far.
+if [[ "${DMLP_FUZZ:-1}" != 0 ]]; then
+  echo "== libFuzzer harnesses (${DMLP_FUZZ_SECONDS:-10} s each)"
+  "$DMLP_ROOT/tests/fuzz/run_fuzzers.sh" "$DMLP_BUILD" "${DMLP_FUZZ_SECONDS:-10}"
+fi
+
 if [[ "${DMLP_SANITIZE:-1}" != 0 ]]; then
   export DMLP_BUILD=$DMLP_ROOT/build-asan
   # Open MPI's own allocations outlive MPI_Finalize, so leak detection would only report
@@ -28,6 +35,6 @@ if [[ "${DMLP_SANITIZE:-1}" != 0 ]]; then
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer build ($DMLP_BUILD)"
   # The cluster-level tests (SLURM, two hosts, signals) exercise the same code paths as
   # the Release pass and take minutes: the sanitizer pass keeps to the rest.
-  ctest_args=(-E 'test_slurm|test_two_hosts|test_resilience' "${ctest_args[@]}")
+  ctest_args=(-E 'test_slurm|test_two_hosts|test_resilience|test_badinput' "${ctest_args[@]}")
   run_suite -DDMLP_WERROR=ON -DDMLP_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 fi
