@@ -311,7 +311,7 @@ static int cmd_eval(struct ctx *c, int argc, char **argv)
     if (!code) {
         code = metrics_evaluate(c->d, m, ds, &mt, &e);
         if (code && c->rank == 0)
-            fprintf(c->errout, "dmlp: error: %s\n", e.msg);
+            fprintf(c->errout, "dmlp: error: eval: %s: %s\n", data, e.msg);
     }
     if (!code && c->rank == 0) {
         const char *fields[] = {"checkpoint", ckpt, "data", data, NULL};

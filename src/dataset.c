@@ -95,10 +95,9 @@ int dataset_alloc(struct dataset **out, size_t n, size_t d, size_t k, int with_l
     }
     /* Refuse what cannot fit in memory before asking for it (a header may claim any size;
      * malloc overcommits, and touching the pages would bring the OOM killer). */
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    size_t total, phys;
-    if (pages > 0 && page > 0 && !dmlp_mul_size(&phys, (size_t)pages, (size_t)page) &&
-        (dmlp_add_size(&total, fbytes, ybytes) || total > phys))
+    const size_t phys = dmlp_phys_mem();
+    size_t total;
+    if (dmlp_add_size(&total, fbytes, ybytes) || total > phys)
         return dmlp_fail(err, DMLP_ERR_INPUT,
                          "dataset of %zu rows x %zu features needs %zu + %zu bytes, more "
                          "than this machine's %zu bytes of memory", n, d, fbytes, ybytes, phys);

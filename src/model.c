@@ -3,21 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "kernels.h"
-
-/* The machine's physical memory in bytes (SIZE_MAX when unknown). Buffers that would need
- * more are refused before allocating (an input error naming the size), rather than left to
- * malloc, which overcommits, or to the OOM killer. */
-static size_t phys_mem_bytes(void)
-{
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    size_t bytes;
-    if (pages <= 0 || page <= 0 || dmlp_mul_size(&bytes, (size_t)pages, (size_t)page))
-        return SIZE_MAX;
-    return bytes;
-}
 
 int model_create(struct model **out, size_t in_dim, const struct config_layer *layers,
                  size_t n_layers, enum dmlp_loss loss, struct dmlp_error *err)
@@ -71,14 +58,14 @@ int model_create(struct model **out, size_t in_dim, const struct config_layer *l
     for (size_t l = 1; l < n_layers; l++)
         if (m->layers[l].out * m->layers[l].in > m->layers[widest].out * m->layers[widest].in)
             widest = l;
-    if (dmlp_mul_size(&need, off, 2 * sizeof(float)) || need > phys_mem_bytes()) {
+    if (dmlp_mul_size(&need, off, 2 * sizeof(float)) || need > dmlp_phys_mem()) {
         const size_t out_w = m->layers[widest].out, in_w = m->layers[widest].in;
         model_free(&m);
         return dmlp_fail(err, DMLP_ERR_INPUT,
                          "model.layers[%zu]: %zu units x %zu inputs: the network's %zu "
                          "parameters need %zu bytes (parameters and gradients), more than "
                          "this machine's %zu bytes of memory", widest, out_w, in_w, off,
-                         need, phys_mem_bytes());
+                         need, dmlp_phys_mem());
     }
     m->n_params = off;
     m->params = dmlp_alloc_aligned(off * sizeof(float));
@@ -169,10 +156,10 @@ int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err)
         dmlp_mul_size(&zsum, zsum, 2) || dmlp_add_size(&floats, floats, zsum) ||
         dmlp_mul_size(&bytes, floats, sizeof(float)))
         goto overflow;
-    if (bytes > phys_mem_bytes())
+    if (bytes > dmlp_phys_mem())
         return dmlp_fail(err, DMLP_ERR_INPUT, "model: a batch of %zu rows needs %zu bytes of "
                          "workspace, more than this machine's %zu bytes of memory (lower "
-                         "training.batch_size)", max_batch, bytes, phys_mem_bytes());
+                         "training.batch_size)", max_batch, bytes, dmlp_phys_mem());
     m->scratch = dmlp_alloc_aligned(scratch * sizeof(float));
     m->G0 = dmlp_alloc_aligned(gsz * sizeof(float));
     m->G1 = dmlp_alloc_aligned(gsz * sizeof(float));

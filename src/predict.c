@@ -406,6 +406,10 @@ static int read_features(hid_t file, const char *path, struct dataset **out,
     else if (n == 0 || d == 0)
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: empty (%zu rows, %zu columns); "
                        "expected at least one of each", path, n, d);
+    else if (bytes > dmlp_phys_mem())
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: %zu rows x %zu features need %zu "
+                       "bytes, more than this machine's %zu bytes of memory", path, n, d,
+                       bytes, dmlp_phys_mem());
     if (type >= 0)
         H5Tclose(type);
     if (space >= 0)

@@ -163,3 +163,12 @@ int dmlp_cores_online(void)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
+
+size_t dmlp_phys_mem(void)
+{
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    size_t bytes;
+    if (pages <= 0 || page <= 0 || dmlp_mul_size(&bytes, (size_t)pages, (size_t)page))
+        return SIZE_MAX;
+    return bytes;
+}

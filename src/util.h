@@ -54,6 +54,11 @@ int dmlp_parse_double(const char *s, double *out);
  * (or -1 when unknown). */
 int dmlp_affinity(char *out, size_t cap);
 
+/* The machine's physical memory in bytes (SIZE_MAX when unknown). Buffers that would need
+ * more are refused before allocating (an input error naming the size), rather than left to
+ * malloc, which overcommits, or to the OOM killer. */
+size_t dmlp_phys_mem(void);
+
 /* Cores online on this host. */
 int dmlp_cores_online(void);
 
