@@ -193,33 +193,7 @@ static int read_floats(hid_t loc, const char *name, float *out, int rank, const 
     return DMLP_OK;
 }
 
-static int fsync_path(const char *path, int directory)
-{
-    int fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
 
-static int mkdir_p(const char *dir)
-{
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
-        return -1;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0777) && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    if (mkdir(buf, 0777) && errno != EEXIST)
-        return -1;
-    return 0;
-}
 
 /* ---- save ----------------------------------------------------------------------------- */
 
@@ -392,7 +366,7 @@ static int write_atomically(const char *dir, const char *tmp, const char *final,
                             struct dmlp_error *err)
 {
     errno = 0;
-    if (write_file(tmp, m, o, st, config_yaml) || fsync_path(tmp, 0)) {
+    if (write_file(tmp, m, o, st, config_yaml) || dmlp_fsync_path(tmp, 0)) {
         int e = errno;
         unlink(tmp);
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot write checkpoint%s%s", final,
@@ -404,7 +378,7 @@ static int write_atomically(const char *dir, const char *tmp, const char *final,
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot rename into place: %s", final,
                          strerror(e));
     }
-    fsync_path(dir, 1);
+    dmlp_fsync_path(dir, 1);
     return DMLP_OK;
 }
 
@@ -414,7 +388,7 @@ int checkpoint_save(const char *dir, const struct model *m, const struct optim *
                     struct dmlp_error *err)
 {
     quiet_hdf5();
-    if (mkdir_p(dir))
+    if (dmlp_mkdir_p(dir))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "checkpoint.dir %s: cannot create: %s", dir,
                          strerror(errno));
     char name[64], final[PATH_MAX], tmp[PATH_MAX], link_tmp[PATH_MAX], latest[PATH_MAX];
@@ -438,7 +412,7 @@ int checkpoint_save(const char *dir, const struct model *m, const struct optim *
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot point latest.h5 at %s: %s", dir,
                          name, strerror(e));
     }
-    fsync_path(dir, 1);
+    dmlp_fsync_path(dir, 1);
     prune(dir, keep_last, st->step);
     if (path_out)
         snprintf(path_out, path_cap, "%s", final);
@@ -450,7 +424,7 @@ int checkpoint_save_as(const char *dir, const char *name, const struct model *m,
                        const char *config_yaml, struct dmlp_error *err)
 {
     quiet_hdf5();
-    if (mkdir_p(dir))
+    if (dmlp_mkdir_p(dir))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "checkpoint.dir %s: cannot create: %s", dir,
                          strerror(errno));
     char final[PATH_MAX], tmp[PATH_MAX];

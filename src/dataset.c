@@ -6,6 +6,7 @@
  * printer is silenced while these functions run. */
 #include "dataset.h"
 
+#include "h5util.h"
 #include "csv.h"
 #include "dist.h"
 #include "rng.h"
@@ -37,19 +38,8 @@ struct h5_shape {
     char type_name[32];
 };
 
-/* HDF5's automatic error printer, saved and switched off while a public function runs so
- * that only our messages reach the user, then restored (the setting is per process, and
- * other modules may want it). */
-struct h5_quiet {
-    H5E_auto2_t func;
-    void *data;
-};
-
 enum { IDX_MAGIC_LABELS = 0x00000801, IDX_MAGIC_IMAGES = 0x00000803 };
 
-static void h5_quiet_begin(struct h5_quiet *q);
-static void h5_quiet_end(const struct h5_quiet *q);
-static const char *h5_reason(char *buf, size_t cap);
 static int check_readable(const char *path, struct dmlp_error *err);
 static int read_file(struct dataset **out, const char *path, size_t row0, size_t nrows,
                      size_t *total_rows, struct file_types *types, struct dmlp_error *err);
@@ -63,7 +53,6 @@ static int write_dataset(const struct dataset *ds, const char *path,
                          const char *const *class_names, struct dmlp_error *err);
 static int write_file(const struct dataset *ds, const char *tmp, const char *path,
                       const char *const *class_names, struct dmlp_error *err);
-static int sync_and_rename(const char *tmp, const char *path, struct dmlp_error *err);
 static const char *nonfinite_name(float x);
 static int find_nonfinite(const float *x, size_t n, size_t cols, size_t *row, size_t *col);
 static int cmp_int32(const void *a, const void *b);
@@ -135,35 +124,35 @@ void dataset_free(struct dataset **ds)
 
 int dataset_read(struct dataset **out, const char *path, struct dmlp_error *err)
 {
-    struct h5_quiet q;
+    struct h5util_quiet q;
     struct file_types types;
-    h5_quiet_begin(&q);
+    h5util_quiet_begin(&q);
     int rc = read_file(out, path, 0, SIZE_MAX, NULL, &types, err);
-    h5_quiet_end(&q);
+    h5util_quiet_end(&q);
     return rc;
 }
 
 int dataset_read_rows(struct dataset **out, const char *path, size_t row0, size_t nrows,
                       size_t *total_rows, struct dmlp_error *err)
 {
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct h5util_quiet q;
+    h5util_quiet_begin(&q);
     int rc = read_file(out, path, row0, nrows, total_rows, NULL, err);
-    h5_quiet_end(&q);
+    h5util_quiet_end(&q);
     return rc;
 }
 
 int dataset_read_shard(struct dataset **out, const char *path, const struct dist *d,
                        struct dataset_shard *shard, struct dmlp_error *err)
 {
-    struct h5_quiet q;
+    struct h5util_quiet q;
     struct dmlp_error e;
     struct dataset_shard info = {0};
     dmlp_error_clear(&e);
     *out = NULL;
-    h5_quiet_begin(&q);
+    h5util_quiet_begin(&q);
     int rc = read_shard(out, path, d, &info, &e);
-    h5_quiet_end(&q);
+    h5util_quiet_end(&q);
     if (shard)
         *shard = info;
     if (err)
@@ -203,12 +192,12 @@ static int write_dataset(const struct dataset *ds, const char *path,
     }
     close(fd);
 
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct h5util_quiet q;
+    h5util_quiet_begin(&q);
     rc = write_file(ds, tmp, path, class_names, err);
-    h5_quiet_end(&q);
+    h5util_quiet_end(&q);
     if (rc == DMLP_OK)
-        rc = sync_and_rename(tmp, path, err);
+        rc = dmlp_publish_file(tmp, path, err);
     if (rc != DMLP_OK)
         unlink(tmp);
     free(tmp);
@@ -217,12 +206,12 @@ static int write_dataset(const struct dataset *ds, const char *path,
 
 int dataset_describe(FILE *f, const char *path, struct dmlp_error *err)
 {
-    struct h5_quiet q;
+    struct h5util_quiet q;
     struct file_types types;
     struct dataset *ds = NULL;
-    h5_quiet_begin(&q);
+    h5util_quiet_begin(&q);
     int rc = read_file(&ds, path, 0, SIZE_MAX, NULL, &types, err);
-    h5_quiet_end(&q);
+    h5util_quiet_end(&q);
     if (rc != DMLP_OK)
         return rc;
 
@@ -978,41 +967,9 @@ static void csv_import_free(struct csv_import *im)
     free(im->classes.slots);
 }
 
-/* ---- helpers: HDF5 ------------------------------------------------------------------------ */
 
-static void h5_quiet_begin(struct h5_quiet *q)
-{
-    q->func = NULL;
-    q->data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
 
-static void h5_quiet_end(const struct h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
 
-struct h5_reason_buf {
-    char *buf;
-    size_t cap;
-};
-
-static herr_t h5_reason_walk(unsigned n, const H5E_error2_t *e, void *data)
-{
-    struct h5_reason_buf *r = data;
-    if (n == 0 && e->desc)
-        snprintf(r->buf, r->cap, "%s", e->desc);
-    return 0;
-}
-
-/* The innermost description on HDF5's error stack (walking upward starts at the most
- * specific entry, e.g. "required filter 'blosc' is not registered"), for the tail of our
- * own messages. */
-static const char *h5_reason(char *buf, size_t cap)
-{
-    struct h5_reason_buf r = {buf, cap};
-    snprintf(buf, cap, "unknown HDF5 error");
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_reason_walk, &r);
-    return buf;
-}
 
 /* hsize_t -> size_t without a warning on platforms where they are the same width. */
 static int to_size(hsize_t v, size_t *out)
@@ -1059,7 +1016,7 @@ static int open_dataset(hid_t file, const char *path, const char *name, hid_t *d
     hid_t obj = H5Oopen(file, name, H5P_DEFAULT);
     if (obj < 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: cannot open: %s", path, name,
-                         h5_reason(why, sizeof why));
+                         h5util_reason(why, sizeof why));
     if (H5Iget_type(obj) != H5I_DATASET) {
         H5Oclose(obj);
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: is a group or named type, expected a "
@@ -1070,7 +1027,7 @@ static int open_dataset(hid_t file, const char *path, const char *name, hid_t *d
     int rc = DMLP_OK;
     if (type < 0 || space < 0) {
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: cannot read its type or shape: %s",
-                       path, name, h5_reason(why, sizeof why));
+                       path, name, h5util_reason(why, sizeof why));
     } else {
         s->cls = H5Tget_class(type);
         type_name(type, s->type_name, sizeof s->type_name);
@@ -1081,7 +1038,7 @@ static int open_dataset(hid_t file, const char *path, const char *name, hid_t *d
                            name);
         else if (s->rank < 0 || H5Sget_simple_extent_dims(space, s->dims, NULL) < 0)
             rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: cannot read its shape: %s", path,
-                           name, h5_reason(why, sizeof why));
+                           name, h5util_reason(why, sizeof why));
     }
     if (type >= 0)
         H5Tclose(type);
@@ -1101,7 +1058,7 @@ static int link_exists(hid_t file, const char *path, const char *name, int *exis
     htri_t e = H5Lexists(file, name, H5P_DEFAULT);
     if (e < 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot look up %s: %s", path, name,
-                         h5_reason(why, sizeof why));
+                         h5util_reason(why, sizeof why));
     *exists = e > 0;
     return DMLP_OK;
 }
@@ -1115,13 +1072,13 @@ static int read_num_classes(hid_t labels, const char *path, int64_t *nc, int *pr
     htri_t has = H5Aexists(labels, "num_classes");
     if (has < 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /labels: cannot look up num_classes: %s",
-                         path, h5_reason(why, sizeof why));
+                         path, h5util_reason(why, sizeof why));
     if (!has)
         return DMLP_OK;
     hid_t attr = H5Aopen(labels, "num_classes", H5P_DEFAULT);
     if (attr < 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /labels: cannot open num_classes: %s",
-                         path, h5_reason(why, sizeof why));
+                         path, h5util_reason(why, sizeof why));
     hid_t type = H5Aget_type(attr), space = H5Aget_space(attr);
     int rc = DMLP_OK;
     char tname[32] = "unknown";
@@ -1138,7 +1095,7 @@ static int read_num_classes(hid_t labels, const char *path, int64_t *nc, int *pr
                        path, (long long)npoints);
     else if (H5Aread(attr, H5T_NATIVE_INT64, nc) < 0)
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /labels: cannot read num_classes: %s", path,
-                       h5_reason(why, sizeof why));
+                       h5util_reason(why, sizeof why));
     else if (*nc <= 0 || *nc > INT32_MAX)
         rc = dmlp_fail(err, DMLP_ERR_INPUT,
                        "%s: /labels: num_classes attribute is %" PRId64
@@ -1295,7 +1252,7 @@ static int read_rows_of(hid_t dset, const char *path, const char *name, hid_t me
         ok = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) >= 0;
     ok = ok && H5Dread(dset, mem_type, mspace, fspace, dxpl, buf) >= 0;
     if (!ok)
-        h5_reason(why, sizeof why);
+        h5util_reason(why, sizeof why);
     if (mspace >= 0)
         H5Sclose(mspace);
     if (fspace >= 0)
@@ -1429,7 +1386,7 @@ static int read_file(struct dataset **out, const char *path, size_t row0, size_t
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open as HDF5: %s", path,
-                         h5_reason(why, sizeof why));
+                         h5util_reason(why, sizeof why));
     struct layout lo;
     struct dataset *ds = NULL;
     int64_t *wide = NULL;
@@ -1460,7 +1417,7 @@ close_file:
     free(wide);
     if (H5Fclose(file) < 0 && rc == DMLP_OK)
         rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: closing failed: %s", path,
-                       h5_reason(why, sizeof why));
+                       h5util_reason(why, sizeof why));
     if (rc != DMLP_OK)
         dataset_free(&ds);
     *out = ds;
@@ -1504,10 +1461,10 @@ static int read_shard(struct dataset **out, const char *path, const struct dist 
         H5Pset_fapl_mpio(fapl, *(const MPI_Comm *)dist_mpi_comm(d), MPI_INFO_NULL) < 0 ||
         H5Pset_all_coll_metadata_ops(fapl, 1) < 0)
         rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot set up parallel HDF5 access: %s",
-                       path, h5_reason(why, sizeof why));
+                       path, h5util_reason(why, sizeof why));
     else if ((file = H5Fopen(path, H5F_ACC_RDONLY, fapl)) < 0)
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open as HDF5: %s", path,
-                       h5_reason(why, sizeof why));
+                       h5util_reason(why, sizeof why));
     else
         rc = layout_open(file, path, &lo, err);
     if (rc == DMLP_OK) {
@@ -1528,7 +1485,7 @@ static int read_shard(struct dataset **out, const char *path, const struct dist 
     if (rc == DMLP_OK &&
         H5Pset_dxpl_mpio(dxpl, collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT) < 0)
         rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot set up MPI-IO transfers: %s", path,
-                       h5_reason(why, sizeof why));
+                       h5util_reason(why, sizeof why));
     if (dist_agree(d, err) != DMLP_OK)
         goto done;
 
@@ -1576,10 +1533,10 @@ static int write_array(hid_t file, const char *path, const char *name, hid_t fil
                             : H5I_INVALID_HID;
     int ok = dset >= 0 && H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
     if (!ok)
-        h5_reason(why, sizeof why);
+        h5util_reason(why, sizeof why);
     if (dset >= 0 && H5Dclose(dset) < 0 && ok) {
         ok = 0;
-        h5_reason(why, sizeof why);
+        h5util_reason(why, sizeof why);
     }
     if (space >= 0)
         H5Sclose(space);
@@ -1604,7 +1561,7 @@ static int write_attr(hid_t file, const char *path, const char *obj, const char 
     ok = attr >= 0 && (text ? H5Awrite(attr, type, text)
                             : H5Awrite(attr, H5T_NATIVE_INT32, &value)) >= 0;
     if (!ok)
-        h5_reason(why, sizeof why);
+        h5util_reason(why, sizeof why);
     if (attr >= 0)
         H5Aclose(attr);
     if (space >= 0)
@@ -1631,7 +1588,7 @@ static int write_names_attr(hid_t file, const char *path, const char *obj, const
                             : H5I_INVALID_HID;
     ok = attr >= 0 && H5Awrite(attr, type, names) >= 0;
     if (!ok)
-        h5_reason(why, sizeof why);
+        h5util_reason(why, sizeof why);
     if (attr >= 0)
         H5Aclose(attr);
     if (space >= 0)
@@ -1650,7 +1607,7 @@ static int write_file(const struct dataset *ds, const char *tmp, const char *pat
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0)
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot create %s: %s", path, tmp,
-                         h5_reason(why, sizeof why));
+                         h5util_reason(why, sizeof why));
     hsize_t fdims[2] = {ds->n, ds->d}, ydims[2] = {ds->n, ds->k};
     int rc = write_attr(file, path, "/", "format", 0, "dmlp-dataset", err);
     if (rc == DMLP_OK)
@@ -1672,10 +1629,10 @@ static int write_file(const struct dataset *ds, const char *tmp, const char *pat
     }
     if (rc == DMLP_OK && H5Fflush(file, H5F_SCOPE_LOCAL) < 0)
         rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: flushing %s failed: %s", path, tmp,
-                       h5_reason(why, sizeof why));
+                       h5util_reason(why, sizeof why));
     if (H5Fclose(file) < 0 && rc == DMLP_OK)
         rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: closing %s failed: %s", path, tmp,
-                       h5_reason(why, sizeof why));
+                       h5util_reason(why, sizeof why));
     return rc;
 }
 
@@ -1731,46 +1688,6 @@ static int validate_for_write(const struct dataset *ds, const char *path,
     return DMLP_OK;
 }
 
-/* fsync the finished file, then rename it over the output: a crash leaves either the old
- * file or the complete new one. */
-static int sync_and_rename(const char *tmp, const char *path, struct dmlp_error *err)
-{
-    int fd = open(tmp, O_RDONLY);
-    if (fd < 0)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot reopen %s: %s", path, tmp,
-                         strerror(errno));
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: fsync of %s failed: %s", path, tmp,
-                         strerror(e));
-    }
-    close(fd);
-    if (rename(tmp, path) != 0)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot rename %s into place: %s", path,
-                         tmp, strerror(errno));
-    /* Make the rename itself durable. Best effort: some file systems refuse fsync on a
-     * directory, and the file is complete either way. */
-    size_t len = strlen(path);
-    char *dir = malloc(len + 2);
-    if (dir) {
-        memcpy(dir, path, len + 1);
-        char *slash = strrchr(dir, '/');
-        if (!slash)
-            strcpy(dir, ".");
-        else if (slash == dir)
-            dir[1] = '\0';
-        else
-            *slash = '\0';
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    return DMLP_OK;
-}
 
 static const char *nonfinite_name(float x)
 {

@@ -14,14 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "h5util.h"
 #include "train.h"
 
-/* HDF5's automatic error printer, saved and switched off while a public function runs so
- * that only our messages reach the user, then restored. */
-struct h5_quiet {
-    H5E_auto2_t func;
-    void *data;
-};
 
 /* What the writer needs besides the arrays. */
 struct predict_file {
@@ -36,9 +31,6 @@ struct predict_file {
 
 enum { PREDICT_CHUNK = 512 };
 
-static void h5_quiet_begin(struct h5_quiet *q);
-static void h5_quiet_end(const struct h5_quiet *q);
-static const char *h5_reason(char *buf, size_t cap);
 static int same_file(const char *a, const char *b);
 static int write_predictions(const struct predict_file *pf, struct dmlp_error *err);
 static int read_features(hid_t file, const char *path, struct dataset **out,
@@ -134,8 +126,8 @@ int predict_read_features(struct dataset **out, const char *path, struct dmlp_er
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode))
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: Is a directory", path);
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct h5util_quiet q;
+    h5util_quiet_begin(&q);
     int rc;
     if (H5Fis_hdf5(path) <= 0) {
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: not an HDF5 file", path);
@@ -143,17 +135,17 @@ int predict_read_features(struct dataset **out, const char *path, struct dmlp_er
         hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (file < 0) {
             rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open as HDF5: %s", path,
-                           h5_reason(why, sizeof why));
+                           h5util_reason(why, sizeof why));
         } else {
             rc = read_features(file, path, out, err);
             if (H5Fclose(file) < 0 && rc == DMLP_OK) {
                 dataset_free(out);
                 rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: closing failed: %s", path,
-                               h5_reason(why, sizeof why));
+                               h5util_reason(why, sizeof why));
             }
         }
     }
-    h5_quiet_end(&q);
+    h5util_quiet_end(&q);
     return rc;
 }
 
@@ -167,79 +159,10 @@ static int same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
-/* fsync the finished file, then rename it over the output: a crash leaves either the old
- * file or the complete new one. The directory's fsync makes the rename durable; it is best
- * effort, as some file systems refuse fsync on a directory. */
-static int sync_and_rename(const char *tmp, const char *path, struct dmlp_error *err)
-{
-    int fd = open(tmp, O_RDONLY);
-    if (fd < 0)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot reopen %s: %s", path, tmp,
-                         strerror(errno));
-    if (fsync(fd) != 0) {
-        const int e = errno;
-        close(fd);
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: fsync of %s failed: %s", path, tmp,
-                         strerror(e));
-    }
-    close(fd);
-    if (rename(tmp, path) != 0)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot rename %s into place: %s", path,
-                         tmp, strerror(errno));
-    const size_t len = strlen(path);
-    char *dir = malloc(len + 2);
-    if (dir) {
-        memcpy(dir, path, len + 1);
-        char *slash = strrchr(dir, '/');
-        if (!slash)
-            strcpy(dir, ".");
-        else if (slash == dir)
-            dir[1] = '\0';
-        else
-            *slash = '\0';
-        const int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    return DMLP_OK;
-}
 
-/* ---- helpers: HDF5 ------------------------------------------------------------------------ */
 
-static void h5_quiet_begin(struct h5_quiet *q)
-{
-    q->func = NULL;
-    q->data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
 
-static void h5_quiet_end(const struct h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
 
-struct h5_reason_buf {
-    char *buf;
-    size_t cap;
-};
-
-static herr_t h5_reason_walk(unsigned n, const H5E_error2_t *e, void *data)
-{
-    struct h5_reason_buf *r = data;
-    if (n == 0 && e->desc)
-        snprintf(r->buf, r->cap, "%s", e->desc);
-    return 0;
-}
-
-/* The innermost description on HDF5's error stack, for the tail of our own messages. */
-static const char *h5_reason(char *buf, size_t cap)
-{
-    struct h5_reason_buf r = {buf, cap};
-    snprintf(buf, cap, "unknown HDF5 error");
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_reason_walk, &r);
-    return buf;
-}
 
 /* A scalar attribute on the root group: a fixed-length string (text) or an int32. */
 static int write_root_attr(hid_t file, const char *path, const char *name, const char *text,
@@ -257,7 +180,7 @@ static int write_root_attr(hid_t file, const char *path, const char *name, const
     ok = attr >= 0 && (text ? H5Awrite(attr, type, text)
                             : H5Awrite(attr, H5T_NATIVE_INT32, &value)) >= 0;
     if (!ok)
-        h5_reason(why, sizeof why);
+        h5util_reason(why, sizeof why);
     if (attr >= 0)
         H5Aclose(attr);
     if (space >= 0)
@@ -281,10 +204,10 @@ static int write_array(hid_t file, const char *path, const char *name, hid_t fil
                             : H5I_INVALID_HID;
     int ok = dset >= 0 && H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
     if (!ok)
-        h5_reason(why, sizeof why);
+        h5util_reason(why, sizeof why);
     if (dset >= 0 && H5Dclose(dset) < 0 && ok) {
         ok = 0;
-        h5_reason(why, sizeof why);
+        h5util_reason(why, sizeof why);
     }
     if (space >= 0)
         H5Sclose(space);
@@ -299,7 +222,7 @@ static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0)
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot create %s: %s", path, tmp,
-                         h5_reason(why, sizeof why));
+                         h5util_reason(why, sizeof why));
     const hsize_t dims[2] = {pf->n, pf->k};
     int rc = write_root_attr(file, path, "format", "dmlp-predictions", 0, err);
     if (rc == DMLP_OK)
@@ -320,10 +243,10 @@ static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_
                          pf->labels, err);
     if (rc == DMLP_OK && H5Fflush(file, H5F_SCOPE_LOCAL) < 0)
         rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: flushing %s failed: %s", path, tmp,
-                       h5_reason(why, sizeof why));
+                       h5util_reason(why, sizeof why));
     if (H5Fclose(file) < 0 && rc == DMLP_OK)
         rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: closing %s failed: %s", path, tmp,
-                       h5_reason(why, sizeof why));
+                       h5util_reason(why, sizeof why));
     return rc;
 }
 
@@ -346,12 +269,12 @@ static int write_predictions(const struct predict_file *pf, struct dmlp_error *e
         return rc;
     }
     close(fd);
-    struct h5_quiet q;
-    h5_quiet_begin(&q);
+    struct h5util_quiet q;
+    h5util_quiet_begin(&q);
     int rc = write_h5(pf, tmp, err);
-    h5_quiet_end(&q);
+    h5util_quiet_end(&q);
     if (rc == DMLP_OK)
-        rc = sync_and_rename(tmp, pf->path, err);
+        rc = dmlp_publish_file(tmp, pf->path, err);
     if (rc != DMLP_OK)
         unlink(tmp);
     free(tmp);
@@ -366,14 +289,14 @@ static int read_features(hid_t file, const char *path, struct dataset **out,
     htri_t has = H5Lexists(file, "/features", H5P_DEFAULT);
     if (has < 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot look up /features: %s", path,
-                         h5_reason(why, sizeof why));
+                         h5util_reason(why, sizeof why));
     if (!has)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: missing (expected float32 "
                          "[N, D])", path);
     hid_t obj = H5Oopen(file, "/features", H5P_DEFAULT);
     if (obj < 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: cannot open: %s", path,
-                         h5_reason(why, sizeof why));
+                         h5util_reason(why, sizeof why));
     if (H5Iget_type(obj) != H5I_DATASET) {
         H5Oclose(obj);
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: is a group or named type, "
@@ -388,7 +311,7 @@ static int read_features(hid_t file, const char *path, struct dataset **out,
     size_t n = 0, d = 0, nd = 0, bytes = 0;
     if (type < 0 || space < 0)
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: cannot read its type or shape: %s",
-                       path, h5_reason(why, sizeof why));
+                       path, h5util_reason(why, sizeof why));
     else if (cls != H5T_FLOAT && cls != H5T_INTEGER)
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: expected a float array, got a "
                        "non-numeric type", path);
@@ -397,7 +320,7 @@ static int read_features(hid_t file, const char *path, struct dataset **out,
                        path, rank < 0 ? 0 : rank);
     else if (H5Sget_simple_extent_dims(space, dims, NULL) < 0)
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: cannot read its shape: %s", path,
-                       h5_reason(why, sizeof why));
+                       h5util_reason(why, sizeof why));
     else if ((hsize_t)(n = (size_t)dims[0]) != dims[0] ||
              (hsize_t)(d = (size_t)dims[1]) != dims[1] || dmlp_mul_size(&nd, n, d) ||
              dmlp_mul_size(&bytes, nd, sizeof(float)))
@@ -427,7 +350,7 @@ static int read_features(hid_t file, const char *path, struct dataset **out,
     if (rc == DMLP_OK &&
         H5Dread(obj, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->features) < 0)
         rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: /features: read failed: %s", path,
-                       h5_reason(why, sizeof why));
+                       h5util_reason(why, sizeof why));
     for (size_t i = 0; rc == DMLP_OK && i < nd; i++)
         if (!isfinite(ds->features[i]))
             rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: row %zu, column %zu is %s", path,

@@ -17,21 +17,6 @@ struct runlog {
     char path[PATH_MAX];
 };
 
-static int mkdir_p(const char *dir)
-{
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
-        return -1;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0777) && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
-}
 
 int runlog_open(struct runlog **out, const char *dir, struct dmlp_error *err)
 {
@@ -40,7 +25,7 @@ int runlog_open(struct runlog **out, const char *dir, struct dmlp_error *err)
     if (!r)
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
     snprintf(r->path, sizeof r->path, "%s/metrics.jsonl", dir);
-    if (mkdir_p(dir) || !(r->f = fopen(r->path, "a"))) {
+    if (dmlp_mkdir_p(dir) || !(r->f = fopen(r->path, "a"))) {
         int e = errno;
         free(r);
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s/metrics.jsonl: cannot open for writing: %s",

@@ -2,6 +2,9 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -171,4 +174,55 @@ size_t dmlp_phys_mem(void)
     if (pages <= 0 || page <= 0 || dmlp_mul_size(&bytes, (size_t)pages, (size_t)page))
         return SIZE_MAX;
     return bytes;
+}
+
+int dmlp_mkdir_p(const char *dir)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0777) && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
+}
+
+int dmlp_fsync_path(const char *path, int directory)
+{
+    int fd = open(path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+int dmlp_publish_file(const char *tmp, const char *path, struct dmlp_error *err)
+{
+    if (dmlp_fsync_path(tmp, 0) != 0)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: fsync of %s failed: %s", path, tmp,
+                         strerror(errno));
+    if (rename(tmp, path) != 0)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot rename %s into place: %s", path,
+                         tmp, strerror(errno));
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    (void)dmlp_fsync_path(dir, 1);
+    return DMLP_OK;
 }

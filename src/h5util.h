@@ -1,0 +1,26 @@
+/* h5util: the small HDF5 helpers every HDF5 module needs (dataset, checkpoint, predict):
+ * silencing HDF5's own error printer while our code runs, and the most specific reason
+ * HDF5 gives for a failure, for the tail of our messages. An I/O module: it includes
+ * hdf5.h; nothing else here touches files. */
+#ifndef DMLP_H5UTIL_H
+#define DMLP_H5UTIL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+
+/* HDF5's automatic error printer, saved and switched off while a public function runs so
+ * that only our messages reach the user, then restored (the setting is per process, and
+ * other modules may want it). */
+struct h5util_quiet {
+    H5E_auto2_t func;
+    void *data;
+};
+
+void h5util_quiet_begin(struct h5util_quiet *q);
+void h5util_quiet_end(const struct h5util_quiet *q);
+
+/* The innermost description on HDF5's error stack (e.g. "required filter 'blosc' is not
+ * registered"), written into buf; returns buf. */
+const char *h5util_reason(char *buf, size_t cap);
+
+#endif
