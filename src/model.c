@@ -46,17 +46,19 @@ int model_create(struct model **out, size_t in_dim, const struct config_layer *l
         size_t nw, tot;
         if (dmlp_mul_size(&nw, L->out, L->in) || dmlp_add_size(&tot, dmlp_pad16(nw), L->out) ||
             dmlp_add_size(&off, off, dmlp_pad16(tot)) || off > SIZE_MAX / sizeof(float)) {
+            const size_t out_l = L->out, in_l = L->in; /* L dies with m */
             model_free(&m);
             return dmlp_fail(err, DMLP_ERR_INPUT,
                              "model.layers[%zu]: %zu x %zu weights overflow the address space",
-                             l, L->out, L->in);
+                             l, out_l, in_l);
         }
         prev = L->out;
     }
     /* Parameters and gradients must fit in memory (optimizer state comes on top). */
     size_t need, widest = 0;
     for (size_t l = 1; l < n_layers; l++)
-        if (m->layers[l].out * m->layers[l].in > m->layers[widest].out * m->layers[widest].in)
+        if ((double)m->layers[l].out * (double)m->layers[l].in >
+            (double)m->layers[widest].out * (double)m->layers[widest].in)
             widest = l;
     if (dmlp_mul_size(&need, off, 2 * sizeof(float)) || need > dmlp_phys_mem()) {
         const size_t out_w = m->layers[widest].out, in_w = m->layers[widest].in;
