@@ -57,7 +57,10 @@ static int attr_write_f64(hid_t obj, const char *name, double v)
     return st < 0 ? -1 : 0;
 }
 
-static int attr_read_f64(hid_t obj, const char *name, double *v)
+
+/* Reads a numeric attribute of the given class (H5T_INTEGER or H5T_FLOAT) converted to
+ * mem_type; -1 if absent or of another class. */
+static int attr_read_num(hid_t obj, const char *name, H5T_class_t cls, hid_t mem_type, void *v)
 {
     if (H5Aexists(obj, name) <= 0)
         return -1;
@@ -65,10 +68,20 @@ static int attr_read_f64(hid_t obj, const char *name, double *v)
     if (a < 0)
         return -1;
     hid_t ft = H5Aget_type(a);
-    int ok = H5Tget_class(ft) == H5T_FLOAT && H5Aread(a, H5T_NATIVE_DOUBLE, v) >= 0;
+    int ok = H5Tget_class(ft) == cls && H5Aread(a, mem_type, v) >= 0;
     H5Tclose(ft);
     H5Aclose(a);
     return ok ? 0 : -1;
+}
+
+static int attr_read_f64(hid_t obj, const char *name, double *v)
+{
+    return attr_read_num(obj, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, v);
+}
+
+static int attr_read_u64(hid_t obj, const char *name, uint64_t *v)
+{
+    return attr_read_num(obj, name, H5T_INTEGER, H5T_NATIVE_UINT64, v);
 }
 
 /* Reads a string attribute (fixed or variable length) into out; -1 if absent/not a string. */
@@ -112,19 +125,6 @@ static int attr_read_str(hid_t obj, const char *name, char *out, size_t cap)
     return rc;
 }
 
-static int attr_read_u64(hid_t obj, const char *name, uint64_t *v)
-{
-    if (H5Aexists(obj, name) <= 0)
-        return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0)
-        return -1;
-    hid_t ft = H5Aget_type(a);
-    int ok = H5Tget_class(ft) == H5T_INTEGER && H5Aread(a, H5T_NATIVE_UINT64, v) >= 0;
-    H5Tclose(ft);
-    H5Aclose(a);
-    return ok ? 0 : -1;
-}
 
 /* A float32 dataset of rank 1 or 2, chunked (one chunk up to ~1 GiB) so that it can carry
  * the Fletcher-32 checksum, which HDF5 verifies on every read. */

@@ -1518,31 +1518,6 @@ done:
     return err->code;
 }
 
-/* A fresh file refuses nothing we write, so any failure here is I/O (disk full, quota). */
-static int write_array(hid_t file, const char *path, const char *name, hid_t file_type,
-                       hid_t mem_type, int rank, const hsize_t *dims, const void *data,
-                       struct dmlp_error *err)
-{
-    char why[256];
-    /* Contiguous, uncompressed: every rank reads the whole file at start-up, and a plain
-     * layout is read at disk speed with no per-rank decompression; it also keeps any row
-     * range a cheap hyperslab for a sharded placement. The cost is disk space only. */
-    hid_t space = H5Screate_simple(rank, dims, NULL);
-    hid_t dset = space >= 0 ? H5Dcreate2(file, name, file_type, space, H5P_DEFAULT,
-                                         H5P_DEFAULT, H5P_DEFAULT)
-                            : H5I_INVALID_HID;
-    int ok = dset >= 0 && H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-    if (!ok)
-        h5util_reason(why, sizeof why);
-    if (dset >= 0 && H5Dclose(dset) < 0 && ok) {
-        ok = 0;
-        h5util_reason(why, sizeof why);
-    }
-    if (space >= 0)
-        H5Sclose(space);
-    return ok ? DMLP_OK
-              : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: writing %s failed: %s", path, name, why);
-}
 
 /* Attaches a scalar int32 (value) or a fixed-length string (text) attribute to obj. */
 static int write_attr(hid_t file, const char *path, const char *obj, const char *name,
@@ -1608,15 +1583,18 @@ static int write_file(const struct dataset *ds, const char *tmp, const char *pat
     if (file < 0)
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot create %s: %s", path, tmp,
                          h5util_reason(why, sizeof why));
+    /* Contiguous, uncompressed: every rank reads the whole file at start-up, and a plain
+     * layout is read at disk speed with no per-rank decompression; it also keeps any row
+     * range a cheap hyperslab for a sharded placement. The cost is disk space only. */
     hsize_t fdims[2] = {ds->n, ds->d}, ydims[2] = {ds->n, ds->k};
     int rc = write_attr(file, path, "/", "format", 0, "dmlp-dataset", err);
     if (rc == DMLP_OK)
         rc = write_attr(file, path, "/", "format_version", 1, NULL, err);
     if (rc == DMLP_OK)
-        rc = write_array(file, path, "/features", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, fdims,
+        rc = h5util_write_array(file, path, "/features", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, fdims,
                          ds->features, err);
     if (rc == DMLP_OK && ds->labels) {
-        rc = write_array(file, path, "/labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, ydims,
+        rc = h5util_write_array(file, path, "/labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, ydims,
                          ds->labels, err);
         if (rc == DMLP_OK)
             rc = write_attr(file, path, "/labels", "num_classes", (int32_t)ds->k, NULL, err);
@@ -1624,7 +1602,7 @@ static int write_file(const struct dataset *ds, const char *tmp, const char *pat
             rc = write_names_attr(file, path, "/labels", "class_names", class_names, ds->k,
                                   err);
     } else if (rc == DMLP_OK) {
-        rc = write_array(file, path, "/targets", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, ydims,
+        rc = h5util_write_array(file, path, "/targets", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, ydims,
                          ds->targets, err);
     }
     if (rc == DMLP_OK && H5Fflush(file, H5F_SCOPE_LOCAL) < 0)

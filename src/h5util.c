@@ -36,3 +36,25 @@ const char *h5util_reason(char *buf, size_t cap)
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, reason_walk, &r);
     return buf;
 }
+
+int h5util_write_array(hid_t file, const char *path, const char *name, hid_t file_type,
+                       hid_t mem_type, int rank, const hsize_t *dims, const void *data,
+                       struct dmlp_error *err)
+{
+    char why[256];
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dset = space >= 0 ? H5Dcreate2(file, name, file_type, space, H5P_DEFAULT,
+                                         H5P_DEFAULT, H5P_DEFAULT)
+                            : H5I_INVALID_HID;
+    int ok = dset >= 0 && H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    if (!ok)
+        h5util_reason(why, sizeof why);
+    if (dset >= 0 && H5Dclose(dset) < 0 && ok) {
+        ok = 0;
+        h5util_reason(why, sizeof why);
+    }
+    if (space >= 0)
+        H5Sclose(space);
+    return ok ? DMLP_OK
+              : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: writing %s failed: %s", path, name, why);
+}

@@ -8,6 +8,8 @@
 #include <hdf5.h>
 #include <stddef.h>
 
+#include "util.h"
+
 /* HDF5's automatic error printer, saved and switched off while a public function runs so
  * that only our messages reach the user, then restored (the setting is per process, and
  * other modules may want it). */
@@ -22,5 +24,12 @@ void h5util_quiet_end(const struct h5util_quiet *q);
 /* The innermost description on HDF5's error stack (e.g. "required filter 'blosc' is not
  * registered"), written into buf; returns buf. */
 const char *h5util_reason(char *buf, size_t cap);
+
+/* Writes a whole contiguous, uncompressed dataset name [dims] into file. A fresh file
+ * refuses nothing, so a failure is I/O (disk full, quota): DMLP_ERR_RUNTIME naming path and
+ * name with HDF5's reason. */
+int h5util_write_array(hid_t file, const char *path, const char *name, hid_t file_type,
+                       hid_t mem_type, int rank, const hsize_t *dims, const void *data,
+                       struct dmlp_error *err);
 
 #endif

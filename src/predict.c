@@ -192,28 +192,6 @@ static int write_root_attr(hid_t file, const char *path, const char *name, const
                           name, why);
 }
 
-/* A contiguous dataset written whole; a fresh file refuses nothing, so a failure is I/O. */
-static int write_array(hid_t file, const char *path, const char *name, hid_t file_type,
-                       hid_t mem_type, int rank, const hsize_t *dims, const void *data,
-                       struct dmlp_error *err)
-{
-    char why[256];
-    hid_t space = H5Screate_simple(rank, dims, NULL);
-    hid_t dset = space >= 0 ? H5Dcreate2(file, name, file_type, space, H5P_DEFAULT,
-                                         H5P_DEFAULT, H5P_DEFAULT)
-                            : H5I_INVALID_HID;
-    int ok = dset >= 0 && H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-    if (!ok)
-        h5util_reason(why, sizeof why);
-    if (dset >= 0 && H5Dclose(dset) < 0 && ok) {
-        ok = 0;
-        h5util_reason(why, sizeof why);
-    }
-    if (space >= 0)
-        H5Sclose(space);
-    return ok ? DMLP_OK
-              : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: writing %s failed: %s", path, name, why);
-}
 
 static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_error *err)
 {
@@ -236,10 +214,10 @@ static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_
     if (rc == DMLP_OK && pf->input)
         rc = write_root_attr(file, path, "input", pf->input, 0, err);
     if (rc == DMLP_OK)
-        rc = write_array(file, path, "/predictions", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dims,
+        rc = h5util_write_array(file, path, "/predictions", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dims,
                          pf->P, err);
     if (rc == DMLP_OK && pf->labels)
-        rc = write_array(file, path, "/labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dims,
+        rc = h5util_write_array(file, path, "/labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dims,
                          pf->labels, err);
     if (rc == DMLP_OK && H5Fflush(file, H5F_SCOPE_LOCAL) < 0)
         rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: flushing %s failed: %s", path, tmp,
