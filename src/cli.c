@@ -10,6 +10,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "dist.h"
+#include "kernels.h"
 #include "metrics.h"
 #include "model.h"
 #include "predict.h"
@@ -463,17 +464,8 @@ static void print_version(FILE *out)
 #ifdef _OPENMP
     fprintf(out, "  OpenMP    %d (%d threads available)\n", _OPENMP, omp_get_max_threads());
 #endif
-    fprintf(out, "  kernels   built-in register-tiled GEMM, 6x16 tiles of 8-wide vectors%s\n",
-#if defined(__AVX512F__)
-            ", AVX-512"
-#elif defined(__AVX2__) && defined(__FMA__)
-            ", AVX2 + FMA"
-#elif defined(__AVX2__)
-            ", AVX2"
-#else
-            ", portable"
-#endif
-    );
+    fprintf(out, "  kernels   %s: %s (of %s; DMLP_KERNEL picks one)\n", kernel_backend(),
+            kernel_backend_description(), kernel_backend_list());
     fprintf(out, "  compiler  %s\n", __VERSION__);
     fprintf(out, "  build     %s\n", DMLP_BUILD_INFO);
 }
@@ -487,9 +479,17 @@ int cli_main(int argc, char **argv, FILE *out, FILE *errout)
         return DMLP_ERR_RUNTIME;
     }
     c.rank = dist_rank(c.d);
-    int code;
+    /* A kernel named in the environment that this node's CPU cannot run is an error on
+     * every rank (nodes of a mixed cluster may differ), agreed before any work starts. */
+    const char *bad_kernel;
+    if (kernel_init(&bad_kernel))
+        dmlp_fail(&e, DMLP_ERR_INPUT, "DMLP_KERNEL=%s: not a kernel this CPU runs (it runs "
+                  "%s; or auto)", bad_kernel, kernel_backend_list());
+    int code = finish(&c, &e);
     const char *cmd = argc > 1 ? argv[1] : NULL;
-    if (!cmd) {
+    if (code) {
+        /* reported by finish */
+    } else if (!cmd) {
         code = usage_error(&c, USAGE, "%s", "missing command");
     } else if (is_help(cmd) || !strcmp(cmd, "help")) {
         if (c.rank == 0)

@@ -1,195 +1,184 @@
 /* Dense-layer kernels. See kernels.h for the contract.
  *
- * One GEMM serves the three products of a layer: forward X·Wᵀ (with Wᵀ packed once per
- * call), weight gradient Gᵀ·X (with Gᵀ packed) and input gradient G·W. The GEMM walks a
- * fixed grid of MR×NR output tiles; threads take whole tiles (schedule(static)), and each
- * tile sums its full k range in increasing order. An element's arithmetic therefore never
- * depends on the thread count. The micro-kernel holds a 6×16 tile in twelve 8-wide
- * registers (AVX2: 12 of 16 ymm), the classic shape for a broadcast-A, load-B kernel. */
+ * The three products of a layer go through one GEMM (gemm.h) with packed operands, so
+ * nothing is transposed in memory: forward X·Wᵀ (+ bias, activation fused into the store),
+ * weight gradient Gᵀ·X, input gradient G·W (times the previous layer's activation
+ * derivative, fused into the store). The GEMM comes in several builds; the fastest one this
+ * CPU runs is chosen on first use, or the one named by DMLP_KERNEL. Every build keeps each
+ * output element's arithmetic independent of the thread count (see gemm_impl.h). */
 #include "kernels.h"
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-typedef float v8f __attribute__((vector_size(32)));
+#include "gemm.h"
 
-enum { MR = 6, NR = 16 };
+struct backend {
+    const char *name, *what;
+    gemm_fn *gemm;
+    gemm_ws_fn *ws;
+};
 
-static inline v8f load8(const float *p)
+/* Fastest first: the default is the first one available. With -DDMLP_BLAS=openblas the
+ * OpenBLAS backend is offered but not the default (bench_gemm shows why; README). */
+static const struct backend backends[] = {
+#if defined(__x86_64__)
+    {"avx512", "6x32 tiles of 16-wide vectors (AVX-512)", gemm_avx512, gemm_avx512_ws},
+    {"avx2", "6x16 tiles of 8-wide vectors (AVX2 + FMA)", gemm_avx2, gemm_avx2_ws},
+#endif
+    {"generic", "6x8 tiles of 4-wide vectors (portable)", gemm_generic, gemm_generic_ws},
+#if defined(DMLP_HAVE_OPENBLAS)
+    {"openblas", "OpenBLAS sgemm on fixed column blocks, one thread per block", gemm_openblas,
+     gemm_openblas_ws},
+#endif
+};
+enum { N_BACKENDS = sizeof backends / sizeof backends[0] };
+
+static const struct backend *active;
+
+static int runs_here(const struct backend *b)
 {
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!strcmp(b->name, "avx512"))
+        return __builtin_cpu_supports("avx512f");
+    if (!strcmp(b->name, "avx2"))
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    (void)b;
+    return 1;
 }
 
-static inline void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
-
-/* Loads nr (< 16) floats into two zero-padded vectors. */
-static inline void load_partial(v8f *lo, v8f *hi, const float *p, size_t nr)
+static const struct backend *find(const char *name)
 {
-    float tmp[NR] = {0};
-    memcpy(tmp, p, nr * sizeof(float));
-    *lo = load8(tmp);
-    *hi = load8(tmp + 8);
+    for (size_t i = 0; i < N_BACKENDS; i++)
+        if (!strcmp(backends[i].name, name))
+            return &backends[i];
+    return NULL;
 }
 
-static inline void store_partial(float *p, v8f lo, v8f hi, size_t nr)
+int kernel_backend_available(const char *name)
 {
-    float tmp[NR];
-    store8(tmp, lo);
-    store8(tmp + 8, hi);
-    memcpy(p, tmp, nr * sizeof(float));
+    const struct backend *b = find(name);
+    return b && runs_here(b);
 }
 
-/* C[mr×nr] (+)= A[mr×k]·B[k×nr]; mr <= MR, nr <= NR. Inlined with constant mr = MR and
- * nr = NR for interior tiles, so the accumulators live in registers. */
-static inline __attribute__((always_inline)) void
-micro_tile(float *restrict C, const float *restrict A, const float *restrict B, size_t mr,
-           size_t nr, size_t k, size_t lda, size_t ldb, size_t ldc, int accumulate)
+int kernel_set_backend(const char *name)
 {
-    v8f c0[MR], c1[MR];
-    for (size_t r = 0; r < mr; r++) {
-        if (!accumulate) {
-            c0[r] = (v8f){0};
-            c1[r] = (v8f){0};
-        } else if (nr == NR) {
-            c0[r] = load8(C + r * ldc);
-            c1[r] = load8(C + r * ldc + 8);
-        } else {
-            load_partial(&c0[r], &c1[r], C + r * ldc, nr);
-        }
+    const struct backend *b = find(name);
+    if (!b || !runs_here(b))
+        return -1;
+    active = b;
+    return 0;
+}
+
+const char *kernel_backend_list(void)
+{
+    static char list[96];
+    if (!list[0])
+        for (size_t i = 0; i < N_BACKENDS; i++)
+            if (runs_here(&backends[i]))
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                         list[0] ? " | " : "", backends[i].name);
+    return list;
+}
+
+int kernel_init(const char **bad)
+{
+    const char *want = getenv("DMLP_KERNEL");
+    *bad = NULL;
+    if (want && *want && strcmp(want, "auto") && !kernel_set_backend(want))
+        return 0;
+    active = NULL;
+    for (size_t i = 0; i < N_BACKENDS && !active; i++)
+        if (runs_here(&backends[i]) && strcmp(backends[i].name, "openblas"))
+            active = &backends[i];
+    if (want && *want && strcmp(want, "auto")) {
+        *bad = want;
+        return -1;
     }
-    for (size_t p = 0; p < k; p++) {
-        v8f b0, b1;
-        if (nr == NR) {
-            b0 = load8(B + p * ldb);
-            b1 = load8(B + p * ldb + 8);
-        } else {
-            load_partial(&b0, &b1, B + p * ldb, nr);
-        }
-        for (size_t r = 0; r < mr; r++) {
-            float a = A[r * lda + p];
-            c0[r] += a * b0;
-            c1[r] += a * b1;
-        }
+    return 0;
+}
+
+static const struct backend *backend(void)
+{
+    const char *bad;
+    if (!active && kernel_init(&bad)) /* dmlp itself refuses this at start-up */
+        fprintf(stderr, "dmlp: DMLP_KERNEL=%s is not a kernel this CPU runs (%s); using %s\n",
+                bad, kernel_backend_list(), active->name);
+    return active;
+}
+
+const char *kernel_backend(void) { return backend()->name; }
+const char *kernel_backend_description(void) { return backend()->what; }
+
+size_t kernel_workspace_floats(size_t batch, size_t in, size_t out)
+{
+    size_t most = 1;
+    for (size_t i = 0; i < N_BACKENDS; i++) {
+        const size_t w[3] = {backends[i].ws(batch, in), backends[i].ws(out, batch),
+                             backends[i].ws(batch, out)};
+        for (int j = 0; j < 3; j++)
+            most = w[j] > most ? w[j] : most;
     }
-    for (size_t r = 0; r < mr; r++) {
-        if (nr == NR) {
-            store8(C + r * ldc, c0[r]);
-            store8(C + r * ldc + 8, c1[r]);
-        } else {
-            store_partial(C + r * ldc, c0[r], c1[r], nr);
+    return most;
+}
+
+void gemm_epilogue_apply(float *C, size_t ldc, size_t m, size_t j0, size_t j1,
+                         const struct gemm_epilogue *e)
+{
+    if (e->mode == GEMM_EPI_NONE)
+        return;
+    for (size_t i = 0; i < m; i++) {
+        float *c = C + i * ldc;
+        const float *d = e->mode == GEMM_EPI_DACT ? e->D + i * e->ldd : NULL;
+        for (size_t j = j0; j < j1; j++) {
+            if (e->mode == GEMM_EPI_ACT) {
+                if (e->act == DMLP_ACT_RELU)
+                    c[j] = c[j] > 0.0f ? c[j] : 0.0f;
+                else if (e->act == DMLP_ACT_LEAKY_RELU)
+                    c[j] = c[j] > 0.0f ? c[j] : 0.01f * c[j];
+                continue;
+            }
+            switch (e->act) {
+            case DMLP_ACT_SIGMOID: c[j] *= d[j] * (1.0f - d[j]); break;
+            case DMLP_ACT_TANH: c[j] *= 1.0f - d[j] * d[j]; break;
+            case DMLP_ACT_RELU: c[j] = d[j] > 0.0f ? c[j] : 0.0f; break;
+            case DMLP_ACT_LEAKY_RELU: c[j] = d[j] > 0.0f ? c[j] : 0.01f * c[j]; break;
+            case DMLP_ACT_LINEAR:
+            case DMLP_ACT_SOFTMAX: break;
+            }
         }
     }
 }
 
-/* Dispatches an edge tile to a micro-kernel specialised for its row count, so edge rows
- * keep their accumulators in registers too. */
-static void edge_tile(float *restrict C, const float *restrict A, const float *restrict B,
-                      size_t mr, size_t nr, size_t k, size_t lda, size_t ldb, size_t ldc,
-                      int accumulate)
+/* C = op(A)·op(B) with the epilogue; k = 0 (an empty sum) is handled here. */
+static void gemm(float *C, size_t ldc, const struct gemm_operand *A,
+                 const struct gemm_operand *B, size_t m, size_t n, size_t k,
+                 const struct gemm_epilogue *e, float *ws)
 {
-    switch (mr) {
-    case 1: micro_tile(C, A, B, 1, nr, k, lda, ldb, ldc, accumulate); break;
-    case 2: micro_tile(C, A, B, 2, nr, k, lda, ldb, ldc, accumulate); break;
-    case 3: micro_tile(C, A, B, 3, nr, k, lda, ldb, ldc, accumulate); break;
-    case 4: micro_tile(C, A, B, 4, nr, k, lda, ldb, ldc, accumulate); break;
-    case 5: micro_tile(C, A, B, 5, nr, k, lda, ldb, ldc, accumulate); break;
-    default: micro_tile(C, A, B, MR, nr, k, lda, ldb, ldc, accumulate); break;
+    if (m == 0 || n == 0)
+        return;
+    if (k > 0) {
+        backend()->gemm(C, ldc, A, B, m, n, k, e, ws);
+        return;
     }
+    for (size_t i = 0; i < m && !e->accumulate; i++)
+        for (size_t j = 0; j < n; j++)
+            C[i * ldc + j] = e->bias ? e->bias[j] : 0.0f;
+    gemm_epilogue_apply(C, ldc, m, 0, n, e);
 }
 
 void kernel_gemm(float *restrict C, const float *restrict A, const float *restrict B,
                  size_t m, size_t n, size_t k, size_t lda, size_t ldb, size_t ldc,
-                 int accumulate)
+                 int accumulate, float *restrict ws)
 {
-    if (m == 0 || n == 0)
-        return;
-    if (k == 0) {
-        if (!accumulate)
-            for (size_t i = 0; i < m; i++)
-                memset(C + i * ldc, 0, n * sizeof(float));
-        return;
-    }
-    /* The k range is cut into blocks of KC: a tile's B panel (KC×NR, 16 KiB) stays in L1
-     * while the MR-row slivers of A stream past it from L2. Blocks are summed in order into
-     * C, so every element still adds its k terms in increasing k. Tiles are ordered by
-     * column panel, so each thread reuses its panels across all row tiles. */
-    enum { KC = 256 };
-    const size_t mt = (m + MR - 1) / MR, nt = (n + NR - 1) / NR;
-    for (size_t k0 = 0; k0 < k; k0 += KC) {
-        const size_t kc = k - k0 < KC ? k - k0 : KC;
-        const int acc = accumulate || k0 > 0;
-#pragma omp parallel for schedule(static)
-        for (size_t t = 0; t < mt * nt; t++) {
-            const size_t j = (t / mt) * NR, i = (t % mt) * MR;
-            const size_t mr = m - i < MR ? m - i : MR, nr = n - j < NR ? n - j : NR;
-            float *c = C + i * ldc + j;
-            const float *a = A + i * lda + k0, *b = B + k0 * ldb + j;
-            if (mr == MR && nr == NR)
-                micro_tile(c, a, b, MR, NR, kc, lda, ldb, ldc, acc);
-            else
-                edge_tile(c, a, b, mr, nr, kc, lda, ldb, ldc, acc);
-        }
-    }
-}
-
-void kernel_transpose(float *restrict T, const float *restrict S, size_t rows, size_t cols)
-{
-    enum { TB = 32 };
-    const size_t rb = (rows + TB - 1) / TB;
-#pragma omp parallel for schedule(static)
-    for (size_t bi = 0; bi < rb; bi++) {
-        const size_t i0 = bi * TB, i1 = i0 + TB < rows ? i0 + TB : rows;
-        for (size_t j0 = 0; j0 < cols; j0 += TB) {
-            const size_t j1 = j0 + TB < cols ? j0 + TB : cols;
-            for (size_t i = i0; i < i1; i++)
-                for (size_t j = j0; j < j1; j++)
-                    T[j * rows + i] = S[i * cols + j];
-        }
-    }
-}
-
-void kernel_linear_forward(float *restrict Z, float *restrict Wt, const float *restrict X,
-                           const float *restrict W, const float *restrict b,
-                           size_t batch, size_t in, size_t out)
-{
-    if (batch == 0)
-        return;
-    kernel_transpose(Wt, W, out, in); /* Wt is [in×out] */
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < batch; i++)
-        memcpy(Z + i * out, b, out * sizeof(float));
-    kernel_gemm(Z, X, Wt, batch, out, in, in, out, out, 1);
-}
-
-void kernel_linear_backward_params(float *restrict dW, float *restrict db, float *restrict Gt,
-                                   const float *restrict G, const float *restrict X,
-                                   size_t batch, size_t in, size_t out)
-{
-    if (batch == 0) {
-        memset(dW, 0, out * in * sizeof(float));
-        memset(db, 0, out * sizeof(float));
-        return;
-    }
-    kernel_transpose(Gt, G, batch, out); /* Gt is [out×batch] */
-    kernel_gemm(dW, Gt, X, out, in, batch, batch, in, in, 0);
-    /* Bias gradient: each output's sum over samples in sample order, one thread each. */
-#pragma omp parallel for schedule(static)
-    for (size_t j = 0; j < out; j++) {
-        const float *g = Gt + j * batch;
-        float s = 0.0f;
-        for (size_t i = 0; i < batch; i++)
-            s += g[i];
-        db[j] = s;
-    }
-}
-
-void kernel_linear_backward_input(float *restrict dX, const float *restrict G,
-                                  const float *restrict W, size_t batch, size_t in, size_t out)
-{
-    kernel_gemm(dX, G, W, batch, in, out, out, in, in, 0);
+    const struct gemm_operand a = {A, lda, 0}, b = {B, ldb, 0};
+    const struct gemm_epilogue e = {.accumulate = accumulate};
+    gemm(C, ldc, &a, &b, m, n, k, &e, ws);
 }
 
 /* f(z) = 1 / (1 + e^{-z}), written so that exp never overflows. */
@@ -201,6 +190,50 @@ static inline float sigmoidf(float z)
     return e / (1.0f + e);
 }
 
+void kernel_linear_forward(float *restrict A, float *restrict ws, const float *restrict X,
+                           const float *restrict W, const float *restrict b,
+                           enum dmlp_activation act, size_t batch, size_t in, size_t out)
+{
+    const struct gemm_operand x = {X, in, 0}, wt = {W, in, 1};
+    const int in_store = act == DMLP_ACT_RELU || act == DMLP_ACT_LEAKY_RELU;
+    const struct gemm_epilogue e = {.bias = b, .mode = in_store ? GEMM_EPI_ACT : GEMM_EPI_NONE,
+                                    .act = act};
+    gemm(A, out, &x, &wt, batch, out, in, &e, ws);
+    if (!in_store)
+        kernel_activation_forward(A, A, act, batch, out);
+}
+
+void kernel_linear_backward_params(float *restrict dW, float *restrict db, float *restrict ws,
+                                   const float *restrict G, const float *restrict X,
+                                   size_t batch, size_t in, size_t out)
+{
+    const struct gemm_operand gt = {G, out, 1}, x = {X, in, 0};
+    const struct gemm_epilogue e = {0};
+    gemm(dW, in, &gt, &x, out, in, batch, &e, ws);
+    /* Bias gradient: column sums of G, each in sample order; threads take fixed blocks
+     * of columns and sweep the rows, so the loads stay contiguous. */
+    enum { JB = 64 };
+#pragma omp parallel for schedule(static)
+    for (size_t j0 = 0; j0 < out; j0 += JB) {
+        const size_t j1 = j0 + JB < out ? j0 + JB : out;
+        float s[JB] = {0};
+        for (size_t i = 0; i < batch; i++)
+            for (size_t j = j0; j < j1; j++)
+                s[j - j0] += G[i * out + j];
+        memcpy(db + j0, s, (j1 - j0) * sizeof(float));
+    }
+}
+
+void kernel_linear_backward_input(float *restrict dX, float *restrict ws,
+                                  const float *restrict G, const float *restrict W,
+                                  const float *restrict D, enum dmlp_activation act,
+                                  size_t batch, size_t in, size_t out)
+{
+    const struct gemm_operand g = {G, out, 0}, w = {W, in, 0};
+    const struct gemm_epilogue e = {.mode = D ? GEMM_EPI_DACT : GEMM_EPI_NONE, .act = act,
+                                    .D = D, .ldd = in};
+    gemm(dX, in, &g, &w, batch, in, out, &e, ws);
+}
 void kernel_activation_forward(float *A, const float *Z, enum dmlp_activation act,
                                size_t batch, size_t n)
 {
@@ -255,9 +288,8 @@ void kernel_activation_forward(float *A, const float *Z, enum dmlp_activation ac
     }
 }
 
-void kernel_activation_backward(float *restrict G, const float *restrict Z,
-                                const float *restrict A, enum dmlp_activation act,
-                                size_t batch, size_t n)
+void kernel_activation_backward(float *restrict G, const float *restrict A,
+                                enum dmlp_activation act, size_t batch, size_t n)
 {
     const size_t total = batch * n;
     switch (act) {
@@ -274,12 +306,12 @@ void kernel_activation_backward(float *restrict G, const float *restrict Z,
     case DMLP_ACT_RELU:
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < total; i++)
-            G[i] = Z[i] > 0.0f ? G[i] : 0.0f;
+            G[i] = A[i] > 0.0f ? G[i] : 0.0f; /* f(z) > 0 exactly when z > 0 */
         break;
     case DMLP_ACT_LEAKY_RELU:
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < total; i++)
-            G[i] = Z[i] > 0.0f ? G[i] : 0.01f * G[i];
+            G[i] = A[i] > 0.0f ? G[i] : 0.01f * G[i];
         break;
     case DMLP_ACT_LINEAR:
     case DMLP_ACT_SOFTMAX:

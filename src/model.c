@@ -91,9 +91,8 @@ int model_create(struct model **out, size_t in_dim, const struct config_layer *l
 static void free_workspace(struct model *m)
 {
     for (size_t l = 0; l < m->n_layers; l++) {
-        dmlp_free_aligned(m->layers[l].Z);
         dmlp_free_aligned(m->layers[l].A);
-        m->layers[l].Z = m->layers[l].A = NULL;
+        m->layers[l].A = NULL;
     }
     dmlp_free_aligned(m->scratch);
     dmlp_free_aligned(m->G0);
@@ -143,19 +142,22 @@ int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err)
         widest = L->out > widest ? L->out : widest;
         widest = L->in > widest ? L->in : widest;
         size_t a, b;
-        if (dmlp_mul_size(&a, L->out, L->in) || dmlp_mul_size(&b, max_batch, L->out))
+        if (dmlp_mul_size(&a, L->out, L->in) || dmlp_mul_size(&b, max_batch, L->out) ||
+            dmlp_mul_size(&a, max_batch, L->in))
             goto overflow;
-        scratch = a > scratch ? a : scratch;
-        scratch = b > scratch ? b : scratch;
+        /* The kernels' packing scratch: at most max(batch, out) × 256 floats, so within
+         * the products just checked. */
+        const size_t ws = kernel_workspace_floats(max_batch, L->in, L->out);
+        scratch = ws > scratch ? ws : scratch;
     }
-    /* Total workspace: scratch, G0, G1, and Z, A per layer, all in floats. */
+    /* Total workspace: scratch, G0, G1, and A per layer, all in floats. */
     size_t gsz, floats, zsum = 0, bytes;
     for (size_t l = 0; l < m->n_layers; l++)
         if (dmlp_add_size(&zsum, zsum, m->layers[l].out))
             goto overflow;
     if (dmlp_mul_size(&gsz, max_batch, widest) || dmlp_mul_size(&zsum, zsum, max_batch) ||
         dmlp_mul_size(&floats, gsz, 2) || dmlp_add_size(&floats, floats, scratch) ||
-        dmlp_mul_size(&zsum, zsum, 2) || dmlp_add_size(&floats, floats, zsum) ||
+        dmlp_add_size(&floats, floats, zsum) ||
         dmlp_mul_size(&bytes, floats, sizeof(float)))
         goto overflow;
     if (bytes > dmlp_phys_mem())
@@ -168,9 +170,8 @@ int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err)
     int ok = m->scratch && m->G0 && m->G1;
     for (size_t l = 0; ok && l < m->n_layers; l++) {
         struct model_layer *L = &m->layers[l];
-        L->Z = dmlp_alloc_aligned(max_batch * L->out * sizeof(float));
         L->A = dmlp_alloc_aligned(max_batch * L->out * sizeof(float));
-        ok = L->Z && L->A;
+        ok = L->A != NULL;
     }
     if (!ok) {
         free_workspace(m);
@@ -207,8 +208,7 @@ const float *model_forward(struct model *m, const float *X, size_t batch)
     const float *in = X;
     for (size_t l = 0; l < m->n_layers; l++) {
         struct model_layer *L = &m->layers[l];
-        kernel_linear_forward(L->Z, m->scratch, in, L->W, L->b, batch, L->in, L->out);
-        kernel_activation_forward(L->A, L->Z, L->act, batch, L->out);
+        kernel_linear_forward(L->A, m->scratch, in, L->W, L->b, L->act, batch, L->in, L->out);
         in = L->A;
     }
     return in;
@@ -226,7 +226,7 @@ double model_loss(struct model *m, const int32_t *labels, const float *targets, 
         /* G = ∂ℓ/∂Y ⊙ f'(Z) with ∂ℓ/∂Y = 2(Y − T). */
         loss = kernel_mse(m->G0, L->A, targets, batch, L->out);
         if (want_grad)
-            kernel_activation_backward(m->G0, L->Z, L->A, L->act, batch, L->out);
+            kernel_activation_backward(m->G0, L->A, L->act, batch, L->out);
     }
     return loss;
 }
@@ -240,10 +240,10 @@ void model_backward(struct model *m, const float *X, size_t batch)
         kernel_linear_backward_params(L->dW, L->db, m->scratch, G, in, batch, L->in, L->out);
         if (l == 0)
             break;
-        /* G_{l-1} = (G_l · W_l) ⊙ f'_{l-1}(Z_{l-1}) */
+        /* G_{l-1} = (G_l · W_l) ⊙ f'_{l-1}(Z_{l-1}), the derivative fused into the store */
         const struct model_layer *P = &m->layers[l - 1];
-        kernel_linear_backward_input(Gnext, G, L->W, batch, L->in, L->out);
-        kernel_activation_backward(Gnext, P->Z, P->A, P->act, batch, P->out);
+        kernel_linear_backward_input(Gnext, m->scratch, G, L->W, P->A, P->act, batch, L->in,
+                                     L->out);
         float *t = G;
         G = Gnext;
         Gnext = t;

@@ -19,8 +19,9 @@ struct model_layer {
     float *W, *b;       /* views into model.params: W [out×in], b [out] */
     float *dW, *db;     /* the same views into model.grads */
     size_t offset;      /* offset of W in the flat buffers (in floats); b follows padded */
-    /* workspace, [max_batch × out] each */
-    float *Z, *A;
+    /* workspace: the activations f(Z), [max_batch × out] (Z itself is never stored: the
+     * derivatives are written in terms of f(Z)) */
+    float *A;
 };
 
 /* The gradient buffer has this many floats past n_params: control values that ride along
@@ -36,7 +37,7 @@ struct model {
     float *params;
     float *grads;       /* n_params + MODEL_CONTROL_SLOTS floats */
     size_t max_batch;   /* rows the workspace holds; 0 before model_reserve */
-    float *scratch;     /* transposes: max(out*in, max_batch*out) floats */
+    float *scratch;     /* kernels' packing workspace (kernel_workspace_floats) */
     float *G0, *G1;     /* ∂ℓ/∂Z ping-pong buffers, [max_batch × max width] */
     /* Input standardisation x ← (x − mean) / std, part of the trained network (saved in
      * checkpoints, applied to data by eval and predict); NULL when not used. The forward

@@ -1,7 +1,9 @@
 /* test_kernels: every kernel of src/kernels.c against a naive loop written here, in double
  * where that is the natural reference, over odd shapes (1, 7, 33, 130 and a few layer-sized
- * combinations), with 1 and 2 OpenMP threads. The GEMM-based kernels must also give
- * bit-identical results for both thread counts (kernels.h promises a fixed tiling).
+ * combinations), with 1 and 2 OpenMP threads, for every GEMM backend this CPU runs (the
+ * fused bias/activation and derivative epilogues included). The GEMM-based kernels must
+ * also give bit-identical results for both thread counts (kernels.h promises a fixed
+ * tiling).
  *
  * Tolerances. Inputs are float32; the reference is computed in double from the same float
  * inputs, where each product a·b is exact (24+24 bits < 53) and the double sum's own error
@@ -112,6 +114,47 @@ static void threads_begin(int n)
 }
 static void threads_end(void) { omp_set_num_threads(saved_threads); }
 
+/* ---- backends --------------------------------------------------------------------------- */
+
+/* Every GEMM backend this build has and this CPU runs is tested in turn: the fused
+ * epilogues and the packing are per backend. */
+static const char *const backends[] = {"avx512", "avx2", "generic", "openblas"};
+enum { N_BACKENDS = sizeof backends / sizeof backends[0] };
+
+/* Runs body once per available backend; the default is restored afterwards. */
+#define FOR_EACH_BACKEND(body)                                                                 \
+    do {                                                                                       \
+        const char *was = kernel_backend();                                                    \
+        for (size_t be = 0; be < N_BACKENDS; be++) {                                           \
+            if (kernel_set_backend(backends[be]))                                              \
+                continue;                                                                      \
+            body;                                                                              \
+        }                                                                                      \
+        kernel_set_backend(was);                                                               \
+    } while (0)
+
+static void test_backends(void)
+{
+    /* At least the portable backend runs everywhere, and the default is one that runs. */
+    CU_ASSERT_TRUE(kernel_backend_available("generic"));
+    CU_ASSERT_TRUE(kernel_backend_available(kernel_backend()));
+    CU_ASSERT_FALSE(kernel_backend_available("nonesuch"));
+    CU_ASSERT_EQUAL(kernel_set_backend("nonesuch"), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(kernel_backend_list(), "generic"));
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        CU_ASSERT_TRUE(kernel_backend_available("avx2"));
+    if (!__builtin_cpu_supports("avx512f"))
+        CU_ASSERT_EQUAL(kernel_set_backend("avx512"), -1); /* refused, not run and crashed */
+#endif
+}
+
+static float *ws_for(size_t batch, size_t in, size_t out)
+{
+    return falloc(kernel_workspace_floats(batch, in, out));
+}
+
 /* ---- kernel_gemm ---------------------------------------------------------------------- */
 
 /* C[m×n] (+)= A[m×k]·B[k×n] with padded leading dimensions. The padding of A and B holds
@@ -123,7 +166,7 @@ static void gemm_case(struct rng *r, size_t m, size_t n, size_t k, int accumulat
     const size_t lda = k + 3, ldb = n + 5, ldc = n + 2;
     const float sentinel = 12345.0f;
     float *A = falloc(m * lda), *B = falloc(k * ldb), *C0 = falloc(m * ldc);
-    float *C[2] = {falloc(m * ldc), falloc(m * ldc)};
+    float *C[2] = {falloc(m * ldc), falloc(m * ldc)}, *ws = ws_for(m, k, 0);
     double *ref = dalloc(m * n), *mag = dalloc(m * n);
     fill_value(A, m * lda, NAN);
     fill_value(B, k * ldb, NAN);
@@ -142,11 +185,12 @@ static void gemm_case(struct rng *r, size_t m, size_t n, size_t k, int accumulat
     for (int t = 0; t < 2; t++) {
         memcpy(C[t], C0, m * ldc * sizeof(float));
         threads_begin(t + 1);
-        kernel_gemm(C[t], A, B, m, n, k, lda, ldb, ldc, accumulate);
+        kernel_gemm(C[t], A, B, m, n, k, lda, ldb, ldc, accumulate, ws);
         threads_end();
     }
-    char what[96];
-    snprintf(what, sizeof what, "gemm %zux%zux%zu acc=%d C", m, n, k, accumulate);
+    char what[128];
+    snprintf(what, sizeof what, "%s gemm %zux%zux%zu acc=%d C", kernel_backend(), m, n, k,
+             accumulate);
     check_sum_close(what, C[0], ldc, ref, mag, m, n, k + (size_t)accumulate);
     size_t pad_bad = 0;
     for (size_t i = 0; i < m; i++)
@@ -154,197 +198,36 @@ static void gemm_case(struct rng *r, size_t m, size_t n, size_t k, int accumulat
             pad_bad += C[0][i * ldc + j] != sentinel;
     CU_ASSERT_EQUAL(pad_bad, 0);
     CU_ASSERT_EQUAL(memcmp(C[0], C[1], m * ldc * sizeof(float)), 0);
-    free(A), free(B), free(C0), free(C[0]), free(C[1]), free(ref), free(mag);
+    free(A), free(B), free(C0), free(C[0]), free(C[1]), free(ws), free(ref), free(mag);
 }
 
 static void test_gemm(void)
 {
-    struct rng r;
-    rng_seed(&r, 1, 0);
-    for (size_t a = 0; a < N_SIZES; a++)
-        for (size_t b = 0; b < N_SIZES; b++)
-            for (size_t c = 0; c < N_SIZES; c++)
-                for (int acc = 0; acc < 2; acc++)
-                    gemm_case(&r, sizes[a], sizes[b], sizes[c], acc);
-    gemm_case(&r, 128, 256, 784, 0);
-    gemm_case(&r, 5, 10, 3, 1);
+    FOR_EACH_BACKEND({
+        struct rng r;
+        rng_seed(&r, 1, 0);
+        for (size_t a = 0; a < N_SIZES; a++)
+            for (size_t b = 0; b < N_SIZES; b++)
+                for (size_t c = 0; c < N_SIZES; c++)
+                    for (int acc = 0; acc < 2; acc++)
+                        gemm_case(&r, sizes[a], sizes[b], sizes[c], acc);
+        gemm_case(&r, 128, 256, 784, 0);
+        gemm_case(&r, 5, 10, 3, 1);
+        gemm_case(&r, 150, 40, 600, 1); /* several row groups and k blocks */
+    });
 }
 
 /* An empty sum: k = 0 writes zeros when overwriting and leaves C alone when accumulating. */
 static void test_gemm_k0(void)
 {
-    float C[3 * 5], A[1] = {NAN}, B[1] = {NAN};
+    float C[3 * 5], A[1] = {NAN}, B[1] = {NAN}, ws[1];
     fill_value(C, 15, 7.0f);
-    kernel_gemm(C, A, B, 3, 5, 0, 1, 5, 5, 1);
+    kernel_gemm(C, A, B, 3, 5, 0, 1, 5, 5, 1, ws);
     for (size_t i = 0; i < 15; i++)
         CU_ASSERT_EQUAL(C[i], 7.0f);
-    kernel_gemm(C, A, B, 3, 5, 0, 1, 5, 5, 0);
+    kernel_gemm(C, A, B, 3, 5, 0, 1, 5, 5, 0, ws);
     for (size_t i = 0; i < 15; i++)
         CU_ASSERT_EQUAL(C[i], 0.0f);
-}
-
-/* ---- kernel_transpose ----------------------------------------------------------------- */
-
-static void test_transpose(void)
-{
-    struct rng r;
-    rng_seed(&r, 2, 0);
-    for (size_t a = 0; a < N_SIZES; a++)
-        for (size_t b = 0; b < N_SIZES; b++)
-            for (int t = 1; t <= 2; t++) {
-                const size_t rows = sizes[a], cols = sizes[b];
-                float *S = falloc(rows * cols), *T = falloc(rows * cols);
-                fill_uniform(S, rows * cols, &r, -1.0, 1.0);
-                fill_value(T, rows * cols, NAN);
-                threads_begin(t);
-                kernel_transpose(T, S, rows, cols);
-                threads_end();
-                size_t bad = 0; /* a transpose moves bits: exact equality */
-                for (size_t i = 0; i < rows; i++)
-                    for (size_t j = 0; j < cols; j++)
-                        bad += memcmp(&T[j * rows + i], &S[i * cols + j], sizeof(float)) != 0;
-                CU_ASSERT_EQUAL(bad, 0);
-                free(S), free(T);
-            }
-}
-
-/* ---- kernel_linear_forward ------------------------------------------------------------ */
-
-static void linear_forward_case(struct rng *r, size_t batch, size_t in, size_t out)
-{
-    float *X = falloc(batch * in), *W = falloc(out * in), *b = falloc(out);
-    float *Z[2] = {falloc(batch * out), falloc(batch * out)};
-    float *Wt[2] = {falloc(in * out), falloc(in * out)};
-    double *ref = dalloc(batch * out), *mag = dalloc(batch * out);
-    fill_uniform(X, batch * in, r, -1.0, 1.0);
-    fill_uniform(W, out * in, r, -1.0, 1.0);
-    fill_uniform(b, out, r, -1.0, 1.0);
-    /* z_ij = b_j + Σ_p x_ip w_jp: the bias row repeated (ldc 0), then X times Wᵀ. */
-    ref_product(ref, mag, b, 0, X, in, 1, W, 1, in, batch, out, in);
-    for (int t = 0; t < 2; t++) {
-        fill_value(Z[t], batch * out, NAN);
-        threads_begin(t + 1);
-        kernel_linear_forward(Z[t], Wt[t], X, W, b, batch, in, out);
-        threads_end();
-    }
-    char what[96];
-    snprintf(what, sizeof what, "linear_forward %zux%zu->%zu Z", batch, in, out);
-    check_sum_close(what, Z[0], out, ref, mag, batch, out, in + 1);
-    CU_ASSERT_EQUAL(memcmp(Z[0], Z[1], batch * out * sizeof(float)), 0);
-    size_t wt_bad = 0; /* the scratch receives exactly Wᵀ [in×out] */
-    for (size_t j = 0; j < out; j++)
-        for (size_t p = 0; p < in; p++)
-            wt_bad += Wt[0][p * out + j] != W[j * in + p];
-    CU_ASSERT_EQUAL(wt_bad, 0);
-    free(X), free(W), free(b), free(Z[0]), free(Z[1]), free(Wt[0]), free(Wt[1]);
-    free(ref), free(mag);
-}
-
-static void test_linear_forward(void)
-{
-    struct rng r;
-    rng_seed(&r, 3, 0);
-    for (size_t a = 0; a < N_SIZES; a++)
-        for (size_t b = 0; b < N_SIZES; b++)
-            for (size_t c = 0; c < N_SIZES; c++)
-                linear_forward_case(&r, sizes[a], sizes[b], sizes[c]);
-    for (size_t e = 0; e < N_EXTRA; e++)
-        linear_forward_case(&r, extra_shapes[e][0], extra_shapes[e][1], extra_shapes[e][2]);
-}
-
-/* ---- kernel_linear_backward_params ---------------------------------------------------- */
-
-static void backward_params_case(struct rng *r, size_t batch, size_t in, size_t out)
-{
-    float *G = falloc(batch * out), *X = falloc(batch * in);
-    float *dW[2] = {falloc(out * in), falloc(out * in)};
-    float *db[2] = {falloc(out), falloc(out)};
-    float *Gt = falloc(batch * out);
-    double *rW = dalloc(out * in), *mW = dalloc(out * in), *rb = dalloc(out), *mb = dalloc(out);
-    fill_uniform(G, batch * out, r, -1.0, 1.0);
-    fill_uniform(X, batch * in, r, -1.0, 1.0);
-    /* dW_jp = Σ_i g_ij x_ip  (Gᵀ·X),  db_j = Σ_i g_ij  (Gᵀ·1) */
-    const float one[1] = {1.0f};
-    ref_product(rW, mW, NULL, 0, G, 1, out, X, in, 1, out, in, batch);
-    ref_product(rb, mb, NULL, 0, G, 1, out, one, 0, 0, out, 1, batch);
-    for (int t = 0; t < 2; t++) {
-        /* Garbage in the outputs: the kernel overwrites, it does not accumulate. */
-        fill_value(dW[t], out * in, 1e6f);
-        fill_value(db[t], out, 1e6f);
-        threads_begin(t + 1);
-        kernel_linear_backward_params(dW[t], db[t], Gt, G, X, batch, in, out);
-        threads_end();
-    }
-    char what[96];
-    snprintf(what, sizeof what, "backward_params %zux%zu->%zu dW", batch, in, out);
-    check_sum_close(what, dW[0], in, rW, mW, out, in, batch);
-    snprintf(what, sizeof what, "backward_params %zux%zu->%zu db", batch, in, out);
-    check_sum_close(what, db[0], 1, rb, mb, out, 1, batch);
-    CU_ASSERT_EQUAL(memcmp(dW[0], dW[1], out * in * sizeof(float)), 0);
-    CU_ASSERT_EQUAL(memcmp(db[0], db[1], out * sizeof(float)), 0);
-    free(G), free(X), free(dW[0]), free(dW[1]), free(db[0]), free(db[1]), free(Gt);
-    free(rW), free(mW), free(rb), free(mb);
-}
-
-static void test_linear_backward_params(void)
-{
-    struct rng r;
-    rng_seed(&r, 4, 0);
-    for (size_t a = 0; a < N_SIZES; a++)
-        for (size_t b = 0; b < N_SIZES; b++)
-            for (size_t c = 0; c < N_SIZES; c++)
-                backward_params_case(&r, sizes[a], sizes[b], sizes[c]);
-    for (size_t e = 0; e < N_EXTRA; e++)
-        backward_params_case(&r, extra_shapes[e][0], extra_shapes[e][1], extra_shapes[e][2]);
-}
-
-/* An empty batch has zero gradient (a rank with an empty slice still contributes zeros). */
-static void test_linear_backward_params_empty(void)
-{
-    float dW[3 * 4], db[3], Gt[1], G[1] = {NAN}, X[1] = {NAN};
-    fill_value(dW, 12, 5.0f);
-    fill_value(db, 3, 5.0f);
-    kernel_linear_backward_params(dW, db, Gt, G, X, 0, 4, 3);
-    for (size_t i = 0; i < 12; i++)
-        CU_ASSERT_EQUAL(dW[i], 0.0f);
-    for (size_t i = 0; i < 3; i++)
-        CU_ASSERT_EQUAL(db[i], 0.0f);
-}
-
-/* ---- kernel_linear_backward_input ----------------------------------------------------- */
-
-static void backward_input_case(struct rng *r, size_t batch, size_t in, size_t out)
-{
-    float *G = falloc(batch * out), *W = falloc(out * in);
-    float *dX[2] = {falloc(batch * in), falloc(batch * in)};
-    double *ref = dalloc(batch * in), *mag = dalloc(batch * in);
-    fill_uniform(G, batch * out, r, -1.0, 1.0);
-    fill_uniform(W, out * in, r, -1.0, 1.0);
-    /* dX_ip = Σ_j g_ij w_jp  (G·W) */
-    ref_product(ref, mag, NULL, 0, G, out, 1, W, in, 1, batch, in, out);
-    for (int t = 0; t < 2; t++) {
-        fill_value(dX[t], batch * in, NAN);
-        threads_begin(t + 1);
-        kernel_linear_backward_input(dX[t], G, W, batch, in, out);
-        threads_end();
-    }
-    char what[96];
-    snprintf(what, sizeof what, "backward_input %zux%zu->%zu dX", batch, in, out);
-    check_sum_close(what, dX[0], in, ref, mag, batch, in, out);
-    CU_ASSERT_EQUAL(memcmp(dX[0], dX[1], batch * in * sizeof(float)), 0);
-    free(G), free(W), free(dX[0]), free(dX[1]), free(ref), free(mag);
-}
-
-static void test_linear_backward_input(void)
-{
-    struct rng r;
-    rng_seed(&r, 5, 0);
-    for (size_t a = 0; a < N_SIZES; a++)
-        for (size_t b = 0; b < N_SIZES; b++)
-            for (size_t c = 0; c < N_SIZES; c++)
-                backward_input_case(&r, sizes[a], sizes[b], sizes[c]);
-    for (size_t e = 0; e < N_EXTRA; e++)
-        backward_input_case(&r, extra_shapes[e][0], extra_shapes[e][1], extra_shapes[e][2]);
 }
 
 /* ---- activations ---------------------------------------------------------------------- */
@@ -391,6 +274,201 @@ static double act_deriv_ref(enum dmlp_activation act, double z, double a)
     }
     return 1.0;
 }
+
+
+/* Checks got = f(ref) where ref is the exact pre-activation: f is 1-Lipschitz for every
+ * elementwise activation, so the product's tolerance carries over, plus 16 ulp of f's own
+ * float evaluation (expf/tanhf and the sigmoid's two roundings, as below). */
+static void check_act_close(const char *what, enum dmlp_activation act, const float *got,
+                            const double *ref, const double *mag, size_t rows, size_t cols,
+                            size_t nterms)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < rows * cols; i++) {
+        const double want = act_ref(act, ref[i]);
+        const double tol = 2.0 * (double)nterms * U32 * mag[i] + 16.0 * U32 * fabs(want) +
+                           1e-30;
+        if (!(fabs(got[i] - want) <= tol)) {
+            if (bad < 3)
+                fprintf(stderr, "\n  %s[%zu] = %.9g, expected %.9g (tol %.3g)", what, i,
+                        got[i], want, tol);
+            bad++;
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
+/* ---- kernel_linear_forward ------------------------------------------------------------ */
+
+static void linear_forward_case(struct rng *r, size_t batch, size_t in, size_t out,
+                                enum dmlp_activation act)
+{
+    float *X = falloc(batch * in), *W = falloc(out * in), *b = falloc(out);
+    float *A[2] = {falloc(batch * out), falloc(batch * out)}, *ws = ws_for(batch, in, out);
+    double *ref = dalloc(batch * out), *mag = dalloc(batch * out);
+    fill_uniform(X, batch * in, r, -1.0, 1.0);
+    fill_uniform(W, out * in, r, -1.0, 1.0);
+    fill_uniform(b, out, r, -1.0, 1.0);
+    /* z_ij = b_j + Σ_p x_ip w_jp: the bias row repeated (ldc 0), then X times Wᵀ. */
+    ref_product(ref, mag, b, 0, X, in, 1, W, 1, in, batch, out, in);
+    for (int t = 0; t < 2; t++) {
+        fill_value(A[t], batch * out, NAN);
+        threads_begin(t + 1);
+        kernel_linear_forward(A[t], ws, X, W, b, act, batch, in, out);
+        threads_end();
+    }
+    char what[128];
+    snprintf(what, sizeof what, "%s linear_forward %zux%zu->%zu act %d A", kernel_backend(),
+             batch, in, out, (int)act);
+    check_act_close(what, act, A[0], ref, mag, batch, out, in + 1);
+    CU_ASSERT_EQUAL(memcmp(A[0], A[1], batch * out * sizeof(float)), 0);
+    free(X), free(W), free(b), free(A[0]), free(A[1]), free(ws), free(ref), free(mag);
+}
+
+static void test_linear_forward(void)
+{
+    FOR_EACH_BACKEND({
+        struct rng r;
+        rng_seed(&r, 3, 0);
+        for (size_t a = 0; a < N_SIZES; a++)
+            for (size_t b = 0; b < N_SIZES; b++)
+                for (size_t c = 0; c < N_SIZES; c++)
+                    linear_forward_case(&r, sizes[a], sizes[b], sizes[c],
+                                        elementwise_acts[(a + b + c) % N_ELEMENTWISE]);
+        for (size_t e = 0; e < N_EXTRA; e++)
+            for (size_t f = 0; f < N_ELEMENTWISE; f++)
+                linear_forward_case(&r, extra_shapes[e][0], extra_shapes[e][1],
+                                    extra_shapes[e][2], elementwise_acts[f]);
+    });
+}
+
+/* ---- kernel_linear_backward_params ---------------------------------------------------- */
+
+static void backward_params_case(struct rng *r, size_t batch, size_t in, size_t out)
+{
+    float *G = falloc(batch * out), *X = falloc(batch * in);
+    float *dW[2] = {falloc(out * in), falloc(out * in)};
+    float *db[2] = {falloc(out), falloc(out)};
+    float *ws = ws_for(batch, in, out);
+    double *rW = dalloc(out * in), *mW = dalloc(out * in), *rb = dalloc(out), *mb = dalloc(out);
+    fill_uniform(G, batch * out, r, -1.0, 1.0);
+    fill_uniform(X, batch * in, r, -1.0, 1.0);
+    /* dW_jp = Σ_i g_ij x_ip  (Gᵀ·X),  db_j = Σ_i g_ij  (Gᵀ·1) */
+    const float one[1] = {1.0f};
+    ref_product(rW, mW, NULL, 0, G, 1, out, X, in, 1, out, in, batch);
+    ref_product(rb, mb, NULL, 0, G, 1, out, one, 0, 0, out, 1, batch);
+    for (int t = 0; t < 2; t++) {
+        /* Garbage in the outputs: the kernel overwrites, it does not accumulate. */
+        fill_value(dW[t], out * in, 1e6f);
+        fill_value(db[t], out, 1e6f);
+        threads_begin(t + 1);
+        kernel_linear_backward_params(dW[t], db[t], ws, G, X, batch, in, out);
+        threads_end();
+    }
+    char what[128];
+    snprintf(what, sizeof what, "%s backward_params %zux%zu->%zu dW", kernel_backend(), batch,
+             in, out);
+    check_sum_close(what, dW[0], in, rW, mW, out, in, batch);
+    snprintf(what, sizeof what, "%s backward_params %zux%zu->%zu db", kernel_backend(), batch,
+             in, out);
+    check_sum_close(what, db[0], 1, rb, mb, out, 1, batch);
+    CU_ASSERT_EQUAL(memcmp(dW[0], dW[1], out * in * sizeof(float)), 0);
+    CU_ASSERT_EQUAL(memcmp(db[0], db[1], out * sizeof(float)), 0);
+    free(G), free(X), free(dW[0]), free(dW[1]), free(db[0]), free(db[1]), free(ws);
+    free(rW), free(mW), free(rb), free(mb);
+}
+
+static void test_linear_backward_params(void)
+{
+    FOR_EACH_BACKEND({
+        struct rng r;
+        rng_seed(&r, 4, 0);
+        for (size_t a = 0; a < N_SIZES; a++)
+            for (size_t b = 0; b < N_SIZES; b++)
+                for (size_t c = 0; c < N_SIZES; c++)
+                    backward_params_case(&r, sizes[a], sizes[b], sizes[c]);
+        for (size_t e = 0; e < N_EXTRA; e++)
+            backward_params_case(&r, extra_shapes[e][0], extra_shapes[e][1],
+                                 extra_shapes[e][2]);
+    });
+}
+
+/* An empty batch has zero gradient (a rank with an empty slice still contributes zeros). */
+static void test_linear_backward_params_empty(void)
+{
+    float dW[3 * 4], db[3], ws[1], G[1] = {NAN}, X[1] = {NAN};
+    fill_value(dW, 12, 5.0f);
+    fill_value(db, 3, 5.0f);
+    kernel_linear_backward_params(dW, db, ws, G, X, 0, 4, 3);
+    for (size_t i = 0; i < 12; i++)
+        CU_ASSERT_EQUAL(dW[i], 0.0f);
+    for (size_t i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(db[i], 0.0f);
+}
+
+/* ---- kernel_linear_backward_input ----------------------------------------------------- */
+
+/* dX = (G·W) ⊙ f'(D) with D = f(Z) of the layer below (D = NULL for linear: no factor). */
+static void backward_input_case(struct rng *r, size_t batch, size_t in, size_t out,
+                                enum dmlp_activation act)
+{
+    float *G = falloc(batch * out), *W = falloc(out * in), *D = falloc(batch * in);
+    float *Zp = falloc(batch * in), *ws = ws_for(batch, in, out);
+    float *dX[2] = {falloc(batch * in), falloc(batch * in)};
+    double *ref = dalloc(batch * in), *mag = dalloc(batch * in);
+    fill_uniform(G, batch * out, r, -1.0, 1.0);
+    fill_uniform(W, out * in, r, -1.0, 1.0);
+    fill_uniform(Zp, batch * in, r, -3.0, 3.0);
+    for (size_t i = 0; i < batch * in; i++)
+        D[i] = (float)act_ref(act, Zp[i]);
+    const float *Dp = act == DMLP_ACT_LINEAR ? NULL : D;
+    /* dX_ip = Σ_j g_ij w_jp  (G·W), then times f'(z_ip) */
+    ref_product(ref, mag, NULL, 0, G, out, 1, W, in, 1, batch, in, out);
+    for (int t = 0; t < 2; t++) {
+        fill_value(dX[t], batch * in, NAN);
+        threads_begin(t + 1);
+        kernel_linear_backward_input(dX[t], ws, G, W, Dp, act, batch, in, out);
+        threads_end();
+    }
+    /* The factor f' (from the float D, as the kernel sees it) scales the sum's error; its
+     * own evaluation and the product add 4 ulp. */
+    size_t bad = 0;
+    for (size_t i = 0; i < batch * in; i++) {
+        const double d = act_deriv_ref(act, Zp[i], D[i]), want = ref[i] * d;
+        const double tol = 2.0 * (double)out * U32 * mag[i] * fabs(d) +
+                           4.0 * U32 * fabs(want) + 1e-30;
+        if (!(fabs(dX[0][i] - want) <= tol)) {
+            if (bad < 3)
+                fprintf(stderr, "\n  %s backward_input %zux%zu->%zu act %d dX[%zu] = %.9g, "
+                        "expected %.9g", kernel_backend(), batch, in, out, (int)act, i,
+                        dX[0][i], want);
+            bad++;
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(memcmp(dX[0], dX[1], batch * in * sizeof(float)), 0);
+    free(G), free(W), free(D), free(Zp), free(ws), free(dX[0]), free(dX[1]);
+    free(ref), free(mag);
+}
+
+static void test_linear_backward_input(void)
+{
+    FOR_EACH_BACKEND({
+        struct rng r;
+        rng_seed(&r, 5, 0);
+        for (size_t a = 0; a < N_SIZES; a++)
+            for (size_t b = 0; b < N_SIZES; b++)
+                for (size_t c = 0; c < N_SIZES; c++)
+                    backward_input_case(&r, sizes[a], sizes[b], sizes[c],
+                                        elementwise_acts[(a + 2 * b + c) % N_ELEMENTWISE]);
+        for (size_t e = 0; e < N_EXTRA; e++)
+            for (size_t f = 0; f < N_ELEMENTWISE; f++)
+                backward_input_case(&r, extra_shapes[e][0], extra_shapes[e][1],
+                                    extra_shapes[e][2], elementwise_acts[f]);
+    });
+}
+
+/* ---- activations (standalone) ---------------------------------------------------------- */
 
 /* Pre-activations: uniform in [-8, 8] plus fixed edge values (exact zero, ±0.5, and large
  * magnitudes where a naive sigmoid or tanh would overflow exp). */
@@ -542,7 +620,7 @@ static void activation_backward_case(struct rng *r, enum dmlp_activation act, si
     fill_uniform(G0, total, r, -2.0, 2.0);
     memcpy(G, G0, total * sizeof(float));
     threads_begin(threads);
-    kernel_activation_backward(G, Z, A, act, batch, n);
+    kernel_activation_backward(G, A, act, batch, n);
     threads_end();
     /* g·f'(z) from the float a: at most three float roundings (1 − a, the product(s)),
      * so 4 ulp relative with a tiny absolute floor. */
@@ -705,13 +783,13 @@ static void test_count_correct(void)
 /* ---- registration --------------------------------------------------------------------- */
 
 static CU_TestInfo kernel_tests[] = {
-    {"gemm vs naive, acc 0/1, padded ld, 1 vs 2 threads", test_gemm},
+    {"backends: choice and refusal", test_backends},
+    {"gemm vs naive, acc 0/1, padded ld, 1 vs 2 threads, every backend", test_gemm},
     {"gemm with k = 0", test_gemm_k0},
-    {"transpose", test_transpose},
-    {"linear_forward vs naive", test_linear_forward},
+    {"linear_forward + fused bias and activation vs naive", test_linear_forward},
     {"linear_backward_params vs naive", test_linear_backward_params},
     {"linear_backward_params, empty batch", test_linear_backward_params_empty},
-    {"linear_backward_input vs naive", test_linear_backward_input},
+    {"linear_backward_input + fused derivative vs naive", test_linear_backward_input},
     {"activation_forward, elementwise", test_activation_forward},
     {"activation_forward, softmax", test_softmax_forward},
     {"softmax with large logits", test_softmax_big_logits},
