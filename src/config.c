@@ -156,6 +156,11 @@ static const cyaml_schema_field_t checkpoint_fields[] = {
     CYAML_FIELD_UINT("keep_last", OPT, struct config_checkpoint, keep_last),
     CYAML_FIELD_END};
 
+static const cyaml_schema_field_t comm_fields[] = {
+    CYAML_FIELD_BOOL("overlap", OPT, struct config_comm, overlap),
+    CYAML_FIELD_UINT("bucket_kb", OPT, struct config_comm, bucket_kb),
+    CYAML_FIELD_END};
+
 static const cyaml_schema_field_t config_fields[] = {
     CYAML_FIELD_MAPPING("model", CYAML_FLAG_DEFAULT, struct config, model, model_fields),
     ENUM_FIELD("loss", OPT, struct config, loss, loss_strings),
@@ -164,6 +169,7 @@ static const cyaml_schema_field_t config_fields[] = {
     CYAML_FIELD_MAPPING("data", CYAML_FLAG_DEFAULT, struct config, data, data_fields),
     CYAML_FIELD_MAPPING("training", OPT, struct config, training, training_fields),
     CYAML_FIELD_MAPPING("checkpoint", OPT, struct config, checkpoint, checkpoint_fields),
+    CYAML_FIELD_MAPPING("comm", OPT, struct config, comm, comm_fields),
     CYAML_FIELD_END};
 
 static const cyaml_schema_value_t config_schema = {
@@ -186,13 +192,14 @@ static const struct {
     {"checkpoint.dir", "runs/default"},
     {"checkpoint.every_epochs", "1"},
     {"checkpoint.keep_last", "3"},
+    {"comm.bucket_kb", "256"},
 };
 
 /* Fields whose range check is ">= 1": their type errors say "positive integer" too, so
  * "units: -8" and "units: 0" read alike. Indices are written as "[]". */
 static const char *const positive_fields[] = {
     "model.layers[].units", "training.epochs", "training.batch_size",
-    "optimizer.base_batch_size", "optimizer.schedule.step_epochs"};
+    "optimizer.base_batch_size", "optimizer.schedule.step_epochs", "comm.bucket_kb"};
 
 /* ---- the key index ------------------------------------------------------------------ */
 
@@ -1307,6 +1314,11 @@ static int validate(struct load_ctx *lc)
         return fail_at(lc, "training.batch_size", "0 is not a positive integer");
     if (!c->checkpoint.dir || !c->checkpoint.dir[0])
         return fail_at(lc, "checkpoint.dir", "empty path");
+    if (c->comm.bucket_kb == 0)
+        return fail_at(lc, "comm.bucket_kb", "0 is not a positive integer");
+    if (c->comm.bucket_kb > 1u << 22)
+        return fail_at(lc, "comm.bucket_kb", "%u KiB is more than 4 GiB per allreduce",
+                       (unsigned)c->comm.bucket_kb);
     return DMLP_OK;
 }
 

@@ -104,6 +104,11 @@ struct config_checkpoint {
     uint32_t keep_last;              /* 0 = keep all; default 3 */
 };
 
+struct config_comm {
+    bool overlap;                    /* start each bucket's allreduce during backward */
+    uint32_t bucket_kb;              /* >= 1, default 256: gradient floats per allreduce */
+};
+
 struct config {
     struct config_model model;
     enum dmlp_loss loss;             /* default cross_entropy */
@@ -111,6 +116,7 @@ struct config {
     struct config_data data;
     struct config_training training;
     struct config_checkpoint checkpoint;
+    struct config_comm comm;
 };
 
 /* Loads and validates the YAML file at path, then applies each "key.path=value" in sets

@@ -86,6 +86,59 @@ void dist_allreduce_sum_float(const struct dist *d, float *buf, size_t n)
     allreduce_sum(d, buf, n, MPI_FLOAT, sizeof(float));
 }
 
+struct dist_pending {
+    MPI_Comm comm;
+    size_t capacity;
+    int count;
+    MPI_Request *req;
+};
+
+int dist_pending_create(struct dist_pending **out, const struct dist *d, size_t capacity,
+                        struct dmlp_error *err)
+{
+    struct dist_pending *p = calloc(1, sizeof *p);
+    if (p && capacity <= INT_MAX)
+        p->req = malloc((capacity ? capacity : 1) * sizeof *p->req);
+    if (!p || !p->req) {
+        free(p);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory for %zu MPI requests",
+                         capacity);
+    }
+    p->comm = d->comm;
+    p->capacity = capacity;
+    *out = p;
+    return DMLP_OK;
+}
+
+void dist_pending_free(struct dist_pending **pp)
+{
+    if (!*pp)
+        return;
+    free((*pp)->req);
+    free(*pp);
+    *pp = NULL;
+}
+
+void dist_pending_start(struct dist_pending *p, float *buf, size_t n)
+{
+    if ((size_t)p->count >= p->capacity || n > INT_MAX) /* a caller's sizing bug */
+        MPI_Abort(p->comm, 70);
+    MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, p->comm, &p->req[p->count++]);
+}
+
+void dist_pending_test(struct dist_pending *p)
+{
+    int done;
+    if (p->count)
+        MPI_Testall(p->count, p->req, &done, MPI_STATUSES_IGNORE);
+}
+
+void dist_pending_wait(struct dist_pending *p)
+{
+    MPI_Waitall(p->count, p->req, MPI_STATUSES_IGNORE);
+    p->count = 0;
+}
+
 void dist_allreduce_sum_double(const struct dist *d, double *buf, size_t n)
 {
     allreduce_sum(d, buf, n, MPI_DOUBLE, sizeof(double));

@@ -32,6 +32,19 @@ void dist_allreduce_sum_float(const struct dist *d, float *buf, size_t n);
 void dist_allreduce_sum_double(const struct dist *d, double *buf, size_t n);
 void dist_allreduce_sum_u64(const struct dist *d, uint64_t *buf, size_t n);
 
+/* Non-blocking sums for overlapping communication with computation: a set of at most
+ * `capacity` outstanding in-place MPI_Iallreduce sums of float ranges, started in the same
+ * order with the same sizes on every rank (MPI requires it), progressed by dist_pending_test
+ * between kernels and completed by dist_pending_wait. No allocation after create. */
+struct dist_pending;
+int dist_pending_create(struct dist_pending **out, const struct dist *d, size_t capacity,
+                        struct dmlp_error *err);
+void dist_pending_free(struct dist_pending **p);
+/* Starts the sum of buf[0..n) (n <= INT_MAX); the buffer must not be touched until wait. */
+void dist_pending_start(struct dist_pending *p, float *buf, size_t n);
+void dist_pending_test(struct dist_pending *p); /* lets MPI progress; never blocks */
+void dist_pending_wait(struct dist_pending *p); /* completes all; the set is empty after */
+
 /* Collective: every rank passes its own status in err (code DMLP_OK when fine). Returns
  * the agreed code: the code of the lowest-numbered failing rank, whose message (prefixed
  * with "rank R: " when the job has several ranks) is copied into every rank's err. */

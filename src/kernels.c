@@ -203,15 +203,20 @@ void kernel_linear_forward(float *restrict A, float *restrict ws, const float *r
         kernel_activation_forward(A, A, act, batch, out);
 }
 
-void kernel_linear_backward_params(float *restrict dW, float *restrict db, float *restrict ws,
-                                   const float *restrict G, const float *restrict X,
-                                   size_t batch, size_t in, size_t out)
+void kernel_linear_backward_params_rows(float *restrict dW, float *restrict ws,
+                                        const float *restrict G, const float *restrict X,
+                                        size_t batch, size_t in, size_t out, size_t r0,
+                                        size_t r1)
 {
-    const struct gemm_operand gt = {G, out, 1}, x = {X, in, 0};
+    const struct gemm_operand gt = {G + r0, out, 1}, x = {X, in, 0};
     const struct gemm_epilogue e = {0};
-    gemm(dW, in, &gt, &x, out, in, batch, &e, ws);
-    /* Bias gradient: column sums of G, each in sample order; threads take fixed blocks
-     * of columns and sweep the rows, so the loads stay contiguous. */
+    gemm(dW + r0 * in, in, &gt, &x, r1 - r0, in, batch, &e, ws);
+}
+
+void kernel_bias_grad(float *restrict db, const float *restrict G, size_t batch, size_t out)
+{
+    /* Column sums of G, each in sample order; threads take fixed blocks of columns and
+     * sweep the rows, so the loads stay contiguous. */
     enum { JB = 64 };
 #pragma omp parallel for schedule(static)
     for (size_t j0 = 0; j0 < out; j0 += JB) {
@@ -222,6 +227,14 @@ void kernel_linear_backward_params(float *restrict dW, float *restrict db, float
                 s[j - j0] += G[i * out + j];
         memcpy(db + j0, s, (j1 - j0) * sizeof(float));
     }
+}
+
+void kernel_linear_backward_params(float *restrict dW, float *restrict db, float *restrict ws,
+                                   const float *restrict G, const float *restrict X,
+                                   size_t batch, size_t in, size_t out)
+{
+    kernel_linear_backward_params_rows(dW, ws, G, X, batch, in, out, 0, out);
+    kernel_bias_grad(db, G, batch, out);
 }
 
 void kernel_linear_backward_input(float *restrict dX, float *restrict ws,

@@ -46,6 +46,17 @@ void kernel_linear_backward_params(float *restrict dW, float *restrict db, float
                                    const float *restrict G, const float *restrict X,
                                    size_t batch, size_t in, size_t out);
 
+/* The two halves of the above: rows r0 .. r1 of dW (with r0 a multiple of
+ * KERNEL_ROW_TILE, each element is computed exactly as by the whole call), and db. */
+void kernel_linear_backward_params_rows(float *restrict dW, float *restrict ws,
+                                        const float *restrict G, const float *restrict X,
+                                        size_t batch, size_t in, size_t out, size_t r0,
+                                        size_t r1);
+void kernel_bias_grad(float *restrict db, const float *restrict G, size_t batch, size_t out);
+
+/* The row tile of every GEMM backend's micro-kernel. */
+enum { KERNEL_ROW_TILE = 6 };
+
 /* dX[B×in] = (G[B×out] · W[out×in]) ⊙ f'(·), where D [B×in] = f(Z) holds the previous
  * layer's activations and act its f (fused into the product's store); D = NULL: no f'. */
 void kernel_linear_backward_input(float *restrict dX, float *restrict ws,

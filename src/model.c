@@ -231,13 +231,32 @@ double model_loss(struct model *m, const int32_t *labels, const float *targets, 
     return loss;
 }
 
-void model_backward(struct model *m, const float *X, size_t batch)
+void model_backward_chunked(struct model *m, const float *X, size_t batch, size_t chunk_floats,
+                            model_grad_ready_fn *ready, void *ctx)
 {
     float *G = m->G0, *Gnext = m->G1;
     for (size_t l = m->n_layers; l-- > 0;) {
         struct model_layer *L = &m->layers[l];
         const float *in = l ? m->layers[l - 1].A : X;
-        kernel_linear_backward_params(L->dW, L->db, m->scratch, G, in, batch, L->in, L->out);
+        if (!ready) {
+            kernel_linear_backward_params(L->dW, L->db, m->scratch, G, in, batch, L->in,
+                                          L->out);
+        } else {
+            /* db first (it lies above W), then W's rows from the last: what is final is
+             * always a suffix of the buffer. Chunks are whole row tiles, so every element
+             * is computed as in one call. */
+            kernel_bias_grad(L->db, G, batch, L->out);
+            ready(ctx, (size_t)(L->db - m->grads));
+            size_t rows = chunk_floats / L->in / KERNEL_ROW_TILE * KERNEL_ROW_TILE;
+            rows = rows ? rows : KERNEL_ROW_TILE;
+            for (size_t r1 = L->out; r1 > 0;) {
+                const size_t r0 = r1 > rows ? (r1 - 1) / rows * rows : 0;
+                kernel_linear_backward_params_rows(L->dW, m->scratch, G, in, batch, L->in,
+                                                   L->out, r0, r1);
+                ready(ctx, L->offset + r0 * L->in);
+                r1 = r0;
+            }
+        }
         if (l == 0)
             break;
         /* G_{l-1} = (G_l · W_l) ⊙ f'_{l-1}(Z_{l-1}), the derivative fused into the store */
@@ -248,6 +267,11 @@ void model_backward(struct model *m, const float *X, size_t batch)
         G = Gnext;
         Gnext = t;
     }
+}
+
+void model_backward(struct model *m, const float *X, size_t batch)
+{
+    model_backward_chunked(m, X, batch, 0, NULL, NULL);
 }
 
 double model_train_batch(struct model *m, const float *X, const int32_t *labels,

@@ -79,6 +79,15 @@ double model_loss(struct model *m, const int32_t *labels, const float *targets, 
  * batch's samples of ∂ℓ/∂θ into m->grads (overwriting). X is the forward input. */
 void model_backward(struct model *m, const float *X, size_t batch);
 
+/* model_backward for overlapping the gradient allreduce with the rest of the pass: calls
+ * ready(ctx, from) each time the gradient from float `from` of m->grads to the end
+ * (control slots included) is final, with `from` decreasing to 0 — after each layer's bias
+ * gradient and after each chunk of about chunk_floats of its weight gradient (the rows go
+ * last to first). The gradient is bit-identical to model_backward's. */
+typedef void model_grad_ready_fn(void *ctx, size_t from);
+void model_backward_chunked(struct model *m, const float *X, size_t batch, size_t chunk_floats,
+                            model_grad_ready_fn *ready, void *ctx);
+
 /* Convenience: forward + loss + backward; zero grads when batch == 0. Returns Σℓ and
  * adds the number of correctly classified samples to *correct (if labels given). */
 double model_train_batch(struct model *m, const float *X, const int32_t *labels,

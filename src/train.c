@@ -97,6 +97,10 @@ struct run {
     int fx_shift;
     struct runlog *mlog;    /* rank 0: metrics.jsonl */
     char resumed_from[4096]; /* the checkpoint this run continues, or "" */
+    /* comm.overlap: the buckets in flight, the start of the part of the gradient not yet
+     * sent (it is sent from the top down, as backward produces it) and the bucket size */
+    struct dist_pending *pending;
+    size_t unsent, bucket;
 };
 
 static void run_free(struct run *r)
@@ -113,7 +117,35 @@ static void run_free(struct run *r)
     free(r->perm);
     free(r->rows);
     free(r->acc);
+    dist_pending_free(&r->pending);
     runlog_close(&r->mlog);
+}
+
+/* comm.overlap: model_backward_chunked says the gradient from `from` up is final. Once a
+ * bucket's worth is, its sum starts; every call also lets MPI progress the ones in flight.
+ * The sequence of sizes depends only on the network and bucket_kb, so every rank starts
+ * the same buckets in the same order, as MPI requires. */
+static void grad_ready(void *ctx, size_t from)
+{
+    struct run *r = ctx;
+    if (r->unsent - from >= r->bucket) {
+        dist_pending_start(r->pending, r->model->grads + from, r->unsent - from);
+        r->unsent = from;
+    }
+    dist_pending_test(r->pending);
+}
+
+/* The most buckets one step can start: one per call of grad_ready (one per layer's bias,
+ * one per chunk of its weights). */
+static size_t max_buckets(const struct model *m, size_t chunk_floats)
+{
+    size_t calls = 0;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        size_t rows = chunk_floats / m->layers[l].in / KERNEL_ROW_TILE * KERNEL_ROW_TILE;
+        rows = rows ? rows : KERNEL_ROW_TILE;
+        calls += 1 + (m->layers[l].out + rows - 1) / rows;
+    }
+    return calls;
 }
 
 /* Rank 0 prints where every rank runs: hosts, threads, the cores each rank may use, and a
@@ -378,6 +410,10 @@ static int setup(const struct dist *d, const struct config *cfg, const struct tr
     const int n = dist_size(d);
     const size_t B = cfg->training.batch_size;
     size_t slice = B / (size_t)n + (B % (size_t)n != 0) + (size_t)r->sharded;
+    if (cfg->comm.overlap && !cfg->training.reproducible) {
+        r->bucket = (size_t)cfg->comm.bucket_kb * 1024 / sizeof(float);
+        dist_pending_create(&r->pending, d, max_buckets(r->model, r->bucket), &e);
+    }
     if (cfg->training.reproducible) {
         slice = slice > REPRO_CHUNK ? slice : REPRO_CHUNK;
         r->fx_shift = 40;
@@ -737,20 +773,35 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                                                         model_output_dim(m));
                     loss_sum += model_loss(m, r.lb, r.tb, (size_t)len, 1);
                     timers[TIMER_FORWARD] += dmlp_now() - t;
-                    t = dmlp_now();
-                    model_backward(m, r.xb, (size_t)len);
-                    timers[TIMER_BACKWARD] += dmlp_now() - t;
-                } else {
-                    memset(m->grads, 0, m->n_params * sizeof(float));
                 }
                 /* Σ over ranks of the per-sample gradient sums, then the mean over the
                  * step's global samples: the single-process update, for any number of
                  * ranks. A stop request (a signal on any rank) rides along in the control
-                 * slot. */
+                 * slot, at the top of the buffer. */
                 m->grads[m->n_params] = stop_requested() ? 1.0f : 0.0f;
                 t = dmlp_now();
-                dist_allreduce_sum_float(d, m->grads, m->n_params + 1);
-                timers[TIMER_ALLREDUCE] += dmlp_now() - t;
+                if (r.pending) {
+                    /* Overlapped: buckets start inside backward (an empty slice computes
+                     * zeros, so its rank starts the same buckets); the wait is what was
+                     * not hidden. */
+                    r.unsent = m->n_params + 1;
+                    model_backward_chunked(m, r.xb, (size_t)len, r.bucket, grad_ready, &r);
+                    if (r.unsent)
+                        dist_pending_start(r.pending, m->grads, r.unsent);
+                    const double t_wait = dmlp_now();
+                    timers[TIMER_BACKWARD] += t_wait - t;
+                    dist_pending_wait(r.pending);
+                    timers[TIMER_ALLREDUCE] += dmlp_now() - t_wait;
+                } else {
+                    if (len)
+                        model_backward(m, r.xb, (size_t)len);
+                    else
+                        memset(m->grads, 0, m->n_params * sizeof(float));
+                    const double t_sum = dmlp_now();
+                    timers[TIMER_BACKWARD] += t_sum - t;
+                    dist_allreduce_sum_float(d, m->grads, m->n_params + 1);
+                    timers[TIMER_ALLREDUCE] += dmlp_now() - t_sum;
+                }
                 signalled = m->grads[m->n_params] > 0.0f;
                 bad = find_nonfinite(m, &bad_layer, &bad_what);
             }
