@@ -240,42 +240,63 @@ static void pack_b(float *restrict dst, const struct gemm_operand *B, size_t n, 
 
 size_t GEMM_WS_NAME(size_t m, size_t k)
 {
-    (void)m, (void)k;
-    return 0;
+    return (m + MR - 1) / MR * MR * (k < KC ? k : KC);
 }
 
 void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
                const struct gemm_operand *B, size_t m, size_t n, size_t k,
                const struct gemm_epilogue *e, float *restrict ws)
 {
-    (void)ws;
     const size_t slivers = (m + MR - 1) / MR, panels = (n + NR - 1) / NR;
     const size_t groups = (m + MC - 1) / MC, items = groups * panels;
-    /* Strides of op(A): element (i,p) is at A->p[i·rs + p·cs]. */
+    /* op(A) is packed when it is read across enough column panels to repay the copy, or
+     * when its rows are strided (a transposed A); otherwise the micro-kernel reads it in
+     * place, element (i,p) at A->p[i·rs + p·cs]. Either way the arithmetic is the same. */
+    const int packed = A->trans || panels > 2;
     const size_t rs = A->trans ? 1 : A->ld, cs = A->trans ? A->ld : 1;
     for (size_t p0 = 0; p0 < k; p0 += KC) {
         const size_t kc = k - p0 < KC ? k - p0 : KC;
         const int first = p0 == 0, last = p0 + kc == k;
-#pragma omp parallel for schedule(static)
-        for (size_t t = 0; t < items; t++) {
-            float bp[KC * NR] __attribute__((aligned(64)));
-            const size_t j = (t / groups) * NR, g = t % groups;
-            const size_t nr = n - j < NR ? n - j : NR;
-            pack_b(bp, B, n, j, p0, kc);
-            const size_t s_end = (g + 1) * (MC / MR) < slivers ? (g + 1) * (MC / MR) : slivers;
-            for (size_t s = g * (MC / MR); s < s_end; s++) {
-                const size_t i = s * MR, mr = m - i < MR ? m - i : MR;
-                float *c = C + i * ldc + j;
-                if (mr == MR && nr == NR) {
-                    micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, bp, kc, MR, NR, first,
-                                 last, e, i, j);
-                } else if (mr == MR) {
-                    micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, bp, kc, MR, nr, first,
-                                 last, e, i, j);
-                } else { /* the last rows: a zero-padded copy, so no read passes row m */
-                    float ap[KC * MR] __attribute__((aligned(64)));
-                    pack_a(ap, A, m, i, p0, kc);
-                    micro_kernel(c, ldc, ap, 1, MR, bp, kc, mr, nr, first, last, e, i, j);
+#pragma omp parallel
+        {
+            if (packed) {
+#pragma omp for schedule(static)
+                for (size_t s = 0; s < slivers; s++)
+                    pack_a(ws + s * MR * kc, A, m, s * MR, p0, kc);
+                /* (the implicit barrier: every sliver is packed before any item runs) */
+            }
+#pragma omp for schedule(static)
+            for (size_t t = 0; t < items; t++) {
+                float bp[KC * NR] __attribute__((aligned(64)));
+                const size_t j = (t / groups) * NR, g = t % groups;
+                const size_t nr = n - j < NR ? n - j : NR;
+                pack_b(bp, B, n, j, p0, kc);
+                const size_t s_end = (g + 1) * (MC / MR) < slivers ? (g + 1) * (MC / MR)
+                                                                    : slivers;
+                for (size_t s = g * (MC / MR); s < s_end; s++) {
+                    const size_t i = s * MR, mr = m - i < MR ? m - i : MR;
+                    float *c = C + i * ldc + j;
+                    if (packed || mr < MR) {
+                        float ap[KC * MR] __attribute__((aligned(64)));
+                        const float *a = ws + s * MR * kc;
+                        if (!packed) { /* the last rows: a zero-padded copy, so that no
+                                        * read passes row m */
+                            pack_a(ap, A, m, i, p0, kc);
+                            a = ap;
+                        }
+                        if (mr == MR && nr == NR)
+                            micro_kernel(c, ldc, a, 1, MR, bp, kc, MR, NR, first, last, e, i,
+                                         j);
+                        else
+                            micro_kernel(c, ldc, a, 1, MR, bp, kc, mr, nr, first, last, e, i,
+                                         j);
+                    } else if (nr == NR) {
+                        micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, bp, kc, MR, NR,
+                                     first, last, e, i, j);
+                    } else {
+                        micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, bp, kc, MR, nr,
+                                     first, last, e, i, j);
+                    }
                 }
             }
         }
