@@ -66,6 +66,11 @@ int main(int argc, char **argv)
     rng_seed(&r, 1, 0);
     printf("batch %zu, %d thread(s); GFLOP/s of forward X.W^T / weight grad G^T.X / input "
            "grad G.W\n", batch, threads);
+#if defined(DMLP_HAVE_OPENBLAS)
+    printf("OpenBLAS %s, core %s (OPENBLAS_CORETYPE=%s)\n", openblas_get_config(),
+           openblas_get_corename(),
+           getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
+#endif
     printf("%-11s", "in x out");
     const char *cols[N_NAMES + 1];
     int ncols = 0;
@@ -93,7 +98,7 @@ int main(int argc, char **argv)
         printf("%-11s", name);
         jn += snprintf(json + jn, sizeof json - (size_t)jn, "%s\"%s\":{", s ? "," : "", name);
         for (int c = 0; c < ncols; c++) {
-            double tf, tw, ti;
+            double tf = 0, tw = 0, ti = 0;
             if (!strcmp(cols[c], "sgemm")) {
 #if defined(DMLP_HAVE_OPENBLAS)
                 const int bb = (int)batch, ii = (int)in, oo = (int)out;

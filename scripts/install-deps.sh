@@ -2,6 +2,7 @@
 # The one list of Debian packages dmlp needs; installs those that are missing.
 #   scripts/install-deps.sh          build and test dependencies
 #   scripts/install-deps.sh --demo   also the Fashion-MNIST dataset package
+#   scripts/install-deps.sh --bench  also what bench/run.sh compares against (PyTorch)
 set -euo pipefail
 
 packages=(
@@ -14,10 +15,12 @@ packages=(
   hdf5-tools iproute2               # tests: h5dump/h5diff, network namespaces (two hosts)
   python3-numpy python3-h5py python3-matplotlib   # tests: numpy interop, plots
   clang libclang-rt-14-dev valgrind # tests: libFuzzer harnesses, memcheck
+  libopenblas-dev                   # tests + benchmarks: the OpenBLAS GEMM backend
 )
-if [[ "${1:-}" == "--demo" ]]; then
-  packages+=(dataset-fashion-mnist)
-fi
+case "${1:-}" in
+  --demo) packages+=(dataset-fashion-mnist) ;;
+  --bench) packages+=(dataset-fashion-mnist time python3-torch) ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -17,7 +17,9 @@ run_suite() {
 ctest_args=("$@")
 
 echo "== Release build ($DMLP_BUILD)"
-run_suite -DDMLP_WERROR=ON
+# With the OpenBLAS backend built in, so test_kernels checks it beside dmlp's own kernels
+# (which stay the default).
+run_suite -DDMLP_WERROR=ON -DDMLP_BLAS=openblas
 
 # libFuzzer harnesses for the config loader, the IDX and CSV importers and the dataset
 # validator: a short, bounded run each; their corpora hold every crash found so far.

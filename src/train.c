@@ -945,6 +945,9 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
             .samples_per_second = elapsed > 0 ? (double)epoch_seen / elapsed : NAN,
             .epoch_seconds = elapsed};
         dist_spread(d, timers, TIMER_COUNT, le.t_min, le.t_mean, le.t_max, le.t_max_rank);
+        res->last_epoch = le;
+        if (!(res->fastest_epoch_seconds > 0) || elapsed < res->fastest_epoch_seconds)
+            res->fastest_epoch_seconds = elapsed;
         if (r.mlog)
             runlog_epoch(r.mlog, &le);
         if (info && opt->verbosity >= 2) {

@@ -14,6 +14,7 @@
 #include "dataset.h"
 #include "dist.h"
 #include "model.h"
+#include "runlog.h"
 #include "util.h"
 
 struct train_options {
@@ -38,6 +39,8 @@ struct train_result {
     uint64_t best_epoch;    /* the epoch with the best validation metric (0: none) */
     int stopped_early;      /* 1 when early stopping ended the run */
     char checkpoint[4096];  /* the last checkpoint written, or "" */
+    struct runlog_epoch last_epoch; /* the last epoch's figures and timers (all ranks) */
+    double fastest_epoch_seconds;   /* of this run's epochs (benchmarks) */
 };
 
 /* Runs training as cfg says. config_yaml is stored in checkpoints. Collective over d:

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Runs every benchmark on this machine and prints one table plus one JSON line:
+#   bench_gemm      dmlp's GEMM backends against OpenBLAS sgemm, 1 and 2 threads
+#   bench_train     demo-network training throughput: batch 32/128/512, 1 rank x 1 and
+#                   2 threads, 2 ranks x 1 thread (overlap off/on), with each rank's peak
+#                   resident memory from /usr/bin/time -v beside the memory model
+#   bench_allreduce MPI_Allreduce time against size at 2 ranks; ring-model alpha and beta
+#   torch_mlp.py    the same network in PyTorch (1 thread; DDP over gloo, 2 processes)
+#   scaling_model.py the predicted efficiency curve for 1-1024 nodes (PNG)
+# Usage: bench/run.sh [--quick] [--no-torch]      (results in $DMLP_BUILD/bench-results)
+# Installs what it needs (scripts/install-deps.sh --bench: PyTorch, GNU time, the data).
+set -euo pipefail
+source "$(dirname "$0")/../scripts/env.sh"
+QUICK=0 TORCH=1
+for a in "$@"; do
+  case $a in
+    --quick) QUICK=1 ;;
+    --no-torch) TORCH=0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "bench/run.sh: unknown option $a (try --help)" >&2; exit 2 ;;
+  esac
+done
+PY=/usr/bin/python3
+"$DMLP_ROOT/scripts/install-deps.sh" --bench
+export DMLP_BUILD=${DMLP_BUILD_BENCH:-$DMLP_ROOT/build-bench}
+dmlp_build -DDMLP_BLAS=openblas >/dev/null
+B=$DMLP_BUILD/bench
+OUT=$DMLP_BUILD/bench-results
+mkdir -p "$OUT"
+# OpenBLAS's best kernel for this CPU: a fixed core type or L2 size (set on some machines)
+# would hide it.
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
+export OMP_WAIT_POLICY=passive
+MPIRUN=(mpirun --bind-to none)
+DATA=$DMLP_ROOT/data/fashion_mnist_train.h5
+DATA_ARGS=()
+[ -f "$DATA" ] && DATA_ARGS=(--data "$DATA")
+EPOCHS=3
+[ $QUICK = 1 ] && EPOCHS=2
+
+echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+echo "== bench_gemm (batch 128)"
+for t in 1 2; do
+  OMP_NUM_THREADS=$t "$B/bench_gemm" 128 | tee "$OUT/gemm_t$t.txt"
+done
+
+echo "== bench_train (peak RSS per rank from /usr/bin/time -v)"
+train() { # ranks threads label
+  local ranks=$1 threads=$2 label=$3
+  # Each rank runs under its own /usr/bin/time, writing time_<label>_<rank>.txt.
+  OMP_NUM_THREADS=$threads "${MPIRUN[@]}" -np "$ranks" \
+    sh -c 'exec /usr/bin/time -v -o "${0}_${OMPI_COMM_WORLD_RANK}.txt" "$@"' "$OUT/time_$label" \
+    "$B/bench_train" --epochs $EPOCHS "${DATA_ARGS[@]}" | tee "$OUT/train_$label.txt"
+  grep -h "Maximum resident" "$OUT"/time_"${label}"_*.txt |
+    awk -v l="$label" '{kb=$NF; if (kb>m) m=kb} END {printf "peak RSS per rank (%s): %.0f MiB\n", l, m/1024}' |
+    tee -a "$OUT/train_$label.txt"
+  rm -f "$OUT"/time_"${label}"_*.txt
+}
+train 1 1 r1t1
+train 1 2 r1t2
+train 2 1 r2t1
+
+echo "== memory model (per rank): data share + parameters x (2 + optimizer states) + one batch of activations"
+$PY - "$DATA" <<'EOF'
+import os, sys
+rows, feat = 60000, 784
+params = 784*256 + 256 + 256*128 + 128 + 128*10 + 10
+data = rows * (feat * 4 + 4)            # replicated placement: every rank holds all rows
+weights = params * 4 * (2 + 1)           # params, grads, SGD momentum
+acts = 512 * (784 + 256 + 128 + 10) * 4 * 3   # batch 512: inputs, activations, gradients
+print(f"  data {data/2**20:.0f} MiB + weights/grads/momentum {weights/2**20:.1f} MiB + "
+      f"activations (batch 512) {acts/2**20:.1f} MiB = {(data+weights+acts)/2**20:.0f} MiB, "
+      f"plus the MPI/HDF5/OpenMP runtime")
+EOF
+
+echo "== bench_allreduce (2 ranks)"
+"${MPIRUN[@]}" -np 2 "$B/bench_allreduce" --max-bytes $((16 << 20)) | tee "$OUT/allreduce.txt"
+
+if [ $TORCH = 1 ]; then
+  echo "== PyTorch baseline ($($PY -c 'import torch; print(torch.__version__)'))"
+  TA=(--epochs $EPOCHS)
+  [ -d /usr/share/datasets/fashion-mnist ] && TA+=(--idx-dir /usr/share/datasets/fashion-mnist)
+  for b in 32 128; do
+    $PY "$DMLP_ROOT/bench/torch_mlp.py" --batch $b --threads 1 "${TA[@]}" | tee "$OUT/torch_b${b}_t1.txt"
+  done
+  $PY "$DMLP_ROOT/bench/torch_mlp.py" --batch 128 --threads 1 --ddp 2 "${TA[@]}" | tee "$OUT/torch_ddp2.txt"
+fi
+
+echo "== summary"
+$PY - "$OUT" "$TORCH" <<'EOF'
+import glob, json, os, sys
+out, torch_on = sys.argv[1], sys.argv[2] == "1"
+def jsons(path):
+    with open(path) as f:
+        return [json.loads(l[5:]) for l in f if l.startswith("JSON ")]
+res = {"machine": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": "),
+       "cores": os.cpu_count()}
+rows = []
+for t in (1, 2):
+    g = jsons(f"{out}/gemm_t{t}.txt")[0]
+    res[f"gemm_t{t}"] = g["gflops"]
+    for shape, v in g["gflops"].items():
+        own = max((x for k, x in v.items() if k not in ("sgemm", "openblas")), key=lambda x: sum(x))
+        if "sgemm" in v:
+            ratio = min(o / s for o, s in zip(own, v["sgemm"]))
+            rows.append((f"GEMM {shape} {t}T: dmlp / OpenBLAS (worst of 3)", f"{ratio:.2f}", ">= 0.80"))
+train = {}
+for label in ("r1t1", "r1t2", "r2t1"):
+    for j in jsons(f"{out}/train_{label}.txt"):
+        train[(label, j["batch"], j["overlap"])] = j
+res["train"] = list(train.values())
+def sps(label, b, ov=False):
+    return train[(label, b, ov)]["samples_per_s"]
+if torch_on:
+    tj = {os.path.basename(p): jsons(p)[0] for p in glob.glob(f"{out}/torch_*.txt")}
+    res["torch"] = list(tj.values())
+    for b in (128, 32):
+        t = tj[f"torch_b{b}_t1.txt"]["samples_per_s"]
+        rows.append((f"train batch {b}, 1 thread: dmlp / PyTorch", f"{sps('r1t1', b)/t:.2f}",
+                     ">= 1.4" if b == 128 else ">= 2"))
+    t = tj["torch_ddp2.txt"]["samples_per_s"]
+    rows.append(("train batch 128, 2 ranks x 1: dmlp / PyTorch DDP gloo", f"{sps('r2t1', 128)/t:.2f}", ">= 5"))
+for ov in (False, True):
+    j = train[("r2t1", 128, ov)]
+    rows.append((f"allreduce share of epoch, 2 ranks x 1, batch 128, overlap {'on' if ov else 'off'}",
+                 f"{j['allreduce_share']*100:.1f}%", "<= 10%"))
+a = jsons(f"{out}/allreduce.txt")[0]
+res["allreduce"] = {"alpha_s": a.get("alpha_s"), "beta_s_per_byte": a.get("beta_s_per_byte")}
+w = max(len(r[0]) for r in rows)
+print(f"{'measure':<{w}}  {'value':>8}  target")
+for r in rows:
+    print(f"{r[0]:<{w}}  {r[1]:>8}  {r[2]}")
+json.dump(res, open(f"{out}/summary.json", "w"))
+print("JSON " + json.dumps(res, separators=(",", ":")))
+EOF
+
+echo "== scaling model (from the 1-rank compute and the 2-rank allreduce fit)"
+CPS=$($PY -c "import json,sys; j=[json.loads(l[5:]) for l in open('$OUT/train_r1t1.txt') if l.startswith('JSON ')]; print(1/[x for x in j if x['batch']==128][0]['samples_per_s'])")
+$PY "$DMLP_ROOT/scripts/scaling_model.py" --compute-per-sample "$CPS" --batch-per-rank 128 \
+  --mode weak --allreduce-json "$OUT/allreduce.txt" --png "$OUT/scaling_model.png" | tail -14
+echo "results and plots: $OUT"
