@@ -2,30 +2,40 @@
 """PyTorch baseline for dmlp: the time per epoch of the demo network in plain PyTorch on
 the CPU, the figure a user would compare `dmlp train` against.
 
-    torch_mlp.py [--batch B] [--epochs E] [--threads T] [--ddp N] [--idx-dir DIR]
+    torch_mlp.py [--batch B] [--epochs E] [--threads T] [--blas-threads T] [--ddp N]
+                 [--idx-dir DIR]
 
 The network and recipe of configs/fashion_mnist.yaml: 784-256 ReLU-128 ReLU-10,
 nn.CrossEntropyLoss (softmax cross-entropy), He-normal weights and zero biases, SGD with
-lr 0.05, Nesterov momentum 0.9 and weight decay 1e-3 (no schedule: it costs nothing). The
-data is 60000 samples of 784 float32 features: standard-normal features with labels drawn
-uniformly from 0..9 (seeded) by default, or Fashion-MNIST's training set with --idx-dir
-(train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz, e.g. in
-/usr/share/datasets/fashion-mnist), scaled to [0, 1] and standardised per feature as
-dmlp's `normalize: standard` does. The data stays in memory as tensors; each epoch
-reshuffles it (seeded, the same order in every process) and each step indexes its slice:
-no DataLoader, so loading is not what is timed.
+lr 0.05, Nesterov momentum 0.9 and weight decay 1e-3 (a constant rate: the config's
+cosine schedule would not change the time). The data is 60000 samples of 784 float32
+features: standard-normal features with labels drawn uniformly from 0..9 (seeded) by
+default, or Fashion-MNIST's training set with --idx-dir (train-images-idx3-ubyte.gz and
+train-labels-idx1-ubyte.gz, e.g. in /usr/share/datasets/fashion-mnist), scaled to [0, 1]
+and standardised per feature as dmlp's `normalize: standard` does. The data stays in
+memory as tensors; each epoch reshuffles it (seeded, the same order in every process)
+and each step indexes its slice: no DataLoader, so loading is not what is timed.
 
---threads T sets torch's intra-op threads and OpenBLAS's (Debian's torch calls the
-system BLAS, whose pthread build keeps its own pool, one thread per core by default, that
-torch.set_num_threads does not reach); inter-op threads are 1. --ddp N runs N processes
-with DistributedDataParallel over gloo on this host, T threads each; each step's global
-batch of B samples is cut into N contiguous slices, one per process (as dmlp splits it),
-and the loss is scaled so the averaged gradient is the global batch's mean.
+--threads T sets torch's intra-op threads, and OpenBLAS's unless --blas-threads says
+otherwise: Debian's torch calls the system BLAS, whose pthread build keeps its own pool
+(one thread per core by default) that torch.set_num_threads does not reach. The two pools
+spin while idle, so with both at 2 threads on 2 cores they fight; --blas-threads 1 (or
+OMP_WAIT_POLICY=passive) avoids it. Inter-op threads are 1. The optimizer's out-of-place
+ops allocate and free large temporaries every step, which glibc hands back to the kernel
+each time; MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 in the
+environment stops that (it made a step ~1.4x faster on a 2-core VM). The defaults are
+what is timed unless you set them: the baseline is what a user gets.
+
+--ddp N runs N processes with DistributedDataParallel over gloo on this host, T threads
+each; each step's global batch of B samples is cut into N contiguous slices, one per
+process (as dmlp splits it), and the loss is scaled so the averaged gradient is the
+global batch's mean.
 
 Prints one line per epoch, a summary line with the BLAS in use and the OpenBLAS
 environment (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE pick and tune its kernels), then
-    JSON {"bench":"torch","batch":..,"threads":..,"procs":..,"epoch_s":..,
-          "samples_per_s":..,"torch":"..","blas":".."}
+    JSON {"bench":"torch","batch":..,"threads":..,"blas_threads":..,"procs":..,
+          "epoch_s":..,"epoch_best_s":..,"samples_per_s":..,"data":"synthetic",
+          "torch":"..","blas":".."}
 where epoch_s is the median epoch time without the first (warm-up) epoch when there are
 two or more (the best is printed too), and samples_per_s = 60000 / epoch_s.
 Needs python3 with torch and numpy (Debian: python3-torch, python3-numpy).
@@ -50,8 +60,9 @@ import torch.nn as nn
 
 SAMPLES, FEATURES, CLASSES = 60000, 784, 10
 SEED = 42
-OPENBLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
-                "OMP_NUM_THREADS")
+# What picks OpenBLAS's kernels, the threads' and the allocator's behaviour: printed.
+ENV_SHOWN = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+             "OMP_WAIT_POLICY", "MALLOC_MMAP_THRESHOLD_")
 
 
 class DataError(Exception):
@@ -108,12 +119,12 @@ def openblas():
     return lib
 
 
-def set_threads(threads):
+def set_threads(threads, blas_threads):
     """Sets torch's and OpenBLAS's thread counts; returns a description of the BLAS."""
     torch.set_num_threads(threads)
     lib = openblas()
     if lib is not None:
-        lib.openblas_set_num_threads(threads)
+        lib.openblas_set_num_threads(blas_threads)
         return (f"{lib.openblas_get_config().decode()}, core "
                 f"{lib.openblas_get_corename().decode()}, "
                 f"{lib.openblas_get_num_threads()} thread(s)")
@@ -137,7 +148,7 @@ def train(rank, procs, args, init_method, data=None):
     """Trains for args.epochs; rank 0 prints. One process, or one of --ddp N (which load
     the data themselves: data is None)."""
     torch.set_num_interop_threads(1)
-    blas = set_threads(args.threads)
+    blas = set_threads(args.threads, args.blas_threads)
     if procs > 1:
         dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=procs)
     x, y = data if data is not None else load_data(args.idx_dir)
@@ -185,15 +196,17 @@ def train(rank, procs, args, init_method, data=None):
     timed = times[1:] if len(times) > 1 else times
     epoch_s = statistics.median(timed)
     if rank == 0:
-        env = ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in OPENBLAS_ENV)
-        print(f"torch {torch.__version__}, {procs} process(es) x {args.threads} thread(s), "
+        env = ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in ENV_SHOWN)
+        print(f"torch {torch.__version__}, {procs} process(es) x {args.threads} thread(s) "
+              f"({args.blas_threads} in BLAS), "
               f"batch {args.batch}, {'Fashion-MNIST' if args.idx_dir else 'synthetic'} data: "
               f"epoch {epoch_s:.3f} s median, {min(timed):.3f} s best"
               f"{' (first epoch excluded)' if len(times) > 1 else ''}, "
               f"{SAMPLES / epoch_s:.0f} samples/s; BLAS: {blas}; {env}; "
               f"load average {os.getloadavg()[0]:.2f}")
         print("JSON " + json.dumps({"bench": "torch", "batch": args.batch,
-                                    "threads": args.threads, "procs": procs,
+                                    "threads": args.threads,
+                                    "blas_threads": args.blas_threads, "procs": procs,
                                     "epoch_s": round(epoch_s, 6),
                                     "epoch_best_s": round(min(timed), 6),
                                     "samples_per_s": round(SAMPLES / epoch_s, 1),
@@ -212,14 +225,18 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=2,
                     help="epochs; the first is a warm-up when there are 2+ (default 2)")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch and OpenBLAS threads per process (default 1)")
+                    help="torch (and OpenBLAS) threads per process (default 1)")
+    ap.add_argument("--blas-threads", type=int, metavar="T",
+                    help="OpenBLAS threads per process (default: --threads)")
     ap.add_argument("--ddp", type=int, default=1, metavar="N",
                     help="processes, DistributedDataParallel over gloo (default 1: plain)")
     ap.add_argument("--idx-dir", metavar="DIR",
                     help="Fashion-MNIST's gzip'd IDX training files instead of synthetic data")
     args = ap.parse_args(argv)
-    if args.batch < 1 or args.epochs < 1 or args.threads < 1 or args.ddp < 1:
-        ap.error("--batch, --epochs, --threads and --ddp must be >= 1")
+    if args.blas_threads is None:
+        args.blas_threads = args.threads
+    if min(args.batch, args.epochs, args.threads, args.blas_threads, args.ddp) < 1:
+        ap.error("--batch, --epochs, --threads, --blas-threads and --ddp must be >= 1")
     if args.batch < args.ddp:
         ap.error("--batch must be at least --ddp: every process needs a sample")
     data = None

@@ -19,9 +19,10 @@ gradients are in flight. 0.6 is roughly the backward pass's share of a step (abo
 the multiply-adds of a dense network) less the first layer's, which finishes last: a
 typical figure for networks whose weights are spread over many layers. The model lets
 the whole allreduce start behind that share, so it is an upper bound on what overlap
-buys; for the demo network, whose first layer holds 85% of the weights and computes its
-gradient last, about 0.15 is closer. dmlp does not overlap today: it allreduces all
-gradients after the backward pass (the "no overlap" curve).
+buys. The demo network's first layer holds 85% of the weights and computes its gradient
+last, so there the share is nearer 0.15 unless that gradient is sent in pieces as it is
+produced, as dmlp's buckets are. dmlp overlaps with `comm.overlap: true`; by default it
+allreduces all gradients after the backward pass (the "no overlap" curve).
 
 Strong scaling (--mode strong) splits a fixed --global-batch B over the ranks (b =
 ceil(B/p), the largest slice; p stops at B); weak scaling keeps --batch-per-rank b fixed
@@ -178,7 +179,7 @@ def plot(path, args, rows, measured_eff, source):
 
     ranks = [r["ranks"] for r in rows]
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
-    ax.plot(ranks, [r["efficiency"] for r in rows], "o-", label="no overlap (dmlp today)")
+    ax.plot(ranks, [r["efficiency"] for r in rows], "o-", label="no overlap (dmlp's default)")
     ax.plot(ranks, [r["efficiency_overlap"] for r in rows], "s--",
             label=f"overlap {args.overlap_fraction:g} of compute")
     if measured_eff:
@@ -209,8 +210,9 @@ def parse_args(argv):
                     "with overlap. See the module docstring (head of this file) for the model.",
         epilog=f"network presets (assumed round figures, not measurements): {nets}")
     ap.add_argument("--compute-per-sample", type=float, required=True, metavar="S",
-                    help="seconds of forward+backward+update per sample on one rank "
-                         "(at the thread count each rank will use)")
+                    help="seconds of forward+backward+update per sample on one rank, at "
+                         "the thread count each rank will use: 1 / samples per second of a "
+                         "one-rank run (dmlp's epoch line, bench/torch_mlp.py)")
     ap.add_argument("--mode", choices=("strong", "weak"),
                     help="strong: fixed global batch split over the ranks; weak: fixed batch "
                          "per rank (default: weak if --batch-per-rank is given, else strong)")
@@ -230,7 +232,7 @@ def parse_args(argv):
     ap.add_argument("--overlap-fraction", type=float, default=0.6, metavar="F",
                     help="share of the compute that can hide communication, in [0, 1] (default "
                          "%(default)s: about the backward of all layers but the first; an "
-                         "upper bound, ~0.15 for the demo network)")
+                         "upper bound)")
     ap.add_argument("--max-ranks", type=int, default=1024, metavar="P",
                     help="largest rank count, table rows are powers of 2 (default %(default)s)")
     ap.add_argument("--measured", metavar="CSV",
