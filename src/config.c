@@ -157,6 +157,7 @@ static const cyaml_schema_field_t checkpoint_fields[] = {
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t comm_fields[] = {
+    CYAML_FIELD_BOOL("shared_memory", OPT, struct config_comm, shared_memory),
     CYAML_FIELD_BOOL("overlap", OPT, struct config_comm, overlap),
     CYAML_FIELD_UINT("bucket_kb", OPT, struct config_comm, bucket_kb),
     CYAML_FIELD_END};
@@ -192,6 +193,7 @@ static const struct {
     {"checkpoint.dir", "runs/default"},
     {"checkpoint.every_epochs", "1"},
     {"checkpoint.keep_last", "3"},
+    {"comm.shared_memory", "true"},
     {"comm.bucket_kb", "256"},
 };
 

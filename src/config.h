@@ -105,6 +105,7 @@ struct config_checkpoint {
 };
 
 struct config_comm {
+    bool shared_memory;              /* default true: ranks of a node add through shared memory */
     bool overlap;                    /* start each bucket's allreduce during backward */
     uint32_t bucket_kb;              /* >= 1, default 256: gradient floats per allreduce */
 };

@@ -86,6 +86,145 @@ void dist_allreduce_sum_float(const struct dist *d, float *buf, size_t n)
     allreduce_sum(d, buf, n, MPI_FLOAT, sizeof(float));
 }
 
+struct dist_sum {
+    MPI_Comm comm;      /* all ranks (the dist's) */
+    MPI_Comm node;      /* the ranks sharing this node's memory; MPI_COMM_NULL: plain */
+    MPI_Comm cross;     /* the ranks with this node rank, one per node */
+    MPI_Win win;
+    float **peer;       /* [node size]: each node rank's two buffers of `capacity` floats */
+    int node_rank, node_size, nodes, flip;
+    size_t capacity;
+    char method[128];
+};
+
+/* The part of n floats that node rank q adds: 16-float (cache-line) aligned bounds. */
+static size_t sum_bound(size_t n, int q, int k)
+{
+    const size_t lines = (n + 15) / 16, b = lines * (size_t)q / (size_t)k * 16;
+    return b < n ? b : n;
+}
+
+void dist_sum_create(struct dist_sum **out, const struct dist *d, size_t capacity,
+                     int shared_memory)
+{
+    struct dist_sum *s = calloc(1, sizeof *s);
+    if (!s) /* the other ranks are about to enter collectives: end the job instead */
+        dist_abort(d, DMLP_ERR_RUNTIME, "out of memory for the gradient sum");
+    s->comm = d->comm;
+    s->node = s->cross = MPI_COMM_NULL;
+    s->win = MPI_WIN_NULL;
+    s->capacity = capacity;
+    MPI_Comm node;
+    MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
+    int k, nr, kk[2], agreed[2];
+    MPI_Comm_size(node, &k);
+    MPI_Comm_rank(node, &nr);
+    kk[0] = k, kk[1] = -k; /* min and max of the node sizes, in one reduction */
+    MPI_Allreduce(kk, agreed, 2, MPI_INT, MPI_MIN, d->comm);
+    const int even = agreed[0] == -agreed[1];
+    /* Two buffers per rank, so that a rank may start the next sum while a slower one
+     * still copies results out of the last. A failed allocation (a small /dev/shm in a
+     * container) falls back to MPI on every rank, agreed. */
+    int ok = shared_memory && k > 1 && even && capacity <= ((size_t)1 << 28);
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, d->comm);
+    if (ok) {
+        float *base;
+        MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
+        ok = MPI_Win_allocate_shared((MPI_Aint)(2 * capacity * sizeof(float)), sizeof(float),
+                                     MPI_INFO_NULL, node, &base, &s->win) == MPI_SUCCESS;
+        s->peer = malloc((size_t)k * sizeof *s->peer);
+        int all = ok && s->peer;
+        MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, d->comm);
+        if (all) {
+            for (int q = 0; q < k; q++) {
+                MPI_Aint size;
+                int unit;
+                MPI_Win_shared_query(s->win, q, &size, &unit, &s->peer[q]);
+            }
+            MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
+            MPI_Comm_split(d->comm, nr, d->rank, &s->cross);
+            s->node = node;
+            s->node_rank = nr;
+            s->node_size = k;
+            s->nodes = d->size / k;
+        } else {
+            if (ok)
+                MPI_Win_free(&s->win);
+            free(s->peer);
+            s->peer = NULL;
+        }
+    }
+    if (s->node == MPI_COMM_NULL) {
+        MPI_Comm_free(&node);
+        snprintf(s->method, sizeof s->method, "MPI_Allreduce%s",
+                 !shared_memory ? " (comm.shared_memory off)"
+                 : k == 1 ? "" : !even ? " (nodes run different rank counts)"
+                 : " (no shared-memory window)");
+    } else {
+        snprintf(s->method, sizeof s->method, "shared memory (%d ranks on each of %d "
+                 "node%s)%s", k, s->nodes, s->nodes == 1 ? "" : "s",
+                 s->nodes > 1 ? " + MPI_Allreduce across nodes" : "");
+    }
+    *out = s;
+}
+
+void dist_sum_float(struct dist_sum *s, float *buf, size_t n)
+{
+    if (s->node == MPI_COMM_NULL) {
+        allreduce_sum(&(struct dist){.comm = s->comm}, buf, n, MPI_FLOAT, sizeof(float));
+        return;
+    }
+    const int k = s->node_size, me = s->node_rank;
+    const size_t off = (size_t)s->flip * s->capacity;
+    float *mine = s->peer[me] + off;
+    memcpy(mine, buf, n * sizeof(float));
+    MPI_Win_sync(s->win);
+    MPI_Barrier(s->node); /* every copy is in */
+    MPI_Win_sync(s->win);
+    const size_t lo = sum_bound(n, me, k), hi = sum_bound(n, me + 1, k);
+    float *restrict out = buf + lo;
+    const float *restrict first = s->peer[0] + off + lo;
+    for (size_t i = 0; i < hi - lo; i++)
+        out[i] = first[i];
+    for (int q = 1; q < k; q++) { /* node-rank order, the same for every element */
+        const float *restrict in = s->peer[q] + off + lo;
+        for (size_t i = 0; i < hi - lo; i++)
+            out[i] += in[i];
+    }
+    if (s->nodes > 1)
+        allreduce_sum(&(struct dist){.comm = s->cross}, out, hi - lo, MPI_FLOAT,
+                      sizeof(float));
+    memcpy(mine + lo, out, (hi - lo) * sizeof(float));
+    MPI_Win_sync(s->win);
+    MPI_Barrier(s->node); /* every slice's total is in */
+    MPI_Win_sync(s->win);
+    for (int q = 0; q < k; q++) {
+        if (q == me)
+            continue;
+        const size_t a = sum_bound(n, q, k), b = sum_bound(n, q + 1, k);
+        memcpy(buf + a, s->peer[q] + off + a, (b - a) * sizeof(float));
+    }
+    s->flip ^= 1;
+}
+
+void dist_sum_free(struct dist_sum **sp)
+{
+    struct dist_sum *s = *sp;
+    if (!s)
+        return;
+    if (s->node != MPI_COMM_NULL) {
+        MPI_Win_unlock_all(s->win);
+        MPI_Win_free(&s->win);
+        MPI_Comm_free(&s->cross);
+        MPI_Comm_free(&s->node);
+    }
+    free(s->peer);
+    free(s);
+    *sp = NULL;
+}
+
+const char *dist_sum_method(const struct dist_sum *s) { return s->method; }
+
 struct dist_pending {
     MPI_Comm comm;
     size_t capacity;

@@ -32,6 +32,25 @@ void dist_allreduce_sum_float(const struct dist *d, float *buf, size_t n);
 void dist_allreduce_sum_double(const struct dist *d, double *buf, size_t n);
 void dist_allreduce_sum_u64(const struct dist *d, uint64_t *buf, size_t n);
 
+/* The gradient sum: an in-place float sum across all ranks of d, as MPI_Allreduce, made
+ * for one buffer summed every step. With shared_memory set and several ranks per node (the
+ * same number on every node), the ranks of a node add through an MPI shared-memory
+ * window: each copies its buffer in, adds its 1/k slice of all k copies (in node-rank
+ * order), MPI_Allreduce adds that slice across nodes (ranks with the same node rank), and
+ * each copies the other slices back: memory-speed within a node, one k-th of the data on
+ * the network per rank. Otherwise (one rank per node, uneven nodes, or when the window
+ * cannot be had), one MPI_Allreduce. Collective create/sum/free (create ends the job if
+ * it cannot allocate its few bytes: other ranks would be waiting in its collectives); no
+ * allocation in sum. */
+struct dist_sum;
+void dist_sum_create(struct dist_sum **out, const struct dist *d, size_t capacity,
+                     int shared_memory);
+void dist_sum_float(struct dist_sum *s, float *buf, size_t n); /* n <= capacity */
+void dist_sum_free(struct dist_sum **s);
+/* How the sums are done, for the placement report, e.g. "shared memory (2 ranks on each
+ * of 1 node) + MPI_Allreduce across nodes". */
+const char *dist_sum_method(const struct dist_sum *s);
+
 /* Non-blocking sums for overlapping communication with computation: a set of at most
  * `capacity` outstanding in-place MPI_Iallreduce sums of float ranges, started in the same
  * order with the same sizes on every rank (MPI requires it), progressed by dist_pending_test

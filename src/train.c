@@ -101,6 +101,7 @@ struct run {
      * sent (it is sent from the top down, as backward produces it) and the bucket size */
     struct dist_pending *pending;
     size_t unsent, bucket;
+    struct dist_sum *sum;   /* the blocking gradient sum (shared memory within a node) */
 };
 
 static void run_free(struct run *r)
@@ -118,6 +119,7 @@ static void run_free(struct run *r)
     free(r->rows);
     free(r->acc);
     dist_pending_free(&r->pending);
+    dist_sum_free(&r->sum);
     runlog_close(&r->mlog);
 }
 
@@ -413,6 +415,8 @@ static int setup(const struct dist *d, const struct config *cfg, const struct tr
     if (cfg->comm.overlap && !cfg->training.reproducible) {
         r->bucket = (size_t)cfg->comm.bucket_kb * 1024 / sizeof(float);
         dist_pending_create(&r->pending, d, max_buckets(r->model, r->bucket), &e);
+    } else if (!cfg->training.reproducible) {
+        dist_sum_create(&r->sum, d, r->model->n_params + 1, cfg->comm.shared_memory);
     }
     if (cfg->training.reproducible) {
         slice = slice > REPRO_CHUNK ? slice : REPRO_CHUNK;
@@ -699,6 +703,11 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
             fprintf(info, "validation: %g of %s held out (seed %llu)\n",
                     cfg->data.validation_fraction, cfg->data.train,
                     (unsigned long long)cfg->training.seed);
+        if (n > 1)
+            fprintf(info, "gradient allreduce: %s\n",
+                    cfg->training.reproducible ? "MPI_Allreduce of 64-bit fixed point "
+                    "(training.reproducible)" : r.pending ? "MPI_Iallreduce in buckets "
+                    "during backward (comm.overlap)" : dist_sum_method(r.sum));
         fflush(info);
     }
 
@@ -799,7 +808,7 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                         memset(m->grads, 0, m->n_params * sizeof(float));
                     const double t_sum = dmlp_now();
                     timers[TIMER_BACKWARD] += t_sum - t;
-                    dist_allreduce_sum_float(d, m->grads, m->n_params + 1);
+                    dist_sum_float(r.sum, m->grads, m->n_params + 1);
                     timers[TIMER_ALLREDUCE] += dmlp_now() - t_sum;
                 }
                 signalled = m->grads[m->n_params] > 0.0f;

@@ -4,6 +4,7 @@
  *   last batch and, at 2 and 3 ranks, ranks whose slice of the last batch is empty;
  * - evaluation counts are identical for any rank count;
  * - weights are bit-identical for 1 and 2 OpenMP threads at a fixed rank count;
+ * - the gradient sum (shared memory within a node) gives exact totals;
  * - comm.overlap (bucketed MPI_Iallreduce during backward) gives the blocking weights;
  * - 4 epochs equal 2 epochs + resume for 2 (and a mid-epoch stop + resume) bit for bit;
  * - a failure on one rank is agreed on by all.
@@ -231,10 +232,63 @@ static void test_threads_bit_identical(void)
     dist_free(&world);
 }
 
+/* The gradient sum on its own: every rank's value of element i is a function of (rank, i,
+ * call), so each rank computes the expected total itself, added in rank order as the
+ * shared-memory path adds within a node (one host here: node rank = rank). At 1 and 2 ranks
+ * and with shared memory at 3 that is the exact float result; MPI_Allreduce at 3 ranks may
+ * add in another order, so there within rounding. Sizes around the slice bounds (0, fewer
+ * elements than ranks, not a multiple of 16) and repeated calls (the two buffers take
+ * turns) on the same object. */
+static float sum_input(int rank, size_t i, int call)
+{
+    return (float)((double)((i * 2654435761u + (size_t)rank * 40503u + (size_t)call * 977u) %
+                            10007u) / 1000.0 - 5.0);
+}
+
+static void test_gradient_sum(void)
+{
+    struct dist *world;
+    struct dmlp_error e = {0};
+    dist_create_world(&world, &e);
+    static const size_t sizes[] = {0, 1, 2, 17, 1000, 4099};
+    for (int shm = 1; shm >= 0; shm--) {
+        struct dist_sum *s;
+        dist_sum_create(&s, world, 4099, shm);
+        if (g_rank == 0)
+            printf("\n    shared_memory %d: %s", shm, dist_sum_method(s));
+        CU_ASSERT_EQUAL(strncmp(dist_sum_method(s), "shared memory", 13) == 0,
+                        shm && g_size > 1);
+        float buf[4099];
+        size_t bad = 0, far = 0;
+        for (int call = 0; call < 5; call++)
+            for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+                const size_t n = sizes[z];
+                for (size_t i = 0; i < n; i++)
+                    buf[i] = sum_input(g_rank, i, call);
+                dist_sum_float(s, buf, n);
+                for (size_t i = 0; i < n; i++) {
+                    float want = sum_input(0, i, call);
+                    double mag = fabs(want);
+                    for (int q = 1; q < g_size; q++) {
+                        want += sum_input(q, i, call);
+                        mag += fabs(sum_input(q, i, call));
+                    }
+                    bad += memcmp(&buf[i], &want, sizeof want) != 0;
+                    far += fabs((double)buf[i] - (double)want) > 4 * 0x1p-24 * mag;
+                }
+            }
+        if (shm || g_size <= 2)
+            CU_ASSERT_EQUAL(bad, 0);
+        CU_ASSERT_EQUAL(far, 0);
+        dist_sum_free(&s);
+    }
+    dist_free(&world);
+}
+
 /* comm.overlap: buckets summed by MPI_Iallreduce while backward goes on give the weights of
  * one blocking allreduce. At 1 and 2 ranks each sum is a + b whatever the algorithm, so
  * bit for bit; at 3 ranks MPI may add the partial sums in another order for another
- * message size, so within float rounding (4.6e-7 here with Open MPI 4.1). 1 KiB buckets split every layer into several
+ * message size, so within float rounding. 1 KiB buckets split every layer into several
  * chunks, and the short data set leaves some ranks an empty slice (they start the same
  * buckets, of zeros). */
 static void test_overlap_matches_blocking(void)
@@ -591,6 +645,7 @@ static CU_TestInfo mpi_tests[] = {
     {"n-invariance, empty slices in the last batch", test_n_invariance_empty_slices},
     {"evaluation identical for any rank count", test_eval_identical_across_ranks},
     {"weights bit-identical for 1 and 2 threads", test_threads_bit_identical},
+    {"gradient sum: shared memory and MPI, exact totals", test_gradient_sum},
     {"comm.overlap gives the weights of the blocking allreduce", test_overlap_matches_blocking},
     {"4 epochs == 2 + resume 2, and mid-epoch resume", test_resume_bit_identical},
     {"clipped AdamW: identical on every rank, resumable", test_clipped_adam_identical_and_resumable},

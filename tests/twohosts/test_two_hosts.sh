@@ -23,7 +23,8 @@
 #     checks that ranks 0, 1 see hostA and A's veth and ranks 2, 3 hostB and B's.
 #   - btl tcp,self and btl/oob_tcp_if_include 10.231.77.0/24, so every message between ranks
 #     goes over the veth pair (or the namespace's own address).
-#   - then: rank 0's start-up line names 4 ranks, 3 epochs ran, and every /layers/<i>/weight
+#   - then: rank 0's start-up line names 4 ranks, the gradient sum is shared memory per host
+#     plus MPI across hosts (one host: shared memory only), 3 epochs ran, and every /layers/<i>/weight
 #     and bias (h5dump, 9 digits) matches the 4-ranks-on-one-host run within 1e-5 x the
 #     largest |weight|.
 # Everything is removed on exit (namespaces, veth, temporary files), also on failure or
@@ -228,6 +229,13 @@ for run in two one; do
   check "$run: rank 0's start-up line names 4 ranks" \
     grep -qE '^dmlp [^ ]+: 4 ranks x [0-9]+ threads?;' "$log"
   check "$run: 3 epochs logged" grep -qE '^epoch +3/3 ' "$log"
+  if [ $run = two ]; then # each host adds in shared memory, then the hosts over MPI
+    check "two: gradients summed per host in shared memory, then across hosts" \
+      grep -q '^gradient allreduce: shared memory (2 ranks on each of 2 nodes) + MPI_Allreduce across nodes' "$log"
+  else
+    check "one: gradients summed in shared memory" \
+      grep -q '^gradient allreduce: shared memory (4 ranks on each of 1 node)$' "$log"
+  fi
   check "$run: final checkpoint written" grep -q '^checkpoint: ' "$log"
 done
 # The map Open MPI printed: two ranks on each host.
