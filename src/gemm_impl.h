@@ -254,10 +254,13 @@ void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
      * place, element (i,p) at A->p[i·rs + p·cs]. Either way the arithmetic is the same. */
     const int packed = A->trans || panels > 2;
     const size_t rs = A->trans ? 1 : A->ld, cs = A->trans ? A->ld : 1;
+    /* One parallel region for the whole product: waking a team costs more than a k block
+     * of a small layer takes. Every thread walks the k blocks; the work-sharing loops'
+     * barriers keep them in step. */
+#pragma omp parallel
     for (size_t p0 = 0; p0 < k; p0 += KC) {
         const size_t kc = k - p0 < KC ? k - p0 : KC;
         const int first = p0 == 0, last = p0 + kc == k;
-#pragma omp parallel
         {
             if (packed) {
 #pragma omp for schedule(static)
