@@ -158,7 +158,7 @@ static const struct {
     {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
      "softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\ncolour: red\n",
      "bad.yaml:9: colour: unknown key (known: model, loss, optimizer, data, training, "
-     "checkpoint)"},
+     "checkpoint, comm)"},
     {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
      "softmax}\noptimizer:\n  lr: 0.1\n  betas: 2\ndata:\n  train: t.h5\n",
      "bad.yaml:7: optimizer.betas: unknown key (known in optimizer: name, lr, momentum, "
@@ -233,6 +233,15 @@ static const struct {
     {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
      "softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\ntraining:\n  epochs: 0\n",
      "bad.yaml:10: training.epochs: 0 is not a positive integer"},
+    {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
+     "softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\ncomm:\n  bucket_kb: 0\n",
+     "bad.yaml:10: comm.bucket_kb: 0 is not a positive integer"},
+    {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
+     "softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\ncomm:\n  bucket_kb: 9999999\n",
+     "bad.yaml:10: comm.bucket_kb: 9999999 KiB is more than 4 GiB per allreduce"},
+    {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
+     "softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\ncomm:\n  overlap: sometimes\n",
+     "bad.yaml:10: comm.overlap: sometimes is not true or false"},
     {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
      "softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: \"\"\n",
      "bad.yaml:8: data.train: empty path"},
@@ -441,7 +450,7 @@ static void test_set_errors(void)
                               "(known: name, lr, momentum, nesterov, weight_decay, "
                               "beta1, beta2, eps, clip_norm, lr_scaling, base_batch_size, schedule)"},
         {"optimiser.lr=0.1", "--set optimiser.lr=0.1: unknown top-level key 'optimiser' "
-                             "(known: model, loss, optimizer, data, training, checkpoint)"},
+                             "(known: model, loss, optimizer, data, training, checkpoint, comm)"},
         {"optimizer.lr", "--set optimizer.lr: expected key.path=value"},
         {"=3", "--set =3: expected key.path=value"},
         {"model.layers[2].units=4",
