@@ -69,6 +69,14 @@ static void test_usage_and_exit_codes(void)
     CU_ASSERT(has("--checkpoint and --data are required"));
     CU_ASSERT_EQUAL(run("%s --version", DMLP_BINARY), 0);
     CU_ASSERT(has("dmlp "));
+    CU_ASSERT(has("kernels   "));
+    /* The kernel choice: the portable one runs anywhere and --version says so; a name
+     * that is not a kernel is refused on every rank with the value and the choices. */
+    CU_ASSERT_EQUAL(run("DMLP_KERNEL=generic %s --version", DMLP_BINARY), 0);
+    CU_ASSERT(has("kernels   generic: "));
+    CU_ASSERT_EQUAL(run("DMLP_KERNEL=avx3000 " MPIRUN "2 %s --version", DMLP_BINARY), 2);
+    CU_ASSERT(has("DMLP_KERNEL=avx3000: not a kernel this CPU runs (it runs "));
+    CU_ASSERT(has("generic"));
 }
 
 /* Writes big-endian IDX files through zlib (gzip). */
