@@ -576,7 +576,9 @@ static int resolve(const char *path, struct config *cfg, struct resolved *out, c
             snprintf(msg, cap, "%s is not a list", done);
             return -1;
         } else if (s->type == CYAML_MAPPING && (s->flags & CYAML_FLAG_POINTER) && fd) {
-            memcpy(&fd, fd, sizeof fd);
+            uint8_t *target; /* the field holds a pointer to the mapping */
+            memcpy(&target, fd, sizeof target);
+            fd = target;
         }
         data = fd;
     }
