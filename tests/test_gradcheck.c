@@ -45,25 +45,7 @@ static const enum dmlp_activation hidden_acts[] = {
     DMLP_ACT_SIGMOID, DMLP_ACT_TANH, DMLP_ACT_RELU, DMLP_ACT_LEAKY_RELU, DMLP_ACT_LINEAR};
 enum { N_HIDDEN = sizeof hidden_acts / sizeof hidden_acts[0] };
 
-/* ---- the independent double-precision reference ------------------------------------ */
-
-static double act_ref(enum dmlp_activation act, double z)
-{
-    switch (act) {
-    case DMLP_ACT_SIGMOID:
-        return 1.0 / (1.0 + exp(-z));
-    case DMLP_ACT_TANH:
-        return tanh(z);
-    case DMLP_ACT_RELU:
-        return z > 0.0 ? z : 0.0;
-    case DMLP_ACT_LEAKY_RELU:
-        return z > 0.0 ? z : 0.01 * z;
-    case DMLP_ACT_LINEAR:
-    case DMLP_ACT_SOFTMAX: /* handled per row by the caller */
-        break;
-    }
-    return z;
-}
+/* ---- the independent double-precision reference (activations: tu_act_ref) ------------ */
 
 static int has_kink(enum dmlp_activation act)
 {
@@ -109,7 +91,7 @@ static double ref_loss(const struct model *m, const double *theta, const float *
                     a[j] = exp(z[j] - mx) / s;
             } else {
                 for (size_t j = 0; j < L->out; j++)
-                    a[j] = act_ref(L->act, z[j]);
+                    a[j] = tu_act_ref(L->act, z[j]);
             }
             width = L->out;
         }

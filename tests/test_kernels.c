@@ -236,25 +236,6 @@ static const enum dmlp_activation elementwise_acts[] = {
     DMLP_ACT_SIGMOID, DMLP_ACT_TANH, DMLP_ACT_RELU, DMLP_ACT_LEAKY_RELU, DMLP_ACT_LINEAR};
 enum { N_ELEMENTWISE = sizeof elementwise_acts / sizeof elementwise_acts[0] };
 
-/* f(z) in double, straight from the definitions of DESIGN §1. */
-static double act_ref(enum dmlp_activation act, double z)
-{
-    switch (act) {
-    case DMLP_ACT_SIGMOID:
-        return 1.0 / (1.0 + exp(-z));
-    case DMLP_ACT_TANH:
-        return tanh(z);
-    case DMLP_ACT_RELU:
-        return z > 0.0 ? z : 0.0;
-    case DMLP_ACT_LEAKY_RELU:
-        return z > 0.0 ? z : 0.01 * z;
-    case DMLP_ACT_LINEAR:
-    case DMLP_ACT_SOFTMAX:
-        break;
-    }
-    return z;
-}
-
 /* f'(z) in double, written in terms of a = f(z) where that is how the kernel is told to
  * compute it; at z = 0 relu' = 0 and leaky_relu' = 0.01, PyTorch's convention. */
 static double act_deriv_ref(enum dmlp_activation act, double z, double a)
@@ -285,7 +266,7 @@ static void check_act_close(const char *what, enum dmlp_activation act, const fl
 {
     size_t bad = 0;
     for (size_t i = 0; i < rows * cols; i++) {
-        const double want = act_ref(act, ref[i]);
+        const double want = tu_act_ref(act, ref[i]);
         const double tol = 2.0 * (double)nterms * U32 * mag[i] + 16.0 * U32 * fabs(want) +
                            1e-30;
         if (!(fabs(got[i] - want) <= tol)) {
@@ -422,7 +403,7 @@ static void backward_input_case(struct rng *r, size_t batch, size_t in, size_t o
     fill_uniform(W, out * in, r, -1.0, 1.0);
     fill_uniform(Zp, batch * in, r, -3.0, 3.0);
     for (size_t i = 0; i < batch * in; i++)
-        D[i] = (float)act_ref(act, Zp[i]);
+        D[i] = (float)tu_act_ref(act, Zp[i]);
     const float *Dp = act == DMLP_ACT_LINEAR ? NULL : D;
     /* dX_ip = Σ_j g_ij w_jp  (G·W), then times f'(z_ip) */
     ref_product(ref, mag, NULL, 0, G, out, 1, W, in, 1, batch, in, out);
@@ -502,7 +483,7 @@ static void activation_forward_case(struct rng *r, enum dmlp_activation act, siz
      * with an absolute floor at the float denormal range (sigmoid(-100) ~ 4e-44). */
     size_t bad = 0;
     for (size_t i = 0; i < total; i++) {
-        const double ref = act_ref(act, Z[i]);
+        const double ref = tu_act_ref(act, Z[i]);
         if (!(fabs(A[i] - ref) <= 16.0 * U32 * fabs(ref) + 1e-37)) {
             if (bad < 3)
                 fprintf(stderr, "\n  act %d f(%.9g) = %.9g, expected %.9g", (int)act, Z[i], A[i],
@@ -619,7 +600,7 @@ static void activation_backward_case(struct rng *r, enum dmlp_activation act, si
     fill_preact(Z, total, r);
     /* A = f(Z) correctly rounded from double, as the contract says A = f(Z). */
     for (size_t i = 0; i < total; i++)
-        A[i] = (float)act_ref(act, Z[i]);
+        A[i] = (float)tu_act_ref(act, Z[i]);
     fill_uniform(G0, total, r, -2.0, 2.0);
     memcpy(G, G0, total * sizeof(float));
     threads_begin(threads);

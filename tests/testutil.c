@@ -84,3 +84,21 @@ double tu_reldiff(double a, double b, double floor)
     double m = fmax(fmax(fabs(a), fabs(b)), floor);
     return fabs(a - b) / m;
 }
+
+double tu_act_ref(enum dmlp_activation act, double z)
+{
+    switch (act) {
+    case DMLP_ACT_SIGMOID:
+        return 1.0 / (1.0 + exp(-z));
+    case DMLP_ACT_TANH:
+        return tanh(z);
+    case DMLP_ACT_RELU:
+        return z > 0.0 ? z : 0.0;
+    case DMLP_ACT_LEAKY_RELU:
+        return z > 0.0 ? z : 0.01 * z;
+    case DMLP_ACT_LINEAR:
+    case DMLP_ACT_SOFTMAX:
+        break;
+    }
+    return z;
+}

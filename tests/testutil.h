@@ -6,6 +6,8 @@
 #include <CUnit/CUnit.h>
 #include <stddef.h>
 
+#include "config.h"
+
 /* Runs the suites with the basic interface (verbose) and returns the process exit code:
  * 0 when every test passed, 1 otherwise. */
 int tu_run(CU_SuiteInfo *suites);
@@ -26,5 +28,9 @@ int tu_run_cmd(const char *cmd, char *out, size_t cap);
 
 /* Relative difference |a-b| / max(|a|,|b|,floor). */
 double tu_reldiff(double a, double b, double floor);
+
+/* f(z) in double, straight from the definitions of DESIGN §1, for the elementwise
+ * activations (softmax, a per-row function, returns z: callers handle it by row). */
+double tu_act_ref(enum dmlp_activation act, double z);
 
 #endif
