@@ -168,18 +168,20 @@ void dist_sum_create(struct dist_sum **out, const struct dist *d, size_t capacit
     *out = s;
 }
 
-void dist_sum_float(struct dist_sum *s, float *buf, size_t n)
+double dist_sum_float(struct dist_sum *s, float *buf, size_t n)
 {
     if (s->node == MPI_COMM_NULL) {
         allreduce_sum(&(struct dist){.comm = s->comm}, buf, n, MPI_FLOAT, sizeof(float));
-        return;
+        return 0.0;
     }
     const int k = s->node_size, me = s->node_rank;
     const size_t off = (size_t)s->flip * s->capacity;
     float *mine = s->peer[me] + off;
     memcpy(mine, buf, n * sizeof(float));
     MPI_Win_sync(s->win);
+    const double t_wait = MPI_Wtime();
     MPI_Barrier(s->node); /* every copy is in */
+    const double waited = MPI_Wtime() - t_wait;
     MPI_Win_sync(s->win);
     const size_t lo = sum_bound(n, me, k), hi = sum_bound(n, me + 1, k);
     float *restrict out = buf + lo;
@@ -205,6 +207,7 @@ void dist_sum_float(struct dist_sum *s, float *buf, size_t n)
         memcpy(buf + a, s->peer[q] + off + a, (b - a) * sizeof(float));
     }
     s->flip ^= 1;
+    return waited;
 }
 
 void dist_sum_free(struct dist_sum **sp)

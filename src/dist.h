@@ -45,7 +45,9 @@ void dist_allreduce_sum_u64(const struct dist *d, uint64_t *buf, size_t n);
 struct dist_sum;
 void dist_sum_create(struct dist_sum **out, const struct dist *d, size_t capacity,
                      int shared_memory);
-void dist_sum_float(struct dist_sum *s, float *buf, size_t n); /* n <= capacity */
+/* n <= capacity. Returns the seconds spent waiting for the node's other ranks to arrive
+ * (the shared-memory path; 0 otherwise, where MPI hides the wait inside the sum). */
+double dist_sum_float(struct dist_sum *s, float *buf, size_t n);
 void dist_sum_free(struct dist_sum **s);
 /* How the sums are done, for the placement report, e.g. "shared memory (2 ranks on each
  * of 1 node) + MPI_Allreduce across nodes". */

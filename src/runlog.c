@@ -10,7 +10,7 @@
 #include <time.h>
 
 const char *const runlog_timer_names[TIMER_COUNT] = {
-    "data", "forward", "backward", "allreduce", "update", "eval", "checkpoint"};
+    "data", "forward", "backward", "sync", "allreduce", "update", "eval", "checkpoint"};
 
 struct runlog {
     FILE *f;

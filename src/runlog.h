@@ -25,7 +25,8 @@ enum runlog_timer {
     TIMER_DATA,       /* copying the batch's rows */
     TIMER_FORWARD,    /* forward pass and loss */
     TIMER_BACKWARD,   /* backward pass */
-    TIMER_ALLREDUCE,  /* the gradient allreduce: waiting for the slowest rank included */
+    TIMER_SYNC,       /* the shared-memory gradient sum: waiting for the node's other ranks */
+    TIMER_ALLREDUCE,  /* the gradient sum (otherwise: waiting for the slowest rank included) */
     TIMER_UPDATE,     /* clipping and the optimizer step */
     TIMER_EVAL,       /* validation and test evaluation */
     TIMER_CHECKPOINT, /* checkpoint I/O */

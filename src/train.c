@@ -808,8 +808,9 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                         memset(m->grads, 0, m->n_params * sizeof(float));
                     const double t_sum = dmlp_now();
                     timers[TIMER_BACKWARD] += t_sum - t;
-                    dist_sum_float(r.sum, m->grads, m->n_params + 1);
-                    timers[TIMER_ALLREDUCE] += dmlp_now() - t_sum;
+                    const double waited = dist_sum_float(r.sum, m->grads, m->n_params + 1);
+                    timers[TIMER_SYNC] += waited;
+                    timers[TIMER_ALLREDUCE] += dmlp_now() - t_sum - waited;
                 }
                 signalled = m->grads[m->n_params] > 0.0f;
                 bad = find_nonfinite(m, &bad_layer, &bad_what);
