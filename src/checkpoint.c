@@ -12,51 +12,35 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "h5util.h"
+
 #define FORMAT_NAME "dmlp-checkpoint"
 #define FORMAT_VERSION 1
 #define SHUFFLE_SCHEME "xoshiro256** seeded by splitmix64(seed, 1 + epoch); Fisher-Yates"
 
 /* ---- small HDF5 helpers ----------------------------------------------------------- */
 
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
-
+/* Attribute writers for write_file, which reports one failure for the whole file (the
+ * message of h5util's writer is not needed there). */
 static int attr_write_str(hid_t obj, const char *name, const char *value)
 {
-    hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, strlen(value) + 1);
-    H5Tset_strpad(type, H5T_STR_NULLTERM);
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t st = a < 0 ? -1 : H5Awrite(a, type, value);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(space);
-    H5Tclose(type);
-    return st < 0 ? -1 : 0;
+    struct dmlp_error e;
+    return h5util_write_str_attr(obj, "", ".", name, value, &e) ? -1 : 0;
 }
 
 static int attr_write_u64(hid_t obj, const char *name, uint64_t v)
 {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_STD_U64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t st = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_UINT64, &v);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(space);
-    return st < 0 ? -1 : 0;
+    struct dmlp_error e;
+    return h5util_write_num_attr(obj, "", ".", name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v, &e)
+               ? -1 : 0;
 }
 
 static int attr_write_f64(hid_t obj, const char *name, double v)
 {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t st = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(space);
-    return st < 0 ? -1 : 0;
+    struct dmlp_error e;
+    return h5util_write_num_attr(obj, "", ".", name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, &e)
+               ? -1 : 0;
 }
-
 
 /* Reads a numeric attribute of the given class (H5T_INTEGER or H5T_FLOAT) converted to
  * mem_type; -1 if absent or of another class. */
@@ -382,12 +366,11 @@ static int write_atomically(const char *dir, const char *tmp, const char *final,
     return DMLP_OK;
 }
 
-int checkpoint_save(const char *dir, const struct model *m, const struct optim *o,
-                    const struct checkpoint_state *st, const char *config_yaml,
-                    uint32_t keep_last, char *path_out, size_t path_cap,
-                    struct dmlp_error *err)
+static int save_quietly(const char *dir, const struct model *m, const struct optim *o,
+                        const struct checkpoint_state *st, const char *config_yaml,
+                        uint32_t keep_last, char *path_out, size_t path_cap,
+                        struct dmlp_error *err)
 {
-    quiet_hdf5();
     if (dmlp_mkdir_p(dir))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "checkpoint.dir %s: cannot create: %s", dir,
                          strerror(errno));
@@ -419,11 +402,10 @@ int checkpoint_save(const char *dir, const struct model *m, const struct optim *
     return DMLP_OK;
 }
 
-int checkpoint_save_as(const char *dir, const char *name, const struct model *m,
-                       const struct optim *o, const struct checkpoint_state *st,
-                       const char *config_yaml, struct dmlp_error *err)
+static int save_as_quietly(const char *dir, const char *name, const struct model *m,
+                           const struct optim *o, const struct checkpoint_state *st,
+                           const char *config_yaml, struct dmlp_error *err)
 {
-    quiet_hdf5();
     if (dmlp_mkdir_p(dir))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "checkpoint.dir %s: cannot create: %s", dir,
                          strerror(errno));
@@ -438,7 +420,6 @@ int checkpoint_save_as(const char *dir, const char *name, const struct model *m,
 
 static int open_checkpoint(const char *path, hid_t *out, struct dmlp_error *err)
 {
-    quiet_hdf5();
     struct stat sb;
     if (stat(path, &sb))
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
@@ -454,8 +435,8 @@ static int open_checkpoint(const char *path, hid_t *out, struct dmlp_error *err)
     return DMLP_OK;
 }
 
-int checkpoint_read_network(const char *path, size_t *in_dim, struct config_layer **layers,
-                            size_t *n_layers, enum dmlp_loss *loss, struct dmlp_error *err)
+static int read_network_quietly(const char *path, size_t *in_dim, struct config_layer **layers,
+                                size_t *n_layers, enum dmlp_loss *loss, struct dmlp_error *err)
 {
     *layers = NULL;
     *n_layers = 0;
@@ -612,7 +593,7 @@ static int load_layers(hid_t f, const char *path, struct model *m, struct dmlp_e
     return DMLP_OK;
 }
 
-int checkpoint_load_layers(const char *path, struct model *m, struct dmlp_error *err)
+static int load_layers_quietly(const char *path, struct model *m, struct dmlp_error *err)
 {
     hid_t f;
     int rc = open_checkpoint(path, &f, err);
@@ -623,8 +604,8 @@ int checkpoint_load_layers(const char *path, struct model *m, struct dmlp_error 
     return rc;
 }
 
-int checkpoint_load(const char *path, struct model *m, struct optim *o,
-                    struct checkpoint_state *st, struct dmlp_error *err)
+static int load_quietly(const char *path, struct model *m, struct optim *o,
+                        struct checkpoint_state *st, struct dmlp_error *err)
 {
     hid_t f;
     int rc = open_checkpoint(path, &f, err);
@@ -733,9 +714,8 @@ int checkpoint_latest(const char *dir, char *out, size_t cap)
     return 1;
 }
 
-int checkpoint_is_checkpoint(const char *path)
+static int is_checkpoint_quietly(const char *path)
 {
-    quiet_hdf5();
     if (H5Fis_hdf5(path) <= 0)
         return 0;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -749,12 +729,12 @@ int checkpoint_is_checkpoint(const char *path)
     return yes;
 }
 
-int checkpoint_describe(FILE *out, const char *path, struct dmlp_error *err)
+static int describe_quietly(FILE *out, const char *path, struct dmlp_error *err)
 {
     size_t in_dim = 0, n = 0;
     struct config_layer *ls = NULL;
     enum dmlp_loss loss;
-    int rc = checkpoint_read_network(path, &in_dim, &ls, &n, &loss, err);
+    int rc = read_network_quietly(path, &in_dim, &ls, &n, &loss, err);
     if (rc)
         return rc;
     hid_t f;
@@ -848,4 +828,78 @@ void checkpoint_hdf5_version(char *out, size_t cap)
     const char *kind = "serial";
 #endif
     snprintf(out, cap, "%u.%u.%u (%s)", major, minor, release, kind);
+}
+
+/* ---- public entry points ---------------------------------------------------------------- */
+/* Each runs its work with HDF5's own error printer off, so that only dmlp's messages reach
+ * the user, and restores the caller's setting afterwards. */
+
+int checkpoint_save(const char *dir, const struct model *m, const struct optim *o,
+                    const struct checkpoint_state *st, const char *config_yaml,
+                    uint32_t keep_last, char *path_out, size_t path_cap,
+                    struct dmlp_error *err)
+{
+    struct h5util_quiet q;
+    h5util_quiet_begin(&q);
+    const int rc = save_quietly(dir, m, o, st, config_yaml, keep_last, path_out, path_cap, err);
+    h5util_quiet_end(&q);
+    return rc;
+}
+
+int checkpoint_save_as(const char *dir, const char *name, const struct model *m,
+                       const struct optim *o, const struct checkpoint_state *st,
+                       const char *config_yaml, struct dmlp_error *err)
+{
+    struct h5util_quiet q;
+    h5util_quiet_begin(&q);
+    const int rc = save_as_quietly(dir, name, m, o, st, config_yaml, err);
+    h5util_quiet_end(&q);
+    return rc;
+}
+
+int checkpoint_read_network(const char *path, size_t *in_dim, struct config_layer **layers,
+                            size_t *n_layers, enum dmlp_loss *loss, struct dmlp_error *err)
+{
+    struct h5util_quiet q;
+    h5util_quiet_begin(&q);
+    const int rc = read_network_quietly(path, in_dim, layers, n_layers, loss, err);
+    h5util_quiet_end(&q);
+    return rc;
+}
+
+int checkpoint_load_layers(const char *path, struct model *m, struct dmlp_error *err)
+{
+    struct h5util_quiet q;
+    h5util_quiet_begin(&q);
+    const int rc = load_layers_quietly(path, m, err);
+    h5util_quiet_end(&q);
+    return rc;
+}
+
+int checkpoint_load(const char *path, struct model *m, struct optim *o,
+                    struct checkpoint_state *st, struct dmlp_error *err)
+{
+    struct h5util_quiet q;
+    h5util_quiet_begin(&q);
+    const int rc = load_quietly(path, m, o, st, err);
+    h5util_quiet_end(&q);
+    return rc;
+}
+
+int checkpoint_is_checkpoint(const char *path)
+{
+    struct h5util_quiet q;
+    h5util_quiet_begin(&q);
+    const int rc = is_checkpoint_quietly(path);
+    h5util_quiet_end(&q);
+    return rc;
+}
+
+int checkpoint_describe(FILE *out, const char *path, struct dmlp_error *err)
+{
+    struct h5util_quiet q;
+    h5util_quiet_begin(&q);
+    const int rc = describe_quietly(out, path, err);
+    h5util_quiet_end(&q);
+    return rc;
 }

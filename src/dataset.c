@@ -1519,35 +1519,6 @@ done:
 }
 
 
-/* Attaches a scalar int32 (value) or a fixed-length string (text) attribute to obj. */
-static int write_attr(hid_t file, const char *path, const char *obj, const char *name,
-                      int32_t value, const char *text, struct dmlp_error *err)
-{
-    char why[256];
-    hid_t type = text ? H5Tcopy(H5T_C_S1) : H5Tcopy(H5T_STD_I32LE);
-    int ok = type >= 0;
-    if (ok && text)
-        ok = H5Tset_size(type, strlen(text) + 1) >= 0 &&
-             H5Tset_strpad(type, H5T_STR_NULLTERM) >= 0;
-    hid_t space = ok ? H5Screate(H5S_SCALAR) : H5I_INVALID_HID;
-    hid_t attr = space >= 0 ? H5Acreate_by_name(file, obj, name, type, space, H5P_DEFAULT,
-                                                H5P_DEFAULT, H5P_DEFAULT)
-                            : H5I_INVALID_HID;
-    ok = attr >= 0 && (text ? H5Awrite(attr, type, text)
-                            : H5Awrite(attr, H5T_NATIVE_INT32, &value)) >= 0;
-    if (!ok)
-        h5util_reason(why, sizeof why);
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (space >= 0)
-        H5Sclose(space);
-    if (type >= 0)
-        H5Tclose(type);
-    return ok ? DMLP_OK
-              : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: writing attribute %s on %s failed: %s",
-                          path, name, obj, why);
-}
-
 /* A 1-D attribute of variable-length UTF-8 strings (h5py reads it as a list of str). */
 static int write_names_attr(hid_t file, const char *path, const char *obj, const char *name,
                             const char *const *names, size_t n, struct dmlp_error *err)
@@ -1587,17 +1558,20 @@ static int write_file(const struct dataset *ds, const char *tmp, const char *pat
      * layout is read at disk speed with no per-rank decompression; it also keeps any row
      * range a cheap hyperslab for a sharded placement. The cost is disk space only. */
     hsize_t fdims[2] = {ds->n, ds->d}, ydims[2] = {ds->n, ds->k};
-    int rc = write_attr(file, path, "/", "format", 0, "dmlp-dataset", err);
+    const int32_t version = 1, classes = (int32_t)ds->k;
+    int rc = h5util_write_str_attr(file, path, "/", "format", "dmlp-dataset", err);
     if (rc == DMLP_OK)
-        rc = write_attr(file, path, "/", "format_version", 1, NULL, err);
+        rc = h5util_write_num_attr(file, path, "/", "format_version", H5T_STD_I32LE,
+                                   H5T_NATIVE_INT32, &version, err);
     if (rc == DMLP_OK)
-        rc = h5util_write_array(file, path, "/features", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, fdims,
-                         ds->features, err);
+        rc = h5util_write_array(file, path, "/features", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2,
+                                fdims, ds->features, err);
     if (rc == DMLP_OK && ds->labels) {
-        rc = h5util_write_array(file, path, "/labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, ydims,
-                         ds->labels, err);
+        rc = h5util_write_array(file, path, "/labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1,
+                                ydims, ds->labels, err);
         if (rc == DMLP_OK)
-            rc = write_attr(file, path, "/labels", "num_classes", (int32_t)ds->k, NULL, err);
+            rc = h5util_write_num_attr(file, path, "/labels", "num_classes", H5T_STD_I32LE,
+                                       H5T_NATIVE_INT32, &classes, err);
         if (rc == DMLP_OK && class_names)
             rc = write_names_attr(file, path, "/labels", "class_names", class_names, ds->k,
                                   err);

@@ -32,4 +32,14 @@ int h5util_write_array(hid_t file, const char *path, const char *name, hid_t fil
                        hid_t mem_type, int rank, const hsize_t *dims, const void *data,
                        struct dmlp_error *err);
 
+/* Writes a scalar attribute `name` on the object `obj` (a path from loc: "/" for the root
+ * group of a file, "." for loc itself): a fixed-length, NUL-terminated string (text), or
+ * one number read as mem_type from value and stored as file_type. A failure is I/O:
+ * DMLP_ERR_RUNTIME naming path, attribute and object with HDF5's reason. */
+int h5util_write_str_attr(hid_t loc, const char *path, const char *obj, const char *name,
+                          const char *text, struct dmlp_error *err);
+int h5util_write_num_attr(hid_t loc, const char *path, const char *obj, const char *name,
+                          hid_t file_type, hid_t mem_type, const void *value,
+                          struct dmlp_error *err);
+
 #endif

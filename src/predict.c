@@ -159,40 +159,6 @@ static int same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
-
-
-
-
-
-/* A scalar attribute on the root group: a fixed-length string (text) or an int32. */
-static int write_root_attr(hid_t file, const char *path, const char *name, const char *text,
-                           int32_t value, struct dmlp_error *err)
-{
-    char why[256];
-    hid_t type = text ? H5Tcopy(H5T_C_S1) : H5Tcopy(H5T_STD_I32LE);
-    int ok = type >= 0;
-    if (ok && text)
-        ok = H5Tset_size(type, strlen(text) + 1) >= 0 &&
-             H5Tset_strpad(type, H5T_STR_NULLTERM) >= 0;
-    hid_t space = ok ? H5Screate(H5S_SCALAR) : H5I_INVALID_HID;
-    hid_t attr = space >= 0 ? H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT)
-                            : H5I_INVALID_HID;
-    ok = attr >= 0 && (text ? H5Awrite(attr, type, text)
-                            : H5Awrite(attr, H5T_NATIVE_INT32, &value)) >= 0;
-    if (!ok)
-        h5util_reason(why, sizeof why);
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (space >= 0)
-        H5Sclose(space);
-    if (type >= 0)
-        H5Tclose(type);
-    return ok ? DMLP_OK
-              : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: writing attribute %s failed: %s", path,
-                          name, why);
-}
-
-
 static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_error *err)
 {
     char why[256];
@@ -202,23 +168,25 @@ static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot create %s: %s", path, tmp,
                          h5util_reason(why, sizeof why));
     const hsize_t dims[2] = {pf->n, pf->k};
-    int rc = write_root_attr(file, path, "format", "dmlp-predictions", 0, err);
+    const int32_t version = 1;
+    int rc = h5util_write_str_attr(file, path, "/", "format", "dmlp-predictions", err);
     if (rc == DMLP_OK)
-        rc = write_root_attr(file, path, "format_version", NULL, 1, err);
+        rc = h5util_write_num_attr(file, path, "/", "format_version", H5T_STD_I32LE,
+                                   H5T_NATIVE_INT32, &version, err);
     if (rc == DMLP_OK)
-        rc = write_root_attr(file, path, "dmlp_version", DMLP_VERSION, 0, err);
+        rc = h5util_write_str_attr(file, path, "/", "dmlp_version", DMLP_VERSION, err);
     if (rc == DMLP_OK)
-        rc = write_root_attr(file, path, "loss", pf->loss, 0, err);
+        rc = h5util_write_str_attr(file, path, "/", "loss", pf->loss, err);
     if (rc == DMLP_OK && pf->checkpoint)
-        rc = write_root_attr(file, path, "checkpoint", pf->checkpoint, 0, err);
+        rc = h5util_write_str_attr(file, path, "/", "checkpoint", pf->checkpoint, err);
     if (rc == DMLP_OK && pf->input)
-        rc = write_root_attr(file, path, "input", pf->input, 0, err);
+        rc = h5util_write_str_attr(file, path, "/", "input", pf->input, err);
     if (rc == DMLP_OK)
-        rc = h5util_write_array(file, path, "/predictions", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dims,
-                         pf->P, err);
+        rc = h5util_write_array(file, path, "/predictions", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
+                                2, dims, pf->P, err);
     if (rc == DMLP_OK && pf->labels)
-        rc = h5util_write_array(file, path, "/labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dims,
-                         pf->labels, err);
+        rc = h5util_write_array(file, path, "/labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1,
+                                dims, pf->labels, err);
     if (rc == DMLP_OK && H5Fflush(file, H5F_SCOPE_LOCAL) < 0)
         rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: flushing %s failed: %s", path, tmp,
                        h5util_reason(why, sizeof why));
