@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <hdf5.h>
 #include <zlib.h>
 
@@ -25,7 +24,6 @@
 
 static char g_fix[512];       /* checkpoints and outputs that must survive every case */
 static char g_bad[512];       /* the bad inputs */
-static char g_out[1 << 16];   /* what the last command printed */
 static char g_snap[1 << 16];  /* the fixture's listing and checksums, taken in setup */
 static int g_ready;           /* the fixture was built */
 
@@ -47,36 +45,11 @@ static const char *P(const char *fmt, ...)
     return b;
 }
 
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = tu_run_cmd(cmd, g_out, sizeof g_out);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    printf("\n    $ %s  -> %d (%.1f s)\n", cmd, rc,
-           (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
-    return rc;
-}
-
-static int has(const char *needle)
-{
-    if (strstr(g_out, needle))
-        return 1;
-    printf("    output lacks '%s':\n%s\n", needle, g_out);
-    return 0;
-}
-
 /* Lines that begin with "dmlp: " (the error line, whatever the command). */
 static int error_lines(void)
 {
     int n = 0;
-    for (const char *p = g_out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+    for (const char *p = tu_out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
         n += !strncmp(p, "dmlp: ", 6);
     return n;
 }
@@ -99,21 +72,21 @@ static void bad(int code, const char *args, ...)
     static char now[1 << 16];
     CU_ASSERT_FATAL(g_ready);
     for (int np = 1; np <= 2; np++) {
-        const int rc = run("timeout 60 " MPIRUN "%d %s %s", np, DMLP_BINARY, args);
+        const int rc = tu_sh("timeout 60 " MPIRUN "%d %s %s", np, DMLP_BINARY, args);
         CU_ASSERT_NOT_EQUAL(rc, 124); /* a hang */
         /* code -1 (hostile sizes): 2 (refused up front) or 1 (the allocation refused) */
         CU_ASSERT(code < 0 ? (rc == 1 || rc == 2) : rc == code);
         va_list ap;
         va_start(ap, args);
         for (const char *needle; (needle = va_arg(ap, const char *)) != NULL;)
-            CU_ASSERT(has(needle));
+            CU_ASSERT(tu_has(needle));
         va_end(ap);
         const int lines = error_lines();
         if (lines != 1)
-            printf("    expected one 'dmlp: ' line, got %d:\n%s\n", lines, g_out);
+            printf("    expected one 'dmlp: ' line, got %d:\n%s\n", lines, tu_out);
         CU_ASSERT_EQUAL(lines, 1);
-        CU_ASSERT(strstr(g_out, "Sanitizer") == NULL && strstr(g_out, "MPI_ABORT") == NULL &&
-                  strstr(g_out, "Segmentation") == NULL);
+        CU_ASSERT(strstr(tu_out, "Sanitizer") == NULL && strstr(tu_out, "MPI_ABORT") == NULL &&
+                  strstr(tu_out, "Segmentation") == NULL);
         snapshot(now, sizeof now);
         if (strcmp(now, g_snap) != 0)
             printf("    the fixture changed:\nbefore:\n%s\nafter:\n%s\n", g_snap, now);
@@ -255,15 +228,15 @@ static int setup(void)
         return 1;
     /* the run every case must leave alone, a network of other shapes, a network of input
      * width 5, existing predictions, an existing import output */
-    if (run("%s train %s", DMLP_BINARY, p_cfg) != 0 ||
-        run("%s train %s --set model.layers[0].units=5 --set checkpoint.dir=%s/other",
-            DMLP_BINARY, p_cfg, g_fix) != 0 ||
-        run("%s train %s --set data.train=%s --set checkpoint.dir=%s/five", DMLP_BINARY, p_cfg,
-            p_d5, g_fix) != 0 ||
-        run("%s predict --checkpoint %s --input %s --output %s", DMLP_BINARY, p_latest, p_good,
-            p_preds) != 0 ||
-        run("cp %s %s", p_good, p_imported) != 0) {
-        printf("fixture setup failed:\n%s\n", g_out);
+    if (tu_sh("%s train %s", DMLP_BINARY, p_cfg) != 0 ||
+        tu_sh("%s train %s --set model.layers[0].units=5 --set checkpoint.dir=%s/other",
+               DMLP_BINARY, p_cfg, g_fix) != 0 ||
+        tu_sh("%s train %s --set data.train=%s --set checkpoint.dir=%s/five", DMLP_BINARY, p_cfg,
+               p_d5, g_fix) != 0 ||
+        tu_sh("%s predict --checkpoint %s --input %s --output %s", DMLP_BINARY, p_latest, p_good,
+               p_preds) != 0 ||
+        tu_sh("cp %s %s", p_good, p_imported) != 0) {
+        printf("fixture setup failed:\n%s\n", tu_out);
         return 1;
     }
     snapshot(g_snap, sizeof g_snap);
@@ -403,11 +376,11 @@ static void test_data_not_hdf5(void)
 static void test_data_truncated(void)
 {
     const char *f = P("%s/trunc.h5", g_bad);
-    CU_ASSERT_EQUAL(run("head -c 3000 %s > %s", p_good, f), 0);
+    CU_ASSERT_EQUAL(tu_sh("head -c 3000 %s > %s", p_good, f), 0);
     bad(2, train_on(f), f, NULL);
     bad(2, P("eval --checkpoint %s --data %s", p_latest, f), f, NULL);
     const char *g = P("%s/trunc-end.h5", g_bad);
-    CU_ASSERT_EQUAL(run("head -c $(( $(stat -c %%s %s) - 200 )) %s > %s", p_good, p_good, g), 0);
+    CU_ASSERT_EQUAL(tu_sh("head -c $(( $(stat -c %%s %s) - 200 )) %s > %s", p_good, p_good, g), 0);
     bad(2, train_on(g), g, NULL);
 }
 
@@ -517,9 +490,9 @@ static void test_checkpoint_missing(void)
 static void test_checkpoint_truncated(void)
 {
     const char *f = P("%s/ckpt-trunc.h5", g_bad), *g = P("%s/ckpt-short.h5", g_bad);
-    CU_ASSERT_EQUAL(run("head -c 2000 %s > %s", p_latest, f), 0);
-    CU_ASSERT_EQUAL(run("head -c $(( $(stat -L -c %%s %s) / 2 )) %s > %s", p_latest, p_latest,
-                        g), 0);
+    CU_ASSERT_EQUAL(tu_sh("head -c 2000 %s > %s", p_latest, f), 0);
+    CU_ASSERT_EQUAL(tu_sh("head -c $(( $(stat -L -c %%s %s) / 2 )) %s > %s", p_latest, p_latest,
+                           g), 0);
     bad(2, P("train %s --resume %s", p_cfg, f), f, NULL);
     bad(2, P("train %s --resume %s", p_cfg, g), g, NULL);
     bad(2, P("train %s --init-from %s", p_cfg, g), g, NULL);
@@ -532,15 +505,15 @@ static void test_checkpoint_corrupt(void)
     /* overwrite bytes in the middle of the file: a Fletcher-32 checksum or a structure
      * check must catch it */
     const char *f = P("%s/ckpt-corrupt.h5", g_bad);
-    CU_ASSERT_EQUAL(run("cp -L %s %s && size=$(stat -c %%s %s) && "
-                        "head -c 256 /dev/zero | tr '\\0' '\\377' | "
-                        "dd of=%s bs=1 seek=$(( size / 2 )) conv=notrunc status=none",
-                        p_latest, f, f, f), 0);
-    const int rc = run("timeout 60 %s eval --checkpoint %s --data %s", DMLP_BINARY, f, p_good);
+    CU_ASSERT_EQUAL(tu_sh("cp -L %s %s && size=$(stat -c %%s %s) && "
+                           "head -c 256 /dev/zero | tr '\\0' '\\377' | "
+                           "dd of=%s bs=1 seek=$(( size / 2 )) conv=notrunc status=none",
+                           p_latest, f, f, f), 0);
+    const int rc = tu_sh("timeout 60 %s eval --checkpoint %s --data %s", DMLP_BINARY, f, p_good);
     /* 0 is possible when the bytes hit unused space; otherwise exit 2, never a crash */
     CU_ASSERT(rc == 0 || rc == 2);
     if (rc == 2)
-        CU_ASSERT(has(f));
+        CU_ASSERT(tu_has(f));
 }
 
 static void test_checkpoint_other_network(void)
@@ -659,7 +632,7 @@ static void test_import_idx_bad(void)
     bad(2, P("import idx --images %s --labels %s --output %s", img, lab, p_imported),
         "lab.idx", "img.idx", NULL);
     /* a truncated (plain) labels file */
-    CU_ASSERT_EQUAL(run("printf '\\000\\000\\010\\001\\000\\000\\000\\003\\001' > %s", lab), 0);
+    CU_ASSERT_EQUAL(tu_sh("printf '\\000\\000\\010\\001\\000\\000\\000\\003\\001' > %s", lab), 0);
     bad(2, P("import idx --images %s --labels %s --output %s", img, lab, p_imported),
         "lab.idx", NULL);
 }
@@ -709,9 +682,9 @@ static void test_hostile_class_count(void)
     int32_t lab[3] = {0, 2147483646, 5};
     make_set(f, 3, 6, lab, 3, -1, SIZE_MAX, 0);
     for (int np = 1; np <= 2; np++) {
-        CU_ASSERT_EQUAL(run("timeout 60 " MPIRUN "%d %s inspect %s", np, DMLP_BINARY, f), 0);
-        CU_ASSERT(has("2147483647 classes"));
-        CU_ASSERT(has("2147483644 classes empty"));
+        CU_ASSERT_EQUAL(tu_sh("timeout 60 " MPIRUN "%d %s inspect %s", np, DMLP_BINARY, f), 0);
+        CU_ASSERT(tu_has("2147483647 classes"));
+        CU_ASSERT(tu_has("2147483644 classes empty"));
     }
     bad(2, train_on(f), f, "2147483647 classes", "3 units", NULL);
 }

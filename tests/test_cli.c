@@ -5,7 +5,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include <CUnit/CUnit.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,61 +21,39 @@
 #define MPIRUN DMLP_MPIEXEC " --oversubscribe --bind-to none -np "
 
 static char g_dir[512];
-static char g_out[1 << 16];
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = tu_run_cmd(cmd, g_out, sizeof g_out);
-    printf("\n    $ %s  -> %d\n", cmd, rc);
-    return rc;
-}
-
-static int has(const char *needle)
-{
-    if (strstr(g_out, needle))
-        return 1;
-    printf("    output lacks '%s':\n%s\n", needle, g_out);
-    return 0;
-}
 
 static void test_usage_and_exit_codes(void)
 {
-    CU_ASSERT_EQUAL(run("%s --help", DMLP_BINARY), 0);
-    CU_ASSERT(has("usage: dmlp <command>"));
-    CU_ASSERT_EQUAL(run("%s", DMLP_BINARY), 2);
-    CU_ASSERT(has("missing command"));
-    CU_ASSERT_EQUAL(run("%s frobnicate", DMLP_BINARY), 2);
-    CU_ASSERT(has("unknown command 'frobnicate'"));
-    CU_ASSERT_EQUAL(run("%s train --help", DMLP_BINARY), 0);
-    CU_ASSERT(has("--resume PATH|auto"));
-    CU_ASSERT_EQUAL(run("%s eval --help", DMLP_BINARY), 0);
-    CU_ASSERT(has("--checkpoint PATH"));
-    CU_ASSERT_EQUAL(run("%s import --help", DMLP_BINARY), 0);
-    CU_ASSERT_EQUAL(run("%s inspect --help", DMLP_BINARY), 0);
-    CU_ASSERT_EQUAL(run("%s train", DMLP_BINARY), 2);
-    CU_ASSERT(has("missing CONFIG.yaml"));
-    CU_ASSERT_EQUAL(run("%s train x.yaml --frob", DMLP_BINARY), 2);
-    CU_ASSERT(has("unknown option '--frob'"));
-    CU_ASSERT_EQUAL(run("%s train /nonexistent.yaml", DMLP_BINARY), 2);
-    CU_ASSERT(has("/nonexistent.yaml"));
-    CU_ASSERT_EQUAL(run("%s eval --data x.h5", DMLP_BINARY), 2);
-    CU_ASSERT(has("--checkpoint and --data are required"));
-    CU_ASSERT_EQUAL(run("%s --version", DMLP_BINARY), 0);
-    CU_ASSERT(has("dmlp "));
-    CU_ASSERT(has("kernels   "));
+    CU_ASSERT_EQUAL(tu_sh("%s --help", DMLP_BINARY), 0);
+    CU_ASSERT(tu_has("usage: dmlp <command>"));
+    CU_ASSERT_EQUAL(tu_sh("%s", DMLP_BINARY), 2);
+    CU_ASSERT(tu_has("missing command"));
+    CU_ASSERT_EQUAL(tu_sh("%s frobnicate", DMLP_BINARY), 2);
+    CU_ASSERT(tu_has("unknown command 'frobnicate'"));
+    CU_ASSERT_EQUAL(tu_sh("%s train --help", DMLP_BINARY), 0);
+    CU_ASSERT(tu_has("--resume PATH|auto"));
+    CU_ASSERT_EQUAL(tu_sh("%s eval --help", DMLP_BINARY), 0);
+    CU_ASSERT(tu_has("--checkpoint PATH"));
+    CU_ASSERT_EQUAL(tu_sh("%s import --help", DMLP_BINARY), 0);
+    CU_ASSERT_EQUAL(tu_sh("%s inspect --help", DMLP_BINARY), 0);
+    CU_ASSERT_EQUAL(tu_sh("%s train", DMLP_BINARY), 2);
+    CU_ASSERT(tu_has("missing CONFIG.yaml"));
+    CU_ASSERT_EQUAL(tu_sh("%s train x.yaml --frob", DMLP_BINARY), 2);
+    CU_ASSERT(tu_has("unknown option '--frob'"));
+    CU_ASSERT_EQUAL(tu_sh("%s train /nonexistent.yaml", DMLP_BINARY), 2);
+    CU_ASSERT(tu_has("/nonexistent.yaml"));
+    CU_ASSERT_EQUAL(tu_sh("%s eval --data x.h5", DMLP_BINARY), 2);
+    CU_ASSERT(tu_has("--checkpoint and --data are required"));
+    CU_ASSERT_EQUAL(tu_sh("%s --version", DMLP_BINARY), 0);
+    CU_ASSERT(tu_has("dmlp "));
+    CU_ASSERT(tu_has("kernels   "));
     /* The kernel choice: the portable one runs anywhere and --version says so; a name
      * that is not a kernel is refused on every rank with the value and the choices. */
-    CU_ASSERT_EQUAL(run("DMLP_KERNEL=generic %s --version", DMLP_BINARY), 0);
-    CU_ASSERT(has("kernels   generic: "));
-    CU_ASSERT_EQUAL(run("DMLP_KERNEL=avx3000 " MPIRUN "2 %s --version", DMLP_BINARY), 2);
-    CU_ASSERT(has("DMLP_KERNEL=avx3000: not a kernel this CPU runs (it runs "));
-    CU_ASSERT(has("generic"));
+    CU_ASSERT_EQUAL(tu_sh("DMLP_KERNEL=generic %s --version", DMLP_BINARY), 0);
+    CU_ASSERT(tu_has("kernels   generic: "));
+    CU_ASSERT_EQUAL(tu_sh("DMLP_KERNEL=avx3000 " MPIRUN "2 %s --version", DMLP_BINARY), 2);
+    CU_ASSERT(tu_has("DMLP_KERNEL=avx3000: not a kernel this CPU runs (it runs "));
+    CU_ASSERT(tu_has("generic"));
 }
 
 /* Writes big-endian IDX files through zlib (gzip). */
@@ -107,8 +84,8 @@ static void test_import_idx(void)
     unsigned char ls[3] = {7, 0, 9};
     gzwrite(f, ls, 3);
     gzclose(f);
-    CU_ASSERT_EQUAL(run(MPIRUN "2 %s import idx --images %s --labels %s --output %s",
-                        DMLP_BINARY, img, lab, out), 0);
+    CU_ASSERT_EQUAL(tu_sh(MPIRUN "2 %s import idx --images %s --labels %s --output %s",
+                           DMLP_BINARY, img, lab, out), 0);
     struct dataset *ds = NULL;
     struct dmlp_error e = {0};
     CU_ASSERT_EQUAL_FATAL(dataset_read(&ds, out, &e), DMLP_OK);
@@ -120,12 +97,12 @@ static void test_import_idx(void)
     CU_ASSERT_EQUAL(ds->labels[0], 7);
     CU_ASSERT_EQUAL(ds->labels[2], 9);
     dataset_free(&ds);
-    CU_ASSERT_EQUAL(run("%s inspect %s", DMLP_BINARY, out), 0);
-    CU_ASSERT(has("[3, 4]"));
+    CU_ASSERT_EQUAL(tu_sh("%s inspect %s", DMLP_BINARY, out), 0);
+    CU_ASSERT(tu_has("[3, 4]"));
     /* images and labels swapped: a clear error naming the file, exit 2 */
-    CU_ASSERT_EQUAL(run("%s import idx --images %s --labels %s --output %s/bad.h5",
-                        DMLP_BINARY, lab, img, g_dir), 2);
-    CU_ASSERT(has(lab));
+    CU_ASSERT_EQUAL(tu_sh("%s import idx --images %s --labels %s --output %s/bad.h5",
+                           DMLP_BINARY, lab, img, g_dir), 2);
+    CU_ASSERT(tu_has(lab));
 }
 
 static void make_xor(const char *path)
@@ -148,8 +125,9 @@ static void test_xor_learns(void)
     snprintf(data, sizeof data, "%s/xor.h5", g_dir);
     snprintf(runs, sizeof runs, "%s/xor-run", g_dir);
     make_xor(data);
-    CU_ASSERT_EQUAL(run("%s train %s/configs/xor.yaml --set data.train=%s --set checkpoint.dir=%s",
-                        DMLP_BINARY, DMLP_SOURCE_DIR, data, runs), 0);
+    CU_ASSERT_EQUAL(tu_sh("%s train %s/configs/xor.yaml --set data.train=%s "
+                          "--set checkpoint.dir=%s", DMLP_BINARY, DMLP_SOURCE_DIR, data, runs),
+                    0);
     snprintf(latest, sizeof latest, "%s/latest.h5", runs);
     /* The trained network's outputs round to XOR of the inputs. */
     size_t in_dim, n;
@@ -169,11 +147,11 @@ static void test_xor_learns(void)
     }
     model_free(&m);
     free(ls);
-    CU_ASSERT_EQUAL(run("%s eval --checkpoint %s --data %s --json", DMLP_BINARY, latest, data),
+    CU_ASSERT_EQUAL(tu_sh("%s eval --checkpoint %s --data %s --json", DMLP_BINARY, latest, data),
                     0);
-    CU_ASSERT(has("\"samples\": 4"));
+    CU_ASSERT(tu_has("\"samples\": 4"));
     /* a labels-free set has no accuracy */
-    CU_ASSERT(strstr(g_out, "accuracy") == NULL);
+    CU_ASSERT(strstr(tu_out, "accuracy") == NULL);
 }
 
 static void make_blobs(const char *path, size_t n, uint64_t seed)
@@ -215,23 +193,23 @@ static void test_standardisation_applied_by_eval(void)
     }
     CU_ASSERT_EQUAL(dataset_write(ds, train, &e), DMLP_OK);
     dataset_free(&ds);
-    CU_ASSERT_EQUAL(run(MPIRUN "2 %s train %s/configs/xor.yaml --set data.train=%s "
-                        "--set checkpoint.dir=%s --set loss=cross_entropy "
-                        "--set model.layers[0].activation=tanh "
-                        "--set model.layers[1].units=2 --set model.layers[1].activation=softmax "
-                        "--set data.normalize=standard --set training.epochs=30 "
-                        "--set training.batch_size=16 --set optimizer.lr=0.1 "
-                        "--set data.shuffle=true",
-                        DMLP_BINARY, DMLP_SOURCE_DIR, train, runs), 0);
-    CU_ASSERT(has("standardised"));
-    CU_ASSERT_EQUAL(run("%s eval --checkpoint %s --data %s --json", DMLP_BINARY, latest, train),
+    CU_ASSERT_EQUAL(tu_sh(MPIRUN "2 %s train %s/configs/xor.yaml --set data.train=%s "
+                           "--set checkpoint.dir=%s --set loss=cross_entropy "
+                           "--set model.layers[0].activation=tanh "
+                           "--set model.layers[1].units=2 --set model.layers[1].activation=softmax "
+                           "--set data.normalize=standard --set training.epochs=30 "
+                           "--set training.batch_size=16 --set optimizer.lr=0.1 "
+                           "--set data.shuffle=true",
+                           DMLP_BINARY, DMLP_SOURCE_DIR, train, runs), 0);
+    CU_ASSERT(tu_has("standardised"));
+    CU_ASSERT_EQUAL(tu_sh("%s eval --checkpoint %s --data %s --json", DMLP_BINARY, latest, train),
                     0);
-    const char *a = strstr(g_out, "\"accuracy\": ");
+    const char *a = strstr(tu_out, "\"accuracy\": ");
     CU_ASSERT_PTR_NOT_NULL(a);
     if (a)
         CU_ASSERT(atof(a + 12) > 0.85);
-    CU_ASSERT_EQUAL(run("%s inspect %s", DMLP_BINARY, latest), 0);
-    CU_ASSERT(has("normalization  standard"));
+    CU_ASSERT_EQUAL(tu_sh("%s inspect %s", DMLP_BINARY, latest), 0);
+    CU_ASSERT(tu_has("normalization  standard"));
 }
 
 static void test_classifier_mpi_train_eval_resume(void)
@@ -255,25 +233,25 @@ static void test_classifier_mpi_train_eval_resume(void)
              train, test, runs);
     tu_write_file(cfg, yaml);
 
-    CU_ASSERT_EQUAL(run(MPIRUN "2 %s train %s --resume auto", DMLP_BINARY, cfg), 0);
-    CU_ASSERT(has("no checkpoint in"));
-    CU_ASSERT(has("2 ranks"));
-    CU_ASSERT(has("epoch    3/3"));
-    CU_ASSERT(has("test_acc"));
-    CU_ASSERT(has("samples/s"));
-    CU_ASSERT(has("checkpoint: "));
+    CU_ASSERT_EQUAL(tu_sh(MPIRUN "2 %s train %s --resume auto", DMLP_BINARY, cfg), 0);
+    CU_ASSERT(tu_has("no checkpoint in"));
+    CU_ASSERT(tu_has("2 ranks"));
+    CU_ASSERT(tu_has("epoch    3/3"));
+    CU_ASSERT(tu_has("test_acc"));
+    CU_ASSERT(tu_has("samples/s"));
+    CU_ASSERT(tu_has("checkpoint: "));
     struct stat sb;
     CU_ASSERT_EQUAL(stat(latest, &sb), 0);
 
     /* eval: the same numbers for 1 and 3 ranks */
     char one[4096], three[4096];
-    CU_ASSERT_EQUAL(run("%s eval --checkpoint %s --data %s --json 2>/dev/null", DMLP_BINARY,
-                        latest, test), 0);
-    snprintf(one, sizeof one, "%.4000s", g_out);
-    CU_ASSERT(has("\"accuracy\": "));
-    CU_ASSERT_EQUAL(run(MPIRUN "3 %s eval --checkpoint %s --data %s --json 2>/dev/null",
-                        DMLP_BINARY, latest, test), 0);
-    snprintf(three, sizeof three, "%.4000s", g_out);
+    CU_ASSERT_EQUAL(tu_sh("%s eval --checkpoint %s --data %s --json 2>/dev/null", DMLP_BINARY,
+                           latest, test), 0);
+    snprintf(one, sizeof one, "%.4000s", tu_out);
+    CU_ASSERT(tu_has("\"accuracy\": "));
+    CU_ASSERT_EQUAL(tu_sh(MPIRUN "3 %s eval --checkpoint %s --data %s --json 2>/dev/null",
+                           DMLP_BINARY, latest, test), 0);
+    snprintf(three, sizeof three, "%.4000s", tu_out);
     const char *a1 = strstr(one, "\"correct\""), *a3 = strstr(three, "\"correct\"");
     CU_ASSERT(a1 && a3);
     if (a1 && a3) {
@@ -286,9 +264,9 @@ static void test_classifier_mpi_train_eval_resume(void)
     /* predict on 2 ranks: one file, /labels agreeing with eval's count of correct answers */
     char preds[800];
     snprintf(preds, sizeof preds, "%s/preds.h5", g_dir);
-    CU_ASSERT_EQUAL(run(MPIRUN "2 %s predict --checkpoint %s --input %s --output %s",
-                        DMLP_BINARY, latest, test, preds), 0);
-    CU_ASSERT(has("predicted 97 rows"));
+    CU_ASSERT_EQUAL(tu_sh(MPIRUN "2 %s predict --checkpoint %s --input %s --output %s",
+                           DMLP_BINARY, latest, test, preds), 0);
+    CU_ASSERT(tu_has("predicted 97 rows"));
     {
         hid_t f = H5Fopen(preds, H5F_ACC_RDONLY, H5P_DEFAULT);
         CU_ASSERT(f >= 0);
@@ -319,38 +297,38 @@ static void test_classifier_mpi_train_eval_resume(void)
     CU_ASSERT(strstr(one, "\"per_class_accuracy\": [") != NULL);
 
     /* inspect the checkpoint */
-    CU_ASSERT_EQUAL(run("%s inspect %s", DMLP_BINARY, latest), 0);
-    CU_ASSERT(has("weight [16, 6]"));
-    CU_ASSERT(has("weight [3, 16]"));
-    CU_ASSERT(has("softmax"));
-    CU_ASSERT(has("step "));
+    CU_ASSERT_EQUAL(tu_sh("%s inspect %s", DMLP_BINARY, latest), 0);
+    CU_ASSERT(tu_has("weight [16, 6]"));
+    CU_ASSERT(tu_has("weight [3, 16]"));
+    CU_ASSERT(tu_has("softmax"));
+    CU_ASSERT(tu_has("step "));
 
     /* resume auto with raised epochs continues from epoch 3 */
-    CU_ASSERT_EQUAL(run(MPIRUN "3 %s train %s --resume auto --set training.epochs=4",
-                        DMLP_BINARY, cfg), 0);
-    CU_ASSERT(has("resumed from"));
-    CU_ASSERT(has("epoch    4/4"));
-    CU_ASSERT(strstr(g_out, "epoch    1/4") == NULL);
+    CU_ASSERT_EQUAL(tu_sh(MPIRUN "3 %s train %s --resume auto --set training.epochs=4",
+                           DMLP_BINARY, cfg), 0);
+    CU_ASSERT(tu_has("resumed from"));
+    CU_ASSERT(tu_has("epoch    4/4"));
+    CU_ASSERT(strstr(tu_out, "epoch    1/4") == NULL);
 
     /* a different network cannot resume */
-    CU_ASSERT_EQUAL(run("%s train %s --resume auto --set model.layers[0].units=8",
-                        DMLP_BINARY, cfg), 2);
-    CU_ASSERT(has("/layers/0/weight"));
+    CU_ASSERT_EQUAL(tu_sh("%s train %s --resume auto --set model.layers[0].units=8",
+                           DMLP_BINARY, cfg), 2);
+    CU_ASSERT(tu_has("/layers/0/weight"));
 
     /* --init-from with the same network */
     char runs2[800];
     snprintf(runs2, sizeof runs2, "%s2", runs);
-    CU_ASSERT_EQUAL(run("%s train %s --init-from %s --set checkpoint.dir=%s "
-                        "--set training.epochs=1", DMLP_BINARY, cfg, latest, runs2), 0);
-    CU_ASSERT(has("initialised /layers from"));
+    CU_ASSERT_EQUAL(tu_sh("%s train %s --init-from %s --set checkpoint.dir=%s "
+                           "--set training.epochs=1", DMLP_BINARY, cfg, latest, runs2), 0);
+    CU_ASSERT(tu_has("initialised /layers from"));
 
     /* a bad --set names the key; nothing is written */
-    CU_ASSERT_EQUAL(run(MPIRUN "2 %s train %s --set optimizer.lrr=1", DMLP_BINARY, cfg), 2);
-    CU_ASSERT(has("lrr"));
+    CU_ASSERT_EQUAL(tu_sh(MPIRUN "2 %s train %s --set optimizer.lrr=1", DMLP_BINARY, cfg), 2);
+    CU_ASSERT(tu_has("lrr"));
     /* a missing data file names it, on 2 ranks, exit 2, printed once */
-    CU_ASSERT_EQUAL(run(MPIRUN "2 %s train %s --set data.test=%s/none.h5", DMLP_BINARY, cfg,
-                        g_dir), 2);
-    CU_ASSERT(has("none.h5"));
+    CU_ASSERT_EQUAL(tu_sh(MPIRUN "2 %s train %s --set data.test=%s/none.h5", DMLP_BINARY, cfg,
+                           g_dir), 2);
+    CU_ASSERT(tu_has("none.h5"));
 }
 
 static void test_import_csv(void)
@@ -360,18 +338,18 @@ static void test_import_csv(void)
     snprintf(out, sizeof out, "%s/iris.h5", g_dir);
     tu_write_file(csv, "sepal,petal,species\n5.1,1.4,setosa\n7.0,4.7,versicolor\n"
                        "5.0,1.3,setosa\n6.3,6.0,virginica\n");
-    CU_ASSERT_EQUAL(run(MPIRUN "2 %s import csv %s --label-column species --output %s",
-                        DMLP_BINARY, csv, out), 0);
-    CU_ASSERT_EQUAL(run("%s inspect %s", DMLP_BINARY, out), 0);
-    CU_ASSERT(has("[4, 2]"));
-    CU_ASSERT(has("3 classes"));
+    CU_ASSERT_EQUAL(tu_sh(MPIRUN "2 %s import csv %s --label-column species --output %s",
+                           DMLP_BINARY, csv, out), 0);
+    CU_ASSERT_EQUAL(tu_sh("%s inspect %s", DMLP_BINARY, out), 0);
+    CU_ASSERT(tu_has("[4, 2]"));
+    CU_ASSERT(tu_has("3 classes"));
     tu_write_file(csv, "a,b,y\n1,2,0\n1,x,1\n");
-    CU_ASSERT_EQUAL(run("%s import csv %s --label-column y --output %s.bad", DMLP_BINARY, csv,
-                        out), 2);
-    CU_ASSERT(has(":3:"));
-    CU_ASSERT(has("'x' is not a number"));
-    CU_ASSERT_EQUAL(run("%s import csv %s --output %s.bad", DMLP_BINARY, csv, out), 2);
-    CU_ASSERT(has("exactly one of --label-column and --target-columns"));
+    CU_ASSERT_EQUAL(tu_sh("%s import csv %s --label-column y --output %s.bad", DMLP_BINARY, csv,
+                           out), 2);
+    CU_ASSERT(tu_has(":3:"));
+    CU_ASSERT(tu_has("'x' is not a number"));
+    CU_ASSERT_EQUAL(tu_sh("%s import csv %s --output %s.bad", DMLP_BINARY, csv, out), 2);
+    CU_ASSERT(tu_has("exactly one of --label-column and --target-columns"));
 }
 
 static CU_TestInfo cli_tests[] = {

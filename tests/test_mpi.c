@@ -115,17 +115,6 @@ static struct model *train(const struct dist *d, const struct config *cfg, const
     return res.model;
 }
 
-/* max |a − b| / max |a| over the parameters. */
-static double max_rel_diff(const struct model *a, const struct model *b)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a->n_params; i++) {
-        num = fmax(num, fabs((double)a->params[i] - (double)b->params[i]));
-        den = fmax(den, fabs((double)a->params[i]));
-    }
-    return den > 0 ? num / den : num;
-}
-
 static void check_n_invariance(const char *data)
 {
     struct dist *world, *self;
@@ -142,7 +131,7 @@ static void check_n_invariance(const char *data)
         /* Only the float summation order differs between n ranks and one: the allreduce
          * adds n partial sums instead of one running sum. Over 33 steps that stays far
          * below 1e-5 of the largest weight. */
-        const double rel = max_rel_diff(ms, mw);
+        const double rel = tu_max_rel_diff(ms->params, mw->params, ms->n_params);
         if (g_rank == 0)
             printf("\n    %d ranks vs 1: max relative weight difference %.3g\n", g_size, rel);
         CU_ASSERT(rel <= 1e-5);
@@ -153,7 +142,7 @@ static void check_n_invariance(const char *data)
         struct rng r;
         rng_seed(&r, cfg->training.seed, 0);
         model_init_params(init, cfg->model.init, &r);
-        CU_ASSERT(max_rel_diff(init, mw) > 1e-2);
+        CU_ASSERT(tu_max_rel_diff(init->params, mw->params, init->n_params) > 1e-2);
         model_free(&init);
     }
     model_free(&mw);
@@ -310,7 +299,7 @@ static void test_overlap_matches_blocking(void)
     struct model *m_off = train(world, off, NULL, 0), *m_on = train(world, on, NULL, 0);
     CU_ASSERT(m_off && m_on);
     if (m_off && m_on) {
-        const double rel = max_rel_diff(m_off, m_on);
+        const double rel = tu_max_rel_diff(m_off->params, m_on->params, m_off->n_params);
         if (g_rank == 0)
             printf("\n    overlap vs blocking at %d ranks: max relative difference %.3g\n",
                    g_size, rel);
@@ -518,7 +507,8 @@ static void test_validation_and_normalize_n_invariant(void)
     CU_ASSERT_EQUAL(train_run(world, cfg, "", &opt, &rw, &e), DMLP_OK);
     CU_ASSERT_EQUAL(train_run(self, cfg, "", &opt, &rs, &e), DMLP_OK);
     if (rw.model && rs.model) {
-        CU_ASSERT(max_rel_diff(rs.model, rw.model) <= 1e-5);
+        CU_ASSERT(tu_max_rel_diff(rs.model->params, rw.model->params, rs.model->n_params) <=
+                  1e-5);
         CU_ASSERT(fabs(rw.val_loss - rs.val_loss) <= 1e-5 * fabs(rs.val_loss));
         CU_ASSERT(!isnan(rw.val_loss));
         /* the statistics are the training rows' (77 of 103), not all rows' */
@@ -591,7 +581,7 @@ static void test_reproducible_mode(void)
     struct model *ms = cfg ? train(self, cfg, NULL, 0) : NULL;
     CU_ASSERT(mw && ms);
     if (mw && ms) {
-        const double rel = max_rel_diff(ms, mw);
+        const double rel = tu_max_rel_diff(ms->params, mw->params, ms->n_params);
         if (g_rank == 0)
             printf("\n    reproducible mode, %d ranks vs 1: max relative difference %.3g\n",
                    g_size, rel);
@@ -693,22 +683,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    unsigned failures = 1;
-    if (CU_initialize_registry() == CUE_SUCCESS && CU_register_suites(suites) == CUE_SUCCESS) {
-        CU_basic_set_mode(g_rank == 0 ? CU_BRM_VERBOSE : CU_BRM_SILENT);
-        CU_basic_run_tests();
-        failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-        if (CU_get_number_of_tests_run() == 0)
-            failures++;
-        CU_cleanup_registry();
-    }
-    unsigned total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_UNSIGNED, MPI_SUM, MPI_COMM_WORLD);
-    if (failures)
-        fprintf(stderr, "rank %d: %u failure(s)\n", g_rank, failures);
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (g_rank == 0)
-        tu_rmtree(g_dir);
+    const int code = tu_run_mpi(suites, g_rank, g_dir);
     dist_finalize();
-    return total ? 1 : 0;
+    return code;
 }

@@ -10,7 +10,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include <CUnit/CUnit.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,28 +24,6 @@
 #define MPIRUN DMLP_MPIEXEC " --oversubscribe --bind-to none -np "
 
 static char g_dir[512], g_data[600], g_cfg[600], g_ref[700];
-static char g_out[1 << 16];
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = tu_run_cmd(cmd, g_out, sizeof g_out);
-    printf("\n    $ %.300s  -> %d\n", cmd, rc);
-    return rc;
-}
-
-static int has(const char *needle)
-{
-    if (strstr(g_out, needle))
-        return 1;
-    printf("    output lacks '%s':\n%s\n", needle, g_out);
-    return 0;
-}
 
 /* The network a checkpoint holds, loaded (NULL on failure). */
 static struct model *load(const char *path)
@@ -65,16 +42,6 @@ static struct model *load(const char *path)
     return m;
 }
 
-static double max_rel_diff(const struct model *a, const struct model *b)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a->n_params; i++) {
-        num = fmax(num, fabs((double)a->params[i] - (double)b->params[i]));
-        den = fmax(den, fabs((double)a->params[i]));
-    }
-    return den > 0 ? num / den : num;
-}
-
 /* 1 when the final checkpoints in the two run directories hold identical weights. */
 static int same_weights(const char *run_a, const char *run_b)
 {
@@ -85,7 +52,8 @@ static int same_weights(const char *run_a, const char *run_b)
     int same = a && b && a->n_params == b->n_params &&
                memcmp(a->params, b->params, a->n_params * sizeof(float)) == 0;
     if (a && b && !same)
-        printf("    weights differ: max relative difference %.3g\n", max_rel_diff(a, b));
+        printf("    weights differ: max relative difference %.3g\n",
+               tu_max_rel_diff(a->params, b->params, a->n_params));
     model_free(&a);
     model_free(&b);
     return same;
@@ -102,8 +70,8 @@ static int interrupted(const char *dir, const char *sig, int kill_rank, double d
              "if [ %d = 1 ]; then kill -9 $(pgrep -P $p | tail -n 1); else kill -%s $p; fi; "
              "t0=$(date +%%s); wait $p; rc=$?; echo \"rc=$rc secs=$(( $(date +%%s) - t0 ))\" )",
              g_dir, DMLP_BINARY, g_cfg, dir, delay, kill_rank, sig);
-    run("timeout 120 sh -c '%s'", cmd);
-    const char *p = strstr(g_out, "rc=");
+    tu_sh("timeout 120 sh -c '%s'", cmd);
+    const char *p = strstr(tu_out, "rc=");
     if (!p)
         return -1;
     int rc = -1;
@@ -113,9 +81,9 @@ static int interrupted(const char *dir, const char *sig, int kill_rank, double d
 
 static void test_reference_run(void)
 {
-    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s", g_dir,
-                        DMLP_BINARY, g_cfg, g_ref), 0);
-    CU_ASSERT(has("epoch   40/40"));
+    CU_ASSERT_EQUAL(tu_sh("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s", g_dir,
+                           DMLP_BINARY, g_cfg, g_ref), 0);
+    CU_ASSERT(tu_has("epoch   40/40"));
 }
 
 static void check_signal(const char *sig, double delay)
@@ -129,12 +97,12 @@ static void check_signal(const char *sig, double delay)
     if (!strcmp(sig, "USR1"))
         CU_ASSERT_EQUAL(rc, 75);
     CU_ASSERT_NOT_EQUAL(rc, 0);
-    CU_ASSERT(has("stopped by a signal"));
-    CU_ASSERT(has("--resume auto"));
-    CU_ASSERT(strstr(g_out, "epoch   40/40") == NULL); /* it really stopped early */
-    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
-                        "--resume auto", g_dir, DMLP_BINARY, g_cfg, dir), 0);
-    CU_ASSERT(has("resumed from"));
+    CU_ASSERT(tu_has("stopped by a signal"));
+    CU_ASSERT(tu_has("--resume auto"));
+    CU_ASSERT(strstr(tu_out, "epoch   40/40") == NULL); /* it really stopped early */
+    CU_ASSERT_EQUAL(tu_sh("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
+                           "--resume auto", g_dir, DMLP_BINARY, g_cfg, dir), 0);
+    CU_ASSERT(tu_has("resumed from"));
     CU_ASSERT(same_weights(g_ref, dir));
 }
 
@@ -151,8 +119,8 @@ static void check_kill(double delay)
     CU_ASSERT(rc != 0 && rc != -1);
     CU_ASSERT(secs <= 30);
     /* The newest complete checkpoint (if any was written yet) carries the run on. */
-    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
-                        "--resume auto", g_dir, DMLP_BINARY, g_cfg, dir), 0);
+    CU_ASSERT_EQUAL(tu_sh("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
+                           "--resume auto", g_dir, DMLP_BINARY, g_cfg, dir), 0);
     CU_ASSERT(same_weights(g_ref, dir));
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "ls -A %s | grep -c tmp", dir);
@@ -170,14 +138,14 @@ static void check_elastic(int from, int to)
     snprintf(dir, sizeof dir, "%s/elastic-%d-%d", g_dir, from, to);
     snprintf(refdir, sizeof refdir, "%s/elastic-ref-%d", g_dir, from);
     const char *shorter = "--set training.epochs=2";
-    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "%d %s train %s --set checkpoint.dir=%s %s "
-                        "--set training.max_steps=700", g_dir, from, DMLP_BINARY, g_cfg,
-                        dir, shorter), 0);
-    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "%d %s train %s --set checkpoint.dir=%s %s "
-                        "--resume auto", g_dir, to, DMLP_BINARY, g_cfg, dir, shorter), 0);
-    CU_ASSERT(has("resumed from"));
-    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "%d %s train %s --set checkpoint.dir=%s %s", g_dir,
-                        from, DMLP_BINARY, g_cfg, refdir, shorter), 0);
+    CU_ASSERT_EQUAL(tu_sh("cd %s && " MPIRUN "%d %s train %s --set checkpoint.dir=%s %s "
+                           "--set training.max_steps=700", g_dir, from, DMLP_BINARY, g_cfg,
+                           dir, shorter), 0);
+    CU_ASSERT_EQUAL(tu_sh("cd %s && " MPIRUN "%d %s train %s --set checkpoint.dir=%s %s "
+                           "--resume auto", g_dir, to, DMLP_BINARY, g_cfg, dir, shorter), 0);
+    CU_ASSERT(tu_has("resumed from"));
+    CU_ASSERT_EQUAL(tu_sh("cd %s && " MPIRUN "%d %s train %s --set checkpoint.dir=%s %s", g_dir,
+                           from, DMLP_BINARY, g_cfg, refdir, shorter), 0);
     char pa[800], pb[800];
     snprintf(pa, sizeof pa, "%s/latest.h5", dir);
     snprintf(pb, sizeof pb, "%s/latest.h5", refdir);
@@ -185,7 +153,7 @@ static void check_elastic(int from, int to)
     CU_ASSERT(a && b);
     if (a && b) {
         /* The position is global, so only the float summation order differs. */
-        const double rel = max_rel_diff(b, a);
+        const double rel = tu_max_rel_diff(b->params, a->params, b->n_params);
         printf("    %d -> %d ranks: max relative weight difference %.3g\n", from, to, rel);
         CU_ASSERT(rel <= 1e-5);
     }
@@ -226,8 +194,8 @@ static void test_damaged_checkpoint_refused(void)
         CU_ASSERT_EQUAL(checkpoint_load_layers(bad, m, &e), DMLP_ERR_INPUT);
         CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "checksum"));
         CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "/layers/0/weight"));
-        CU_ASSERT_EQUAL(run("%s eval --checkpoint %s --data %s", DMLP_BINARY, bad, g_data), 2);
-        CU_ASSERT(has("checksum"));
+        CU_ASSERT_EQUAL(tu_sh("%s eval --checkpoint %s --data %s", DMLP_BINARY, bad, g_data), 2);
+        CU_ASSERT(tu_has("checksum"));
     }
     free(buf);
     model_free(&m);
@@ -238,16 +206,16 @@ static void test_divergence_guard(void)
     char dir[700];
     snprintf(dir, sizeof dir, "%s/diverge", g_dir);
     /* A first, good run leaves a checkpoint; then an absurd learning rate blows up. */
-    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
-                        "--set training.epochs=1", g_dir, DMLP_BINARY, g_cfg, dir), 0);
+    CU_ASSERT_EQUAL(tu_sh("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
+                           "--set training.epochs=1", g_dir, DMLP_BINARY, g_cfg, dir), 0);
     char latest_before[800], target[800] = "", cmd[1024];
     snprintf(latest_before, sizeof latest_before, "readlink %s/latest.h5", dir);
     tu_run_cmd(latest_before, target, sizeof target);
-    CU_ASSERT_EQUAL(run("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
-                        "--set optimizer.lr=1e30 --set training.epochs=3 --resume auto",
-                        g_dir, DMLP_BINARY, g_cfg, dir), 1);
-    CU_ASSERT(has("training diverged: non-finite gradient at step"));
-    CU_ASSERT(has("in layer"));
+    CU_ASSERT_EQUAL(tu_sh("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
+                           "--set optimizer.lr=1e30 --set training.epochs=3 --resume auto",
+                           g_dir, DMLP_BINARY, g_cfg, dir), 1);
+    CU_ASSERT(tu_has("training diverged: non-finite gradient at step"));
+    CU_ASSERT(tu_has("in layer"));
     char after[800] = "";
     snprintf(cmd, sizeof cmd, "readlink %s/latest.h5", dir);
     tu_run_cmd(cmd, after, sizeof after);

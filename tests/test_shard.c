@@ -408,22 +408,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    unsigned failures = 1;
-    if (CU_initialize_registry() == CUE_SUCCESS && CU_register_suites(suites) == CUE_SUCCESS) {
-        CU_basic_set_mode(g_rank == 0 ? CU_BRM_VERBOSE : CU_BRM_SILENT);
-        CU_basic_run_tests();
-        failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-        if (CU_get_number_of_tests_run() == 0)
-            failures++;
-        CU_cleanup_registry();
-    }
-    unsigned total = 0;
-    MPI_Allreduce(&failures, &total, 1, MPI_UNSIGNED, MPI_SUM, MPI_COMM_WORLD);
-    if (failures)
-        fprintf(stderr, "rank %d: %u failure(s)\n", g_rank, failures);
-    MPI_Barrier(MPI_COMM_WORLD);
-    if (g_rank == 0)
-        tu_rmtree(g_dir);
+    const int code = tu_run_mpi(suites, g_rank, g_dir);
     dist_finalize();
-    return total ? 1 : 0;
+    return code;
 }

@@ -3,10 +3,13 @@
 
 #include <CUnit/Basic.h>
 #include <math.h>
+#include <mpi.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 int tu_run(CU_SuiteInfo *suites)
@@ -24,6 +27,63 @@ int tu_run(CU_SuiteInfo *suites)
     unsigned run = CU_get_number_of_tests_run();
     CU_cleanup_registry();
     return (failed == 0 && run > 0) ? 0 : 1;
+}
+
+int tu_run_mpi(CU_SuiteInfo *suites, int rank, const char *scratch)
+{
+    unsigned failures = 1;
+    if (CU_initialize_registry() == CUE_SUCCESS && CU_register_suites(suites) == CUE_SUCCESS) {
+        CU_basic_set_mode(rank == 0 ? CU_BRM_VERBOSE : CU_BRM_SILENT);
+        CU_basic_run_tests();
+        failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+        if (CU_get_number_of_tests_run() == 0)
+            failures++;
+        CU_cleanup_registry();
+    }
+    unsigned total = 0;
+    MPI_Allreduce(&failures, &total, 1, MPI_UNSIGNED, MPI_SUM, MPI_COMM_WORLD);
+    if (failures)
+        fprintf(stderr, "rank %d: %u failure(s)\n", rank, failures);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0 && scratch)
+        tu_rmtree(scratch);
+    return total ? 1 : 0;
+}
+
+char tu_out[1 << 16];
+
+int tu_sh(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const int rc = tu_run_cmd(cmd, tu_out, sizeof tu_out);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("\n    $ %.300s  -> %d (%.1f s)\n", cmd, rc,
+           (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    return rc;
+}
+
+int tu_has(const char *needle)
+{
+    if (strstr(tu_out, needle))
+        return 1;
+    printf("    output lacks '%s':\n%s\n", needle, tu_out);
+    return 0;
+}
+
+double tu_max_rel_diff(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num = fmax(num, fabs((double)a[i] - (double)b[i]));
+        den = fmax(den, fabs((double)a[i]));
+    }
+    return den > 0 ? num / den : num;
 }
 
 void tu_mkdtemp(char *out, size_t n, const char *tag)

@@ -26,6 +26,24 @@ int tu_write_file(const char *path, const char *text);
  * the command's exit status (or -1 if it could not run / was killed). */
 int tu_run_cmd(const char *cmd, char *out, size_t cap);
 
+/* Runs the suites in an MPI program: verbose on rank 0, silent elsewhere; failures are
+ * summed over MPI_COMM_WORLD (every rank must call this), then rank 0 removes the scratch
+ * directory (NULL: none). Returns the exit code, the same on every rank. */
+int tu_run_mpi(CU_SuiteInfo *suites, int rank, const char *scratch);
+
+/* What the last tu_sh command printed (stdout and stderr). */
+extern char tu_out[1 << 16];
+
+/* Runs the printf-formatted shell command, capturing its output into tu_out; prints the
+ * command, its exit status and its time; returns the exit status (see tu_run_cmd). */
+int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* 1 when tu_out contains needle; otherwise prints what it holds and returns 0. */
+int tu_has(const char *needle);
+
+/* max |a − b| / max |a| over n values (max |a − b| when a is all zero). */
+double tu_max_rel_diff(const float *a, const float *b, size_t n);
+
 /* Relative difference |a-b| / max(|a|,|b|,floor). */
 double tu_reldiff(double a, double b, double floor);
 
