@@ -34,7 +34,11 @@ static const char USAGE[] =
     "  --version\n"
     "\n"
     "`dmlp <command> --help` describes each. Exit codes: 0 done, 1 runtime failure,\n"
-    "2 bad usage, config or input file.\n";
+    "2 bad usage, config or input file.\n"
+    "\n"
+    "environment:\n"
+    "  DMLP_KERNEL=NAME   the matrix kernel: avx512, avx2, generic (or openblas when built\n"
+    "                     with it); default auto, the fastest this CPU runs (--version)\n";
 
 static const char TRAIN_HELP[] =
     "usage: dmlp train CONFIG.yaml [--set key.path=value]... [--resume PATH|auto]\n"

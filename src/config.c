@@ -695,7 +695,8 @@ static int parse_scalar(const cyaml_schema_value_t *s, const char *path, const c
     }
     case CYAML_BOOL: {
         /* YAML 1.1 spellings too: libyaml users write yes/no. */
-        static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+        static const char *const yes[] = {"true", "yes", "on"};
+        static const char *const no[] = {"false", "no", "off"};
         int v = -1;
         for (size_t i = 0; i < 3; i++) {
             if (strcasecmp(text, yes[i]) == 0)

@@ -261,45 +261,40 @@ void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
     for (size_t p0 = 0; p0 < k; p0 += KC) {
         const size_t kc = k - p0 < KC ? k - p0 : KC;
         const int first = p0 == 0, last = p0 + kc == k;
-        {
-            if (packed) {
+        if (packed) {
 #pragma omp for schedule(static)
-                for (size_t s = 0; s < slivers; s++)
-                    pack_a(ws + s * MR * kc, A, m, s * MR, p0, kc);
-                /* (the implicit barrier: every sliver is packed before any item runs) */
-            }
+            for (size_t s = 0; s < slivers; s++)
+                pack_a(ws + s * MR * kc, A, m, s * MR, p0, kc);
+            /* (the implicit barrier: every sliver is packed before any item runs) */
+        }
 #pragma omp for schedule(static)
-            for (size_t t = 0; t < items; t++) {
-                float bp[KC * NR] __attribute__((aligned(64)));
-                const size_t j = (t / groups) * NR, g = t % groups;
-                const size_t nr = n - j < NR ? n - j : NR;
-                pack_b(bp, B, n, j, p0, kc);
-                const size_t s_end = (g + 1) * (MC / MR) < slivers ? (g + 1) * (MC / MR)
-                                                                    : slivers;
-                for (size_t s = g * (MC / MR); s < s_end; s++) {
-                    const size_t i = s * MR, mr = m - i < MR ? m - i : MR;
-                    float *c = C + i * ldc + j;
-                    if (packed || mr < MR) {
-                        float ap[KC * MR] __attribute__((aligned(64)));
-                        const float *a = ws + s * MR * kc;
-                        if (!packed) { /* the last rows: a zero-padded copy, so that no
-                                        * read passes row m */
-                            pack_a(ap, A, m, i, p0, kc);
-                            a = ap;
-                        }
-                        if (mr == MR && nr == NR)
-                            micro_kernel(c, ldc, a, 1, MR, bp, kc, MR, NR, first, last, e, i,
-                                         j);
-                        else
-                            micro_kernel(c, ldc, a, 1, MR, bp, kc, mr, nr, first, last, e, i,
-                                         j);
-                    } else if (nr == NR) {
-                        micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, bp, kc, MR, NR,
-                                     first, last, e, i, j);
-                    } else {
-                        micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, bp, kc, MR, nr,
-                                     first, last, e, i, j);
+        for (size_t t = 0; t < items; t++) {
+            float bp[KC * NR] __attribute__((aligned(64)));
+            const size_t j = (t / groups) * NR, g = t % groups;
+            const size_t nr = n - j < NR ? n - j : NR;
+            pack_b(bp, B, n, j, p0, kc);
+            const size_t s_end = (g + 1) * (MC / MR) < slivers ? (g + 1) * (MC / MR) : slivers;
+            for (size_t s = g * (MC / MR); s < s_end; s++) {
+                const size_t i = s * MR, mr = m - i < MR ? m - i : MR;
+                float *c = C + i * ldc + j;
+                if (packed || mr < MR) {
+                    float ap[KC * MR] __attribute__((aligned(64)));
+                    const float *a = ws + s * MR * kc;
+                    if (!packed) { /* the last rows: a zero-padded copy, so that no
+                                    * read passes row m */
+                        pack_a(ap, A, m, i, p0, kc);
+                        a = ap;
                     }
+                    if (mr == MR && nr == NR)
+                        micro_kernel(c, ldc, a, 1, MR, bp, kc, MR, NR, first, last, e, i, j);
+                    else
+                        micro_kernel(c, ldc, a, 1, MR, bp, kc, mr, nr, first, last, e, i, j);
+                } else if (nr == NR) {
+                    micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, bp, kc, MR, NR,
+                                 first, last, e, i, j);
+                } else {
+                    micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, bp, kc, MR, nr,
+                                 first, last, e, i, j);
                 }
             }
         }

@@ -26,6 +26,7 @@ static void test_usage_and_exit_codes(void)
 {
     CU_ASSERT_EQUAL(tu_sh("%s --help", DMLP_BINARY), 0);
     CU_ASSERT(tu_has("usage: dmlp <command>"));
+    CU_ASSERT(tu_has("DMLP_KERNEL=NAME"));
     CU_ASSERT_EQUAL(tu_sh("%s", DMLP_BINARY), 2);
     CU_ASSERT(tu_has("missing command"));
     CU_ASSERT_EQUAL(tu_sh("%s frobnicate", DMLP_BINARY), 2);
