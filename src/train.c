@@ -62,6 +62,18 @@ int train_check_data(const struct model *m, const struct dataset *ds, const char
     return DMLP_OK;
 }
 
+/* The totals of a reduced evaluation as an eval_result; frees the accumulator. */
+static void finish_eval(struct metrics **mt, struct eval_result *res)
+{
+    struct metrics_report r;
+    metrics_finish(*mt, &r);
+    res->samples = r.samples;
+    res->loss = r.loss;
+    res->correct = r.is_classifier ? r.correct : 0;
+    res->accuracy = r.is_classifier ? r.accuracy : NAN;
+    metrics_free(mt);
+}
+
 int train_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
                    struct eval_result *res, struct dmlp_error *err)
 {
@@ -69,13 +81,7 @@ int train_evaluate(const struct dist *d, struct model *m, const struct dataset *
     int rc = metrics_evaluate(d, m, ds, &mt, err);
     if (rc)
         return rc;
-    struct metrics_report r;
-    metrics_finish(mt, &r);
-    res->samples = r.samples;
-    res->loss = r.loss;
-    res->correct = r.is_classifier ? r.correct : 0;
-    res->accuracy = r.is_classifier ? r.accuracy : NAN;
-    metrics_free(&mt);
+    finish_eval(&mt, res);
     return DMLP_OK;
 }
 
@@ -254,13 +260,7 @@ static int evaluate(const struct dist *d, const struct run *r, const struct data
     double *sums = metrics_sums(mt, &ns);
     dist_allreduce_sum_u64(d, counts, nc);
     dist_allreduce_sum_double(d, sums, ns);
-    struct metrics_report rep;
-    metrics_finish(mt, &rep);
-    res->samples = rep.samples;
-    res->loss = rep.loss;
-    res->correct = rep.is_classifier ? rep.correct : 0;
-    res->accuracy = rep.is_classifier ? rep.accuracy : NAN;
-    metrics_free(&mt);
+    finish_eval(&mt, res);
     return DMLP_OK;
 }
 

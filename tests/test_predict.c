@@ -474,16 +474,8 @@ static CU_SuiteInfo suites[] = {
 
 int main(int argc, char **argv)
 {
-    struct dmlp_error e = {0};
-    if (dist_init(&argc, &argv, &e)) {
-        fprintf(stderr, "%s\n", e.msg);
+    if (tu_mpi_begin(&argc, &argv, &g_rank, &g_size, g_dir, sizeof g_dir, "predict"))
         return 1;
-    }
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
-    if (g_rank == 0)
-        tu_mkdtemp(g_dir, sizeof g_dir, "predict");
-    MPI_Bcast(g_dir, sizeof g_dir, MPI_CHAR, 0, MPI_COMM_WORLD);
 
     const int code = tu_run_mpi(suites, g_rank, g_dir);
     dist_finalize();

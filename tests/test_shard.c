@@ -376,22 +376,16 @@ static CU_SuiteInfo suites[] = {
 
 int main(int argc, char **argv)
 {
-    struct dmlp_error e = {0};
-    if (dist_init(&argc, &argv, &e)) {
-        fprintf(stderr, "%s\n", e.msg);
+    if (tu_mpi_begin(&argc, &argv, &g_rank, &g_size, g_dir, sizeof g_dir, "shard"))
         return 1;
-    }
-    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
     if (g_size > 64) {
-        if (g_rank == 0)
+        if (g_rank == 0) {
             fprintf(stderr, "test_shard: at most 64 ranks\n");
+            tu_rmtree(g_dir);
+        }
         MPI_Finalize();
         return 1;
     }
-    if (g_rank == 0)
-        tu_mkdtemp(g_dir, sizeof g_dir, "shard");
-    MPI_Bcast(g_dir, sizeof g_dir, MPI_CHAR, 0, MPI_COMM_WORLD);
     snprintf(g_contig, sizeof g_contig, "%s/contig.h5", g_dir);
     snprintf(g_chunked, sizeof g_chunked, "%s/chunked.h5", g_dir);
     snprintf(g_nan, sizeof g_nan, "%s/nan.h5", g_dir);

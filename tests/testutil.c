@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dist.h"
+
 int tu_run(CU_SuiteInfo *suites)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -27,6 +29,22 @@ int tu_run(CU_SuiteInfo *suites)
     unsigned run = CU_get_number_of_tests_run();
     CU_cleanup_registry();
     return (failed == 0 && run > 0) ? 0 : 1;
+}
+
+int tu_mpi_begin(int *argc, char ***argv, int *rank, int *size, char *dir, size_t cap,
+                 const char *tag)
+{
+    struct dmlp_error e = {0};
+    if (dist_init(argc, argv, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, size);
+    if (*rank == 0)
+        tu_mkdtemp(dir, cap, tag);
+    MPI_Bcast(dir, (int)cap, MPI_CHAR, 0, MPI_COMM_WORLD);
+    return 0;
 }
 
 int tu_run_mpi(CU_SuiteInfo *suites, int rank, const char *scratch)

@@ -26,6 +26,12 @@ int tu_write_file(const char *path, const char *text);
  * the command's exit status (or -1 if it could not run / was killed). */
 int tu_run_cmd(const char *cmd, char *out, size_t cap);
 
+/* Starts an MPI test program: MPI with dmlp's threading level, this rank and the rank
+ * count, and a scratch directory made by rank 0 and shared with all (dir, cap bytes).
+ * Returns 0, or 1 (printed) when MPI cannot start. */
+int tu_mpi_begin(int *argc, char ***argv, int *rank, int *size, char *dir, size_t cap,
+                 const char *tag);
+
 /* Runs the suites in an MPI program: verbose on rank 0, silent elsewhere; failures are
  * summed over MPI_COMM_WORLD (every rank must call this), then rank 0 removes the scratch
  * directory (NULL: none). Returns the exit code, the same on every rank. */
