@@ -20,19 +20,20 @@ struct backend {
     const char *name, *what;
     gemm_fn *gemm;
     gemm_ws_fn *ws;
+    int automatic; /* a candidate for the default (dmlp's own kernels) */
 };
 
 /* Fastest first: the default is the first one available. With -DDMLP_BLAS=openblas the
  * OpenBLAS backend is offered but not the default (bench_gemm shows why; README). */
 static const struct backend backends[] = {
 #if defined(__x86_64__)
-    {"avx512", "6x32 tiles of 16-wide vectors (AVX-512)", gemm_avx512, gemm_avx512_ws},
-    {"avx2", "6x16 tiles of 8-wide vectors (AVX2 + FMA)", gemm_avx2, gemm_avx2_ws},
+    {"avx512", "6x32 tiles of 16-wide vectors (AVX-512)", gemm_avx512, gemm_avx512_ws, 1},
+    {"avx2", "6x16 tiles of 8-wide vectors (AVX2 + FMA)", gemm_avx2, gemm_avx2_ws, 1},
 #endif
-    {"generic", "6x8 tiles of 4-wide vectors (portable)", gemm_generic, gemm_generic_ws},
+    {"generic", "6x8 tiles of 4-wide vectors (portable)", gemm_generic, gemm_generic_ws, 1},
 #if defined(DMLP_HAVE_OPENBLAS)
     {"openblas", "OpenBLAS sgemm on fixed column blocks, one thread per block", gemm_openblas,
-     gemm_openblas_ws},
+     gemm_openblas_ws, 0},
 #endif
 };
 enum { N_BACKENDS = sizeof backends / sizeof backends[0] };
@@ -89,14 +90,15 @@ const char *kernel_backend_list(void)
 int kernel_init(const char **bad)
 {
     const char *want = getenv("DMLP_KERNEL");
+    const int named = want && *want && strcmp(want, "auto");
     *bad = NULL;
-    if (want && *want && strcmp(want, "auto") && !kernel_set_backend(want))
+    if (named && !kernel_set_backend(want))
         return 0;
-    active = NULL;
+    active = NULL; /* the default: the first of dmlp's own kernels this CPU runs */
     for (size_t i = 0; i < N_BACKENDS && !active; i++)
-        if (runs_here(&backends[i]) && strcmp(backends[i].name, "openblas"))
+        if (backends[i].automatic && runs_here(&backends[i]))
             active = &backends[i];
-    if (want && *want && strcmp(want, "auto")) {
+    if (named) {
         *bad = want;
         return -1;
     }
