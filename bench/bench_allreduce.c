@@ -12,7 +12,14 @@
  *     JSON {"bench":"allreduce","ranks":p,"alpha_s":..,"beta_s_per_byte":..,
  *           "points":[[bytes,seconds],..]}
  * that scripts/scaling_model.py --allreduce-json reads. At one rank the model has no
- * communication term: alpha and beta are null. Asserts nothing beyond one sum check.
+ * communication term: alpha and beta are null.
+ *
+ * Before the fit, with more than one rank, it times the demo gradients' sum the way a
+ * training step makes it (dist_sum_float: the shared-memory window, and plain
+ * MPI_Allreduce) with the buffer rewritten before each sum, as backward rewrites it.
+ * Re-summing one buffer, as the table does, keeps its cache lines where the last sum left
+ * them; training moves freshly written lines between cores, which costs more. Asserts
+ * nothing beyond checking the sums.
  *
  *   mpirun -np P build/bench/bench_allreduce [--max-bytes N] [--min-time S] [--help] */
 #include <math.h>
@@ -21,12 +28,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
+
 static const char USAGE[] =
     "usage: mpirun -np P bench_allreduce [--max-bytes N] [--min-time S] [--help]\n"
     "\n"
     "Times MPI_Allreduce(MPI_IN_PLACE, float, MPI_SUM) from 4 bytes up to N bytes (powers\n"
     "of 2, plus 235146 and 269322 floats, the demo networks' gradients) and fits the ring\n"
-    "model t(n) = 2(p-1)*alpha + 2((p-1)/p)*n*beta to the times.\n"
+    "model t(n) = 2(p-1)*alpha + 2((p-1)/p)*n*beta to the times. With several ranks it\n"
+    "also times the demo gradients' sum as a training step makes it (shared-memory window\n"
+    "and MPI_Allreduce, buffer rewritten before each sum).\n"
     "\n"
     "  --max-bytes N  largest message (default 67108864 = 16 Mi floats)\n"
     "  --min-time S   seconds to spend on each size, after warm-up (default 0.2)\n"
@@ -90,6 +101,53 @@ static double time_allreduce(float *buf, int count, double min_time)
     for (int i = 0; i < reps; i++)
         MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     double mean = (MPI_Wtime() - t0) / reps;
+    MPI_Allreduce(MPI_IN_PLACE, &mean, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    return mean;
+}
+
+/* Seconds per gradient sum of `count` floats as training does it (dist_sum_float, through
+ * the node's shared-memory window, or one MPI_Allreduce when shared_memory is 0), with the
+ * buffer rewritten before each sum as backward rewrites the gradients. Freshly written
+ * cache lines must move between cores, which re-summing one buffer (time_allreduce) never
+ * pays. The time leaves out the wait for the other ranks to arrive (training's `sync`);
+ * the slowest rank's mean is returned on every rank, and *method says how the sum ran.
+ * Ends the job if a sum comes out wrong. */
+static double time_gradient_sum(const struct dist *d, float *buf, size_t count,
+                                int shared_memory, double min_time, char *method,
+                                size_t method_size)
+{
+    struct dist_sum *sum;
+    dist_sum_create(&sum, d, count, shared_memory);
+    snprintf(method, method_size, "%s", dist_sum_method(sum));
+    double spent = 0.0;
+    int reps = WARMUP_REPS + 1, done = 0;
+    for (int timed = 0; timed < 2; timed++) {
+        /* The untimed pass warms up and sizes the timed one; the ranks agree on it. */
+        if (timed) {
+            double once = spent / (reps - WARMUP_REPS);
+            MPI_Allreduce(MPI_IN_PLACE, &once, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+            const double want = once > 0 ? min_time / once : MAX_REPS;
+            reps = want < MIN_REPS ? MIN_REPS : want > MAX_REPS ? MAX_REPS : (int)want;
+            spent = 0.0;
+        }
+        for (int r = 0; r < reps; r++, done++) {
+            for (size_t i = 0; i < count; i++) /* small integers: exact sums */
+                buf[i] = (float)((i + (size_t)done) & 15);
+            const double t0 = MPI_Wtime();
+            const double waited = dist_sum_float(sum, buf, count);
+            if (timed || r >= WARMUP_REPS)
+                spent += MPI_Wtime() - t0 - waited;
+        }
+    }
+    const int ranks = dist_size(d);
+    for (size_t i = 0; i < count; i++)
+        if (buf[i] != (float)(ranks * (int)((i + (size_t)done - 1) & 15))) {
+            fprintf(stderr, "bench_allreduce: rank %d: wrong gradient sum %g at %zu (%s)\n",
+                    dist_rank(d), (double)buf[i], i, method);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+    dist_sum_free(&sum);
+    double mean = spent / reps;
     MPI_Allreduce(MPI_IN_PLACE, &mean, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     return mean;
 }
@@ -230,6 +288,36 @@ int main(int argc, char **argv)
                    pts[i].seconds * 1e6, algbw * 1e-9, bus_factor * algbw * 1e-9);
             fflush(stdout);
         }
+    }
+
+    /* The demo networks' gradient sums (with the stop flag training adds) the way a
+     * training step makes them. */
+    if (ranks > 1) {
+        struct dist *d;
+        struct dmlp_error err = {0};
+        if (dist_create_world(&d, &err) != DMLP_OK) {
+            fprintf(stderr, "bench_allreduce: rank %d: %s\n", rank, err.msg);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        if (rank == 0)
+            printf("# gradient sum as a training step makes it: buffer rewritten before each "
+                   "sum,\n# time without the wait for the other ranks (max over ranks of "
+                   "the mean)\n%12s %12s %12s  %s\n", "bytes", "floats", "time(us)",
+                   "method");
+        for (size_t i = 0; i < sizeof EXTRA_COUNTS / sizeof EXTRA_COUNTS[0]; i++) {
+            const size_t count = (size_t)EXTRA_COUNTS[i] + 1;
+            if ((long)count > counts[n - 1])
+                continue;
+            for (int shared = 0; shared < 2; shared++) {
+                char method[128];
+                const double t = time_gradient_sum(d, buf, count, shared, min_time, method,
+                                                   sizeof method);
+                if (rank == 0)
+                    printf("%12zu %12zu %12.2f  %s\n", 4 * count, count, t * 1e6, method);
+            }
+        }
+        fflush(stdout);
+        dist_free(&d);
     }
 
     if (rank == 0) {
