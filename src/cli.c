@@ -38,7 +38,8 @@ static const char USAGE[] =
     "\n"
     "environment:\n"
     "  DMLP_KERNEL=NAME   the matrix kernel: avx512, avx2, generic (or openblas when built\n"
-    "                     with it); default auto, the fastest this CPU runs (--version)\n";
+    "                     with it; wide16, the avx512 code on AVX2, is for testing);\n"
+    "                     default auto, the fastest this CPU runs (--version)\n";
 
 static const char TRAIN_HELP[] =
     "usage: dmlp train CONFIG.yaml [--set key.path=value]... [--resume PATH|auto]\n"

@@ -46,7 +46,7 @@ typedef size_t gemm_ws_fn(size_t m, size_t k);
 void gemm_epilogue_apply(float *C, size_t ldc, size_t m, size_t j0, size_t j1,
                          const struct gemm_epilogue *e);
 
-gemm_fn gemm_generic, gemm_avx2, gemm_avx512, gemm_openblas;
-gemm_ws_fn gemm_generic_ws, gemm_avx2_ws, gemm_avx512_ws, gemm_openblas_ws;
+gemm_fn gemm_generic, gemm_avx2, gemm_avx512, gemm_wide16, gemm_openblas;
+gemm_ws_fn gemm_generic_ws, gemm_avx2_ws, gemm_avx512_ws, gemm_wide16_ws, gemm_openblas_ws;
 
 #endif

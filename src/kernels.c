@@ -23,14 +23,20 @@ struct backend {
     int automatic; /* a candidate for the default (dmlp's own kernels) */
 };
 
-/* Fastest first: the default is the first one available. With -DDMLP_BLAS=openblas the
- * OpenBLAS backend is offered but not the default (bench_gemm shows why; README). */
+/* Fastest first: the default is the first of dmlp's own builds this CPU runs (wide16 only
+ * checks the avx512 build's code). With -DDMLP_BLAS=openblas the OpenBLAS backend is
+ * offered but not the default (bench_gemm shows why; README). */
 static const struct backend backends[] = {
 #if defined(__x86_64__)
     {"avx512", "6x32 tiles of 16-wide vectors (AVX-512)", gemm_avx512, gemm_avx512_ws, 1},
     {"avx2", "6x16 tiles of 8-wide vectors (AVX2 + FMA)", gemm_avx2, gemm_avx2_ws, 1},
 #endif
     {"generic", "6x8 tiles of 4-wide vectors (portable)", gemm_generic, gemm_generic_ws, 1},
+#if defined(__x86_64__)
+    /* The avx512 build's code in AVX2 instructions: for testing it without AVX-512. */
+    {"wide16", "the avx512 build's 6x32 tiles, compiled for AVX2 + FMA (for testing)",
+     gemm_wide16, gemm_wide16_ws, 0},
+#endif
 #if defined(DMLP_HAVE_OPENBLAS)
     {"openblas", "OpenBLAS sgemm on fixed column blocks, one thread per block", gemm_openblas,
      gemm_openblas_ws, 0},
@@ -46,7 +52,7 @@ static int runs_here(const struct backend *b)
     __builtin_cpu_init();
     if (!strcmp(b->name, "avx512"))
         return __builtin_cpu_supports("avx512f");
-    if (!strcmp(b->name, "avx2"))
+    if (!strcmp(b->name, "avx2") || !strcmp(b->name, "wide16"))
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
     (void)b;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "kernels.h"
 #include "rng.h"
 #include "testutil.h"
@@ -118,7 +119,7 @@ static void threads_end(void) { omp_set_num_threads(saved_threads); }
 
 /* Every GEMM backend this build has and this CPU runs is tested in turn: the fused
  * epilogues and the packing are per backend. */
-static const char *const backends[] = {"avx512", "avx2", "generic", "openblas"};
+static const char *const backends[] = {"avx512", "avx2", "generic", "wide16", "openblas"};
 enum { N_BACKENDS = sizeof backends / sizeof backends[0] };
 
 /* Runs body once per available backend; the default is restored afterwards. */
@@ -215,6 +216,67 @@ static void test_gemm(void)
         gemm_case(&r, 5, 10, 3, 1);
         gemm_case(&r, 150, 40, 600, 1); /* several row groups and k blocks */
     });
+}
+
+/* wide16 is the avx512 build's source (16-wide vectors, 6×32 tiles, KC = 128) compiled for
+ * AVX2 + FMA. Each element sums its k products in the same order with the same fused
+ * multiply-adds in every build, so it must match the AVX2 build bit for bit: on machines
+ * without AVX-512 this is how the 6×32 tiling's packing, edges and epilogues are checked
+ * (the reference comparisons above check both builds only to a tolerance). */
+static void wide16_case(struct rng *r, size_t m, size_t n, size_t k, int trans_a,
+                        const struct gemm_epilogue *e)
+{
+    const size_t lda = (trans_a ? m : k) + 1, ldb = n + 3, ldc = n + 2;
+    float *A = falloc((trans_a ? k : m) * lda), *B = falloc(k * ldb);
+    float *C[2] = {falloc(m * ldc), falloc(m * ldc)};
+    float *ws = falloc(gemm_wide16_ws(m, k) > gemm_avx2_ws(m, k) ? gemm_wide16_ws(m, k)
+                                                                   : gemm_avx2_ws(m, k));
+    fill_uniform(A, (trans_a ? k : m) * lda, r, -1.0, 1.0);
+    fill_uniform(B, k * ldb, r, -1.0, 1.0);
+    fill_uniform(C[0], m * ldc, r, -1.0, 1.0);
+    memcpy(C[1], C[0], m * ldc * sizeof(float));
+    const struct gemm_operand a = {A, lda, trans_a}, b = {B, ldb, 0};
+    gemm_avx2(C[0], ldc, &a, &b, m, n, k, e, ws);
+    gemm_wide16(C[1], ldc, &a, &b, m, n, k, e, ws);
+    if (memcmp(C[0], C[1], m * ldc * sizeof(float)) != 0)
+        fprintf(stderr, "\n  wide16 differs from avx2: %zux%zux%zu trans_a %d acc %d mode %d",
+                m, n, k, trans_a, e->accumulate, (int)e->mode);
+    CU_ASSERT_EQUAL(memcmp(C[0], C[1], m * ldc * sizeof(float)), 0);
+    free(A), free(B), free(C[0]), free(C[1]), free(ws);
+}
+
+static void test_wide16_matches_avx2(void)
+{
+#if defined(__x86_64__)
+    if (!kernel_backend_available("avx2")) {
+        fprintf(stderr, "\n  (no AVX2 + FMA here: no wide16 build to compare)\n");
+        return;
+    }
+    struct rng r;
+    rng_seed(&r, 5, 0);
+    float bias[300], D[300 * 300];
+    fill_uniform(bias, 300, &r, -1.0, 1.0);
+    fill_uniform(D, 300 * 300, &r, -1.0, 1.0); /* signs decide the relu derivative */
+    const struct gemm_epilogue epis[] = {
+        {.accumulate = 0},
+        {.accumulate = 1},
+        {.bias = bias, .mode = GEMM_EPI_ACT, .act = DMLP_ACT_RELU},
+        {.bias = bias, .mode = GEMM_EPI_ACT, .act = DMLP_ACT_LEAKY_RELU},
+        {.mode = GEMM_EPI_DACT, .act = DMLP_ACT_RELU, .D = D, .ldd = 300},
+        {.mode = GEMM_EPI_DACT, .act = DMLP_ACT_LEAKY_RELU, .D = D, .ldd = 300},
+    };
+    /* Edges in every dimension (m around MR = 6 and MC = 144, n around NR = 32, k around
+     * KC = 128 and 256), the demo's shapes, and op(A) plain and transposed. */
+    static const size_t ms[] = {1, 7, 150, 128}, ns[] = {10, 33, 59, 256}, ks[] = {1, 129, 300};
+    for (size_t e = 0; e < sizeof epis / sizeof epis[0]; e++)
+        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+            for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
+                for (size_t p = 0; p < sizeof ks / sizeof ks[0]; p++)
+                    for (int t = 0; t < 2; t++)
+                        wide16_case(&r, ms[i], ns[j], ks[p], t, &epis[e]);
+#else
+    fprintf(stderr, "\n  (not x86-64: no wide16 build to compare)\n");
+#endif
 }
 
 /* An empty sum: k = 0 writes zeros when overwriting and leaves C alone when accumulating. */
@@ -770,6 +832,7 @@ static CU_TestInfo kernel_tests[] = {
     {"backends: choice and refusal", test_backends},
     {"gemm vs naive, acc 0/1, padded ld, 1 vs 2 threads, every backend", test_gemm},
     {"gemm with k = 0", test_gemm_k0},
+    {"wide16 (the avx512 code on AVX2) matches avx2 bit for bit", test_wide16_matches_avx2},
     {"linear_forward + fused bias and activation vs naive", test_linear_forward},
     {"linear_backward_params vs naive", test_linear_backward_params},
     {"linear_backward_params, empty batch", test_linear_backward_params_empty},
