@@ -4,7 +4,8 @@
 #   bench_train     demo-network training throughput: batch 32/128/512, 1 rank x 1 and
 #                   2 threads, 2 ranks x 1 thread (overlap off/on), with each rank's peak
 #                   resident memory from /usr/bin/time -v beside the memory model
-#   bench_allreduce MPI_Allreduce time against size at 2 ranks; ring-model alpha and beta
+#   bench_allreduce MPI_Allreduce time against size at 2 ranks; ring-model alpha and beta;
+#                   the demo gradient's sum as a training step makes it (fresh buffer)
 #   torch_mlp.py    the same network in PyTorch (1 thread; DDP over gloo, 2 processes)
 #   scaling_model.py the predicted efficiency curve for 1-1024 nodes (PNG)
 # Usage: bench/run.sh [--quick] [--no-torch]      (results in $DMLP_BUILD/bench-results)
