@@ -80,6 +80,13 @@ static int message_counts(long max_count, long *counts, int cap)
     return unique;
 }
 
+/* Repetitions that fill about min_time, given the slowest rank's time for one. */
+static int reps_for(double once, double min_time)
+{
+    const double want = once > 0 ? min_time / once : MAX_REPS;
+    return want < MIN_REPS ? MIN_REPS : want > MAX_REPS ? MAX_REPS : (int)want;
+}
+
 /* Seconds per allreduce of `count` floats: every rank's mean over the same number of
  * repetitions, and the slowest rank's mean returned (on every rank). */
 static double time_allreduce(float *buf, int count, double min_time)
@@ -93,8 +100,7 @@ static double time_allreduce(float *buf, int count, double min_time)
     MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     double once = MPI_Wtime() - t0;
     MPI_Allreduce(MPI_IN_PLACE, &once, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    double want = once > 0 ? min_time / once : MAX_REPS;
-    const int reps = want < MIN_REPS ? MIN_REPS : want > MAX_REPS ? MAX_REPS : (int)want;
+    const int reps = reps_for(once, min_time);
 
     MPI_Barrier(MPI_COMM_WORLD);
     t0 = MPI_Wtime();
@@ -126,8 +132,7 @@ static double time_gradient_sum(const struct dist *d, float *buf, size_t count,
         if (timed) {
             double once = spent / (reps - WARMUP_REPS);
             MPI_Allreduce(MPI_IN_PLACE, &once, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-            const double want = once > 0 ? min_time / once : MAX_REPS;
-            reps = want < MIN_REPS ? MIN_REPS : want > MAX_REPS ? MAX_REPS : (int)want;
+            reps = reps_for(once, min_time);
             spent = 0.0;
         }
         for (int r = 0; r < reps; r++, done++) {

@@ -38,11 +38,10 @@ void dist_allreduce_sum_u64(const struct dist *d, uint64_t *buf, size_t n);
  * window: each copies in the parts of its buffer the others add, adds its 1/k slice of
  * all k buffers (in node-rank order, its own read in place), MPI_Allreduce adds that slice
  * across nodes (ranks with the same node rank), and each copies the other slices' totals
- * back: memory-speed within a node, one k-th of the data on
- * the network per rank. Otherwise (one rank per node, uneven nodes, or when the window
- * cannot be had), one MPI_Allreduce. Collective create/sum/free (create ends the job if
- * it cannot allocate its few bytes: other ranks would be waiting in its collectives); no
- * allocation in sum. */
+ * back: memory-speed within a node, one k-th of the data on the network per rank.
+ * Otherwise (one rank per node, uneven nodes, or when the window cannot be had), one
+ * MPI_Allreduce. Collective create/sum/free (create ends the job if it cannot allocate its
+ * few bytes: other ranks would be waiting in its collectives); no allocation in sum. */
 struct dist_sum;
 void dist_sum_create(struct dist_sum **out, const struct dist *d, size_t capacity,
                      int shared_memory);

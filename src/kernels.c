@@ -16,11 +16,15 @@
 
 #include "gemm.h"
 
+/* What a build needs of the CPU. */
+enum isa { ISA_ANY, ISA_AVX2_FMA, ISA_AVX512F };
+
 struct backend {
     const char *name, *what;
     gemm_fn *gemm;
     gemm_ws_fn *ws;
     int automatic; /* a candidate for the default (dmlp's own kernels) */
+    enum isa needs;
 };
 
 /* Fastest first: the default is the first of dmlp's own builds this CPU runs (wide16 only
@@ -28,18 +32,21 @@ struct backend {
  * offered but not the default (bench_gemm shows why; README). */
 static const struct backend backends[] = {
 #if defined(__x86_64__)
-    {"avx512", "6x32 tiles of 16-wide vectors (AVX-512)", gemm_avx512, gemm_avx512_ws, 1},
-    {"avx2", "6x16 tiles of 8-wide vectors (AVX2 + FMA)", gemm_avx2, gemm_avx2_ws, 1},
+    {"avx512", "6x32 tiles of 16-wide vectors (AVX-512)", gemm_avx512, gemm_avx512_ws, 1,
+     ISA_AVX512F},
+    {"avx2", "6x16 tiles of 8-wide vectors (AVX2 + FMA)", gemm_avx2, gemm_avx2_ws, 1,
+     ISA_AVX2_FMA},
 #endif
-    {"generic", "6x8 tiles of 4-wide vectors (portable)", gemm_generic, gemm_generic_ws, 1},
+    {"generic", "6x8 tiles of 4-wide vectors (portable)", gemm_generic, gemm_generic_ws, 1,
+     ISA_ANY},
 #if defined(__x86_64__)
     /* The avx512 build's code in AVX2 instructions: for testing it without AVX-512. */
     {"wide16", "the avx512 build's 6x32 tiles, compiled for AVX2 + FMA (for testing)",
-     gemm_wide16, gemm_wide16_ws, 0},
+     gemm_wide16, gemm_wide16_ws, 0, ISA_AVX2_FMA},
 #endif
 #if defined(DMLP_HAVE_OPENBLAS)
     {"openblas", "OpenBLAS sgemm on fixed column blocks, one thread per block", gemm_openblas,
-     gemm_openblas_ws, 0},
+     gemm_openblas_ws, 0, ISA_ANY},
 #endif
 };
 enum { N_BACKENDS = sizeof backends / sizeof backends[0] };
@@ -50,10 +57,14 @@ static int runs_here(const struct backend *b)
 {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (!strcmp(b->name, "avx512"))
+    switch (b->needs) {
+    case ISA_AVX512F:
         return __builtin_cpu_supports("avx512f");
-    if (!strcmp(b->name, "avx2") || !strcmp(b->name, "wide16"))
+    case ISA_AVX2_FMA:
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case ISA_ANY:
+        break;
+    }
 #endif
     (void)b;
     return 1;
