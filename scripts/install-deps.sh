@@ -16,6 +16,7 @@ packages=(
   python3-numpy python3-h5py python3-matplotlib   # tests: numpy interop, plots
   clang libclang-rt-14-dev valgrind # tests: libFuzzer harnesses, memcheck
   libopenblas-dev                   # tests + benchmarks: the OpenBLAS GEMM backend
+  qemu-user binutils                # tests: older CPUs emulated (Haswell, Westmere), objdump
 )
 case "${1:-}" in
   --demo) packages+=(dataset-fashion-mnist) ;;

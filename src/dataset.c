@@ -10,6 +10,7 @@
 #include "csv.h"
 #include "dist.h"
 #include "rng.h"
+#include "vec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -392,14 +393,7 @@ void dataset_feature_sums(const struct dataset *ds, double *sum, double *sumsq)
     const size_t d = ds->d;
     for (size_t j = 0; j < d; j++)
         sum[j] = sumsq[j] = 0.0;
-    for (size_t i = 0; i < ds->n; i++) {
-        const float *x = ds->features + i * d;
-        for (size_t j = 0; j < d; j++) {
-            const double v = x[j];
-            sum[j] += v;
-            sumsq[j] += v * v;
-        }
-    }
+    kernel_vec()->feature_sums(sum, sumsq, ds->features, ds->n, d);
 }
 
 void dataset_stats_finish(const double *sum, const double *sumsq, size_t n, size_t d,
@@ -421,12 +415,7 @@ void dataset_stats_finish(const double *sum, const double *sumsq, size_t n, size
 
 void dataset_standardize(struct dataset *ds, const float *mean, const float *std)
 {
-    const size_t d = ds->d;
-    for (size_t i = 0; i < ds->n; i++) {
-        float *x = ds->features + i * d;
-        for (size_t j = 0; j < d; j++)
-            x[j] = (x[j] - mean[j]) / std[j];
-    }
+    kernel_vec()->standardize(ds->features, ds->n, ds->d, mean, std);
 }
 
 /* ---- IDX import ------------------------------------------------------------------------- */

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vec.h"
+
 struct dist {
     MPI_Comm comm;
     int rank, size;
@@ -196,6 +198,7 @@ double dist_sum_float(struct dist_sum *s, float *buf, size_t n)
      * buffer, and (on one node) into buf, from a block that stays in L1. */
     float *restrict total = mine + lo;
     float block[SUM_BLOCK];
+    void (*add)(float *restrict, const float *restrict, size_t) = kernel_vec()->add;
     for (size_t b = lo; b < hi; b += SUM_BLOCK) {
         const size_t m = hi - b < SUM_BLOCK ? hi - b : SUM_BLOCK;
         for (int q = 0; q < k; q++) { /* node-rank order, the same for every element */
@@ -203,8 +206,7 @@ double dist_sum_float(struct dist_sum *s, float *buf, size_t n)
             if (q == 0)
                 memcpy(block, in, m * sizeof(float));
             else
-                for (size_t i = 0; i < m; i++)
-                    block[i] += in[i];
+                add(block, in, m);
         }
         memcpy(total + (b - lo), block, m * sizeof(float));
         if (s->nodes == 1)

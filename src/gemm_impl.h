@@ -91,7 +91,7 @@ static inline void tile_dact(struct tile *c, const struct tile *d, enum dmlp_act
         for (int h = 0; h < 2; h++) {
             switch (act) {
             case DMLP_ACT_SIGMOID: *v[h] *= a[h] * (one - a[h]); break;
-            case DMLP_ACT_TANH: *v[h] *= one - a[h] * a[h]; break;
+            case DMLP_ACT_TANH: *v[h] *= (one - a[h]) * (one + a[h]); break; /* vec_impl.h */
             case DMLP_ACT_RELU: *v[h] = vselect(a[h] > zero, *v[h], zero); break;
             case DMLP_ACT_LEAKY_RELU: *v[h] = vselect(a[h] > zero, *v[h], leak * *v[h]); break;
             case DMLP_ACT_LINEAR:

@@ -8,16 +8,15 @@
  * output element's arithmetic independent of the thread count (see gemm_impl.h). */
 #include "kernels.h"
 
-#include <float.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gemm.h"
+#include "vec.h"
 
 /* What a build needs of the CPU. */
-enum isa { ISA_ANY, ISA_AVX2_FMA, ISA_AVX512F };
+enum isa { ISA_ANY, ISA_AVX2_FMA, ISA_AVX512 };
 
 struct backend {
     const char *name, *what;
@@ -25,6 +24,7 @@ struct backend {
     gemm_ws_fn *ws;
     int automatic; /* a candidate for the default (dmlp's own kernels) */
     enum isa needs;
+    const struct vec_ops *vec; /* the loops outside the GEMM; NULL: the default's */
 };
 
 /* Fastest first: the default is the first of dmlp's own builds this CPU runs (wide16 only
@@ -33,33 +33,35 @@ struct backend {
 static const struct backend backends[] = {
 #if defined(__x86_64__)
     {"avx512", "6x32 tiles of 16-wide vectors (AVX-512)", gemm_avx512, gemm_avx512_ws, 1,
-     ISA_AVX512F},
+     ISA_AVX512, &vec_avx512},
     {"avx2", "6x16 tiles of 8-wide vectors (AVX2 + FMA)", gemm_avx2, gemm_avx2_ws, 1,
-     ISA_AVX2_FMA},
+     ISA_AVX2_FMA, &vec_avx2},
 #endif
     {"generic", "6x8 tiles of 4-wide vectors (portable)", gemm_generic, gemm_generic_ws, 1,
-     ISA_ANY},
+     ISA_ANY, &vec_generic},
 #if defined(__x86_64__)
     /* The avx512 build's code in AVX2 instructions: for testing it without AVX-512. */
     {"wide16", "the avx512 build's 6x32 tiles, compiled for AVX2 + FMA (for testing)",
-     gemm_wide16, gemm_wide16_ws, 0, ISA_AVX2_FMA},
+     gemm_wide16, gemm_wide16_ws, 0, ISA_AVX2_FMA, &vec_avx2},
 #endif
 #if defined(DMLP_HAVE_OPENBLAS)
     {"openblas", "OpenBLAS sgemm on fixed column blocks, one thread per block", gemm_openblas,
-     gemm_openblas_ws, 0, ISA_ANY},
+     gemm_openblas_ws, 0, ISA_ANY, NULL},
 #endif
 };
 enum { N_BACKENDS = sizeof backends / sizeof backends[0] };
 
 static const struct backend *active;
+static const struct vec_ops *active_vec;
 
 static int runs_here(const struct backend *b)
 {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     switch (b->needs) {
-    case ISA_AVX512F:
-        return __builtin_cpu_supports("avx512f");
+    case ISA_AVX512: /* what vec_avx512.c is compiled for */
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vl");
     case ISA_AVX2_FMA:
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case ISA_ANY:
@@ -84,12 +86,27 @@ int kernel_backend_available(const char *name)
     return b && runs_here(b);
 }
 
+/* The first of dmlp's own builds this CPU runs. */
+static const struct backend *fastest(void)
+{
+    for (size_t i = 0; i < N_BACKENDS; i++)
+        if (backends[i].automatic && runs_here(&backends[i]))
+            return &backends[i];
+    return NULL; /* not reached: generic runs everywhere */
+}
+
+static void activate(const struct backend *b)
+{
+    active = b;
+    active_vec = b->vec ? b->vec : fastest()->vec;
+}
+
 int kernel_set_backend(const char *name)
 {
     const struct backend *b = find(name);
     if (!b || !runs_here(b))
         return -1;
-    active = b;
+    activate(b);
     return 0;
 }
 
@@ -111,10 +128,7 @@ int kernel_init(const char **bad)
     *bad = NULL;
     if (named && !kernel_set_backend(want))
         return 0;
-    active = NULL; /* the default: the first of dmlp's own kernels this CPU runs */
-    for (size_t i = 0; i < N_BACKENDS && !active; i++)
-        if (backends[i].automatic && runs_here(&backends[i]))
-            active = &backends[i];
+    activate(fastest());
     if (named) {
         *bad = want;
         return -1;
@@ -131,7 +145,15 @@ static const struct backend *backend(void)
     return active;
 }
 
+/* The loops that go with the backend in use. */
+static const struct vec_ops *vec(void)
+{
+    backend();
+    return active_vec;
+}
+
 const char *kernel_backend(void) { return backend()->name; }
+const struct vec_ops *kernel_vec(void) { return vec(); }
 const char *kernel_backend_description(void) { return backend()->what; }
 
 size_t kernel_workspace_floats(size_t batch, size_t in, size_t out)
@@ -149,29 +171,7 @@ size_t kernel_workspace_floats(size_t batch, size_t in, size_t out)
 void gemm_epilogue_apply(float *C, size_t ldc, size_t m, size_t j0, size_t j1,
                          const struct gemm_epilogue *e)
 {
-    if (e->mode == GEMM_EPI_NONE)
-        return;
-    for (size_t i = 0; i < m; i++) {
-        float *c = C + i * ldc;
-        const float *d = e->mode == GEMM_EPI_DACT ? e->D + i * e->ldd : NULL;
-        for (size_t j = j0; j < j1; j++) {
-            if (e->mode == GEMM_EPI_ACT) {
-                if (e->act == DMLP_ACT_RELU)
-                    c[j] = c[j] > 0.0f ? c[j] : 0.0f;
-                else if (e->act == DMLP_ACT_LEAKY_RELU)
-                    c[j] = c[j] > 0.0f ? c[j] : 0.01f * c[j];
-                continue;
-            }
-            switch (e->act) {
-            case DMLP_ACT_SIGMOID: c[j] *= d[j] * (1.0f - d[j]); break;
-            case DMLP_ACT_TANH: c[j] *= 1.0f - d[j] * d[j]; break;
-            case DMLP_ACT_RELU: c[j] = d[j] > 0.0f ? c[j] : 0.0f; break;
-            case DMLP_ACT_LEAKY_RELU: c[j] = d[j] > 0.0f ? c[j] : 0.01f * c[j]; break;
-            case DMLP_ACT_LINEAR:
-            case DMLP_ACT_SOFTMAX: break;
-            }
-        }
-    }
+    vec()->epilogue(C, ldc, m, j0, j1, e);
 }
 
 /* C = op(A)·op(B) with the epilogue; k = 0 (an empty sum) is handled here. */
@@ -200,15 +200,6 @@ void kernel_gemm(float *restrict C, const float *restrict A, const float *restri
     gemm(C, ldc, &a, &b, m, n, k, &e, ws);
 }
 
-/* f(z) = 1 / (1 + e^{-z}), written so that exp never overflows. */
-static inline float sigmoidf(float z)
-{
-    if (z >= 0.0f)
-        return 1.0f / (1.0f + expf(-z));
-    float e = expf(z);
-    return e / (1.0f + e);
-}
-
 void kernel_linear_forward(float *restrict A, float *restrict ws, const float *restrict X,
                            const float *restrict W, const float *restrict b,
                            enum dmlp_activation act, size_t batch, size_t in, size_t out)
@@ -234,18 +225,7 @@ void kernel_linear_backward_params_rows(float *restrict dW, float *restrict ws,
 
 void kernel_bias_grad(float *restrict db, const float *restrict G, size_t batch, size_t out)
 {
-    /* Column sums of G, each in sample order; threads take fixed blocks of columns and
-     * sweep the rows, so the loads stay contiguous. */
-    enum { JB = 64 };
-#pragma omp parallel for schedule(static)
-    for (size_t j0 = 0; j0 < out; j0 += JB) {
-        const size_t j1 = j0 + JB < out ? j0 + JB : out;
-        float s[JB] = {0};
-        for (size_t i = 0; i < batch; i++)
-            for (size_t j = j0; j < j1; j++)
-                s[j - j0] += G[i * out + j];
-        memcpy(db + j0, s, (j1 - j0) * sizeof(float));
-    }
+    vec()->bias_grad(db, G, batch, out);
 }
 
 void kernel_linear_backward_params(float *restrict dW, float *restrict db, float *restrict ws,
@@ -269,129 +249,29 @@ void kernel_linear_backward_input(float *restrict dX, float *restrict ws,
 void kernel_activation_forward(float *A, const float *Z, enum dmlp_activation act,
                                size_t batch, size_t n)
 {
-    if (act == DMLP_ACT_SOFTMAX) {
-        /* softmax(z)_j = e^{z_j − max z} / Σ e^{z_i − max z}, one row per iteration. */
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < batch; i++) {
-            const float *z = Z + i * n;
-            float *a = A + i * n;
-            float mx = z[0];
-            for (size_t j = 1; j < n; j++)
-                mx = z[j] > mx ? z[j] : mx;
-            float s = 0.0f;
-            for (size_t j = 0; j < n; j++) {
-                a[j] = expf(z[j] - mx);
-                s += a[j];
-            }
-            const float inv = 1.0f / s;
-            for (size_t j = 0; j < n; j++)
-                a[j] *= inv;
-        }
-        return;
-    }
-    const size_t total = batch * n;
-    switch (act) {
-    case DMLP_ACT_SIGMOID:
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < total; i++)
-            A[i] = sigmoidf(Z[i]);
-        break;
-    case DMLP_ACT_TANH:
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < total; i++)
-            A[i] = tanhf(Z[i]);
-        break;
-    case DMLP_ACT_RELU: /* f(z) = max(0, z) */
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < total; i++)
-            A[i] = Z[i] > 0.0f ? Z[i] : 0.0f;
-        break;
-    case DMLP_ACT_LEAKY_RELU: /* f(z) = z for z > 0, 0.01 z otherwise */
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < total; i++)
-            A[i] = Z[i] > 0.0f ? Z[i] : 0.01f * Z[i];
-        break;
-    case DMLP_ACT_LINEAR:
-        if (A != Z)
-            memcpy(A, Z, total * sizeof(float));
-        break;
-    case DMLP_ACT_SOFTMAX:
-        break;
-    }
+    vec()->act_forward(A, Z, act, batch, n);
 }
 
 void kernel_activation_backward(float *restrict G, const float *restrict A,
                                 enum dmlp_activation act, size_t batch, size_t n)
 {
-    const size_t total = batch * n;
-    switch (act) {
-    case DMLP_ACT_SIGMOID: /* f' = f (1 − f) */
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < total; i++)
-            G[i] *= A[i] * (1.0f - A[i]);
-        break;
-    case DMLP_ACT_TANH: /* f' = 1 − f² */
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < total; i++)
-            G[i] *= 1.0f - A[i] * A[i];
-        break;
-    case DMLP_ACT_RELU:
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < total; i++)
-            G[i] = A[i] > 0.0f ? G[i] : 0.0f; /* f(z) > 0 exactly when z > 0 */
-        break;
-    case DMLP_ACT_LEAKY_RELU:
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < total; i++)
-            G[i] = A[i] > 0.0f ? G[i] : 0.01f * G[i];
-        break;
-    case DMLP_ACT_LINEAR:
-    case DMLP_ACT_SOFTMAX:
-        break;
-    }
+    vec()->act_backward(G, A, act, batch, n);
 }
 
 double kernel_softmax_xent(float *restrict G, const float *restrict P,
                            const int32_t *restrict labels, size_t batch, size_t k)
 {
-    double loss = 0.0;
-    /* The loss is a sum over samples: summed by one thread in sample order so it is the
-     * same for any thread count. The gradient rows are independent. */
-    for (size_t i = 0; i < batch; i++) {
-        const float *p = P + i * k;
-        float *g = G + i * k;
-        const size_t y = (size_t)labels[i];
-        for (size_t j = 0; j < k; j++)
-            g[j] = p[j];
-        g[y] -= 1.0f;
-        loss -= log(p[y] > FLT_MIN ? (double)p[y] : (double)FLT_MIN);
-    }
-    return loss;
+    return vec()->softmax_xent(G, P, labels, batch, k);
 }
 
 double kernel_mse(float *restrict G, const float *restrict Y, const float *restrict T,
                   size_t batch, size_t k)
 {
-    double loss = 0.0;
-    for (size_t i = 0; i < batch * k; i++) {
-        const float d = Y[i] - T[i];
-        G[i] = 2.0f * d;
-        loss += (double)d * (double)d;
-    }
-    return loss;
+    return vec()->mse(G, Y, T, batch, k);
 }
 
 size_t kernel_count_correct(const float *restrict Y, const int32_t *restrict labels,
                             size_t batch, size_t k)
 {
-    size_t correct = 0;
-    for (size_t i = 0; i < batch; i++) {
-        const float *y = Y + i * k;
-        size_t best = 0;
-        for (size_t j = 1; j < k; j++)
-            if (y[j] > y[best])
-                best = j;
-        correct += best == (size_t)labels[i];
-    }
-    return correct;
+    return vec()->count_correct(Y, labels, batch, k);
 }

@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "vec.h"
+
 /* Chunking of the gradient-norm sum: each chunk of CLIP_CHUNK elements is summed in order
  * by one thread, and the chunk sums are added in order, CLIP_BATCH chunks at a time from a
  * stack array (no allocation), so the total has one fixed summation order. */
@@ -116,12 +118,8 @@ double optim_clip_grad_norm(float *grads, size_t n, float scale, double max_norm
     const double total = sqrt(total_sq);
     if (max_norm > 0.0) {
         const double coef = max_norm / (total + 1e-6);
-        if (coef < 1.0) {
-            const float c = (float)coef;
-#pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < n; i++)
-                grads[i] *= c;
-        }
+        if (coef < 1.0)
+            kernel_vec()->scale(grads, n, (float)coef);
     }
     return total;
 }
@@ -155,30 +153,12 @@ static float *alloc_state(size_t n) { return dmlp_alloc_aligned(n * sizeof(float
 static void sgd_step(struct optim *o, float *restrict params, const float *restrict grads,
                      float scale, double lr)
 {
-    const float eta = (float)lr, mu = (float)o->cfg.momentum, wd = (float)o->cfg.weight_decay;
-    const size_t n = o->n;
-    float *restrict v = o->momentum;
-    if (!v) {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            const float g = grads[i] * scale + wd * params[i];
-            params[i] -= eta * g;
-        }
-    } else if (o->cfg.nesterov) {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            const float g = grads[i] * scale + wd * params[i];
-            v[i] = mu * v[i] + g;
-            params[i] -= eta * (g + mu * v[i]);
-        }
-    } else {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            const float g = grads[i] * scale + wd * params[i];
-            v[i] = mu * v[i] + g;
-            params[i] -= eta * v[i];
-        }
-    }
+    const struct vec_sgd c = {.scale = scale,
+                              .eta = (float)lr,
+                              .mu = (float)o->cfg.momentum,
+                              .wd = (float)o->cfg.weight_decay,
+                              .nesterov = o->cfg.nesterov};
+    kernel_vec()->sgd(params, o->momentum, grads, o->n, &c);
 }
 
 /* torch.optim.Adam / AdamW, _single_tensor_adam(w) in PyTorch 2.x, step by step:
@@ -192,39 +172,26 @@ static void sgd_step(struct optim *o, float *restrict params, const float *restr
  * Tensor ops on float tensors round their scalar arguments to float. lerp(a, b, w) is
  * PyTorch's a + w·(b − a) for |w| < 0.5, else b − (b − a)·(1 − w); its vectorised CPU
  * kernel (which handles all but the tail of each tensor) computes both as one fused
- * multiply-add, fma(w or w − 1, b − a, a or b), so fmaf is used here. */
+ * multiply-add, fma(w or w − 1, b − a, a or b), so the loop (vec_impl.h) uses fmaf. */
 static void adam_step(struct optim *o, float *restrict params, const float *restrict grads,
                       float scale, double lr)
 {
     const struct config_optimizer *c = &o->cfg;
     const double t = (double)o->steps;
     const double bc1 = 1.0 - pow(c->beta1, t), bc2 = 1.0 - pow(c->beta2, t);
-    const float neg_step = (float)(-(lr / bc1));
-    const float bc2_sqrt = (float)sqrt(bc2);
-    const float eps = (float)c->eps, beta2 = (float)c->beta2;
-    const float w1 = (float)(1.0 - c->beta1), w2 = (float)(1.0 - c->beta2);
+    const float w1 = (float)(1.0 - c->beta1);
     const int small = fabsf(w1) < 0.5f;
-    const float lerp_coef = small ? w1 : w1 - 1.0f;
     const int decoupled = c->name == DMLP_OPT_ADAMW;
-    const float wd = decoupled ? 0.0f : (float)c->weight_decay;
-    const float shrink = (float)(1.0 - lr * c->weight_decay);
-    const int do_shrink = decoupled && c->weight_decay != 0.0;
-    const size_t n = o->n;
-    float *restrict m = o->exp_avg, *restrict v = o->exp_avg_sq;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float p = params[i];
-        if (do_shrink)
-            p *= shrink;
-        float g = grads[i] * scale;
-        if (wd != 0.0f)
-            g = g + wd * p;
-        const float mi = m[i];
-        const float mn = fmaf(lerp_coef, g - mi, small ? mi : g);
-        const float vn = v[i] * beta2 + w2 * g * g;
-        const float denom = sqrtf(vn) / bc2_sqrt + eps;
-        m[i] = mn;
-        v[i] = vn;
-        params[i] = p + neg_step * mn / denom;
-    }
+    const struct vec_adam a = {.scale = scale,
+                               .neg_step = (float)(-(lr / bc1)),
+                               .bc2_sqrt = (float)sqrt(bc2),
+                               .eps = (float)c->eps,
+                               .beta2 = (float)c->beta2,
+                               .w2 = (float)(1.0 - c->beta2),
+                               .lerp_coef = small ? w1 : w1 - 1.0f,
+                               .wd = decoupled ? 0.0f : (float)c->weight_decay,
+                               .shrink = (float)(1.0 - lr * c->weight_decay),
+                               .small = small,
+                               .do_shrink = decoupled && c->weight_decay != 0.0};
+    kernel_vec()->adam(params, o->exp_avg, o->exp_avg_sq, grads, o->n, &a);
 }

@@ -15,6 +15,7 @@
 #include "schedule.h"
 #include "runlog.h"
 #include "stop.h"
+#include "vec.h"
 #include <unistd.h>
 
 /* Rows of workspace reserved beyond the batch slice: evaluation forwards in chunks. */
@@ -593,19 +594,9 @@ static int exact_step(const struct dist *d, struct run *r, uint64_t lo, uint64_t
                                                                            : count;
             gather(r, r->perm + lo + a, (size_t)(b - a));
             loss += model_train_batch(m, r->xb, r->lb, r->tb, (size_t)(b - a), &right);
-            /* Truncation toward zero is as deterministic as rounding and much cheaper.
-             * One pass: "not below the limit" also catches NaN and infinity. */
-            uint64_t nonfinite = 0;
-#pragma omp parallel for schedule(static) reduction(| : overflow, nonfinite)
-            for (size_t i = 0; i < P; i++) {
-                const double q = (double)m->grads[i] * scale;
-                if (fabs(q) < limit)
-                    acc[i] += (uint64_t)(int64_t)q;
-                else if (isfinite(q))
-                    overflow = 1;
-                else
-                    nonfinite = 1;
-            }
+            const unsigned fx = kernel_vec()->fx_add(acc, m->grads, P, scale, limit);
+            overflow |= (fx & VEC_FX_OVERFLOW) != 0;
+            const int nonfinite = (fx & VEC_FX_NONFINITE) != 0;
             size_t layer;
             const char *what;
             if (nonfinite && find_nonfinite(m, &layer, &what))
@@ -633,14 +624,7 @@ static int exact_step(const struct dist *d, struct run *r, uint64_t lo, uint64_t
     }
     /* Multiplying by a power of two is exact, and much cheaper than ldexp per value. */
     const double inv = ldexp(1.0, -r->fx_shift);
-    float maxg = 0.0f;
-#pragma omp parallel for schedule(static) reduction(max : maxg)
-    for (size_t i = 0; i < P; i++) {
-        const float g = (float)((double)(int64_t)acc[i] * inv);
-        m->grads[i] = g;
-        const float a = g < 0 ? -g : g;
-        maxg = a > maxg ? a : maxg;
-    }
+    const float maxg = kernel_vec()->fx_load(m->grads, acc, P, inv);
     /* Next step's binary point: the largest sum then sits 8 bits below the limit. */
     int e = 0;
     frexp(maxg > 0 ? (double)maxg : 1.0, &e);

@@ -27,6 +27,7 @@
 #include "kernels.h"
 #include "rng.h"
 #include "testutil.h"
+#include "vec.h"
 
 #define U32 (1.0 / 16777216.0) /* unit roundoff of float32, 2^-24 */
 
@@ -826,6 +827,220 @@ static void test_count_correct(void)
     CU_ASSERT_EQUAL(kernel_count_correct(Y, labels, 0, 3), 0);
 }
 
+/* ---- the loop builds (vec.h) ------------------------------------------------------------ */
+
+/* The builds of the loops outside the GEMM this CPU runs, through the backend that selects
+ * each: the elementwise tests above run once per build. */
+static const char *const loop_builds[] = {"avx512", "avx2", "generic"};
+
+#define FOR_EACH_LOOP_BUILD(body)                                                              \
+    do {                                                                                       \
+        const char *was = kernel_backend();                                                    \
+        for (size_t lb = 0; lb < sizeof loop_builds / sizeof loop_builds[0]; lb++) {           \
+            if (kernel_set_backend(loop_builds[lb]))                                           \
+                continue;                                                                      \
+            CU_ASSERT_STRING_EQUAL(kernel_vec()->isa, loop_builds[lb]);                        \
+            body;                                                                              \
+        }                                                                                      \
+        kernel_set_backend(was);                                                               \
+    } while (0)
+
+#define PER_LOOP_BUILD(fn)                                                                     \
+    static void fn##_each(void) { FOR_EACH_LOOP_BUILD(fn()); }
+PER_LOOP_BUILD(test_activation_forward)
+PER_LOOP_BUILD(test_softmax_forward)
+PER_LOOP_BUILD(test_softmax_big_logits)
+PER_LOOP_BUILD(test_activation_backward)
+PER_LOOP_BUILD(test_softmax_xent)
+PER_LOOP_BUILD(test_softmax_xent_clamp)
+PER_LOOP_BUILD(test_mse)
+PER_LOOP_BUILD(test_count_correct)
+
+/* Compares one output of a loop build with the portable build's, bit for bit. */
+static size_t differ(const char *isa, const char *what, const void *got, const void *want,
+                     size_t bytes)
+{
+    if (!memcmp(got, want, bytes))
+        return 0;
+    fprintf(stderr, "\n  %s %s differs from generic", isa, what);
+    return 1;
+}
+
+/* Every loop of every build this CPU runs against the portable build (vec_generic): the
+ * same bits, as vec.h promises, on odd lengths that leave vector tails, with values that
+ * exercise each branch (negative, zero, near ±1 for tanh's derivative, beyond the fixed
+ * point's limit, NaN and infinity). A build that fused a multiply-add the source does not
+ * write as fmaf, or that summed in another order, fails here. */
+static void vec_compare(const struct vec_ops *v, size_t n)
+{
+    const struct vec_ops *g = &vec_generic;
+    struct rng r;
+    rng_seed(&r, 20 + n, 0);
+    enum { K = 10 };
+    const size_t rows = n, total = rows * K, N = total;
+    float *x = falloc(N), *y = falloc(N), *a = falloc(N), *b = falloc(N), *c = falloc(N);
+    float *p[2], *m[2], *s[2];
+    for (int i = 0; i < 2; i++)
+        p[i] = falloc(N), m[i] = falloc(N), s[i] = falloc(N);
+    int32_t *labels = malloc(rows * sizeof *labels);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(labels);
+    fill_uniform(x, N, &r, -3.0, 3.0);
+    fill_uniform(y, N, &r, -1.0, 1.0);
+    for (size_t i = 0; i < N; i += 5)
+        y[i] = i % 2 ? 0.99999f : -0.9999f; /* tanh derivative near |f| = 1 */
+    for (size_t i = 0; i < rows; i++)
+        labels[i] = (int32_t)rng_below(&r, K);
+    size_t bad = 0;
+    const char *isa = v->isa;
+
+    for (size_t ai = 0; ai < N_ELEMENTWISE + 1; ai++) {
+        const enum dmlp_activation act = ai < N_ELEMENTWISE ? elementwise_acts[ai]
+                                                            : DMLP_ACT_SOFTMAX;
+        v->act_forward(a, x, act, rows, K);
+        g->act_forward(b, x, act, rows, K);
+        bad += differ(isa, "act_forward", a, b, N * sizeof(float));
+        if (act == DMLP_ACT_SOFTMAX)
+            continue;
+        memcpy(a, x, N * sizeof(float));
+        memcpy(b, x, N * sizeof(float));
+        v->act_backward(a, y, act, rows, K);
+        g->act_backward(b, y, act, rows, K);
+        bad += differ(isa, "act_backward", a, b, N * sizeof(float));
+        for (int mode = GEMM_EPI_ACT; mode <= GEMM_EPI_DACT; mode++) {
+            const struct gemm_epilogue e = {.mode = (enum gemm_epi_mode)mode, .act = act,
+                                            .D = y, .ldd = K};
+            memcpy(a, x, N * sizeof(float));
+            memcpy(b, x, N * sizeof(float));
+            v->epilogue(a, K, rows, 1, K, &e);
+            g->epilogue(b, K, rows, 1, K, &e);
+            bad += differ(isa, "epilogue", a, b, N * sizeof(float));
+        }
+    }
+    g->act_forward(c, x, DMLP_ACT_SOFTMAX, rows, K);
+    const double lx_v = v->softmax_xent(a, c, labels, rows, K);
+    const double lx_g = g->softmax_xent(b, c, labels, rows, K);
+    bad += differ(isa, "softmax_xent", a, b, N * sizeof(float));
+    bad += differ(isa, "softmax_xent loss", &lx_v, &lx_g, sizeof lx_v);
+    const double lm_v = v->mse(a, x, y, rows, K), lm_g = g->mse(b, x, y, rows, K);
+    bad += differ(isa, "mse", a, b, N * sizeof(float));
+    bad += differ(isa, "mse loss", &lm_v, &lm_g, sizeof lm_v);
+    bad += v->count_correct(x, labels, rows, K) != g->count_correct(x, labels, rows, K);
+    v->bias_grad(a, x, rows, K);
+    g->bias_grad(b, x, rows, K);
+    bad += differ(isa, "bias_grad", a, b, K * sizeof(float));
+
+    /* Optimizers: three steps of each variant from the same state. */
+    const struct vec_sgd sgds[3] = {{0.01f, 0.1f, 0.0f, 0.001f, 0},
+                                    {0.01f, 0.1f, 0.9f, 0.001f, 0},
+                                    {0.01f, 0.1f, 0.9f, 0.0f, 1}};
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < 2; i++) {
+            memcpy(p[i], x, N * sizeof(float));
+            fill_value(m[i], N, 0.0f);
+        }
+        for (int step = 0; step < 3; step++) {
+            v->sgd(p[0], sgds[k].mu != 0.0f ? m[0] : NULL, y, N, &sgds[k]);
+            g->sgd(p[1], sgds[k].mu != 0.0f ? m[1] : NULL, y, N, &sgds[k]);
+        }
+        bad += differ(isa, "sgd", p[0], p[1], N * sizeof(float));
+        bad += differ(isa, "sgd momentum", m[0], m[1], N * sizeof(float));
+    }
+    const struct vec_adam adams[2] = {
+        {0.01f, -0.001f, 0.5f, 1e-8f, 0.999f, 0.001f, 0.1f, 0.01f, 1.0f, 1, 0},
+        {0.01f, -0.001f, 0.5f, 1e-8f, 0.999f, 0.001f, -0.9f, 0.0f, 0.999f, 0, 1}};
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 2; i++) {
+            memcpy(p[i], x, N * sizeof(float));
+            fill_value(m[i], N, 0.0f);
+            fill_value(s[i], N, 0.0f);
+        }
+        for (int step = 0; step < 3; step++) {
+            v->adam(p[0], m[0], s[0], y, N, &adams[k]);
+            g->adam(p[1], m[1], s[1], y, N, &adams[k]);
+        }
+        bad += differ(isa, "adam", p[0], p[1], N * sizeof(float));
+        bad += differ(isa, "adam exp_avg", m[0], m[1], N * sizeof(float));
+        bad += differ(isa, "adam exp_avg_sq", s[0], s[1], N * sizeof(float));
+    }
+    memcpy(a, x, N * sizeof(float));
+    memcpy(b, x, N * sizeof(float));
+    v->scale(a, N, 0.3f);
+    g->scale(b, N, 0.3f);
+    bad += differ(isa, "scale", a, b, N * sizeof(float));
+    memcpy(a, x, N * sizeof(float));
+    memcpy(b, x, N * sizeof(float));
+    v->add(a, y, N);
+    g->add(b, y, N);
+    bad += differ(isa, "add", a, b, N * sizeof(float));
+
+    /* Fixed point: in range, then with one value beyond the limit and one NaN. */
+    uint64_t *acc[2] = {malloc(N * sizeof(uint64_t)), malloc(N * sizeof(uint64_t))};
+    CU_ASSERT_FATAL(acc[0] && acc[1]);
+    for (int round = 0; round < 3; round++) {
+        memset(acc[0], 0, N * sizeof(uint64_t));
+        memset(acc[1], 0, N * sizeof(uint64_t));
+        memcpy(a, x, N * sizeof(float));
+        if (round == 1)
+            a[N / 2] = 1e30f;
+        if (round == 2)
+            a[N - 1] = NAN;
+        const double sc = ldexp(1.0, 40), limit = ldexp(1.0, 60);
+        const unsigned fv = v->fx_add(acc[0], a, N, sc, limit);
+        const unsigned fg = g->fx_add(acc[1], a, N, sc, limit);
+        CU_ASSERT_EQUAL(fv, fg);
+        CU_ASSERT_EQUAL(fg, round == 0   ? 0u
+                            : round == 1 ? (unsigned)VEC_FX_OVERFLOW
+                                         : (unsigned)VEC_FX_NONFINITE);
+        bad += differ(isa, "fx_add", acc[0], acc[1], N * sizeof(uint64_t));
+    }
+    const float mv = v->fx_load(a, acc[1], N, ldexp(1.0, -40));
+    const float mg = g->fx_load(b, acc[1], N, ldexp(1.0, -40));
+    bad += differ(isa, "fx_load", a, b, N * sizeof(float));
+    bad += differ(isa, "fx_load max", &mv, &mg, sizeof mv);
+
+    double sum[2][K] = {{0}}, sumsq[2][K] = {{0}};
+    v->feature_sums(sum[0], sumsq[0], x, rows, K);
+    g->feature_sums(sum[1], sumsq[1], x, rows, K);
+    bad += differ(isa, "feature_sums", sum[0], sum[1], sizeof sum[0]);
+    bad += differ(isa, "feature_sums sq", sumsq[0], sumsq[1], sizeof sumsq[0]);
+    float mean[K], sd[K];
+    for (size_t j = 0; j < K; j++)
+        mean[j] = (float)j * 0.1f - 0.3f, sd[j] = 0.5f + (float)j;
+    memcpy(a, x, N * sizeof(float));
+    memcpy(b, x, N * sizeof(float));
+    v->standardize(a, rows, K, mean, sd);
+    g->standardize(b, rows, K, mean, sd);
+    bad += differ(isa, "standardize", a, b, N * sizeof(float));
+
+    CU_ASSERT_EQUAL(bad, 0);
+    free(x), free(y), free(a), free(b), free(c), free(labels), free(acc[0]), free(acc[1]);
+    for (int i = 0; i < 2; i++)
+        free(p[i]), free(m[i]), free(s[i]);
+}
+
+static void test_vec_builds_agree(void)
+{
+    int compared = 0;
+    FOR_EACH_LOOP_BUILD({
+        if (kernel_vec() != &vec_generic) {
+            compared++;
+            for (int t = 1; t <= 2; t++) {
+                threads_begin(t);
+                vec_compare(kernel_vec(), 1);
+                vec_compare(kernel_vec(), 7);
+                vec_compare(kernel_vec(), 333);
+                threads_end();
+            }
+        }
+    });
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        CU_ASSERT(compared >= 1); /* the test compared something */
+#endif
+    printf("\n    %d build(s) compared with generic", compared);
+}
+
 /* ---- registration --------------------------------------------------------------------- */
 
 static CU_TestInfo kernel_tests[] = {
@@ -837,14 +1052,15 @@ static CU_TestInfo kernel_tests[] = {
     {"linear_backward_params vs naive", test_linear_backward_params},
     {"linear_backward_params, empty batch", test_linear_backward_params_empty},
     {"linear_backward_input + fused derivative vs naive", test_linear_backward_input},
-    {"activation_forward, elementwise", test_activation_forward},
-    {"activation_forward, softmax", test_softmax_forward},
-    {"softmax with large logits", test_softmax_big_logits},
-    {"activation_backward", test_activation_backward},
-    {"softmax_xent gradient and loss", test_softmax_xent},
-    {"softmax_xent clamps p = 0", test_softmax_xent_clamp},
-    {"mse gradient and loss", test_mse},
-    {"count_correct", test_count_correct},
+    {"activation_forward, elementwise", test_activation_forward_each},
+    {"activation_forward, softmax", test_softmax_forward_each},
+    {"softmax with large logits", test_softmax_big_logits_each},
+    {"activation_backward", test_activation_backward_each},
+    {"softmax_xent gradient and loss", test_softmax_xent_each},
+    {"softmax_xent clamps p = 0", test_softmax_xent_clamp_each},
+    {"mse gradient and loss", test_mse_each},
+    {"count_correct", test_count_correct_each},
+    {"every loop build matches generic bit for bit", test_vec_builds_agree},
     CU_TEST_INFO_NULL,
 };
 

@@ -12,7 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "dist.h"
+#include "model.h"
 
 int tu_run(CU_SuiteInfo *suites)
 {
@@ -179,4 +181,33 @@ double tu_act_ref(enum dmlp_activation act, double z)
         break;
     }
     return z;
+}
+
+struct model *tu_load_model(const char *path)
+{
+    size_t in, n;
+    struct config_layer *ls = NULL;
+    enum dmlp_loss loss;
+    struct model *m = NULL;
+    struct dmlp_error e = {0};
+    if (checkpoint_read_network(path, &in, &ls, &n, &loss, &e) ||
+        model_create(&m, in, ls, n, loss, &e) || checkpoint_load_layers(path, m, &e)) {
+        printf("    cannot load %s: %s\n", path, e.msg);
+        model_free(&m);
+    }
+    free(ls);
+    return m;
+}
+
+double tu_checkpoint_diff(const char *a, const char *b)
+{
+    struct model *ma = tu_load_model(a), *mb = tu_load_model(b);
+    double d = -1.0;
+    if (ma && mb && ma->n_params == mb->n_params)
+        d = memcmp(ma->params, mb->params, ma->n_params * sizeof(float))
+                ? fmax(tu_max_rel_diff(ma->params, mb->params, ma->n_params), 1e-300)
+                : 0.0; /* bits differ (if only by −0 vs +0): never 0 */
+    model_free(&ma);
+    model_free(&mb);
+    return d;
 }

@@ -47,6 +47,14 @@ int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* 1 when tu_out contains needle; otherwise prints what it holds and returns 0. */
 int tu_has(const char *needle);
 
+/* The network a checkpoint holds, loaded (NULL, with the reason printed, on failure); free
+ * it with model_free. */
+struct model *tu_load_model(const char *checkpoint);
+
+/* max |a − b| / max |a| over the parameters of the networks in two checkpoints: 0 when
+ * they are bit-identical, -1 when either cannot be loaded or their shapes differ. */
+double tu_checkpoint_diff(const char *a, const char *b);
+
 /* max |a − b| / max |a| over n values (max |a − b| when a is all zero). */
 double tu_max_rel_diff(const float *a, const float *b, size_t n);
 

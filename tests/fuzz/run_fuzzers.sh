@@ -57,12 +57,13 @@ SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fram
 CFLAGS="-std=c11 -O1 -g -Wall -Wextra -Wpedantic -Wno-psabi -fopenmp $SAN"
 objs=()
 for src in "$root"/src/*.c; do
-  # As CMakeLists.txt builds them: the GEMM once per instruction set, OpenBLAS not at all.
+  # As CMakeLists.txt builds them: the GEMM and the loops once per instruction set, OpenBLAS
+  # not at all.
   isa=()
   case $(basename "$src") in
     main.c|gemm_blas.c) continue ;;
-    gemm_avx2.c) isa=(-mavx2 -mfma) ;;
-    gemm_avx512.c) isa=(-mavx512f -mfma) ;;
+    gemm_avx2.c|gemm_wide16.c|vec_avx2.c) isa=(-mavx2 -mfma) ;;
+    gemm_avx512.c|vec_avx512.c) isa=(-mavx512f -mavx512dq -mavx512vl -mavx2 -mfma) ;;
   esac
   obj=$out/obj/$(basename "${src%.c}").o
   # shellcheck disable=SC2086
