@@ -1,12 +1,15 @@
 /* Resilience tests, driving the dmlp binary under mpirun as a cluster job would meet it:
- * - SIGUSR1 and SIGTERM: the ranks finish the step, write a checkpoint and exit 75;
- *   --resume auto then ends bit-identical to an uninterrupted run;
+ * - SIGUSR1 (to mpirun) and SIGTERM (to the ranks): the ranks finish the step, write a
+ *   checkpoint and exit 75; --resume auto then ends bit-identical to an uninterrupted run;
  * - SIGKILL of one rank: the whole job ends within 30 s, non-zero; the newest complete
- *   checkpoint survives and --resume auto again ends bit-identical (several moments);
+ *   checkpoint survives and --resume auto again ends bit-identical (before any checkpoint,
+ *   and after several);
  * - elastic resume: a checkpoint written with n ranks resumes with m != n ranks (2 -> 3,
  *   3 -> 1) and ends within float tolerance of the uninterrupted run;
  * - a damaged checkpoint (one flipped byte in a weight) is refused by its checksum;
- * - a diverging run stops with the step and layer named, keeping the last checkpoint. */
+ * - a diverging run stops with the step and layer named, keeping the last checkpoint.
+ * Each interruption waits for an event (an epoch's line in metrics.jsonl), never for a
+ * fixed time, and leaves 37 of the run's 40 epochs or more to go. */
 #define _POSIX_C_SOURCE 200809L
 #include <CUnit/CUnit.h>
 #include <math.h>
@@ -23,24 +26,10 @@
 
 #define MPIRUN DMLP_MPIEXEC " --oversubscribe --bind-to none -np "
 
-static char g_dir[512], g_data[600], g_cfg[600], g_ref[700];
+/* The run: SAMPLES rows, batch BATCH, EPOCHS epochs of STEPS steps. */
+enum { SAMPLES = 20000, BATCH = 32, EPOCHS = 40, STEPS = SAMPLES / BATCH };
 
-/* The network a checkpoint holds, loaded (NULL on failure). */
-static struct model *load(const char *path)
-{
-    size_t in, n;
-    struct config_layer *ls = NULL;
-    enum dmlp_loss loss;
-    struct model *m = NULL;
-    struct dmlp_error e = {0};
-    if (checkpoint_read_network(path, &in, &ls, &n, &loss, &e) ||
-        model_create(&m, in, ls, n, loss, &e) || checkpoint_load_layers(path, m, &e)) {
-        printf("    cannot load %s: %s\n", path, e.msg);
-        model_free(&m);
-    }
-    free(ls);
-    return m;
-}
+static char g_dir[512], g_data[600], g_cfg[600], g_ref[700];
 
 /* 1 when the final checkpoints in the two run directories hold identical weights. */
 static int same_weights(const char *run_a, const char *run_b)
@@ -48,7 +37,7 @@ static int same_weights(const char *run_a, const char *run_b)
     char pa[800], pb[800];
     snprintf(pa, sizeof pa, "%s/latest.h5", run_a);
     snprintf(pb, sizeof pb, "%s/latest.h5", run_b);
-    struct model *a = load(pa), *b = load(pb);
+    struct model *a = tu_load_model(pa), *b = tu_load_model(pb);
     int same = a && b && a->n_params == b->n_params &&
                memcmp(a->params, b->params, a->n_params * sizeof(float)) == 0;
     if (a && b && !same)
@@ -59,24 +48,44 @@ static int same_weights(const char *run_a, const char *run_b)
     return same;
 }
 
-/* Runs training in the background, sends sig to mpirun (or, with kill_rank, SIGKILL to one
- * rank) after delay seconds, and reports mpirun's exit code and how long it took to end. */
-static int interrupted(const char *dir, const char *sig, int kill_rank, double delay,
+/* Runs training (with the extra options) in the background until metrics.jsonl holds the
+ * line of the given epoch, written after that epoch's checkpoint; then runs action, a shell
+ * command in which $p is mpirun's pid. Reports mpirun's exit code and the seconds it took
+ * to end after the action: -1 when it gave none, -2 when the epoch was never logged
+ * (the run ended first, or 60 s passed). */
+static int interrupted(const char *dir, const char *extra, int epoch, const char *action,
                        int *secs)
 {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "cd %s && ( " MPIRUN "2 %s train %s --set checkpoint.dir=%s & p=$!; sleep %.2f; "
-             "if [ %d = 1 ]; then kill -9 $(pgrep -P $p | tail -n 1); else kill -%s $p; fi; "
-             "t0=$(date +%%s); wait $p; rc=$?; echo \"rc=$rc secs=$(( $(date +%%s) - t0 ))\" )",
-             g_dir, DMLP_BINARY, g_cfg, dir, delay, kill_rank, sig);
+             "cd %s && ( " MPIRUN "2 %s train %s --set checkpoint.dir=%s %s & p=$!; "
+             "t=$(( $(date +%%s) + 60 )); "
+             "until grep -q \"epoch.: %d,\" %s/metrics.jsonl 2>/dev/null; do "
+             "if [ $(date +%%s) -ge $t ] || ! ps -o stat= -p $p | grep -qv Z; then "
+             "echo \"epoch %d never logged\"; break; fi; sleep 0.05; done; "
+             "%s; t0=$(date +%%s); wait $p; rc=$?; echo \"rc=$rc secs=$(( $(date +%%s) - t0 ))\" )",
+             g_dir, DMLP_BINARY, g_cfg, dir, extra, epoch, dir, epoch, action);
     tu_sh("timeout 120 sh -c '%s'", cmd);
+    if (strstr(tu_out, "never logged")) {
+        printf("    epoch %d was never logged:\n%s\n", epoch, tu_out);
+        return -2;
+    }
     const char *p = strstr(tu_out, "rc=");
     if (!p)
         return -1;
     int rc = -1;
     sscanf(p, "rc=%d secs=%d", &rc, secs);
     return rc;
+}
+
+/* The number after key in tu_out (its first occurrence), or -1. */
+static long long out_number(const char *key)
+{
+    const char *at = strstr(tu_out, key);
+    long long v = -1;
+    if (!at || sscanf(at + strlen(key), "%lld", &v) != 1)
+        return -1;
+    return v;
 }
 
 static void test_reference_run(void)
@@ -86,41 +95,57 @@ static void test_reference_run(void)
     CU_ASSERT(tu_has("epoch   40/40"));
 }
 
-static void check_signal(const char *sig, double delay)
+/* sig after the given epoch is logged, by action; every rank stops at the next step
+ * boundary, checkpoints and exits 75, and so does mpirun. */
+static void check_signal(const char *sig, int epoch, const char *action)
 {
     char dir[700];
     snprintf(dir, sizeof dir, "%s/run-%s", g_dir, sig);
     int secs = 0;
-    const int rc = interrupted(dir, sig, 0, delay, &secs);
-    /* USR1 is forwarded by mpirun and every rank exits 75; on TERM (and INT) mpirun
-     * forwards the signal and ends with its own status, after the ranks checkpointed. */
-    if (!strcmp(sig, "USR1"))
-        CU_ASSERT_EQUAL(rc, 75);
-    CU_ASSERT_NOT_EQUAL(rc, 0);
+    CU_ASSERT_EQUAL(interrupted(dir, "", epoch, action, &secs), 75);
     CU_ASSERT(tu_has("stopped by a signal"));
     CU_ASSERT(tu_has("--resume auto"));
-    CU_ASSERT(strstr(tu_out, "epoch   40/40") == NULL); /* it really stopped early */
+    /* It stopped after the signal's epoch, before the end. */
+    const long long stop = out_number(" after step ");
+    printf("    %s after epoch %d: stopped after step %lld of %d\n", sig, epoch, stop,
+           EPOCHS * STEPS);
+    CU_ASSERT(stop >= (long long)epoch * STEPS && stop < EPOCHS * STEPS);
     CU_ASSERT_EQUAL(tu_sh("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
                            "--resume auto", g_dir, DMLP_BINARY, g_cfg, dir), 0);
     CU_ASSERT(tu_has("resumed from"));
     CU_ASSERT(same_weights(g_ref, dir));
 }
 
-static void test_sigusr1(void) { check_signal("USR1", 1.5); }
-static void test_sigterm(void) { check_signal("TERM", 2.5); }
+/* mpirun forwards SIGUSR1 to every rank at once. SIGTERM goes to the ranks themselves (as a
+ * scheduler's reaches a job's processes): mpirun passes its own on only after
+ * odls_base_sigkill_timeout (1 s) and sends SIGKILL 1 s later, a race against the clock. */
+static void test_sigusr1(void) { check_signal("USR1", 2, "kill -USR1 $p"); }
+static void test_sigterm(void) { check_signal("TERM", 1, "kill -TERM $(pgrep -x -P $p dmlp)"); }
 
-static void check_kill(double delay)
+/* SIGKILL of one rank after the given epoch is logged; with no_checkpoints, before any
+ * checkpoint was written (only the final one is due), so the resume starts afresh. */
+static void check_kill(const char *name, int epoch, int no_checkpoints)
 {
     char dir[700];
-    snprintf(dir, sizeof dir, "%s/run-kill-%.1f", g_dir, delay);
+    snprintf(dir, sizeof dir, "%s/run-kill-%s", g_dir, name);
     int secs = 99;
-    const int rc = interrupted(dir, "9", 1, delay, &secs);
-    printf("    SIGKILL after %.1f s: mpirun exited %d after %d s\n", delay, rc, secs);
-    CU_ASSERT(rc != 0 && rc != -1);
+    const int rc = interrupted(dir, no_checkpoints ? "--set checkpoint.every_epochs=0" : "",
+                               epoch, "kill -9 $(pgrep -x -P $p dmlp | tail -n 1)", &secs);
+    printf("    SIGKILL of a rank after epoch %d: mpirun exited %d after %d s\n", epoch, rc,
+           secs);
+    CU_ASSERT(rc > 0);
+    /* A hang bound, not a measurement: mpirun ends the job about 2 s after a rank dies
+     * (it waits odls_base_sigkill_timeout, 1 s, before its SIGTERM and its SIGKILL). */
     CU_ASSERT(secs <= 30);
-    /* The newest complete checkpoint (if any was written yet) carries the run on. */
+    /* The newest complete checkpoint carries the run on; without one it starts afresh. */
     CU_ASSERT_EQUAL(tu_sh("cd %s && " MPIRUN "2 %s train %s --set checkpoint.dir=%s "
                            "--resume auto", g_dir, DMLP_BINARY, g_cfg, dir), 0);
+    if (no_checkpoints) {
+        CU_ASSERT(tu_has("starting fresh"));
+    } else {
+        CU_ASSERT(tu_has("resumed from"));
+        CU_ASSERT(out_number(": epoch ") >= epoch);
+    }
     CU_ASSERT(same_weights(g_ref, dir));
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "ls -A %s | grep -c tmp", dir);
@@ -129,8 +154,8 @@ static void check_kill(double delay)
     CU_ASSERT_EQUAL(atoi(out), 0); /* a killed writer's temporary file was cleaned up */
 }
 
-static void test_sigkill_early(void) { check_kill(0.8); }
-static void test_sigkill_late(void) { check_kill(2.7); }
+static void test_sigkill_early(void) { check_kill("early", 1, 1); }
+static void test_sigkill_late(void) { check_kill("late", 3, 0); }
 
 static void check_elastic(int from, int to)
 {
@@ -149,7 +174,7 @@ static void check_elastic(int from, int to)
     char pa[800], pb[800];
     snprintf(pa, sizeof pa, "%s/latest.h5", dir);
     snprintf(pb, sizeof pb, "%s/latest.h5", refdir);
-    struct model *a = load(pa), *b = load(pb);
+    struct model *a = tu_load_model(pa), *b = tu_load_model(pb);
     CU_ASSERT(a && b);
     if (a && b) {
         /* The position is global, so only the float summation order differs. */
@@ -169,7 +194,7 @@ static void test_damaged_checkpoint_refused(void)
     char src[800], bad[800];
     snprintf(src, sizeof src, "%s/latest.h5", g_ref);
     snprintf(bad, sizeof bad, "%s/damaged.h5", g_dir);
-    struct model *m = load(src);
+    struct model *m = tu_load_model(src);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     /* Find the first 16 bytes of layer 0's weights in the file and flip one bit. */
     FILE *f = fopen(src, "rb");
@@ -244,11 +269,10 @@ int main(void)
     snprintf(g_data, sizeof g_data, "%s/train.h5", g_dir);
     snprintf(g_cfg, sizeof g_cfg, "%s/run.yaml", g_dir);
     snprintf(g_ref, sizeof g_ref, "%s/reference", g_dir);
-    /* 20,000 samples of 64 features in 4 classes; 40 epochs of 625 steps take a few
-     * seconds, so signals land mid-run. */
+    /* SAMPLES samples of 64 features in 4 classes. */
     struct dataset *ds;
     struct dmlp_error e = {0};
-    if (dataset_alloc(&ds, 20000, 64, 4, 1, &e))
+    if (dataset_alloc(&ds, SAMPLES, 64, 4, 1, &e))
         return 1;
     struct rng r;
     rng_seed(&r, 11, 0);
@@ -269,9 +293,9 @@ int main(void)
              "    - {units: 4, activation: softmax}\n"
              "optimizer: {name: sgd, lr: 0.01, momentum: 0.9}\n"
              "data: {train: %s}\n"
-             "training: {epochs: 40, batch_size: 32, seed: 3}\n"
+             "training: {epochs: %d, batch_size: %d, seed: 3}\n"
              "checkpoint: {dir: unused, every_epochs: 1, keep_last: 2}\n",
-             g_data);
+             g_data, EPOCHS, BATCH);
     tu_write_file(g_cfg, yaml);
     int rc = tu_run(suites);
     tu_rmtree(g_dir);

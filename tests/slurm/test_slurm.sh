@@ -3,7 +3,7 @@
 #   (a) a 2-rank job runs to the end: exit code 0 through `sbatch --wait`, the log, latest.h5
 #       at the expected epoch and step (`dmlp inspect`);
 #   (b) a reference run of the same config with plain mpirun, never interrupted;
-#   (c) a 2-rank job preempted with `scancel --signal=USR1 --batch` a moment into training:
+#   (c) a 2-rank job preempted with `scancel --signal=USR1 --batch` once its first epoch is logged:
 #       the ranks checkpoint and exit 75, the script requeues the job, the rerun
 #       (SLURM_RESTART_COUNT=1) resumes from latest.h5, and the job completes with exactly
 #       the weights (and optimizer state) of (b): h5diff, no tolerance;
@@ -83,9 +83,10 @@ DEADLINE=$((T_START + ${DMLP_SLURM_TIMEOUT:-170}))
 
 # ---- a small dataset and config ------------------------------------------------------------
 # 4000 rows x 32 features, 4 classes (deterministic, awk only); a 32-512-512-4 network, batch
-# 100, 40 steps per epoch: ~0.15 s per epoch with 2 ranks on 2 cores, so 20 epochs (800
-# steps) last long enough to be interrupted after the first one. Few, large steps: fewer
-# allreduces, so the run's length suffers less when other work shares the cores.
+# 100, 40 steps per epoch, 20 epochs: (c) signals once epoch 1 is logged, with 760 of the
+# 800 steps still to run (~3 s with 2 ranks on 2 cores; the signal reaches the ranks within
+# a few steps). Few, large steps: fewer allreduces, so the run's length suffers less when
+# other work shares the cores.
 awk 'BEGIN {
   srand(12345);
   printf "f0"; for (i = 1; i < 32; i++) printf ",f%d", i; printf ",label\n";
@@ -196,7 +197,7 @@ check "(c) job $jid COMPLETED with exit code 0, requeued once ($(elapsed))" \
   test "$(field "$jid" JobState) $(field "$jid" ExitCode) $(field "$jid" Restarts)" = "COMPLETED 0:0 1"
 check "(c) the script forwarded SIGUSR1 to mpirun" grep -q "^train\.sbatch: SIGUSR1 received" "$log"
 check "(c) dmlp stopped on the signal after a checkpoint" grep -q "^dmlp: stopped by a signal (SIGUSR1" "$log"
-check "(c) the script requeued the job" grep -q "^train\.sbatch: stopped with exit code 75; job $jid requeued" "$log"
+check "(c) the script requeued the job" grep -q "^train\.sbatch: stopped with exit code 75; requeueing job $jid " "$log"
 check "(c) the rerun has SLURM_RESTART_COUNT=1" grep -qE "^train\.sbatch: job $jid restart 1 on " "$log"
 stop_step=$(sed -n 's/^dmlp: stopped by a signal .* after step \([0-9]*\);.*/\1/p' "$log" | head -1)
 check "(c) stopped mid-run (after step ${stop_step:-?} of $((EPOCHS * STEPS_PER_EPOCH)))" \
