@@ -12,6 +12,7 @@ source "$(dirname "$0")/../scripts/env.sh"
 ROUNDS=${1:-3} EPOCHS=${2:-4}
 "$DMLP_ROOT/scripts/install-deps.sh" --demo
 unset OMP_WAIT_POLICY OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
+cores=$(nproc)
 export OMP_NUM_THREADS=1
 declare -A bin
 for kind in portable native; do
@@ -33,7 +34,7 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "== portable vs native: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
-     "$(nproc) cores; demo network, 2 ranks x 1 thread, $EPOCHS epochs, $ROUNDS rounds"
+     "$cores cores; demo network, 2 ranks x 1 thread, $EPOCHS epochs, $ROUNDS rounds"
 "${bin[portable]}" --version | grep kernels
 run() { # kind round -> prints mean s/epoch over epochs 2.. and the test accuracy
   local dir=$work/$1-$2

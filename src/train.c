@@ -797,7 +797,8 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                     timers[TIMER_ALLREDUCE] += dmlp_now() - t_sum - waited;
                 }
                 signalled = m->grads[m->n_params] > 0.0f;
-                bad = find_nonfinite(m, &bad_layer, &bad_what);
+                bad = kernel_vec()->nonfinite(m->grads, m->n_params) &&
+                      find_nonfinite(m, &bad_layer, &bad_what);
             }
             if (bad) {
                 run_free(&r);

@@ -71,6 +71,9 @@ struct vec_ops {
     /* g[i] = (float)((int64) acc[i] · inv); returns max |g[i]|. */
     float (*fx_load)(float *restrict g, const uint64_t *restrict acc, size_t n, double inv);
 
+    /* 1 when some x[i] is NaN or infinite (the divergence guard of every step). */
+    int (*nonfinite)(const float *x, size_t n);
+
     /* acc[i] += in[i] (one thread: the gradient sum's slice, in L1-sized blocks). */
     void (*add)(float *restrict acc, const float *restrict in, size_t n);
 

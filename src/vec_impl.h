@@ -302,6 +302,15 @@ static float fx_load(float *restrict g, const uint64_t *restrict acc, size_t n, 
     return maxg;
 }
 
+static int nonfinite(const float *x, size_t n)
+{
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad)
+    for (size_t i = 0; i < n; i++)
+        bad |= !isfinite(x[i]);
+    return bad;
+}
+
 static void add(float *restrict acc, const float *restrict in, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -346,6 +355,7 @@ const struct vec_ops VEC_NAME = {
     .scale = scale,
     .fx_add = fx_add,
     .fx_load = fx_load,
+    .nonfinite = nonfinite,
     .add = add,
     .feature_sums = feature_sums,
     .standardize = standardize,

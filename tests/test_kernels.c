@@ -967,6 +967,14 @@ static void vec_compare(const struct vec_ops *v, size_t n)
     v->scale(a, N, 0.3f);
     g->scale(b, N, 0.3f);
     bad += differ(isa, "scale", a, b, N * sizeof(float));
+    /* The divergence guard: all finite, then an infinity or a NaN at the end (a tail). */
+    memcpy(a, x, N * sizeof(float));
+    CU_ASSERT_EQUAL(v->nonfinite(a, N), 0);
+    a[N - 1] = INFINITY;
+    CU_ASSERT_EQUAL(v->nonfinite(a, N), 1);
+    a[N - 1] = NAN;
+    CU_ASSERT_EQUAL(v->nonfinite(a, N), 1);
+    CU_ASSERT_EQUAL(g->nonfinite(a, N), 1);
     memcpy(a, x, N * sizeof(float));
     memcpy(b, x, N * sizeof(float));
     v->add(a, y, N);
