@@ -438,7 +438,7 @@ static int cmd_inspect(struct ctx *c, int argc, char **argv)
     if (argc != 1)
         return usage_error(c, INSPECT_HELP, "inspect: %s", "expected exactly one PATH");
     struct dmlp_error e = {0};
-    if (c->rank == 0) {
+    if (c->rank == 0 && dmlp_check_input_file(argv[0], &e) == DMLP_OK) {
         if (checkpoint_is_checkpoint(argv[0]))
             checkpoint_describe(c->out, argv[0], &e);
         else
@@ -475,6 +475,28 @@ static void print_version(FILE *out)
     fprintf(out, "  build     %s\n", DMLP_BUILD_INFO);
 }
 
+/* More OpenMP threads than 8 per core this process may use never pays, and an absurd
+ * OMP_NUM_THREADS (100000, say) makes the OpenMP runtime fail to create its threads and
+ * abort at the first parallel region: cap it, with a warning, before any runs. */
+enum { THREADS_PER_CORE_MAX = 8 };
+static void cap_threads(const struct ctx *c)
+{
+    char cpus[256];
+    int cores = dmlp_affinity(cpus, sizeof cpus);
+    if (cores < 1)
+        cores = dmlp_cores_online();
+    if (cores < 1)
+        cores = 1;
+    const int want = omp_get_max_threads(), cap = THREADS_PER_CORE_MAX * cores;
+    if (want <= cap)
+        return;
+    omp_set_num_threads(cap);
+    if (c->rank == 0)
+        fprintf(c->errout, "dmlp: warning: OMP_NUM_THREADS asks for %d threads, more than %d "
+                "per core this rank may use (%d): using %d\n", want, THREADS_PER_CORE_MAX,
+                cores, cap);
+}
+
 int cli_main(int argc, char **argv, FILE *out, FILE *errout)
 {
     struct ctx c = {.out = out, .errout = errout};
@@ -484,6 +506,7 @@ int cli_main(int argc, char **argv, FILE *out, FILE *errout)
         return DMLP_ERR_RUNTIME;
     }
     c.rank = dist_rank(c.d);
+    cap_threads(&c);
     /* A kernel named in the environment that this node's CPU cannot run is an error on
      * every rank (nodes of a mixed cluster may differ), agreed before any work starts. */
     const char *bad_kernel;

@@ -289,6 +289,8 @@ int config_load(struct config **out, const char *path, const char *const *sets, 
                 struct dmlp_error *err)
 {
     *out = NULL;
+    if (dmlp_check_input_file(path, err))
+        return err->code;
     FILE *f = fopen(path, "rb");
     if (!f)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));

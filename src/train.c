@@ -310,6 +310,19 @@ static int load_data(const struct dist *d, const struct config *cfg, struct run 
         dmlp_fail(e, DMLP_ERR_INPUT, "%s: no training rows left after holding out "
                   "data.validation_fraction %g", cfg->data.train,
                   cfg->data.validation_fraction);
+    if (dist_agree(d, e))
+        return e->code;
+    /* A split that holds out no row would report val_loss nan every epoch, and early
+     * stopping on it would never fire. */
+    if (cfg->data.validation_fraction > 0) {
+        uint64_t held = r->val ? r->val->n : 0;
+        if (r->sharded)
+            dist_allreduce_sum_u64(d, &held, 1);
+        if (held == 0)
+            dmlp_fail(e, DMLP_ERR_INPUT, "%s: data.validation_fraction %g of its %zu rows "
+                      "holds out no row; raise it, or set 0 for no validation",
+                      cfg->data.train, cfg->data.validation_fraction, (size_t)global_n);
+    }
     return dist_agree(d, e);
 }
 

@@ -226,3 +226,19 @@ int dmlp_publish_file(const char *tmp, const char *path, struct dmlp_error *err)
     (void)dmlp_fsync_path(dir, 1);
     return DMLP_OK;
 }
+
+int dmlp_check_input_file(const char *path, struct dmlp_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    if (S_ISREG(st.st_mode))
+        return DMLP_OK;
+    const char *what = S_ISDIR(st.st_mode)    ? "a directory"
+                       : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                                              : "not a file";
+    return dmlp_fail(err, DMLP_ERR_INPUT, "%s: is %s, not a regular file", path, what);
+}

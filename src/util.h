@@ -62,6 +62,11 @@ size_t dmlp_phys_mem(void);
 /* Cores online on this host. */
 int dmlp_cores_online(void);
 
+/* An input file must be a regular file (a symbolic link to one is fine): a FIFO would block
+ * its reader forever, a directory or device is no input. Returns DMLP_OK, or
+ * DMLP_ERR_INPUT naming the path and what it is ("cannot open: ..." when it is missing). */
+int dmlp_check_input_file(const char *path, struct dmlp_error *err);
+
 /* mkdir -p; returns 0, or -1 with errno set. */
 int dmlp_mkdir_p(const char *dir);
 

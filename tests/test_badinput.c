@@ -347,6 +347,19 @@ static void test_config_missing_file(void)
     bad(2, P("train %s/none.yaml", g_bad), "none.yaml", NULL);
 }
 
+/* Not a regular file: a FIFO would block its reader forever (the timeout catches a hang),
+ * a directory is no config. */
+static void test_config_not_a_file(void)
+{
+    const char *fifo = P("%s/pipe.yaml", g_bad);
+    remove(fifo);
+    CU_ASSERT_EQUAL_FATAL(tu_sh("mkfifo %s", fifo), 0);
+    bad(2, P("train %s", fifo), fifo, "FIFO", "not a regular file", NULL);
+    bad(2, P("inspect %s", fifo), fifo, "FIFO", NULL);
+    bad(2, P("train %s", g_bad), g_bad, "a directory", NULL);
+    bad(2, P("inspect %s", g_bad), g_bad, "a directory", NULL);
+}
+
 static void test_config_input_width_mismatch(void)
 {
     /* the network of the checkpoint takes 5 inputs; the data has 6 features */
@@ -468,6 +481,17 @@ static void test_data_empty(void)
         NULL);
 }
 
+/* A validation split that holds out no row (0.001 of the good set's rows) is refused at
+ * the start, in both placements, not trained with val_loss nan. */
+static void test_data_validation_empty(void)
+{
+    bad(2, P("train %s --set data.validation_fraction=0.001", p_cfg), p_good,
+        "data.validation_fraction 0.001", "holds out no row", NULL);
+    bad(2, P("train %s --set data.validation_fraction=0.001 --set data.placement=sharded",
+             p_cfg),
+        p_good, "holds out no row", NULL);
+}
+
 static void test_data_test_set_bad(void)
 {
     const char *f = P("%s/test-nan.h5", g_bad);
@@ -587,6 +611,20 @@ static void test_cli_import_csv_both(void)
 }
 
 /* ---- importers ------------------------------------------------------------------------- */
+
+/* OMP_NUM_THREADS=100000 made the OpenMP runtime crash; it is capped with a warning and
+ * the run completes, at 1 and 2 ranks. */
+static void test_env_absurd_threads(void)
+{
+    for (int np = 1; np <= 2; np++) {
+        const int rc = tu_sh("OMP_NUM_THREADS=100000 timeout 60 " MPIRUN "%d -x OMP_NUM_THREADS "
+                             "%s train %s --set checkpoint.dir=%s/omp-%d", np, DMLP_BINARY,
+                             p_cfg, g_bad, np);
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT(tu_has("OMP_NUM_THREADS asks for 100000 threads"));
+        CU_ASSERT(tu_has("epoch    2/2"));
+    }
+}
 
 static void test_import_csv_bad(void)
 {
@@ -727,6 +765,7 @@ static CU_TestInfo config_tests[] = {
     {"missing required key", test_config_missing_required},
     {"missing config file", test_config_missing_file},
     {"input width mismatch", test_config_input_width_mismatch},
+    {"a FIFO or a directory as the config", test_config_not_a_file},
     CU_TEST_INFO_NULL,
 };
 
@@ -743,6 +782,7 @@ static CU_TestInfo data_tests[] = {
     {"NaN and inf features", test_data_nan_inf},
     {"empty (0 rows)", test_data_empty},
     {"bad test set", test_data_test_set_bad},
+    {"validation split of 0 rows", test_data_validation_empty},
     CU_TEST_INFO_NULL,
 };
 
@@ -764,6 +804,7 @@ static CU_TestInfo cli_tests[] = {
     {"predict without --output", test_cli_predict_without_output},
     {"import csv with both column options", test_cli_import_csv_both},
     {"import csv: bad rows", test_import_csv_bad},
+    {"OMP_NUM_THREADS=100000", test_env_absurd_threads},
     {"import idx: bad headers", test_import_idx_bad},
     CU_TEST_INFO_NULL,
 };
