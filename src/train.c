@@ -13,6 +13,7 @@
 #include "optim.h"
 #include "rng.h"
 #include "schedule.h"
+#include "rundir.h"
 #include "runlog.h"
 #include "stop.h"
 #include "vec.h"
@@ -89,6 +90,7 @@ int train_evaluate(const struct dist *d, struct model *m, const struct dataset *
 /* Everything a run owns, freed in one place. */
 struct run {
     struct dist *self;      /* this rank alone: evaluating a shard before reducing */
+    struct rundir *dir;     /* rank 0, when saving: checkpoint.dir checked and locked */
     int sharded;
     struct dataset *train, *val, *test;
     struct model *model;
@@ -128,6 +130,7 @@ static void run_free(struct run *r)
     dist_pending_free(&r->pending);
     dist_sum_free(&r->sum);
     runlog_close(&r->mlog);
+    rundir_close(&r->dir);
 }
 
 /* comm.overlap: model_backward_chunked says the gradient from `from` up is final. Once a
@@ -386,6 +389,14 @@ static int setup(const struct dist *d, const struct config *cfg, const struct tr
         rng_seed(&init, cfg->training.seed, STREAM_INIT);
         model_init_params(r->model, cfg->model.init, &init);
     }
+    if (dist_agree(d, &e))
+        goto fail;
+
+    /* checkpoint.dir, checked and locked once the config and the data are known good (a
+     * run refused for those leaves no directory behind), before anything is read from it:
+     * another training using it is refused here, not found out at a save hours later. */
+    if (dist_rank(d) == 0 && opt->save_checkpoints)
+        rundir_open(&r->dir, cfg->checkpoint.dir, dist_rank(d) == 0 ? opt->log : NULL, &e);
     if (dist_agree(d, &e))
         goto fail;
 

@@ -58,8 +58,10 @@ static void snapshot(char *out, size_t cap)
 {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && find . -printf '%%p %%y %%s %%T@ %%l\\n' | LC_ALL=C sort && "
-             "find . -type f -exec cksum {} + | LC_ALL=C sort", g_fix);
+             "cd '%s' && find . -type d | LC_ALL=C sort && "
+             "find . ! -type d ! -name .dmlp.lock -printf '%%p %%y %%s %%T@ %%l\\n' | "
+             "LC_ALL=C sort && "
+             "find . -type f ! -name .dmlp.lock -exec cksum {} + | LC_ALL=C sort", g_fix);
     if (tu_run_cmd(cmd, out, cap) != 0)
         snprintf(out, cap, "snapshot failed");
 }
@@ -368,6 +370,32 @@ static void test_config_input_width_mismatch(void)
     bad(2, P("predict --checkpoint %s --input %s --output %s", p_ckpt5, p_good, p_preds),
         p_good, "6 features", "5 inputs", NULL);
     bad(2, P("train %s --init-from %s", p_cfg, p_ckpt5), p_ckpt5, "/layers/0/weight", NULL);
+}
+
+/* An unusable checkpoint.dir is refused at the start, naming the path and the reason: a
+ * file, a directory under a file, a path too long for the checkpoint names, a read-only
+ * file system (a read-only tmpfs, mounted here as root; SKIPPED where it cannot be). */
+static void test_config_checkpoint_dir(void)
+{
+    const char *file = P("%s/plain-file", g_bad);
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(file, "x\n"), 0);
+    bad(2, P("train %s --set checkpoint.dir=%s", p_cfg, file), file, "is a file", NULL);
+    bad(2, P("train %s --set checkpoint.dir=%s/run", p_cfg, file), "under a file", NULL);
+    char longdir[4200];
+    int at = snprintf(longdir, sizeof longdir, "%s/", g_bad);
+    while (at < 4090)
+        longdir[at++] = 'd';
+    longdir[at] = '\0';
+    bad(2, P("train %s --set checkpoint.dir=%s", p_cfg, longdir), "path is too long", NULL);
+    const char *ro = P("%s/readonly", g_bad);
+    tu_sh("mkdir -p %s", ro);
+    if (tu_sh("mount -t tmpfs -o ro,size=1m tmpfs %s", ro) != 0) {
+        printf("    SKIPPED: the read-only case (cannot mount a tmpfs here)\n");
+        return;
+    }
+    bad(2, P("train %s --set checkpoint.dir=%s/run", p_cfg, ro), ro, "Read-only file system",
+        NULL);
+    tu_sh("umount %s", ro);
 }
 
 /* ---- data ------------------------------------------------------------------------------ */
@@ -766,6 +794,7 @@ static CU_TestInfo config_tests[] = {
     {"missing config file", test_config_missing_file},
     {"input width mismatch", test_config_input_width_mismatch},
     {"a FIFO or a directory as the config", test_config_not_a_file},
+    {"unusable checkpoint.dir", test_config_checkpoint_dir},
     CU_TEST_INFO_NULL,
 };
 

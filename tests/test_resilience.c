@@ -226,6 +226,42 @@ static void test_damaged_checkpoint_refused(void)
     model_free(&m);
 }
 
+/* Two real trainings pointed at one checkpoint.dir: the second, started once the first has
+ * logged an epoch, is refused at once (exit 2) naming the first's host and pid, and the
+ * first runs to the end, bit-identical to the reference, with one run in its
+ * metrics.jsonl. Then a lock file left by a run that died (a holder, no lock) is taken
+ * over and reported. */
+static void test_directory_lock(void)
+{
+    char dir[700], second[3000];
+    snprintf(dir, sizeof dir, "%s/locked", g_dir);
+    snprintf(second, sizeof second,
+             "%s train %s --set checkpoint.dir=%s > %s/second.out 2>&1; echo second=$?",
+             DMLP_BINARY, g_cfg, dir, g_dir);
+    int secs = 0;
+    CU_ASSERT_EQUAL(interrupted(dir, "", 1, second, &secs), 0);
+    CU_ASSERT_EQUAL(out_number("second="), 2);
+    CU_ASSERT(tu_has("epoch   40/40"));
+    char out[4096] = "", cmd[2048];
+    snprintf(cmd, sizeof cmd, "cat %s/second.out; grep -c '\"event\": \"start\"' "
+             "%s/metrics.jsonl", g_dir, dir);
+    tu_run_cmd(cmd, out, sizeof out);
+    printf("    the second training said: %s", out);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "is in use by another training (host "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, ", pid "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\n1\n")); /* one start in metrics.jsonl */
+    CU_ASSERT(same_weights(g_ref, dir));
+
+    char stale[800];
+    snprintf(stale, sizeof stale, "%s/.dmlp.lock", dir);
+    CU_ASSERT_EQUAL(tu_write_file(stale, "host gone, pid 999999, since 2026-01-01T00:00:00Z\n"),
+                    0);
+    CU_ASSERT_EQUAL(tu_sh("%s train %s --set checkpoint.dir=%s --set training.epochs=41 "
+                           "--resume auto", DMLP_BINARY, g_cfg, dir), 0);
+    CU_ASSERT(tu_has("took over the lock of a training that ended without releasing it "
+                     "(host gone, pid 999999"));
+}
+
 static void test_divergence_guard(void)
 {
     char dir[700];
@@ -249,6 +285,7 @@ static void test_divergence_guard(void)
 
 static CU_TestInfo tests[] = {
     {"uninterrupted reference run", test_reference_run},
+    {"a second training on a locked checkpoint.dir is refused", test_directory_lock},
     {"SIGUSR1: checkpoint, exit 75, resume bit-identical", test_sigusr1},
     {"SIGTERM: checkpoint, resume bit-identical", test_sigterm},
     {"SIGKILL of a rank early: job ends, resume bit-identical", test_sigkill_early},
