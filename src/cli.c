@@ -333,6 +333,24 @@ static int cmd_eval(struct ctx *c, int argc, char **argv)
     return code;
 }
 
+/* What a command writes must not be what it reads (the same file by inode: a hard link or
+ * a symbolic link is caught too), nor a checkpoint, which may be a run's latest.h5: the
+ * write would destroy its own input, or a run's state. */
+static int check_output(const char *output, const char *const *inputs, size_t n,
+                        struct dmlp_error *e)
+{
+    for (size_t i = 0; i < n; i++)
+        if (inputs[i] && dmlp_same_file(output, inputs[i]))
+            return dmlp_fail(e, DMLP_ERR_INPUT, "--output %s is the input %s: writing it would "
+                             "destroy the input; choose another output path", output,
+                             inputs[i]);
+    if (checkpoint_is_checkpoint(output))
+        return dmlp_fail(e, DMLP_ERR_INPUT, "--output %s is a dmlp checkpoint: a run's "
+                         "checkpoints are never overwritten; choose another output path",
+                         output);
+    return DMLP_OK;
+}
+
 static int cmd_predict(struct ctx *c, int argc, char **argv)
 {
     const char *ckpt = NULL, *input = NULL, *output = NULL;
@@ -356,7 +374,9 @@ static int cmd_predict(struct ctx *c, int argc, char **argv)
                            "--checkpoint, --input and --output are required");
     struct model *m = NULL;
     struct dataset *ds = NULL;
-    if (load_network(ckpt, &m, &e) == DMLP_OK &&
+    const char *inputs[] = {ckpt, input};
+    if (check_output(output, inputs, 2, &e) == DMLP_OK &&
+        load_network(ckpt, &m, &e) == DMLP_OK &&
         predict_read_features(&ds, input, &e) == DMLP_OK)
         standardize_for(m, ds, input, &e);
     if (e.code)
@@ -417,7 +437,8 @@ static int cmd_import(struct ctx *c, int argc, char **argv)
         return usage_error(c, IMPORT_HELP, "import csv: %s",
                            "give exactly one of --label-column and --target-columns");
     /* One writer: rank 0 imports, the others wait for its verdict. */
-    if (c->rank == 0) {
+    const char *inputs[] = {input, images, labels};
+    if (c->rank == 0 && check_output(output, inputs, 3, &e) == DMLP_OK) {
         const int rc = csv ? dataset_import_csv(input, label_col, target_cols, output, &e)
                            : dataset_import_idx(images, labels, output, &e);
         if (rc == DMLP_OK && csv)

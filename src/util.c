@@ -242,3 +242,10 @@ int dmlp_check_input_file(const char *path, struct dmlp_error *err)
                                               : "not a file";
     return dmlp_fail(err, DMLP_ERR_INPUT, "%s: is %s, not a regular file", path, what);
 }
+
+int dmlp_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}

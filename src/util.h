@@ -67,6 +67,9 @@ int dmlp_cores_online(void);
  * DMLP_ERR_INPUT naming the path and what it is ("cannot open: ..." when it is missing). */
 int dmlp_check_input_file(const char *path, struct dmlp_error *err);
 
+/* 1 when both paths exist and name the same file (hard links and symbolic links included). */
+int dmlp_same_file(const char *a, const char *b);
+
 /* mkdir -p; returns 0, or -1 with errno set. */
 int dmlp_mkdir_p(const char *dir);
 

@@ -640,6 +640,33 @@ static void test_cli_import_csv_both(void)
 
 /* ---- importers ------------------------------------------------------------------------- */
 
+/* An output that is one of the command's inputs (the same path, or a symbolic link to it) or
+ * a checkpoint (a run's latest.h5) is refused before anything is written: the input and
+ * the fixture's checkpoints stay as they were. */
+static void test_cli_output_over_input(void)
+{
+    const char *csv = P("%s/in.csv", g_bad), *link = P("%s/in-link.csv", g_bad);
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(csv, "a,b,y\n1,2,0\n3,4,1\n"), 0);
+    remove(link);
+    CU_ASSERT_EQUAL_FATAL(tu_sh("ln -s in.csv %s", link), 0);
+    bad(2, P("import csv %s --label-column y --output %s", csv, csv), "is the input", NULL);
+    bad(2, P("import csv %s --label-column y --output %s", csv, link), "is the input", NULL);
+    bad(2, P("import csv %s --label-column y --output %s", csv, p_latest),
+        "is a dmlp checkpoint", NULL);
+    bad(2, P("import idx --images %s --labels %s --output %s", csv, link, csv),
+        "is the input", NULL);
+    bad(2, P("predict --checkpoint %s --input %s --output %s", p_latest, p_good, p_latest),
+        "is the input", NULL);
+    bad(2, P("predict --checkpoint %s --input %s --output %s", p_ckpt5, p_good, p_latest),
+        "is a dmlp checkpoint", NULL);
+    char text[256] = "";
+    FILE *f = fopen(csv, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
+    fclose(f);
+    CU_ASSERT_STRING_EQUAL(text, "a,b,y\n1,2,0\n3,4,1\n"); /* the input is intact */
+}
+
 /* OMP_NUM_THREADS=100000 made the OpenMP runtime crash; it is capped with a warning and
  * the run completes, at 1 and 2 ranks. */
 static void test_env_absurd_threads(void)
@@ -834,6 +861,7 @@ static CU_TestInfo cli_tests[] = {
     {"import csv with both column options", test_cli_import_csv_both},
     {"import csv: bad rows", test_import_csv_bad},
     {"OMP_NUM_THREADS=100000", test_env_absurd_threads},
+    {"an output that is an input or a checkpoint", test_cli_output_over_input},
     {"import idx: bad headers", test_import_idx_bad},
     CU_TEST_INFO_NULL,
 };
