@@ -42,74 +42,6 @@ static int attr_write_f64(hid_t obj, const char *name, double v)
                ? -1 : 0;
 }
 
-/* Reads a numeric attribute of the given class (H5T_INTEGER or H5T_FLOAT) converted to
- * mem_type; -1 if absent or of another class. */
-static int attr_read_num(hid_t obj, const char *name, H5T_class_t cls, hid_t mem_type, void *v)
-{
-    if (H5Aexists(obj, name) <= 0)
-        return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0)
-        return -1;
-    hid_t ft = H5Aget_type(a);
-    int ok = H5Tget_class(ft) == cls && H5Aread(a, mem_type, v) >= 0;
-    H5Tclose(ft);
-    H5Aclose(a);
-    return ok ? 0 : -1;
-}
-
-static int attr_read_f64(hid_t obj, const char *name, double *v)
-{
-    return attr_read_num(obj, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, v);
-}
-
-static int attr_read_u64(hid_t obj, const char *name, uint64_t *v)
-{
-    return attr_read_num(obj, name, H5T_INTEGER, H5T_NATIVE_UINT64, v);
-}
-
-/* Reads a string attribute (fixed or variable length) into out; -1 if absent/not a string. */
-static int attr_read_str(hid_t obj, const char *name, char *out, size_t cap)
-{
-    if (H5Aexists(obj, name) <= 0)
-        return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0)
-        return -1;
-    hid_t ft = H5Aget_type(a);
-    int rc = -1;
-    if (H5Tget_class(ft) == H5T_STRING) {
-        if (H5Tis_variable_str(ft) > 0) {
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, H5T_VARIABLE);
-            H5Tset_cset(mt, H5Tget_cset(ft)); /* h5py writes UTF-8: no ASCII<->UTF-8 path */
-            char *s = NULL;
-            if (H5Aread(a, mt, &s) >= 0 && s) {
-                snprintf(out, cap, "%s", s);
-                H5free_memory(s);
-                rc = 0;
-            }
-            H5Tclose(mt);
-        } else {
-            size_t sz = H5Tget_size(ft);
-            char *buf = calloc(sz + 1, 1);
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, sz + 1);
-            H5Tset_cset(mt, H5Tget_cset(ft));
-            if (buf && H5Aread(a, mt, buf) >= 0) {
-                snprintf(out, cap, "%s", buf);
-                rc = 0;
-            }
-            H5Tclose(mt);
-            free(buf);
-        }
-    }
-    H5Tclose(ft);
-    H5Aclose(a);
-    return rc;
-}
-
-
 /* A float32 dataset of rank 1 or 2, chunked (one chunk up to ~1 GiB) so that it can carry
  * the Fletcher-32 checksum, which HDF5 verifies on every read. */
 static int write_floats(hid_t loc, const char *name, const float *data, int rank,
@@ -140,44 +72,89 @@ static int write_floats(hid_t loc, const char *name, const float *data, int rank
     return st < 0 ? -1 : 0;
 }
 
-/* Reads a float dataset whose shape must be exactly dims (rank 1 or 2). */
-static int read_floats(hid_t loc, const char *name, float *out, int rank, const hsize_t *dims,
-                       const char *path, struct dmlp_error *err)
+/* ---- checked reads -------------------------------------------------------------------- */
+/* Every attribute and dataset of a checkpoint is read through h5util's checked readers,
+ * which look at class, element size, rank, dimensions and storage before reading a byte
+ * (a hostile file cannot make HDF5 write past a buffer); obj names the object from the
+ * file's root, as messages do. */
+
+/* A string attribute into out (cut at cap - 1 bytes: every value compared is short);
+ * out is left alone when the attribute is optional and missing. */
+static int attr_str(hid_t f, const char *path, const char *obj, const char *name, char *out,
+                    size_t cap, int *present, struct dmlp_error *err)
 {
-    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is missing", path, name);
-    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
-    if (ds < 0)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s cannot be opened", path, name);
-    hid_t space = H5Dget_space(ds);
-    int frank = H5Sget_simple_extent_ndims(space);
-    hsize_t fd[2] = {0, 0};
-    if (frank == rank)
-        H5Sget_simple_extent_dims(space, fd, NULL);
-    H5Sclose(space);
-    int shape_ok = frank == rank && fd[0] == dims[0] && (rank < 2 || fd[1] == dims[1]);
-    if (!shape_ok) {
-        H5Dclose(ds);
-        if (rank == 2)
-            return dmlp_fail(err, DMLP_ERR_INPUT,
-                             "%s: %s has shape [%llu, %llu] (rank %d), expected [%llu, %llu]",
-                             path, name, (unsigned long long)fd[0], (unsigned long long)fd[1],
-                             frank, (unsigned long long)dims[0], (unsigned long long)dims[1]);
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has %d dimension(s) of length %llu, "
-                         "expected 1 of length %llu", path, name, frank,
-                         (unsigned long long)fd[0], (unsigned long long)dims[0]);
-    }
-    herr_t st = 0;
-    if (dims[0] && (rank < 2 || dims[1]))
-        st = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
-    H5Dclose(ds);
-    if (st < 0)
-        return dmlp_fail(err, DMLP_ERR_INPUT,
-                         "%s: %s cannot be read (damaged file or checksum mismatch)", path, name);
-    return DMLP_OK;
+    char *s = NULL;
+    const int rc = h5util_read_str_attr(f, path, obj, name, &s, present, err);
+    if (rc == DMLP_OK && s)
+        snprintf(out, cap, "%s", s);
+    free(s);
+    return rc;
 }
 
+static int attr_u64(hid_t f, const char *path, const char *obj, const char *name,
+                    uint64_t *v, int *present, struct dmlp_error *err)
+{
+    return h5util_read_uint_attr(f, path, obj, name, 0, UINT64_MAX, v, present, err);
+}
 
+static int attr_f64(hid_t f, const char *path, const char *obj, const char *name, double *v,
+                    int *present, struct dmlp_error *err)
+{
+    return h5util_read_float_attr(f, path, obj, name, v, present, err);
+}
+
+static const char *nonfinite_name(float x)
+{
+    return isnan(x) ? "NaN" : x > 0 ? "+inf" : "-inf";
+}
+
+/* The index of the first NaN or infinity in x [n], or n when there is none. */
+static size_t first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return n;
+}
+
+/* Reads the float array name (the full path in the file), whose shape must be exactly dims
+ * (rank 1 or 2), and refuses a NaN or an infinity in it: training never saves a
+ * non-finite step (its divergence guard stops first), so one in a file is damage or a
+ * foreign writer, and loaded it would poison every later step and checkpoint. */
+static int read_floats(hid_t f, const char *name, float *out, int rank, const hsize_t *dims,
+                       const char *path, struct dmlp_error *err)
+{
+    int rc = h5util_read_dataset(f, path, name, H5UTIL_FLOAT, "float array", rank, dims,
+                                 H5T_NATIVE_FLOAT, out, err);
+    if (rc != DMLP_OK)
+        return rc;
+    const size_t cols = rank > 1 ? (size_t)dims[1] : 1, n = (size_t)dims[0] * cols;
+    const size_t i = first_nonfinite(out, n);
+    if (i == n)
+        return DMLP_OK;
+    if (rank > 1)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: element [%zu, %zu] is %s; a checkpoint "
+                         "must hold finite values", path, name, i / cols, i % cols,
+                         nonfinite_name(out[i]));
+    return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: element [%zu] is %s; a checkpoint must hold "
+                     "finite values", path, name, i, nonfinite_name(out[i]));
+}
+
+/* Which parameter the flat index i of m's parameter layout (which the optimizer's state
+ * buffers mirror) is: "layer 1 weight [3, 4]", "layer 1 bias [3]" or "padding". */
+static void param_location(const struct model *m, size_t i, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "padding");
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const struct model_layer *L = &m->layers[l];
+        const size_t w0 = (size_t)(L->W - m->params), b0 = (size_t)(L->b - m->params);
+        if (i >= w0 && i - w0 < L->out * L->in)
+            snprintf(buf, cap, "layer %zu weight [%zu, %zu]", l, (i - w0) / L->in,
+                     (i - w0) % L->in);
+        else if (i >= b0 && i - b0 < L->out)
+            snprintf(buf, cap, "layer %zu bias [%zu]", l, i - b0);
+    }
+}
 
 /* ---- save ----------------------------------------------------------------------------- */
 
@@ -462,66 +439,69 @@ static int read_network_quietly(const char *path, size_t *in_dim, struct config_
     }
     n = (size_t)info.nlinks;
     ls = calloc(n, sizeof *ls);
+    H5Gclose(lg);
     for (size_t l = 0; ls && l < n && !rc; l++) {
-        char name[64];
-        snprintf(name, sizeof name, "%zu/weight", l);
-        if (H5Lexists(lg, name, H5P_DEFAULT) <= 0) {
-            snprintf(name, sizeof name, "%zu", l);
-            if (H5Lexists(lg, name, H5P_DEFAULT) <= 0)
-                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /layers/%zu is missing (layers must "
-                               "be numbered 0..%zu)", path, l, n - 1);
-            else
-                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /layers/%zu/weight is missing", path, l);
+        char gname[64], wname[80];
+        snprintf(gname, sizeof gname, "/layers/%zu", l);
+        snprintf(wname, sizeof wname, "/layers/%zu/weight", l);
+        if (H5Lexists(f, gname, H5P_DEFAULT) <= 0) {
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is missing (layers must be numbered "
+                           "0..%zu)", path, gname, n - 1);
             break;
         }
-        hid_t ds = H5Dopen2(lg, name, H5P_DEFAULT);
-        hid_t sp = ds >= 0 ? H5Dget_space(ds) : -1;
-        hsize_t dims[2] = {0, 0};
-        int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
-        if (r == 2)
-            H5Sget_simple_extent_dims(sp, dims, NULL);
-        if (sp >= 0)
-            H5Sclose(sp);
-        if (ds >= 0)
-            H5Dclose(ds);
-        if (r != 2 || dims[0] == 0 || dims[1] == 0 || dims[0] > UINT32_MAX) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /layers/%zu/weight must be a non-empty "
-                           "2-D [out, in] array", path, l);
+        hid_t ds;
+        struct h5util_info wi;
+        rc = h5util_open_dataset(f, path, wname, H5UTIL_FLOAT, "float array", 2, NULL, &ds, &wi,
+                                 err);
+        if (rc)
+            break;
+        H5Dclose(ds);
+        const hsize_t *dims = wi.dims;
+        if (dims[0] == 0 || dims[1] == 0 || dims[0] > UINT32_MAX) {
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has shape [%llu, %llu], expected a "
+                           "non-empty [out, in] array with out < 2^32", path, wname,
+                           (unsigned long long)dims[0], (unsigned long long)dims[1]);
             break;
         }
         if (l == 0)
             *in_dim = (size_t)dims[1];
         else if (dims[1] != prev_out) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /layers/%zu/weight has %llu inputs but "
-                           "layer %zu has %zu outputs", path, l, (unsigned long long)dims[1],
-                           l - 1, prev_out);
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has %llu inputs but layer %zu has %zu "
+                           "outputs", path, wname, (unsigned long long)dims[1], l - 1, prev_out);
             break;
         }
+        /* The bias too, so that every reader of the network (inspect included) sees its
+         * shape checked: [out]. */
+        char bname[80];
+        snprintf(bname, sizeof bname, "/layers/%zu/bias", l);
+        rc = h5util_open_dataset(f, path, bname, H5UTIL_FLOAT, "float array", 1, dims, &ds,
+                                 NULL, err);
+        if (rc)
+            break;
+        H5Dclose(ds);
         prev_out = (size_t)dims[0];
         ls[l].units = (uint32_t)dims[0];
-        snprintf(name, sizeof name, "%zu", l);
-        hid_t g = H5Gopen2(lg, name, H5P_DEFAULT);
-        char act[64];
-        if (g < 0 || attr_read_str(g, "activation", act, sizeof act) ||
-            config_activation_parse(act, &ls[l].activation))
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /layers/%zu: missing or unknown "
-                           "activation attribute", path, l);
-        if (g >= 0)
-            H5Gclose(g);
+        char act[64] = "";
+        rc = attr_str(f, path, gname, "activation", act, sizeof act, NULL, err);
+        if (!rc && config_activation_parse(act, &ls[l].activation))
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s attribute 'activation' is '%s', which "
+                           "is not an activation dmlp knows", path, gname, act);
     }
-    H5Gclose(lg);
     if (!ls && !rc)
         rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
     if (!rc) {
-        char lname[64];
-        if (attr_read_str(f, "loss", lname, sizeof lname) == 0) {
+        char lname[64] = "";
+        int has_loss = 0;
+        rc = attr_str(f, path, "/", "loss", lname, sizeof lname, &has_loss, err);
+        if (rc) {
+        } else if (has_loss) {
             if (!strcmp(lname, "cross_entropy"))
                 *loss = DMLP_LOSS_CROSS_ENTROPY;
             else if (!strcmp(lname, "mse"))
                 *loss = DMLP_LOSS_MSE;
             else
-                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: unknown loss attribute '%s'", path,
-                               lname);
+                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: root attribute 'loss' is '%s', expected "
+                               "cross_entropy or mse", path, lname);
         } else {
             *loss = ls[n - 1].activation == DMLP_ACT_SOFTMAX ? DMLP_LOSS_CROSS_ENTROPY
                                                              : DMLP_LOSS_MSE;
@@ -547,9 +527,7 @@ static int load_layers(hid_t f, const char *path, struct model *m, struct dmlp_e
         if (H5Lexists(f, "layers", H5P_DEFAULT) <= 0 || H5Lexists(f, name, H5P_DEFAULT) <= 0)
             return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is missing: the checkpoint has fewer "
                              "layers than the network (%zu)", path, name, m->n_layers);
-        hid_t g = H5Gopen2(f, name, H5P_DEFAULT);
         char act[64] = "";
-        attr_read_str(g, "activation", act, sizeof act);
         hsize_t wd[2] = {L->out, L->in}, bd[1] = {L->out};
         char wname[80], bname[80];
         snprintf(wname, sizeof wname, "%s/weight", name);
@@ -557,11 +535,13 @@ static int load_layers(hid_t f, const char *path, struct model *m, struct dmlp_e
         int rc = read_floats(f, wname, L->W, 2, wd, path, err);
         if (!rc)
             rc = read_floats(f, bname, L->b, 1, bd, path, err);
-        if (!rc && act[0] && strcmp(act, config_activation_name(L->act)))
+        int has_act = 0; /* optional here: the config names the activations */
+        if (!rc)
+            rc = attr_str(f, path, name, "activation", act, sizeof act, &has_act, err);
+        if (!rc && has_act && strcmp(act, config_activation_name(L->act)))
             rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has activation %s, but the network's "
                            "layer %zu is %s", path, name, act, l,
                            config_activation_name(L->act));
-        H5Gclose(g);
         if (rc)
             return rc;
     }
@@ -613,12 +593,17 @@ static int load_quietly(const char *path, struct model *m, struct optim *o,
         return rc;
     char fmt[64] = "";
     uint64_t version = 0;
-    if (attr_read_str(f, "format", fmt, sizeof fmt) || strcmp(fmt, FORMAT_NAME)) {
+    int has = 0;
+    if ((rc = attr_str(f, path, "/", "format", fmt, sizeof fmt, &has, err)))
+        goto done;
+    if (strcmp(fmt, FORMAT_NAME)) {
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: not a dmlp checkpoint (root attribute "
                        "format is '%s', expected '%s')", path, fmt, FORMAT_NAME);
         goto done;
     }
-    if (attr_read_u64(f, "format_version", &version) || version != FORMAT_VERSION) {
+    if ((rc = attr_u64(f, path, "/", "format_version", &version, NULL, err)))
+        goto done;
+    if (version != FORMAT_VERSION) {
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: checkpoint format_version %llu is not "
                        "supported (this dmlp reads version %d)", path,
                        (unsigned long long)version, FORMAT_VERSION);
@@ -629,42 +614,39 @@ static int load_quietly(const char *path, struct model *m, struct optim *o,
         goto done;
     if (st) {
         memset(st, 0, sizeof *st);
-        if (attr_read_u64(f, "epoch", &st->epoch) || attr_read_u64(f, "step", &st->step) ||
-            attr_read_u64(f, "samples_seen", &st->samples_seen)) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: the root attributes epoch, step and "
-                           "samples_seen are required", path);
-            goto done;
-        }
-        attr_read_u64(f, "step_in_epoch", &st->step_in_epoch);
         st->best_metric = NAN;
-        if (H5Lexists(f, "early_stopping", H5P_DEFAULT) > 0) {
-            hid_t eg = H5Gopen2(f, "early_stopping", H5P_DEFAULT);
-            attr_read_f64(eg, "best_metric", &st->best_metric);
-            attr_read_u64(eg, "best_epoch", &st->best_epoch);
-            attr_read_u64(eg, "bad_epochs", &st->bad_epochs);
-            H5Gclose(eg);
-        }
-        hid_t rg = H5Lexists(f, "rng", H5P_DEFAULT) > 0 ? H5Gopen2(f, "rng", H5P_DEFAULT) : -1;
-        double shift = 0;
-        if (rg >= 0 && attr_read_f64(rg, "fixed_point_shift", &shift) == 0 && fabs(shift) < 4096)
-            st->fx_shift = (int32_t)shift;
-        if (rg < 0 || attr_read_u64(rg, "seed", &st->seed)) {
-            if (rg >= 0)
-                H5Gclose(rg);
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /rng seed is missing", path);
+        if ((rc = attr_u64(f, path, "/", "epoch", &st->epoch, NULL, err)) ||
+            (rc = attr_u64(f, path, "/", "step", &st->step, NULL, err)) ||
+            (rc = attr_u64(f, path, "/", "samples_seen", &st->samples_seen, NULL, err)) ||
+            (rc = attr_u64(f, path, "/", "step_in_epoch", &st->step_in_epoch, &has, err)))
+            goto done;
+        if (H5Lexists(f, "early_stopping", H5P_DEFAULT) > 0 &&
+            ((rc = attr_f64(f, path, "/early_stopping", "best_metric", &st->best_metric, &has,
+                            err)) ||
+             (rc = attr_u64(f, path, "/early_stopping", "best_epoch", &st->best_epoch, &has,
+                            err)) ||
+             (rc = attr_u64(f, path, "/early_stopping", "bad_epochs", &st->bad_epochs, &has,
+                            err))))
+            goto done;
+        if (H5Lexists(f, "rng", H5P_DEFAULT) <= 0) {
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /rng is missing (it holds the seed)", path);
             goto done;
         }
-        H5Gclose(rg);
+        double shift = 0;
+        if ((rc = attr_f64(f, path, "/rng", "fixed_point_shift", &shift, &has, err)) ||
+            (rc = attr_u64(f, path, "/rng", "seed", &st->seed, NULL, err)))
+            goto done;
+        if (fabs(shift) < 4096)
+            st->fx_shift = (int32_t)shift;
     }
     if (o) {
-        hid_t og = H5Lexists(f, "optimizer", H5P_DEFAULT) > 0
-                       ? H5Gopen2(f, "optimizer", H5P_DEFAULT) : -1;
-        if (og < 0) {
+        if (H5Lexists(f, "optimizer", H5P_DEFAULT) <= 0) {
             rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /optimizer is missing", path);
             goto done;
         }
         char name[64] = "";
-        attr_read_str(og, "name", name, sizeof name);
+        if ((rc = attr_str(f, path, "/optimizer", "name", name, sizeof name, &has, err)))
+            goto done;
         /* The config governs: state is restored only when it belongs to the same
          * optimizer; a changed optimizer starts from zero state, as a fresh one would. */
         const int same = !strcmp(name, config_optimizer_name(o->cfg.name)) ||
@@ -675,18 +657,27 @@ static int load_quietly(const char *path, struct model *m, struct optim *o,
         o->steps = 0;
         for (size_t i = 0; i < nb; i++)
             memset(bufs[i], 0, o->n * sizeof(float));
-        if (same) {
-            attr_read_u64(og, "steps", &o->steps);
-            for (size_t i = 0; i < nb && !rc; i++) {
-                if (H5Lexists(og, names[i], H5P_DEFAULT) <= 0)
-                    continue; /* e.g. momentum raised from 0: its buffer starts at zero */
-                char dname[96];
-                snprintf(dname, sizeof dname, "/optimizer/%s", names[i]);
-                hsize_t n[1] = {o->n};
-                rc = read_floats(f, dname, bufs[i], 1, n, path, err);
+        if (same)
+            rc = attr_u64(f, path, "/optimizer", "steps", &o->steps, &has, err);
+        for (size_t i = 0; same && i < nb && !rc; i++) {
+            char dname[96];
+            snprintf(dname, sizeof dname, "/optimizer/%s", names[i]);
+            if (H5Lexists(f, dname, H5P_DEFAULT) <= 0)
+                continue; /* e.g. momentum raised from 0: its buffer starts at zero */
+            hsize_t n[1] = {o->n};
+            rc = h5util_read_dataset(f, path, dname, H5UTIL_FLOAT, "float array", 1, n,
+                                     H5T_NATIVE_FLOAT, bufs[i], err);
+            /* The state mirrors the parameters' layout: a bad value is named by the
+             * parameter it belongs to. */
+            const size_t j = rc ? o->n : first_nonfinite(bufs[i], o->n);
+            if (j < o->n) {
+                char where[96];
+                param_location(m, j, where, sizeof where);
+                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: element [%zu] (%s) is %s; a "
+                               "checkpoint must hold finite values", path, dname, j, where,
+                               nonfinite_name(bufs[i][j]));
             }
         }
-        H5Gclose(og);
     }
 done:
     H5Fclose(f);
@@ -721,8 +712,13 @@ static int is_checkpoint_quietly(const char *path)
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
         return 0;
+    /* A format attribute that cannot be read as a string counts as a checkpoint's: the
+     * description then names what is wrong with it, where a dataset's would only say that
+     * /features is missing. */
     char fmt[64] = "";
-    int yes = attr_read_str(f, "format", fmt, sizeof fmt) == 0 && !strcmp(fmt, FORMAT_NAME);
+    struct dmlp_error e;
+    int yes = attr_str(f, path, "/", "format", fmt, sizeof fmt, NULL, &e) != DMLP_OK
+                  ? H5Aexists(f, "format") > 0 : !strcmp(fmt, FORMAT_NAME);
     if (!yes)
         yes = H5Lexists(f, "layers", H5P_DEFAULT) > 0;
     H5Fclose(f);
@@ -743,19 +739,43 @@ static int describe_quietly(FILE *out, const char *path, struct dmlp_error *err)
         free(ls);
         return rc;
     }
-    fprintf(out, "checkpoint %s\n", path);
-    const char *names[] = {"format", "dmlp_version"};
-    for (size_t i = 0; i < 2; i++) {
-        char v[256];
-        if (attr_read_str(f, names[i], v, sizeof v) == 0)
-            fprintf(out, "  %-14s %s\n", names[i], v);
-    }
+    /* Every attribute is read before anything is printed, so a bad one is reported
+     * alone rather than after half a description. */
+    char format[256] = "", version_str[256] = "", name[64] = "?", *yaml = NULL;
     const char *nums[] = {"format_version", "epoch", "step_in_epoch", "step", "samples_seen"};
-    for (size_t i = 0; i < 5; i++) {
-        uint64_t v;
-        if (attr_read_u64(f, nums[i], &v) == 0)
-            fprintf(out, "  %-14s %llu\n", nums[i], (unsigned long long)v);
+    uint64_t numv[5] = {0}, steps = 0, seed = 0;
+    int has_format = 0, has_version = 0, has_num[5] = {0}, has_opt, has_rng, has_seed = 0;
+    int has_config = 0, has = 0;
+    has_opt = H5Lexists(f, "optimizer", H5P_DEFAULT) > 0;
+    has_rng = H5Lexists(f, "rng", H5P_DEFAULT) > 0;
+    rc = attr_str(f, path, "/", "format", format, sizeof format, &has_format, err);
+    if (!rc)
+        rc = attr_str(f, path, "/", "dmlp_version", version_str, sizeof version_str,
+                      &has_version, err);
+    for (size_t i = 0; !rc && i < 5; i++)
+        rc = attr_u64(f, path, "/", nums[i], &numv[i], &has_num[i], err);
+    if (!rc && has_opt)
+        rc = attr_str(f, path, "/optimizer", "name", name, sizeof name, &has, err);
+    if (!rc && has_opt)
+        rc = attr_u64(f, path, "/optimizer", "steps", &steps, &has, err);
+    if (!rc && has_rng)
+        rc = attr_u64(f, path, "/rng", "seed", &seed, &has_seed, err);
+    if (!rc)
+        rc = h5util_read_str_attr(f, path, "/", "config", &yaml, &has_config, err);
+    if (rc) {
+        H5Fclose(f);
+        free(ls);
+        return rc;
     }
+
+    fprintf(out, "checkpoint %s\n", path);
+    if (has_format)
+        fprintf(out, "  %-14s %s\n", "format", format);
+    if (has_version)
+        fprintf(out, "  %-14s %s\n", "dmlp_version", version_str);
+    for (size_t i = 0; i < 5; i++)
+        if (has_num[i])
+            fprintf(out, "  %-14s %llu\n", nums[i], (unsigned long long)numv[i]);
     fprintf(out, "  %-14s %s\n", "loss", config_loss_name(loss));
     size_t total = 0, prev = in_dim;
     fprintf(out, "  layers (input width %zu):\n", in_dim);
@@ -766,53 +786,31 @@ static int describe_quietly(FILE *out, const char *path, struct dmlp_error *err)
         prev = ls[l].units;
     }
     fprintf(out, "  parameters     %zu\n", total);
-    if (H5Lexists(f, "optimizer", H5P_DEFAULT) > 0) {
-        hid_t og = H5Gopen2(f, "optimizer", H5P_DEFAULT);
-        char name[64] = "?";
-        uint64_t steps = 0;
-        attr_read_str(og, "name", name, sizeof name);
-        attr_read_u64(og, "steps", &steps);
+    if (has_opt) {
         fprintf(out, "  optimizer      %s, %llu steps", name, (unsigned long long)steps);
-        const char *bufs[] = {"momentum", "exp_avg", "exp_avg_sq"};
+        const char *bufs[] = {"/optimizer/momentum", "/optimizer/exp_avg",
+                              "/optimizer/exp_avg_sq"};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-            if (H5Lexists(og, bufs[i], H5P_DEFAULT) > 0)
-                fprintf(out, ", %s", bufs[i]);
+            if (H5Lexists(f, bufs[i], H5P_DEFAULT) > 0)
+                fprintf(out, ", %s", bufs[i] + strlen("/optimizer/"));
         fprintf(out, "\n");
-        H5Gclose(og);
     }
     if (H5Lexists(f, "normalization", H5P_DEFAULT) > 0)
         fprintf(out, "  normalization  standard: x' = (x - mean) / std, [%zu] each\n", in_dim);
-    if (H5Lexists(f, "rng", H5P_DEFAULT) > 0) {
-        hid_t rg = H5Gopen2(f, "rng", H5P_DEFAULT);
-        uint64_t seed;
-        if (attr_read_u64(rg, "seed", &seed) == 0)
-            fprintf(out, "  seed           %llu\n", (unsigned long long)seed);
-        H5Gclose(rg);
-    }
+    if (has_seed)
+        fprintf(out, "  seed           %llu\n", (unsigned long long)seed);
     /* The config the run was trained with, as stored (effective values after --set). */
-    if (H5Aexists(f, "config") > 0) {
-        hid_t a = H5Aopen(f, "config", H5P_DEFAULT);
-        hid_t t = H5Aget_type(a);
-        size_t sz = H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) <= 0
-                        ? H5Tget_size(t) : 0;
-        char *yaml = sz ? calloc(sz + 1, 1) : NULL;
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, sz + 1);
-        if (yaml && H5Aread(a, mt, yaml) >= 0 && yaml[0]) {
-            fprintf(out, "  config:\n    ");
-            for (const char *p = yaml; *p; p++) {
-                fputc(*p, out);
-                if (*p == '\n' && p[1])
-                    fputs("    ", out);
-            }
-            if (yaml[strlen(yaml) - 1] != '\n')
-                fputc('\n', out);
+    if (yaml && yaml[0]) {
+        fprintf(out, "  config:\n    ");
+        for (const char *p = yaml; *p; p++) {
+            fputc(*p, out);
+            if (*p == '\n' && p[1])
+                fputs("    ", out);
         }
-        H5Tclose(mt);
-        free(yaml);
-        H5Tclose(t);
-        H5Aclose(a);
+        if (yaml[strlen(yaml) - 1] != '\n')
+            fputc('\n', out);
     }
+    free(yaml);
     H5Fclose(f);
     free(ls);
     return DMLP_OK;

@@ -31,14 +31,6 @@ struct file_types {
     char y[32]; /* of /labels or /targets */
 };
 
-/* What get_shape learns about one HDF5 dataset. */
-struct h5_shape {
-    int rank;
-    hsize_t dims[H5S_MAX_RANK];
-    H5T_class_t cls;
-    char type_name[32];
-};
-
 enum { IDX_MAGIC_LABELS = 0x00000801, IDX_MAGIC_IMAGES = 0x00000803 };
 
 static int check_readable(const char *path, struct dmlp_error *err);
@@ -967,79 +959,6 @@ static int to_size(hsize_t v, size_t *out)
     return (hsize_t)*out == v ? 0 : -1;
 }
 
-static void type_name(hid_t type, char *out, size_t cap)
-{
-    H5T_class_t cls = H5Tget_class(type);
-    size_t bits = H5Tget_size(type) * 8;
-    switch (cls) {
-    case H5T_FLOAT:
-        snprintf(out, cap, "float%zu", bits);
-        break;
-    case H5T_INTEGER:
-        snprintf(out, cap, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", bits);
-        break;
-    case H5T_STRING:
-        snprintf(out, cap, "string");
-        break;
-    case H5T_COMPOUND:
-        snprintf(out, cap, "compound");
-        break;
-    case H5T_ENUM:
-        snprintf(out, cap, "enum");
-        break;
-    case H5T_ARRAY:
-        snprintf(out, cap, "array type");
-        break;
-    default:
-        snprintf(out, cap, "non-numeric type");
-        break;
-    }
-}
-
-/* Opens /name as a dataset and reads its element class, type name, rank and dims. */
-static int open_dataset(hid_t file, const char *path, const char *name, hid_t *dset,
-                        struct h5_shape *s, struct dmlp_error *err)
-{
-    char why[256];
-    *dset = H5I_INVALID_HID;
-    hid_t obj = H5Oopen(file, name, H5P_DEFAULT);
-    if (obj < 0)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: cannot open: %s", path, name,
-                         h5util_reason(why, sizeof why));
-    if (H5Iget_type(obj) != H5I_DATASET) {
-        H5Oclose(obj);
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: is a group or named type, expected a "
-                         "dataset", path, name);
-    }
-    hid_t type = H5Dget_type(obj);
-    hid_t space = H5Dget_space(obj);
-    int rc = DMLP_OK;
-    if (type < 0 || space < 0) {
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: cannot read its type or shape: %s",
-                       path, name, h5util_reason(why, sizeof why));
-    } else {
-        s->cls = H5Tget_class(type);
-        type_name(type, s->type_name, sizeof s->type_name);
-        H5S_class_t sc = H5Sget_simple_extent_type(space);
-        s->rank = sc == H5S_SIMPLE ? H5Sget_simple_extent_ndims(space) : 0;
-        if (sc == H5S_NULL)
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: has no data (null dataspace)", path,
-                           name);
-        else if (s->rank < 0 || H5Sget_simple_extent_dims(space, s->dims, NULL) < 0)
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: cannot read its shape: %s", path,
-                           name, h5util_reason(why, sizeof why));
-    }
-    if (type >= 0)
-        H5Tclose(type);
-    if (space >= 0)
-        H5Sclose(space);
-    if (rc != DMLP_OK)
-        H5Dclose(obj);
-    else
-        *dset = obj;
-    return rc;
-}
-
 static int link_exists(hid_t file, const char *path, const char *name, int *exists,
                        struct dmlp_error *err)
 {
@@ -1052,58 +971,11 @@ static int link_exists(hid_t file, const char *path, const char *name, int *exis
     return DMLP_OK;
 }
 
-/* Reads the optional num_classes attribute of /labels: a positive integer scalar. */
-static int read_num_classes(hid_t labels, const char *path, int64_t *nc, int *present,
-                            struct dmlp_error *err)
-{
-    char why[256];
-    *present = 0;
-    htri_t has = H5Aexists(labels, "num_classes");
-    if (has < 0)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /labels: cannot look up num_classes: %s",
-                         path, h5util_reason(why, sizeof why));
-    if (!has)
-        return DMLP_OK;
-    hid_t attr = H5Aopen(labels, "num_classes", H5P_DEFAULT);
-    if (attr < 0)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /labels: cannot open num_classes: %s",
-                         path, h5util_reason(why, sizeof why));
-    hid_t type = H5Aget_type(attr), space = H5Aget_space(attr);
-    int rc = DMLP_OK;
-    char tname[32] = "unknown";
-    if (type >= 0)
-        type_name(type, tname, sizeof tname);
-    hssize_t npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    if (type < 0 || H5Tget_class(type) != H5T_INTEGER)
-        rc = dmlp_fail(err, DMLP_ERR_INPUT,
-                       "%s: /labels: num_classes attribute must be an integer, got %s", path,
-                       tname);
-    else if (npoints != 1)
-        rc = dmlp_fail(err, DMLP_ERR_INPUT,
-                       "%s: /labels: num_classes attribute must be one integer, has %lld values",
-                       path, (long long)npoints);
-    else if (H5Aread(attr, H5T_NATIVE_INT64, nc) < 0)
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /labels: cannot read num_classes: %s", path,
-                       h5util_reason(why, sizeof why));
-    else if (*nc <= 0 || *nc > INT32_MAX)
-        rc = dmlp_fail(err, DMLP_ERR_INPUT,
-                       "%s: /labels: num_classes attribute is %" PRId64
-                       ", expected a positive int32", path, *nc);
-    else
-        *present = 1;
-    if (type >= 0)
-        H5Tclose(type);
-    if (space >= 0)
-        H5Sclose(space);
-    H5Aclose(attr);
-    return rc;
-}
-
 /* What validating a file's layout learns. Both datasets stay open for the reads, so the
  * whole-file read, a row range and a shard share one validation with one set of messages. */
 struct layout {
     hid_t fds, yds;      /* /features, and /labels or /targets */
-    struct h5_shape fs, ys;
+    struct h5util_info fs, ys; /* ys.is_signed: labels read as int64, else uint64 */
     size_t n, d, k;      /* k: the width of /targets (labels: see has_nc) */
     int has_labels;
     int has_nc;          /* /labels carries num_classes = nc */
@@ -1151,22 +1023,15 @@ static int layout_open(hid_t file, const char *path, struct layout *lo, struct d
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: has neither /labels nor /targets; expected "
                          "exactly one", path);
     const char *yname = has_l ? "/labels" : "/targets";
-    struct h5_shape *fs = &lo->fs, *ys = &lo->ys;
+    struct h5util_info *fs = &lo->fs, *ys = &lo->ys;
     size_t yn = 0;
     lo->has_labels = has_l;
 
-    if ((rc = open_dataset(file, path, "/features", &lo->fds, fs, err)) != DMLP_OK)
+    /* Class, rank and storage (not virtual, not external, every filter decodable) are
+     * checked by h5util before anything is read. */
+    if ((rc = h5util_open_dataset(file, path, "/features", H5UTIL_FLOAT | H5UTIL_INTEGER,
+                                  "float array", 2, NULL, &lo->fds, fs, err)) != DMLP_OK)
         goto fail;
-    if (fs->cls != H5T_FLOAT && fs->cls != H5T_INTEGER) {
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: expected a float array, got %s",
-                       path, fs->type_name);
-        goto fail;
-    }
-    if (fs->rank != 2) {
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: expected 2-D float array, got %d-D",
-                       path, fs->rank);
-        goto fail;
-    }
     if (to_size(fs->dims[0], &lo->n) || to_size(fs->dims[1], &lo->d)) {
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: shape [%llu, %llu] overflows size_t",
                        path, (unsigned long long)fs->dims[0], (unsigned long long)fs->dims[1]);
@@ -1178,43 +1043,32 @@ static int layout_open(hid_t file, const char *path, struct layout *lo, struct d
         goto fail;
     }
 
-    if ((rc = open_dataset(file, path, yname, &lo->yds, ys, err)) != DMLP_OK)
+    if (has_l)
+        rc = h5util_open_dataset(file, path, "/labels", H5UTIL_INTEGER, "integer class labels",
+                                 1, NULL, &lo->yds, ys, err);
+    else
+        rc = h5util_open_dataset(file, path, "/targets", H5UTIL_FLOAT | H5UTIL_INTEGER,
+                                 "float array", 2, NULL, &lo->yds, ys, err);
+    if (rc != DMLP_OK)
         goto fail;
-    if (has_l) {
-        if (ys->cls != H5T_INTEGER) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /labels: expected integer class labels, "
-                           "got %s", path, ys->type_name);
-            goto fail;
-        }
-        if (ys->rank != 1) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /labels: expected 1-D integer array, "
-                           "got %d-D", path, ys->rank);
-            goto fail;
-        }
-    } else {
-        if (ys->cls != H5T_FLOAT && ys->cls != H5T_INTEGER) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /targets: expected a float array, got %s",
-                           path, ys->type_name);
-            goto fail;
-        }
-        if (ys->rank != 2) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /targets: expected 2-D float array, "
-                           "got %d-D", path, ys->rank);
-            goto fail;
-        }
-        if (to_size(ys->dims[1], &lo->k) || lo->k == 0) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /targets: %llu columns; expected at "
-                           "least one", path, (unsigned long long)ys->dims[1]);
-            goto fail;
-        }
+    if (!has_l && (to_size(ys->dims[1], &lo->k) || lo->k == 0)) {
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /targets: %llu columns; expected at "
+                       "least one", path, (unsigned long long)ys->dims[1]);
+        goto fail;
     }
     if (to_size(ys->dims[0], &yn) || yn != lo->n) {
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: %llu rows, but /features has %zu", path,
                        yname, (unsigned long long)ys->dims[0], lo->n);
         goto fail;
     }
-    if (has_l && (rc = read_num_classes(lo->yds, path, &lo->nc, &lo->has_nc, err)) != DMLP_OK)
-        goto fail;
+    if (has_l) {
+        /* num_classes: optional, a positive int32 scalar. */
+        uint64_t nc = 0;
+        if ((rc = h5util_read_uint_attr(file, path, "/labels", "num_classes", 1, INT32_MAX,
+                                        &nc, &lo->has_nc, err)) != DMLP_OK)
+            goto fail;
+        lo->nc = (int64_t)nc;
+    }
     lo->filtered = is_filtered(lo->fds) || is_filtered(lo->yds);
     return DMLP_OK;
 fail:
@@ -1250,8 +1104,9 @@ static int read_rows_of(hid_t dset, const char *path, const char *name, hid_t me
               : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: %s: read failed: %s", path, name, why);
 }
 
-/* Reads rows [row0, row0 + ds->n): features into ds, labels into wide (int64, so a value
- * outside int32 is reported with its row rather than clipped by HDF5's conversion) or
+/* Reads rows [row0, row0 + ds->n): features into ds, labels into wide (64 bits in the
+ * file's signedness: int64, or uint64 for an unsigned type, so that any stored value, up to
+ * 2^64 - 1, is reported with its row as stored rather than clipped by HDF5's conversion) or
  * targets into ds. Both reads are always attempted, so that under collective I/O every rank
  * joins both whatever happened to the first. *collective (if not NULL) tells whether the
  * features transfer actually ran collectively. */
@@ -1269,8 +1124,9 @@ static int read_block(const struct layout *lo, const char *path, size_t row0,
     }
     struct dmlp_error e2;
     int rc2 = lo->has_labels
-                  ? read_rows_of(lo->yds, path, "/labels", H5T_NATIVE_INT64, 1, row0, ds->n, 1,
-                                 wide, dxpl, &e2)
+                  ? read_rows_of(lo->yds, path, "/labels",
+                                 lo->ys.is_signed ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64, 1,
+                                 row0, ds->n, 1, wide, dxpl, &e2)
                   : read_rows_of(lo->yds, path, "/targets", H5T_NATIVE_FLOAT, 2, row0, ds->n,
                                  ds->k, ds->targets, dxpl, &e2);
     if (rc == DMLP_OK && rc2 != DMLP_OK) {
@@ -1307,7 +1163,13 @@ static int check_block(const struct layout *lo, const char *path, size_t row0,
     }
     int64_t max = -1;
     size_t max_row = 0;
+    /* Unsigned labels were read as uint64 into the same buffer (the signed and unsigned
+     * variants of one type may alias). */
+    const uint64_t *uwide = (const uint64_t *)wide;
     for (size_t i = 0; i < ds->n; i++) {
+        if (!lo->ys.is_signed && uwide[i] > INT32_MAX)
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /labels: value %" PRIu64
+                             " at row %zu does not fit in int32", path, uwide[i], row0 + i);
         if (wide[i] < 0)
             return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /labels: value %" PRId64
                              " at row %zu is negative", path, wide[i], row0 + i);

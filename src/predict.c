@@ -239,37 +239,18 @@ static int read_features(hid_t file, const char *path, struct dataset **out,
     if (!has)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: missing (expected float32 "
                          "[N, D])", path);
-    hid_t obj = H5Oopen(file, "/features", H5P_DEFAULT);
-    if (obj < 0)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: cannot open: %s", path,
-                         h5util_reason(why, sizeof why));
-    if (H5Iget_type(obj) != H5I_DATASET) {
-        H5Oclose(obj);
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: is a group or named type, "
-                         "expected a dataset", path);
-    }
-    hid_t type = H5Dget_type(obj), space = H5Dget_space(obj);
-    H5T_class_t cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
-    int rank = space >= 0 && H5Sget_simple_extent_type(space) == H5S_SIMPLE
-                   ? H5Sget_simple_extent_ndims(space) : -1;
-    hsize_t dims[H5S_MAX_RANK] = {0};
-    int rc = DMLP_OK;
+    /* Class, rank and storage checked before anything is read (h5util). */
+    hid_t obj;
+    struct h5util_info info;
+    int rc = h5util_open_dataset(file, path, "/features", H5UTIL_FLOAT | H5UTIL_INTEGER,
+                                 "float array", 2, NULL, &obj, &info, err);
+    if (rc != DMLP_OK)
+        return rc;
+    const hsize_t *dims = info.dims;
     size_t n = 0, d = 0, nd = 0, bytes = 0;
-    if (type < 0 || space < 0)
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: cannot read its type or shape: %s",
-                       path, h5util_reason(why, sizeof why));
-    else if (cls != H5T_FLOAT && cls != H5T_INTEGER)
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: expected a float array, got a "
-                       "non-numeric type", path);
-    else if (rank != 2)
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: expected 2-D float array, got %d-D",
-                       path, rank < 0 ? 0 : rank);
-    else if (H5Sget_simple_extent_dims(space, dims, NULL) < 0)
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: cannot read its shape: %s", path,
-                       h5util_reason(why, sizeof why));
-    else if ((hsize_t)(n = (size_t)dims[0]) != dims[0] ||
-             (hsize_t)(d = (size_t)dims[1]) != dims[1] || dmlp_mul_size(&nd, n, d) ||
-             dmlp_mul_size(&bytes, nd, sizeof(float)))
+    if ((hsize_t)(n = (size_t)dims[0]) != dims[0] ||
+        (hsize_t)(d = (size_t)dims[1]) != dims[1] || dmlp_mul_size(&nd, n, d) ||
+        dmlp_mul_size(&bytes, nd, sizeof(float)))
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: shape [%llu, %llu] overflows size_t",
                        path, (unsigned long long)dims[0], (unsigned long long)dims[1]);
     else if (n == 0 || d == 0)
@@ -279,10 +260,6 @@ static int read_features(hid_t file, const char *path, struct dataset **out,
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: %zu rows x %zu features need %zu "
                        "bytes, more than this machine's %zu bytes of memory", path, n, d,
                        bytes, dmlp_phys_mem());
-    if (type >= 0)
-        H5Tclose(type);
-    if (space >= 0)
-        H5Sclose(space);
     struct dataset *ds = NULL;
     if (rc == DMLP_OK) {
         ds = calloc(1, sizeof *ds);
