@@ -158,10 +158,26 @@ static void param_location(const struct model *m, size_t i, char *buf, size_t ca
 
 /* ---- save ----------------------------------------------------------------------------- */
 
-static int write_file(const char *tmp, const struct model *m, const struct optim *o,
-                      const struct checkpoint_state *st, const char *config_yaml)
+/* Builds the checkpoint as an HDF5 file image in memory (the core driver, no backing
+ * store) and returns it in *image (malloc'd, *bytes long). HDF5 never touches the disk: a
+ * full disk or a quota is met by write_image's plain write(), which fails cleanly, not
+ * inside H5Fclose, which would leave a half-closed file that crashes HDF5's shutdown. */
+static int build_image(const struct model *m, const struct optim *o,
+                       const struct checkpoint_state *st, const char *config_yaml,
+                       void **image, size_t *bytes)
 {
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    *image = NULL;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    /* Grow the image in steps of about one copy of the parameters (at least 1 MiB). */
+    size_t grow = (m->n_params * 3 + 1) * sizeof(float);
+    grow = grow < ((size_t)1 << 20) ? (size_t)1 << 20 : grow;
+    if (fapl < 0 || H5Pset_fapl_core(fapl, grow, 0) < 0) {
+        if (fapl >= 0)
+            H5Pclose(fapl);
+        return -1;
+    }
+    hid_t f = H5Fcreate("checkpoint-image", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (f < 0)
         return -1;
     int bad = 0;
@@ -239,9 +255,63 @@ static int write_file(const char *tmp, const struct model *m, const struct optim
     }
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
         bad = 1;
+    const ssize_t size = bad ? -1 : H5Fget_file_image(f, NULL, 0);
+    if (size <= 0 || !(*image = malloc((size_t)size)) ||
+        H5Fget_file_image(f, *image, (size_t)size) != size)
+        bad = 1;
     if (H5Fclose(f) < 0)
         bad = 1;
-    return bad ? -1 : 0;
+    if (bad) {
+        free(*image);
+        *image = NULL;
+        errno = size > 0 ? ENOMEM : 0;
+        return -1;
+    }
+    *bytes = (size_t)size;
+    return 0;
+}
+
+/* Writes the image to tmp (created afresh) and fsyncs it; -1 with errno set on failure (a
+ * full disk: ENOSPC). */
+static int write_image(const char *tmp, const void *image, size_t bytes)
+{
+    const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    const char *p = image;
+    for (size_t done = 0; done < bytes;) {
+        const ssize_t n = write(fd, p + done, bytes - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            const int e = n < 0 ? errno : EIO;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    if (fsync(fd)) {
+        const int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return close(fd);
+}
+
+static int write_file(const char *tmp, const struct model *m, const struct optim *o,
+                      const struct checkpoint_state *st, const char *config_yaml)
+{
+    void *image;
+    size_t bytes = 0;
+    if (build_image(m, o, st, config_yaml, &image, &bytes))
+        return -1;
+    const int rc = write_image(tmp, image, bytes);
+    const int e = errno;
+    free(image);
+    errno = e;
+    return rc;
 }
 
 /* Parses "step-NNNNNNNN.h5"; returns 1 and the step when the name matches. */
@@ -327,7 +397,7 @@ static int write_atomically(const char *dir, const char *tmp, const char *final,
                             struct dmlp_error *err)
 {
     errno = 0;
-    if (write_file(tmp, m, o, st, config_yaml) || dmlp_fsync_path(tmp, 0)) {
+    if (write_file(tmp, m, o, st, config_yaml)) {
         int e = errno;
         unlink(tmp);
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot write checkpoint%s%s", final,
