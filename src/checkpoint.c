@@ -378,10 +378,17 @@ static void prune(const char *dir, uint32_t keep_last, uint64_t newest)
     closedir(d);
     if (!steps)
         return;
+    /* Only checkpoints older than the one just written are candidates: a higher step in the
+     * directory is not of this run's making (another lineage, or a run restarted from
+     * scratch there), and this run has nothing newer to replace it with. */
+    size_t older = 0;
+    for (size_t i = 0; i < n; i++)
+        if (steps[i] < newest)
+            steps[older++] = steps[i];
+    n = older;
     qsort(steps, n, sizeof *steps, cmp_u64);
-    for (size_t i = 0; i + keep_last < n; i++) {
-        if (steps[i] == newest)
-            continue;
+    /* keep_last counts the newest, which is not in the list. */
+    for (size_t i = 0; i + keep_last < n + 1; i++) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/step-%08llu.h5", dir, (unsigned long long)steps[i]);
         unlink(path);
@@ -413,6 +420,30 @@ static int write_atomically(const char *dir, const char *tmp, const char *final,
     return DMLP_OK;
 }
 
+/* A latest.h5 that is a regular file (a run directory copied with cp -L, say) is a state
+ * that may exist nowhere else: before the symlink replaces it, it moves to step-N.h5 of its
+ * own step when that name is free, else to latest-kept-<time>.h5. */
+static void keep_regular_latest(const char *dir, const char *latest)
+{
+    struct stat sb;
+    if (lstat(latest, &sb) || !S_ISREG(sb.st_mode))
+        return;
+    char to[PATH_MAX] = "";
+    uint64_t step = 0;
+    hid_t f = H5Fopen(latest, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f >= 0) {
+        struct dmlp_error e = {0};
+        if (h5util_read_uint_attr(f, latest, "/", "step", 0, UINT64_MAX, &step, NULL, &e) ==
+            DMLP_OK)
+            snprintf(to, sizeof to, "%s/step-%08llu.h5", dir, (unsigned long long)step);
+        H5Fclose(f);
+    }
+    if (!to[0] || access(to, F_OK) == 0)
+        snprintf(to, sizeof to, "%s/latest-kept-%lld.h5", dir, (long long)sb.st_mtime);
+    if (rename(latest, to) == 0)
+        dmlp_fsync_path(dir, 1);
+}
+
 static int save_quietly(const char *dir, const struct model *m, const struct optim *o,
                         const struct checkpoint_state *st, const char *config_yaml,
                         uint32_t keep_last, char *path_out, size_t path_cap,
@@ -433,6 +464,7 @@ static int save_quietly(const char *dir, const struct model *m, const struct opt
     int rc = write_atomically(dir, tmp, final, m, o, st, config_yaml, err);
     if (rc)
         return rc;
+    keep_regular_latest(dir, latest);
     /* latest.h5 → step-N.h5 (relative, so the run directory can be moved): a new symlink
      * renamed over the old one, so a reader sees either the old or the new target. */
     unlink(link_tmp);
@@ -773,6 +805,85 @@ int checkpoint_latest(const char *dir, char *out, size_t cap)
         snprintf(out, cap, "%s", latest);
     }
     return 1;
+}
+
+/* Appends a copy of path to the list (a failed allocation drops it: one candidate fewer). */
+static void list_add(char ***paths, size_t *n, size_t *cap, const char *path)
+{
+    if (*n == *cap) {
+        const size_t c = *cap ? 2 * *cap : 8;
+        char **t = realloc(*paths, c * sizeof *t);
+        if (!t)
+            return;
+        *paths = t;
+        *cap = c;
+    }
+    char *copy = malloc(strlen(path) + 1);
+    if (copy) {
+        strcpy(copy, path);
+        (*paths)[(*n)++] = copy;
+    }
+}
+
+void checkpoint_candidates(const char *dir, char ***paths, size_t *n, char *broken,
+                           size_t broken_cap)
+{
+    *paths = NULL;
+    *n = 0;
+    broken[0] = '\0';
+    size_t cap = 0;
+    char first[PATH_MAX] = "", latest[PATH_MAX];
+    snprintf(latest, sizeof latest, "%s/latest.h5", dir);
+    struct stat sb;
+    if (checkpoint_latest(dir, first, sizeof first))
+        list_add(paths, n, &cap, first);
+    else if (lstat(latest, &sb) == 0) {
+        char target[PATH_MAX] = "?";
+        const ssize_t len = readlink(latest, target, sizeof target - 1);
+        if (len > 0)
+            target[len] = '\0';
+        const int e = stat(latest, &sb) ? errno : 0;
+        snprintf(broken, broken_cap, "%s points at %s: %s", latest, target,
+                 e == ELOOP ? "a loop of links" : strerror(e));
+    }
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    size_t ns = 0, scap = 16;
+    uint64_t *steps = malloc(scap * sizeof *steps);
+    struct dirent *e;
+    while (steps && (e = readdir(d))) {
+        uint64_t s;
+        if (!parse_step_name(e->d_name, &s))
+            continue;
+        if (ns == scap) {
+            uint64_t *t = realloc(steps, 2 * scap * sizeof *steps);
+            if (!t)
+                break;
+            steps = t;
+            scap *= 2;
+        }
+        steps[ns++] = s;
+    }
+    closedir(d);
+    if (!steps)
+        return;
+    qsort(steps, ns, sizeof *steps, cmp_u64);
+    for (size_t i = ns; i-- > 0;) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/step-%08llu.h5", dir, (unsigned long long)steps[i]);
+        if (!first[0] || !dmlp_same_file(path, first))
+            list_add(paths, n, &cap, path);
+    }
+    free(steps);
+}
+
+void checkpoint_candidates_free(char ***paths, size_t n)
+{
+    for (size_t i = 0; *paths && i < n; i++)
+        free((*paths)[i]);
+    free(*paths);
+    *paths = NULL;
 }
 
 static int is_checkpoint_quietly(const char *path)

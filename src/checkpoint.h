@@ -71,6 +71,14 @@ int checkpoint_read_network(const char *path, size_t *in_dim, struct config_laye
  * exists, 0 when there is none. */
 int checkpoint_latest(const char *dir, char *out, size_t cap);
 
+/* The checkpoints of dir that --resume auto may continue from, best first: what latest.h5
+ * resolves to (when it does), then every step-N.h5 by descending N, each once. *paths is
+ * malloc'd (free with checkpoint_candidates_free), *n its length (0: none). When latest.h5
+ * exists but resolves to nothing (a dangling link, a loop), *broken says why (else ""). */
+void checkpoint_candidates(const char *dir, char ***paths, size_t *n, char *broken,
+                           size_t broken_cap);
+void checkpoint_candidates_free(char ***paths, size_t n);
+
 /* 1 if path is an HDF5 file whose root has format="dmlp-checkpoint", else 0. */
 int checkpoint_is_checkpoint(const char *path);
 

@@ -370,6 +370,48 @@ static int normalize(const struct dist *d, const struct config *cfg, struct run 
 }
 
 /* Sets up data, model, optimizer and starting point; collective, agreed. */
+/* --resume auto: the newest checkpoint of checkpoint.dir that loads, latest.h5's target
+ * first, then step-N.h5 by descending N. One that does not (latest.h5 dangling or looping,
+ * a damaged file, a NaN in it) is skipped with a warning that names it and why, and the
+ * one taken is named. When there are checkpoints but none loads, the run is refused
+ * rather than started afresh beside them. Every rank lists and tries the same files (a
+ * shared file system) and the ranks agree on each outcome. Returns 1 with path set when
+ * one was loaded into r and st; 0 with path "" when there is none, or with e set. */
+static int resume_auto(const struct dist *d, const struct config *cfg, struct run *r,
+                       struct checkpoint_state *st, FILE *warn, char *path, size_t cap,
+                       struct dmlp_error *e)
+{
+    char **list, broken[PATH_MAX + 128];
+    size_t n;
+    checkpoint_candidates(cfg->checkpoint.dir, &list, &n, broken, sizeof broken);
+    if (broken[0] && warn)
+        fprintf(warn, "warning: resume auto: %s; looking for the newest checkpoint that "
+                "loads\n", broken);
+    int loaded = 0;
+    for (size_t i = 0; i < n && !loaded; i++) {
+        struct dmlp_error le = {0};
+        const struct checkpoint_state fresh = *st;
+        checkpoint_load(list[i], r->model, r->optim, st, &le);
+        if (dist_agree(d, &le) == DMLP_OK) {
+            snprintf(path, cap, "%s", list[i]);
+            loaded = 1;
+            if ((i > 0 || broken[0]) && warn)
+                fprintf(warn, "resume auto: taking %s, the newest checkpoint that loads\n",
+                        list[i]);
+        } else {
+            *st = fresh;
+            if (warn)
+                fprintf(warn, "warning: resume auto: skipping %s: %s\n", list[i], le.msg);
+        }
+    }
+    if (n > 0 && !loaded)
+        dmlp_fail(e, DMLP_ERR_INPUT, "resume auto: none of the %zu checkpoints in %s loads "
+                  "(each named above); move them away to start afresh, or name one with "
+                  "--resume PATH", n, cfg->checkpoint.dir);
+    checkpoint_candidates_free(&list, n);
+    return loaded;
+}
+
 static int setup(const struct dist *d, const struct config *cfg, const struct train_options *opt,
                  struct run *r, struct checkpoint_state *st, struct dmlp_error *err)
 {
@@ -404,8 +446,11 @@ static int setup(const struct dist *d, const struct config *cfg, const struct tr
     st->seed = cfg->training.seed;
     st->best_metric = NAN;
     char path[PATH_MAX] = "";
+    int loaded = 0;
     if (opt->resume && !strcmp(opt->resume, "auto")) {
-        if (!checkpoint_latest(cfg->checkpoint.dir, path, sizeof path) && log)
+        FILE *warn = dist_rank(d) == 0 ? opt->log : NULL; /* even with --quiet */
+        loaded = resume_auto(d, cfg, r, st, warn, path, sizeof path, &e);
+        if (!path[0] && !e.code && log)
             fprintf(log, "resume auto: no checkpoint in %s, starting fresh\n",
                     cfg->checkpoint.dir);
     } else if (opt->resume) {
@@ -414,7 +459,7 @@ static int setup(const struct dist *d, const struct config *cfg, const struct tr
     /* Every rank reads the checkpoint itself (replicated state, shared file system). */
     if (path[0]) {
         snprintf(r->resumed_from, sizeof r->resumed_from, "%s", path);
-        if (checkpoint_load(path, r->model, r->optim, st, &e) == DMLP_OK) {
+        if (loaded || checkpoint_load(path, r->model, r->optim, st, &e) == DMLP_OK) {
             if (log)
                 fprintf(log, "resumed from %s: epoch %llu, step %llu, %llu samples seen\n",
                         path, (unsigned long long)st->epoch, (unsigned long long)st->step,

@@ -301,6 +301,82 @@ static void test_full_disk(void)
     tu_sh("umount %s", mnt);
 }
 
+/* The step numbers of the step-N.h5 files in dir, ascending, as "N N N" into out. */
+static void list_steps(const char *dir, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && ls step-*.h5 | sed 's/step-0*\\([0-9]\\)/\\1/; s/.h5$//' | sort -n | "
+             "tr '\\n' ' '", dir);
+    tu_run_cmd(cmd, out, cap);
+}
+
+/* --resume auto with a broken latest.h5: dangling, a loop, or naming a damaged file. It
+ * takes the newest checkpoint that loads and says which, even with --quiet; with none that
+ * loads it refuses (exit 2) instead of starting afresh beside them. The copies come from
+ * the reference run, whose directory keeps the checkpoints of epochs 39 and 40. */
+static void test_resume_auto_broken_latest(void)
+{
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/broken-latest", g_dir);
+    const char *more = "--set training.epochs=41 --resume auto --quiet";
+    const unsigned long long s39 = 39ull * STEPS, s40 = 40ull * STEPS;
+    struct {
+        const char *how, *break_it, *expect;
+        unsigned long long from;
+    } cases[] = {
+        {"dangling", "ln -sfn step-99999999.h5 latest.h5", "points at step-99999999.h5", s40},
+        {"loop", "ln -sfn latest.h5 latest.h5", "a loop of links", s40},
+        {"damaged target", "head -c 2000 step-00025000.h5 > x && mv x step-00025000.h5",
+         "skipping", s39},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        CU_ASSERT_EQUAL(tu_sh("rm -rf %s && cp -a %s %s && cd %s && %s", dir, g_ref, dir, dir,
+                              cases[c].break_it), 0);
+        CU_ASSERT_EQUAL(tu_sh("%s train %s --set checkpoint.dir=%s %s", DMLP_BINARY, g_cfg,
+                              dir, more), 0);
+        printf("    %s latest.h5: %s", cases[c].how, tu_out);
+        CU_ASSERT(tu_has(cases[c].expect));
+        char want[900];
+        snprintf(want, sizeof want, "taking %s/step-%08llu.h5", dir, cases[c].from);
+        CU_ASSERT(tu_has(want));
+    }
+    /* Nothing loads: refused, and the files stay. */
+    CU_ASSERT_EQUAL(tu_sh("cd %s && for f in step-*.h5; do echo junk > $f; done", dir), 0);
+    CU_ASSERT_EQUAL(tu_sh("%s train %s --set checkpoint.dir=%s %s", DMLP_BINARY, g_cfg, dir,
+                          more), 2);
+    CU_ASSERT(tu_has("none of the"));
+    char steps[256] = "";
+    list_steps(dir, steps, sizeof steps);
+    CU_ASSERT_PTR_NOT_NULL(strstr(steps, "25625")); /* the files are still there */
+}
+
+/* A latest.h5 that is a regular file (copied with cp -L) is resumed from and kept, as
+ * step-N.h5 of its own step, when the new latest.h5 link replaces it. A fresh run in a
+ * directory holding newer checkpoints of another run never prunes those. */
+static void test_latest_regular_file_and_pruning(void)
+{
+    char dir[700], steps[256] = "";
+    snprintf(dir, sizeof dir, "%s/copied", g_dir);
+    CU_ASSERT_EQUAL(tu_sh("rm -rf %s && mkdir -p %s && cp -L %s/latest.h5 %s/latest.h5", dir,
+                          dir, g_ref, dir), 0);
+    CU_ASSERT_EQUAL(tu_sh("%s train %s --set checkpoint.dir=%s --set training.epochs=41 "
+                          "--resume auto", DMLP_BINARY, g_cfg, dir), 0);
+    CU_ASSERT(tu_has("resumed from"));
+    list_steps(dir, steps, sizeof steps);
+    printf("    after resuming from a copied latest.h5: steps %s\n", steps);
+    CU_ASSERT_STRING_EQUAL(steps, "25000 25625 ");
+
+    /* A fresh 3-epoch run (keep_last 2) where the reference run's epochs 39 and 40 lie. */
+    snprintf(dir, sizeof dir, "%s/fresh-beside", g_dir);
+    CU_ASSERT_EQUAL(tu_sh("rm -rf %s && cp -a %s %s", dir, g_ref, dir), 0);
+    CU_ASSERT_EQUAL(tu_sh("%s train %s --set checkpoint.dir=%s --set training.epochs=3",
+                          DMLP_BINARY, g_cfg, dir), 0);
+    list_steps(dir, steps, sizeof steps);
+    printf("    a fresh run beside another's checkpoints: steps %s\n", steps);
+    CU_ASSERT_STRING_EQUAL(steps, "1250 1875 24375 25000 ");
+}
+
 static void test_divergence_guard(void)
 {
     char dir[700];
@@ -333,6 +409,8 @@ static CU_TestInfo tests[] = {
     {"elastic resume 3 -> 1 ranks", test_elastic_3_to_1},
     {"a damaged checkpoint is refused by its checksum", test_damaged_checkpoint_refused},
     {"divergence guard", test_divergence_guard},
+    {"resume auto with a broken latest.h5", test_resume_auto_broken_latest},
+    {"a regular-file latest.h5 is kept; pruning spares newer runs", test_latest_regular_file_and_pruning},
     {"a full disk during a save", test_full_disk},
     CU_TEST_INFO_NULL,
 };
