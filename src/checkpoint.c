@@ -499,11 +499,10 @@ static int save_as_quietly(const char *dir, const char *name, const struct model
 
 static int open_checkpoint(const char *path, hid_t *out, struct dmlp_error *err)
 {
-    struct stat sb;
-    if (stat(path, &sb))
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: not a regular file", path);
+    *out = H5I_INVALID_HID;
+    const int rc = dmlp_check_input_file(path, err);
+    if (rc)
+        return rc;
     if (H5Fis_hdf5(path) <= 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: not an HDF5 file (or truncated)", path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -888,7 +887,8 @@ void checkpoint_candidates_free(char ***paths, size_t n)
 
 static int is_checkpoint_quietly(const char *path)
 {
-    if (H5Fis_hdf5(path) <= 0)
+    struct dmlp_error e0;
+    if (dmlp_check_input_file(path, &e0) || H5Fis_hdf5(path) <= 0) /* a FIFO would block */
         return 0;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)

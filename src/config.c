@@ -289,8 +289,9 @@ int config_load(struct config **out, const char *path, const char *const *sets, 
                 struct dmlp_error *err)
 {
     *out = NULL;
-    if (dmlp_check_input_file(path, err))
-        return err->code;
+    const int bad = dmlp_check_input_file(path, err);
+    if (bad)
+        return bad;
     FILE *f = fopen(path, "rb");
     if (!f)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));

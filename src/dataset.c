@@ -33,7 +33,6 @@ struct file_types {
 
 enum { IDX_MAGIC_LABELS = 0x00000801, IDX_MAGIC_IMAGES = 0x00000803 };
 
-static int check_readable(const char *path, struct dmlp_error *err);
 static int read_file(struct dataset **out, const char *path, size_t row0, size_t nrows,
                      size_t *total_rows, struct file_types *types, struct dmlp_error *err);
 static int read_shard(struct dataset **out, const char *path, const struct dist *d,
@@ -1229,7 +1228,7 @@ static int read_file(struct dataset **out, const char *path, size_t row0, size_t
 {
     char why[256];
     *out = NULL;
-    int rc = check_readable(path, err);
+    int rc = dmlp_check_input_file(path, err);
     if (rc != DMLP_OK)
         return rc;
     if (H5Fis_hdf5(path) <= 0)
@@ -1294,7 +1293,7 @@ static int read_shard(struct dataset **out, const char *path, const struct dist 
                       struct dataset_shard *info, struct dmlp_error *err)
 {
     char why[256];
-    int rc = check_readable(path, err);
+    int rc = dmlp_check_input_file(path, err);
     if (rc == DMLP_OK && H5Fis_hdf5(path) <= 0)
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: not an HDF5 file", path);
     if (dist_agree(d, err) != DMLP_OK)
@@ -1442,16 +1441,6 @@ static int write_file(const struct dataset *ds, const char *tmp, const char *pat
 /* ---- helpers: files and checks ----------------------------------------------------------- */
 
 /* stat()/access() first, so a missing or unreadable file gets the plain errno message. */
-static int check_readable(const char *path, struct dmlp_error *err)
-{
-    struct stat st;
-    if (stat(path, &st) != 0 || access(path, R_OK) != 0)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: Is a directory", path);
-    return DMLP_OK;
-}
-
 static int validate_for_write(const struct dataset *ds, const char *path,
                               struct dmlp_error *err)
 {
@@ -1554,7 +1543,7 @@ static int idx_open(struct idx_file *f, const char *path, uint32_t magic, int nd
                                                  : "labels: uint8, 1 dimension";
     f->path = path;
     f->header_bytes = 4 + 4 * (size_t)ndims;
-    int rc = check_readable(path, err);
+    int rc = dmlp_check_input_file(path, err);
     if (rc != DMLP_OK)
         return rc;
     struct stat st;

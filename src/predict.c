@@ -31,7 +31,6 @@ struct predict_file {
 
 enum { PREDICT_CHUNK = 512 };
 
-static int same_file(const char *a, const char *b);
 static int write_predictions(const struct predict_file *pf, struct dmlp_error *err);
 static int read_features(hid_t file, const char *path, struct dataset **out,
                          struct dmlp_error *err);
@@ -63,9 +62,9 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
         dmlp_fail(&e, DMLP_ERR_INPUT, "%s: /features: no rows to predict", what);
     else if (dmlp_mul_size(&total, N, K) || dmlp_mul_size(&bytes, total, sizeof(float)))
         dmlp_fail(&e, DMLP_ERR_INPUT, "%s: %zu rows x %zu outputs overflow size_t", what, N, K);
-    else if ((input && same_file(output, input)) || (checkpoint && same_file(output, checkpoint)))
+    else if ((input && dmlp_same_file(output, input)) || (checkpoint && dmlp_same_file(output, checkpoint)))
         dmlp_fail(&e, DMLP_ERR_INPUT, "%s: refusing to overwrite the %s with predictions",
-                  output, input && same_file(output, input) ? "input" : "checkpoint");
+                  output, input && dmlp_same_file(output, input) ? "input" : "checkpoint");
     else if (model_reserve(m, PREDICT_CHUNK, &e) == DMLP_OK) {
         counts = malloc((size_t)size * sizeof *counts);
         mine = len ? dmlp_alloc_aligned((size_t)len * K * sizeof(float)) : NULL;
@@ -120,12 +119,10 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
 int predict_read_features(struct dataset **out, const char *path, struct dmlp_error *err)
 {
     char why[256];
-    struct stat st;
     *out = NULL;
-    if (stat(path, &st) != 0 || access(path, R_OK) != 0)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode))
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: Is a directory", path);
+    const int bad = dmlp_check_input_file(path, err);
+    if (bad)
+        return bad;
     struct h5util_quiet q;
     h5util_quiet_begin(&q);
     int rc;
@@ -150,14 +147,6 @@ int predict_read_features(struct dataset **out, const char *path, struct dmlp_er
 }
 
 /* ---- helpers: files ----------------------------------------------------------------------- */
-
-/* 1 when both paths exist and name the same file (hard links and symlinks included). */
-static int same_file(const char *a, const char *b)
-{
-    struct stat sa, sb;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-           sa.st_ino == sb.st_ino;
-}
 
 static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_error *err)
 {

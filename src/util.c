@@ -230,7 +230,7 @@ int dmlp_publish_file(const char *tmp, const char *path, struct dmlp_error *err)
 int dmlp_check_input_file(const char *path, struct dmlp_error *err)
 {
     struct stat st;
-    if (stat(path, &st) != 0)
+    if (stat(path, &st) != 0 || (S_ISREG(st.st_mode) && access(path, R_OK) != 0))
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
     if (S_ISREG(st.st_mode))
         return DMLP_OK;

@@ -353,11 +353,19 @@ static void test_config_missing_file(void)
  * a directory is no config. */
 static void test_config_not_a_file(void)
 {
-    const char *fifo = P("%s/pipe.yaml", g_bad);
+    char fifo[700]; /* not one of P's rotating buffers: used across many P calls */
+    snprintf(fifo, sizeof fifo, "%s/pipe.yaml", g_bad);
     remove(fifo);
     CU_ASSERT_EQUAL_FATAL(tu_sh("mkfifo %s", fifo), 0);
     bad(2, P("train %s", fifo), fifo, "FIFO", "not a regular file", NULL);
     bad(2, P("inspect %s", fifo), fifo, "FIFO", NULL);
+    bad(2, train_on(fifo), fifo, "FIFO", NULL);
+    bad(2, P("%s --set data.placement=sharded", train_on(fifo)), fifo, "FIFO", NULL);
+    bad(2, P("eval --checkpoint %s --data %s", p_latest, fifo), fifo, "FIFO", NULL);
+    bad(2, P("eval --checkpoint %s --data %s", fifo, p_good), fifo, "FIFO", NULL);
+    bad(2, P("predict --checkpoint %s --input %s --output %s", p_latest, fifo, p_preds), fifo,
+        "FIFO", NULL);
+    bad(2, P("train %s --resume %s", p_cfg, fifo), fifo, "FIFO", NULL);
     bad(2, P("train %s", g_bad), g_bad, "a directory", NULL);
     bad(2, P("inspect %s", g_bad), g_bad, "a directory", NULL);
 }
@@ -820,7 +828,7 @@ static CU_TestInfo config_tests[] = {
     {"missing required key", test_config_missing_required},
     {"missing config file", test_config_missing_file},
     {"input width mismatch", test_config_input_width_mismatch},
-    {"a FIFO or a directory as the config", test_config_not_a_file},
+    {"a FIFO or a directory as the config, data or checkpoint", test_config_not_a_file},
     {"unusable checkpoint.dir", test_config_checkpoint_dir},
     CU_TEST_INFO_NULL,
 };
