@@ -871,13 +871,18 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
             }
             if (bad) {
                 run_free(&r);
+                char kept[PATH_MAX + 64];
+                if (saved_step != UINT64_MAX && opt->save_checkpoints)
+                    snprintf(kept, sizeof kept, "the last checkpoint in %s (step %llu) is kept",
+                             cfg->checkpoint.dir, (unsigned long long)saved_step);
+                else
+                    snprintf(kept, sizeof kept, "this run had written no checkpoint yet");
                 return dmlp_fail(err, DMLP_ERR_RUNTIME, "training diverged: non-finite "
                                  "gradient at step %llu (epoch %llu) in layer %zu (%s); lower "
                                  "optimizer.lr or set optimizer.clip_norm. Nothing was saved "
-                                 "for this step: the last checkpoint in %s is kept",
+                                 "for this step; %s",
                                  (unsigned long long)st.step + 1,
-                                 (unsigned long long)epoch + 1, bad_layer, bad_what,
-                                 cfg->checkpoint.dir);
+                                 (unsigned long long)epoch + 1, bad_layer, bad_what, kept);
             }
             const double t_update = dmlp_now();
             const float scale = (float)(1.0 / (double)count);

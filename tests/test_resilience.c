@@ -396,6 +396,12 @@ static void test_divergence_guard(void)
     snprintf(cmd, sizeof cmd, "readlink %s/latest.h5", dir);
     tu_run_cmd(cmd, after, sizeof after);
     CU_ASSERT_STRING_EQUAL(after, target); /* the last good checkpoint is kept */
+    CU_ASSERT(tu_has("is kept"));
+    /* A run that diverges before its first checkpoint does not claim one is kept. */
+    CU_ASSERT_EQUAL(tu_sh("cd %s && %s train %s --set checkpoint.dir=%s-fresh "
+                           "--set optimizer.lr=1e30", g_dir, DMLP_BINARY, g_cfg, dir), 1);
+    CU_ASSERT(tu_has("this run had written no checkpoint yet"));
+    CU_ASSERT(strstr(tu_out, "is kept") == NULL);
 }
 
 static CU_TestInfo tests[] = {
