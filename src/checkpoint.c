@@ -420,6 +420,22 @@ static int write_atomically(const char *dir, const char *tmp, const char *final,
     return DMLP_OK;
 }
 
+/* "host.pid": what names a writer's temporary files, so no two writers (on one host or on
+ * several sharing the directory) ever use one name. Under the directory lock (rundir.h)
+ * only one writer runs at a time, so the temporary files of any other were left by one
+ * that died: prune may remove them. */
+static const char *writer_tag(void)
+{
+    static char tag[128];
+    if (!tag[0]) {
+        char host[64] = "host";
+        gethostname(host, sizeof host - 1);
+        host[sizeof host - 1] = '\0';
+        snprintf(tag, sizeof tag, "%s.%ld", host, (long)getpid());
+    }
+    return tag;
+}
+
 /* A latest.h5 that is a regular file (a run directory copied with cp -L, say) is a state
  * that may exist nowhere else: before the symlink replaces it, it moves to step-N.h5 of its
  * own step when that name is free, else to latest-kept-<time>.h5. */
@@ -455,8 +471,8 @@ static int save_quietly(const char *dir, const struct model *m, const struct opt
     char name[64], final[PATH_MAX], tmp[PATH_MAX], link_tmp[PATH_MAX], latest[PATH_MAX];
     snprintf(name, sizeof name, "step-%08llu.h5", (unsigned long long)st->step);
     if (snprintf(final, sizeof final, "%s/%s", dir, name) >= (int)sizeof final ||
-        snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%ld", dir, name, (long)getpid()) >= (int)sizeof tmp ||
-        snprintf(link_tmp, sizeof link_tmp, "%s/.latest.h5.tmp.%ld", dir, (long)getpid()) >=
+        snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%s", dir, name, writer_tag()) >= (int)sizeof tmp ||
+        snprintf(link_tmp, sizeof link_tmp, "%s/.latest.h5.tmp.%s", dir, writer_tag()) >=
             (int)sizeof link_tmp ||
         snprintf(latest, sizeof latest, "%s/latest.h5", dir) >= (int)sizeof latest)
         return dmlp_fail(err, DMLP_ERR_INPUT, "checkpoint.dir %s: path too long", dir);
@@ -490,7 +506,7 @@ static int save_as_quietly(const char *dir, const char *name, const struct model
                          strerror(errno));
     char final[PATH_MAX], tmp[PATH_MAX];
     if (snprintf(final, sizeof final, "%s/%s", dir, name) >= (int)sizeof final ||
-        snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%ld", dir, name, (long)getpid()) >= (int)sizeof tmp)
+        snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%s", dir, name, writer_tag()) >= (int)sizeof tmp)
         return dmlp_fail(err, DMLP_ERR_INPUT, "checkpoint.dir %s: path too long", dir);
     return write_atomically(dir, tmp, final, m, o, st, config_yaml, err);
 }

@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 /* Room the names written into the directory need after "dir/": the longest is a
- * checkpoint's temporary file, ".step-<20 digits>.h5.tmp.<pid>". */
-enum { NAME_ROOM = 64 };
+ * checkpoint's temporary file, ".step-<20 digits>.h5.tmp.<host>.<pid>". */
+enum { NAME_ROOM = 128 };
 
 struct rundir {
     int fd; /* the lock file, locked; -1 where the file system has no locks */
