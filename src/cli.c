@@ -270,8 +270,8 @@ static int cmd_train(struct ctx *c, int argc, char **argv)
     struct train_options opt = {.resume = resume, .init_from = init_from, .log = c->errout,
                                 .save_checkpoints = 1, .verbosity = verbosity};
     struct train_result res;
-    /* SIGUSR1/SIGTERM/SIGINT: finish the step, checkpoint, exit 75 (requeue me). */
-    stop_install();
+    /* SIGUSR1/SIGTERM/SIGINT (handlers installed by main, first thing): finish the step,
+     * checkpoint, exit 75 (requeue me). */
     code = train_run(c->d, cfg, yaml, &opt, &res, &e);
     if (code == DMLP_STOPPED && c->rank == 0)
         fprintf(c->errout, "dmlp: %s\n", e.msg);

@@ -83,11 +83,6 @@ static void allreduce_sum(const struct dist *d, void *buf, size_t n, MPI_Datatyp
     } while (n > 0);
 }
 
-void dist_allreduce_sum_float(const struct dist *d, float *buf, size_t n)
-{
-    allreduce_sum(d, buf, n, MPI_FLOAT, sizeof(float));
-}
-
 struct dist_sum {
     MPI_Comm comm;      /* all ranks (the dist's) */
     MPI_Comm node;      /* the ranks sharing this node's memory; MPI_COMM_NULL: plain */

@@ -28,7 +28,6 @@ int dist_rank(const struct dist *d);
 int dist_size(const struct dist *d);
 
 /* In-place sum across ranks (one MPI_Allreduce, chunked only past INT_MAX elements). */
-void dist_allreduce_sum_float(const struct dist *d, float *buf, size_t n);
 void dist_allreduce_sum_double(const struct dist *d, double *buf, size_t n);
 void dist_allreduce_sum_u64(const struct dist *d, uint64_t *buf, size_t n);
 

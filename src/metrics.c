@@ -78,8 +78,6 @@ void metrics_free(struct metrics **m)
     *m = NULL;
 }
 
-int metrics_is_classifier(const struct metrics *m) { return m->is_classifier; }
-size_t metrics_k(const struct metrics *m) { return m->k; }
 
 void metrics_reset(struct metrics *m)
 {

@@ -44,9 +44,6 @@ struct metrics_report {
 int metrics_create(struct metrics **out, size_t k, int is_classifier, struct dmlp_error *err);
 void metrics_free(struct metrics **m);
 
-int metrics_is_classifier(const struct metrics *m);
-size_t metrics_k(const struct metrics *m);
-
 /* Sets every count and sum back to zero. */
 void metrics_reset(struct metrics *m);
 

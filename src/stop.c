@@ -23,7 +23,6 @@ void stop_install(void)
 
 int stop_requested(void) { return (int)requested; }
 
-void stop_reset(void) { requested = 0; }
 
 const char *stop_signal_name(int sig)
 {

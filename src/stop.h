@@ -8,10 +8,8 @@
 /* Installs the handlers (SA_RESTART, so interrupted system calls resume). */
 void stop_install(void);
 
-/* The signal number received since the last reset, or 0. */
+/* The signal number received since the handlers were installed, or 0. */
 int stop_requested(void);
-
-void stop_reset(void);
 
 /* "SIGUSR1", "SIGTERM", "SIGINT" or "signal N". */
 const char *stop_signal_name(int sig);
