@@ -15,10 +15,24 @@ enum dmlp_activation {
     DMLP_ACT_SIGMOID,
     DMLP_ACT_TANH,
     DMLP_ACT_RELU,
-    DMLP_ACT_LEAKY_RELU, /* slope 0.01 */
+    DMLP_ACT_LEAKY_RELU, /* slope DMLP_LEAKY_SLOPE */
     DMLP_ACT_LINEAR,
     DMLP_ACT_SOFTMAX     /* output layer only, with cross_entropy */
 };
+
+/* leaky_relu: f(z) = z for z > 0, DMLP_LEAKY_SLOPE·z otherwise (PyTorch's default). */
+#define DMLP_LEAKY_SLOPE 0.01f
+
+/* The predicted class of a row of k scores: the first index of its maximum. Every count of
+ * correct predictions, confusion matrix and /labels of predictions uses this rule. */
+static inline size_t dmlp_argmax(const float *y, size_t k)
+{
+    size_t best = 0;
+    for (size_t j = 1; j < k; j++)
+        if (y[j] > y[best])
+            best = j;
+    return best;
+}
 
 enum dmlp_loss { DMLP_LOSS_CROSS_ENTROPY, DMLP_LOSS_MSE };
 enum dmlp_init { DMLP_INIT_HE, DMLP_INIT_XAVIER };

@@ -71,16 +71,26 @@ void dist_free(struct dist **d)
 int dist_rank(const struct dist *d) { return d->rank; }
 int dist_size(const struct dist *d) { return d->size; }
 
-static void allreduce_sum(const struct dist *d, void *buf, size_t n, MPI_Datatype type,
-                          size_t elem)
+/* MPI counts are int: a count of n elements goes out in pieces of at most INT_MAX. */
+static int chunk_of(size_t n) { return n > (size_t)INT_MAX ? INT_MAX : (int)n; }
+
+/* In-place reduction of n elements, in as many calls as INT_MAX-element pieces it takes. */
+static void allreduce_op(const struct dist *d, void *buf, size_t n, MPI_Datatype type,
+                         size_t elem, MPI_Op op)
 {
     char *p = buf;
     do {
-        const int chunk = n > (size_t)INT_MAX ? INT_MAX : (int)n;
-        MPI_Allreduce(MPI_IN_PLACE, p, chunk, type, MPI_SUM, d->comm);
+        const int chunk = chunk_of(n);
+        MPI_Allreduce(MPI_IN_PLACE, p, chunk, type, op, d->comm);
         p += (size_t)chunk * elem;
         n -= (size_t)chunk;
     } while (n > 0);
+}
+
+static void allreduce_sum(const struct dist *d, void *buf, size_t n, MPI_Datatype type,
+                          size_t elem)
+{
+    allreduce_op(d, buf, n, type, elem, MPI_SUM);
 }
 
 struct dist_sum {
@@ -356,7 +366,7 @@ void dist_bcast(const struct dist *d, void *buf, size_t n, int root)
 {
     char *p = buf;
     do {
-        const int chunk = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+        const int chunk = chunk_of(n);
         MPI_Bcast(p, chunk, MPI_BYTE, root, d->comm);
         p += chunk;
         n -= (size_t)chunk;
@@ -372,7 +382,7 @@ void dist_gatherv_float(const struct dist *d, const float *send, size_t n, float
 {
     if (d->rank != root) {
         for (size_t done = 0; done < n;) {
-            const int chunk = n - done > (size_t)INT_MAX ? INT_MAX : (int)(n - done);
+            const int chunk = chunk_of(n - done);
             MPI_Send(send + done, chunk, MPI_FLOAT, root, DIST_TAG_GATHER, d->comm);
             done += (size_t)chunk;
         }
@@ -385,8 +395,7 @@ void dist_gatherv_float(const struct dist *d, const float *send, size_t n, float
                 memcpy(recv + at, send, n * sizeof *send);
         } else {
             for (size_t done = 0; done < counts[r];) {
-                const int chunk = counts[r] - done > (size_t)INT_MAX ? INT_MAX
-                                                                     : (int)(counts[r] - done);
+                const int chunk = chunk_of(counts[r] - done);
                 MPI_Recv(recv + at + done, chunk, MPI_FLOAT, r, DIST_TAG_GATHER, d->comm,
                          MPI_STATUS_IGNORE);
                 done += (size_t)chunk;
@@ -427,13 +436,7 @@ void dist_hostname(char *out, size_t n)
 
 void dist_allreduce_max_u64(const struct dist *d, uint64_t *buf, size_t n)
 {
-    char *p = (char *)buf;
-    do {
-        const int chunk = n > (size_t)INT_MAX ? INT_MAX : (int)n;
-        MPI_Allreduce(MPI_IN_PLACE, p, chunk, MPI_UINT64_T, MPI_MAX, d->comm);
-        p += (size_t)chunk * sizeof(uint64_t);
-        n -= (size_t)chunk;
-    } while (n > 0);
+    allreduce_op(d, buf, n, MPI_UINT64_T, sizeof(uint64_t), MPI_MAX);
 }
 
 const void *dist_mpi_comm(const struct dist *d) { return &d->comm; }

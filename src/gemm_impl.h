@@ -23,8 +23,11 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "kernels.h"
 
 enum { MR = 6, NR = 2 * VW, MC = 24 * MR };
+/* kernels.c cuts weight-gradient rows at multiples of the row tile (overlap buckets). */
+_Static_assert((int)MR == (int)KERNEL_ROW_TILE, "the GEMM's row tile is kernels.h's KERNEL_ROW_TILE");
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(VW * sizeof(float))));
@@ -84,7 +87,7 @@ static inline void tile_store(float *p, size_t ld, const struct tile *t, size_t 
 /* C ⊙= f'(D), given D = f(Z) (the derivative is written in terms of the output). */
 static inline void tile_dact(struct tile *c, const struct tile *d, enum dmlp_activation act)
 {
-    const vf zero = {0}, one = vsplat(1.0f), leak = vsplat(0.01f);
+    const vf zero = {0}, one = vsplat(1.0f), leak = vsplat(DMLP_LEAKY_SLOPE);
     for (size_t r = 0; r < MR; r++) {
         vf *v[2] = {&c->lo[r], &c->hi[r]};
         const vf a[2] = {d->lo[r], d->hi[r]};
@@ -105,7 +108,7 @@ static inline void tile_dact(struct tile *c, const struct tile *d, enum dmlp_act
  * (sigmoid, tanh) are applied by the caller to the stored tile. */
 static inline void tile_act(struct tile *c, enum dmlp_activation act)
 {
-    const vf zero = {0}, leak = vsplat(0.01f);
+    const vf zero = {0}, leak = vsplat(DMLP_LEAKY_SLOPE);
     for (size_t r = 0; r < MR; r++) {
         vf *v[2] = {&c->lo[r], &c->hi[r]};
         for (int h = 0; h < 2; h++) {

@@ -25,7 +25,6 @@ enum { METRICS_EVAL_CHUNK = 512, METRICS_TEXT_MAX_CLASSES = 20 };
 static const double R2_CONSTANT_REL = 1e-12;
 
 static uint64_t samples_of(const struct metrics *m);
-static size_t argmax_row(const float *y, size_t k);
 static void json_number(FILE *f, double v);
 static void json_string(FILE *f, const char *s);
 static const char *text_number(char *buf, size_t cap, const char *fmt, double v);
@@ -99,7 +98,7 @@ int metrics_add_batch(struct metrics *m, const float *Y, const int32_t *labels,
                 return dmlp_fail(err, DMLP_ERR_INPUT, "metrics: label %" PRId32 " at row %zu "
                                  "of the batch is outside [0, %zu)", labels[i], i, k);
         for (size_t i = 0; i < b; i++)
-            m->counts[(size_t)labels[i] * k + argmax_row(Y + i * k, k)]++;
+            m->counts[(size_t)labels[i] * k + dmlp_argmax(Y + i * k, k)]++;
         m->counts[k * k] += b;
     } else {
         if (!targets)
@@ -362,17 +361,6 @@ int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset
 static uint64_t samples_of(const struct metrics *m)
 {
     return m->counts[m->n_counts - 1];
-}
-
-/* The predicted class: the first index of the row's maximum (the rule of
- * kernel_count_correct, so the confusion matrix's trace equals its count). */
-static size_t argmax_row(const float *y, size_t k)
-{
-    size_t best = 0;
-    for (size_t j = 1; j < k; j++)
-        if (y[j] > y[best])
-            best = j;
-    return best;
 }
 
 /* Up to 9 significant digits, enough to tell float32 values apart; JSON has no NaN or

@@ -91,15 +91,8 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
         }
         dist_gatherv_float(d, mine, (size_t)len * K, all, counts, 0);
         if (rank == 0) {
-            /* First max wins, as in kernel_count_correct and the metrics. */
-            for (size_t i = 0; labels && i < N; i++) {
-                const float *y = all + i * K;
-                size_t best = 0;
-                for (size_t j = 1; j < K; j++)
-                    if (y[j] > y[best])
-                        best = j;
-                labels[i] = (int32_t)best;
-            }
+            for (size_t i = 0; labels && i < N; i++)
+                labels[i] = (int32_t)dmlp_argmax(all + i * K, K);
             const struct predict_file pf = {
                 .path = output, .P = all, .labels = labels, .n = N, .k = K,
                 .loss = config_loss_name(m->loss), .checkpoint = checkpoint, .input = input};

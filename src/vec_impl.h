@@ -59,10 +59,10 @@ static void act_forward(float *A, const float *Z, enum dmlp_activation act, size
         for (size_t i = 0; i < total; i++)
             A[i] = Z[i] > 0.0f ? Z[i] : 0.0f;
         break;
-    case DMLP_ACT_LEAKY_RELU: /* f(z) = z for z > 0, 0.01 z otherwise */
+    case DMLP_ACT_LEAKY_RELU: /* f(z) = z for z > 0, DMLP_LEAKY_SLOPE·z otherwise */
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < total; i++)
-            A[i] = Z[i] > 0.0f ? Z[i] : 0.01f * Z[i];
+            A[i] = Z[i] > 0.0f ? Z[i] : DMLP_LEAKY_SLOPE * Z[i];
         break;
     case DMLP_ACT_LINEAR:
         if (A != Z)
@@ -99,7 +99,7 @@ static void act_backward(float *restrict G, const float *restrict A, enum dmlp_a
     case DMLP_ACT_LEAKY_RELU:
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < total; i++)
-            G[i] = A[i] > 0.0f ? G[i] : 0.01f * G[i];
+            G[i] = A[i] > 0.0f ? G[i] : DMLP_LEAKY_SLOPE * G[i];
         break;
     case DMLP_ACT_LINEAR:
     case DMLP_ACT_SOFTMAX:
@@ -143,14 +143,8 @@ static size_t count_correct(const float *restrict Y, const int32_t *restrict lab
                             size_t batch, size_t k)
 {
     size_t correct = 0;
-    for (size_t i = 0; i < batch; i++) {
-        const float *y = Y + i * k;
-        size_t best = 0;
-        for (size_t j = 1; j < k; j++)
-            if (y[j] > y[best])
-                best = j;
-        correct += best == (size_t)labels[i];
-    }
+    for (size_t i = 0; i < batch; i++)
+        correct += dmlp_argmax(Y + i * k, k) == (size_t)labels[i];
     return correct;
 }
 
@@ -183,7 +177,7 @@ static void epilogue(float *C, size_t ldc, size_t m, size_t j0, size_t j1,
                     c[j] = c[j] > 0.0f ? c[j] : 0.0f;
             else if (e->act == DMLP_ACT_LEAKY_RELU)
                 for (size_t j = j0; j < j1; j++)
-                    c[j] = c[j] > 0.0f ? c[j] : 0.01f * c[j];
+                    c[j] = c[j] > 0.0f ? c[j] : DMLP_LEAKY_SLOPE * c[j];
             continue;
         }
         const float *restrict d = e->D + i * e->ldd;
@@ -202,7 +196,7 @@ static void epilogue(float *C, size_t ldc, size_t m, size_t j0, size_t j1,
             break;
         case DMLP_ACT_LEAKY_RELU:
             for (size_t j = j0; j < j1; j++)
-                c[j] = d[j] > 0.0f ? c[j] : 0.01f * c[j];
+                c[j] = d[j] > 0.0f ? c[j] : DMLP_LEAKY_SLOPE * c[j];
             break;
         case DMLP_ACT_LINEAR:
         case DMLP_ACT_SOFTMAX:
