@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "train.h"
 
 struct metrics {
@@ -25,8 +26,6 @@ enum { METRICS_EVAL_CHUNK = 512, METRICS_TEXT_MAX_CLASSES = 20 };
 static const double R2_CONSTANT_REL = 1e-12;
 
 static uint64_t samples_of(const struct metrics *m);
-static void json_number(FILE *f, double v);
-static void json_string(FILE *f, const char *s);
 static const char *text_number(char *buf, size_t cap, const char *fmt, double v);
 
 /* ---- public functions -------------------------------------------------------------------- */
@@ -209,24 +208,24 @@ int metrics_print_json(FILE *f, const struct metrics *m, const char *const *fiel
     const size_t k = m->k;
     fputc('{', f);
     for (size_t i = 0; fields && fields[i]; i += 2) {
-        json_string(f, fields[i]);
+        json_put_string(f, fields[i]);
         fputs(": ", f);
         if (fields[i + 1])
-            json_string(f, fields[i + 1]);
+            json_put_string(f, fields[i + 1]);
         else
             fputs("null", f);
         fputs(", ", f);
     }
     fprintf(f, "\"samples\": %" PRIu64 ", \"loss\": ", r.samples);
-    json_number(f, r.loss);
+    json_put_number(f, r.loss);
     if (m->is_classifier) {
         fprintf(f, ", \"correct\": %" PRIu64 ", \"accuracy\": ", r.correct);
-        json_number(f, r.accuracy);
+        json_put_number(f, r.accuracy);
         fputs(", \"per_class_accuracy\": [", f);
         for (size_t c = 0; c < k; c++) {
             if (c)
                 fputs(", ", f);
-            json_number(f, metrics_class_accuracy(m, c));
+            json_put_number(f, metrics_class_accuracy(m, c));
         }
         fputs("], \"confusion_matrix\": [", f);
         for (size_t t = 0; t < k; t++) {
@@ -238,16 +237,16 @@ int metrics_print_json(FILE *f, const struct metrics *m, const char *const *fiel
         fputc(']', f);
     } else {
         fputs(", \"mse\": ", f);
-        json_number(f, r.mse);
+        json_put_number(f, r.mse);
         fputs(", \"mae\": ", f);
-        json_number(f, r.mae);
+        json_put_number(f, r.mae);
         fputs(", \"r2\": ", f);
-        json_number(f, r.r2);
+        json_put_number(f, r.r2);
         fputs(", \"r2_per_target\": [", f);
         for (size_t j = 0; j < k; j++) {
             if (j)
                 fputs(", ", f);
-            json_number(f, metrics_target_r2(m, j));
+            json_put_number(f, metrics_target_r2(m, j));
         }
         fputc(']', f);
     }
@@ -363,45 +362,6 @@ static uint64_t samples_of(const struct metrics *m)
     return m->counts[m->n_counts - 1];
 }
 
-/* Up to 9 significant digits, enough to tell float32 values apart; JSON has no NaN or
- * infinity, so those become null. */
-static void json_number(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.9g", v);
-    else
-        fputs("null", f);
-}
-
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
-        }
-    }
-    fputc('"', f);
-}
 
 /* v formatted with fmt (one double conversion), or "n/a" when it is not finite (a class
  * with no samples, a constant target column, no samples at all). */

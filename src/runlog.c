@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "json.h"
+
 const char *const runlog_timer_names[TIMER_COUNT] = {
     "data", "forward", "backward", "sync", "allreduce", "update", "eval", "checkpoint"};
 
@@ -44,34 +46,10 @@ void runlog_close(struct runlog **log)
     *log = NULL;
 }
 
-/* A JSON string literal. */
-static void put_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
-        }
-    }
-    fputc('"', f);
-}
-
 static void put_number(FILE *f, const char *key, double v)
 {
     fprintf(f, ", \"%s\": ", key);
-    if (isfinite(v))
-        fprintf(f, "%.9g", v);
-    else
-        fputs("null", f);
+    json_put_number(f, v);
 }
 
 void runlog_start(struct runlog *log, const char *config_yaml, int ranks, int threads,
@@ -88,11 +66,11 @@ void runlog_start(struct runlog *log, const char *config_yaml, int ranks, int th
             when, DMLP_VERSION, ranks, threads, (unsigned long long)epoch,
             (unsigned long long)step);
     if (resumed_from)
-        put_string(f, resumed_from);
+        json_put_string(f, resumed_from);
     else
         fputs("null", f);
     fputs(", \"config\": ", f);
-    put_string(f, config_yaml ? config_yaml : "");
+    json_put_string(f, config_yaml ? config_yaml : "");
     fputs("}\n", f);
     fflush(f);
 }
