@@ -337,6 +337,36 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Removes the oldest step-*.h5 beyond keep_last; never the one just written (newest). */
+/* The steps of dir's step-N.h5 files, ascending (malloc'd; NULL when dir cannot be read
+ * or on a failed allocation: callers then leave the files alone). */
+static uint64_t *list_steps(const char *dir, size_t *n)
+{
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    size_t cap = 16;
+    uint64_t *steps = malloc(cap * sizeof *steps);
+    struct dirent *e;
+    while (steps && (e = readdir(d))) {
+        uint64_t s;
+        if (!parse_step_name(e->d_name, &s))
+            continue;
+        if (*n == cap) {
+            uint64_t *t = realloc(steps, 2 * cap * sizeof *steps);
+            if (!t)
+                break;
+            steps = t;
+            cap *= 2;
+        }
+        steps[(*n)++] = s;
+    }
+    closedir(d);
+    if (steps)
+        qsort(steps, *n, sizeof *steps, cmp_u64);
+    return steps;
+}
+
 static void prune(const char *dir, uint32_t keep_last, uint64_t newest)
 {
     DIR *d;
@@ -357,25 +387,8 @@ static void prune(const char *dir, uint32_t keep_last, uint64_t newest)
     }
     if (keep_last == 0)
         return;
-    d = opendir(dir);
-    if (!d)
-        return;
-    size_t n = 0, cap = 16;
-    uint64_t *steps = malloc(cap * sizeof *steps);
-    while (steps && (e = readdir(d))) {
-        uint64_t s;
-        if (!parse_step_name(e->d_name, &s))
-            continue;
-        if (n == cap) {
-            uint64_t *t = realloc(steps, 2 * cap * sizeof *steps);
-            if (!t)
-                break;
-            steps = t;
-            cap *= 2;
-        }
-        steps[n++] = s;
-    }
-    closedir(d);
+    size_t n;
+    uint64_t *steps = list_steps(dir, &n);
     if (!steps)
         return;
     /* Only checkpoints older than the one just written are candidates: a higher step in the
@@ -385,8 +398,7 @@ static void prune(const char *dir, uint32_t keep_last, uint64_t newest)
     for (size_t i = 0; i < n; i++)
         if (steps[i] < newest)
             steps[older++] = steps[i];
-    n = older;
-    qsort(steps, n, sizeof *steps, cmp_u64);
+    n = older; /* still ascending */
     /* keep_last counts the newest, which is not in the list. */
     for (size_t i = 0; i + keep_last < n + 1; i++) {
         char path[PATH_MAX];
@@ -861,29 +873,10 @@ void checkpoint_candidates(const char *dir, char ***paths, size_t *n, char *brok
         snprintf(broken, broken_cap, "%s points at %s: %s", latest, target,
                  e == ELOOP ? "a loop of links" : strerror(e));
     }
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    size_t ns = 0, scap = 16;
-    uint64_t *steps = malloc(scap * sizeof *steps);
-    struct dirent *e;
-    while (steps && (e = readdir(d))) {
-        uint64_t s;
-        if (!parse_step_name(e->d_name, &s))
-            continue;
-        if (ns == scap) {
-            uint64_t *t = realloc(steps, 2 * scap * sizeof *steps);
-            if (!t)
-                break;
-            steps = t;
-            scap *= 2;
-        }
-        steps[ns++] = s;
-    }
-    closedir(d);
+    size_t ns;
+    uint64_t *steps = list_steps(dir, &ns);
     if (!steps)
         return;
-    qsort(steps, ns, sizeof *steps, cmp_u64);
     for (size_t i = ns; i-- > 0;) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/step-%08llu.h5", dir, (unsigned long long)steps[i]);

@@ -31,19 +31,8 @@ static int g_ready;           /* the fixture was built */
 static char p_cfg[700], p_good[700], p_reg[700], p_d5[700], p_run[700], p_latest[800];
 static char p_other[800], p_ckpt5[800], p_preds[700], p_imported[700];
 
-static const char *P(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Formats into one of a few rotating static buffers (for building paths inline). */
-static const char *P(const char *fmt, ...)
-{
-    static char bufs[8][1024];
-    static int next;
-    char *b = bufs[next++ % 8];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(b, sizeof bufs[0], fmt, ap);
-    va_end(ap);
-    return b;
-}
+/* Paths built inline (testutil's rotating buffers). */
+#define P tu_fmt
 
 /* Lines that begin with "dmlp: " (the error line, whatever the command). */
 static int error_lines(void)

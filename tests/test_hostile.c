@@ -35,19 +35,8 @@ static int g_ready;
  * runs point their checkpoints */
 static char p_data[700], p_cfg[700], p_base[800], p_plugins[700], p_out[700];
 
-static const char *P(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Formats into one of a few rotating static buffers (for building paths inline). */
-static const char *P(const char *fmt, ...)
-{
-    static char bufs[8][1024];
-    static int next;
-    char *b = bufs[next++ % 8];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(b, sizeof bufs[0], fmt, ap);
-    va_end(ap);
-    return b;
-}
+/* Paths built inline (testutil's rotating buffers). */
+#define P tu_fmt
 
 /* ---- running the binary ------------------------------------------------------------------ */
 

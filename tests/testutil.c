@@ -211,3 +211,15 @@ double tu_checkpoint_diff(const char *a, const char *b)
     model_free(&mb);
     return d;
 }
+
+const char *tu_fmt(const char *fmt, ...)
+{
+    static char bufs[8][1024];
+    static int next;
+    char *b = bufs[next++ % 8];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b, sizeof bufs[0], fmt, ap);
+    va_end(ap);
+    return b;
+}

@@ -37,6 +37,10 @@ int tu_mpi_begin(int *argc, char ***argv, int *rank, int *size, char *dir, size_
  * directory (NULL: none). Returns the exit code, the same on every rank. */
 int tu_run_mpi(CU_SuiteInfo *suites, int rank, const char *scratch);
 
+/* printf into one of 8 rotating static buffers, for building paths inline in a call:
+ * a result stays valid for the next 7 calls only. */
+const char *tu_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* What the last tu_sh command printed (stdout and stderr). */
 extern char tu_out[1 << 16];
 
