@@ -1027,10 +1027,9 @@ int checkpoint_save(const char *dir, const struct model *m, const struct optim *
                     uint32_t keep_last, char *path_out, size_t path_cap,
                     struct dmlp_error *err)
 {
-    struct h5util_quiet q;
-    h5util_quiet_begin(&q);
-    const int rc = save_quietly(dir, m, o, st, config_yaml, keep_last, path_out, path_cap, err);
-    h5util_quiet_end(&q);
+    int rc;
+    H5UTIL_QUIETLY(rc, save_quietly(dir, m, o, st, config_yaml, keep_last, path_out,
+                                    path_cap, err));
     return rc;
 }
 
@@ -1038,56 +1037,44 @@ int checkpoint_save_as(const char *dir, const char *name, const struct model *m,
                        const struct optim *o, const struct checkpoint_state *st,
                        const char *config_yaml, struct dmlp_error *err)
 {
-    struct h5util_quiet q;
-    h5util_quiet_begin(&q);
-    const int rc = save_as_quietly(dir, name, m, o, st, config_yaml, err);
-    h5util_quiet_end(&q);
+    int rc;
+    H5UTIL_QUIETLY(rc, save_as_quietly(dir, name, m, o, st, config_yaml, err));
     return rc;
 }
 
 int checkpoint_read_network(const char *path, size_t *in_dim, struct config_layer **layers,
                             size_t *n_layers, enum dmlp_loss *loss, struct dmlp_error *err)
 {
-    struct h5util_quiet q;
-    h5util_quiet_begin(&q);
-    const int rc = read_network_quietly(path, in_dim, layers, n_layers, loss, err);
-    h5util_quiet_end(&q);
+    int rc;
+    H5UTIL_QUIETLY(rc, read_network_quietly(path, in_dim, layers, n_layers, loss, err));
     return rc;
 }
 
 int checkpoint_load_layers(const char *path, struct model *m, struct dmlp_error *err)
 {
-    struct h5util_quiet q;
-    h5util_quiet_begin(&q);
-    const int rc = load_layers_quietly(path, m, err);
-    h5util_quiet_end(&q);
+    int rc;
+    H5UTIL_QUIETLY(rc, load_layers_quietly(path, m, err));
     return rc;
 }
 
 int checkpoint_load(const char *path, struct model *m, struct optim *o,
                     struct checkpoint_state *st, struct dmlp_error *err)
 {
-    struct h5util_quiet q;
-    h5util_quiet_begin(&q);
-    const int rc = load_quietly(path, m, o, st, err);
-    h5util_quiet_end(&q);
+    int rc;
+    H5UTIL_QUIETLY(rc, load_quietly(path, m, o, st, err));
     return rc;
 }
 
 int checkpoint_is_checkpoint(const char *path)
 {
-    struct h5util_quiet q;
-    h5util_quiet_begin(&q);
-    const int rc = is_checkpoint_quietly(path);
-    h5util_quiet_end(&q);
+    int rc;
+    H5UTIL_QUIETLY(rc, is_checkpoint_quietly(path));
     return rc;
 }
 
 int checkpoint_describe(FILE *out, const char *path, struct dmlp_error *err)
 {
-    struct h5util_quiet q;
-    h5util_quiet_begin(&q);
-    const int rc = describe_quietly(out, path, err);
-    h5util_quiet_end(&q);
+    int rc;
+    H5UTIL_QUIETLY(rc, describe_quietly(out, path, err));
     return rc;
 }

@@ -116,35 +116,29 @@ void dataset_free(struct dataset **ds)
 
 int dataset_read(struct dataset **out, const char *path, struct dmlp_error *err)
 {
-    struct h5util_quiet q;
     struct file_types types;
-    h5util_quiet_begin(&q);
-    int rc = read_file(out, path, 0, SIZE_MAX, NULL, &types, err);
-    h5util_quiet_end(&q);
+    int rc;
+    H5UTIL_QUIETLY(rc, read_file(out, path, 0, SIZE_MAX, NULL, &types, err));
     return rc;
 }
 
 int dataset_read_rows(struct dataset **out, const char *path, size_t row0, size_t nrows,
                       size_t *total_rows, struct dmlp_error *err)
 {
-    struct h5util_quiet q;
-    h5util_quiet_begin(&q);
-    int rc = read_file(out, path, row0, nrows, total_rows, NULL, err);
-    h5util_quiet_end(&q);
+    int rc;
+    H5UTIL_QUIETLY(rc, read_file(out, path, row0, nrows, total_rows, NULL, err));
     return rc;
 }
 
 int dataset_read_shard(struct dataset **out, const char *path, const struct dist *d,
                        struct dataset_shard *shard, struct dmlp_error *err)
 {
-    struct h5util_quiet q;
     struct dmlp_error e;
     struct dataset_shard info = {0};
     dmlp_error_clear(&e);
     *out = NULL;
-    h5util_quiet_begin(&q);
-    int rc = read_shard(out, path, d, &info, &e);
-    h5util_quiet_end(&q);
+    int rc;
+    H5UTIL_QUIETLY(rc, read_shard(out, path, d, &info, &e));
     if (shard)
         *shard = info;
     if (err)
@@ -184,10 +178,7 @@ static int write_dataset(const struct dataset *ds, const char *path,
     }
     close(fd);
 
-    struct h5util_quiet q;
-    h5util_quiet_begin(&q);
-    rc = write_file(ds, tmp, path, class_names, err);
-    h5util_quiet_end(&q);
+    H5UTIL_QUIETLY(rc, write_file(ds, tmp, path, class_names, err));
     if (rc == DMLP_OK)
         rc = dmlp_publish_file(tmp, path, err);
     if (rc != DMLP_OK)
@@ -198,12 +189,10 @@ static int write_dataset(const struct dataset *ds, const char *path,
 
 int dataset_describe(FILE *f, const char *path, struct dmlp_error *err)
 {
-    struct h5util_quiet q;
     struct file_types types;
     struct dataset *ds = NULL;
-    h5util_quiet_begin(&q);
-    int rc = read_file(&ds, path, 0, SIZE_MAX, NULL, &types, err);
-    h5util_quiet_end(&q);
+    int rc;
+    H5UTIL_QUIETLY(rc, read_file(&ds, path, 0, SIZE_MAX, NULL, &types, err));
     if (rc != DMLP_OK)
         return rc;
 

@@ -27,7 +27,7 @@
 
 enum { MR = 6, NR = 2 * VW, MC = 24 * MR };
 /* kernels.c cuts weight-gradient rows at multiples of the row tile (overlap buckets). */
-_Static_assert((int)MR == (int)KERNEL_ROW_TILE, "the GEMM's row tile is kernels.h's KERNEL_ROW_TILE");
+_Static_assert((int)MR == (int)KERNEL_ROW_TILE, "the GEMM's row tile is KERNEL_ROW_TILE");
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(VW * sizeof(float))));

@@ -27,6 +27,16 @@ struct h5util_quiet {
 void h5util_quiet_begin(struct h5util_quiet *q);
 void h5util_quiet_end(const struct h5util_quiet *q);
 
+/* rc = expr, evaluated with HDF5's error printer off (dmlp's messages say what failed) and
+ * the caller's setting restored afterwards: the body of a public entry point. */
+#define H5UTIL_QUIETLY(rc, expr)                                                              \
+    do {                                                                                      \
+        struct h5util_quiet h5util_q_;                                                        \
+        h5util_quiet_begin(&h5util_q_);                                                       \
+        (rc) = (expr);                                                                        \
+        h5util_quiet_end(&h5util_q_);                                                         \
+    } while (0)
+
 /* The innermost description on HDF5's error stack (e.g. "required filter 'blosc' is not
  * registered"), written into buf as one line (an MPI error string may span several: its
  * line breaks and runs of blanks become single spaces); returns buf. */

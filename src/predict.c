@@ -62,7 +62,8 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
         dmlp_fail(&e, DMLP_ERR_INPUT, "%s: /features: no rows to predict", what);
     else if (dmlp_mul_size(&total, N, K) || dmlp_mul_size(&bytes, total, sizeof(float)))
         dmlp_fail(&e, DMLP_ERR_INPUT, "%s: %zu rows x %zu outputs overflow size_t", what, N, K);
-    else if ((input && dmlp_same_file(output, input)) || (checkpoint && dmlp_same_file(output, checkpoint)))
+    else if ((input && dmlp_same_file(output, input)) ||
+             (checkpoint && dmlp_same_file(output, checkpoint)))
         dmlp_fail(&e, DMLP_ERR_INPUT, "%s: refusing to overwrite the %s with predictions",
                   output, input && dmlp_same_file(output, input) ? "input" : "checkpoint");
     else if (model_reserve(m, PREDICT_CHUNK, &e) == DMLP_OK) {
@@ -197,10 +198,8 @@ static int write_predictions(const struct predict_file *pf, struct dmlp_error *e
         return rc;
     }
     close(fd);
-    struct h5util_quiet q;
-    h5util_quiet_begin(&q);
-    int rc = write_h5(pf, tmp, err);
-    h5util_quiet_end(&q);
+    int rc;
+    H5UTIL_QUIETLY(rc, write_h5(pf, tmp, err));
     if (rc == DMLP_OK)
         rc = dmlp_publish_file(tmp, pf->path, err);
     if (rc != DMLP_OK)
