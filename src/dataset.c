@@ -9,6 +9,7 @@
 #include "h5util.h"
 #include "csv.h"
 #include "dist.h"
+#include "model.h"
 #include "rng.h"
 #include "vec.h"
 
@@ -144,6 +145,32 @@ int dataset_read_shard(struct dataset **out, const char *path, const struct dist
     if (err)
         *err = e;
     return rc;
+}
+
+int dataset_check_network(const struct dataset *ds, const struct model *m, const char *what,
+                          struct dmlp_error *err)
+{
+    const size_t k = model_output_dim(m);
+    if (ds->d != model_input_dim(m))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: samples have %zu features, but the network "
+                         "takes %zu inputs", what, ds->d, model_input_dim(m));
+    if (m->loss == DMLP_LOSS_CROSS_ENTROPY) {
+        if (!ds->labels)
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: loss cross_entropy needs /labels, but "
+                             "the file has /targets (use loss: mse for regression)", what);
+        if (ds->k > k)
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: the data has %zu classes, but the "
+                             "output layer has %zu units", what, ds->k, k);
+    } else {
+        if (!ds->targets)
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: loss mse needs /targets, but the file "
+                             "has /labels only (use loss: cross_entropy with a softmax "
+                             "output)", what);
+        if (ds->k != k)
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /targets has %zu columns, but the "
+                             "output layer has %zu units", what, ds->k, k);
+    }
+    return DMLP_OK;
 }
 
 int dataset_write(const struct dataset *ds, const char *path, struct dmlp_error *err)
@@ -1263,16 +1290,6 @@ close_file:
     return rc;
 }
 
-/* The r-th of n contiguous slices of count rows, the first count % n one longer: the same
- * split as train_slice (test_shard checks that), kept here so that reading data does not
- * depend on the training module. */
-static void shard_slice(size_t count, int n, int r, size_t *row0, size_t *len)
-{
-    const size_t base = count / (size_t)n, rem = count % (size_t)n, ur = (size_t)r;
-    *len = base + (ur < rem);
-    *row0 = ur * base + (ur < rem ? ur : rem);
-}
-
 /* The collective read behind dataset_read_shard, with HDF5's printer already silenced.
  * Three agreement points keep every rank on the same path: after the local checks (a
  * missing file), after the collective open, validation and allocation, and after the reads
@@ -1308,9 +1325,10 @@ static int read_shard(struct dataset **out, const char *path, const struct dist 
         rc = layout_open(file, path, &lo, err);
     if (rc == DMLP_OK) {
         info->global_rows = lo.n;
-        size_t len;
-        shard_slice(lo.n, dist_size(d), dist_rank(d), &info->row0, &len);
-        rc = alloc_block(&lo, path, len, &ds, &wide, err);
+        uint64_t row0, len;
+        dmlp_slice(lo.n, dist_size(d), dist_rank(d), &row0, &len);
+        info->row0 = (size_t)row0;
+        rc = alloc_block(&lo, path, (size_t)len, &ds, &wide, err);
     }
     /* Collective transfers where the file allows them: always for contiguous (or compact)
      * storage; for filtered (compressed) chunks only from HDF5 1.10.2 on, whose parallel

@@ -51,7 +51,7 @@ struct dataset_shard {
 
 /* Collective over d: every rank of d must call it, and every rank returns the same status
  * and message (agreed with dist_agree; a missing file on any rank fails everywhere, never
- * hangs). Rank r of n reads only rows train_slice(N, n, r) (contiguous; the first N % n
+ * hangs). Rank r of n reads only rows dmlp_slice(N, n, r) (contiguous; the first N % n
  * ranks get one more row; a rank gets 0 rows when N < n) through parallel HDF5 (MPI-IO)
  * and holds nothing else. Transfers are collective where the file allows it (contiguous
  * storage; compressed chunks with HDF5 >= 1.10.2), else independent. Validation and
@@ -63,6 +63,13 @@ int dataset_read_shard(struct dataset **out, const char *path, const struct dist
 
 /* Writes ds to path (via a temporary file renamed into place, so an existing file is never
  * left half-written). /labels gets the attribute num_classes = ds->k. */
+/* Checks that ds fits the network m: as many features as inputs; for cross_entropy /labels
+ * with no more classes than outputs, for mse /targets with one column per output. what
+ * names the data in messages (e.g. the file path). */
+struct model;
+int dataset_check_network(const struct dataset *ds, const struct model *m, const char *what,
+                          struct dmlp_error *err);
+
 int dataset_write(const struct dataset *ds, const char *path, struct dmlp_error *err);
 
 /* Allocates an empty dataset with room for n rows (features zeroed); with_labels selects

@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "json.h"
-#include "train.h"
 
 struct metrics {
     size_t k;
@@ -315,12 +314,12 @@ int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset
     const size_t k = model_output_dim(m);
     const int classifier = m->loss == DMLP_LOSS_CROSS_ENTROPY;
     uint64_t off = 0, len = 0;
-    train_slice(ds->n, dist_size(d), dist_rank(d), &off, &len);
+    dmlp_slice(ds->n, dist_size(d), dist_rank(d), &off, &len);
     if (model_reserve(m, METRICS_EVAL_CHUNK, &e) == DMLP_OK &&
-        train_check_data(m, ds, "evaluation data", &e) == DMLP_OK)
+        dataset_check_network(ds, m, "evaluation data", &e) == DMLP_OK)
         metrics_create(&acc, k, classifier, &e);
     /* Labels outside [0, k) would index past the loss kernel's rows: check this rank's
-     * slice before any forward pass (train_check_data bounds only the class count). */
+     * slice before any forward pass (dataset_check_network bounds only the class count). */
     for (uint64_t i = off; !e.code && classifier && i < off + len; i++)
         if (ds->labels[i] < 0 || (size_t)ds->labels[i] >= k)
             dmlp_fail(&e, DMLP_ERR_INPUT, "evaluation data: label %" PRId32 " at row %" PRIu64

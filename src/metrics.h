@@ -92,11 +92,11 @@ int metrics_print_json(FILE *f, const struct metrics *m, const char *const *fiel
  * the per-target R². */
 int metrics_print_text(FILE *f, const struct metrics *m, struct dmlp_error *err);
 
-/* Evaluates m on ds split across the ranks of d (contiguous slices, train_slice), forward
+/* Evaluates m on ds split across the ranks of d (contiguous slices, dmlp_slice), forward
  * passes in chunks of up to 512 rows, and reduces the accumulators, so *out holds the same
  * counts on every rank and for any rank count (sums up to double summation order).
  * Collective; every rank returns the same status; *out is NULL on failure (free with
- * metrics_free). ds must fit m (train_check_data). */
+ * metrics_free). ds must fit m (dataset_check_network). */
 int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
                      struct metrics **out, struct dmlp_error *err);
 

@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "h5util.h"
-#include "train.h"
 
 
 /* What the writer needs besides the arrays. */
@@ -50,7 +49,7 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
     int32_t *labels = NULL;
     size_t *counts = NULL, total = 0, bytes = 0;
     uint64_t off = 0, len = 0;
-    train_slice(N, size, rank, &off, &len);
+    dmlp_slice(N, size, rank, &off, &len);
 
     /* Checks every rank makes alike, then the allocations; one agreement for all. */
     if (!output || !output[0])
@@ -87,7 +86,7 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
         }
         for (int r = 0; r < size; r++) {
             uint64_t r_off, r_len;
-            train_slice(N, size, r, &r_off, &r_len);
+            dmlp_slice(N, size, r, &r_off, &r_len);
             counts[r] = (size_t)r_len * K;
         }
         dist_gatherv_float(d, mine, (size_t)len * K, all, counts, 0);

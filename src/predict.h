@@ -6,7 +6,7 @@
  *                                       cross_entropy classifier, raw outputs for mse)
  *     /labels          int32 [N]        argmax of each row (first max wins); classifiers only
  *
- * Every rank computes the outputs of its contiguous slice of the rows (train_slice); rank 0
+ * Every rank computes the outputs of its contiguous slice of the rows (dmlp_slice); rank 0
  * gathers them and writes the file through a temporary name beside the output, fsynced and
  * renamed, so an existing output is never left half-written. An I/O module: includes
  * hdf5.h, silences HDF5's error printer while it runs, and reaches MPI through dist only. */

@@ -31,39 +31,6 @@ enum { STOP_SIGNAL = 2 };
 /* training.reproducible: samples per gradient chunk, fixed whatever the rank count. */
 enum { REPRO_CHUNK = 32 };
 
-void train_slice(uint64_t count, int n, int r, uint64_t *offset, uint64_t *len)
-{
-    const uint64_t base = count / (uint64_t)n, rem = count % (uint64_t)n, ur = (uint64_t)r;
-    *len = base + (ur < rem);
-    *offset = ur * base + (ur < rem ? ur : rem);
-}
-
-int train_check_data(const struct model *m, const struct dataset *ds, const char *what,
-                     struct dmlp_error *err)
-{
-    const size_t k = model_output_dim(m);
-    if (ds->d != model_input_dim(m))
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: samples have %zu features, but the network "
-                         "takes %zu inputs", what, ds->d, model_input_dim(m));
-    if (m->loss == DMLP_LOSS_CROSS_ENTROPY) {
-        if (!ds->labels)
-            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: loss cross_entropy needs /labels, but "
-                             "the file has /targets (use loss: mse for regression)", what);
-        if (ds->k > k)
-            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: the data has %zu classes, but the "
-                             "output layer has %zu units", what, ds->k, k);
-    } else {
-        if (!ds->targets)
-            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: loss mse needs /targets, but the file "
-                             "has /labels only (use loss: cross_entropy with a softmax "
-                             "output)", what);
-        if (ds->k != k)
-            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /targets has %zu columns, but the "
-                             "output layer has %zu units", what, ds->k, k);
-    }
-    return DMLP_OK;
-}
-
 /* The totals of a reduced evaluation as an eval_result; frees the accumulator. */
 static void finish_eval(struct metrics **mt, struct eval_result *res)
 {
@@ -424,8 +391,8 @@ static int setup(const struct dist *d, const struct config *cfg, const struct tr
 
     if (model_create(&r->model, r->train->d, cfg->model.layers, cfg->model.n_layers, cfg->loss,
                      &e) == DMLP_OK &&
-        train_check_data(r->model, r->train, cfg->data.train, &e) == DMLP_OK &&
-        (!r->test || train_check_data(r->model, r->test, cfg->data.test, &e) == DMLP_OK) &&
+        dataset_check_network(r->train, r->model, cfg->data.train, &e) == DMLP_OK &&
+        (!r->test || dataset_check_network(r->test, r->model, cfg->data.test, &e) == DMLP_OK) &&
         optim_create(&r->optim, &cfg->optimizer, r->model->n_params, &e) == DMLP_OK) {
         struct rng init;
         rng_seed(&init, cfg->training.seed, STREAM_INIT);
@@ -649,7 +616,7 @@ static int exact_step(const struct dist *d, struct run *r, uint64_t lo, uint64_t
     const size_t P = m->n_params, L = m->n_layers;
     const uint64_t chunks = (count + REPRO_CHUNK - 1) / REPRO_CHUNK;
     uint64_t c0, nc;
-    train_slice(chunks, dist_size(d), dist_rank(d), &c0, &nc);
+    dmlp_slice(chunks, dist_size(d), dist_rank(d), &c0, &nc);
     const double limit = ldexp(1.0, 62) / (double)chunks;
     uint64_t *acc = r->acc;
     for (;;) {
@@ -812,7 +779,7 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
             } else {
                 const uint64_t lo = s * B;
                 count = N - lo < B ? N - lo : B;
-                train_slice(count, n, rank, &off, &len);
+                dmlp_slice(count, n, rank, &off, &len);
                 off += lo;
             }
             int signalled;

@@ -61,15 +61,6 @@ struct eval_result {
 int train_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
                    struct eval_result *res, struct dmlp_error *err);
 
-/* Checks that ds fits m and its loss: width D == input width; labels for cross_entropy
- * (every label < output width), targets of the output width for mse. what names the data
- * in messages (e.g. the file path). */
-int train_check_data(const struct model *m, const struct dataset *ds, const char *what,
-                     struct dmlp_error *err);
-
-/* The r-th of n contiguous slices of count items: slices differ by at most one item, the
- * first count % n slices being one longer. */
-void train_slice(uint64_t count, int n, int r, uint64_t *offset, uint64_t *len);
 
 /* The sharded placement's step s: each rank draws from its own shard (rows[i] training rows
  * on rank i, N = Σ rows) in proportion to it, floor(s·B·rows_i / N) up to the next step's

@@ -249,3 +249,10 @@ int dmlp_same_file(const char *a, const char *b)
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
            sa.st_ino == sb.st_ino;
 }
+
+void dmlp_slice(uint64_t count, int n, int r, uint64_t *offset, uint64_t *len)
+{
+    const uint64_t base = count / (uint64_t)n, rem = count % (uint64_t)n, ur = (uint64_t)r;
+    *len = base + (ur < rem);
+    *offset = ur * base + (ur < rem ? ur : rem);
+}

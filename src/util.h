@@ -45,6 +45,11 @@ int dmlp_add_size(size_t *out, size_t a, size_t b);
  * buffer starts on a cache line. */
 static inline size_t dmlp_pad16(size_t n) { return (n + 15u) & ~(size_t)15u; }
 
+/* The r-th of n contiguous slices of count items: slices differ by at most one item, the
+ * first count % n being one longer. The one partition rule of every split across ranks:
+ * a step's batch, evaluation and prediction rows, a shard of a file. */
+void dmlp_slice(uint64_t count, int n, int r, uint64_t *offset, uint64_t *len);
+
 /* Parses a whole string as a number; returns 0 on success, -1 on junk or range error. */
 int dmlp_parse_u64(const char *s, uint64_t *out);
 int dmlp_parse_i64(const char *s, int64_t *out);

@@ -1,6 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 /* MPI tests of the sharded placement, run by ctest at 1, 2 and 3 ranks:
- * - dataset_read_shard gives rank r exactly the rows train_slice(N, n, r) and nothing else
+ * - dataset_read_shard gives rank r exactly the rows dmlp_slice(N, n, r) and nothing else
  *   (feature 0 holds the row index, so every row is recognisable), the ranks together hold
  *   every row exactly once, and K is agreed (from the largest label anywhere when the file
  *   has no num_classes, which only the last rank sees), for a contiguous file and for a
@@ -108,7 +108,7 @@ static void check_shard(const char *path, size_t expect_k)
     if (rc != DMLP_OK)
         fprintf(stderr, "rank %d: %s\n", g_rank, e.msg);
     uint64_t off, len;
-    train_slice(N, g_size, g_rank, &off, &len);
+    dmlp_slice(N, g_size, g_rank, &off, &len);
     uint64_t count[N] = {0};
     if (ds) {
         /* Only this rank's rows are held: the memory per rank is 1/n of the set. */
@@ -174,7 +174,7 @@ static void test_shard_empty_rank(void)
     struct dataset_shard sh;
     CU_ASSERT_EQUAL(dataset_read_shard(&ds, g_tiny, world, &sh, &e), DMLP_OK);
     uint64_t off, len;
-    train_slice(2, g_size, g_rank, &off, &len);
+    dmlp_slice(2, g_size, g_rank, &off, &len);
     CU_ASSERT_PTR_NOT_NULL(ds);
     if (ds) {
         CU_ASSERT_EQUAL(ds->n, len);
