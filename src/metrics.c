@@ -305,6 +305,15 @@ int metrics_print_text(FILE *f, const struct metrics *m, struct dmlp_error *err)
     return DMLP_OK;
 }
 
+void metrics_reduce(const struct dist *d, struct metrics *m)
+{
+    size_t nc, ns;
+    uint64_t *counts = metrics_counts(m, &nc);
+    double *sums = metrics_sums(m, &ns);
+    dist_allreduce_sum_u64(d, counts, nc);
+    dist_allreduce_sum_double(d, sums, ns);
+}
+
 int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
                      struct metrics **out, struct dmlp_error *err)
 {
@@ -345,11 +354,7 @@ int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset
             *err = e;
         return e.code;
     }
-    size_t nc, ns;
-    uint64_t *counts = metrics_counts(acc, &nc);
-    double *sums = metrics_sums(acc, &ns);
-    dist_allreduce_sum_u64(d, counts, nc);
-    dist_allreduce_sum_double(d, sums, ns);
+    metrics_reduce(d, acc);
     *out = acc;
     return DMLP_OK;
 }

@@ -100,4 +100,8 @@ int metrics_print_text(FILE *f, const struct metrics *m, struct dmlp_error *err)
 int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
                      struct metrics **out, struct dmlp_error *err);
 
+/* Sums the counts and sums of m across the ranks of d, in place (collective): integer
+ * counts exactly, double sums in MPI's order, the same on every rank. */
+void metrics_reduce(const struct dist *d, struct metrics *m);
+
 #endif

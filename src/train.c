@@ -31,26 +31,15 @@ enum { STOP_SIGNAL = 2 };
 /* training.reproducible: samples per gradient chunk, fixed whatever the rank count. */
 enum { REPRO_CHUNK = 32 };
 
-/* The totals of a reduced evaluation as an eval_result; frees the accumulator. */
-static void finish_eval(struct metrics **mt, struct eval_result *res)
-{
-    struct metrics_report r;
-    metrics_finish(*mt, &r);
-    res->samples = r.samples;
-    res->loss = r.loss;
-    res->correct = r.is_classifier ? r.correct : 0;
-    res->accuracy = r.is_classifier ? r.accuracy : NAN;
-    metrics_free(mt);
-}
-
 int train_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
-                   struct eval_result *res, struct dmlp_error *err)
+                   struct metrics_report *res, struct dmlp_error *err)
 {
     struct metrics *mt = NULL;
     int rc = metrics_evaluate(d, m, ds, &mt, err);
     if (rc)
         return rc;
-    finish_eval(&mt, res);
+    metrics_finish(mt, res);
+    metrics_free(&mt);
     return DMLP_OK;
 }
 
@@ -214,7 +203,7 @@ static size_t count_params(const struct model *m)
  * a set of which each rank holds a part (each evaluates its part, the sums are reduced).
  * Collective; the same numbers on every rank. */
 static int evaluate(const struct dist *d, const struct run *r, const struct dataset *ds,
-                    struct eval_result *res, struct dmlp_error *err)
+                    struct metrics_report *res, struct dmlp_error *err)
 {
     if (!r->sharded)
         return train_evaluate(d, r->model, ds, res, err);
@@ -226,12 +215,9 @@ static int evaluate(const struct dist *d, const struct run *r, const struct data
         *err = e;
         return e.code;
     }
-    size_t nc, ns;
-    uint64_t *counts = metrics_counts(mt, &nc);
-    double *sums = metrics_sums(mt, &ns);
-    dist_allreduce_sum_u64(d, counts, nc);
-    dist_allreduce_sum_double(d, sums, ns);
-    finish_eval(&mt, res);
+    metrics_reduce(d, mt);
+    metrics_finish(mt, res);
+    metrics_free(&mt);
     return DMLP_OK;
 }
 
@@ -906,7 +892,7 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
                              "loss %g): lower optimizer.lr; the last checkpoint is kept",
                              (unsigned long long)epoch + 1, res->train_loss);
         }
-        struct eval_result ev = {0}, vv = {0};
+        struct metrics_report ev = {0}, vv = {0};
         const int evaluating = stop != STOP_SIGNAL; /* a stop request skips straight to the save */
         const double t_eval = dmlp_now();
         if (evaluating && ((r.val && (rc = evaluate(d, &r, r.val, &vv, err))) ||

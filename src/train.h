@@ -13,6 +13,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "dist.h"
+#include "metrics.h"
 #include "model.h"
 #include "runlog.h"
 #include "util.h"
@@ -49,17 +50,11 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
               const struct train_options *opt, struct train_result *res,
               struct dmlp_error *err);
 
-struct eval_result {
-    uint64_t samples;
-    double loss;            /* mean per-sample loss */
-    uint64_t correct;       /* classifiers */
-    double accuracy;        /* correct / samples for classifiers, else NaN */
-};
-
 /* Evaluates m on ds split across the ranks of d (contiguous slices, integer counts and
- * double sums reduced), so the accuracy is identical for any rank count. Collective. */
+ * double sums reduced), so the accuracy is identical for any rank count: metrics_evaluate
+ * and metrics_finish in one call. Collective. */
 int train_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
-                   struct eval_result *res, struct dmlp_error *err);
+                   struct metrics_report *res, struct dmlp_error *err);
 
 
 /* The sharded placement's step s: each rank draws from its own shard (rows[i] training rows

@@ -173,7 +173,7 @@ static void test_eval_identical_across_ranks(void)
         dist_free(&self);
         return;
     }
-    struct eval_result rw, rs;
+    struct metrics_report rw, rs;
     CU_ASSERT_EQUAL(train_evaluate(world, m, ds, &rw, &e), DMLP_OK);
     CU_ASSERT_EQUAL(train_evaluate(self, m, ds, &rs, &e), DMLP_OK);
     CU_ASSERT_EQUAL(rw.samples, 103);
@@ -474,7 +474,7 @@ static void test_sharded_training(void)
         CU_ASSERT_EQUAL(res.steps, 15 * 11);
         struct dataset *ds = NULL;
         dataset_read(&ds, g_data, &e);
-        struct eval_result a, b;
+        struct metrics_report a, b;
         train_evaluate(world, mr, ds, &a, &e);
         train_evaluate(world, res.model, ds, &b, &e);
         if (g_rank == 0)
