@@ -103,20 +103,6 @@ static int attr_f64(hid_t f, const char *path, const char *obj, const char *name
     return h5util_read_float_attr(f, path, obj, name, v, present, err);
 }
 
-static const char *nonfinite_name(float x)
-{
-    return isnan(x) ? "NaN" : x > 0 ? "+inf" : "-inf";
-}
-
-/* The index of the first NaN or infinity in x [n], or n when there is none. */
-static size_t first_nonfinite(const float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return i;
-    return n;
-}
-
 /* Reads the float array name (the full path in the file), whose shape must be exactly dims
  * (rank 1 or 2), and refuses a NaN or an infinity in it: training never saves a
  * non-finite step (its divergence guard stops first), so one in a file is damage or a
@@ -129,15 +115,15 @@ static int read_floats(hid_t f, const char *name, float *out, int rank, const hs
     if (rc != DMLP_OK)
         return rc;
     const size_t cols = rank > 1 ? (size_t)dims[1] : 1, n = (size_t)dims[0] * cols;
-    const size_t i = first_nonfinite(out, n);
+    const size_t i = dmlp_first_nonfinite(out, n);
     if (i == n)
         return DMLP_OK;
     if (rank > 1)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: element [%zu, %zu] is %s; a checkpoint "
                          "must hold finite values", path, name, i / cols, i % cols,
-                         nonfinite_name(out[i]));
+                         dmlp_nonfinite_name(out[i]));
     return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: element [%zu] is %s; a checkpoint must hold "
-                     "finite values", path, name, i, nonfinite_name(out[i]));
+                     "finite values", path, name, i, dmlp_nonfinite_name(out[i]));
 }
 
 /* Which parameter the flat index i of m's parameter layout (which the optimizer's state
@@ -798,13 +784,13 @@ static int load_quietly(const char *path, struct model *m, struct optim *o,
                                      H5T_NATIVE_FLOAT, bufs[i], err);
             /* The state mirrors the parameters' layout: a bad value is named by the
              * parameter it belongs to. */
-            const size_t j = rc ? o->n : first_nonfinite(bufs[i], o->n);
+            const size_t j = rc ? o->n : dmlp_first_nonfinite(bufs[i], o->n);
             if (j < o->n) {
                 char where[96];
                 param_location(m, j, where, sizeof where);
                 rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: element [%zu] (%s) is %s; a "
                                "checkpoint must hold finite values", path, dname, j, where,
-                               nonfinite_name(bufs[i][j]));
+                               dmlp_nonfinite_name(bufs[i][j]));
             }
         }
     }

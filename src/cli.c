@@ -37,9 +37,10 @@ static const char USAGE[] =
     "2 bad usage, config or input file.\n"
     "\n"
     "environment:\n"
-    "  DMLP_KERNEL=NAME   the matrix kernel: avx512, avx2, generic (or openblas when built\n"
-    "                     with it; wide16, the avx512 code on AVX2, is for testing);\n"
-    "                     default auto, the fastest this CPU runs (--version)\n";
+    "  DMLP_KERNEL=NAME   the kernel build, matrix products and loops alike: avx512,\n"
+    "                     avx2, generic (or openblas when built with it; wide16, the\n"
+    "                     avx512 code on AVX2, is for testing); default auto, the\n"
+    "                     fastest this CPU runs (--version)\n";
 
 static const char TRAIN_HELP[] =
     "usage: dmlp train CONFIG.yaml [--set key.path=value]... [--resume PATH|auto]\n"

@@ -46,8 +46,6 @@ static int write_dataset(const struct dataset *ds, const char *path,
                          const char *const *class_names, struct dmlp_error *err);
 static int write_file(const struct dataset *ds, const char *tmp, const char *path,
                       const char *const *class_names, struct dmlp_error *err);
-static const char *nonfinite_name(float x);
-static int find_nonfinite(const float *x, size_t n, size_t cols, size_t *row, size_t *col);
 static int cmp_int32(const void *a, const void *b);
 
 /* ---- public functions -------------------------------------------------------------------- */
@@ -1155,10 +1153,10 @@ static int read_block(const struct layout *lo, const char *path, size_t row0,
 static int check_finite(const float *x, size_t n, size_t cols, size_t row0, const char *path,
                         const char *name, struct dmlp_error *err)
 {
-    size_t row, col;
-    if (find_nonfinite(x, n, cols, &row, &col))
+    const size_t i = dmlp_first_nonfinite(x, n * cols);
+    if (i < n * cols)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: row %zu, column %zu is %s", path, name,
-                         row0 + row, col, nonfinite_name(x[row * cols + col]));
+                         row0 + i / cols, i % cols, dmlp_nonfinite_name(x[i]));
     return DMLP_OK;
 }
 
@@ -1471,15 +1469,16 @@ static int validate_for_write(const struct dataset *ds, const char *path,
                          "features or %zu targets overflows size_t", path, ds->n, ds->d,
                          ds->k);
     /* Whatever dataset_read would reject is refused here, so a written file always reads. */
-    size_t row, col;
-    if (find_nonfinite(ds->features, ds->n, ds->d, &row, &col))
+    size_t i = dmlp_first_nonfinite(ds->features, ds->n * ds->d);
+    if (i < ds->n * ds->d)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: refusing to write: features row %zu, "
-                         "column %zu is %s", path, row, col,
-                         nonfinite_name(ds->features[row * ds->d + col]));
-    if (ds->targets && find_nonfinite(ds->targets, ds->n, ds->k, &row, &col))
+                         "column %zu is %s", path, i / ds->d, i % ds->d,
+                         dmlp_nonfinite_name(ds->features[i]));
+    i = ds->targets ? dmlp_first_nonfinite(ds->targets, ds->n * ds->k) : 0;
+    if (ds->targets && i < ds->n * ds->k)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: refusing to write: targets row %zu, "
-                         "column %zu is %s", path, row, col,
-                         nonfinite_name(ds->targets[row * ds->k + col]));
+                         "column %zu is %s", path, i / ds->k, i % ds->k,
+                         dmlp_nonfinite_name(ds->targets[i]));
     for (size_t i = 0; ds->labels && i < ds->n; i++)
         if (ds->labels[i] < 0 || (size_t)ds->labels[i] >= ds->k)
             return dmlp_fail(err, DMLP_ERR_INPUT, "%s: refusing to write: label %" PRId32
@@ -1487,27 +1486,6 @@ static int validate_for_write(const struct dataset *ds, const char *path,
     return DMLP_OK;
 }
 
-
-static const char *nonfinite_name(float x)
-{
-    if (isnan(x))
-        return "NaN";
-    return x > 0 ? "+inf" : "-inf";
-}
-
-/* Finds the first non-finite value of x [n, cols]; returns 1 and its position if any. */
-static int find_nonfinite(const float *x, size_t n, size_t cols, size_t *row, size_t *col)
-{
-    size_t total = n * cols;
-    for (size_t i = 0; i < total; i++) {
-        if (!isfinite(x[i])) {
-            *row = i / cols;
-            *col = i % cols;
-            return 1;
-        }
-    }
-    return 0;
-}
 
 /* ---- helpers: IDX ----------------------------------------------------------------------- */
 

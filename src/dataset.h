@@ -14,6 +14,8 @@
 
 #include "util.h"
 
+struct model;
+
 struct dist;
 
 struct dataset {
@@ -66,7 +68,6 @@ int dataset_read_shard(struct dataset **out, const char *path, const struct dist
 /* Checks that ds fits the network m: as many features as inputs; for cross_entropy /labels
  * with no more classes than outputs, for mse /targets with one column per output. what
  * names the data in messages (e.g. the file path). */
-struct model;
 int dataset_check_network(const struct dataset *ds, const struct model *m, const char *what,
                           struct dmlp_error *err);
 

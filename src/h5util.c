@@ -647,8 +647,8 @@ static int storage_ok(hid_t dset, const char *path, const char *name, struct dml
                 snprintf(sds, sizeof sds, "?");
         }
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is a virtual dataset: its data is mapped "
-                       "from %zu source(s), the first dataset '%s' of '%s'%s; dmlp reads only data stored "
-                       "in the file itself (a missing source would read as fill values): make "
+                       "from %zu source(s), the first dataset '%s' of '%s'%s; dmlp reads only "
+                       "data stored in the file itself (a missing source would read as fill values): make "
                        "a self-contained copy with h5repack -l CONTI %s COPY.h5", path, name,
                        n, sds, src, source_exists(path, src) ? "" : " (missing)", path);
     } else if (layout < 0 || n_external < 0 || n_filters < 0) {

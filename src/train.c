@@ -327,40 +327,48 @@ static int normalize(const struct dist *d, const struct config *cfg, struct run 
  * first, then step-N.h5 by descending N. One that does not (latest.h5 dangling or looping,
  * a damaged file, a NaN in it) is skipped with a warning that names it and why, and the
  * one taken is named. When there are checkpoints but none loads, the run is refused
- * rather than started afresh beside them. Every rank lists and tries the same files (a
- * shared file system) and the ranks agree on each outcome. Returns 1 with path set when
- * one was loaded into r and st; 0 with path "" when there is none, or with e set. */
+ * rather than started afresh beside them. Rank 0 lists the directory and broadcasts each
+ * candidate, so every rank tries the same files in the same number of agreements whatever
+ * its view of the file system; warn is rank 0's. Returns 1 with path set when one was
+ * loaded into r and st; 0 with path "" when there is none, or with e set. */
 static int resume_auto(const struct dist *d, const struct config *cfg, struct run *r,
                        struct checkpoint_state *st, FILE *warn, char *path, size_t cap,
                        struct dmlp_error *e)
 {
-    char **list, broken[PATH_MAX + 128];
-    size_t n;
-    checkpoint_candidates(cfg->checkpoint.dir, &list, &n, broken, sizeof broken);
-    if (broken[0] && warn)
+    char **list = NULL, broken[PATH_MAX + 128] = "";
+    size_t n = 0;
+    if (dist_rank(d) == 0)
+        checkpoint_candidates(cfg->checkpoint.dir, &list, &n, broken, sizeof broken);
+    if (dist_rank(d) == 0 && broken[0] && warn)
         fprintf(warn, "warning: resume auto: %s; looking for the newest checkpoint that "
                 "loads\n", broken);
+    uint64_t count = n;
+    dist_bcast(d, &count, sizeof count, 0);
     int loaded = 0;
-    for (size_t i = 0; i < n && !loaded; i++) {
+    for (uint64_t i = 0; i < count && !loaded; i++) {
+        char candidate[PATH_MAX] = "";
+        if (dist_rank(d) == 0)
+            snprintf(candidate, sizeof candidate, "%s", list[i]);
+        dist_bcast(d, candidate, sizeof candidate, 0);
         struct dmlp_error le = {0};
         const struct checkpoint_state fresh = *st;
-        checkpoint_load(list[i], r->model, r->optim, st, &le);
+        checkpoint_load(candidate, r->model, r->optim, st, &le);
         if (dist_agree(d, &le) == DMLP_OK) {
-            snprintf(path, cap, "%s", list[i]);
+            snprintf(path, cap, "%s", candidate);
             loaded = 1;
             if ((i > 0 || broken[0]) && warn)
                 fprintf(warn, "resume auto: taking %s, the newest checkpoint that loads\n",
-                        list[i]);
+                        candidate);
         } else {
             *st = fresh;
             if (warn)
-                fprintf(warn, "warning: resume auto: skipping %s: %s\n", list[i], le.msg);
+                fprintf(warn, "warning: resume auto: skipping %s: %s\n", candidate, le.msg);
         }
     }
-    if (n > 0 && !loaded)
-        dmlp_fail(e, DMLP_ERR_INPUT, "resume auto: none of the %zu checkpoints in %s loads "
+    if (count > 0 && !loaded)
+        dmlp_fail(e, DMLP_ERR_INPUT, "resume auto: none of the %llu checkpoints in %s loads "
                   "(each named above); move them away to start afresh, or name one with "
-                  "--resume PATH", n, cfg->checkpoint.dir);
+                  "--resume PATH", (unsigned long long)count, cfg->checkpoint.dir);
     checkpoint_candidates_free(&list, n);
     return loaded;
 }

@@ -256,3 +256,13 @@ void dmlp_slice(uint64_t count, int n, int r, uint64_t *offset, uint64_t *len)
     *len = base + (ur < rem);
     *offset = ur * base + (ur < rem ? ur : rem);
 }
+
+size_t dmlp_first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return n;
+}
+
+const char *dmlp_nonfinite_name(float x) { return isnan(x) ? "NaN" : x > 0 ? "+inf" : "-inf"; }

@@ -45,6 +45,11 @@ int dmlp_add_size(size_t *out, size_t a, size_t b);
  * buffer starts on a cache line. */
 static inline size_t dmlp_pad16(size_t n) { return (n + 15u) & ~(size_t)15u; }
 
+/* The index of the first NaN or infinity in x [n] (n when all are finite), and how
+ * messages name such a value: "NaN", "+inf" or "-inf". */
+size_t dmlp_first_nonfinite(const float *x, size_t n);
+const char *dmlp_nonfinite_name(float x);
+
 /* The r-th of n contiguous slices of count items: slices differ by at most one item, the
  * first count % n being one longer. The one partition rule of every split across ranks:
  * a step's batch, evaluation and prediction rows, a shard of a file. */
