@@ -314,16 +314,17 @@ void metrics_reduce(const struct dist *d, struct metrics *m)
     dist_allreduce_sum_double(d, sums, ns);
 }
 
-int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
-                     struct metrics **out, struct dmlp_error *err)
+/* The one evaluation path: this rank evaluates rows [off, off + len) of ds, then the
+ * accumulators are summed across the ranks of d. Collective, agreed. */
+static int evaluate_rows(const struct dist *d, struct model *m, const struct dataset *ds,
+                         uint64_t off, uint64_t len, struct metrics **out,
+                         struct dmlp_error *err)
 {
     *out = NULL;
     struct dmlp_error e = {0};
     struct metrics *acc = NULL;
     const size_t k = model_output_dim(m);
     const int classifier = m->loss == DMLP_LOSS_CROSS_ENTROPY;
-    uint64_t off = 0, len = 0;
-    dmlp_slice(ds->n, dist_size(d), dist_rank(d), &off, &len);
     if (model_reserve(m, METRICS_EVAL_CHUNK, &e) == DMLP_OK &&
         dataset_check_network(ds, m, "evaluation data", &e) == DMLP_OK)
         metrics_create(&acc, k, classifier, &e);
@@ -356,6 +357,27 @@ int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset
     }
     metrics_reduce(d, acc);
     *out = acc;
+    return DMLP_OK;
+}
+
+int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
+                     struct metrics **out, struct dmlp_error *err)
+{
+    uint64_t off = 0, len = 0;
+    dmlp_slice(ds->n, dist_size(d), dist_rank(d), &off, &len);
+    return evaluate_rows(d, m, ds, off, len, out, err);
+}
+
+int metrics_evaluate_report(const struct dist *d, struct model *m, const struct dataset *ds,
+                            int own_rows, struct metrics_report *rep, struct dmlp_error *err)
+{
+    struct metrics *mt = NULL;
+    const int rc = own_rows ? evaluate_rows(d, m, ds, 0, ds->n, &mt, err)
+                            : metrics_evaluate(d, m, ds, &mt, err);
+    if (rc)
+        return rc;
+    metrics_finish(mt, rep);
+    metrics_free(&mt);
     return DMLP_OK;
 }
 

@@ -100,6 +100,13 @@ int metrics_print_text(FILE *f, const struct metrics *m, struct dmlp_error *err)
 int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
                      struct metrics **out, struct dmlp_error *err);
 
+/* Evaluation to a report, for either placement: ds held whole by every rank (own_rows 0:
+ * each evaluates its dmlp_slice, as metrics_evaluate), or each rank holding its own part
+ * of the set (own_rows 1, the sharded placement: each evaluates all its rows). Counts are
+ * reduced exactly, so the figures are the same for any rank count. Collective. */
+int metrics_evaluate_report(const struct dist *d, struct model *m, const struct dataset *ds,
+                            int own_rows, struct metrics_report *rep, struct dmlp_error *err);
+
 /* Sums the counts and sums of m across the ranks of d, in place (collective): integer
  * counts exactly, double sums in MPI's order, the same on every rank. */
 void metrics_reduce(const struct dist *d, struct metrics *m);

@@ -274,6 +274,29 @@ void model_backward(struct model *m, const float *X, size_t batch)
     model_backward_chunked(m, X, batch, 0, NULL, NULL);
 }
 
+int model_find_nonfinite(const struct model *m, size_t *layer, const char **what)
+{
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const struct model_layer *L = &m->layers[l];
+        int bad = 0;
+        for (size_t i = 0; i < L->out * L->in; i++)
+            bad |= !isfinite(L->dW[i]);
+        if (bad) {
+            *layer = l;
+            *what = "weight";
+            return 1;
+        }
+        for (size_t j = 0; j < L->out; j++)
+            bad |= !isfinite(L->db[j]);
+        if (bad) {
+            *layer = l;
+            *what = "bias";
+            return 1;
+        }
+    }
+    return 0;
+}
+
 double model_train_batch(struct model *m, const float *X, const int32_t *labels,
                          const float *targets, size_t batch, size_t *correct)
 {

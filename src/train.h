@@ -50,21 +50,4 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
               const struct train_options *opt, struct train_result *res,
               struct dmlp_error *err);
 
-/* Evaluates m on ds split across the ranks of d (contiguous slices, integer counts and
- * double sums reduced), so the accuracy is identical for any rank count: metrics_evaluate
- * and metrics_finish in one call. Collective. */
-int train_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
-                   struct metrics_report *res, struct dmlp_error *err);
-
-
-/* The sharded placement's step s: each rank draws from its own shard (rows[i] training rows
- * on rank i, N = Σ rows) in proportion to it, floor(s·B·rows_i / N) up to the next step's
- * mark, so that over an epoch every rank visits each of its rows exactly once and a step
- * takes about B samples in all. The last step of an epoch ends at each shard's end (unless
- * drop_last). Gives this rank's offset into its (permuted) shard and length, and the step's
- * global sample count, the same on every rank. */
-void train_shard_step(const uint64_t *rows, int n, int rank, uint64_t B, uint64_t s,
-                      uint64_t steps_per_epoch, int drop_last, uint64_t *offset,
-                      uint64_t *len, uint64_t *count);
-
 #endif

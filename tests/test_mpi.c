@@ -174,8 +174,8 @@ static void test_eval_identical_across_ranks(void)
         return;
     }
     struct metrics_report rw, rs;
-    CU_ASSERT_EQUAL(train_evaluate(world, m, ds, &rw, &e), DMLP_OK);
-    CU_ASSERT_EQUAL(train_evaluate(self, m, ds, &rs, &e), DMLP_OK);
+    CU_ASSERT_EQUAL(metrics_evaluate_report(world, m, ds, 0, &rw, &e), DMLP_OK);
+    CU_ASSERT_EQUAL(metrics_evaluate_report(self, m, ds, 0, &rs, &e), DMLP_OK);
     CU_ASSERT_EQUAL(rw.samples, 103);
     CU_ASSERT_EQUAL(rs.samples, 103);
     CU_ASSERT_EQUAL(rw.correct, rs.correct);
@@ -431,7 +431,7 @@ static void test_shard_plan_covers_each_row_once(void)
                 uint64_t step_count = 0;
                 for (int r = 0; r < n; r++) {
                     uint64_t off, len, count;
-                    train_shard_step(shapes[sh], n, r, B, s, steps, 0, &off, &len, &count);
+                    dmlp_shard_step(shapes[sh], n, r, B, s, steps, 0, &off, &len, &count);
                     ok &= off == next[r]; /* contiguous, in order, no overlap */
                     next[r] = off + len;
                     step_count += len;
@@ -475,8 +475,8 @@ static void test_sharded_training(void)
         struct dataset *ds = NULL;
         dataset_read(&ds, g_data, &e);
         struct metrics_report a, b;
-        train_evaluate(world, mr, ds, &a, &e);
-        train_evaluate(world, res.model, ds, &b, &e);
+        metrics_evaluate_report(world, mr, ds, 0, &a, &e);
+        metrics_evaluate_report(world, res.model, ds, 0, &b, &e);
         if (g_rank == 0)
             printf("\n    accuracy: replicated %.3f, sharded %.3f\n", a.accuracy, b.accuracy);
         CU_ASSERT(a.accuracy >= 0.85);
