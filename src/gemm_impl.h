@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "activation.h"
 #include "gemm.h"
 #include "kernels.h"
 
@@ -84,7 +85,7 @@ static inline void tile_store(float *p, size_t ld, const struct tile *t, size_t 
     }
 }
 
-/* C ⊙= f'(D), given D = f(Z) (the derivative is written in terms of the output). */
+/* C ⊙= f'(D), given D = f(Z) (activation.h). */
 static inline void tile_dact(struct tile *c, const struct tile *d, enum dmlp_activation act)
 {
     const vf zero = {0}, one = vsplat(1.0f), leak = vsplat(DMLP_LEAKY_SLOPE);
@@ -93,10 +94,12 @@ static inline void tile_dact(struct tile *c, const struct tile *d, enum dmlp_act
         const vf a[2] = {d->lo[r], d->hi[r]};
         for (int h = 0; h < 2; h++) {
             switch (act) {
-            case DMLP_ACT_SIGMOID: *v[h] *= a[h] * (one - a[h]); break;
-            case DMLP_ACT_TANH: *v[h] *= (one - a[h]) * (one + a[h]); break; /* vec_impl.h */
-            case DMLP_ACT_RELU: *v[h] = vselect(a[h] > zero, *v[h], zero); break;
-            case DMLP_ACT_LEAKY_RELU: *v[h] = vselect(a[h] > zero, *v[h], leak * *v[h]); break;
+            case DMLP_ACT_SIGMOID: *v[h] = DMLP_SIGMOID_GRAD(*v[h], a[h], one); break;
+            case DMLP_ACT_TANH: *v[h] = DMLP_TANH_GRAD(*v[h], a[h], one); break;
+            case DMLP_ACT_RELU: *v[h] = DMLP_RELU_GRAD(*v[h], a[h], zero, vselect); break;
+            case DMLP_ACT_LEAKY_RELU:
+                *v[h] = DMLP_LEAKY_RELU_GRAD(*v[h], a[h], zero, leak, vselect);
+                break;
             case DMLP_ACT_LINEAR:
             case DMLP_ACT_SOFTMAX: break;
             }
@@ -113,9 +116,9 @@ static inline void tile_act(struct tile *c, enum dmlp_activation act)
         vf *v[2] = {&c->lo[r], &c->hi[r]};
         for (int h = 0; h < 2; h++) {
             if (act == DMLP_ACT_RELU)
-                *v[h] = vselect(*v[h] > zero, *v[h], zero);
+                *v[h] = DMLP_RELU(*v[h], zero, vselect);
             else if (act == DMLP_ACT_LEAKY_RELU)
-                *v[h] = vselect(*v[h] > zero, *v[h], leak * *v[h]);
+                *v[h] = DMLP_LEAKY_RELU(*v[h], zero, leak, vselect);
         }
     }
 }

@@ -7,16 +7,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "activation.h"
 #include "vec.h"
-
-/* f(z) = 1 / (1 + e^{-z}), written so that exp never overflows. */
-static inline float sigmoidf(float z)
-{
-    if (z >= 0.0f)
-        return 1.0f / (1.0f + expf(-z));
-    const float e = expf(z);
-    return e / (1.0f + e);
-}
 
 /* A = f(Z) over B rows of n (softmax: per row, max-subtracted). A may equal Z. */
 static void act_forward(float *A, const float *Z, enum dmlp_activation act, size_t batch,
@@ -47,22 +39,22 @@ static void act_forward(float *A, const float *Z, enum dmlp_activation act, size
     case DMLP_ACT_SIGMOID:
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < total; i++)
-            A[i] = sigmoidf(Z[i]);
+            A[i] = dmlp_sigmoid(Z[i]);
         break;
     case DMLP_ACT_TANH:
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < total; i++)
             A[i] = tanhf(Z[i]);
         break;
-    case DMLP_ACT_RELU: /* f(z) = max(0, z) */
+    case DMLP_ACT_RELU:
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < total; i++)
-            A[i] = Z[i] > 0.0f ? Z[i] : 0.0f;
+            A[i] = dmlp_relu(Z[i]);
         break;
-    case DMLP_ACT_LEAKY_RELU: /* f(z) = z for z > 0, DMLP_LEAKY_SLOPE·z otherwise */
+    case DMLP_ACT_LEAKY_RELU:
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < total; i++)
-            A[i] = Z[i] > 0.0f ? Z[i] : DMLP_LEAKY_SLOPE * Z[i];
+            A[i] = dmlp_leaky_relu(Z[i]);
         break;
     case DMLP_ACT_LINEAR:
         if (A != Z)
@@ -73,33 +65,31 @@ static void act_forward(float *A, const float *Z, enum dmlp_activation act, size
     }
 }
 
-/* G *= f'(Z), with f' written through A = f(Z). tanh's 1 − f² is taken as (1 − f)(1 + f):
- * near |f| = 1, 1 − fl(f²) would lose most of its bits to cancellation unless the CPU fuses
- * the multiply-add, and the builds must agree (the GEMM epilogue does the same). */
+/* G *= f'(Z), with f' written through A = f(Z) (activation.h). */
 static void act_backward(float *restrict G, const float *restrict A, enum dmlp_activation act,
                          size_t batch, size_t n)
 {
     const size_t total = batch * n;
     switch (act) {
-    case DMLP_ACT_SIGMOID: /* f' = f (1 − f) */
+    case DMLP_ACT_SIGMOID:
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < total; i++)
-            G[i] *= A[i] * (1.0f - A[i]);
+            G[i] = dmlp_sigmoid_grad(G[i], A[i]);
         break;
-    case DMLP_ACT_TANH: /* f' = 1 − f² = (1 − f)(1 + f) */
+    case DMLP_ACT_TANH:
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < total; i++)
-            G[i] *= (1.0f - A[i]) * (1.0f + A[i]);
+            G[i] = dmlp_tanh_grad(G[i], A[i]);
         break;
     case DMLP_ACT_RELU:
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < total; i++)
-            G[i] = A[i] > 0.0f ? G[i] : 0.0f; /* f(z) > 0 exactly when z > 0 */
+            G[i] = dmlp_relu_grad(G[i], A[i]);
         break;
     case DMLP_ACT_LEAKY_RELU:
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < total; i++)
-            G[i] = A[i] > 0.0f ? G[i] : DMLP_LEAKY_SLOPE * G[i];
+            G[i] = dmlp_leaky_relu_grad(G[i], A[i]);
         break;
     case DMLP_ACT_LINEAR:
     case DMLP_ACT_SOFTMAX:
@@ -174,29 +164,29 @@ static void epilogue(float *C, size_t ldc, size_t m, size_t j0, size_t j1,
         if (e->mode == GEMM_EPI_ACT) {
             if (e->act == DMLP_ACT_RELU)
                 for (size_t j = j0; j < j1; j++)
-                    c[j] = c[j] > 0.0f ? c[j] : 0.0f;
+                    c[j] = dmlp_relu(c[j]);
             else if (e->act == DMLP_ACT_LEAKY_RELU)
                 for (size_t j = j0; j < j1; j++)
-                    c[j] = c[j] > 0.0f ? c[j] : DMLP_LEAKY_SLOPE * c[j];
+                    c[j] = dmlp_leaky_relu(c[j]);
             continue;
         }
         const float *restrict d = e->D + i * e->ldd;
         switch (e->act) {
         case DMLP_ACT_SIGMOID:
             for (size_t j = j0; j < j1; j++)
-                c[j] *= d[j] * (1.0f - d[j]);
+                c[j] = dmlp_sigmoid_grad(c[j], d[j]);
             break;
         case DMLP_ACT_TANH:
             for (size_t j = j0; j < j1; j++)
-                c[j] *= (1.0f - d[j]) * (1.0f + d[j]);
+                c[j] = dmlp_tanh_grad(c[j], d[j]);
             break;
         case DMLP_ACT_RELU:
             for (size_t j = j0; j < j1; j++)
-                c[j] = d[j] > 0.0f ? c[j] : 0.0f;
+                c[j] = dmlp_relu_grad(c[j], d[j]);
             break;
         case DMLP_ACT_LEAKY_RELU:
             for (size_t j = j0; j < j1; j++)
-                c[j] = d[j] > 0.0f ? c[j] : DMLP_LEAKY_SLOPE * c[j];
+                c[j] = dmlp_leaky_relu_grad(c[j], d[j]);
             break;
         case DMLP_ACT_LINEAR:
         case DMLP_ACT_SOFTMAX:
