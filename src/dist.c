@@ -28,6 +28,13 @@ int dist_init(int *argc, char ***argv, struct dmlp_error *err)
     return DMLP_OK;
 }
 
+int dist_is_initialized(void)
+{
+    int inited = 0;
+    MPI_Initialized(&inited);
+    return inited;
+}
+
 void dist_finalize(void)
 {
     int inited = 0, finalized = 0;

@@ -17,6 +17,8 @@ struct dist;
  * threads never do). Safe to call when MPI is already initialised. */
 int dist_init(int *argc, char ***argv, struct dmlp_error *err);
 void dist_finalize(void);
+/* 1 once MPI is initialised (by dist_init or by the program that calls the library). */
+int dist_is_initialized(void);
 
 /* Communicator handles; free with dist_free (the underlying communicator is duplicated
  * so library traffic never mixes with the caller's). */

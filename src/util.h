@@ -6,15 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DMLP_VERSION "0.1.0"
-
-/* Exit codes of DESIGN §5; also the status codes every fallible function returns. */
-enum dmlp_status {
-    DMLP_OK = 0,
-    DMLP_ERR_RUNTIME = 1, /* something failed while running (I/O, memory, numerics) */
-    DMLP_ERR_INPUT = 2,   /* bad usage, config or input file */
-    DMLP_STOPPED = 75     /* stopped by a signal after writing a checkpoint */
-};
+#include "dmlp/dmlp.h" /* DMLP_VERSION, enum dmlp_status */
 
 /* An error: a status code and a message that names the file, key or value at fault. */
 struct dmlp_error {

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # `cmake --install` into a temporary prefix, then a tiny C program built against it twice:
-# with CMake's find_package(dmlp) (target dmlp::dmlp) and with pkg-config (dmlp.pc, moved
-# to another prefix to check that it is relocatable). The program loads the installed
-# example config, lists the config keys and runs `dmlp --version`'s library twin.
+# with CMake's find_package(dmlp) (target dmlp::dmlp, the static library) and with
+# pkg-config (dmlp.pc, the shared library, moved to another prefix to check that it is
+# relocatable). The program prints the library's version and runs the installed example
+# config through dmlp_main's `inspect`-free path: `train` for a few steps. Also checks that
+# the libraries export nothing but the dmlp_* interface, and that only include/dmlp's
+# headers are installed.
 #
 #   tests/interop/test_install.sh BUILD_DIR        (an already built build tree)
 set -euo pipefail
@@ -13,7 +16,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 PREFIX=$WORK/prefix
 cmake --install "$BUILD" --prefix "$PREFIX" > "$WORK/install.log" || { cat "$WORK/install.log"; fail "cmake --install"; }
-for f in bin/dmlp lib/libdmlp.a include/dmlp/dmlp.h include/dmlp/config.h \
+for f in bin/dmlp lib/libdmlp.a lib/libdmlp.so include/dmlp/dmlp.h \
          share/dmlp/configs/xor.yaml share/dmlp/configs/fashion_mnist.yaml \
          lib/cmake/dmlp/dmlpConfig.cmake lib/cmake/dmlp/dmlpConfigVersion.cmake \
          lib/cmake/dmlp/dmlpTargets.cmake lib/pkgconfig/dmlp.pc; do
@@ -24,27 +27,43 @@ OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "$PREFIX/bin/dmlp" --v
   fail "the installed dmlp does not run"
 
 mkdir -p "$WORK/app"
+# Nothing but the interface is installed or exported: a program's own model_create or
+# csv_open cannot collide with the library's.
+internal=$(cd "$PREFIX/include/dmlp" && ls | grep -v '^dmlp\.h$' | grep -v '^infer\.h$' || true)
+[[ -z $internal ]] || fail "internal headers installed: $internal"
+exported() { nm "$@" 2>/dev/null | awk '$2 ~ /^[A-TV-Z]$/ {print $3}' | sort -u; }
+leaks=$(exported "$PREFIX/lib/libdmlp.a" | grep -v '^dmlp_' || true)
+[[ -z $leaks ]] || fail "libdmlp.a exports non-dmlp_ symbols: $(echo $leaks | head -c 400)"
+leaks=$(exported -D --defined-only "$PREFIX/lib/libdmlp.so" | grep -v '^dmlp_' || true)
+[[ -z $leaks ]] || fail "libdmlp.so exports non-dmlp_ symbols: $(echo $leaks | head -c 400)"
+exported "$PREFIX/lib/libdmlp.a" | grep -qx dmlp_main || fail "libdmlp.a lacks dmlp_main"
+exported -D --defined-only "$PREFIX/lib/libdmlp.so" | grep -qx dmlp_main ||
+  fail "libdmlp.so lacks dmlp_main"
+echo "exported: $(exported "$PREFIX/lib/libdmlp.a" | tr '\n' ' ')"
+
 cat > "$WORK/app/app.c" <<'C'
 #include <dmlp/dmlp.h>
 #include <stdio.h>
 #include <string.h>
 
+/* Names the library also uses internally: with its internals hidden, no clash. */
+int model_create(void) { return 0; }
+int csv_open(void) { return 0; }
+
 int main(int argc, char **argv)
 {
-    if (argc != 2)
-        return 2;
-    struct dmlp_error err = {0};
-    struct config *cfg = NULL;
-    if (config_load(&cfg, argv[1], NULL, 0, &err) != DMLP_OK) {
-        fprintf(stderr, "config_load: %s\n", err.msg);
+    printf("dmlp %s\n", dmlp_version());
+    if (argc < 2 || strncmp(dmlp_version(), DMLP_VERSION, strlen(DMLP_VERSION)) != 0)
         return 1;
+    /* app CONFIG KEY=VALUE...: dmlp train CONFIG --set KEY=VALUE... --quiet */
+    char *args[32] = {"dmlp", "train", argv[1]};
+    int n = 3;
+    for (int i = 2; i < argc && n < 29; i++) {
+        args[n++] = "--set";
+        args[n++] = argv[i];
     }
-    const char *keys[128];
-    size_t n = config_key_paths(keys, 128);
-    printf("dmlp %s: %s has %u layers, lr %g; %zu config keys, first %s\n", DMLP_VERSION,
-           argv[1], (unsigned)cfg->model.n_layers, cfg->optimizer.lr, n, keys[0]);
-    config_free(&cfg);
-    return n > 10 ? 0 : 1;
+    args[n++] = "--quiet";
+    return dmlp_main(n, args) + model_create() + csv_open();
 }
 C
 cat > "$WORK/app/CMakeLists.txt" <<'CM'
@@ -54,11 +73,17 @@ find_package(dmlp 0.1 REQUIRED)
 add_executable(app app.c)
 target_link_libraries(app PRIVATE dmlp::dmlp)
 CM
+# The XOR problem as a dataset, through the installed executable.
+printf 'a,b,y\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n' > "$WORK/xor.csv"
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "$PREFIX/bin/dmlp" import csv \
+  "$WORK/xor.csv" --target-columns y --output "$WORK/xor.h5" > /dev/null || fail "import csv"
 echo "== find_package(dmlp)"
 cmake -S "$WORK/app" -B "$WORK/app/build" -DCMAKE_PREFIX_PATH="$PREFIX" > "$WORK/cm.log" 2>&1 ||
   { cat "$WORK/cm.log"; fail "configuring a find_package(dmlp) consumer"; }
 cmake --build "$WORK/app/build" > "$WORK/cmb.log" 2>&1 || { cat "$WORK/cmb.log"; fail "building it"; }
-"$WORK/app/build/app" "$PREFIX/share/dmlp/configs/xor.yaml" || fail "the find_package consumer"
+(cd "$WORK" && "$WORK/app/build/app" "$PREFIX/share/dmlp/configs/xor.yaml" \
+   "data.train=$WORK/xor.h5" "checkpoint.dir=$WORK/run-static") || fail "the find_package consumer"
+[[ -f $WORK/run-static/latest.h5 ]] || fail "the find_package consumer wrote no checkpoint"
 
 echo "== pkg-config dmlp (prefix moved to check relocation)"
 mv "$PREFIX" "$WORK/moved"
@@ -67,5 +92,11 @@ pkg-config --modversion dmlp
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Wextra -Wpedantic -Werror -o "$WORK/app/app_pc" "$WORK/app/app.c" \
    $(pkg-config --cflags --libs dmlp) || fail "building with pkg-config"
-"$WORK/app/app_pc" "$WORK/moved/share/dmlp/configs/fashion_mnist.yaml" || fail "the pkg-config consumer"
-echo "PASSED: install, find_package(dmlp) and pkg-config consumers"
+(cd "$WORK" && LD_LIBRARY_PATH=$WORK/moved/lib "$WORK/app/app_pc" \
+   "$WORK/moved/share/dmlp/configs/xor.yaml" "data.train=$WORK/xor.h5" \
+   "checkpoint.dir=$WORK/run-shared") ||
+  fail "the pkg-config consumer"
+cmp <(h5dump -d /layers/0/W "$WORK/run-static/latest.h5" | tail -n +3) \
+    <(h5dump -d /layers/0/W "$WORK/run-shared/latest.h5" | tail -n +3) ||
+  fail "the static and shared libraries trained different weights"
+echo "PASSED: install, interface-only exports, find_package(dmlp) and pkg-config consumers"
