@@ -322,7 +322,7 @@ static void test_syntax_error_line(void)
     config_free(&c);
 }
 
-/* libcyaml 1.3 alone would read "010" as 8 and "2" as true; we do not. */
+/* A lax reader (libcyaml 1.3, once used here) reads "010" as 8 and "2" as true; we do not. */
 static void test_strict_scalars(void)
 {
     const char *yaml = "model:\n  layers:\n    - {units: 010, activation: softmax}\n"
@@ -557,7 +557,7 @@ static void round_trip(const char *const *sets, size_t n_sets)
         fprintf(stderr, "\n  %s\n---\n%s---\n", err.msg, text);
     CU_ASSERT_EQUAL_FATAL(rc, DMLP_OK);
     CU_ASSERT_TRUE(cfg_equal(a, b));
-    if (n_sets == 0) /* floats are written short, not as libcyaml's 17 digits */
+    if (n_sets == 0) /* floats are written short, not with 17 digits */
         CU_ASSERT_PTR_NOT_NULL(strstr(text, "\n  lr: 0.05\n  momentum: 0.9\n"));
     /* and saving again gives the same text */
     CU_ASSERT_EQUAL(config_to_yaml(b, &text2, &err), DMLP_OK);
