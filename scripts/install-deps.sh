@@ -9,7 +9,7 @@ packages=(
   build-essential cmake pkg-config
   openmpi-bin libopenmpi-dev        # MPI
   libhdf5-openmpi-dev               # parallel HDF5 (datasets, checkpoints)
-  libcyaml-dev libyaml-dev          # configs (libyaml: line numbers for range errors)
+  libyaml-dev                       # configs
   libcunit1-dev                     # tests
   zlib1g-dev                        # gzip-compressed IDX files
   hdf5-tools iproute2               # tests: h5dump/h5diff, network namespaces (two hosts)

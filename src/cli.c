@@ -31,6 +31,7 @@ static const char USAGE[] =
     "  import idx --images PATH --labels PATH --output PATH\n"
     "  import csv PATH --label-column NAME|--target-columns A,B --output PATH\n"
     "  inspect PATH                     (a checkpoint or a dataset)\n"
+    "  help config                      every config key: type, range, default, meaning\n"
     "  --version\n"
     "\n"
     "`dmlp <command> --help` describes each. Exit codes: 0 done, 1 runtime failure,\n"
@@ -46,9 +47,10 @@ static const char TRAIN_HELP[] =
     "usage: dmlp train CONFIG.yaml [--set key.path=value]... [--resume PATH|auto]\n"
     "                  [--init-from PATH] [--quiet | --verbose]\n"
     "\n"
-    "Trains the network CONFIG.yaml describes (see README.md for every key). The global\n"
-    "batch (training.batch_size) is split across the ranks: rank r computes the r-th\n"
-    "contiguous slice of each batch, so the trajectory does not depend on the rank count.\n"
+    "Trains the network CONFIG.yaml describes (`dmlp help config` lists every key). The\n"
+    "global batch (training.batch_size) is split across the ranks: rank r computes the\n"
+    "r-th contiguous slice of each batch, so the trajectory does not depend on the rank\n"
+    "count.\n"
     "\n"
     "  --set key.path=value  override a config value, e.g. --set optimizer.lr=0.1,\n"
     "                        --set model.layers[0].units=512, --set data.test=\n"
@@ -541,6 +543,10 @@ int cli_main(int argc, char **argv, FILE *out, FILE *errout)
         /* reported by finish */
     } else if (!cmd) {
         code = usage_error(&c, USAGE, "%s", "missing command");
+    } else if (!strcmp(cmd, "help") && argc > 2 && !strcmp(argv[2], "config")) {
+        if (c.rank == 0)
+            config_write_key_table(out);
+        code = DMLP_OK;
     } else if (is_help(cmd) || !strcmp(cmd, "help")) {
         if (c.rank == 0)
             fputs(USAGE, out);

@@ -1,32 +1,24 @@
-/* config: YAML -> struct config through one libcyaml schema (DESIGN §6).
+/* config: YAML -> struct config through one table of keys (DESIGN §6).
  *
- * A load runs in five steps, each reporting "file:line: key.path: problem":
- *   1. index: libyaml's event parser walks the text once and records every key path
- *      ("model.layers[1].units") with its line and, for scalars, its text. It also reports
- *      syntax errors, duplicate keys and aliases.
- *   2. libcyaml loads the text into a struct config. Its complaints (unknown key, wrong
- *      kind of node, missing key, bad enum) arrive through our log_fn as a message plus a
- *      backtrace of mapping fields; we rebuild the key path from the backtrace, take the
- *      line from the index and phrase the message ourselves.
- *   3. Every scalar of the file is parsed again by our own strict parser and written over
- *      libcyaml's value: libcyaml 1.3 reads numbers with strtoll(base 0)/strtod without
- *      checking for trailing text ("1.5" loads as 1, "010" as 8) and takes any string
- *      other than false/no/off/0 as true.
- *   4. Defaults: libcyaml leaves absent optional keys zero, so each documented default is
- *      applied as a "path=value" text through the same setter as --set when the index
- *      shows that the key was absent.
- *   5. Range and cross-field checks, then each --set, then the checks again.
+ * keys[] names every key once: its path, type, place in struct config, default, range and
+ * help text. Everything else walks that table: the loader, --set, the range checks,
+ * config_to_yaml, config_key_paths and the key table that README.md and `dmlp help
+ * config` show. What one key cannot say alone (softmax only on the last layer, min_lr <= lr,
+ * ...) is check_rules(), run after the table's own checks.
  *
- * The only place that knows the shape of struct config is the schema below; --set, the
- * defaults and the error translation all walk it generically. */
+ * A load: libyaml builds the document tree, whose nodes carry their lines; check_tree()
+ * refuses aliases, duplicate keys and odd keys anywhere in it; the defaults are stored;
+ * walk() matches the tree against the table (unknown and missing keys, types, values);
+ * check() runs the ranges and rules; then each --set, and check() again. Every error reads
+ * "file:line: key.path: problem", or "--set arg: key.path: problem" for a value a --set
+ * wrote. */
 #define _POSIX_C_SOURCE 200809L
 #include "config.h"
 
-#include <cyaml/cyaml.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,249 +28,211 @@
 /* A config is a few hundred bytes; anything this big is the wrong file (a dataset?). */
 #define CONFIG_MAX_BYTES ((size_t)1 << 20)
 #define CONFIG_PATH_MAX 256
+#define CONFIG_DEPTH 16
 
-/* ---- schema ------------------------------------------------------------------------- */
+/* ---- the table ---------------------------------------------------------------------- */
 
-static const cyaml_strval_t activation_strings[] = {
-    {"sigmoid", DMLP_ACT_SIGMOID}, {"tanh", DMLP_ACT_TANH},
-    {"relu", DMLP_ACT_RELU},       {"leaky_relu", DMLP_ACT_LEAKY_RELU},
-    {"linear", DMLP_ACT_LINEAR},   {"softmax", DMLP_ACT_SOFTMAX},
-};
-static const cyaml_strval_t init_strings[] = {
-    {"he", DMLP_INIT_HE}, {"xavier", DMLP_INIT_XAVIER},
-};
-static const cyaml_strval_t loss_strings[] = {
-    {"cross_entropy", DMLP_LOSS_CROSS_ENTROPY}, {"mse", DMLP_LOSS_MSE},
-};
-static const cyaml_strval_t optimizer_strings[] = {
-    {"sgd", DMLP_OPT_SGD},
-    {"adam", DMLP_OPT_ADAM},
-    {"adamw", DMLP_OPT_ADAMW},
-};
-static const cyaml_strval_t placement_strings[] = {
-    {"replicated", DMLP_PLACEMENT_REPLICATED},
-    {"sharded", DMLP_PLACEMENT_SHARDED},
-};
-static const cyaml_strval_t schedule_strings[] = {
-    {"constant", DMLP_SCHEDULE_CONSTANT},
-    {"step", DMLP_SCHEDULE_STEP},
-    {"cosine", DMLP_SCHEDULE_COSINE},
-};
-static const cyaml_strval_t lr_scaling_strings[] = {
-    {"none", DMLP_LR_SCALING_NONE},
-    {"linear", DMLP_LR_SCALING_LINEAR},
-};
-static const cyaml_strval_t normalize_strings[] = {
-    {"none", DMLP_NORMALIZE_NONE},
-    {"standard", DMLP_NORMALIZE_STANDARD},
-};
-static const cyaml_strval_t metric_strings[] = {
-    {"val_loss", DMLP_METRIC_VAL_LOSS},
-    {"val_accuracy", DMLP_METRIC_VAL_ACCURACY},
+/* Enum names in enum order: the value stored is the index. */
+static const char *const activation_names[] = {"sigmoid", "tanh", "relu", "leaky_relu",
+                                               "linear", "softmax", NULL};
+static const char *const init_names[] = {"he", "xavier", NULL};
+static const char *const loss_names[] = {"cross_entropy", "mse", NULL};
+static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
+static const char *const placement_names[] = {"replicated", "sharded", NULL};
+static const char *const schedule_names[] = {"constant", "step", "cosine", NULL};
+static const char *const lr_scaling_names[] = {"none", "linear", NULL};
+static const char *const normalize_names[] = {"none", "standard", NULL};
+static const char *const metric_names[] = {"val_loss", "val_accuracy", NULL};
+
+_Static_assert(sizeof(enum dmlp_activation) == sizeof(int) &&
+               sizeof(enum dmlp_loss) == sizeof(int), "enum fields are stored as int");
+
+enum key_type {
+    KEY_U32,
+    KEY_U64,
+    KEY_DOUBLE,
+    KEY_BOOL,
+    KEY_ENUM,
+    KEY_PATH, /* a string (char *); empty only where OPTIONAL, and then it means none */
+    KEY_LIST  /* a pointer to entries and a uint32_t count; its entries' keys follow it */
 };
 
-#define ENUM_FIELD(key, flags, type, member, strings)                                   \
-    CYAML_FIELD_ENUM(key, (flags) | CYAML_FLAG_STRICT, type, member, strings,          \
-                     CYAML_ARRAY_LEN(strings))
-#define OPT CYAML_FLAG_OPTIONAL
+/* A number's range. One-sided ranges start at 0: "positive" (for integers, >= 1) or
+ * "non-negative"; HI adds an upper bound (the range is then [0 or (0, hi] or hi)). */
+enum {
+    LO = 1,      /* >= 0 */
+    LO_OPEN = 2, /* with LO: > 0 */
+    HI = 4,      /* <= hi */
+    HI_OPEN = 8, /* with HI: < hi */
+    OPTIONAL = 16 /* a KEY_PATH that may be absent (NULL); no default */
+};
+#define POSITIVE .flags = LO | LO_OPEN
+#define NON_NEGATIVE .flags = LO
+#define FRACTION .flags = LO | HI | HI_OPEN, .hi = 1 /* [0, 1) */
 
-static const cyaml_schema_field_t layer_fields[] = {
-    CYAML_FIELD_UINT("units", CYAML_FLAG_DEFAULT, struct config_layer, units),
-    ENUM_FIELD("activation", CYAML_FLAG_DEFAULT, struct config_layer, activation,
-               activation_strings),
-    CYAML_FIELD_END};
-static const cyaml_schema_value_t layer_schema = {
-    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct config_layer, layer_fields)};
-
-/* min 0 entries: an empty list gets our own message in validate() rather than libcyaml's. */
-static const cyaml_schema_field_t model_fields[] = {
-    CYAML_FIELD_SEQUENCE_COUNT("layers", CYAML_FLAG_POINTER, struct config_model, layers,
-                               n_layers, &layer_schema, 0, CYAML_UNLIMITED),
-    ENUM_FIELD("init", OPT, struct config_model, init, init_strings),
-    CYAML_FIELD_END};
-
-static const cyaml_schema_field_t schedule_fields[] = {
-    ENUM_FIELD("name", OPT, struct config_schedule, name, schedule_strings),
-    CYAML_FIELD_FLOAT("warmup_epochs", OPT, struct config_schedule, warmup_epochs),
-    CYAML_FIELD_UINT("step_epochs", OPT, struct config_schedule, step_epochs),
-    CYAML_FIELD_FLOAT("gamma", OPT, struct config_schedule, gamma),
-    CYAML_FIELD_FLOAT("min_lr", OPT, struct config_schedule, min_lr),
-    CYAML_FIELD_END};
-
-static const cyaml_schema_field_t optimizer_fields[] = {
-    ENUM_FIELD("name", OPT, struct config_optimizer, name, optimizer_strings),
-    CYAML_FIELD_FLOAT("lr", CYAML_FLAG_DEFAULT, struct config_optimizer, lr),
-    CYAML_FIELD_FLOAT("momentum", OPT, struct config_optimizer, momentum),
-    CYAML_FIELD_BOOL("nesterov", OPT, struct config_optimizer, nesterov),
-    CYAML_FIELD_FLOAT("weight_decay", OPT, struct config_optimizer, weight_decay),
-    CYAML_FIELD_FLOAT("beta1", OPT, struct config_optimizer, beta1),
-    CYAML_FIELD_FLOAT("beta2", OPT, struct config_optimizer, beta2),
-    CYAML_FIELD_FLOAT("eps", OPT, struct config_optimizer, eps),
-    CYAML_FIELD_FLOAT("clip_norm", OPT, struct config_optimizer, clip_norm),
-    ENUM_FIELD("lr_scaling", OPT, struct config_optimizer, lr_scaling, lr_scaling_strings),
-    CYAML_FIELD_UINT("base_batch_size", OPT, struct config_optimizer, base_batch_size),
-    CYAML_FIELD_MAPPING("schedule", OPT, struct config_optimizer, schedule, schedule_fields),
-    CYAML_FIELD_END};
-
-/* data.test accepts ~/null/empty as "no test set"; train and checkpoint.dir take any
- * string and an empty one is refused in validate(). */
-static const cyaml_schema_field_t data_fields[] = {
-    CYAML_FIELD_STRING_PTR("train", CYAML_FLAG_DEFAULT, struct config_data, train, 0,
-                           CYAML_UNLIMITED),
-    CYAML_FIELD_STRING_PTR("test", OPT | CYAML_FLAG_POINTER_NULL_STR, struct config_data,
-                           test, 0, CYAML_UNLIMITED),
-    CYAML_FIELD_FLOAT("validation_fraction", OPT, struct config_data, validation_fraction),
-    CYAML_FIELD_BOOL("shuffle", OPT, struct config_data, shuffle),
-    CYAML_FIELD_BOOL("drop_last", OPT, struct config_data, drop_last),
-    ENUM_FIELD("placement", OPT, struct config_data, placement, placement_strings),
-    ENUM_FIELD("normalize", OPT, struct config_data, normalize, normalize_strings),
-    CYAML_FIELD_END};
-
-static const cyaml_schema_field_t early_stopping_fields[] = {
-    CYAML_FIELD_UINT("patience", OPT, struct config_early_stopping, patience),
-    ENUM_FIELD("metric", OPT, struct config_early_stopping, metric, metric_strings),
-    CYAML_FIELD_FLOAT("min_delta", OPT, struct config_early_stopping, min_delta),
-    CYAML_FIELD_END};
-
-static const cyaml_schema_field_t training_fields[] = {
-    CYAML_FIELD_UINT("epochs", OPT, struct config_training, epochs),
-    CYAML_FIELD_UINT("batch_size", OPT, struct config_training, batch_size),
-    CYAML_FIELD_UINT("seed", OPT, struct config_training, seed),
-    CYAML_FIELD_UINT("max_steps", OPT, struct config_training, max_steps),
-    CYAML_FIELD_BOOL("reproducible", OPT, struct config_training, reproducible),
-    CYAML_FIELD_MAPPING("early_stopping", OPT, struct config_training, early_stopping,
-                        early_stopping_fields),
-    CYAML_FIELD_END};
-
-static const cyaml_schema_field_t checkpoint_fields[] = {
-    CYAML_FIELD_STRING_PTR("dir", OPT, struct config_checkpoint, dir, 0, CYAML_UNLIMITED),
-    CYAML_FIELD_UINT("every_epochs", OPT, struct config_checkpoint, every_epochs),
-    CYAML_FIELD_UINT("keep_last", OPT, struct config_checkpoint, keep_last),
-    CYAML_FIELD_END};
-
-static const cyaml_schema_field_t comm_fields[] = {
-    CYAML_FIELD_BOOL("shared_memory", OPT, struct config_comm, shared_memory),
-    CYAML_FIELD_BOOL("overlap", OPT, struct config_comm, overlap),
-    CYAML_FIELD_UINT("bucket_kb", OPT, struct config_comm, bucket_kb),
-    CYAML_FIELD_END};
-
-static const cyaml_schema_field_t config_fields[] = {
-    CYAML_FIELD_MAPPING("model", CYAML_FLAG_DEFAULT, struct config, model, model_fields),
-    ENUM_FIELD("loss", OPT, struct config, loss, loss_strings),
-    CYAML_FIELD_MAPPING("optimizer", CYAML_FLAG_DEFAULT, struct config, optimizer,
-                        optimizer_fields),
-    CYAML_FIELD_MAPPING("data", CYAML_FLAG_DEFAULT, struct config, data, data_fields),
-    CYAML_FIELD_MAPPING("training", OPT, struct config, training, training_fields),
-    CYAML_FIELD_MAPPING("checkpoint", OPT, struct config, checkpoint, checkpoint_fields),
-    CYAML_FIELD_MAPPING("comm", OPT, struct config, comm, comm_fields),
-    CYAML_FIELD_END};
-
-static const cyaml_schema_value_t config_schema = {
-    CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct config, config_fields)};
-
-/* The defaults of config.h that are not zero, applied when the key is absent. */
-static const struct {
-    const char *path, *value;
-} config_defaults[] = {
-    {"optimizer.beta1", "0.9"},
-    {"optimizer.beta2", "0.999"},
-    {"optimizer.eps", "1e-8"},
-    {"optimizer.base_batch_size", "128"},
-    {"optimizer.schedule.step_epochs", "10"},
-    {"optimizer.schedule.gamma", "0.1"},
-    {"data.shuffle", "true"},
-    {"training.epochs", "10"},
-    {"training.batch_size", "128"},
-    {"training.seed", "42"},
-    {"checkpoint.dir", "runs/default"},
-    {"checkpoint.every_epochs", "1"},
-    {"checkpoint.keep_last", "3"},
-    {"comm.shared_memory", "true"},
-    {"comm.bucket_kb", "256"},
+struct key {
+    const char *path;         /* "optimizer.schedule.gamma"; list entries "model.layers[].units" */
+    enum key_type type;
+    size_t offset;            /* in struct config; for a list's entries, in one entry */
+    const char *def;          /* the default as YAML text; NULL: required (unless OPTIONAL) */
+    unsigned flags;
+    double hi;
+    const char *const *names; /* KEY_ENUM */
+    size_t count_offset, entry_size; /* KEY_LIST */
+    const char *help;         /* one line, Markdown (README.md shows it) */
 };
 
-/* Fields whose range check is ">= 1": their type errors say "positive integer" too, so
- * "units: -8" and "units: 0" read alike. Indices are written as "[]". */
-static const char *const positive_fields[] = {
-    "model.layers[].units", "training.epochs", "training.batch_size",
-    "optimizer.base_batch_size", "optimizer.schedule.step_epochs", "comm.bucket_kb"};
+#define AT(member) offsetof(struct config, member)
+#define IN_LAYER(member) offsetof(struct config_layer, member)
 
-/* ---- the key index ------------------------------------------------------------------ */
+/* In schema order, which is the order config_to_yaml writes and "known keys" lists. */
+static const struct key keys[] = {
+    {"model.layers", KEY_LIST, AT(model.layers), .count_offset = AT(model.n_layers),
+     .entry_size = sizeof(struct config_layer),
+     .help = "the layers, input side first; the input width comes from the data"},
+    {"model.layers[].units", KEY_U32, IN_LAYER(units), POSITIVE, .help = "outputs of the layer"},
+    {"model.layers[].activation", KEY_ENUM, IN_LAYER(activation), .names = activation_names,
+     .help = "`leaky_relu` has slope 0.01; `softmax` only on the last layer, with "
+             "`cross_entropy`"},
+    {"model.init", KEY_ENUM, AT(model.init), "he", .names = init_names,
+     .help = "weights drawn from N(0, 2/in) (`he`) or N(0, 2/(in+out)) (`xavier`); biases 0"},
+    {"loss", KEY_ENUM, AT(loss), "cross_entropy", .names = loss_names,
+     .help = "`cross_entropy` (softmax output, `/labels`) or `mse` (`/targets`)"},
+    {"optimizer.name", KEY_ENUM, AT(optimizer.name), "sgd", .names = optimizer_names,
+     .help = "with PyTorch's update formulas"},
+    {"optimizer.lr", KEY_DOUBLE, AT(optimizer.lr), POSITIVE,
+     .help = "learning rate (the schedule's peak)"},
+    {"optimizer.momentum", KEY_DOUBLE, AT(optimizer.momentum), "0", FRACTION,
+     .help = "sgd only"},
+    {"optimizer.nesterov", KEY_BOOL, AT(optimizer.nesterov), "false",
+     .help = "sgd: Nesterov momentum (needs momentum > 0)"},
+    {"optimizer.weight_decay", KEY_DOUBLE, AT(optimizer.weight_decay), "0", NON_NEGATIVE,
+     .help = "L2 penalty added to the gradient (sgd, adam); decoupled decay (adamw)"},
+    {"optimizer.beta1", KEY_DOUBLE, AT(optimizer.beta1), "0.9", FRACTION,
+     .help = "adam, adamw: decay of the gradient's running mean"},
+    {"optimizer.beta2", KEY_DOUBLE, AT(optimizer.beta2), "0.999", FRACTION,
+     .help = "adam, adamw: decay of the squared gradient's running mean"},
+    {"optimizer.eps", KEY_DOUBLE, AT(optimizer.eps), "1e-8", POSITIVE,
+     .help = "adam, adamw: added to the denominator"},
+    {"optimizer.clip_norm", KEY_DOUBLE, AT(optimizer.clip_norm), "0", NON_NEGATIVE,
+     .help = "clip the global gradient norm (after the allreduce) to this; 0 = off"},
+    {"optimizer.lr_scaling", KEY_ENUM, AT(optimizer.lr_scaling), "none",
+     .names = lr_scaling_names,
+     .help = "`linear`: lr × batch_size / base_batch_size (Goyal et al.)"},
+    {"optimizer.base_batch_size", KEY_U32, AT(optimizer.base_batch_size), "128", POSITIVE,
+     .help = "the batch size the learning rate was tuned for"},
+    {"optimizer.schedule.name", KEY_ENUM, AT(optimizer.schedule.name), "constant",
+     .names = schedule_names,
+     .help = "`step`: × gamma every step_epochs; `cosine`: down to min_lr; applied per step"},
+    {"optimizer.schedule.warmup_epochs", KEY_DOUBLE, AT(optimizer.schedule.warmup_epochs),
+     "0", NON_NEGATIVE,
+     .help = "linear warm-up from 0 (fractions allowed; at most training.epochs)"},
+    {"optimizer.schedule.step_epochs", KEY_U32, AT(optimizer.schedule.step_epochs), "10",
+     POSITIVE, .help = "step: epochs between two decays"},
+    {"optimizer.schedule.gamma", KEY_DOUBLE, AT(optimizer.schedule.gamma), "0.1",
+     .flags = LO | LO_OPEN | HI, .hi = 1, .help = "step: the factor of each decay"},
+    {"optimizer.schedule.min_lr", KEY_DOUBLE, AT(optimizer.schedule.min_lr), "0",
+     NON_NEGATIVE, .help = "cosine: the final learning rate (at most optimizer.lr)"},
+    {"data.train", KEY_PATH, AT(data.train), .help = "training dataset (HDF5)"},
+    {"data.test", KEY_PATH, AT(data.test), .flags = OPTIONAL,
+     .help = "evaluated after every epoch"},
+    {"data.validation_fraction", KEY_DOUBLE, AT(data.validation_fraction), "0", FRACTION,
+     .help = "a seeded random part of the training file held out; val loss and accuracy "
+             "every epoch, `best.h5`"},
+    {"data.shuffle", KEY_BOOL, AT(data.shuffle), "true",
+     .help = "a permutation drawn from (seed, epoch) each epoch"},
+    {"data.drop_last", KEY_BOOL, AT(data.drop_last), "false",
+     .help = "skip the short last batch of an epoch"},
+    {"data.placement", KEY_ENUM, AT(data.placement), "replicated", .names = placement_names,
+     .help = "every rank holds the whole training set, or (`sharded`) 1/n of the rows"},
+    {"data.normalize", KEY_ENUM, AT(data.normalize), "none", .names = normalize_names,
+     .help = "`standard`: (x − mean) / std per feature, from the training rows (across "
+             "ranks); stored in checkpoints, applied by eval and predict"},
+    {"training.epochs", KEY_U32, AT(training.epochs), "10", POSITIVE,
+     .help = "passes over the training set"},
+    {"training.batch_size", KEY_U32, AT(training.batch_size), "128", POSITIVE,
+     .help = "the **global** batch, split across ranks"},
+    {"training.seed", KEY_U64, AT(training.seed), "42",
+     .help = "seeds initialisation and shuffling"},
+    {"training.max_steps", KEY_U64, AT(training.max_steps), "0",
+     .help = "stop after this many steps (0: no limit)"},
+    {"training.reproducible", KEY_BOOL, AT(training.reproducible), "false",
+     .help = "weights bit-identical for any rank count (fixed-point gradient sums; needs "
+             "replicated placement; costs speed)"},
+    {"training.early_stopping.patience", KEY_U32, AT(training.early_stopping.patience), "0",
+     .help = "stop after this many epochs without improvement (0: off; needs "
+             "data.validation_fraction > 0)"},
+    {"training.early_stopping.metric", KEY_ENUM, AT(training.early_stopping.metric),
+     "val_loss", .names = metric_names, .help = "`val_accuracy` needs `cross_entropy`"},
+    {"training.early_stopping.min_delta", KEY_DOUBLE, AT(training.early_stopping.min_delta),
+     "0", NON_NEGATIVE, .help = "a smaller change is no improvement"},
+    {"checkpoint.dir", KEY_PATH, AT(checkpoint.dir), "runs/default",
+     .help = "where checkpoints go"},
+    {"checkpoint.every_epochs", KEY_U32, AT(checkpoint.every_epochs), "1",
+     .help = "0: only the final checkpoint"},
+    {"checkpoint.keep_last", KEY_U32, AT(checkpoint.keep_last), "3",
+     .help = "older checkpoints are deleted (0: keep all); never the newest"},
+    {"comm.shared_memory", KEY_BOOL, AT(comm.shared_memory), "true",
+     .help = "ranks on one node add their gradients through an MPI shared-memory window "
+             "(then `MPI_Allreduce` across nodes) instead of one `MPI_Allreduce`; falls back "
+             "by itself where it cannot"},
+    {"comm.overlap", KEY_BOOL, AT(comm.overlap), "false",
+     .help = "start each bucket's gradient allreduce (`MPI_Iallreduce`) as soon as backward "
+             "has produced it, and finish before the update; same weights as without (bit "
+             "for bit at 2 ranks)"},
+    {"comm.bucket_kb", KEY_U32, AT(comm.bucket_kb), "256", POSITIVE,
+     .help = "gradient per allreduce when overlapping, in KiB (at most 4 GiB)"},
+};
+#define N_KEYS (sizeof keys / sizeof keys[0])
 
-enum node_kind { NODE_SCALAR, NODE_MAPPING, NODE_SEQUENCE };
+/* ---- a load in progress ------------------------------------------------------------- */
 
-struct index_entry {
-    char *path;      /* "model.layers[1].units"; "" is the document's root mapping */
-    int key_line;    /* 1-based line of the key (of the entry itself inside a list) */
-    int value_line;  /* 1-based line where the value starts */
-    enum node_kind kind;
-    char *text;      /* scalars: the text as written */
-    size_t start, end; /* scalars: byte offsets of the text in the document */
-    char *set_arg;   /* non-NULL when the value now comes from this --set argument */
+/* Where a value came from, for messages about it. */
+struct where {
+    char *path;     /* "model.layers[1].units"; containers too ("model.layers") */
+    int line;       /* 1-based: of the value for a scalar, of its key for a container */
+    char *set_arg;  /* the --set argument that last wrote it, or NULL */
 };
 
-struct index {
-    struct index_entry *e;
-    size_t n, cap;
-};
-
-/* Everything a load needs to phrase a message. */
-struct load_ctx {
+struct load {
     const char *name;
-    struct index idx;
     struct config *cfg;
+    yaml_document_t doc;
+    struct where *w;
+    size_t n_w, cap_w;
     struct dmlp_error *err;
 };
 
-/* libcyaml's log lines for one call, gathered by log_capture through log_ctx. */
-struct log_buf {
-    char text[4096];
-    size_t len;
-};
-
-static const cyaml_config_t *cyaml_cfg_for(cyaml_config_t *c, struct log_buf *log);
-static void log_capture(cyaml_log_t level, void *ctx, const char *fmt, va_list args);
-static int index_build(struct load_ctx *lc, const char *yaml, size_t len);
-static void index_free(struct index *idx);
-static struct index_entry *index_find(const struct index *idx, const char *path);
-static int translate_cyaml_error(struct load_ctx *lc, cyaml_err_t e, const struct log_buf *log);
-static int reparse_scalars(struct load_ctx *lc);
-static char *pretty_floats(const struct config *cfg, const char *text, size_t len);
-static int apply_defaults(struct load_ctx *lc);
-static int validate(struct load_ctx *lc);
-static int apply_set(struct load_ctx *lc, const char *arg);
+static int parse_document(struct load *ld, const char *yaml, size_t len);
+static int check_tree(struct load *ld, yaml_node_t *node, const char *path, int line,
+                      int depth, unsigned char *seen);
+static int walk(struct load *ld, yaml_node_t *node, const char *path, int line, void *base);
+static int store_defaults(struct load *ld, void *base, const char *prefix);
+static int check(struct load *ld);
+static int apply_set(struct load *ld, const char *arg);
+static void load_free(struct load *ld);
+static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix);
+static const char *enum_name(const char *const *names, int v);
 
 /* ---- public functions --------------------------------------------------------------- */
 
 const char *config_activation_name(enum dmlp_activation a)
 {
-    for (size_t i = 0; i < CYAML_ARRAY_LEN(activation_strings); i++)
-        if (activation_strings[i].val == (int64_t)a)
-            return activation_strings[i].str;
-    return "unknown";
+    return enum_name(activation_names, (int)a);
 }
 
 const char *config_optimizer_name(enum dmlp_optimizer o)
 {
-    for (size_t i = 0; i < CYAML_ARRAY_LEN(optimizer_strings); i++)
-        if (optimizer_strings[i].val == (int64_t)o)
-            return optimizer_strings[i].str;
-    return "unknown";
+    return enum_name(optimizer_names, (int)o);
 }
 
-const char *config_loss_name(enum dmlp_loss l)
-{
-    for (size_t i = 0; i < CYAML_ARRAY_LEN(loss_strings); i++)
-        if (loss_strings[i].val == (int64_t)l)
-            return loss_strings[i].str;
-    return "unknown";
-}
+const char *config_loss_name(enum dmlp_loss l) { return enum_name(loss_names, (int)l); }
 
 int config_activation_parse(const char *name, enum dmlp_activation *out)
 {
-    for (size_t i = 0; name && i < CYAML_ARRAY_LEN(activation_strings); i++) {
-        if (strcmp(name, activation_strings[i].str) == 0) {
-            *out = (enum dmlp_activation)activation_strings[i].val;
+    for (int i = 0; name && activation_names[i]; i++) {
+        if (strcmp(name, activation_names[i]) == 0) {
+            *out = (enum dmlp_activation)i;
             return 0;
         }
     }
@@ -321,124 +275,928 @@ int config_load_string(struct config **out, const char *yaml, size_t len, const 
                        const char *const *sets, size_t n_sets, struct dmlp_error *err)
 {
     *out = NULL;
-    struct load_ctx lc = {.name = name ? name : "<string>", .err = err};
+    struct load ld = {.name = name ? name : "<string>", .err = err};
     if (len > CONFIG_MAX_BYTES)
         return dmlp_fail(err, DMLP_ERR_INPUT,
-                         "%s: larger than 1 MiB; a config is a short YAML file", lc.name);
-
-    int rc = index_build(&lc, yaml, len);
+                         "%s: larger than 1 MiB; a config is a short YAML file", ld.name);
+    ld.cfg = calloc(1, sizeof *ld.cfg);
+    if (!ld.cfg)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", ld.name);
+    int rc = parse_document(&ld, yaml, len);
+    if (rc == DMLP_OK)
+        rc = store_defaults(&ld, ld.cfg, "");
     if (rc == DMLP_OK) {
-        struct log_buf log = {.len = 0};
-        cyaml_config_t ccfg;
-        void *data = NULL;
-        cyaml_err_t e = cyaml_load_data((const uint8_t *)yaml, len, cyaml_cfg_for(&ccfg, &log),
-                                        &config_schema, &data, NULL);
-        lc.cfg = data;
-        if (e != CYAML_OK)
-            rc = translate_cyaml_error(&lc, e, &log);
-        else if (!lc.cfg) /* index_build already refused an empty document */
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: the document is empty", lc.name);
+        yaml_node_t *root = yaml_document_get_root_node(&ld.doc);
+        rc = walk(&ld, root, "", (int)root->start_mark.line + 1, ld.cfg);
     }
     if (rc == DMLP_OK)
-        rc = reparse_scalars(&lc);
-    if (rc == DMLP_OK)
-        rc = apply_defaults(&lc);
-    if (rc == DMLP_OK)
-        rc = validate(&lc);
+        rc = check(&ld);
     for (size_t i = 0; rc == DMLP_OK && i < n_sets; i++)
-        rc = apply_set(&lc, sets[i]);
+        rc = apply_set(&ld, sets[i]);
     if (rc == DMLP_OK && n_sets > 0)
-        rc = validate(&lc);
-
-    index_free(&lc.idx);
+        rc = check(&ld);
+    load_free(&ld);
     if (rc != DMLP_OK) {
-        config_free(&lc.cfg);
+        config_free(&ld.cfg);
         return rc;
     }
-    *out = lc.cfg;
+    *out = ld.cfg;
     if (err)
         dmlp_error_clear(err);
     return DMLP_OK;
 }
 
+/* The emitter's output, grown as it writes. */
+struct text {
+    char *s;
+    size_t len, cap;
+};
+
+static int text_write(void *ctx, unsigned char *buf, size_t n)
+{
+    struct text *t = ctx;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = 2 * (t->len + n + 1);
+        char *s = realloc(t->s, cap);
+        if (!s)
+            return 0;
+        t->s = s;
+        t->cap = cap;
+    }
+    memcpy(t->s + t->len, buf, n);
+    t->len += n;
+    t->s[t->len] = '\0';
+    return 1;
+}
+
+/* libyaml's emitter writes the text, so every string comes out quoted as YAML needs. */
 int config_to_yaml(const struct config *cfg, char **out, struct dmlp_error *err)
 {
     *out = NULL;
-    struct log_buf log = {.len = 0};
-    cyaml_config_t ccfg;
-    cyaml_cfg_for(&ccfg, &log);
-    ccfg.flags = CYAML_CFG_STYLE_BLOCK;
-    char *text = NULL;
-    size_t len = 0;
-    cyaml_err_t e = cyaml_save_data(&text, &len, &ccfg, &config_schema, cfg, 0);
-    if (e != CYAML_OK) {
-        /* Only a config that skipped validation (an enum out of range, no layers) fails. */
-        char *nl = memchr(log.text, '\n', log.len);
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "config: cannot serialize to YAML: %s (%.*s)",
-                         cyaml_strerror(e), nl ? (int)(nl - log.text) : (int)log.len,
-                         log.text);
-    }
-    char *s = pretty_floats(cfg, text, len);
-    ccfg.mem_fn(ccfg.mem_ctx, text, 0);
-    if (!s)
+    yaml_emitter_t em;
+    struct text t = {0};
+    if (!yaml_emitter_initialize(&em))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "config: out of memory");
-    *out = s;
-    return DMLP_OK;
+    yaml_emitter_set_output(&em, text_write, &t);
+    yaml_event_t ev;
+    int ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) &&
+             yaml_emitter_emit(&em, &ev) &&
+             yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) &&
+             yaml_emitter_emit(&em, &ev) && emit_mapping(&em, cfg, "") &&
+             yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&em, &ev) &&
+             yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&em, &ev) &&
+             yaml_emitter_flush(&em);
+    int rc = DMLP_OK;
+    if (!ok) {
+        /* Only a config that skipped validation (an enum out of range) gets here. */
+        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "config: cannot serialize to YAML: %s",
+                       em.problem ? em.problem : "a value out of range, or out of memory");
+        free(t.s);
+    } else {
+        *out = t.s;
+    }
+    yaml_emitter_delete(&em);
+    return rc;
 }
 
 void config_free(struct config **cfg)
 {
     if (!cfg || !*cfg)
         return;
-    cyaml_config_t ccfg;
-    cyaml_free(cyaml_cfg_for(&ccfg, NULL), &config_schema, *cfg, 0);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (keys[i].type == KEY_PATH || keys[i].type == KEY_LIST) {
+            void *p;
+            memcpy(&p, (char *)*cfg + keys[i].offset, sizeof p);
+            free(p);
+        }
+    }
+    free(*cfg);
     *cfg = NULL;
 }
 
-/* ---- libcyaml plumbing -------------------------------------------------------------- */
-
-/* cyaml_mem is realloc/free, so strings that --set and the defaults allocate with
- * cyaml_mem are freed correctly by cyaml_free. Only errors are logged: they carry the
- * message and the backtrace we need, nothing else does. */
-static const cyaml_config_t *cyaml_cfg_for(cyaml_config_t *c, struct log_buf *log)
+size_t config_key_paths(const char **out, size_t cap)
 {
-    *c = (cyaml_config_t){
-        .log_fn = log ? log_capture : NULL,
-        .log_ctx = log,
-        .mem_fn = cyaml_mem,
-        .mem_ctx = NULL,
-        .log_level = CYAML_LOG_ERROR,
-        .flags = CYAML_CFG_DEFAULT,
-    };
-    return c;
+    size_t n = 0;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (keys[i].type == KEY_LIST)
+            continue; /* its entries' keys are the values */
+        if (n < cap)
+            out[n] = keys[i].path;
+        n++;
+    }
+    return n;
 }
 
-static void log_capture(cyaml_log_t level, void *ctx, const char *fmt, va_list args)
+static void type_text(const struct key *k, char *out, size_t cap);
+
+void config_write_key_table(FILE *out)
 {
-    struct log_buf *log = ctx;
-    if (level < CYAML_LOG_ERROR || log->len + 1 >= sizeof log->text)
+    fputs("| key | type, range | default | meaning |\n|---|---|---|---|\n", out);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i];
+        char type[256], def[64];
+        type_text(k, type, sizeof type);
+        if (k->def)
+            snprintf(def, sizeof def, "`%s`", k->def);
+        else
+            snprintf(def, sizeof def, "%s", k->flags & OPTIONAL ? "none" : "required");
+        fprintf(out, "| `%s` | %s | %s | %s |\n", k->path, type, def, k->help);
+    }
+}
+
+/* ---- the table, read -------------------------------------------------------------------- */
+
+static const char *enum_name(const char *const *names, int v)
+{
+    for (int i = 0; names[i]; i++)
+        if (i == v)
+            return names[i];
+    return "unknown";
+}
+
+static const struct key *find_key(const char *schema_path)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].path, schema_path) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* The length of the name that k has directly under prefix ("" or a schema path ending in
+ * '.': "optimizer." -> "schedule" for optimizer.schedule.gamma), 0 when k is not under it. */
+static size_t child_len(const struct key *k, const char *prefix)
+{
+    const size_t plen = strlen(prefix);
+    if (strncmp(k->path, prefix, plen) != 0)
+        return 0;
+    return strcspn(k->path + plen, ".[");
+}
+
+/* The first key of the table under prefix whose child name there is name, or NULL. */
+static const struct key *find_child(const char *prefix, const char *name)
+{
+    const size_t plen = strlen(prefix), n = strlen(name);
+    for (size_t i = 0; n > 0 && i < N_KEYS; i++)
+        if (child_len(&keys[i], prefix) == n && strncmp(keys[i].path + plen, name, n) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* "name, lr, momentum, ...": the names directly under prefix, in table order. */
+static void list_children(const char *prefix, char *out, size_t cap)
+{
+    const size_t plen = strlen(prefix);
+    const char *last = NULL;
+    size_t last_len = 0, used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < N_KEYS && used < cap; i++) {
+        const char *name = keys[i].path + plen;
+        const size_t n = child_len(&keys[i], prefix);
+        if (n == 0 || (last && n == last_len && strncmp(name, last, n) == 0))
+            continue;
+        int w = snprintf(out + used, cap - used, "%s%.*s", last ? ", " : "", (int)n, name);
+        used += w > 0 ? (size_t)w : 0;
+        last = name;
+        last_len = n;
+    }
+}
+
+/* "model.layers[12].units" -> "model.layers[].units": the table's form of a path. */
+static void schema_path(const char *path, char *out, size_t cap)
+{
+    size_t j = 0;
+    for (const char *c = path; *c && j + 1 < cap; c++) {
+        out[j++] = *c;
+        if (*c == '[')
+            while (c[1] >= '0' && c[1] <= '9')
+                c++;
+    }
+    out[j] = '\0';
+}
+
+static int is_integer(const struct key *k) { return k->type == KEY_U32 || k->type == KEY_U64; }
+
+static int required(const struct key *k) { return !k->def && !(k->flags & OPTIONAL); }
+
+/* The interval of a two-sided range: "[0, 1)", "(0, 1]". */
+static void interval(const struct key *k, char *out, size_t cap)
+{
+    snprintf(out, cap, "%c0, %g%c", k->flags & LO_OPEN ? '(' : '[', k->hi,
+             k->flags & HI_OPEN ? ')' : ']');
+}
+
+/* What a value of k must be, in messages: "a positive integer", "in [0, 1)"; with k NULL,
+ * the section under prefix: "a mapping (keys: name, lr, ...)". */
+static void want_text(const struct key *k, const char *prefix, char *out, size_t cap)
+{
+    char iv[400];
+    if (!k) {
+        list_children(prefix, iv, sizeof iv);
+        snprintf(out, cap, "a mapping (keys: %s)", iv);
         return;
-    int n = vsnprintf(log->text + log->len, sizeof log->text - log->len, fmt, args);
-    if (n > 0)
-        log->len += (size_t)n < sizeof log->text - log->len ? (size_t)n
-                                                            : sizeof log->text - 1 - log->len;
+    }
+    switch (k->type) {
+    case KEY_LIST: snprintf(out, cap, "a list"); return;
+    case KEY_BOOL: snprintf(out, cap, "true or false"); return;
+    case KEY_PATH: snprintf(out, cap, "a string"); return;
+    case KEY_ENUM: {
+        size_t used = snprintf(out, cap, "one of ");
+        for (int i = 0; k->names[i] && used < cap; i++)
+            used += snprintf(out + used, cap - used, "%s%s", i ? ", " : "", k->names[i]);
+        return;
+    }
+    default: break;
+    }
+    const char *noun = is_integer(k) ? "integer" : "number";
+    if (k->flags & HI) {
+        interval(k, iv, sizeof iv);
+        snprintf(out, cap, "in %s", iv);
+    } else if (k->flags & LO_OPEN) {
+        snprintf(out, cap, "a positive %s", noun);
+    } else {
+        snprintf(out, cap, "a non-negative %s", noun);
+    }
 }
 
-/* ---- schema walking ----------------------------------------------------------------- */
+/* The type and range column of the key table: "int ≥ 1", "float [0, 1)", "`he`, `xavier`". */
+static void type_text(const struct key *k, char *out, size_t cap)
+{
+    static const char *const type_names[] = {"int", "int64", "float", "bool", "", "path",
+                                             "list"};
+    char iv[64];
+    if (k->type == KEY_ENUM) {
+        size_t used = 0;
+        out[0] = '\0';
+        for (int i = 0; k->names[i] && used < cap; i++)
+            used += snprintf(out + used, cap - used, "%s`%s`", i ? ", " : "", k->names[i]);
+    } else if (k->flags & HI) {
+        interval(k, iv, sizeof iv);
+        snprintf(out, cap, "%s %s", type_names[k->type], iv);
+    } else if (k->flags & LO_OPEN) {
+        snprintf(out, cap, "%s %s", type_names[k->type], is_integer(k) ? "≥ 1" : "> 0");
+    } else if (k->flags & LO || is_integer(k)) {
+        snprintf(out, cap, "%s ≥ 0", type_names[k->type]);
+    } else {
+        snprintf(out, cap, "%s", type_names[k->type]);
+    }
+}
+
+/* The list that holds the entry key k ("model.layers[].units" -> model.layers), or NULL. */
+static const struct key *list_of(const struct key *k)
+{
+    const char *brackets = strstr(k->path, "[]");
+    if (!brackets)
+        return NULL;
+    char path[CONFIG_PATH_MAX];
+    snprintf(path, sizeof path, "%.*s", (int)(brackets - k->path), k->path);
+    return find_key(path);
+}
+
+static void list_get(const void *base, const struct key *list, char **entries, uint32_t *n)
+{
+    memcpy(entries, (const char *)base + list->offset, sizeof *entries);
+    memcpy(n, (const char *)base + list->count_offset, sizeof *n);
+}
+
+/* ---- scalars ------------------------------------------------------------------------ */
+
+/* 1 if s is well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF): YAML text is UTF-8, so config_to_yaml (the checkpoint's copy of the config)
+ * cannot write anything else, and a --set value is the one way other bytes get in. */
+static int utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        const unsigned c = *p++;
+        int more = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2
+                 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
+        if (more < 0)
+            return 0;
+        for (int i = 0; i < more; i++, p++) {
+            unsigned lo = 0x80, hi = 0xBF;
+            if (i == 0 && c == 0xE0)
+                lo = 0xA0;
+            else if (i == 0 && c == 0xED)
+                hi = 0x9F;
+            else if (i == 0 && c == 0xF0)
+                lo = 0x90;
+            else if (i == 0 && c == 0xF4)
+                hi = 0x8F;
+            if (*p < lo || *p > hi)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* YAML's spellings of "no value". For an OPTIONAL path they mean none, however quoted and
+ * from a file or a --set alike, so that config_to_yaml never writes a path that reads back
+ * as none. */
+static int is_null_text(const char *s)
+{
+    return !s[0] || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+           !strcmp(s, "NULL");
+}
+
+static int parse_bool(const char *text)
+{
+    /* YAML 1.1 spellings too: libyaml users write yes/no. */
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+    for (size_t i = 0; i < 3; i++) {
+        if (strcasecmp(text, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(text, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Writes a reason into why and returns -1: the failure of the parsers below. */
+static int why_fail(char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int why_fail(char *why, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, cap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Parses text as a value of k into dst (k's field in its struct). Returns 0, or -1 with
+ * the problem in why ("-8 is not a positive integer"). The one parser for file scalars,
+ * --set values and the table's defaults. Ranges are check()'s: they hold after --set. */
+static int parse_scalar(const struct key *k, const char *text, void *dst, char *why, size_t cap)
+{
+    const char *shown = text[0] ? text : "''";
+    char want[256];
+    want_text(k, NULL, want, sizeof want);
+    if (is_integer(k)) {
+        /* 64-bit values stop at INT64_MAX, as they always have in dmlp configs (libcyaml
+         * read them with strtoll), so every config written so far still loads. */
+        const uint64_t max = k->type == KEY_U32 ? UINT32_MAX : INT64_MAX;
+        uint64_t v;
+        if (dmlp_parse_u64(text, &v) != 0)
+            return why_fail(why, cap, "%s is not %s", shown, want);
+        if (v > max)
+            return why_fail(why, cap, "%s is too large (at most %" PRIu64 ")", text, max);
+        uint32_t v32 = (uint32_t)v;
+        memcpy(dst, k->type == KEY_U32 ? (void *)&v32 : (void *)&v,
+               k->type == KEY_U32 ? sizeof v32 : sizeof v);
+    } else if (k->type == KEY_DOUBLE) {
+        double v;
+        if (dmlp_parse_double(text, &v) != 0)
+            return why_fail(why, cap, "%s is not a finite number", shown);
+        memcpy(dst, &v, sizeof v);
+    } else if (k->type == KEY_BOOL) {
+        const int v = parse_bool(text);
+        if (v < 0)
+            return why_fail(why, cap, "%s is not true or false", shown);
+        const bool b = v;
+        memcpy(dst, &b, sizeof b);
+    } else if (k->type == KEY_ENUM) {
+        int v = 0;
+        while (k->names[v] && strcmp(text, k->names[v]) != 0)
+            v++;
+        if (!k->names[v])
+            return why_fail(why, cap, "%s is not %s", shown, want);
+        memcpy(dst, &v, sizeof v);
+    } else {
+        if (!utf8_valid(text))
+            return why_fail(why, cap, "'%s' is not valid UTF-8 (config text, and the copy "
+                            "kept in checkpoints, is UTF-8)", text);
+        char *v = NULL, *old;
+        /* An empty value is refused for a required path by check(), which says why. */
+        if (!((k->flags & OPTIONAL) && is_null_text(text)) && !(v = strdup(text)))
+            return why_fail(why, cap, "out of memory");
+        memcpy(&old, dst, sizeof old);
+        free(old);
+        memcpy(dst, &v, sizeof v);
+    }
+    return 0;
+}
+
+/* k's value at src as YAML text, in buf or static; NULL for an enum out of range. */
+static const char *format_value(const struct key *k, const void *src, char *buf, size_t cap)
+{
+    uint32_t u32;
+    uint64_t u64;
+    double d;
+    bool b;
+    int e;
+    switch (k->type) {
+    case KEY_U32: memcpy(&u32, src, sizeof u32); snprintf(buf, cap, "%" PRIu32, u32); break;
+    case KEY_U64: memcpy(&u64, src, sizeof u64); snprintf(buf, cap, "%" PRIu64, u64); break;
+    case KEY_DOUBLE:
+        /* The shortest text that reads back as the same double: exact, and readable. */
+        memcpy(&d, src, sizeof d);
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, cap, "%.*g", prec, d);
+            if (strtod(buf, NULL) == d)
+                break;
+        }
+        break;
+    case KEY_BOOL: memcpy(&b, src, sizeof b); return b ? "true" : "false";
+    case KEY_ENUM: {
+        memcpy(&e, src, sizeof e);
+        const char *name = enum_name(k->names, e);
+        return strcmp(name, "unknown") ? name : NULL;
+    }
+    default: {
+        const char *s;
+        memcpy(&s, src, sizeof s);
+        return s;
+    }
+    }
+    return buf;
+}
+
+/* ---- messages ----------------------------------------------------------------------- */
+
+static struct where *where_find(const struct load *ld, const char *path)
+{
+    for (size_t i = 0; i < ld->n_w; i++)
+        if (strcmp(ld->w[i].path, path) == 0)
+            return &ld->w[i];
+    return NULL;
+}
+
+/* Records that path's value came from line (0 for a --set), or from set_arg. */
+static int where_add(struct load *ld, const char *path, int line, const char *set_arg)
+{
+    struct where *w = where_find(ld, path);
+    if (!w) {
+        if (ld->n_w == ld->cap_w) {
+            size_t cap = ld->cap_w ? 2 * ld->cap_w : 64;
+            struct where *nw = realloc(ld->w, cap * sizeof *nw);
+            if (!nw)
+                return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+            ld->w = nw;
+            ld->cap_w = cap;
+        }
+        w = &ld->w[ld->n_w];
+        *w = (struct where){.path = strdup(path), .line = line};
+        if (!w->path)
+            return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+        ld->n_w++;
+    }
+    if (set_arg) {
+        free(w->set_arg);
+        if (!(w->set_arg = strdup(set_arg)))
+            return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+    }
+    return DMLP_OK;
+}
+
+/* Fails with "<where path's value came from>: <path>: <message>": "file:line", "--set a=b",
+ * or the file alone for a default. */
+static int fail_at(const struct load *ld, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail_at(const struct load *ld, const char *path, const char *fmt, ...)
+{
+    char loc[CONFIG_PATH_MAX + 64], msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const struct where *w = where_find(ld, path);
+    if (w && w->set_arg)
+        snprintf(loc, sizeof loc, "--set %s", w->set_arg);
+    else if (w)
+        snprintf(loc, sizeof loc, "%s:%d", ld->name, w->line);
+    else
+        snprintf(loc, sizeof loc, "%s", ld->name);
+    return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s: %s: %s", loc, path, msg);
+}
+
+static void load_free(struct load *ld)
+{
+    for (size_t i = 0; i < ld->n_w; i++) {
+        free(ld->w[i].path);
+        free(ld->w[i].set_arg);
+    }
+    free(ld->w);
+    ld->w = NULL;
+    ld->n_w = ld->cap_w = 0;
+    yaml_document_delete(&ld->doc);
+}
+
+/* ---- the document ------------------------------------------------------------------- */
+
+static int node_line(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
+
+static int syntax_error(struct load *ld, const yaml_parser_t *p)
+{
+    if (p->error == YAML_READER_ERROR)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s: YAML error: %s at byte %zu", ld->name,
+                         p->problem, p->problem_offset);
+    const char *problem = p->problem ? p->problem : "invalid YAML";
+    /* The composer's errors are about anchors: an undefined alias, a repeated anchor. */
+    if (p->error == YAML_COMPOSER_ERROR)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: aliases (*name) are not supported "
+                         "in configs (%s)", ld->name, (int)p->problem_mark.line + 1, problem);
+    if (p->context)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: YAML syntax error: %s (%s at line %d)",
+                         ld->name, (int)p->problem_mark.line + 1, problem, p->context,
+                         (int)p->context_mark.line + 1);
+    return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: YAML syntax error: %s", ld->name,
+                     (int)p->problem_mark.line + 1, problem);
+}
+
+/* Parses the text into ld->doc: one document whose root is a mapping, passed by
+ * check_tree(). What follows the document must be the end of the text. */
+static int parse_document(struct load *ld, const char *yaml, size_t len)
+{
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p))
+        return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: cannot start the YAML parser",
+                         ld->name);
+    yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
+    int rc = yaml_parser_load(&p, &ld->doc) ? DMLP_OK : syntax_error(ld, &p);
+    yaml_node_t *root = rc ? NULL : yaml_document_get_root_node(&ld->doc);
+    unsigned char *seen = NULL;
+    if (rc == DMLP_OK && !root)
+        rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s: the config is empty; it needs the "
+                       "sections model, optimizer and data", ld->name);
+    else if (rc == DMLP_OK && root->type != YAML_MAPPING_NODE)
+        rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: the config must be a mapping of "
+                       "sections (model, optimizer, data, ...)", ld->name, node_line(root));
+    else if (rc == DMLP_OK && !(seen = calloc((size_t)(ld->doc.nodes.top -
+                                                       ld->doc.nodes.start), 1)))
+        rc = dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+    if (rc == DMLP_OK) {
+        seen[0] = 1;
+        rc = check_tree(ld, root, "", node_line(root), 0, seen);
+    }
+    free(seen);
+    yaml_event_t ev;
+    if (rc == DMLP_OK && !yaml_parser_parse(&p, &ev)) {
+        rc = syntax_error(ld, &p);
+    } else if (rc == DMLP_OK) {
+        if (ev.type != YAML_STREAM_END_EVENT)
+            rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: a second YAML document ('---'); "
+                           "a config is one document", ld->name, (int)ev.start_mark.line + 1);
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+/* Marks the child node id as seen; an alias is a node reached a second time. */
+static int visit(struct load *ld, int id, const char *path, int line, unsigned char *seen)
+{
+    if (seen[id - 1])
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s%saliases (*name) are not "
+                         "supported in configs", ld->name, line, path, path[0] ? ": " : "");
+    seen[id - 1] = 1;
+    return DMLP_OK;
+}
+
+/* What the table walk would not notice, anywhere in the tree (under unknown keys too):
+ * aliases, keys that are not plain scalars, duplicate keys, and nesting past CONFIG_DEPTH.
+ * node is at path, whose key (or entry) is on line. */
+static int check_tree(struct load *ld, yaml_node_t *node, const char *path, int line,
+                      int depth, unsigned char *seen)
+{
+    char child[CONFIG_PATH_MAX];
+    if (depth > CONFIG_DEPTH)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply", ld->name,
+                         line, path);
+    int rc = DMLP_OK;
+    if (node->type == YAML_SEQUENCE_NODE) {
+        const yaml_node_item_t *items = node->data.sequence.items.start;
+        const size_t n = (size_t)(node->data.sequence.items.top - items);
+        for (size_t i = 0; rc == DMLP_OK && i < n; i++) {
+            yaml_node_t *item = yaml_document_get_node(&ld->doc, items[i]);
+            int w = snprintf(child, sizeof child, "%s[%zu]", path, i);
+            rc = visit(ld, items[i], path, line, seen);
+            if (rc == DMLP_OK && (size_t)w >= sizeof child)
+                rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply",
+                               ld->name, node_line(item), path);
+            if (rc == DMLP_OK)
+                rc = check_tree(ld, item, child, node_line(item), depth + 1, seen);
+        }
+        return rc;
+    }
+    if (node->type != YAML_MAPPING_NODE)
+        return DMLP_OK;
+    const yaml_node_pair_t *pairs = node->data.mapping.pairs.start;
+    const size_t n = (size_t)(node->data.mapping.pairs.top - pairs);
+    for (size_t i = 0; rc == DMLP_OK && i < n; i++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pairs[i].key);
+        yaml_node_t *v = yaml_document_get_node(&ld->doc, pairs[i].value);
+        rc = visit(ld, pairs[i].key, path, node_line(k), seen);
+        if (rc == DMLP_OK && k->type != YAML_SCALAR_NODE)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s%sa key must be a plain name",
+                             ld->name, node_line(k), path, path[0] ? ": " : "");
+        const char *name = rc ? "" : (const char *)k->data.scalar.value;
+        int w = snprintf(child, sizeof child, "%s%s%s", path, path[0] ? "." : "", name);
+        if (rc == DMLP_OK && (size_t)w >= sizeof child)
+            rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply", ld->name,
+                           node_line(k), path);
+        for (size_t j = 0; rc == DMLP_OK && j < i; j++) {
+            const yaml_node_t *kj = yaml_document_get_node(&ld->doc, pairs[j].key);
+            if (strcmp((const char *)kj->data.scalar.value, name) == 0)
+                rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: duplicate key (first "
+                               "given at line %d)", ld->name, node_line(k), child,
+                               node_line(kj));
+        }
+        if (rc == DMLP_OK)
+            rc = visit(ld, pairs[i].value, path, node_line(k), seen);
+        if (rc == DMLP_OK)
+            rc = check_tree(ld, v, child, node_line(k), depth + 1, seen);
+    }
+    return rc;
+}
+
+/* ---- the table walk ----------------------------------------------------------------- */
+
+static const char *found_text(const yaml_node_t *n)
+{
+    if (n->type == YAML_SCALAR_NODE)
+        return n->data.scalar.length ? "a single value" : "an empty value";
+    return n->type == YAML_MAPPING_NODE ? "a mapping" : "a list";
+}
+
+/* Fails with "file:line: path: expected <what the table wants there>, found <node>". */
+static int expected(struct load *ld, const yaml_node_t *n, const char *path, int line,
+                    const struct key *k, const char *prefix)
+{
+    char want[512];
+    want_text(k, prefix, want, sizeof want);
+    return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: expected %s, found %s", ld->name,
+                     line, path, want, found_text(n));
+}
+
+/* A scalar value for key k, stored into base. */
+static int walk_value(struct load *ld, const yaml_node_t *n, const char *path, int line,
+                      const struct key *k, void *base)
+{
+    if (n->type != YAML_SCALAR_NODE)
+        return expected(ld, n, path, line, k, NULL);
+    const char *text = (const char *)n->data.scalar.value;
+    char why[600];
+    if (strlen(text) != n->data.scalar.length)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: the value holds a NUL "
+                         "character", ld->name, line, path);
+    if (parse_scalar(k, text, (char *)base + k->offset, why, sizeof why) != 0)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: %s", ld->name, line, path, why);
+    return where_add(ld, path, line, NULL);
+}
+
+/* The entries of list k: each a mapping of the keys under "k[].", stored into fresh
+ * entries that replace base's. */
+static int walk_list(struct load *ld, const yaml_node_t *n, const char *path, int line,
+                     const struct key *k, void *base)
+{
+    if (n->type != YAML_SEQUENCE_NODE)
+        return expected(ld, n, path, line, k, NULL);
+    const yaml_node_item_t *items = n->data.sequence.items.start;
+    const uint32_t count = (uint32_t)(n->data.sequence.items.top - items);
+    char *entries = calloc(count ? count : 1, k->entry_size), *old;
+    if (!entries)
+        return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+    memcpy(&old, (char *)base + k->offset, sizeof old);
+    free(old);
+    memcpy((char *)base + k->offset, &entries, sizeof entries);
+    memcpy((char *)base + k->count_offset, &count, sizeof count);
+    char prefix[CONFIG_PATH_MAX], entry[CONFIG_PATH_MAX];
+    snprintf(prefix, sizeof prefix, "%s[].", k->path);
+    int rc = where_add(ld, path, line, NULL);
+    for (uint32_t i = 0; rc == DMLP_OK && i < count; i++) {
+        void *e = entries + (size_t)i * k->entry_size;
+        yaml_node_t *item = yaml_document_get_node(&ld->doc, items[i]);
+        snprintf(entry, sizeof entry, "%s[%" PRIu32 "]", path, i);
+        rc = store_defaults(ld, e, prefix);
+        if (rc == DMLP_OK)
+            rc = walk(ld, item, entry, node_line(item), e);
+    }
+    return rc;
+}
+
+/* 1 if the mapping n has the key name (of len bytes). */
+static int has_key(struct load *ld, const yaml_node_t *n, const char *name, size_t len)
+{
+    for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+         p++) {
+        const yaml_node_t *k = yaml_document_get_node(&ld->doc, p->key);
+        if (k->data.scalar.length == len && !memcmp(k->data.scalar.value, name, len))
+            return 1;
+    }
+    return 0;
+}
+
+/* A mapping of the keys under schema prefix (the root's is ""): unknown keys, then missing
+ * required ones. */
+static int walk_mapping(struct load *ld, const yaml_node_t *n, const char *path, int line,
+                        const char *prefix, void *base)
+{
+    if (n->type != YAML_MAPPING_NODE)
+        return expected(ld, n, path, line, NULL, prefix);
+    const yaml_node_pair_t *pairs = n->data.mapping.pairs.start;
+    const size_t count = (size_t)(n->data.mapping.pairs.top - pairs);
+    char child[CONFIG_PATH_MAX], names[400];
+    int rc = path[0] ? where_add(ld, path, line, NULL) : DMLP_OK;
+    for (size_t i = 0; rc == DMLP_OK && i < count; i++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pairs[i].key);
+        yaml_node_t *v = yaml_document_get_node(&ld->doc, pairs[i].value);
+        const char *name = (const char *)k->data.scalar.value;
+        snprintf(child, sizeof child, "%s%s%s", path, path[0] ? "." : "", name);
+        if (!find_child(prefix, name)) {
+            list_children(prefix, names, sizeof names);
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: unknown key (known%s%s: %s)",
+                             ld->name, node_line(k), child, path[0] ? " in " : "", path, names);
+        }
+        rc = walk(ld, v, child, v->type == YAML_SCALAR_NODE ? node_line(v) : node_line(k),
+                  base);
+    }
+    for (size_t i = 0; rc == DMLP_OK && i < N_KEYS; i++) {
+        const char *name = keys[i].path + strlen(prefix);
+        const size_t len = child_len(&keys[i], prefix);
+        /* A name is required when a key directly under it (not in a list) has no default. */
+        if (!len || !required(&keys[i]) || strstr(name, "[]") || has_key(ld, n, name, len))
+            continue;
+        if (!path[0])
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: missing required section "
+                             "'%.*s'", ld->name, line, (int)len, name);
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: missing required key '%.*s'",
+                         ld->name, line, path, (int)len, name);
+    }
+    return rc;
+}
+
+/* Stores node, found at path (whose key or entry is on line), where the table puts it;
+ * base is the struct config, or the list entry that path is in. */
+static int walk(struct load *ld, yaml_node_t *node, const char *path, int line, void *base)
+{
+    char sp[CONFIG_PATH_MAX], prefix[CONFIG_PATH_MAX + 1];
+    schema_path(path, sp, sizeof sp);
+    const struct key *k = find_key(sp);
+    if (k && k->type == KEY_LIST)
+        return walk_list(ld, node, path, line, k, base);
+    if (k)
+        return walk_value(ld, node, path, line, k, base);
+    snprintf(prefix, sizeof prefix, "%s%s", sp, sp[0] ? "." : "");
+    return walk_mapping(ld, node, path, line, prefix, base);
+}
+
+/* Stores the default of every key directly under prefix (not in a list) into base. */
+static int store_defaults(struct load *ld, void *base, const char *prefix)
+{
+    char why[600];
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i];
+        if (!k->def || strncmp(k->path, prefix, strlen(prefix)) != 0 ||
+            strstr(k->path + strlen(prefix), "[]"))
+            continue;
+        if (parse_scalar(k, k->def, (char *)base + k->offset, why, sizeof why) != 0)
+            return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "config: default %s: %s", k->path,
+                             why);
+    }
+    return DMLP_OK;
+}
+
+/* ---- checks ------------------------------------------------------------------------- */
+
+/* The table's own checks for k's value in base (named path): range, non-empty. */
+static int check_value(const struct load *ld, const struct key *k, const char *base,
+                       const char *path)
+{
+    const char *src = base + k->offset;
+    char text[64], want[256];
+    double v;
+    if (k->type == KEY_LIST) {
+        uint32_t n;
+        memcpy(&n, base + k->count_offset, sizeof n);
+        return n ? DMLP_OK : fail_at(ld, path, "the list is empty; give at least one entry");
+    }
+    if (k->type == KEY_PATH) {
+        const char *s;
+        memcpy(&s, src, sizeof s);
+        return (s && s[0]) || (k->flags & OPTIONAL) ? DMLP_OK : fail_at(ld, path, "empty path");
+    }
+    if (k->type == KEY_U32) {
+        uint32_t u;
+        memcpy(&u, src, sizeof u);
+        v = u;
+    } else if (k->type == KEY_U64) {
+        uint64_t u;
+        memcpy(&u, src, sizeof u);
+        v = (double)u;
+    } else if (k->type == KEY_DOUBLE) {
+        memcpy(&v, src, sizeof v);
+    } else {
+        return DMLP_OK; /* bools and enums: their parse is their check */
+    }
+    const unsigned f = k->flags;
+    if (((f & LO) && (v < 0 || ((f & LO_OPEN) && v == 0))) ||
+        ((f & HI) && (v > k->hi || ((f & HI_OPEN) && v == k->hi)))) {
+        want_text(k, NULL, want, sizeof want);
+        return fail_at(ld, path, "%s is not %s", format_value(k, src, text, sizeof text),
+                       want);
+    }
+    return DMLP_OK;
+}
+
+static int check_rules(const struct load *ld);
+
+/* Every key's own checks, in table order (each entry of a list), then the rules. */
+static int check(struct load *ld)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i], *list = list_of(k);
+        if (!list) {
+            int rc = check_value(ld, k, (const char *)ld->cfg, k->path);
+            if (rc)
+                return rc;
+            continue;
+        }
+        char *entries, path[CONFIG_PATH_MAX];
+        uint32_t n;
+        list_get(ld->cfg, list, &entries, &n);
+        const size_t stem = strlen(list->path);
+        for (uint32_t e = 0; e < n; e++) {
+            snprintf(path, sizeof path, "%s[%" PRIu32 "]%s", list->path, e, k->path + stem + 2);
+            int rc = check_value(ld, k, entries + (size_t)e * list->entry_size, path);
+            if (rc)
+                return rc;
+        }
+    }
+    return check_rules(ld);
+}
+
+/* The layers: softmax only last, and only with cross_entropy, which needs it. */
+static int check_layers(const struct load *ld)
+{
+    const struct config *c = ld->cfg;
+    const uint32_t n = c->model.n_layers;
+    char p[CONFIG_PATH_MAX];
+    for (uint32_t i = 0; i + 1 < n; i++) {
+        if (c->model.layers[i].activation == DMLP_ACT_SOFTMAX) {
+            snprintf(p, sizeof p, "model.layers[%" PRIu32 "].activation", i);
+            return fail_at(ld, p, "softmax is only allowed on the last layer (this is layer "
+                           "%" PRIu32 " of %" PRIu32 ")", i, n);
+        }
+    }
+    const enum dmlp_activation last = c->model.layers[n - 1].activation;
+    snprintf(p, sizeof p, "model.layers[%" PRIu32 "].activation", n - 1);
+    if (last == DMLP_ACT_SOFTMAX && c->loss != DMLP_LOSS_CROSS_ENTROPY)
+        return fail_at(ld, "loss", "%s cannot follow a softmax output layer: softmax "
+                       "requires loss cross_entropy", config_loss_name(c->loss));
+    if (c->loss == DMLP_LOSS_CROSS_ENTROPY && last != DMLP_ACT_SOFTMAX)
+        return fail_at(ld, p, "%s, but loss cross_entropy requires a softmax output layer "
+                       "(use activation softmax here, or loss mse)",
+                       config_activation_name(last));
+    return DMLP_OK;
+}
+
+/* What no key says alone: the rules between keys. */
+static int check_rules(const struct load *ld)
+{
+    const struct config *c = ld->cfg;
+    const struct config_optimizer *o = &c->optimizer;
+    const char *oname = config_optimizer_name(o->name);
+    int rc = check_layers(ld);
+    if (rc)
+        return rc;
+    if (o->nesterov && o->momentum == 0)
+        return fail_at(ld, "optimizer.nesterov", "true requires optimizer.momentum > 0 "
+                       "(momentum is 0)");
+    if (o->name != DMLP_OPT_SGD && o->momentum != 0)
+        return fail_at(ld, "optimizer.momentum", "applies to sgd only; %s uses beta1 "
+                       "(remove momentum or use name: sgd)", oname);
+    if (o->name != DMLP_OPT_SGD && o->nesterov)
+        return fail_at(ld, "optimizer.nesterov", "applies to sgd only, not %s", oname);
+    if (o->schedule.warmup_epochs > (double)c->training.epochs)
+        return fail_at(ld, "optimizer.schedule.warmup_epochs", "%g is longer than the "
+                       "training (%" PRIu32 " epochs)", o->schedule.warmup_epochs,
+                       c->training.epochs);
+    if (o->schedule.min_lr > o->lr)
+        return fail_at(ld, "optimizer.schedule.min_lr", "%g is not in [0, optimizer.lr = "
+                       "%g]", o->schedule.min_lr, o->lr);
+    if (c->training.reproducible && c->data.placement == DMLP_PLACEMENT_SHARDED)
+        return fail_at(ld, "training.reproducible", "needs data.placement replicated (with "
+                       "sharded data each rank shuffles its own shard, so the trajectory "
+                       "depends on the rank count)");
+    const struct config_early_stopping *es = &c->training.early_stopping;
+    if (es->patience > 0 && c->data.validation_fraction == 0)
+        return fail_at(ld, "training.early_stopping.patience", "early stopping watches the "
+                       "validation set: set data.validation_fraction > 0");
+    if (es->metric == DMLP_METRIC_VAL_ACCURACY && c->loss != DMLP_LOSS_CROSS_ENTROPY)
+        return fail_at(ld, "training.early_stopping.metric", "val_accuracy needs a "
+                       "classifier (loss cross_entropy); use val_loss");
+    if (c->comm.bucket_kb > 1u << 22)
+        return fail_at(ld, "comm.bucket_kb", "%" PRIu32 " KiB is more than 4 GiB per "
+                       "allreduce", c->comm.bucket_kb);
+    return DMLP_OK;
+}
+
+/* ---- --set -------------------------------------------------------------------------- */
 
 /* One step of a key path: "layers[2]" is name "layers" with index 2. */
 struct path_step {
     char name[64];
     int has_index;
     uint64_t index;
-};
-
-/* Where a path leads: the value's schema, its storage when data was given, and the path
- * written canonically ("model.layers[0].units" for "model.layers[00].units"). */
-struct resolved {
-    const cyaml_schema_value_t *schema;
-    uint8_t *data;
-    char path[CONFIG_PATH_MAX];
 };
 
 /* Parses one step at *p (advancing it); returns 0, or -1 on a malformed path. */
@@ -472,941 +1230,151 @@ static int next_step(const char **p, struct path_step *st)
     return 0;
 }
 
-static void list_keys(char *out, size_t cap, const cyaml_schema_field_t *fields)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (const cyaml_schema_field_t *f = fields; f->key && used < cap; f++) {
-        int n = snprintf(out + used, cap - used, "%s%s", f == fields ? "" : ", ", f->key);
-        if (n > 0)
-            used += (size_t)n;
-    }
-}
-
-static void list_enum(char *out, size_t cap, const cyaml_schema_value_t *s)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (uint32_t i = 0; i < s->enumeration.count && used < cap; i++) {
-        int n = snprintf(out + used, cap - used, "%s%s", used ? ", " : "",
-                         s->enumeration.strings[i].str);
-        if (n > 0)
-            used += (size_t)n;
-    }
-}
-
-static uint64_t read_uint(const uint8_t *p, size_t size)
-{
-    switch (size) {
-    case 1: return *p;
-    case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
-    case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
-    default: { uint64_t v; memcpy(&v, p, 8); return v; }
-    }
-}
-
-/* Stores v in an integer of size bytes: the low bytes of its two's complement, which is
- * how libcyaml stores its INT, UINT, BOOL and ENUM values too. */
-static void write_int(uint8_t *dst, size_t size, uint64_t v)
-{
-    switch (size) {
-    case 1: { uint8_t x = (uint8_t)v; memcpy(dst, &x, 1); break; }
-    case 2: { uint16_t x = (uint16_t)v; memcpy(dst, &x, 2); break; }
-    case 4: { uint32_t x = (uint32_t)v; memcpy(dst, &x, 4); break; }
-    default: memcpy(dst, &v, 8); break;
-    }
-}
-
-/* Walks path through the schema from the config root. With cfg NULL only the schema is
- * followed (indices are not checked). On failure writes why into msg and returns -1. */
-static int resolve(const char *path, struct config *cfg, struct resolved *out, char *msg,
-                   size_t cap)
-{
-    const cyaml_schema_value_t *s = &config_schema;
-    uint8_t *data = (uint8_t *)cfg;
-    char *done = out->path; /* the part of path walked so far, for messages */
-    char keys[256];
-    const char *p = path;
-    done[0] = '\0';
-    while (*p) {
-        struct path_step st;
-        if (next_step(&p, &st) != 0) {
-            snprintf(msg, cap, "'%s' is not a key path like optimizer.lr or "
-                               "model.layers[0].units", path);
-            return -1;
-        }
-        if (s->type != CYAML_MAPPING) {
-            snprintf(msg, cap, "%s is a single value and has no key '%s'", done, st.name);
-            return -1;
-        }
-        const cyaml_schema_field_t *f = s->mapping.fields;
-        while (f->key && strcmp(f->key, st.name) != 0)
-            f++;
-        if (!f->key) {
-            list_keys(keys, sizeof keys, s->mapping.fields);
-            if (done[0])
-                snprintf(msg, cap, "unknown key '%s' in %s (known: %s)", st.name, done, keys);
-            else
-                snprintf(msg, cap, "unknown top-level key '%s' (known: %s)", st.name, keys);
-            return -1;
-        }
-        size_t dl = strlen(done);
-        snprintf(done + dl, CONFIG_PATH_MAX - dl, "%s%s", dl ? "." : "", f->key);
-        uint8_t *fd = data ? data + f->data_offset : NULL;
-        s = &f->value;
-        if (s->type == CYAML_SEQUENCE && !st.has_index && !*p) {
-            /* the list itself: its schema, for messages about it */
-        } else if (s->type == CYAML_SEQUENCE) {
-            if (!st.has_index) {
-                snprintf(msg, cap, "%s is a list; name an entry, e.g. %s[0]", done, done);
-                return -1;
-            }
-            if (data) {
-                uint64_t count = read_uint(data + f->count_offset, f->count_size);
-                if (st.index >= count) {
-                    snprintf(msg, cap, "index %" PRIu64 " is out of range: %s has %" PRIu64
-                             " entr%s", st.index, done, count, count == 1 ? "y" : "ies");
-                    return -1;
-                }
-                uint8_t *array;
-                memcpy(&array, fd, sizeof array);
-                fd = array + st.index * s->sequence.entry->data_size;
-            }
-            dl = strlen(done);
-            snprintf(done + dl, CONFIG_PATH_MAX - dl, "[%" PRIu64 "]", st.index);
-            s = s->sequence.entry;
-        } else if (st.has_index) {
-            snprintf(msg, cap, "%s is not a list", done);
-            return -1;
-        } else if (s->type == CYAML_MAPPING && (s->flags & CYAML_FLAG_POINTER) && fd) {
-            uint8_t *target; /* the field holds a pointer to the mapping */
-            memcpy(&target, fd, sizeof target);
-            fd = target;
-        }
-        data = fd;
-    }
-    out->schema = s;
-    out->data = data;
-    return 0;
-}
-
-/* "model.layers[3].units" -> "model.layers[].units", for the positive_fields table. */
-static int wants_positive(const char *path)
-{
-    char norm[CONFIG_PATH_MAX];
-    size_t j = 0;
-    for (const char *c = path; *c && j + 1 < sizeof norm; c++) {
-        norm[j++] = *c;
-        if (*c == '[') {
-            while (c[1] >= '0' && c[1] <= '9')
-                c++;
-        }
-    }
-    norm[j] = '\0';
-    for (size_t i = 0; i < CYAML_ARRAY_LEN(positive_fields); i++)
-        if (strcmp(norm, positive_fields[i]) == 0)
-            return 1;
-    return 0;
-}
-
-/* What a value of schema s looks like, for "expected ..." messages. */
-static void describe(char *out, size_t cap, const cyaml_schema_value_t *s, const char *path)
-{
-    char list[256];
-    switch (s->type) {
-    case CYAML_MAPPING:
-        list_keys(list, sizeof list, s->mapping.fields);
-        snprintf(out, cap, "a mapping (keys: %s)", list);
-        break;
-    case CYAML_SEQUENCE: snprintf(out, cap, "a list"); break;
-    case CYAML_UINT:
-        snprintf(out, cap, wants_positive(path) ? "a positive integer"
-                                                : "a non-negative integer");
-        break;
-    case CYAML_INT: snprintf(out, cap, "an integer"); break;
-    case CYAML_FLOAT: snprintf(out, cap, "a finite number"); break;
-    case CYAML_BOOL: snprintf(out, cap, "true or false"); break;
-    case CYAML_ENUM:
-        list_enum(list, sizeof list, s);
-        snprintf(out, cap, "one of %s", list);
-        break;
-    case CYAML_STRING: snprintf(out, cap, "a string"); break;
-    default: snprintf(out, cap, "a value"); break;
-    }
-}
-
-/* Parses text as a value of schema s (a scalar) and, when dst is not NULL, stores it
- * there, allocating strings with cyaml_mem. Returns 0, or -1 with the problem in msg
- * ("-8 is not a positive integer"). The one parser for file scalars, --set and defaults. */
-static int parse_scalar(const cyaml_schema_value_t *s, const char *path, const char *text,
-                        uint8_t *dst, char *msg, size_t cap)
-{
-    char want[300];
-    const char *shown = text[0] ? text : "''";
-    switch (s->type) {
-    case CYAML_UINT: {
-        uint64_t v;
-        uint64_t max = s->data_size >= 8 ? UINT64_MAX : (UINT64_C(1) << (8 * s->data_size)) - 1;
-        /* libcyaml reads integers through strtoll, so a 64-bit value above INT64_MAX
-         * would be written by config_to_yaml and then refused on the way back in. */
-        if (max > INT64_MAX)
-            max = INT64_MAX;
-        if (dmlp_parse_u64(text, &v) != 0) {
-            describe(want, sizeof want, s, path);
-            snprintf(msg, cap, "%s is not %s", shown, want);
-            return -1;
-        }
-        if (v > max) {
-            snprintf(msg, cap, "%s is too large (at most %" PRIu64 ")", text, max);
-            return -1;
-        }
-        if (dst)
-            write_int(dst, s->data_size, v);
-        return 0;
-    }
-    case CYAML_INT: {
-        int64_t v;
-        int64_t max = s->data_size >= 8 ? INT64_MAX : (INT64_C(1) << (8 * s->data_size - 1)) - 1;
-        if (dmlp_parse_i64(text, &v) != 0) {
-            snprintf(msg, cap, "%s is not an integer", shown);
-            return -1;
-        }
-        if (v > max || v < -max - 1) {
-            snprintf(msg, cap, "%s is out of range [%" PRId64 ", %" PRId64 "]", text,
-                     -max - 1, max);
-            return -1;
-        }
-        if (dst)
-            write_int(dst, s->data_size, (uint64_t)v);
-        return 0;
-    }
-    case CYAML_FLOAT: {
-        double v;
-        if (dmlp_parse_double(text, &v) != 0) {
-            snprintf(msg, cap, "%s is not a finite number", shown);
-            return -1;
-        }
-        if (dst) {
-            if (s->data_size == sizeof(float)) {
-                float x = (float)v;
-                memcpy(dst, &x, sizeof x);
-            } else {
-                memcpy(dst, &v, sizeof v);
-            }
-        }
-        return 0;
-    }
-    case CYAML_BOOL: {
-        /* YAML 1.1 spellings too: libyaml users write yes/no. */
-        static const char *const yes[] = {"true", "yes", "on"};
-        static const char *const no[] = {"false", "no", "off"};
-        int v = -1;
-        for (size_t i = 0; i < 3; i++) {
-            if (strcasecmp(text, yes[i]) == 0)
-                v = 1;
-            if (strcasecmp(text, no[i]) == 0)
-                v = 0;
-        }
-        if (v < 0) {
-            snprintf(msg, cap, "%s is not true or false", shown);
-            return -1;
-        }
-        if (dst)
-            write_int(dst, s->data_size, (uint64_t)v);
-        return 0;
-    }
-    case CYAML_ENUM:
-        for (uint32_t i = 0; i < s->enumeration.count; i++) {
-            if (strcmp(text, s->enumeration.strings[i].str) == 0) {
-                if (dst)
-                    write_int(dst, s->data_size, (uint64_t)s->enumeration.strings[i].val);
-                return 0;
-            }
-        }
-        describe(want, sizeof want, s, path);
-        snprintf(msg, cap, "%s is not %s", shown, want);
-        return -1;
-    case CYAML_STRING: {
-        if (!(s->flags & CYAML_FLAG_POINTER)) {
-            snprintf(msg, cap, "fixed-size strings are not in this schema");
-            return -1;
-        }
-        char *v = NULL;
-        /* An empty value clears an optional string (data.test=) and is refused for
-         * required ones by validate(), which knows what the string is for. */
-        if (!(text[0] == '\0' && (s->flags & CYAML_FLAG_POINTER_NULL))) {
-            size_t n = strlen(text);
-            v = cyaml_mem(NULL, NULL, n + 1);
-            if (!v) {
-                snprintf(msg, cap, "out of memory");
-                return -1;
-            }
-            memcpy(v, text, n + 1);
-        }
-        if (dst) {
-            char *old;
-            memcpy(&old, dst, sizeof old);
-            cyaml_mem(NULL, old, 0);
-            memcpy(dst, &v, sizeof v);
-        } else {
-            cyaml_mem(NULL, v, 0);
-        }
-        return 0;
-    }
-    default:
-        describe(want, sizeof want, s, path);
-        snprintf(msg, cap, "%s takes %s, not a single value", path, want);
-        return -1;
-    }
-}
-
-/* libcyaml 1.3.1 writes doubles with 17 digits ("5.0000000000000003e-02"); exact, but the
- * config attribute of a checkpoint is read by people. Rewrites each float scalar of the
- * saved text as the shortest "%.*g" that reads back to the same double, so the round trip
- * stays exact. Returns a malloc'd NUL-ended string, or NULL when out of memory. */
-static char *pretty_floats(const struct config *cfg, const char *text, size_t len)
-{
-    struct load_ctx lc = {.name = "config_to_yaml"};
-    size_t cap = len + 1;
-    if (index_build(&lc, text, len) == DMLP_OK)
-        cap += 32 * lc.idx.n; /* room should a short form ever be the longer one */
-    char *out = malloc(cap);
-    if (!out) {
-        index_free(&lc.idx);
-        return NULL;
-    }
-    size_t used = 0, from = 0;
-    for (size_t i = 0; i < lc.idx.n; i++) {
-        const struct index_entry *e = &lc.idx.e[i];
-        struct resolved r;
-        char why[256], num[40];
-        double v;
-        /* resolve() only reads through cfg here; it hands out a writable pointer for --set */
-        if (e->kind != NODE_SCALAR || e->start < from || e->end > len ||
-            resolve(e->path, (struct config *)cfg, &r, why, sizeof why) != 0 ||
-            r.schema->type != CYAML_FLOAT || r.schema->data_size != sizeof(double))
-            continue;
-        memcpy(&v, r.data, sizeof v);
-        for (int prec = 1; prec <= 17; prec++) {
-            snprintf(num, sizeof num, "%.*g", prec, v);
-            if (strtod(num, NULL) == v)
-                break;
-        }
-        memcpy(out + used, text + from, e->start - from);
-        used += e->start - from;
-        size_t n = strlen(num);
-        memcpy(out + used, num, n);
-        used += n;
-        from = e->end;
-    }
-    memcpy(out + used, text + from, len - from);
-    used += len - from;
-    out[used] = '\0';
-    index_free(&lc.idx);
-    return out;
-}
-
-/* ---- messages ----------------------------------------------------------------------- */
-
-static int entry_line(const struct index_entry *e)
-{
-    return e->kind == NODE_SCALAR ? e->value_line : e->key_line;
-}
-
-/* "file:line", "--set a=b" or "file" for a key that is absent (a default). */
-static void location(char *out, size_t cap, const struct load_ctx *lc, const char *path)
-{
-    const struct index_entry *e = index_find(&lc->idx, path);
-    if (e && e->set_arg)
-        snprintf(out, cap, "--set %s", e->set_arg);
-    else if (e)
-        snprintf(out, cap, "%s:%d", lc->name, entry_line(e));
-    else
-        snprintf(out, cap, "%s", lc->name);
-}
-
-/* Fails with "<location of path>: <path>: <message>". */
-static int fail_at(const struct load_ctx *lc, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail_at(const struct load_ctx *lc, const char *path, const char *fmt, ...)
-{
-    char loc[CONFIG_PATH_MAX + 64], msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    location(loc, sizeof loc, lc, path);
-    return dmlp_fail(lc->err, DMLP_ERR_INPUT, "%s: %s%s%s", loc, path, path[0] ? ": " : "",
-                     msg);
-}
-
-/* ---- step 1: the index -------------------------------------------------------------- */
-
-static void index_free(struct index *idx)
-{
-    for (size_t i = 0; i < idx->n; i++) {
-        free(idx->e[i].path);
-        free(idx->e[i].text);
-        free(idx->e[i].set_arg);
-    }
-    free(idx->e);
-    *idx = (struct index){0};
-}
-
-static struct index_entry *index_find(const struct index *idx, const char *path)
-{
-    for (size_t i = 0; i < idx->n; i++)
-        if (strcmp(idx->e[i].path, path) == 0)
-            return &idx->e[i];
-    return NULL;
-}
-
-static struct index_entry *index_add(struct index *idx, const char *path)
-{
-    if (idx->n == idx->cap) {
-        size_t cap = idx->cap ? 2 * idx->cap : 32;
-        struct index_entry *e = realloc(idx->e, cap * sizeof *e);
-        if (!e)
-            return NULL;
-        idx->e = e;
-        idx->cap = cap;
-    }
-    struct index_entry *e = &idx->e[idx->n];
-    *e = (struct index_entry){.path = strdup(path)};
-    if (!e->path)
-        return NULL;
-    idx->n++;
-    return e;
-}
-
-/* One open mapping or sequence while walking the events. */
-struct frame {
-    enum node_kind kind;
-    size_t path_len;  /* the length of the path naming this container */
-    int expect_key;   /* mappings: the next scalar is a key */
-    char key[128];    /* mappings: the key whose value comes next */
-    int key_line;
-    uint64_t next;    /* sequences: index of the next entry */
+/* Where a --set path leads: its key (NULL for a section), the struct holding the value,
+ * and the path written canonically ("model.layers[0].units" for "model.layers[00].units"). */
+struct target {
+    const struct key *key;
+    char *base;
+    char path[CONFIG_PATH_MAX], prefix[CONFIG_PATH_MAX];
 };
 
-#define INDEX_DEPTH 16
-
-static int index_build(struct load_ctx *lc, const char *yaml, size_t len)
+/* Takes step st from t (a section, or a list named without an index); returns 0, or -1
+ * with why not in why. */
+static int take_step(struct target *t, const struct path_step *st, int last, char *why,
+                     size_t cap)
 {
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser))
-        return dmlp_fail(lc->err, DMLP_ERR_RUNTIME, "%s: cannot start the YAML parser",
-                         lc->name);
-    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-
-    struct frame st[INDEX_DEPTH];
-    int depth = 0, docs = 0, roots = 0, rc = DMLP_OK, done = 0;
-    char path[CONFIG_PATH_MAX] = "";
-    while (rc == DMLP_OK && !done) {
-        yaml_event_t ev;
-        if (!yaml_parser_parse(&parser, &ev)) {
-            int line = (int)(parser.problem_mark.line + 1);
-            if (parser.error == YAML_READER_ERROR)
-                rc = dmlp_fail(lc->err, DMLP_ERR_INPUT, "%s: YAML error: %s at byte %zu",
-                               lc->name, parser.problem, parser.problem_offset);
-            else if (parser.context)
-                rc = dmlp_fail(lc->err, DMLP_ERR_INPUT,
-                               "%s:%d: %s%sYAML syntax error: %s (%s at line %d)", lc->name,
-                               line, path, path[0] ? ": " : "",
-                               parser.problem ? parser.problem : "invalid YAML",
-                               parser.context, (int)parser.context_mark.line + 1);
-            else
-                rc = dmlp_fail(lc->err, DMLP_ERR_INPUT, "%s:%d: %s%sYAML syntax error: %s",
-                               lc->name, line, path, path[0] ? ": " : "",
-                               parser.problem ? parser.problem : "invalid YAML");
-            break;
-        }
-        int line = (int)ev.start_mark.line + 1;
-        struct frame *top = depth ? &st[depth - 1] : NULL;
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT: done = 1; break;
-        case YAML_DOCUMENT_START_EVENT:
-            if (++docs > 1)
-                rc = dmlp_fail(lc->err, DMLP_ERR_INPUT,
-                               "%s:%d: a second YAML document ('---'); a config is one "
-                               "document", lc->name, line);
-            break;
-        case YAML_ALIAS_EVENT:
-            rc = dmlp_fail(lc->err, DMLP_ERR_INPUT,
-                           "%s:%d: %s%saliases (*name) are not supported in configs",
-                           lc->name, line, path, path[0] ? ": " : "");
-            break;
-        case YAML_MAPPING_END_EVENT:
-        case YAML_SEQUENCE_END_EVENT:
-            /* Back to the path of the enclosing container. */
-            depth--;
-            path[depth ? st[depth - 1].path_len : 0] = '\0';
-            break;
-        case YAML_SCALAR_EVENT:
-        case YAML_MAPPING_START_EVENT:
-        case YAML_SEQUENCE_START_EVENT: {
-            if (!top) {
-                roots++;
-                if (ev.type != YAML_MAPPING_START_EVENT) {
-                    rc = dmlp_fail(lc->err, DMLP_ERR_INPUT,
-                                   "%s:%d: the config must be a mapping of sections (model, "
-                                   "optimizer, data, ...)", lc->name, line);
-                    break;
-                }
-                struct index_entry *e = index_add(&lc->idx, "");
-                if (!e) {
-                    rc = dmlp_fail(lc->err, DMLP_ERR_RUNTIME, "%s: out of memory", lc->name);
-                    break;
-                }
-                e->kind = NODE_MAPPING;
-                e->key_line = e->value_line = line;
-                st[depth++] = (struct frame){.kind = NODE_MAPPING, .path_len = 0,
-                                             .expect_key = 1};
-                break;
-            }
-            if (top->kind == NODE_MAPPING && top->expect_key) {
-                if (ev.type != YAML_SCALAR_EVENT) {
-                    rc = dmlp_fail(lc->err, DMLP_ERR_INPUT,
-                                   "%s:%d: %s%sa key must be a plain name", lc->name, line,
-                                   path, path[0] ? ": " : "");
-                    break;
-                }
-                snprintf(top->key, sizeof top->key, "%s", (const char *)ev.data.scalar.value);
-                top->key_line = line;
-                top->expect_key = 0;
-                break;
-            }
-            /* A value: name it after its parent. */
-            char child[CONFIG_PATH_MAX];
-            int key_line;
-            int n;
-            if (top->kind == NODE_MAPPING) {
-                n = snprintf(child, sizeof child, "%s%s%s", path, top->path_len ? "." : "",
-                             top->key);
-                key_line = top->key_line;
-                top->expect_key = 1;
-            } else {
-                n = snprintf(child, sizeof child, "%s[%" PRIu64 "]", path, top->next++);
-                key_line = line;
-            }
-            if (n < 0 || (size_t)n >= sizeof child || depth == INDEX_DEPTH) {
-                rc = dmlp_fail(lc->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply",
-                               lc->name, line, path);
-                break;
-            }
-            const struct index_entry *dup = index_find(&lc->idx, child);
-            if (dup) {
-                rc = dmlp_fail(lc->err, DMLP_ERR_INPUT,
-                               "%s:%d: %s: duplicate key (first given at line %d)", lc->name,
-                               key_line, child, dup->key_line);
-                break;
-            }
-            struct index_entry *e = index_add(&lc->idx, child);
-            if (!e) {
-                rc = dmlp_fail(lc->err, DMLP_ERR_RUNTIME, "%s: out of memory", lc->name);
-                break;
-            }
-            e->key_line = key_line;
-            e->value_line = line;
-            if (ev.type == YAML_SCALAR_EVENT) {
-                e->kind = NODE_SCALAR;
-                e->start = ev.start_mark.index;
-                e->end = ev.end_mark.index;
-                e->text = strdup((const char *)ev.data.scalar.value);
-                if (!e->text)
-                    rc = dmlp_fail(lc->err, DMLP_ERR_RUNTIME, "%s: out of memory", lc->name);
-            } else {
-                e->kind = ev.type == YAML_MAPPING_START_EVENT ? NODE_MAPPING : NODE_SEQUENCE;
-                memcpy(path, child, (size_t)n + 1);
-                st[depth++] = (struct frame){.kind = e->kind, .path_len = (size_t)n,
-                                             .expect_key = 1};
-            }
-            break;
-        }
-        default: break;
-        }
-        yaml_event_delete(&ev);
+    char names[400];
+    const size_t pl = strlen(t->path);
+    if (t->key)
+        return why_fail(why, cap, "%s is a single value and has no key '%s'", t->path,
+                        st->name);
+    if (!find_child(t->prefix, st->name)) {
+        list_children(t->prefix, names, sizeof names);
+        if (pl)
+            return why_fail(why, cap, "unknown key '%s' in %s (known: %s)", st->name, t->path,
+                            names);
+        return why_fail(why, cap, "unknown top-level key '%s' (known: %s)", st->name, names);
     }
-    yaml_parser_delete(&parser);
-    if (rc == DMLP_OK && roots == 0)
-        rc = dmlp_fail(lc->err, DMLP_ERR_INPUT,
-                       "%s: the config is empty; it needs the sections model, optimizer "
-                       "and data", lc->name);
-    return rc;
+    snprintf(t->path + pl, sizeof t->path - pl, "%s%s", pl ? "." : "", st->name);
+    strncat(t->prefix, st->name, sizeof t->prefix - strlen(t->prefix) - 1);
+    t->key = find_key(t->prefix);
+    const int list = t->key && t->key->type == KEY_LIST;
+    if (list && st->has_index) {
+        char *entries;
+        uint32_t n;
+        list_get(t->base, t->key, &entries, &n);
+        if (st->index >= n)
+            return why_fail(why, cap, "index %" PRIu64 " is out of range: %s has %" PRIu32
+                            " entr%s", st->index, t->path, n, n == 1 ? "y" : "ies");
+        t->base = entries + st->index * t->key->entry_size;
+        snprintf(t->path + strlen(t->path), sizeof t->path - strlen(t->path), "[%" PRIu64 "]",
+                 st->index);
+        strncat(t->prefix, "[]", sizeof t->prefix - strlen(t->prefix) - 1);
+        t->key = NULL;
+    } else if (list && !last) {
+        return why_fail(why, cap, "%s is a list; name an entry, e.g. %s[0]", t->path, t->path);
+    } else if (st->has_index) {
+        return why_fail(why, cap, "%s is not a list", t->path);
+    }
+    if (!t->key)
+        strncat(t->prefix, ".", sizeof t->prefix - strlen(t->prefix) - 1);
+    return 0;
 }
 
-/* ---- step 2: libcyaml's errors ------------------------------------------------------ */
-
-/* Rebuilds the key path from libcyaml's backtrace, innermost frame first:
- *     "  in mapping field 'units' (line: 2, column: 13)"
- *     "  in sequence entry '2' (line: 3, column: 5)"      (1-based)
- *     "  in mapping (line: 2, column: 28)"                (adds nothing)
- * and returns the first line of the log (libcyaml's message) in msg. *inner_field tells
- * whether the innermost frame was a mapping field. */
-static void parse_backtrace(const struct log_buf *log, char *path, size_t cap, char *msg,
-                            size_t msg_cap, int *inner_field)
+/* Applies one "key.path=value"; records the argument so that check() names the --set
+ * rather than a line of the file. */
+static int apply_set(struct load *ld, const char *arg)
 {
-    char frames[INDEX_DEPTH][72];
-    int n = 0, any_frame = 0;
-    msg[0] = '\0';
-    *inner_field = 0;
-    const char *line = log->text, *end = log->text + log->len;
-    while (line < end) {
-        const char *nl = memchr(line, '\n', (size_t)(end - line));
-        size_t ll = nl ? (size_t)(nl - line) : (size_t)(end - line);
-        char buf[256];
-        snprintf(buf, sizeof buf, "%.*s", (int)ll, line);
-        char name[64];
-        unsigned long entry;
-        if (!msg[0] && strncmp(buf, "  ", 2) != 0) {
-            const char *m = strncmp(buf, "Load: ", 6) == 0 ? buf + 6 : buf;
-            snprintf(msg, msg_cap, "%s", m);
-        } else if (n < INDEX_DEPTH && sscanf(buf, "  in mapping field '%63[^']'", name) == 1) {
-            snprintf(frames[n++], sizeof frames[0], ".%s", name);
-            if (!any_frame)
-                *inner_field = 1;
-        } else if (n < INDEX_DEPTH && sscanf(buf, "  in sequence entry '%lu'", &entry) == 1 &&
-                   entry > 0) {
-            snprintf(frames[n++], sizeof frames[0], "[%lu]", entry - 1);
-        }
-        if (strncmp(buf, "  in ", 5) == 0)
-            any_frame = 1;
-        line += ll + 1;
-    }
-    size_t used = 0;
-    path[0] = '\0';
-    for (int i = n - 1; i >= 0; i--) {
-        const char *f = frames[i];
-        if (used == 0 && f[0] == '.')
-            f++;
-        int w = snprintf(path + used, cap - used, "%s", f);
-        if (w > 0 && (size_t)w < cap - used)
-            used += (size_t)w;
-    }
-}
-
-static const char *kind_name(const struct index_entry *e)
-{
-    if (e->kind == NODE_SCALAR)
-        return e->text[0] ? "a single value" : "an empty value";
-    return e->kind == NODE_MAPPING ? "a mapping" : "a list";
-}
-
-static int translate_cyaml_error(struct load_ctx *lc, cyaml_err_t e, const struct log_buf *log)
-{
-    char path[CONFIG_PATH_MAX], msg[512], key[128], why[512];
-    int inner_field;
-    parse_backtrace(log, path, sizeof path, msg, sizeof msg, &inner_field);
-    struct resolved r;
-    /* For a missing key the innermost frame is some field of the mapping that lacks it
-     * (the last one read, or the first of the schema when none was): drop it. */
-    int missing = sscanf(msg, "Missing required mapping field: %127[^\n]", key) == 1;
-    if (missing && inner_field) {
-        char *dot = strrchr(path, '.');
-        *(dot ? dot : path) = '\0';
-    }
-    const struct index_entry *ent = index_find(&lc->idx, path);
-
-    if (sscanf(msg, "Unexpected key: %127[^\n]", key) == 1) {
-        char child[CONFIG_PATH_MAX + 130], keys[256];
-        snprintf(child, sizeof child, "%s%s%s", path, path[0] ? "." : "", key);
-        const struct index_entry *ke = index_find(&lc->idx, child);
-        if (resolve(path, NULL, &r, why, sizeof why) == 0 && r.schema->type == CYAML_MAPPING)
-            list_keys(keys, sizeof keys, r.schema->mapping.fields);
-        else
-            snprintf(keys, sizeof keys, "?");
-        return dmlp_fail(lc->err, DMLP_ERR_INPUT, "%s:%d: %s: unknown key (known%s%s: %s)",
-                         lc->name, ke ? ke->key_line : ent ? entry_line(ent) : 1, child,
-                         path[0] ? " in " : "", path, keys);
-    }
-    if (missing) {
-        if (!path[0])
-            return dmlp_fail(lc->err, DMLP_ERR_INPUT, "%s:%d: missing required section '%s'",
-                             lc->name, ent ? ent->value_line : 1, key);
-        return dmlp_fail(lc->err, DMLP_ERR_INPUT, "%s:%d: %s: missing required key '%s'",
-                         lc->name, ent ? entry_line(ent) : 1, path, key);
-    }
-    if (ent && resolve(path, NULL, &r, why, sizeof why) == 0) {
-        char want[300];
-        int scalar_schema = r.schema->type != CYAML_MAPPING && r.schema->type != CYAML_SEQUENCE;
-        if (scalar_schema && ent->kind == NODE_SCALAR) {
-            /* Our parser says what is wrong with the text, in the words --set uses. */
-            if (parse_scalar(r.schema, path, ent->text, NULL, why, sizeof why) != 0)
-                return fail_at(lc, path, "%s", why);
-        } else if (scalar_schema != (ent->kind == NODE_SCALAR) ||
-                   (r.schema->type == CYAML_MAPPING) != (ent->kind == NODE_MAPPING)) {
-            describe(want, sizeof want, r.schema, path);
-            return fail_at(lc, path, "expected %s, found %s", want, kind_name(ent));
-        }
-    }
-    return dmlp_fail(lc->err, DMLP_ERR_INPUT, "%s:%d: %s%s%s (%s)", lc->name,
-                     ent ? entry_line(ent) : 1, path, path[0] ? ": " : "",
-                     msg[0] ? msg : "rejected", cyaml_strerror(e));
-}
-
-/* ---- step 3 and 4: strict scalars, defaults ----------------------------------------- */
-
-static int reparse_scalars(struct load_ctx *lc)
-{
-    char why[512];
-    for (size_t i = 0; i < lc->idx.n; i++) {
-        const struct index_entry *e = &lc->idx.e[i];
-        struct resolved r;
-        if (e->kind != NODE_SCALAR || resolve(e->path, lc->cfg, &r, why, sizeof why) != 0)
-            continue; /* libcyaml accepted the document, so this cannot happen */
-        if (r.schema->type == CYAML_STRING)
-            continue; /* libcyaml's strings are exact, and it knows null from "null" */
-        if (parse_scalar(r.schema, e->path, e->text, r.data, why, sizeof why) != 0)
-            return fail_at(lc, e->path, "%s", why);
-    }
-    return DMLP_OK;
-}
-
-static int apply_defaults(struct load_ctx *lc)
-{
-    char why[512];
-    for (size_t i = 0; i < CYAML_ARRAY_LEN(config_defaults); i++) {
-        const char *path = config_defaults[i].path;
-        struct resolved r;
-        if (index_find(&lc->idx, path))
-            continue;
-        if (resolve(path, lc->cfg, &r, why, sizeof why) != 0 ||
-            parse_scalar(r.schema, path, config_defaults[i].value, r.data, why, sizeof why) != 0)
-            return dmlp_fail(lc->err, DMLP_ERR_RUNTIME, "config: default %s: %s", path, why);
-    }
-    return DMLP_OK;
-}
-
-/* ---- step 5: range checks and --set ------------------------------------------------- */
-
-static const char *enum_name(const cyaml_strval_t *strings, size_t n, int64_t val)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strings[i].val == val)
-            return strings[i].str;
-    return "unknown";
-}
-
-/* 1 if s is well-formed UTF-8 (no overlong forms, surrogates or code points past
- * U+10FFFF): YAML text is UTF-8, so config_to_yaml (the checkpoint's copy of the config)
- * cannot write anything else, and a --set value is the one way other bytes get in. */
-static int utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        const unsigned c = *p++;
-        int more = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2
-                 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
-        if (more < 0)
-            return 0;
-        for (int i = 0; i < more; i++, p++) {
-            unsigned lo = 0x80, hi = 0xBF;
-            if (i == 0 && c == 0xE0)
-                lo = 0xA0;
-            else if (i == 0 && c == 0xED)
-                hi = 0x9F;
-            else if (i == 0 && c == 0xF0)
-                lo = 0x90;
-            else if (i == 0 && c == 0xF4)
-                hi = 0x8F;
-            if (*p < lo || *p > hi)
-                return 0;
-        }
-    }
-    return 1;
-}
-
-static int validate(struct load_ctx *lc)
-{
-    const struct config *c = lc->cfg;
-    const struct {
-        const char *key, *value;
-    } strings[] = {{"data.train", c->data.train}, {"data.test", c->data.test},
-                   {"checkpoint.dir", c->checkpoint.dir}};
-    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
-        if (strings[i].value && !utf8_valid(strings[i].value))
-            return fail_at(lc, strings[i].key, "'%s' is not valid UTF-8 (config text, and the "
-                           "copy kept in checkpoints, is UTF-8)", strings[i].value);
-    char p[CONFIG_PATH_MAX];
-    const uint32_t n = c->model.n_layers;
-    if (n == 0)
-        return fail_at(lc, "model.layers", "the list is empty; give at least one layer");
-    for (uint32_t i = 0; i < n; i++) {
-        const struct config_layer *l = &c->model.layers[i];
-        if (l->units == 0) {
-            snprintf(p, sizeof p, "model.layers[%" PRIu32 "].units", i);
-            return fail_at(lc, p, "0 is not a positive integer");
-        }
-        if (l->activation == DMLP_ACT_SOFTMAX && i + 1 < n) {
-            snprintf(p, sizeof p, "model.layers[%" PRIu32 "].activation", i);
-            return fail_at(lc, p, "softmax is only allowed on the last layer (this is layer "
-                           "%" PRIu32 " of %" PRIu32 ")", i, n);
-        }
-    }
-    const enum dmlp_activation last = c->model.layers[n - 1].activation;
-    snprintf(p, sizeof p, "model.layers[%" PRIu32 "].activation", n - 1);
-    if (last == DMLP_ACT_SOFTMAX && c->loss != DMLP_LOSS_CROSS_ENTROPY)
-        return fail_at(lc, "loss", "%s cannot follow a softmax output layer: softmax "
-                       "requires loss cross_entropy", config_loss_name(c->loss));
-    if (c->loss == DMLP_LOSS_CROSS_ENTROPY && last != DMLP_ACT_SOFTMAX)
-        return fail_at(lc, p, "%s, but loss cross_entropy requires a softmax output layer "
-                       "(use activation softmax here, or loss mse)",
-                       config_activation_name(last));
-
-    const struct config_optimizer *o = &c->optimizer;
-    if (!(o->lr > 0) || !isfinite(o->lr))
-        return fail_at(lc, "optimizer.lr", "%g is not a positive number", o->lr);
-    if (!(o->momentum >= 0 && o->momentum < 1))
-        return fail_at(lc, "optimizer.momentum", "%g is not in [0, 1)", o->momentum);
-    if (o->nesterov && o->momentum == 0)
-        return fail_at(lc, "optimizer.nesterov", "true requires optimizer.momentum > 0 "
-                       "(momentum is 0)");
-    if (!(o->weight_decay >= 0) || !isfinite(o->weight_decay))
-        return fail_at(lc, "optimizer.weight_decay", "%g is not a non-negative number",
-                       o->weight_decay);
-    const char *oname = enum_name(optimizer_strings, CYAML_ARRAY_LEN(optimizer_strings),
-                                  o->name);
-    if (o->name != DMLP_OPT_SGD && o->momentum != 0)
-        return fail_at(lc, "optimizer.momentum", "applies to sgd only; %s uses beta1 "
-                       "(remove momentum or use name: sgd)", oname);
-    if (o->name != DMLP_OPT_SGD && o->nesterov)
-        return fail_at(lc, "optimizer.nesterov", "applies to sgd only, not %s", oname);
-    if (!(o->beta1 >= 0 && o->beta1 < 1))
-        return fail_at(lc, "optimizer.beta1", "%g is not in [0, 1)", o->beta1);
-    if (!(o->beta2 >= 0 && o->beta2 < 1))
-        return fail_at(lc, "optimizer.beta2", "%g is not in [0, 1)", o->beta2);
-    if (!(o->eps > 0) || !isfinite(o->eps))
-        return fail_at(lc, "optimizer.eps", "%g is not a positive number", o->eps);
-    if (!(o->clip_norm >= 0) || !isfinite(o->clip_norm))
-        return fail_at(lc, "optimizer.clip_norm", "%g is not a non-negative number "
-                       "(0 turns clipping off)", o->clip_norm);
-    if (o->base_batch_size == 0)
-        return fail_at(lc, "optimizer.base_batch_size", "0 is not a positive integer");
-    const struct config_schedule *sc = &o->schedule;
-    if (!(sc->warmup_epochs >= 0) || !isfinite(sc->warmup_epochs))
-        return fail_at(lc, "optimizer.schedule.warmup_epochs", "%g is not a non-negative "
-                       "number", sc->warmup_epochs);
-    if (sc->warmup_epochs > (double)c->training.epochs)
-        return fail_at(lc, "optimizer.schedule.warmup_epochs", "%g is longer than the "
-                       "training (%u epochs)", sc->warmup_epochs, c->training.epochs);
-    if (sc->step_epochs == 0)
-        return fail_at(lc, "optimizer.schedule.step_epochs", "0 is not a positive integer");
-    if (!(sc->gamma > 0 && sc->gamma <= 1))
-        return fail_at(lc, "optimizer.schedule.gamma", "%g is not in (0, 1]", sc->gamma);
-    if (!(sc->min_lr >= 0) || !(sc->min_lr <= o->lr))
-        return fail_at(lc, "optimizer.schedule.min_lr", "%g is not in [0, optimizer.lr = "
-                       "%g]", sc->min_lr, o->lr);
-
-    if (!c->data.train || !c->data.train[0])
-        return fail_at(lc, "data.train", "empty path");
-    if (!(c->data.validation_fraction >= 0 && c->data.validation_fraction < 1))
-        return fail_at(lc, "data.validation_fraction", "%g is not in [0, 1)",
-                       c->data.validation_fraction);
-    if (c->training.reproducible && c->data.placement == DMLP_PLACEMENT_SHARDED)
-        return fail_at(lc, "training.reproducible", "needs data.placement replicated (with "
-                       "sharded data each rank shuffles its own shard, so the trajectory "
-                       "depends on the rank count)");
-    const struct config_early_stopping *es = &c->training.early_stopping;
-    if (!(es->min_delta >= 0) || !isfinite(es->min_delta))
-        return fail_at(lc, "training.early_stopping.min_delta", "%g is not a non-negative "
-                       "number", es->min_delta);
-    if (es->patience > 0 && c->data.validation_fraction == 0)
-        return fail_at(lc, "training.early_stopping.patience", "early stopping watches the "
-                       "validation set: set data.validation_fraction > 0");
-    if (es->metric == DMLP_METRIC_VAL_ACCURACY && c->loss != DMLP_LOSS_CROSS_ENTROPY)
-        return fail_at(lc, "training.early_stopping.metric", "val_accuracy needs a "
-                       "classifier (loss cross_entropy); use val_loss");
-    if (c->training.epochs == 0)
-        return fail_at(lc, "training.epochs", "0 is not a positive integer");
-    if (c->training.batch_size == 0)
-        return fail_at(lc, "training.batch_size", "0 is not a positive integer");
-    if (!c->checkpoint.dir || !c->checkpoint.dir[0])
-        return fail_at(lc, "checkpoint.dir", "empty path");
-    if (c->comm.bucket_kb == 0)
-        return fail_at(lc, "comm.bucket_kb", "0 is not a positive integer");
-    if (c->comm.bucket_kb > 1u << 22)
-        return fail_at(lc, "comm.bucket_kb", "%u KiB is more than 4 GiB per allreduce",
-                       (unsigned)c->comm.bucket_kb);
-    return DMLP_OK;
-}
-
-/* Applies one "key.path=value"; records the argument in the index so that validate()
- * names the --set rather than a line of the file. */
-static int apply_set(struct load_ctx *lc, const char *arg)
-{
-    char why[512], path[CONFIG_PATH_MAX];
+    char why[600] = "", path[CONFIG_PATH_MAX], want[512];
     const char *eq = strchr(arg, '=');
-    if (!eq)
-        return dmlp_fail(lc->err, DMLP_ERR_INPUT,
-                         "--set %s: expected key.path=value, e.g. optimizer.lr=0.1", arg);
-    size_t plen = (size_t)(eq - arg);
+    const size_t plen = eq ? (size_t)(eq - arg) : 0;
     if (plen == 0 || plen >= sizeof path)
-        return dmlp_fail(lc->err, DMLP_ERR_INPUT,
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT,
                          "--set %s: expected key.path=value, e.g. optimizer.lr=0.1", arg);
     memcpy(path, arg, plen);
     path[plen] = '\0';
-    struct resolved r;
-    if (resolve(path, lc->cfg, &r, why, sizeof why) != 0)
-        return dmlp_fail(lc->err, DMLP_ERR_INPUT, "--set %s: %s", arg, why);
-    if (r.schema->type == CYAML_MAPPING || r.schema->type == CYAML_SEQUENCE) {
-        char want[300];
-        describe(want, sizeof want, r.schema, path);
-        return dmlp_fail(lc->err, DMLP_ERR_INPUT,
+    struct target t = {.base = (char *)ld->cfg};
+    int bad = 0;
+    for (const char *p = path; *p && !bad;) {
+        struct path_step st;
+        if (next_step(&p, &st) != 0)
+            bad = why_fail(why, sizeof why, "'%s' is not a key path like optimizer.lr or "
+                           "model.layers[0].units", path);
+        else
+            bad = take_step(&t, &st, !*p, why, sizeof why);
+    }
+    if (bad)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s", arg, why);
+    if (!t.key || t.key->type == KEY_LIST) {
+        want_text(t.key, t.prefix, want, sizeof want);
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT,
                          "--set %s: %s is %s; set one of its values instead", arg, path, want);
     }
-    if (parse_scalar(r.schema, path, eq + 1, r.data, why, sizeof why) != 0)
-        return dmlp_fail(lc->err, DMLP_ERR_INPUT, "--set %s: %s: %s", arg, path, why);
-
-    /* Under the canonical path, which is how validate() asks for it. */
-    struct index_entry *e = index_find(&lc->idx, r.path);
-    if (!e) {
-        e = index_add(&lc->idx, r.path);
-        if (!e)
-            return dmlp_fail(lc->err, DMLP_ERR_RUNTIME, "--set %s: out of memory", arg);
-        e->kind = NODE_SCALAR;
-    }
-    free(e->set_arg);
-    e->set_arg = strdup(arg);
-    if (!e->set_arg)
-        return dmlp_fail(lc->err, DMLP_ERR_RUNTIME, "--set %s: out of memory", arg);
-    return DMLP_OK;
+    if (parse_scalar(t.key, eq + 1, t.base + t.key->offset, why, sizeof why) != 0)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s: %s", arg, path, why);
+    return where_add(ld, t.path, 0, arg);
 }
 
-/* ---- key listing -------------------------------------------------------------------- */
+/* ---- config_to_yaml ----------------------------------------------------------------- */
 
-/* Every leaf key path of the schema, built once: a mapping adds ".key", a sequence "[]". */
-#define CONFIG_KEYS_MAX 128
-static char config_key_store[CONFIG_KEYS_MAX][CONFIG_PATH_MAX];
-static size_t config_key_count;
-
-static void collect_keys(const cyaml_schema_value_t *s, char *prefix, size_t plen)
+static int emit_scalar(yaml_emitter_t *em, const char *s, size_t len)
 {
-    if (s->type == CYAML_MAPPING) {
-        for (const cyaml_schema_field_t *f = s->mapping.fields; f->key; f++) {
-            int n = snprintf(prefix + plen, CONFIG_PATH_MAX - plen, "%s%s", plen ? "." : "",
-                             f->key);
-            if (n > 0 && (size_t)n < CONFIG_PATH_MAX - plen)
-                collect_keys(&f->value, prefix, plen + (size_t)n);
-        }
-        prefix[plen] = '\0';
-    } else if (s->type == CYAML_SEQUENCE || s->type == CYAML_SEQUENCE_FIXED) {
-        if (plen + 2 < CONFIG_PATH_MAX) {
-            memcpy(prefix + plen, "[]", 3);
-            collect_keys(s->sequence.entry, prefix, plen + 2);
-        }
-        prefix[plen] = '\0';
-    } else if (config_key_count < CONFIG_KEYS_MAX) {
-        snprintf(config_key_store[config_key_count++], CONFIG_PATH_MAX, "%s", prefix);
-    }
+    yaml_event_t ev;
+    return yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)len, 1, 1,
+                                        YAML_ANY_SCALAR_STYLE) &&
+           yaml_emitter_emit(em, &ev);
 }
 
-size_t config_key_paths(const char **out, size_t cap)
+/* The entries of list k in base, each a mapping. */
+static int emit_list(yaml_emitter_t *em, const void *base, const struct key *k)
 {
-    if (config_key_count == 0) {
-        char prefix[CONFIG_PATH_MAX] = "";
-        collect_keys(&config_schema, prefix, 0);
+    yaml_event_t ev;
+    char *entries, prefix[CONFIG_PATH_MAX];
+    uint32_t n;
+    list_get(base, k, &entries, &n);
+    snprintf(prefix, sizeof prefix, "%s[].", k->path);
+    int ok = yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+                                                  YAML_BLOCK_SEQUENCE_STYLE) &&
+             yaml_emitter_emit(em, &ev);
+    for (uint32_t i = 0; ok && i < n; i++)
+        ok = emit_mapping(em, entries + (size_t)i * k->entry_size, prefix);
+    return ok && yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
+}
+
+/* The keys under schema prefix, from base, as a block mapping in table order; a path that
+ * is none (NULL) is left out. Returns 1, or 0 when the emitter fails. */
+static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix)
+{
+    yaml_event_t ev;
+    char buf[64], sub[CONFIG_PATH_MAX];
+    const size_t plen = strlen(prefix);
+    if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) ||
+        !yaml_emitter_emit(em, &ev))
+        return 0;
+    for (size_t i = 0; i < N_KEYS;) {
+        const struct key *k = &keys[i];
+        const size_t n = child_len(k, prefix);
+        const char *name = k->path + plen, *value = NULL;
+        if (!n) {
+            i++;
+            continue;
+        }
+        /* The rows of one name follow each other: a value, a list, or a section. */
+        while (i < N_KEYS && child_len(&keys[i], prefix) == n &&
+               !strncmp(keys[i].path + plen, name, n))
+            i++;
+        if (!name[n] && k->type != KEY_LIST) {
+            value = format_value(k, (const char *)base + k->offset, buf, sizeof buf);
+            if (!value && k->type != KEY_PATH)
+                return 0;
+            if (!value)
+                continue;
+        }
+        snprintf(sub, sizeof sub, "%.*s.", (int)(name + n - k->path), k->path);
+        if (!emit_scalar(em, name, n) ||
+            !(value ? emit_scalar(em, value, strlen(value))
+                    : name[n] ? emit_mapping(em, base, sub) : emit_list(em, base, k)))
+            return 0;
     }
-    for (size_t i = 0; i < config_key_count && i < cap; i++)
-        out[i] = config_key_store[i];
-    return config_key_count;
+    return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
 }

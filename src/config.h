@@ -1,5 +1,6 @@
-/* config: the run configuration (DESIGN §6), parsed from YAML by libcyaml into structs,
- * with --set overrides and range checks. Every error names the file, line and key path
+/* config: the run configuration (DESIGN §6), read from YAML (libyaml) against one table of
+ * keys (src/config.c) that also gives the defaults, ranges, --set paths and help text.
+ * Every error names the file, line and key path
  * ("runs/x.yaml:7: model.layers[1].units: -8 is not a positive integer").
  * Never touches MPI or HDF5; each rank loads its own copy. */
 #ifndef DMLP_CONFIG_H
@@ -8,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "util.h"
 
@@ -152,10 +154,15 @@ int config_to_yaml(const struct config *cfg, char **out, struct dmlp_error *err)
 /* Frees a config from config_load* and sets *cfg to NULL. */
 void config_free(struct config **cfg);
 
-/* Every key path the schema accepts, one per scalar value, in schema order, with list
+/* Every key path the table accepts, one per scalar value, in table order, with list
  * indices written "[]" ("model.layers[].units", "optimizer.schedule.name", ...). Stores up
  * to cap static strings into out (out may be NULL when cap is 0) and returns the total
- * count. Not thread-safe on its first call (it builds the list once). */
+ * count. */
 size_t config_key_paths(const char **out, size_t cap);
+
+/* Writes the key table as Markdown: one row per key (and one for each list) with its
+ * type and range, default and meaning. `dmlp help config` prints it, and README.md holds
+ * a copy that test_readme_keys compares with it. */
+void config_write_key_table(FILE *out);
 
 #endif

@@ -33,6 +33,9 @@ static void test_usage_and_exit_codes(void)
     CU_ASSERT(tu_has("unknown command 'frobnicate'"));
     CU_ASSERT_EQUAL(tu_sh("%s train --help", DMLP_BINARY), 0);
     CU_ASSERT(tu_has("--resume PATH|auto"));
+    CU_ASSERT(tu_has("dmlp help config"));
+    CU_ASSERT_EQUAL(tu_sh("%s help config", DMLP_BINARY), 0);
+    CU_ASSERT(tu_has("| `optimizer.schedule.gamma` | float (0, 1] | `0.1` |"));
     CU_ASSERT_EQUAL(tu_sh("%s eval --help", DMLP_BINARY), 0);
     CU_ASSERT(tu_has("--checkpoint PATH"));
     CU_ASSERT_EQUAL(tu_sh("%s import --help", DMLP_BINARY), 0);

@@ -51,7 +51,7 @@ echo "== fuzzing with $($CC --version | head -1), $seconds s per harness"
 INC="-I$root/src -I$root/tests/fuzz -I/usr/include/hdf5/openmpi
      -I/usr/lib/x86_64-linux-gnu/openmpi/include"
 LIBS="-L/usr/lib/x86_64-linux-gnu/hdf5/openmpi -lhdf5 -L/usr/lib/x86_64-linux-gnu/openmpi/lib
-      -lmpi -lcyaml -lyaml -lz -lm -fopenmp
+      -lmpi -lyaml -lz -lm -fopenmp
       -Wl,-rpath,/usr/lib/x86_64-linux-gnu/hdf5/openmpi:/usr/lib/x86_64-linux-gnu/openmpi/lib"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 CFLAGS="-std=c11 -O1 -g -Wall -Wextra -Wpedantic -Wno-psabi -fopenmp $SAN"

@@ -1,5 +1,6 @@
-/* README.md's config table against the parser: every key documented in the table must be a
- * key of the libcyaml schema (config_key_paths), and every schema key must be documented.
+/* README.md's config table against the parser: the table is, byte for byte, what the code's
+ * key table prints (config_write_key_table, `dmlp help config`); and every key documented in
+ * it must be a key the parser accepts (config_key_paths), and every such key documented.
  *
  * The table is the block of rows under "## Config" whose first cell holds backticked key
  * names: "| `optimizer.beta1`, `beta2`, `eps` | ...". A name without a dot after a dotted
@@ -237,10 +238,39 @@ static void test_readme_matches_parser(void)
     free(keys);
 }
 
+/* The lines between README.md's config-keys markers are exactly what
+ * config_write_key_table writes, so the README cannot drift from the code. */
+static void test_readme_table_is_generated(void)
+{
+    char *text = slurp(DMLP_SOURCE_DIR "/README.md");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    const char *begin = strstr(text, "\n<!-- config-keys:");
+    const char *end = begin ? strstr(begin + 1, "\n<!-- end config-keys -->") : NULL;
+    begin = begin ? strchr(begin + 1, '\n') : NULL;
+    if (!begin || !end || begin > end)
+        fprintf(stderr, "\nREADME.md has no <!-- config-keys: ... --> <!-- end config-keys "
+                        "--> block\n");
+    char *code = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&code, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    config_write_key_table(f);
+    fclose(f);
+    const int same = begin && end && begin <= end && (size_t)(end - begin) == len &&
+                     memcmp(begin + 1, code, len) == 0;
+    if (!same)
+        fprintf(stderr, "\nREADME.md's config key table differs from `dmlp help config`: "
+                        "run scripts/config_table.sh\n");
+    CU_ASSERT(same);
+    free(code);
+    free(text);
+}
+
 static CU_TestInfo readme_tests[] = {
     {"README key cell parsing (prefix inheritance)", test_config_keys_prefix_rule},
     {"config_key_paths walks the schema", test_parser_lists_schema},
     {"README config table == parser keys", test_readme_matches_parser},
+    {"README config table == the code's key table", test_readme_table_is_generated},
     CU_TEST_INFO_NULL,
 };
 
