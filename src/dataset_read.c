@@ -32,6 +32,7 @@ static int read_file(struct dataset **out, const char *path, size_t row0, size_t
                      struct dmlp_error *err);
 static int read_shard(struct dataset **out, const char *path, const struct dist *d,
                       struct dataset_shard *info, struct dmlp_error *err);
+static int read_features(struct dataset **out, const char *path, struct dmlp_error *err);
 
 /* ---- public functions -------------------------------------------------------------------- */
 
@@ -69,6 +70,13 @@ int dataset_read_shard(struct dataset **out, const char *path, const struct dist
         *shard = info;
     if (err)
         *err = e;
+    return rc;
+}
+
+int dataset_read_features(struct dataset **out, const char *path, struct dmlp_error *err)
+{
+    int rc;
+    H5UTIL_QUIETLY(rc, read_features(out, path, err));
     return rc;
 }
 
@@ -112,20 +120,50 @@ static void layout_close(struct layout *lo)
     lo->fds = lo->yds = H5I_INVALID_HID;
 }
 
+/* /features must exist: every dataset file has it, and so does every input to predict. */
+static int features_exist(hid_t file, const char *path, struct dmlp_error *err)
+{
+    int has = 0;
+    const int rc = link_exists(file, path, "/features", &has, err);
+    if (rc == DMLP_OK && !has)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: missing (expected float32 "
+                         "[N, D])", path);
+    return rc;
+}
+
+/* Opens /features into lo (fds, fs, n, d): a 2-D float-convertible array with at least one
+ * row and column. Class, rank and storage (not virtual, not external, every filter
+ * decodable) are checked by h5util before anything is read. On failure lo->fds may be open:
+ * layout_close closes it. */
+static int features_open(hid_t file, const char *path, struct layout *lo,
+                         struct dmlp_error *err)
+{
+    const struct h5util_info *fs = &lo->fs;
+    const int rc = h5util_open_dataset(file, path, "/features", H5UTIL_FLOAT | H5UTIL_INTEGER,
+                                       "float array", 2, NULL, &lo->fds, &lo->fs, err);
+    if (rc != DMLP_OK)
+        return rc;
+    if (to_size(fs->dims[0], &lo->n) || to_size(fs->dims[1], &lo->d))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: shape [%llu, %llu] overflows "
+                         "size_t", path, (unsigned long long)fs->dims[0],
+                         (unsigned long long)fs->dims[1]);
+    if (lo->n == 0 || lo->d == 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: empty (%zu rows, %zu columns); "
+                         "expected at least one of each", path, lo->n, lo->d);
+    return DMLP_OK;
+}
+
 /* Validates the layout of an open file: which datasets exist, their types and shapes, and
  * the num_classes attribute. Only metadata is read, identically on every rank. */
 static int layout_open(hid_t file, const char *path, struct layout *lo, struct dmlp_error *err)
 {
     memset(lo, 0, sizeof *lo);
     lo->fds = lo->yds = H5I_INVALID_HID;
-    int has_f = 0, has_l = 0, has_t = 0, rc;
-    if ((rc = link_exists(file, path, "/features", &has_f, err)) != DMLP_OK ||
+    int has_l = 0, has_t = 0, rc;
+    if ((rc = features_exist(file, path, err)) != DMLP_OK ||
         (rc = link_exists(file, path, "/labels", &has_l, err)) != DMLP_OK ||
         (rc = link_exists(file, path, "/targets", &has_t, err)) != DMLP_OK)
         return rc;
-    if (!has_f)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: missing (expected float32 "
-                         "[N, D])", path);
     if (has_l && has_t)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: has both /labels and /targets; expected "
                          "exactly one", path);
@@ -133,25 +171,11 @@ static int layout_open(hid_t file, const char *path, struct layout *lo, struct d
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: has neither /labels nor /targets; expected "
                          "exactly one", path);
     const char *yname = has_l ? "/labels" : "/targets";
-    struct h5util_info *fs = &lo->fs, *ys = &lo->ys;
+    struct h5util_info *ys = &lo->ys;
     size_t yn = 0;
     lo->has_labels = has_l;
-
-    /* Class, rank and storage (not virtual, not external, every filter decodable) are
-     * checked by h5util before anything is read. */
-    if ((rc = h5util_open_dataset(file, path, "/features", H5UTIL_FLOAT | H5UTIL_INTEGER,
-                                  "float array", 2, NULL, &lo->fds, fs, err)) != DMLP_OK)
+    if ((rc = features_open(file, path, lo, err)) != DMLP_OK)
         goto fail;
-    if (to_size(fs->dims[0], &lo->n) || to_size(fs->dims[1], &lo->d)) {
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: shape [%llu, %llu] overflows size_t",
-                       path, (unsigned long long)fs->dims[0], (unsigned long long)fs->dims[1]);
-        goto fail;
-    }
-    if (lo->n == 0 || lo->d == 0) {
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: empty (%zu rows, %zu columns); "
-                       "expected at least one of each", path, lo->n, lo->d);
-        goto fail;
-    }
 
     if (has_l)
         rc = h5util_open_dataset(file, path, "/labels", H5UTIL_INTEGER, "integer class labels",
@@ -322,21 +346,45 @@ static int alloc_block(const struct layout *lo, const char *path, size_t nrows,
     return DMLP_OK;
 }
 
-/* Reads rows [row0, row0 + nrows) (nrows == SIZE_MAX: to the end) in this process alone. */
-static int read_file(struct dataset **out, const char *path, size_t row0, size_t nrows,
-                     size_t *total_rows, struct dataset_file_types *types, struct dmlp_error *err)
+/* Opens path for reading in this process alone: a regular file, and HDF5. */
+static int open_file(const char *path, hid_t *file, struct dmlp_error *err)
 {
     char why[256];
-    *out = NULL;
-    int rc = dmlp_check_input_file(path, err);
+    *file = H5I_INVALID_HID;
+    const int rc = dmlp_check_input_file(path, err);
     if (rc != DMLP_OK)
         return rc;
     if (H5Fis_hdf5(path) <= 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: not an HDF5 file", path);
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0)
+    if ((*file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open as HDF5: %s", path,
                          h5util_reason(why, sizeof why));
+    return DMLP_OK;
+}
+
+/* Closes a file of open_file after a read that ended with rc; a failed close fails the
+ * read. On failure *ds is freed. Returns the read's status. */
+static int close_file(hid_t file, const char *path, int rc, struct dataset **ds,
+                      struct dmlp_error *err)
+{
+    char why[256];
+    if (H5Fclose(file) < 0 && rc == DMLP_OK)
+        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: closing failed: %s", path,
+                       h5util_reason(why, sizeof why));
+    if (rc != DMLP_OK)
+        dataset_free(ds);
+    return rc;
+}
+
+/* Reads rows [row0, row0 + nrows) (nrows == SIZE_MAX: to the end) in this process alone. */
+static int read_file(struct dataset **out, const char *path, size_t row0, size_t nrows,
+                     size_t *total_rows, struct dataset_file_types *types, struct dmlp_error *err)
+{
+    hid_t file;
+    *out = NULL;
+    int rc = open_file(path, &file, err);
+    if (rc != DMLP_OK)
+        return rc;
     struct layout lo;
     struct dataset *ds = NULL;
     int64_t *wide = NULL;
@@ -365,11 +413,56 @@ close_layout:
     layout_close(&lo);
 close_file:
     free(wide);
-    if (H5Fclose(file) < 0 && rc == DMLP_OK)
-        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: closing failed: %s", path,
-                       h5util_reason(why, sizeof why));
-    if (rc != DMLP_OK)
+    rc = close_file(file, path, rc, &ds, err);
+    *out = ds;
+    return rc;
+}
+
+/* A features-only dataset of n rows x d columns (labels = targets = NULL, k = 0). The size
+ * is refused before allocating when it cannot fit this machine's memory. */
+static int alloc_features(const char *path, size_t n, size_t d, struct dataset **out,
+                          struct dmlp_error *err)
+{
+    size_t nd = 0, bytes = 0;
+    if (dmlp_mul_size(&nd, n, d) || dmlp_mul_size(&bytes, nd, sizeof(float)))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: shape [%zu, %zu] overflows "
+                         "size_t", path, n, d);
+    if (bytes > dmlp_phys_mem())
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: %zu rows x %zu features need %zu "
+                         "bytes, more than this machine's %zu bytes of memory", path, n, d,
+                         bytes, dmlp_phys_mem());
+    struct dataset *ds = calloc(1, sizeof *ds);
+    if (ds)
+        ds->features = dmlp_alloc_aligned(bytes);
+    if (!ds || !ds->features) {
         dataset_free(&ds);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: /features: out of memory for %zu rows x "
+                         "%zu features", path, n, d);
+    }
+    ds->n = n;
+    ds->d = d;
+    *out = ds;
+    return DMLP_OK;
+}
+
+/* The read behind dataset_read_features: /features validated as read_file validates it. */
+static int read_features(struct dataset **out, const char *path, struct dmlp_error *err)
+{
+    hid_t file;
+    *out = NULL;
+    int rc = open_file(path, &file, err);
+    if (rc != DMLP_OK)
+        return rc;
+    struct layout lo = {.fds = H5I_INVALID_HID, .yds = H5I_INVALID_HID};
+    struct dataset *ds = NULL;
+    if ((rc = features_exist(file, path, err)) == DMLP_OK &&
+        (rc = features_open(file, path, &lo, err)) == DMLP_OK &&
+        (rc = alloc_features(path, lo.n, lo.d, &ds, err)) == DMLP_OK &&
+        (rc = read_rows_of(lo.fds, path, "/features", H5T_NATIVE_FLOAT, 2, 0, lo.n, lo.d,
+                           ds->features, H5P_DEFAULT, err)) == DMLP_OK)
+        rc = check_finite(ds->features, lo.n, lo.d, 0, path, "/features", err);
+    layout_close(&lo);
+    rc = close_file(file, path, rc, &ds, err);
     *out = ds;
     return rc;
 }
