@@ -1,20 +1,18 @@
 #define _POSIX_C_SOURCE 200809L
 /* dataset_write: the dataset file's writer (DESIGN §4), for the importers and the tests.
  * What dataset_read would reject is refused before anything is written, and the file appears
- * under its name only when complete (a temporary file renamed into place). Every message
+ * under its name only when complete (publish.h). Every message
  * names the file; HDF5's own error printer is silenced while the writer runs. */
 #include "dataset.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "dataset_internal.h"
 #include "h5util.h"
+#include "publish.h"
 
 static int validate_for_write(const struct dataset *ds, const char *path,
                               struct dmlp_error *err);
@@ -34,31 +32,13 @@ int dataset_write_named(const struct dataset *ds, const char *path,
     int rc = validate_for_write(ds, path, err);
     if (rc != DMLP_OK)
         return rc;
-    /* A name beside the output, so the final rename() stays within one file system and is
-     * atomic; the pid keeps concurrent writers (say, two ranks by mistake) apart. */
-    size_t cap = strlen(path) + 32;
-    char *tmp = malloc(cap);
-    if (!tmp)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", path);
-    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
-
-    /* O_EXCL: never clobber a file that is not ours; it also gives a plain errno message
-     * (missing directory, permissions) rather than HDF5's. */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-    if (fd < 0) {
-        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot create %s: %s", path, tmp,
-                       strerror(errno));
-        free(tmp);
+    struct publish p;
+    if ((rc = publish_begin(&p, path, err)) != DMLP_OK)
         return rc;
-    }
-    close(fd);
-
-    H5UTIL_QUIETLY(rc, write_file(ds, tmp, path, class_names, err));
+    H5UTIL_QUIETLY(rc, write_file(ds, p.tmp, path, class_names, err));
     if (rc == DMLP_OK)
-        rc = dmlp_publish_file(tmp, path, err);
-    if (rc != DMLP_OK)
-        unlink(tmp);
-    free(tmp);
+        return publish_commit(&p, err);
+    publish_abort(&p);
     return rc;
 }
 

@@ -4,14 +4,12 @@
  * file; HDF5's own error printer is silenced while the writer runs. */
 #include "predict.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "h5util.h"
+#include "publish.h"
 
 /* What the writer needs besides the arrays. */
 struct predict_file {
@@ -142,31 +140,16 @@ static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_
     return rc;
 }
 
-/* Writes the file under a temporary name beside the output (so the rename stays within one
- * file system and is atomic), then syncs and renames it into place. */
+/* Writes the file under a temporary name and publishes it (publish.h). */
 static int write_predictions(const struct predict_file *pf, struct dmlp_error *err)
 {
-    const size_t cap = strlen(pf->path) + 32;
-    char *tmp = malloc(cap);
-    if (!tmp)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", pf->path);
-    snprintf(tmp, cap, "%s.tmp.%ld", pf->path, (long)getpid());
-    /* O_EXCL: never clobber a file that is not ours; a missing directory or a permission
-     * problem gets the plain errno message rather than HDF5's. */
-    const int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-    if (fd < 0) {
-        const int rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot create %s: %s", pf->path,
-                                 tmp, strerror(errno));
-        free(tmp);
-        return rc;
-    }
-    close(fd);
-    int rc;
-    H5UTIL_QUIETLY(rc, write_h5(pf, tmp, err));
-    if (rc == DMLP_OK)
-        rc = dmlp_publish_file(tmp, pf->path, err);
+    struct publish p;
+    int rc = publish_begin(&p, pf->path, err);
     if (rc != DMLP_OK)
-        unlink(tmp);
-    free(tmp);
+        return rc;
+    H5UTIL_QUIETLY(rc, write_h5(pf, p.tmp, err));
+    if (rc == DMLP_OK)
+        return publish_commit(&p, err);
+    publish_abort(&p);
     return rc;
 }

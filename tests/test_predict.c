@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "predict.h"
+#include "publish.h"
 #include "rng.h"
 #include "testutil.h"
 
@@ -231,7 +232,7 @@ static void run_and_check(int classifier, const char *name, size_t n_rows)
         CU_ASSERT_EQUAL(bad, 0);
         /* No temporary file is left beside the output. */
         char tmp[800];
-        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
+        CU_ASSERT_EQUAL(publish_temp_name(tmp, sizeof tmp, out), 0);
         struct stat st;
         CU_ASSERT_NOT_EQUAL(stat(tmp, &st), 0);
     }
