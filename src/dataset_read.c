@@ -467,6 +467,45 @@ static int read_features(struct dataset **out, const char *path, struct dmlp_err
     return rc;
 }
 
+/* Opens path through MPI-IO on every rank of d (collective) and validates its layout into
+ * lo; fapl and dxpl are fresh property lists (a negative id: their creation failed). */
+static int open_parallel(const char *path, const struct dist *d, hid_t fapl, hid_t dxpl,
+                         hid_t *file, struct layout *lo, struct dmlp_error *err)
+{
+    char why[256];
+    /* MPI-IO underneath, and metadata read by one rank and broadcast rather than by all of
+     * them: at a thousand ranks that is one small read instead of a metadata storm. */
+    if (fapl < 0 || dxpl < 0 ||
+        H5Pset_fapl_mpio(fapl, *(const MPI_Comm *)dist_mpi_comm(d), MPI_INFO_NULL) < 0 ||
+        H5Pset_all_coll_metadata_ops(fapl, 1) < 0)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot set up parallel HDF5 access: %s",
+                         path, h5util_reason(why, sizeof why));
+    if ((*file = H5Fopen(path, H5F_ACC_RDONLY, fapl)) < 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open as HDF5: %s", path,
+                         h5util_reason(why, sizeof why));
+    return layout_open(*file, path, lo, err);
+}
+
+/* Collective transfers where the file allows them: always for contiguous (or compact)
+ * storage; for filtered (compressed) chunks only from HDF5 1.10.2 on, whose parallel
+ * filter support reads them collectively. Decided from the file, so identically on every
+ * rank: a rank that fell back on its own would leave the others waiting. */
+static int set_transfer_mode(hid_t dxpl, const struct layout *lo, const char *path,
+                             struct dmlp_error *err)
+{
+    char why[256];
+#if H5_VERSION_GE(1, 10, 2)
+    const int collective = 1;
+    (void)lo;
+#else
+    const int collective = !lo->filtered;
+#endif
+    if (H5Pset_dxpl_mpio(dxpl, collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT) < 0)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot set up MPI-IO transfers: %s", path,
+                         h5util_reason(why, sizeof why));
+    return DMLP_OK;
+}
+
 /* The collective read behind dataset_read_shard, with HDF5's printer already silenced.
  * Three agreement points keep every rank on the same path: after the local checks (a
  * missing file), after the collective open, validation and allocation, and after the reads
@@ -475,7 +514,6 @@ static int read_features(struct dataset **out, const char *path, struct dmlp_err
 static int read_shard(struct dataset **out, const char *path, const struct dist *d,
                       struct dataset_shard *info, struct dmlp_error *err)
 {
-    char why[256];
     int rc = dmlp_check_input_file(path, err);
     if (rc == DMLP_OK && H5Fis_hdf5(path) <= 0)
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: not an HDF5 file", path);
@@ -488,18 +526,7 @@ static int read_shard(struct dataset **out, const char *path, const struct dist 
     size_t k = 0;
     hid_t file = H5I_INVALID_HID;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), dxpl = H5Pcreate(H5P_DATASET_XFER);
-    /* MPI-IO underneath, and metadata read by one rank and broadcast rather than by all of
-     * them: at a thousand ranks that is one small read instead of a metadata storm. */
-    if (fapl < 0 || dxpl < 0 ||
-        H5Pset_fapl_mpio(fapl, *(const MPI_Comm *)dist_mpi_comm(d), MPI_INFO_NULL) < 0 ||
-        H5Pset_all_coll_metadata_ops(fapl, 1) < 0)
-        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot set up parallel HDF5 access: %s",
-                       path, h5util_reason(why, sizeof why));
-    else if ((file = H5Fopen(path, H5F_ACC_RDONLY, fapl)) < 0)
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open as HDF5: %s", path,
-                       h5util_reason(why, sizeof why));
-    else
-        rc = layout_open(file, path, &lo, err);
+    rc = open_parallel(path, d, fapl, dxpl, &file, &lo, err);
     if (rc == DMLP_OK) {
         info->global_rows = lo.n;
         uint64_t row0, len;
@@ -507,19 +534,8 @@ static int read_shard(struct dataset **out, const char *path, const struct dist 
         info->row0 = (size_t)row0;
         rc = alloc_block(&lo, path, (size_t)len, &ds, &wide, err);
     }
-    /* Collective transfers where the file allows them: always for contiguous (or compact)
-     * storage; for filtered (compressed) chunks only from HDF5 1.10.2 on, whose parallel
-     * filter support reads them collectively. Decided from the file, so identically on
-     * every rank: a rank that fell back on its own would leave the others waiting. */
-#if H5_VERSION_GE(1, 10, 2)
-    const int collective = 1;
-#else
-    const int collective = !lo.filtered;
-#endif
-    if (rc == DMLP_OK &&
-        H5Pset_dxpl_mpio(dxpl, collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT) < 0)
-        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot set up MPI-IO transfers: %s", path,
-                       h5util_reason(why, sizeof why));
+    if (rc == DMLP_OK)
+        rc = set_transfer_mode(dxpl, &lo, path, err);
     if (dist_agree(d, err) != DMLP_OK)
         goto done;
 
