@@ -3,7 +3,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "h5util.h"
+#include "publish.h"
 
 #define FORMAT_NAME "dmlp-checkpoint"
 #define FORMAT_VERSION 1
@@ -257,49 +257,6 @@ static int build_image(const struct model *m, const struct optim *o,
     return 0;
 }
 
-/* Writes the image to tmp (created afresh) and fsyncs it; -1 with errno set on failure (a
- * full disk: ENOSPC). */
-static int write_image(const char *tmp, const void *image, size_t bytes)
-{
-    const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
-    const char *p = image;
-    for (size_t done = 0; done < bytes;) {
-        const ssize_t n = write(fd, p + done, bytes - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            const int e = n < 0 ? errno : EIO;
-            close(fd);
-            errno = e;
-            return -1;
-        }
-        done += (size_t)n;
-    }
-    if (fsync(fd)) {
-        const int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return close(fd);
-}
-
-static int write_file(const char *tmp, const struct model *m, const struct optim *o,
-                      const struct checkpoint_state *st, const char *config_yaml)
-{
-    void *image;
-    size_t bytes = 0;
-    if (build_image(m, o, st, config_yaml, &image, &bytes))
-        return -1;
-    const int rc = write_image(tmp, image, bytes);
-    const int e = errno;
-    free(image);
-    errno = e;
-    return rc;
-}
-
 /* Parses "step-NNNNNNNN.h5"; returns 1 and the step when the name matches. */
 static int parse_step_name(const char *name, uint64_t *step)
 {
@@ -357,7 +314,9 @@ static void prune(const char *dir, uint32_t keep_last, uint64_t newest)
 {
     DIR *d;
     struct dirent *e;
-    /* Temporary files of writers that died (SIGKILL, node failure) before their rename. */
+    /* Temporary files (publish.h names them) of writers that died (SIGKILL, node failure)
+     * before their rename: under the directory lock (rundir.h) only one writer runs at a
+     * time, so any other writer's are a dead one's. */
     if ((d = opendir(dir))) {
         while ((e = readdir(d))) {
             const char *nm = e->d_name;
@@ -394,44 +353,29 @@ static void prune(const char *dir, uint32_t keep_last, uint64_t newest)
     free(steps);
 }
 
-/* Writes the checkpoint to final through tmp: write, flush, fsync, rename, fsync the
- * directory. A crash leaves either the old file or the new one, never half of one. */
-static int write_atomically(const char *dir, const char *tmp, const char *final,
-                            const struct model *m, const struct optim *o,
+/* Builds the checkpoint in memory and publishes it as final (publish.h): a crash leaves
+ * either the old file or the new one, never half of one. The image is built first so that a
+ * full disk shows as a failed write() with its errno, not somewhere inside HDF5. */
+static int write_atomically(const char *final, const struct model *m, const struct optim *o,
                             const struct checkpoint_state *st, const char *config_yaml,
                             struct dmlp_error *err)
 {
+    void *image;
+    size_t bytes = 0;
     errno = 0;
-    if (write_file(tmp, m, o, st, config_yaml)) {
-        int e = errno;
-        unlink(tmp);
+    if (build_image(m, o, st, config_yaml, &image, &bytes)) {
+        const int e = errno;
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot write checkpoint%s%s", final,
                          e ? ": " : "", e ? strerror(e) : "");
     }
-    if (rename(tmp, final)) {
-        int e = errno;
-        unlink(tmp);
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot rename into place: %s", final,
-                         strerror(e));
-    }
-    dmlp_fsync_path(dir, 1);
-    return DMLP_OK;
-}
-
-/* "host.pid": what names a writer's temporary files, so no two writers (on one host or on
- * several sharing the directory) ever use one name. Under the directory lock (rundir.h)
- * only one writer runs at a time, so the temporary files of any other were left by one
- * that died: prune may remove them. */
-static const char *writer_tag(void)
-{
-    static char tag[128];
-    if (!tag[0]) {
-        char host[64] = "host";
-        gethostname(host, sizeof host - 1);
-        host[sizeof host - 1] = '\0';
-        snprintf(tag, sizeof tag, "%s.%ld", host, (long)getpid());
-    }
-    return tag;
+    struct publish p;
+    int rc = publish_begin(&p, final, err);
+    if (rc == DMLP_OK && (rc = publish_write(&p, image, bytes, "checkpoint", err)) != DMLP_OK)
+        publish_abort(&p);
+    else if (rc == DMLP_OK)
+        rc = publish_commit(&p, err);
+    free(image);
+    return rc;
 }
 
 /* A latest.h5 that is a regular file (a run directory copied with cp -L, say) is a state
@@ -466,16 +410,14 @@ static int save_quietly(const char *dir, const struct model *m, const struct opt
     if (dmlp_mkdir_p(dir))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "checkpoint.dir %s: cannot create: %s", dir,
                          strerror(errno));
-    char name[64], final[PATH_MAX], tmp[PATH_MAX], link_tmp[PATH_MAX], latest[PATH_MAX];
+    char name[64], final[PATH_MAX], link_tmp[PATH_MAX], latest[PATH_MAX];
     snprintf(name, sizeof name, "step-%08llu.h5", (unsigned long long)st->step);
     if (snprintf(final, sizeof final, "%s/%s", dir, name) >= (int)sizeof final ||
-        snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%s", dir, name, writer_tag()) >= (int)sizeof tmp ||
-        snprintf(link_tmp, sizeof link_tmp, "%s/.latest.h5.tmp.%s", dir, writer_tag()) >=
-            (int)sizeof link_tmp ||
-        snprintf(latest, sizeof latest, "%s/latest.h5", dir) >= (int)sizeof latest)
+        snprintf(latest, sizeof latest, "%s/latest.h5", dir) >= (int)sizeof latest ||
+        publish_temp_name(link_tmp, sizeof link_tmp, latest))
         return dmlp_fail(err, DMLP_ERR_INPUT, "checkpoint.dir %s: path too long", dir);
 
-    int rc = write_atomically(dir, tmp, final, m, o, st, config_yaml, err);
+    int rc = write_atomically(final, m, o, st, config_yaml, err);
     if (rc)
         return rc;
     keep_regular_latest(dir, latest);
@@ -502,11 +444,10 @@ static int save_as_quietly(const char *dir, const char *name, const struct model
     if (dmlp_mkdir_p(dir))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "checkpoint.dir %s: cannot create: %s", dir,
                          strerror(errno));
-    char final[PATH_MAX], tmp[PATH_MAX];
-    if (snprintf(final, sizeof final, "%s/%s", dir, name) >= (int)sizeof final ||
-        snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%s", dir, name, writer_tag()) >= (int)sizeof tmp)
+    char final[PATH_MAX];
+    if (snprintf(final, sizeof final, "%s/%s", dir, name) >= (int)sizeof final)
         return dmlp_fail(err, DMLP_ERR_INPUT, "checkpoint.dir %s: path too long", dir);
-    return write_atomically(dir, tmp, final, m, o, st, config_yaml, err);
+    return write_atomically(final, m, o, st, config_yaml, err);
 }
 
 /* ---- load ------------------------------------------------------------------------------ */

@@ -380,7 +380,7 @@ static int cmd_predict(struct ctx *c, int argc, char **argv)
     const char *inputs[] = {ckpt, input};
     if (check_output(output, inputs, 2, &e) == DMLP_OK &&
         load_network(ckpt, &m, &e) == DMLP_OK &&
-        predict_read_features(&ds, input, &e) == DMLP_OK)
+        dataset_read_features(&ds, input, &e) == DMLP_OK)
         standardize_for(m, ds, input, &e);
     if (e.code)
         dmlp_error_prefix(&e, "predict");

@@ -1,5 +1,5 @@
 /* csv: a streaming reader of comma-separated text (RFC 4180 with the usual leniencies), one
- * record at a time, for the CSV importer in dataset.c. It owns the parsing only: quoted
+ * record at a time, for the CSV importer in import_csv.c. It owns the parsing only: quoted
  * fields (commas, doubled quotes and line breaks inside quotes), LF, CRLF or CR line ends,
  * a UTF-8 byte-order mark, blank lines (skipped) and gzip-compressed input (read through
  * zlib, which passes plain files through). It knows nothing of numbers, headers or HDF5. */

@@ -44,6 +44,12 @@ int dataset_read(struct dataset **out, const char *path, struct dmlp_error *err)
 int dataset_read_rows(struct dataset **out, const char *path, size_t row0, size_t nrows,
                       size_t *total_rows, struct dmlp_error *err);
 
+/* Reads only /features of the file at path, validated as by dataset_read (present, 2-D,
+ * float-convertible, at least one row and column, finite), for rows that need neither
+ * /labels nor /targets (the input of predict); any the file has are ignored. The result has
+ * labels = targets = NULL and k = 0. Not collective: every rank may call it. */
+int dataset_read_features(struct dataset **out, const char *path, struct dmlp_error *err);
+
 /* Where one rank's shard sits in the file. */
 struct dataset_shard {
     size_t row0;        /* the file's index of this rank's first row */

@@ -106,7 +106,7 @@ void dist_hostname(char *out, size_t n);
 void dist_allreduce_max_u64(const struct dist *d, uint64_t *buf, size_t n);
 
 /* The communicator, as a pointer to its MPI_Comm, for the one other library that takes
- * one: parallel HDF5 (H5Pset_fapl_mpio in dataset.c). Valid until dist_free. */
+ * one: parallel HDF5 (H5Pset_fapl_mpio in dataset_read.c). Valid until dist_free. */
 const void *dist_mpi_comm(const struct dist *d);
 
 #endif

@@ -1,21 +1,15 @@
 #define _POSIX_C_SOURCE 200809L
-/* predict: the rank-split forward pass, the gather to rank 0, the predictions file of
- * DESIGN §4 and a reader for feature-only input files. Every message names the file;
- * HDF5's own error printer is silenced while these functions run. */
+/* predict: the rank-split forward pass, the gather to rank 0 and the predictions file of
+ * DESIGN §4 (its input rows are read by dataset_read_features). Every message names the
+ * file; HDF5's own error printer is silenced while the writer runs. */
 #include "predict.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
-#include <inttypes.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "h5util.h"
-
+#include "publish.h"
 
 /* What the writer needs besides the arrays. */
 struct predict_file {
@@ -31,8 +25,6 @@ struct predict_file {
 enum { PREDICT_CHUNK = 512 };
 
 static int write_predictions(const struct predict_file *pf, struct dmlp_error *err);
-static int read_features(hid_t file, const char *path, struct dataset **out,
-                         struct dmlp_error *err);
 
 /* ---- public functions -------------------------------------------------------------------- */
 
@@ -109,36 +101,6 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
     return rc;
 }
 
-int predict_read_features(struct dataset **out, const char *path, struct dmlp_error *err)
-{
-    char why[256];
-    *out = NULL;
-    const int bad = dmlp_check_input_file(path, err);
-    if (bad)
-        return bad;
-    struct h5util_quiet q;
-    h5util_quiet_begin(&q);
-    int rc;
-    if (H5Fis_hdf5(path) <= 0) {
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: not an HDF5 file", path);
-    } else {
-        hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (file < 0) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open as HDF5: %s", path,
-                           h5util_reason(why, sizeof why));
-        } else {
-            rc = read_features(file, path, out, err);
-            if (H5Fclose(file) < 0 && rc == DMLP_OK) {
-                dataset_free(out);
-                rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: closing failed: %s", path,
-                               h5util_reason(why, sizeof why));
-            }
-        }
-    }
-    h5util_quiet_end(&q);
-    return rc;
-}
-
 /* ---- helpers: files ----------------------------------------------------------------------- */
 
 static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_error *err)
@@ -178,95 +140,16 @@ static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_
     return rc;
 }
 
-/* Writes the file under a temporary name beside the output (so the rename stays within one
- * file system and is atomic), then syncs and renames it into place. */
+/* Writes the file under a temporary name and publishes it (publish.h). */
 static int write_predictions(const struct predict_file *pf, struct dmlp_error *err)
 {
-    const size_t cap = strlen(pf->path) + 32;
-    char *tmp = malloc(cap);
-    if (!tmp)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", pf->path);
-    snprintf(tmp, cap, "%s.tmp.%ld", pf->path, (long)getpid());
-    /* O_EXCL: never clobber a file that is not ours; a missing directory or a permission
-     * problem gets the plain errno message rather than HDF5's. */
-    const int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-    if (fd < 0) {
-        const int rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot create %s: %s", pf->path,
-                                 tmp, strerror(errno));
-        free(tmp);
+    struct publish p;
+    int rc = publish_begin(&p, pf->path, err);
+    if (rc != DMLP_OK)
         return rc;
-    }
-    close(fd);
-    int rc;
-    H5UTIL_QUIETLY(rc, write_h5(pf, tmp, err));
+    H5UTIL_QUIETLY(rc, write_h5(pf, p.tmp, err));
     if (rc == DMLP_OK)
-        rc = dmlp_publish_file(tmp, pf->path, err);
-    if (rc != DMLP_OK)
-        unlink(tmp);
-    free(tmp);
+        return publish_commit(&p, err);
+    publish_abort(&p);
     return rc;
-}
-
-/* Validates /features of an open file and reads it whole as float32. */
-static int read_features(hid_t file, const char *path, struct dataset **out,
-                         struct dmlp_error *err)
-{
-    char why[256];
-    htri_t has = H5Lexists(file, "/features", H5P_DEFAULT);
-    if (has < 0)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot look up /features: %s", path,
-                         h5util_reason(why, sizeof why));
-    if (!has)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: missing (expected float32 "
-                         "[N, D])", path);
-    /* Class, rank and storage checked before anything is read (h5util). */
-    hid_t obj;
-    struct h5util_info info;
-    int rc = h5util_open_dataset(file, path, "/features", H5UTIL_FLOAT | H5UTIL_INTEGER,
-                                 "float array", 2, NULL, &obj, &info, err);
-    if (rc != DMLP_OK)
-        return rc;
-    const hsize_t *dims = info.dims;
-    size_t n = 0, d = 0, nd = 0, bytes = 0;
-    if ((hsize_t)(n = (size_t)dims[0]) != dims[0] ||
-        (hsize_t)(d = (size_t)dims[1]) != dims[1] || dmlp_mul_size(&nd, n, d) ||
-        dmlp_mul_size(&bytes, nd, sizeof(float)))
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: shape [%llu, %llu] overflows size_t",
-                       path, (unsigned long long)dims[0], (unsigned long long)dims[1]);
-    else if (n == 0 || d == 0)
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: empty (%zu rows, %zu columns); "
-                       "expected at least one of each", path, n, d);
-    else if (bytes > dmlp_phys_mem())
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: %zu rows x %zu features need %zu "
-                       "bytes, more than this machine's %zu bytes of memory", path, n, d,
-                       bytes, dmlp_phys_mem());
-    struct dataset *ds = NULL;
-    if (rc == DMLP_OK) {
-        ds = calloc(1, sizeof *ds);
-        if (ds)
-            ds->features = dmlp_alloc_aligned(bytes);
-        if (!ds || !ds->features)
-            rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: /features: out of memory for %zu rows x "
-                           "%zu features", path, n, d);
-    }
-    /* H5T_NATIVE_FLOAT as the memory type: HDF5 converts float64 or integer files. */
-    if (rc == DMLP_OK &&
-        H5Dread(obj, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->features) < 0)
-        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: /features: read failed: %s", path,
-                       h5util_reason(why, sizeof why));
-    for (size_t i = 0; rc == DMLP_OK && i < nd; i++)
-        if (!isfinite(ds->features[i]))
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: row %zu, column %zu is %s", path,
-                           i / d, i % d, isnan(ds->features[i]) ? "NaN"
-                                         : ds->features[i] > 0 ? "+inf" : "-inf");
-    H5Dclose(obj);
-    if (rc != DMLP_OK) {
-        dataset_free(&ds);
-        return rc;
-    }
-    ds->n = n;
-    ds->d = d;
-    ds->k = 0;
-    *out = ds;
-    return DMLP_OK;
 }

@@ -20,17 +20,11 @@
 
 /* Predicts every row of in with m and writes output (rank 0). checkpoint and input name
  * where the weights and rows came from: stored as root attributes and, for input, used in
- * messages; either may be NULL. in may come from dataset_read or predict_read_features
+ * messages; either may be NULL. in may come from dataset_read or dataset_read_features
  * (its labels/targets are ignored). Collective over d; every rank returns the same status
  * (DMLP_ERR_INPUT for a width mismatch or an empty input, DMLP_ERR_RUNTIME for I/O). */
 int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
                 const char *output, const char *checkpoint, const char *input,
                 struct dmlp_error *err);
-
-/* Reads only /features of the dataset file at path (float-convertible, 2-D, at least one
- * row and column, finite), so input rows need neither /labels nor /targets; any that the
- * file has are ignored. The result has labels = targets = NULL and k = 0 (free with
- * dataset_free). Errors name the file and dataset. Not collective: every rank may call it. */
-int predict_read_features(struct dataset **out, const char *path, struct dmlp_error *err);
 
 #endif

@@ -206,27 +206,6 @@ int dmlp_fsync_path(const char *path, int directory)
     return rc;
 }
 
-int dmlp_publish_file(const char *tmp, const char *path, struct dmlp_error *err)
-{
-    if (dmlp_fsync_path(tmp, 0) != 0)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: fsync of %s failed: %s", path, tmp,
-                         strerror(errno));
-    if (rename(tmp, path) != 0)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot rename %s into place: %s", path,
-                         tmp, strerror(errno));
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    (void)dmlp_fsync_path(dir, 1);
-    return DMLP_OK;
-}
-
 int dmlp_check_input_file(const char *path, struct dmlp_error *err)
 {
     struct stat st;

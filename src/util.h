@@ -88,11 +88,6 @@ int dmlp_mkdir_p(const char *dir);
 /* fsync a file (directory = 0) or a directory (1); returns 0, or -1 with errno set. */
 int dmlp_fsync_path(const char *path, int directory);
 
-/* Makes a finished temporary file the output, durably: fsync tmp, rename it over path (a
- * crash leaves either the old file or the complete new one), then fsync the directory
- * (best effort: some file systems refuse it, and the file is complete either way). */
-int dmlp_publish_file(const char *tmp, const char *path, struct dmlp_error *err);
-
 /* Monotonic wall-clock seconds. */
 double dmlp_now(void);
 

@@ -6,7 +6,7 @@
  * - a regression model writes /predictions only; 2 rows leave a rank with an empty slice;
  * - an existing output is replaced whole; errors (feature width, a missing output
  *   directory, overwriting the input) come back identically on every rank;
- * - predict_read_features reads a file with /features only, and names the file in errors;
+ * - dataset_read_features reads a file with /features only, and names the file in errors;
  * - metrics_evaluate gives identical counts over the world and over MPI_COMM_SELF (sums
  *   within double reordering), and an out-of-range label fails on every rank alike.
  * Every rank runs every test (they contain collectives); failure counts are reduced, and
@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "predict.h"
+#include "publish.h"
 #include "rng.h"
 #include "testutil.h"
 
@@ -231,7 +232,7 @@ static void run_and_check(int classifier, const char *name, size_t n_rows)
         CU_ASSERT_EQUAL(bad, 0);
         /* No temporary file is left beside the output. */
         char tmp[800];
-        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
+        CU_ASSERT_EQUAL(publish_temp_name(tmp, sizeof tmp, out), 0);
         struct stat st;
         CU_ASSERT_NOT_EQUAL(stat(tmp, &st), 0);
     }
@@ -352,16 +353,16 @@ static void test_read_features(void)
     MPI_Barrier(MPI_COMM_WORLD);
     struct dataset *in = NULL;
     struct dmlp_error e = {0};
-    CU_ASSERT_EQUAL(predict_read_features(&in, path, &e), DMLP_OK);
+    CU_ASSERT_EQUAL(dataset_read_features(&in, path, &e), DMLP_OK);
     CU_ASSERT(in && ref && in->n == N_ROWS && in->d == D_IN && !in->labels && !in->targets);
     if (in && ref)
         CU_ASSERT_EQUAL(memcmp(in->features, ref->features, N_ROWS * D_IN * sizeof(float)), 0);
 
     struct dataset *none = NULL;
-    CU_ASSERT_EQUAL(predict_read_features(&none, bad, &e), DMLP_ERR_INPUT);
+    CU_ASSERT_EQUAL(dataset_read_features(&none, bad, &e), DMLP_ERR_INPUT);
     CU_ASSERT_PTR_NULL(none);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "no_features.h5: /features: missing"));
-    CU_ASSERT_EQUAL(predict_read_features(&none, "/nonexistent/x.h5", &e), DMLP_ERR_INPUT);
+    CU_ASSERT_EQUAL(dataset_read_features(&none, "/nonexistent/x.h5", &e), DMLP_ERR_INPUT);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "/nonexistent/x.h5: cannot open"));
 
     /* A dataset file with labels reads too (they are ignored). */
