@@ -9,8 +9,23 @@
 #define DMLP_ACTIVATION_H
 
 #include <math.h>
+#include <stddef.h>
 
-#include "config.h"
+#include "settings.h"
+
+/* leaky_relu: f(z) = z for z > 0, DMLP_LEAKY_SLOPE·z otherwise (PyTorch's default). */
+#define DMLP_LEAKY_SLOPE 0.01f
+
+/* The predicted class of a row of k scores: the first index of its maximum. Every count of
+ * correct predictions, confusion matrix and /labels of predictions uses this rule. */
+static inline size_t dmlp_argmax(const float *y, size_t k)
+{
+    size_t best = 0;
+    for (size_t j = 1; j < k; j++)
+        if (y[j] > y[best])
+            best = j;
+    return best;
+}
 
 /* SEL(mask, a, b): a where mask holds, else b. */
 #define DMLP_SEL_SCALAR(mask, a, b) ((mask) ? (a) : (b))

@@ -175,7 +175,7 @@ static int build_image(const struct model *m, const struct optim *o,
     bad |= attr_write_u64(f, "samples_seen", st->samples_seen);
     bad |= attr_write_str(f, "config", config_yaml ? config_yaml : "");
     bad |= attr_write_str(f, "dmlp_version", DMLP_VERSION);
-    bad |= attr_write_str(f, "loss", config_loss_name(m->loss));
+    bad |= attr_write_str(f, "loss", dmlp_loss_name(m->loss));
     bad |= attr_write_u64(f, "input_dim", model_input_dim(m));
 
     hid_t layers = H5Gcreate2(f, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -192,7 +192,7 @@ static int build_image(const struct model *m, const struct optim *o,
         hsize_t wd[2] = {L->out, L->in}, bd[1] = {L->out};
         bad |= write_floats(g, "weight", L->W, 2, wd);
         bad |= write_floats(g, "bias", L->b, 1, bd);
-        bad |= attr_write_str(g, "activation", config_activation_name(L->act));
+        bad |= attr_write_str(g, "activation", dmlp_activation_name(L->act));
         H5Gclose(g);
     }
     if (layers >= 0)
@@ -201,7 +201,7 @@ static int build_image(const struct model *m, const struct optim *o,
     hid_t og = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     bad |= og < 0;
     if (og >= 0) {
-        bad |= attr_write_str(og, "name", o ? config_optimizer_name(o->cfg.name) : "none");
+        bad |= attr_write_str(og, "name", o ? dmlp_optimizer_name(o->cfg.name) : "none");
         bad |= attr_write_u64(og, "steps", o ? o->steps : 0);
         const char *names[OPTIM_MAX_STATE];
         float *bufs[OPTIM_MAX_STATE];
@@ -539,7 +539,7 @@ static int read_network_quietly(const char *path, size_t *in_dim, struct config_
         ls[l].units = (uint32_t)dims[0];
         char act[64] = "";
         rc = attr_str(f, path, gname, "activation", act, sizeof act, NULL, err);
-        if (!rc && config_activation_parse(act, &ls[l].activation))
+        if (!rc && dmlp_activation_parse(act, &ls[l].activation))
             rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s attribute 'activation' is '%s', which "
                            "is not an activation dmlp knows", path, gname, act);
     }
@@ -594,10 +594,10 @@ static int load_layers(hid_t f, const char *path, struct model *m, struct dmlp_e
         int has_act = 0; /* optional here: the config names the activations */
         if (!rc)
             rc = attr_str(f, path, name, "activation", act, sizeof act, &has_act, err);
-        if (!rc && has_act && strcmp(act, config_activation_name(L->act)))
+        if (!rc && has_act && strcmp(act, dmlp_activation_name(L->act)))
             rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has activation %s, but the network's "
                            "layer %zu is %s", path, name, act, l,
-                           config_activation_name(L->act));
+                           dmlp_activation_name(L->act));
         if (rc)
             return rc;
     }
@@ -705,7 +705,7 @@ static int load_quietly(const char *path, struct model *m, struct optim *o,
             goto done;
         /* The config governs: state is restored only when it belongs to the same
          * optimizer; a changed optimizer starts from zero state, as a fresh one would. */
-        const int same = !strcmp(name, config_optimizer_name(o->cfg.name)) ||
+        const int same = !strcmp(name, dmlp_optimizer_name(o->cfg.name)) ||
                          (!name[0] && o->cfg.name == DMLP_OPT_SGD);
         const char *names[OPTIM_MAX_STATE];
         float *bufs[OPTIM_MAX_STATE];
@@ -893,12 +893,12 @@ static int describe_quietly(FILE *out, const char *path, struct dmlp_error *err)
     for (size_t i = 0; i < 5; i++)
         if (has_num[i])
             fprintf(out, "  %-14s %llu\n", nums[i], (unsigned long long)numv[i]);
-    fprintf(out, "  %-14s %s\n", "loss", config_loss_name(loss));
+    fprintf(out, "  %-14s %s\n", "loss", dmlp_loss_name(loss));
     size_t total = 0, prev = in_dim;
     fprintf(out, "  layers (input width %zu):\n", in_dim);
     for (size_t l = 0; l < n; l++) {
         fprintf(out, "    %zu  weight [%u, %zu]  bias [%u]  %s\n", l, ls[l].units, prev,
-                ls[l].units, config_activation_name(ls[l].activation));
+                ls[l].units, dmlp_activation_name(ls[l].activation));
         total += (size_t)ls[l].units * prev + ls[l].units;
         prev = ls[l].units;
     }

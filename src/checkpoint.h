@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "config.h"
+#include "settings.h"
 #include "model.h"
 #include "optim.h"
 #include "util.h"

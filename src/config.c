@@ -32,18 +32,6 @@
 
 /* ---- the table ---------------------------------------------------------------------- */
 
-/* Enum names in enum order: the value stored is the index. */
-static const char *const activation_names[] = {"sigmoid", "tanh", "relu", "leaky_relu",
-                                               "linear", "softmax", NULL};
-static const char *const init_names[] = {"he", "xavier", NULL};
-static const char *const loss_names[] = {"cross_entropy", "mse", NULL};
-static const char *const optimizer_names[] = {"sgd", "adam", "adamw", NULL};
-static const char *const placement_names[] = {"replicated", "sharded", NULL};
-static const char *const schedule_names[] = {"constant", "step", "cosine", NULL};
-static const char *const lr_scaling_names[] = {"none", "linear", NULL};
-static const char *const normalize_names[] = {"none", "standard", NULL};
-static const char *const metric_names[] = {"val_loss", "val_accuracy", NULL};
-
 _Static_assert(sizeof(enum dmlp_activation) == sizeof(int) &&
                sizeof(enum dmlp_loss) == sizeof(int), "enum fields are stored as int");
 
@@ -91,14 +79,14 @@ static const struct key keys[] = {
      .entry_size = sizeof(struct config_layer),
      .help = "the layers, input side first; the input width comes from the data"},
     {"model.layers[].units", KEY_U32, IN_LAYER(units), POSITIVE, .help = "outputs of the layer"},
-    {"model.layers[].activation", KEY_ENUM, IN_LAYER(activation), .names = activation_names,
+    {"model.layers[].activation", KEY_ENUM, IN_LAYER(activation), .names = dmlp_activation_names,
      .help = "`leaky_relu` has slope 0.01; `softmax` only on the last layer, with "
              "`cross_entropy`"},
-    {"model.init", KEY_ENUM, AT(model.init), "he", .names = init_names,
+    {"model.init", KEY_ENUM, AT(model.init), "he", .names = dmlp_init_names,
      .help = "weights drawn from N(0, 2/in) (`he`) or N(0, 2/(in+out)) (`xavier`); biases 0"},
-    {"loss", KEY_ENUM, AT(loss), "cross_entropy", .names = loss_names,
+    {"loss", KEY_ENUM, AT(loss), "cross_entropy", .names = dmlp_loss_names,
      .help = "`cross_entropy` (softmax output, `/labels`) or `mse` (`/targets`)"},
-    {"optimizer.name", KEY_ENUM, AT(optimizer.name), "sgd", .names = optimizer_names,
+    {"optimizer.name", KEY_ENUM, AT(optimizer.name), "sgd", .names = dmlp_optimizer_names,
      .help = "with PyTorch's update formulas"},
     {"optimizer.lr", KEY_DOUBLE, AT(optimizer.lr), POSITIVE,
      .help = "learning rate (the schedule's peak)"},
@@ -117,12 +105,12 @@ static const struct key keys[] = {
     {"optimizer.clip_norm", KEY_DOUBLE, AT(optimizer.clip_norm), "0", NON_NEGATIVE,
      .help = "clip the global gradient norm (after the allreduce) to this; 0 = off"},
     {"optimizer.lr_scaling", KEY_ENUM, AT(optimizer.lr_scaling), "none",
-     .names = lr_scaling_names,
+     .names = dmlp_lr_scaling_names,
      .help = "`linear`: lr × batch_size / base_batch_size (Goyal et al.)"},
     {"optimizer.base_batch_size", KEY_U32, AT(optimizer.base_batch_size), "128", POSITIVE,
      .help = "the batch size the learning rate was tuned for"},
     {"optimizer.schedule.name", KEY_ENUM, AT(optimizer.schedule.name), "constant",
-     .names = schedule_names,
+     .names = dmlp_schedule_names,
      .help = "`step`: × gamma every step_epochs; `cosine`: down to min_lr; applied per step"},
     {"optimizer.schedule.warmup_epochs", KEY_DOUBLE, AT(optimizer.schedule.warmup_epochs),
      "0", NON_NEGATIVE,
@@ -143,9 +131,9 @@ static const struct key keys[] = {
      .help = "a permutation drawn from (seed, epoch) each epoch"},
     {"data.drop_last", KEY_BOOL, AT(data.drop_last), "false",
      .help = "skip the short last batch of an epoch"},
-    {"data.placement", KEY_ENUM, AT(data.placement), "replicated", .names = placement_names,
+    {"data.placement", KEY_ENUM, AT(data.placement), "replicated", .names = dmlp_placement_names,
      .help = "every rank holds the whole training set, or (`sharded`) 1/n of the rows"},
-    {"data.normalize", KEY_ENUM, AT(data.normalize), "none", .names = normalize_names,
+    {"data.normalize", KEY_ENUM, AT(data.normalize), "none", .names = dmlp_normalize_names,
      .help = "`standard`: (x − mean) / std per feature, from the training rows (across "
              "ranks); stored in checkpoints, applied by eval and predict"},
     {"training.epochs", KEY_U32, AT(training.epochs), "10", POSITIVE,
@@ -163,7 +151,7 @@ static const struct key keys[] = {
      .help = "stop after this many epochs without improvement (0: off; needs "
              "data.validation_fraction > 0)"},
     {"training.early_stopping.metric", KEY_ENUM, AT(training.early_stopping.metric),
-     "val_loss", .names = metric_names, .help = "`val_accuracy` needs `cross_entropy`"},
+     "val_loss", .names = dmlp_metric_names, .help = "`val_accuracy` needs `cross_entropy`"},
     {"training.early_stopping.min_delta", KEY_DOUBLE, AT(training.early_stopping.min_delta),
      "0", NON_NEGATIVE, .help = "a smaller change is no improvement"},
     {"checkpoint.dir", KEY_PATH, AT(checkpoint.dir), "runs/default",
@@ -212,32 +200,8 @@ static int check(struct load *ld);
 static int apply_set(struct load *ld, const char *arg);
 static void load_free(struct load *ld);
 static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix);
-static const char *enum_name(const char *const *names, int v);
 
 /* ---- public functions --------------------------------------------------------------- */
-
-const char *config_activation_name(enum dmlp_activation a)
-{
-    return enum_name(activation_names, (int)a);
-}
-
-const char *config_optimizer_name(enum dmlp_optimizer o)
-{
-    return enum_name(optimizer_names, (int)o);
-}
-
-const char *config_loss_name(enum dmlp_loss l) { return enum_name(loss_names, (int)l); }
-
-int config_activation_parse(const char *name, enum dmlp_activation *out)
-{
-    for (int i = 0; name && activation_names[i]; i++) {
-        if (strcmp(name, activation_names[i]) == 0) {
-            *out = (enum dmlp_activation)i;
-            return 0;
-        }
-    }
-    return -1;
-}
 
 int config_load(struct config **out, const char *path, const char *const *sets, size_t n_sets,
                 struct dmlp_error *err)
@@ -405,14 +369,6 @@ void config_write_key_table(FILE *out)
 }
 
 /* ---- the table, read -------------------------------------------------------------------- */
-
-static const char *enum_name(const char *const *names, int v)
-{
-    for (int i = 0; names[i]; i++)
-        if (i == v)
-            return names[i];
-    return "unknown";
-}
 
 static const struct key *find_key(const char *schema_path)
 {
@@ -698,7 +654,7 @@ static const char *format_value(const struct key *k, const void *src, char *buf,
     case KEY_BOOL: memcpy(&b, src, sizeof b); return b ? "true" : "false";
     case KEY_ENUM: {
         memcpy(&e, src, sizeof e);
-        const char *name = enum_name(k->names, e);
+        const char *name = dmlp_name_of(k->names, e);
         return strcmp(name, "unknown") ? name : NULL;
     }
     default: {
@@ -1141,11 +1097,11 @@ static int check_layers(const struct load *ld)
     snprintf(p, sizeof p, "model.layers[%" PRIu32 "].activation", n - 1);
     if (last == DMLP_ACT_SOFTMAX && c->loss != DMLP_LOSS_CROSS_ENTROPY)
         return fail_at(ld, "loss", "%s cannot follow a softmax output layer: softmax "
-                       "requires loss cross_entropy", config_loss_name(c->loss));
+                       "requires loss cross_entropy", dmlp_loss_name(c->loss));
     if (c->loss == DMLP_LOSS_CROSS_ENTROPY && last != DMLP_ACT_SOFTMAX)
         return fail_at(ld, p, "%s, but loss cross_entropy requires a softmax output layer "
                        "(use activation softmax here, or loss mse)",
-                       config_activation_name(last));
+                       dmlp_activation_name(last));
     return DMLP_OK;
 }
 
@@ -1154,7 +1110,7 @@ static int check_rules(const struct load *ld)
 {
     const struct config *c = ld->cfg;
     const struct config_optimizer *o = &c->optimizer;
-    const char *oname = config_optimizer_name(o->name);
+    const char *oname = dmlp_optimizer_name(o->name);
     int rc = check_layers(ld);
     if (rc)
         return rc;

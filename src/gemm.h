@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "config.h"
+#include "settings.h"
 
 /* A row-major operand and whether the product uses its transpose:
  * op(A)(i,p) = trans ? p[p·ld + i] : p[i·ld + p]. */

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "settings.h"
 
 /* The matrix-product backend: one of avx512, avx2, generic (and openblas when built with
  * -DDMLP_BLAS=openblas). The default is the fastest this CPU runs; DMLP_KERNEL=name (or

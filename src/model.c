@@ -27,7 +27,7 @@ int model_create(struct model **out, size_t in_dim, const struct config_layer *l
         return dmlp_fail(err, DMLP_ERR_INPUT,
                          "loss: cross_entropy goes with a softmax output layer and only with it "
                          "(output is %s, loss is %s)",
-                         config_activation_name(last), config_loss_name(loss));
+                         dmlp_activation_name(last), dmlp_loss_name(loss));
 
     struct model *m = calloc(1, sizeof *m);
     if (!m || !(m->layers = calloc(n_layers, sizeof *m->layers))) {

@@ -36,7 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "settings.h"
 #include "util.h"
 
 /* The most state buffers any optimizer keeps (adam: exp_avg and exp_avg_sq). */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "activation.h"
 #include "h5util.h"
 #include "publish.h"
 
@@ -87,7 +88,7 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
                 labels[i] = (int32_t)dmlp_argmax(all + i * K, K);
             const struct predict_file pf = {
                 .path = output, .P = all, .labels = labels, .n = N, .k = K,
-                .loss = config_loss_name(m->loss), .checkpoint = checkpoint, .input = input};
+                .loss = dmlp_loss_name(m->loss), .checkpoint = checkpoint, .input = input};
             write_predictions(&pf, &e);
         }
         rc = dist_agree(d, &e);

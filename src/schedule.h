@@ -23,7 +23,7 @@
 
 #include <stdint.h>
 
-#include "config.h"
+#include "settings.h"
 
 /* The learning rate of global step `step` (0-based) for a run of total_steps steps with
  * steps_per_epoch steps per epoch and global batch batch_size, as above. */

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "config.h"
+#include "settings.h"
 #include "dataset.h"
 #include "dist.h"
 #include "metrics.h"

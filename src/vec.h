@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "settings.h"
 #include "gemm.h"
 
 /* The scalars of one SGD update (optim.h gives the formulas). */

@@ -395,15 +395,15 @@ static void test_names(void)
 {
     enum dmlp_activation a;
     for (int i = DMLP_ACT_SIGMOID; i <= DMLP_ACT_SOFTMAX; i++) {
-        const char *name = config_activation_name((enum dmlp_activation)i);
-        CU_ASSERT_EQUAL(config_activation_parse(name, &a), 0);
+        const char *name = dmlp_activation_name((enum dmlp_activation)i);
+        CU_ASSERT_EQUAL(dmlp_activation_parse(name, &a), 0);
         CU_ASSERT_EQUAL(a, (enum dmlp_activation)i);
     }
-    CU_ASSERT_STRING_EQUAL(config_activation_name(DMLP_ACT_LEAKY_RELU), "leaky_relu");
-    CU_ASSERT_EQUAL(config_activation_parse("ReLU", &a), -1);
-    CU_ASSERT_EQUAL(config_activation_parse("", &a), -1);
-    CU_ASSERT_STRING_EQUAL(config_loss_name(DMLP_LOSS_CROSS_ENTROPY), "cross_entropy");
-    CU_ASSERT_STRING_EQUAL(config_loss_name(DMLP_LOSS_MSE), "mse");
+    CU_ASSERT_STRING_EQUAL(dmlp_activation_name(DMLP_ACT_LEAKY_RELU), "leaky_relu");
+    CU_ASSERT_EQUAL(dmlp_activation_parse("ReLU", &a), -1);
+    CU_ASSERT_EQUAL(dmlp_activation_parse("", &a), -1);
+    CU_ASSERT_STRING_EQUAL(dmlp_loss_name(DMLP_LOSS_CROSS_ENTROPY), "cross_entropy");
+    CU_ASSERT_STRING_EQUAL(dmlp_loss_name(DMLP_LOSS_MSE), "mse");
 }
 
 /* ---- --set -------------------------------------------------------------------------- */

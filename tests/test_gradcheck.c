@@ -223,8 +223,8 @@ static void gradcheck_case(enum dmlp_activation hidden, enum dmlp_activation out
                            enum dmlp_loss loss, uint64_t stream)
 {
     char name[96];
-    snprintf(name, sizeof name, "%s/%s/%s", config_activation_name(hidden),
-             config_activation_name(output), config_loss_name(loss));
+    snprintf(name, sizeof name, "%s/%s/%s", dmlp_activation_name(hidden),
+             dmlp_activation_name(output), dmlp_loss_name(loss));
     struct gc_problem p;
     const int ok = problem_init(&p, hidden, output, loss, stream);
     CU_ASSERT_EQUAL(ok, 0);
