@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dist.h"
+#include "par/dist.h"
 
 static const char USAGE[] =
     "usage: mpirun -np P bench_allreduce [--max-bytes N] [--min-time S] [--help]\n"

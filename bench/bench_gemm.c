@@ -15,9 +15,9 @@
 #include <cblas.h>
 #endif
 
-#include "kernels.h"
-#include "rng.h"
-#include "util.h"
+#include "nn/kernels.h"
+#include "core/rng.h"
+#include "core/util.h"
 
 static float *randbuf(size_t n, struct rng *r)
 {

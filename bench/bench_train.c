@@ -18,12 +18,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "dataset.h"
-#include "dist.h"
-#include "kernels.h"
-#include "rng.h"
-#include "train.h"
+#include "app/config.h"
+#include "data/dataset.h"
+#include "par/dist.h"
+#include "nn/kernels.h"
+#include "core/rng.h"
+#include "run/train.h"
 
 static int make_synthetic(const char *path, struct dmlp_error *e)
 {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes the config key table of README.md from the code: the lines between the
 # config-keys markers become the output of `dmlp help config`, which prints the table of
-# src/config.c. test_readme_keys fails while README.md and the code disagree.
+# src/app/config.c. test_readme_keys fails while README.md and the code disagree.
 #   scripts/config_table.sh [BUILD_DIR]      (default: build; the dmlp there must be built)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -16,8 +16,8 @@
 #include <hdf5.h>
 #include <zlib.h>
 
-#include "dataset.h"
-#include "rng.h"
+#include "data/dataset.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 #define MPIRUN DMLP_MPIEXEC " --oversubscribe --bind-to none -np "

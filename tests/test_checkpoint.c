@@ -10,11 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "dist.h"
-#include "model.h"
-#include "optim.h"
-#include "rng.h"
+#include "data/checkpoint.h"
+#include "par/dist.h"
+#include "nn/model.h"
+#include "nn/optim.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 static char g_dir[512];

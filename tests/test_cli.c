@@ -12,10 +12,10 @@
 #include <zlib.h>
 #include <hdf5.h>
 
-#include "checkpoint.h"
-#include "dataset.h"
-#include "model.h"
-#include "rng.h"
+#include "data/checkpoint.h"
+#include "data/dataset.h"
+#include "nn/model.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 #define MPIRUN DMLP_MPIEXEC " --oversubscribe --bind-to none -np "

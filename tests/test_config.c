@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "app/config.h"
 #include "testutil.h"
 
 /* A valid config with its line numbers; the bad configs below are edits of it. */

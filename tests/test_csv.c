@@ -4,8 +4,8 @@
  * (quotes, commas and line breaks inside quotes, CRLF, a byte-order mark, blank lines,
  * gzip) parse; every bad file is DMLP_ERR_INPUT with the file, line and column in the
  * message, and leaves no output behind. */
-#include "csv.h"
-#include "dataset.h"
+#include "data/csv.h"
+#include "data/dataset.h"
 #include "testutil.h"
 
 #include <CUnit/CUnit.h>

@@ -4,7 +4,7 @@
  * file and the culprit, the atomic write, dataset_describe's output, row-range reads, the
  * validation split and standardisation. Bad HDF5 files are built here with the HDF5 API,
  * so each test shows exactly what it feeds in. */
-#include "dataset.h"
+#include "data/dataset.h"
 #include "testutil.h"
 
 #include <CUnit/CUnit.h>

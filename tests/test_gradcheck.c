@@ -25,10 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "kernels.h"
-#include "model.h"
-#include "rng.h"
+#include "app/config.h"
+#include "nn/kernels.h"
+#include "nn/model.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 enum { IN = 5, H1 = 7, H2 = 6, OUT = 4, BATCH = 3, RESERVE = 5, MAXW = 8 };

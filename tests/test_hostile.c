@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataset.h"
-#include "rng.h"
+#include "data/dataset.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 #define MPIRUN DMLP_MPIEXEC " --oversubscribe --bind-to none -np "

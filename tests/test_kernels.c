@@ -1,4 +1,4 @@
-/* test_kernels: every kernel of src/kernels.c against a naive loop written here, in double
+/* test_kernels: every kernel of src/nn/kernels.c against a naive loop written here, in double
  * where that is the natural reference, over odd shapes (1, 7, 33, 130 and a few layer-sized
  * combinations), with 1 and 2 OpenMP threads, for every GEMM backend this CPU runs (the
  * fused bias/activation and derivative epilogues included). The GEMM-based kernels must
@@ -23,11 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gemm.h"
-#include "kernels.h"
-#include "rng.h"
+#include "nn/gemm.h"
+#include "nn/kernels.h"
+#include "core/rng.h"
 #include "testutil.h"
-#include "vec.h"
+#include "nn/vec.h"
 
 #define U32 (1.0 / 16777216.0) /* unit roundoff of float32, 2^-24 */
 

@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels.h"
-#include "metrics.h"
+#include "nn/kernels.h"
+#include "run/metrics.h"
 #include "testutil.h"
 
 /* ---- the hand-made classifier case ------------------------------------------------------- */

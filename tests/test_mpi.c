@@ -19,13 +19,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "dataset.h"
-#include "dist.h"
-#include "model.h"
-#include "rng.h"
+#include "app/config.h"
+#include "data/dataset.h"
+#include "par/dist.h"
+#include "nn/model.h"
+#include "core/rng.h"
 #include "testutil.h"
-#include "train.h"
+#include "run/train.h"
+#include "core/partition.h"
 
 static int g_rank, g_size;
 static char g_dir[512];        /* scratch directory shared by all ranks (same host) */

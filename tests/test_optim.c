@@ -20,9 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "optim.h"
-#include "schedule.h"
+#include "app/config.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
 #include "testutil.h"
 
 static const double TOL = 1e-6;         /* float32 results, relative (floor 1e-6) */

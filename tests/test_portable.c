@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 #define MPIRUN DMLP_MPIEXEC " --oversubscribe --bind-to none -np "

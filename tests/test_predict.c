@@ -22,14 +22,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dataset.h"
-#include "dist.h"
-#include "kernels.h"
-#include "metrics.h"
-#include "model.h"
-#include "predict.h"
-#include "publish.h"
-#include "rng.h"
+#include "data/dataset.h"
+#include "par/dist.h"
+#include "nn/kernels.h"
+#include "run/metrics.h"
+#include "nn/model.h"
+#include "run/predict.h"
+#include "core/publish.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 enum { N_ROWS = 11, D_IN = 5, K_OUT = 4 };

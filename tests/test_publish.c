@@ -3,7 +3,7 @@
  * an existing destination whole and leaves no temporary file; an abort, or a failed write,
  * leaves the destination as it was; a temporary file left by a dead writer of the same name
  * is replaced; a destination in a missing directory fails naming the file and the reason. */
-#include "publish.h"
+#include "core/publish.h"
 #include "testutil.h"
 
 #include <CUnit/CUnit.h>

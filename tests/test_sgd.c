@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "model.h"
-#include "optim.h"
+#include "app/config.h"
+#include "nn/model.h"
+#include "nn/optim.h"
 #include "testutil.h"
 
 static const double TOL = 1e-6;

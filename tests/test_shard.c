@@ -18,10 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataset.h"
-#include "dist.h"
+#include "data/dataset.h"
+#include "par/dist.h"
 #include "testutil.h"
-#include "train.h"
+#include "run/train.h"
+#include "core/partition.h"
 
 enum { N = 101, D = 3, BIG_LABEL_ROW = 100, BIG_LABEL = 9 };
 

@@ -12,9 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "dist.h"
-#include "model.h"
+#include "data/checkpoint.h"
+#include "par/dist.h"
+#include "nn/model.h"
 
 int tu_run(CU_SuiteInfo *suites)
 {

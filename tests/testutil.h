@@ -6,7 +6,7 @@
 #include <CUnit/CUnit.h>
 #include <stddef.h>
 
-#include "config.h"
+#include "app/config.h"
 
 /* Runs the suites with the basic interface (verbose) and returns the process exit code:
  * 0 when every test passed, 1 otherwise. */

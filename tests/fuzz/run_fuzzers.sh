@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses (tests/fuzz/fuzz_*.c) with clang and
-# -fsanitize=fuzzer,address,undefined against the library sources (src/*.c but main.c),
+# -fsanitize=fuzzer,address,undefined against the library sources (src/*/*.c but main.c),
 # replays the checked-in corpora (tests/fuzz/corpus/<harness>/, crash regressions
 # included), then fuzzes each harness for SECONDS. Exits non-zero on any crash, leak,
 # sanitizer report or timeout; the reproducer lands in BUILD_DIR/fuzz/artifacts/<harness>/.
@@ -48,7 +48,7 @@ fi
 echo "== fuzzing with $($CC --version | head -1), $seconds s per harness"
 
 # ---- build ---------------------------------------------------------------------------------
-INC="-I$root/src -I$root/tests/fuzz -I/usr/include/hdf5/openmpi
+INC="-I$root/src -I$root/include -I$root/tests/fuzz -I/usr/include/hdf5/openmpi
      -I/usr/lib/x86_64-linux-gnu/openmpi/include"
 LIBS="-L/usr/lib/x86_64-linux-gnu/hdf5/openmpi -lhdf5 -L/usr/lib/x86_64-linux-gnu/openmpi/lib
       -lmpi -lyaml -lz -lm -fopenmp
@@ -56,7 +56,7 @@ LIBS="-L/usr/lib/x86_64-linux-gnu/hdf5/openmpi -lhdf5 -L/usr/lib/x86_64-linux-gn
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 CFLAGS="-std=c11 -O1 -g -Wall -Wextra -Wpedantic -Wno-psabi -fopenmp $SAN"
 objs=()
-for src in "$root"/src/*.c; do
+for src in "$root"/src/*/*.c; do
   # As CMakeLists.txt builds them: the GEMM and the loops once per instruction set, OpenBLAS
   # not at all.
   isa=()

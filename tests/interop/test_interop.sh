@@ -147,7 +147,7 @@ print("activation attributes: init.h5 fixed-length ASCII, init_vlen.h5 variable-
 VLEN_FAIL=
 if ! "$DMLP" inspect init_vlen.h5 > vlen.txt 2>&1; then
   cat vlen.txt
-  VLEN_FAIL="dmlp cannot read h5py's variable-length UTF-8 string attributes ($(tail -1 vlen.txt)); fix: in src/checkpoint.c attr_read_str, H5Tset_cset(mt, H5Tget_cset(ft)) on the memory type"
+  VLEN_FAIL="dmlp cannot read h5py's variable-length UTF-8 string attributes ($(tail -1 vlen.txt)); fix: in src/data/checkpoint.c attr_read_str, H5Tset_cset(mt, H5Tget_cset(ft)) on the memory type"
   echo "FAIL (reported at the end): $VLEN_FAIL"
   VLEN_FILES=
 else

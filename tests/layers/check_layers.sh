@@ -7,7 +7,7 @@
 #   tests/layers/check_layers.sh [SRC_DIR]
 set -uo pipefail
 src=${1:-$(dirname "$0")/../../src}
-layers=(core nn data par run app)
+layers=(core nn par data run app)
 rank_of() {
   local i
   for i in "${!layers[@]}"; do [[ ${layers[$i]} == "$1" ]] && { echo "$i"; return; }; done

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "app/config.h"
 #include "testutil.h"
 
 #ifndef DMLP_SOURCE_DIR

@@ -1,0 +1,575 @@
+#define _POSIX_C_SOURCE 200809L
+#include "app/cli.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/checkpoint.h"
+#include "app/config.h"
+#include "data/dataset.h"
+#include "par/dist.h"
+#include "nn/kernels.h"
+#include "run/metrics.h"
+#include "nn/model.h"
+#include "run/predict.h"
+#include "run/stop.h"
+#include "run/train.h"
+#include "core/util.h"
+
+static const char USAGE[] =
+    "usage: dmlp <command> [options]\n"
+    "\n"
+    "Data-parallel multilayer-perceptron training over MPI + OpenMP, with HDF5 data and\n"
+    "checkpoints. Every command runs alone or under `mpirun -np N`.\n"
+    "\n"
+    "commands:\n"
+    "  train CONFIG.yaml [--set key=value]... [--resume PATH|auto] [--init-from PATH]\n"
+    "  eval --checkpoint PATH --data PATH [--json]\n"
+    "  predict --checkpoint PATH --input PATH --output PATH\n"
+    "  import idx --images PATH --labels PATH --output PATH\n"
+    "  import csv PATH --label-column NAME|--target-columns A,B --output PATH\n"
+    "  inspect PATH                     (a checkpoint or a dataset)\n"
+    "  help config                      every config key: type, range, default, meaning\n"
+    "  --version\n"
+    "\n"
+    "`dmlp <command> --help` describes each. Exit codes: 0 done, 1 runtime failure,\n"
+    "2 bad usage, config or input file.\n"
+    "\n"
+    "environment:\n"
+    "  DMLP_KERNEL=NAME   the kernel build, matrix products and loops alike: avx512,\n"
+    "                     avx2, generic (or openblas when built with it; wide16, the\n"
+    "                     avx512 code on AVX2, is for testing); default auto, the\n"
+    "                     fastest this CPU runs (--version)\n";
+
+static const char TRAIN_HELP[] =
+    "usage: dmlp train CONFIG.yaml [--set key.path=value]... [--resume PATH|auto]\n"
+    "                  [--init-from PATH] [--quiet | --verbose]\n"
+    "\n"
+    "Trains the network CONFIG.yaml describes (`dmlp help config` lists every key). The\n"
+    "global batch (training.batch_size) is split across the ranks: rank r computes the\n"
+    "r-th contiguous slice of each batch, so the trajectory does not depend on the rank\n"
+    "count.\n"
+    "\n"
+    "  --set key.path=value  override a config value, e.g. --set optimizer.lr=0.1,\n"
+    "                        --set model.layers[0].units=512, --set data.test=\n"
+    "  --resume PATH|auto    continue from a checkpoint (weights, optimizer state,\n"
+    "                        position); auto: checkpoint.dir/latest.h5 if it exists,\n"
+    "                        else a fresh start. The config given now governs, so\n"
+    "                        training.epochs can be raised; a different network is an error.\n"
+    "  --init-from PATH      start from the /layers of a checkpoint (shapes checked),\n"
+    "                        with a fresh optimizer and position\n"
+    "  --quiet               print only errors and the final checkpoint\n"
+    "  --verbose             also list every rank's host, threads and cores\n"
+    "\n"
+    "Rank 0 prints one line per epoch (and, on a terminal, a progress bar). Checkpoints\n"
+    "go to checkpoint.dir/step-NNNNNNNN.h5, latest.h5 names the newest, and\n"
+    "checkpoint.dir/metrics.jsonl gets one JSON line per epoch (appended on resume).\n"
+    "SIGUSR1, SIGTERM or SIGINT: finish the step, write a checkpoint, exit 75.\n"
+    "\n"
+    "examples:\n"
+    "  dmlp train configs/xor.yaml\n"
+    "  mpirun -np 4 dmlp train configs/fashion_mnist.yaml --set training.epochs=20\n"
+    "  mpirun -np 4 dmlp train configs/fashion_mnist.yaml --resume auto\n";
+
+static const char EVAL_HELP[] =
+    "usage: dmlp eval --checkpoint PATH --data PATH [--json]\n"
+    "\n"
+    "Evaluates a checkpoint's network on a dataset (split across the ranks; the result is\n"
+    "the same for any rank count). Classifiers: mean loss, accuracy, per-class accuracy\n"
+    "and the confusion matrix (rows: true class, columns: predicted). Regression: mean\n"
+    "loss, MSE, MAE and R^2 (per target and averaged). The checkpoint's input\n"
+    "standardisation, if it has one, is applied to the data first.\n"
+    "  --json   print one JSON object: samples, loss, correct, accuracy,\n"
+    "           per_class_accuracy, confusion_matrix (or mse, mae, r2, r2_per_target)\n"
+    "\n"
+    "example:\n"
+    "  dmlp eval --checkpoint runs/fashion_mnist/latest.h5 --data data/fashion_mnist_test.h5\n";
+
+static const char PREDICT_HELP[] =
+    "usage: dmlp predict --checkpoint PATH --input PATH --output PATH\n"
+    "\n"
+    "Runs a checkpoint's network on the /features of an HDF5 file (labels or targets, if\n"
+    "present, are ignored) and writes /predictions float32 [N, K] (class probabilities,\n"
+    "or regression outputs) and, for classifiers, /labels int32 [N] (the argmax). The\n"
+    "rows are split across the ranks and gathered into one file, written by rank 0 to a\n"
+    "temporary name and renamed into place.\n"
+    "\n"
+    "example:\n"
+    "  mpirun -np 4 dmlp predict --checkpoint runs/fashion_mnist/latest.h5 \\\n"
+    "                            --input data/fashion_mnist_test.h5 --output preds.h5\n";
+
+static const char IMPORT_HELP[] =
+    "usage: dmlp import idx --images PATH --labels PATH --output PATH\n"
+    "       dmlp import csv PATH (--label-column NAME | --target-columns A,B,...) --output PATH\n"
+    "\n"
+    "idx: converts MNIST-style IDX files (gzip-compressed or plain) into a dmlp dataset:\n"
+    "/features float32 [N, rows*cols] with pixels scaled to [0, 1], /labels int32 [N].\n"
+    "csv: converts a CSV file with a header row (plain or gzip). --label-column names the\n"
+    "class column (integers >= 0, or class names, numbered in order of first appearance and\n"
+    "kept in the attribute class_names); --target-columns names the regression targets.\n"
+    "Every other column is a feature. Errors name the line and column.\n"
+    "The output is written to a temporary file and renamed into place.\n"
+    "\n"
+    "examples:\n"
+    "  dmlp import idx --images train-images-idx3-ubyte.gz \\\n"
+    "                  --labels train-labels-idx1-ubyte.gz --output data/train.h5\n"
+    "  dmlp import csv iris.csv --label-column species --output data/iris.h5\n"
+    "  dmlp import csv houses.csv --target-columns price --output data/houses.h5\n";
+
+static const char INSPECT_HELP[] =
+    "usage: dmlp inspect PATH\n"
+    "\n"
+    "Describes a checkpoint (layers, shapes, activations, attributes, optimizer state) or a\n"
+    "dataset (shapes, label kind, classes and their counts).\n"
+    "\n"
+    "example:\n"
+    "  dmlp inspect runs/fashion_mnist/latest.h5\n";
+
+static int is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
+
+/* Parses "--name value" or "--name=value" at argv[*i]; returns 1 when it matched. */
+static int take_value(int argc, char **argv, int *i, const char *name, const char **value,
+                      struct dmlp_error *err)
+{
+    const char *a = argv[*i];
+    const size_t len = strlen(name);
+    if (strncmp(a, name, len) != 0)
+        return 0;
+    if (a[len] == '=') {
+        *value = a + len + 1;
+        return 1;
+    }
+    if (a[len] != '\0')
+        return 0;
+    if (*i + 1 >= argc) {
+        dmlp_fail(err, DMLP_ERR_INPUT, "%s needs a value", name);
+        return 1;
+    }
+    *value = argv[++*i];
+    return 1;
+}
+
+struct ctx {
+    struct dist *d;
+    int rank;
+    FILE *out, *errout;
+};
+
+/* Agrees on e across ranks; rank 0 prints an agreed error once. Returns the code. */
+static int finish(struct ctx *c, struct dmlp_error *e)
+{
+    int code = dist_agree(c->d, e);
+    if (code && c->rank == 0)
+        fprintf(c->errout, "dmlp: error: %s\n", e->msg);
+    return code;
+}
+
+static int usage_error(struct ctx *c, const char *help, const char *fmt, const char *arg)
+{
+    if (c->rank == 0) {
+        fprintf(c->errout, "dmlp: ");
+        fprintf(c->errout, fmt, arg);
+        fprintf(c->errout, "\n\n%s", help);
+    }
+    return DMLP_ERR_INPUT;
+}
+
+/* Builds the network a checkpoint holds and loads its /layers (and standardisation). */
+static int load_network(const char *ckpt, struct model **out, struct dmlp_error *e)
+{
+    size_t in_dim = 0, n_layers = 0;
+    struct config_layer *layers = NULL;
+    enum dmlp_loss loss = DMLP_LOSS_CROSS_ENTROPY;
+    *out = NULL;
+    if (checkpoint_read_network(ckpt, &in_dim, &layers, &n_layers, &loss, e) == DMLP_OK &&
+        model_create(out, in_dim, layers, n_layers, loss, e) == DMLP_OK &&
+        checkpoint_load_layers(ckpt, *out, e) != DMLP_OK)
+        model_free(out);
+    free(layers);
+    return e->code;
+}
+
+/* Applies the network's input standardisation to ds, as training did. */
+static int standardize_for(const struct model *m, struct dataset *ds, const char *what,
+                           struct dmlp_error *e)
+{
+    if (ds->d != model_input_dim(m))
+        return dmlp_fail(e, DMLP_ERR_INPUT, "%s: samples have %zu features, but the network "
+                         "takes %zu inputs", what, ds->d, model_input_dim(m));
+    if (m->norm_mean)
+        dataset_standardize(ds, m->norm_mean, m->norm_std);
+    return DMLP_OK;
+}
+
+static int cmd_train(struct ctx *c, int argc, char **argv)
+{
+    const char *config_path = NULL, *resume = NULL, *init_from = NULL;
+    int verbosity = 1;
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    size_t n_sets = 0;
+    struct dmlp_error e = {0};
+    if (!sets)
+        return DMLP_ERR_RUNTIME;
+    for (int i = 0; i < argc && !e.code; i++) {
+        const char *v = NULL;
+        if (is_help(argv[i])) {
+            if (c->rank == 0)
+                fputs(TRAIN_HELP, c->out);
+            free(sets);
+            return DMLP_OK;
+        } else if (take_value(argc, argv, &i, "--set", &v, &e)) {
+            if (v)
+                sets[n_sets++] = v;
+        } else if (take_value(argc, argv, &i, "--resume", &v, &e)) {
+            resume = v;
+        } else if (take_value(argc, argv, &i, "--init-from", &v, &e)) {
+            init_from = v;
+        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
+            verbosity = 0;
+        } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
+            verbosity = 2;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            free(sets);
+            return usage_error(c, TRAIN_HELP, "train: unknown option '%s'", argv[i]);
+        } else if (config_path) {
+            free(sets);
+            return usage_error(c, TRAIN_HELP, "train: unexpected argument '%s' (one config "
+                               "file only)", argv[i]);
+        } else {
+            config_path = argv[i];
+        }
+    }
+    if (e.code) {
+        free(sets);
+        return usage_error(c, TRAIN_HELP, "train: %s", e.msg);
+    }
+    if (!config_path) {
+        free(sets);
+        return usage_error(c, TRAIN_HELP, "train: %s", "missing CONFIG.yaml");
+    }
+    if (resume && init_from) {
+        free(sets);
+        return usage_error(c, TRAIN_HELP, "train: %s", "--resume and --init-from exclude "
+                           "each other");
+    }
+    if (resume && !resume[0]) {
+        free(sets);
+        return usage_error(c, TRAIN_HELP, "train: %s", "--resume needs a path or 'auto'");
+    }
+
+    struct config *cfg = NULL;
+    char *yaml = NULL;
+    if (config_load(&cfg, config_path, sets, n_sets, &e) == DMLP_OK)
+        config_to_yaml(cfg, &yaml, &e);
+    free(sets);
+    int code = finish(c, &e);
+    if (code) {
+        config_free(&cfg);
+        free(yaml);
+        return code;
+    }
+    struct train_options opt = {.resume = resume, .init_from = init_from, .log = c->errout,
+                                .save_checkpoints = 1, .verbosity = verbosity};
+    struct train_result res;
+    /* SIGUSR1/SIGTERM/SIGINT (handlers installed by main, first thing): finish the step,
+     * checkpoint, exit 75 (requeue me). */
+    code = train_run(c->d, cfg, yaml, &opt, &res, &e);
+    if (code == DMLP_STOPPED && c->rank == 0)
+        fprintf(c->errout, "dmlp: %s\n", e.msg);
+    else if (code && c->rank == 0)
+        fprintf(c->errout, "dmlp: error: %s\n", e.msg);
+    model_free(&res.model);
+    config_free(&cfg);
+    free(yaml);
+    return code;
+}
+
+static int cmd_eval(struct ctx *c, int argc, char **argv)
+{
+    const char *ckpt = NULL, *data = NULL;
+    int json = 0;
+    struct dmlp_error e = {0};
+    for (int i = 0; i < argc && !e.code; i++) {
+        if (is_help(argv[i])) {
+            if (c->rank == 0)
+                fputs(EVAL_HELP, c->out);
+            return DMLP_OK;
+        } else if (!strcmp(argv[i], "--json")) {
+            json = 1;
+        } else if (take_value(argc, argv, &i, "--checkpoint", &ckpt, &e) ||
+                   take_value(argc, argv, &i, "--data", &data, &e)) {
+        } else {
+            return usage_error(c, EVAL_HELP, "eval: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (e.code)
+        return usage_error(c, EVAL_HELP, "eval: %s", e.msg);
+    if (!ckpt || !data)
+        return usage_error(c, EVAL_HELP, "eval: %s", "--checkpoint and --data are required");
+
+    struct model *m = NULL;
+    struct dataset *ds = NULL;
+    if (load_network(ckpt, &m, &e) == DMLP_OK && dataset_read(&ds, data, &e) == DMLP_OK)
+        standardize_for(m, ds, data, &e);
+    if (e.code)
+        dmlp_error_prefix(&e, "eval");
+    int code = finish(c, &e);
+    struct metrics *mt = NULL;
+    if (!code) {
+        code = metrics_evaluate(c->d, m, ds, &mt, &e);
+        if (code && c->rank == 0)
+            fprintf(c->errout, "dmlp: error: eval: %s: %s\n", data, e.msg);
+    }
+    if (!code && c->rank == 0) {
+        const char *fields[] = {"checkpoint", ckpt, "data", data, NULL};
+        if (json)
+            metrics_print_json(c->out, mt, fields, &e);
+        else
+            metrics_print_text(c->out, mt, &e);
+        fflush(c->out);
+    }
+    metrics_free(&mt);
+    model_free(&m);
+    dataset_free(&ds);
+    return code;
+}
+
+/* What a command writes must not be what it reads (the same file by inode: a hard link or
+ * a symbolic link is caught too), nor a checkpoint, which may be a run's latest.h5: the
+ * write would destroy its own input, or a run's state. */
+static int check_output(const char *output, const char *const *inputs, size_t n,
+                        struct dmlp_error *e)
+{
+    for (size_t i = 0; i < n; i++)
+        if (inputs[i] && dmlp_same_file(output, inputs[i]))
+            return dmlp_fail(e, DMLP_ERR_INPUT, "--output %s is the input %s: writing it would "
+                             "destroy the input; choose another output path", output,
+                             inputs[i]);
+    if (checkpoint_is_checkpoint(output))
+        return dmlp_fail(e, DMLP_ERR_INPUT, "--output %s is a dmlp checkpoint: a run's "
+                         "checkpoints are never overwritten; choose another output path",
+                         output);
+    return DMLP_OK;
+}
+
+static int cmd_predict(struct ctx *c, int argc, char **argv)
+{
+    const char *ckpt = NULL, *input = NULL, *output = NULL;
+    struct dmlp_error e = {0};
+    for (int i = 0; i < argc && !e.code; i++) {
+        if (is_help(argv[i])) {
+            if (c->rank == 0)
+                fputs(PREDICT_HELP, c->out);
+            return DMLP_OK;
+        } else if (take_value(argc, argv, &i, "--checkpoint", &ckpt, &e) ||
+                   take_value(argc, argv, &i, "--input", &input, &e) ||
+                   take_value(argc, argv, &i, "--output", &output, &e)) {
+        } else {
+            return usage_error(c, PREDICT_HELP, "predict: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (e.code)
+        return usage_error(c, PREDICT_HELP, "predict: %s", e.msg);
+    if (!ckpt || !input || !output)
+        return usage_error(c, PREDICT_HELP, "predict: %s",
+                           "--checkpoint, --input and --output are required");
+    struct model *m = NULL;
+    struct dataset *ds = NULL;
+    const char *inputs[] = {ckpt, input};
+    if (check_output(output, inputs, 2, &e) == DMLP_OK &&
+        load_network(ckpt, &m, &e) == DMLP_OK &&
+        dataset_read_features(&ds, input, &e) == DMLP_OK)
+        standardize_for(m, ds, input, &e);
+    if (e.code)
+        dmlp_error_prefix(&e, "predict");
+    int code = finish(c, &e);
+    if (!code) {
+        code = predict_run(c->d, m, ds, output, ckpt, input, &e);
+        if (code && c->rank == 0)
+            fprintf(c->errout, "dmlp: error: %s\n", e.msg);
+        else if (c->rank == 0)
+            fprintf(c->errout, "predicted %zu rows of %s -> %s\n", ds->n, input, output);
+    }
+    model_free(&m);
+    dataset_free(&ds);
+    return code;
+}
+
+static int cmd_import(struct ctx *c, int argc, char **argv)
+{
+    if (argc < 1 || is_help(argv[0])) {
+        if (argc < 1)
+            return usage_error(c, IMPORT_HELP, "import: %s", "which format? (idx)");
+        if (c->rank == 0)
+            fputs(IMPORT_HELP, c->out);
+        return DMLP_OK;
+    }
+    const int csv = !strcmp(argv[0], "csv");
+    if (!csv && strcmp(argv[0], "idx") != 0)
+        return usage_error(c, IMPORT_HELP, "import: unknown format '%s' (supported: idx, csv)",
+                           argv[0]);
+    const char *images = NULL, *labels = NULL, *output = NULL, *input = NULL;
+    const char *label_col = NULL, *target_cols = NULL;
+    struct dmlp_error e = {0};
+    for (int i = 1; i < argc && !e.code; i++) {
+        if (is_help(argv[i])) {
+            if (c->rank == 0)
+                fputs(IMPORT_HELP, c->out);
+            return DMLP_OK;
+        } else if (take_value(argc, argv, &i, "--output", &output, &e)) {
+        } else if (!csv && (take_value(argc, argv, &i, "--images", &images, &e) ||
+                            take_value(argc, argv, &i, "--labels", &labels, &e))) {
+        } else if (csv && (take_value(argc, argv, &i, "--label-column", &label_col, &e) ||
+                           take_value(argc, argv, &i, "--target-columns", &target_cols, &e))) {
+        } else if (csv && !input && argv[i][0] != '-') {
+            input = argv[i];
+        } else {
+            return usage_error(c, IMPORT_HELP, "import: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (e.code)
+        return usage_error(c, IMPORT_HELP, "import: %s", e.msg);
+    if (!csv && (!images || !labels || !output))
+        return usage_error(c, IMPORT_HELP, "import idx: %s",
+                           "--images, --labels and --output are required");
+    if (csv && (!input || !output))
+        return usage_error(c, IMPORT_HELP, "import csv: %s", "PATH and --output are required");
+    if (csv && !label_col == !target_cols)
+        return usage_error(c, IMPORT_HELP, "import csv: %s",
+                           "give exactly one of --label-column and --target-columns");
+    /* One writer: rank 0 imports, the others wait for its verdict. */
+    const char *inputs[] = {input, images, labels};
+    if (c->rank == 0 && check_output(output, inputs, 3, &e) == DMLP_OK) {
+        const int rc = csv ? dataset_import_csv(input, label_col, target_cols, output, &e)
+                           : dataset_import_idx(images, labels, output, &e);
+        if (rc == DMLP_OK && csv)
+            fprintf(c->errout, "imported %s -> %s\n", input, output);
+        else if (rc == DMLP_OK)
+            fprintf(c->errout, "imported %s + %s -> %s\n", images, labels, output);
+    }
+    return finish(c, &e);
+}
+
+static int cmd_inspect(struct ctx *c, int argc, char **argv)
+{
+    if (argc >= 1 && is_help(argv[0])) {
+        if (c->rank == 0)
+            fputs(INSPECT_HELP, c->out);
+        return DMLP_OK;
+    }
+    if (argc != 1)
+        return usage_error(c, INSPECT_HELP, "inspect: %s", "expected exactly one PATH");
+    struct dmlp_error e = {0};
+    if (c->rank == 0 && dmlp_check_input_file(argv[0], &e) == DMLP_OK) {
+        if (checkpoint_is_checkpoint(argv[0]))
+            checkpoint_describe(c->out, argv[0], &e);
+        else
+            dataset_describe(c->out, argv[0], &e);
+        fflush(c->out);
+    }
+    return finish(c, &e);
+}
+
+#if defined(__has_include)
+#if __has_include("dmlp_build_info.h")
+#include "dmlp_build_info.h" /* written by CMake */
+#endif
+#endif
+#ifndef DMLP_BUILD_INFO
+#define DMLP_BUILD_INFO "unknown"
+#endif
+
+/* The version and how this binary was built: what a bug report needs first. */
+static void print_version(FILE *out)
+{
+    char mpi[256], h5[64];
+    dist_library_version(mpi, sizeof mpi);
+    checkpoint_hdf5_version(h5, sizeof h5);
+    fprintf(out, "dmlp %s\n", DMLP_VERSION);
+    fprintf(out, "  MPI       %s\n", mpi);
+    fprintf(out, "  HDF5      %s\n", h5);
+#ifdef _OPENMP
+    fprintf(out, "  OpenMP    %d (%d threads available)\n", _OPENMP, omp_get_max_threads());
+#endif
+    fprintf(out, "  kernels   %s: %s (of %s; DMLP_KERNEL picks one)\n", kernel_backend(),
+            kernel_backend_description(), kernel_backend_list());
+    fprintf(out, "  compiler  %s\n", __VERSION__);
+    fprintf(out, "  build     %s\n", DMLP_BUILD_INFO);
+}
+
+/* More OpenMP threads than 8 per core this process may use never pays, and an absurd
+ * OMP_NUM_THREADS (100000, say) makes the OpenMP runtime fail to create its threads and
+ * abort at the first parallel region: cap it, with a warning, before any runs. */
+enum { THREADS_PER_CORE_MAX = 8 };
+static void cap_threads(const struct ctx *c)
+{
+    char cpus[256];
+    int cores = dmlp_affinity(cpus, sizeof cpus);
+    if (cores < 1)
+        cores = dmlp_cores_online();
+    if (cores < 1)
+        cores = 1;
+    const int want = omp_get_max_threads(), cap = THREADS_PER_CORE_MAX * cores;
+    if (want <= cap)
+        return;
+    omp_set_num_threads(cap);
+    if (c->rank == 0)
+        fprintf(c->errout, "dmlp: warning: OMP_NUM_THREADS asks for %d threads, more than %d "
+                "per core this rank may use (%d): using %d\n", want, THREADS_PER_CORE_MAX,
+                cores, cap);
+}
+
+int cli_main(int argc, char **argv, FILE *out, FILE *errout)
+{
+    struct ctx c = {.out = out, .errout = errout};
+    struct dmlp_error e = {0};
+    if (dist_create_world(&c.d, &e)) {
+        fprintf(errout, "dmlp: error: %s\n", e.msg);
+        return DMLP_ERR_RUNTIME;
+    }
+    c.rank = dist_rank(c.d);
+    cap_threads(&c);
+    /* A kernel named in the environment that this node's CPU cannot run is an error on
+     * every rank (nodes of a mixed cluster may differ), agreed before any work starts. */
+    const char *bad_kernel;
+    if (kernel_init(&bad_kernel))
+        dmlp_fail(&e, DMLP_ERR_INPUT, "DMLP_KERNEL=%s: not a kernel this CPU runs (it runs "
+                  "%s; or auto)", bad_kernel, kernel_backend_list());
+    int code = finish(&c, &e);
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+    if (code) {
+        /* reported by finish */
+    } else if (!cmd) {
+        code = usage_error(&c, USAGE, "%s", "missing command");
+    } else if (!strcmp(cmd, "help") && argc > 2 && !strcmp(argv[2], "config")) {
+        if (c.rank == 0)
+            config_write_key_table(out);
+        code = DMLP_OK;
+    } else if (is_help(cmd) || !strcmp(cmd, "help")) {
+        if (c.rank == 0)
+            fputs(USAGE, out);
+        code = DMLP_OK;
+    } else if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        if (c.rank == 0)
+            print_version(out);
+        code = DMLP_OK;
+    } else if (!strcmp(cmd, "train")) {
+        code = cmd_train(&c, argc - 2, argv + 2);
+    } else if (!strcmp(cmd, "eval")) {
+        code = cmd_eval(&c, argc - 2, argv + 2);
+    } else if (!strcmp(cmd, "predict")) {
+        code = cmd_predict(&c, argc - 2, argv + 2);
+    } else if (!strcmp(cmd, "import")) {
+        code = cmd_import(&c, argc - 2, argv + 2);
+    } else if (!strcmp(cmd, "inspect")) {
+        code = cmd_inspect(&c, argc - 2, argv + 2);
+    } else {
+        code = usage_error(&c, USAGE, "unknown command '%s'", cmd);
+    }
+    fflush(out);
+    fflush(errout);
+    dist_free(&c.d);
+    return code;
+}

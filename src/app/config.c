@@ -1,0 +1,1336 @@
+/* config: YAML -> struct config through one table of keys (DESIGN §6).
+ *
+ * keys[] names every key once: its path, type, place in struct config, default, range and
+ * help text. Everything else walks that table: the loader, --set, the range checks,
+ * config_to_yaml, config_key_paths and the key table that README.md and `dmlp help
+ * config` show. What one key cannot say alone (softmax only on the last layer, min_lr <= lr,
+ * ...) is check_rules(), run after the table's own checks.
+ *
+ * A load: libyaml builds the document tree, whose nodes carry their lines; check_tree()
+ * refuses aliases, duplicate keys and odd keys anywhere in it; the defaults are stored;
+ * walk() matches the tree against the table (unknown and missing keys, types, values);
+ * check() runs the ranges and rules; then each --set, and check() again. Every error reads
+ * "file:line: key.path: problem", or "--set arg: key.path: problem" for a value a --set
+ * wrote. */
+#define _POSIX_C_SOURCE 200809L
+#include "app/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+/* A config is a few hundred bytes; anything this big is the wrong file (a dataset?). */
+#define CONFIG_MAX_BYTES ((size_t)1 << 20)
+#define CONFIG_PATH_MAX 256
+#define CONFIG_DEPTH 16
+
+/* ---- the table ---------------------------------------------------------------------- */
+
+_Static_assert(sizeof(enum dmlp_activation) == sizeof(int) &&
+               sizeof(enum dmlp_loss) == sizeof(int), "enum fields are stored as int");
+
+enum key_type {
+    KEY_U32,
+    KEY_U64,
+    KEY_DOUBLE,
+    KEY_BOOL,
+    KEY_ENUM,
+    KEY_PATH, /* a string (char *); empty only where OPTIONAL, and then it means none */
+    KEY_LIST  /* a pointer to entries and a uint32_t count; its entries' keys follow it */
+};
+
+/* A number's range. One-sided ranges start at 0: "positive" (for integers, >= 1) or
+ * "non-negative"; HI adds an upper bound (the range is then [0 or (0, hi] or hi)). */
+enum {
+    LO = 1,      /* >= 0 */
+    LO_OPEN = 2, /* with LO: > 0 */
+    HI = 4,      /* <= hi */
+    HI_OPEN = 8, /* with HI: < hi */
+    OPTIONAL = 16 /* a KEY_PATH that may be absent (NULL); no default */
+};
+#define POSITIVE .flags = LO | LO_OPEN
+#define NON_NEGATIVE .flags = LO
+#define FRACTION .flags = LO | HI | HI_OPEN, .hi = 1 /* [0, 1) */
+
+struct key {
+    const char *path;         /* "optimizer.schedule.gamma"; list entries "model.layers[].units" */
+    enum key_type type;
+    size_t offset;            /* in struct config; for a list's entries, in one entry */
+    const char *def;          /* the default as YAML text; NULL: required (unless OPTIONAL) */
+    unsigned flags;
+    double hi;
+    const char *const *names; /* KEY_ENUM */
+    size_t count_offset, entry_size; /* KEY_LIST */
+    const char *help;         /* one line, Markdown (README.md shows it) */
+};
+
+#define AT(member) offsetof(struct config, member)
+#define IN_LAYER(member) offsetof(struct config_layer, member)
+
+/* In schema order, which is the order config_to_yaml writes and "known keys" lists. */
+static const struct key keys[] = {
+    {"model.layers", KEY_LIST, AT(model.layers), .count_offset = AT(model.n_layers),
+     .entry_size = sizeof(struct config_layer),
+     .help = "the layers, input side first; the input width comes from the data"},
+    {"model.layers[].units", KEY_U32, IN_LAYER(units), POSITIVE, .help = "outputs of the layer"},
+    {"model.layers[].activation", KEY_ENUM, IN_LAYER(activation), .names = dmlp_activation_names,
+     .help = "`leaky_relu` has slope 0.01; `softmax` only on the last layer, with "
+             "`cross_entropy`"},
+    {"model.init", KEY_ENUM, AT(model.init), "he", .names = dmlp_init_names,
+     .help = "weights drawn from N(0, 2/in) (`he`) or N(0, 2/(in+out)) (`xavier`); biases 0"},
+    {"loss", KEY_ENUM, AT(loss), "cross_entropy", .names = dmlp_loss_names,
+     .help = "`cross_entropy` (softmax output, `/labels`) or `mse` (`/targets`)"},
+    {"optimizer.name", KEY_ENUM, AT(optimizer.name), "sgd", .names = dmlp_optimizer_names,
+     .help = "with PyTorch's update formulas"},
+    {"optimizer.lr", KEY_DOUBLE, AT(optimizer.lr), POSITIVE,
+     .help = "learning rate (the schedule's peak)"},
+    {"optimizer.momentum", KEY_DOUBLE, AT(optimizer.momentum), "0", FRACTION,
+     .help = "sgd only"},
+    {"optimizer.nesterov", KEY_BOOL, AT(optimizer.nesterov), "false",
+     .help = "sgd: Nesterov momentum (needs momentum > 0)"},
+    {"optimizer.weight_decay", KEY_DOUBLE, AT(optimizer.weight_decay), "0", NON_NEGATIVE,
+     .help = "L2 penalty added to the gradient (sgd, adam); decoupled decay (adamw)"},
+    {"optimizer.beta1", KEY_DOUBLE, AT(optimizer.beta1), "0.9", FRACTION,
+     .help = "adam, adamw: decay of the gradient's running mean"},
+    {"optimizer.beta2", KEY_DOUBLE, AT(optimizer.beta2), "0.999", FRACTION,
+     .help = "adam, adamw: decay of the squared gradient's running mean"},
+    {"optimizer.eps", KEY_DOUBLE, AT(optimizer.eps), "1e-8", POSITIVE,
+     .help = "adam, adamw: added to the denominator"},
+    {"optimizer.clip_norm", KEY_DOUBLE, AT(optimizer.clip_norm), "0", NON_NEGATIVE,
+     .help = "clip the global gradient norm (after the allreduce) to this; 0 = off"},
+    {"optimizer.lr_scaling", KEY_ENUM, AT(optimizer.lr_scaling), "none",
+     .names = dmlp_lr_scaling_names,
+     .help = "`linear`: lr × batch_size / base_batch_size (Goyal et al.)"},
+    {"optimizer.base_batch_size", KEY_U32, AT(optimizer.base_batch_size), "128", POSITIVE,
+     .help = "the batch size the learning rate was tuned for"},
+    {"optimizer.schedule.name", KEY_ENUM, AT(optimizer.schedule.name), "constant",
+     .names = dmlp_schedule_names,
+     .help = "`step`: × gamma every step_epochs; `cosine`: down to min_lr; applied per step"},
+    {"optimizer.schedule.warmup_epochs", KEY_DOUBLE, AT(optimizer.schedule.warmup_epochs),
+     "0", NON_NEGATIVE,
+     .help = "linear warm-up from 0 (fractions allowed; at most training.epochs)"},
+    {"optimizer.schedule.step_epochs", KEY_U32, AT(optimizer.schedule.step_epochs), "10",
+     POSITIVE, .help = "step: epochs between two decays"},
+    {"optimizer.schedule.gamma", KEY_DOUBLE, AT(optimizer.schedule.gamma), "0.1",
+     .flags = LO | LO_OPEN | HI, .hi = 1, .help = "step: the factor of each decay"},
+    {"optimizer.schedule.min_lr", KEY_DOUBLE, AT(optimizer.schedule.min_lr), "0",
+     NON_NEGATIVE, .help = "cosine: the final learning rate (at most optimizer.lr)"},
+    {"data.train", KEY_PATH, AT(data.train), .help = "training dataset (HDF5)"},
+    {"data.test", KEY_PATH, AT(data.test), .flags = OPTIONAL,
+     .help = "evaluated after every epoch"},
+    {"data.validation_fraction", KEY_DOUBLE, AT(data.validation_fraction), "0", FRACTION,
+     .help = "a seeded random part of the training file held out; val loss and accuracy "
+             "every epoch, `best.h5`"},
+    {"data.shuffle", KEY_BOOL, AT(data.shuffle), "true",
+     .help = "a permutation drawn from (seed, epoch) each epoch"},
+    {"data.drop_last", KEY_BOOL, AT(data.drop_last), "false",
+     .help = "skip the short last batch of an epoch"},
+    {"data.placement", KEY_ENUM, AT(data.placement), "replicated", .names = dmlp_placement_names,
+     .help = "every rank holds the whole training set, or (`sharded`) 1/n of the rows"},
+    {"data.normalize", KEY_ENUM, AT(data.normalize), "none", .names = dmlp_normalize_names,
+     .help = "`standard`: (x − mean) / std per feature, from the training rows (across "
+             "ranks); stored in checkpoints, applied by eval and predict"},
+    {"training.epochs", KEY_U32, AT(training.epochs), "10", POSITIVE,
+     .help = "passes over the training set"},
+    {"training.batch_size", KEY_U32, AT(training.batch_size), "128", POSITIVE,
+     .help = "the **global** batch, split across ranks"},
+    {"training.seed", KEY_U64, AT(training.seed), "42",
+     .help = "seeds initialisation and shuffling"},
+    {"training.max_steps", KEY_U64, AT(training.max_steps), "0",
+     .help = "stop after this many steps (0: no limit)"},
+    {"training.reproducible", KEY_BOOL, AT(training.reproducible), "false",
+     .help = "weights bit-identical for any rank count (fixed-point gradient sums; needs "
+             "replicated placement; costs speed)"},
+    {"training.early_stopping.patience", KEY_U32, AT(training.early_stopping.patience), "0",
+     .help = "stop after this many epochs without improvement (0: off; needs "
+             "data.validation_fraction > 0)"},
+    {"training.early_stopping.metric", KEY_ENUM, AT(training.early_stopping.metric),
+     "val_loss", .names = dmlp_metric_names, .help = "`val_accuracy` needs `cross_entropy`"},
+    {"training.early_stopping.min_delta", KEY_DOUBLE, AT(training.early_stopping.min_delta),
+     "0", NON_NEGATIVE, .help = "a smaller change is no improvement"},
+    {"checkpoint.dir", KEY_PATH, AT(checkpoint.dir), "runs/default",
+     .help = "where checkpoints go"},
+    {"checkpoint.every_epochs", KEY_U32, AT(checkpoint.every_epochs), "1",
+     .help = "0: only the final checkpoint"},
+    {"checkpoint.keep_last", KEY_U32, AT(checkpoint.keep_last), "3",
+     .help = "older checkpoints are deleted (0: keep all); never the newest"},
+    {"comm.shared_memory", KEY_BOOL, AT(comm.shared_memory), "true",
+     .help = "ranks on one node add their gradients through an MPI shared-memory window "
+             "(then `MPI_Allreduce` across nodes) instead of one `MPI_Allreduce`; falls back "
+             "by itself where it cannot"},
+    {"comm.overlap", KEY_BOOL, AT(comm.overlap), "false",
+     .help = "start each bucket's gradient allreduce (`MPI_Iallreduce`) as soon as backward "
+             "has produced it, and finish before the update; same weights as without (bit "
+             "for bit at 2 ranks)"},
+    {"comm.bucket_kb", KEY_U32, AT(comm.bucket_kb), "256", POSITIVE,
+     .help = "gradient per allreduce when overlapping, in KiB (at most 4 GiB)"},
+};
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+/* ---- a load in progress ------------------------------------------------------------- */
+
+/* Where a value came from, for messages about it. */
+struct where {
+    char *path;     /* "model.layers[1].units"; containers too ("model.layers") */
+    int line;       /* 1-based: of the value for a scalar, of its key for a container */
+    char *set_arg;  /* the --set argument that last wrote it, or NULL */
+};
+
+struct load {
+    const char *name;
+    struct config *cfg;
+    yaml_document_t doc;
+    struct where *w;
+    size_t n_w, cap_w;
+    struct dmlp_error *err;
+};
+
+static int parse_document(struct load *ld, const char *yaml, size_t len);
+static int check_tree(struct load *ld, yaml_node_t *node, const char *path, int line,
+                      int depth, unsigned char *seen);
+static int walk(struct load *ld, yaml_node_t *node, const char *path, int line, void *base);
+static int store_defaults(struct load *ld, void *base, const char *prefix);
+static int check(struct load *ld);
+static int apply_set(struct load *ld, const char *arg);
+static void load_free(struct load *ld);
+static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix);
+
+/* ---- public functions --------------------------------------------------------------- */
+
+int config_load(struct config **out, const char *path, const char *const *sets, size_t n_sets,
+                struct dmlp_error *err)
+{
+    *out = NULL;
+    const int bad = dmlp_check_input_file(path, err);
+    if (bad)
+        return bad;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    /* Read one byte past the limit so an oversized file is told apart from a full one. */
+    char *buf = malloc(CONFIG_MAX_BYTES + 1);
+    if (!buf) {
+        fclose(f);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", path);
+    }
+    size_t len = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
+    int read_errno = ferror(f) ? errno : 0;
+    fclose(f);
+    int rc;
+    if (read_errno)
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot read: %s", path, strerror(read_errno));
+    else if (len > CONFIG_MAX_BYTES)
+        rc = dmlp_fail(err, DMLP_ERR_INPUT,
+                       "%s: larger than 1 MiB; a config is a short YAML file (wrong path?)",
+                       path);
+    else
+        rc = config_load_string(out, buf, len, path, sets, n_sets, err);
+    free(buf);
+    return rc;
+}
+
+int config_load_string(struct config **out, const char *yaml, size_t len, const char *name,
+                       const char *const *sets, size_t n_sets, struct dmlp_error *err)
+{
+    *out = NULL;
+    struct load ld = {.name = name ? name : "<string>", .err = err};
+    if (len > CONFIG_MAX_BYTES)
+        return dmlp_fail(err, DMLP_ERR_INPUT,
+                         "%s: larger than 1 MiB; a config is a short YAML file", ld.name);
+    ld.cfg = calloc(1, sizeof *ld.cfg);
+    if (!ld.cfg)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", ld.name);
+    int rc = parse_document(&ld, yaml, len);
+    if (rc == DMLP_OK)
+        rc = store_defaults(&ld, ld.cfg, "");
+    if (rc == DMLP_OK) {
+        yaml_node_t *root = yaml_document_get_root_node(&ld.doc);
+        rc = walk(&ld, root, "", (int)root->start_mark.line + 1, ld.cfg);
+    }
+    if (rc == DMLP_OK)
+        rc = check(&ld);
+    for (size_t i = 0; rc == DMLP_OK && i < n_sets; i++)
+        rc = apply_set(&ld, sets[i]);
+    if (rc == DMLP_OK && n_sets > 0)
+        rc = check(&ld);
+    load_free(&ld);
+    if (rc != DMLP_OK) {
+        config_free(&ld.cfg);
+        return rc;
+    }
+    *out = ld.cfg;
+    if (err)
+        dmlp_error_clear(err);
+    return DMLP_OK;
+}
+
+/* The emitter's output, grown as it writes. */
+struct text {
+    char *s;
+    size_t len, cap;
+};
+
+static int text_write(void *ctx, unsigned char *buf, size_t n)
+{
+    struct text *t = ctx;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = 2 * (t->len + n + 1);
+        char *s = realloc(t->s, cap);
+        if (!s)
+            return 0;
+        t->s = s;
+        t->cap = cap;
+    }
+    memcpy(t->s + t->len, buf, n);
+    t->len += n;
+    t->s[t->len] = '\0';
+    return 1;
+}
+
+/* libyaml's emitter writes the text, so every string comes out quoted as YAML needs. */
+int config_to_yaml(const struct config *cfg, char **out, struct dmlp_error *err)
+{
+    *out = NULL;
+    yaml_emitter_t em;
+    struct text t = {0};
+    if (!yaml_emitter_initialize(&em))
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "config: out of memory");
+    yaml_emitter_set_output(&em, text_write, &t);
+    yaml_event_t ev;
+    int ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) &&
+             yaml_emitter_emit(&em, &ev) &&
+             yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) &&
+             yaml_emitter_emit(&em, &ev) && emit_mapping(&em, cfg, "") &&
+             yaml_document_end_event_initialize(&ev, 1) && yaml_emitter_emit(&em, &ev) &&
+             yaml_stream_end_event_initialize(&ev) && yaml_emitter_emit(&em, &ev) &&
+             yaml_emitter_flush(&em);
+    int rc = DMLP_OK;
+    if (!ok) {
+        /* Only a config that skipped validation (an enum out of range) gets here. */
+        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "config: cannot serialize to YAML: %s",
+                       em.problem ? em.problem : "a value out of range, or out of memory");
+        free(t.s);
+    } else {
+        *out = t.s;
+    }
+    yaml_emitter_delete(&em);
+    return rc;
+}
+
+void config_free(struct config **cfg)
+{
+    if (!cfg || !*cfg)
+        return;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (keys[i].type == KEY_PATH || keys[i].type == KEY_LIST) {
+            void *p;
+            memcpy(&p, (char *)*cfg + keys[i].offset, sizeof p);
+            free(p);
+        }
+    }
+    free(*cfg);
+    *cfg = NULL;
+}
+
+size_t config_key_paths(const char **out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (keys[i].type == KEY_LIST)
+            continue; /* its entries' keys are the values */
+        if (n < cap)
+            out[n] = keys[i].path;
+        n++;
+    }
+    return n;
+}
+
+static void type_text(const struct key *k, char *out, size_t cap);
+
+void config_write_key_table(FILE *out)
+{
+    fputs("| key | type, range | default | meaning |\n|---|---|---|---|\n", out);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i];
+        char type[256], def[64];
+        type_text(k, type, sizeof type);
+        if (k->def)
+            snprintf(def, sizeof def, "`%s`", k->def);
+        else
+            snprintf(def, sizeof def, "%s", k->flags & OPTIONAL ? "none" : "required");
+        fprintf(out, "| `%s` | %s | %s | %s |\n", k->path, type, def, k->help);
+    }
+}
+
+/* ---- the table, read -------------------------------------------------------------------- */
+
+static const struct key *find_key(const char *schema_path)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].path, schema_path) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* The length of the name that k has directly under prefix ("" or a schema path ending in
+ * '.': "optimizer." -> "schedule" for optimizer.schedule.gamma), 0 when k is not under it. */
+static size_t child_len(const struct key *k, const char *prefix)
+{
+    const size_t plen = strlen(prefix);
+    if (strncmp(k->path, prefix, plen) != 0)
+        return 0;
+    return strcspn(k->path + plen, ".[");
+}
+
+/* The first key of the table under prefix whose child name there is name, or NULL. */
+static const struct key *find_child(const char *prefix, const char *name)
+{
+    const size_t plen = strlen(prefix), n = strlen(name);
+    for (size_t i = 0; n > 0 && i < N_KEYS; i++)
+        if (child_len(&keys[i], prefix) == n && strncmp(keys[i].path + plen, name, n) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* "name, lr, momentum, ...": the names directly under prefix, in table order. */
+static void list_children(const char *prefix, char *out, size_t cap)
+{
+    const size_t plen = strlen(prefix);
+    const char *last = NULL;
+    size_t last_len = 0, used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < N_KEYS && used < cap; i++) {
+        const char *name = keys[i].path + plen;
+        const size_t n = child_len(&keys[i], prefix);
+        if (n == 0 || (last && n == last_len && strncmp(name, last, n) == 0))
+            continue;
+        int w = snprintf(out + used, cap - used, "%s%.*s", last ? ", " : "", (int)n, name);
+        used += w > 0 ? (size_t)w : 0;
+        last = name;
+        last_len = n;
+    }
+}
+
+/* "model.layers[12].units" -> "model.layers[].units": the table's form of a path. */
+static void schema_path(const char *path, char *out, size_t cap)
+{
+    size_t j = 0;
+    for (const char *c = path; *c && j + 1 < cap; c++) {
+        out[j++] = *c;
+        if (*c == '[')
+            while (c[1] >= '0' && c[1] <= '9')
+                c++;
+    }
+    out[j] = '\0';
+}
+
+static int is_integer(const struct key *k) { return k->type == KEY_U32 || k->type == KEY_U64; }
+
+static int required(const struct key *k) { return !k->def && !(k->flags & OPTIONAL); }
+
+/* The interval of a two-sided range: "[0, 1)", "(0, 1]". */
+static void interval(const struct key *k, char *out, size_t cap)
+{
+    snprintf(out, cap, "%c0, %g%c", k->flags & LO_OPEN ? '(' : '[', k->hi,
+             k->flags & HI_OPEN ? ')' : ']');
+}
+
+/* What a value of k must be, in messages: "a positive integer", "in [0, 1)"; with k NULL,
+ * the section under prefix: "a mapping (keys: name, lr, ...)". */
+static void want_text(const struct key *k, const char *prefix, char *out, size_t cap)
+{
+    char iv[400];
+    if (!k) {
+        list_children(prefix, iv, sizeof iv);
+        snprintf(out, cap, "a mapping (keys: %s)", iv);
+        return;
+    }
+    switch (k->type) {
+    case KEY_LIST: snprintf(out, cap, "a list"); return;
+    case KEY_BOOL: snprintf(out, cap, "true or false"); return;
+    case KEY_PATH: snprintf(out, cap, "a string"); return;
+    case KEY_ENUM: {
+        size_t used = snprintf(out, cap, "one of ");
+        for (int i = 0; k->names[i] && used < cap; i++)
+            used += snprintf(out + used, cap - used, "%s%s", i ? ", " : "", k->names[i]);
+        return;
+    }
+    default: break;
+    }
+    const char *noun = is_integer(k) ? "integer" : "number";
+    if (k->flags & HI) {
+        interval(k, iv, sizeof iv);
+        snprintf(out, cap, "in %s", iv);
+    } else if (k->flags & LO_OPEN) {
+        snprintf(out, cap, "a positive %s", noun);
+    } else {
+        snprintf(out, cap, "a non-negative %s", noun);
+    }
+}
+
+/* The type and range column of the key table: "int ≥ 1", "float [0, 1)", "`he`, `xavier`". */
+static void type_text(const struct key *k, char *out, size_t cap)
+{
+    static const char *const type_names[] = {"int", "int64", "float", "bool", "", "path",
+                                             "list"};
+    char iv[64];
+    if (k->type == KEY_ENUM) {
+        size_t used = 0;
+        out[0] = '\0';
+        for (int i = 0; k->names[i] && used < cap; i++)
+            used += snprintf(out + used, cap - used, "%s`%s`", i ? ", " : "", k->names[i]);
+    } else if (k->flags & HI) {
+        interval(k, iv, sizeof iv);
+        snprintf(out, cap, "%s %s", type_names[k->type], iv);
+    } else if (k->flags & LO_OPEN) {
+        snprintf(out, cap, "%s %s", type_names[k->type], is_integer(k) ? "≥ 1" : "> 0");
+    } else if (k->flags & LO || is_integer(k)) {
+        snprintf(out, cap, "%s ≥ 0", type_names[k->type]);
+    } else {
+        snprintf(out, cap, "%s", type_names[k->type]);
+    }
+}
+
+/* The list that holds the entry key k ("model.layers[].units" -> model.layers), or NULL. */
+static const struct key *list_of(const struct key *k)
+{
+    const char *brackets = strstr(k->path, "[]");
+    if (!brackets)
+        return NULL;
+    char path[CONFIG_PATH_MAX];
+    snprintf(path, sizeof path, "%.*s", (int)(brackets - k->path), k->path);
+    return find_key(path);
+}
+
+static void list_get(const void *base, const struct key *list, char **entries, uint32_t *n)
+{
+    memcpy(entries, (const char *)base + list->offset, sizeof *entries);
+    memcpy(n, (const char *)base + list->count_offset, sizeof *n);
+}
+
+/* ---- scalars ------------------------------------------------------------------------ */
+
+/* 1 if s is well-formed UTF-8 (no overlong forms, surrogates or code points past
+ * U+10FFFF): YAML text is UTF-8, so config_to_yaml (the checkpoint's copy of the config)
+ * cannot write anything else, and a --set value is the one way other bytes get in. */
+static int utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        const unsigned c = *p++;
+        int more = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2
+                 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
+        if (more < 0)
+            return 0;
+        for (int i = 0; i < more; i++, p++) {
+            unsigned lo = 0x80, hi = 0xBF;
+            if (i == 0 && c == 0xE0)
+                lo = 0xA0;
+            else if (i == 0 && c == 0xED)
+                hi = 0x9F;
+            else if (i == 0 && c == 0xF0)
+                lo = 0x90;
+            else if (i == 0 && c == 0xF4)
+                hi = 0x8F;
+            if (*p < lo || *p > hi)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* YAML's spellings of "no value". For an OPTIONAL path they mean none, however quoted and
+ * from a file or a --set alike, so that config_to_yaml never writes a path that reads back
+ * as none. */
+static int is_null_text(const char *s)
+{
+    return !s[0] || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+           !strcmp(s, "NULL");
+}
+
+static int parse_bool(const char *text)
+{
+    /* YAML 1.1 spellings too: libyaml users write yes/no. */
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+    for (size_t i = 0; i < 3; i++) {
+        if (strcasecmp(text, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(text, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Writes a reason into why and returns -1: the failure of the parsers below. */
+static int why_fail(char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int why_fail(char *why, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, cap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Parses text as a value of k into dst (k's field in its struct). Returns 0, or -1 with
+ * the problem in why ("-8 is not a positive integer"). The one parser for file scalars,
+ * --set values and the table's defaults. Ranges are check()'s: they hold after --set. */
+static int parse_scalar(const struct key *k, const char *text, void *dst, char *why, size_t cap)
+{
+    const char *shown = text[0] ? text : "''";
+    char want[256];
+    want_text(k, NULL, want, sizeof want);
+    if (is_integer(k)) {
+        /* 64-bit values stop at INT64_MAX, as they always have in dmlp configs (libcyaml
+         * read them with strtoll), so every config written so far still loads. */
+        const uint64_t max = k->type == KEY_U32 ? UINT32_MAX : INT64_MAX;
+        uint64_t v;
+        if (dmlp_parse_u64(text, &v) != 0)
+            return why_fail(why, cap, "%s is not %s", shown, want);
+        if (v > max)
+            return why_fail(why, cap, "%s is too large (at most %" PRIu64 ")", text, max);
+        uint32_t v32 = (uint32_t)v;
+        memcpy(dst, k->type == KEY_U32 ? (void *)&v32 : (void *)&v,
+               k->type == KEY_U32 ? sizeof v32 : sizeof v);
+    } else if (k->type == KEY_DOUBLE) {
+        double v;
+        if (dmlp_parse_double(text, &v) != 0)
+            return why_fail(why, cap, "%s is not a finite number", shown);
+        memcpy(dst, &v, sizeof v);
+    } else if (k->type == KEY_BOOL) {
+        const int v = parse_bool(text);
+        if (v < 0)
+            return why_fail(why, cap, "%s is not true or false", shown);
+        const bool b = v;
+        memcpy(dst, &b, sizeof b);
+    } else if (k->type == KEY_ENUM) {
+        int v = 0;
+        while (k->names[v] && strcmp(text, k->names[v]) != 0)
+            v++;
+        if (!k->names[v])
+            return why_fail(why, cap, "%s is not %s", shown, want);
+        memcpy(dst, &v, sizeof v);
+    } else {
+        if (!utf8_valid(text))
+            return why_fail(why, cap, "'%s' is not valid UTF-8 (config text, and the copy "
+                            "kept in checkpoints, is UTF-8)", text);
+        char *v = NULL, *old;
+        /* An empty value is refused for a required path by check(), which says why. */
+        if (!((k->flags & OPTIONAL) && is_null_text(text)) && !(v = strdup(text)))
+            return why_fail(why, cap, "out of memory");
+        memcpy(&old, dst, sizeof old);
+        free(old);
+        memcpy(dst, &v, sizeof v);
+    }
+    return 0;
+}
+
+/* k's value at src as YAML text, in buf or static; NULL for an enum out of range. */
+static const char *format_value(const struct key *k, const void *src, char *buf, size_t cap)
+{
+    uint32_t u32;
+    uint64_t u64;
+    double d;
+    bool b;
+    int e;
+    switch (k->type) {
+    case KEY_U32: memcpy(&u32, src, sizeof u32); snprintf(buf, cap, "%" PRIu32, u32); break;
+    case KEY_U64: memcpy(&u64, src, sizeof u64); snprintf(buf, cap, "%" PRIu64, u64); break;
+    case KEY_DOUBLE:
+        /* The shortest text that reads back as the same double: exact, and readable. */
+        memcpy(&d, src, sizeof d);
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, cap, "%.*g", prec, d);
+            if (strtod(buf, NULL) == d)
+                break;
+        }
+        break;
+    case KEY_BOOL: memcpy(&b, src, sizeof b); return b ? "true" : "false";
+    case KEY_ENUM: {
+        memcpy(&e, src, sizeof e);
+        const char *name = dmlp_name_of(k->names, e);
+        return strcmp(name, "unknown") ? name : NULL;
+    }
+    default: {
+        const char *s;
+        memcpy(&s, src, sizeof s);
+        return s;
+    }
+    }
+    return buf;
+}
+
+/* ---- messages ----------------------------------------------------------------------- */
+
+static struct where *where_find(const struct load *ld, const char *path)
+{
+    for (size_t i = 0; i < ld->n_w; i++)
+        if (strcmp(ld->w[i].path, path) == 0)
+            return &ld->w[i];
+    return NULL;
+}
+
+/* Records that path's value came from line (0 for a --set), or from set_arg. */
+static int where_add(struct load *ld, const char *path, int line, const char *set_arg)
+{
+    struct where *w = where_find(ld, path);
+    if (!w) {
+        if (ld->n_w == ld->cap_w) {
+            size_t cap = ld->cap_w ? 2 * ld->cap_w : 64;
+            struct where *nw = realloc(ld->w, cap * sizeof *nw);
+            if (!nw)
+                return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+            ld->w = nw;
+            ld->cap_w = cap;
+        }
+        w = &ld->w[ld->n_w];
+        *w = (struct where){.path = strdup(path), .line = line};
+        if (!w->path)
+            return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+        ld->n_w++;
+    }
+    if (set_arg) {
+        free(w->set_arg);
+        if (!(w->set_arg = strdup(set_arg)))
+            return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+    }
+    return DMLP_OK;
+}
+
+/* Fails with "<where path's value came from>: <path>: <message>": "file:line", "--set a=b",
+ * or the file alone for a default. */
+static int fail_at(const struct load *ld, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail_at(const struct load *ld, const char *path, const char *fmt, ...)
+{
+    char loc[CONFIG_PATH_MAX + 64], msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const struct where *w = where_find(ld, path);
+    if (w && w->set_arg)
+        snprintf(loc, sizeof loc, "--set %s", w->set_arg);
+    else if (w)
+        snprintf(loc, sizeof loc, "%s:%d", ld->name, w->line);
+    else
+        snprintf(loc, sizeof loc, "%s", ld->name);
+    return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s: %s: %s", loc, path, msg);
+}
+
+static void load_free(struct load *ld)
+{
+    for (size_t i = 0; i < ld->n_w; i++) {
+        free(ld->w[i].path);
+        free(ld->w[i].set_arg);
+    }
+    free(ld->w);
+    ld->w = NULL;
+    ld->n_w = ld->cap_w = 0;
+    yaml_document_delete(&ld->doc);
+}
+
+/* ---- the document ------------------------------------------------------------------- */
+
+static int node_line(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
+
+static int syntax_error(struct load *ld, const yaml_parser_t *p)
+{
+    if (p->error == YAML_READER_ERROR)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s: YAML error: %s at byte %zu", ld->name,
+                         p->problem, p->problem_offset);
+    const char *problem = p->problem ? p->problem : "invalid YAML";
+    /* The composer's errors are about anchors: an undefined alias, a repeated anchor. */
+    if (p->error == YAML_COMPOSER_ERROR)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: aliases (*name) are not supported "
+                         "in configs (%s)", ld->name, (int)p->problem_mark.line + 1, problem);
+    if (p->context)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: YAML syntax error: %s (%s at line %d)",
+                         ld->name, (int)p->problem_mark.line + 1, problem, p->context,
+                         (int)p->context_mark.line + 1);
+    return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: YAML syntax error: %s", ld->name,
+                     (int)p->problem_mark.line + 1, problem);
+}
+
+/* Parses the text into ld->doc: one document whose root is a mapping, passed by
+ * check_tree(). What follows the document must be the end of the text. */
+static int parse_document(struct load *ld, const char *yaml, size_t len)
+{
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p))
+        return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: cannot start the YAML parser",
+                         ld->name);
+    yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
+    int rc = yaml_parser_load(&p, &ld->doc) ? DMLP_OK : syntax_error(ld, &p);
+    yaml_node_t *root = rc ? NULL : yaml_document_get_root_node(&ld->doc);
+    unsigned char *seen = NULL;
+    if (rc == DMLP_OK && !root)
+        rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s: the config is empty; it needs the "
+                       "sections model, optimizer and data", ld->name);
+    else if (rc == DMLP_OK && root->type != YAML_MAPPING_NODE)
+        rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: the config must be a mapping of "
+                       "sections (model, optimizer, data, ...)", ld->name, node_line(root));
+    else if (rc == DMLP_OK && !(seen = calloc((size_t)(ld->doc.nodes.top -
+                                                       ld->doc.nodes.start), 1)))
+        rc = dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+    if (rc == DMLP_OK) {
+        seen[0] = 1;
+        rc = check_tree(ld, root, "", node_line(root), 0, seen);
+    }
+    free(seen);
+    yaml_event_t ev;
+    if (rc == DMLP_OK && !yaml_parser_parse(&p, &ev)) {
+        rc = syntax_error(ld, &p);
+    } else if (rc == DMLP_OK) {
+        if (ev.type != YAML_STREAM_END_EVENT)
+            rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: a second YAML document ('---'); "
+                           "a config is one document", ld->name, (int)ev.start_mark.line + 1);
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+/* Marks the child node id as seen; an alias is a node reached a second time. */
+static int visit(struct load *ld, int id, const char *path, int line, unsigned char *seen)
+{
+    if (seen[id - 1])
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s%saliases (*name) are not "
+                         "supported in configs", ld->name, line, path, path[0] ? ": " : "");
+    seen[id - 1] = 1;
+    return DMLP_OK;
+}
+
+/* What the table walk would not notice, anywhere in the tree (under unknown keys too):
+ * aliases, keys that are not plain scalars, duplicate keys, and nesting past CONFIG_DEPTH.
+ * node is at path, whose key (or entry) is on line. */
+static int check_tree(struct load *ld, yaml_node_t *node, const char *path, int line,
+                      int depth, unsigned char *seen)
+{
+    char child[CONFIG_PATH_MAX];
+    if (depth > CONFIG_DEPTH)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply", ld->name,
+                         line, path);
+    int rc = DMLP_OK;
+    if (node->type == YAML_SEQUENCE_NODE) {
+        const yaml_node_item_t *items = node->data.sequence.items.start;
+        const size_t n = (size_t)(node->data.sequence.items.top - items);
+        for (size_t i = 0; rc == DMLP_OK && i < n; i++) {
+            yaml_node_t *item = yaml_document_get_node(&ld->doc, items[i]);
+            int w = snprintf(child, sizeof child, "%s[%zu]", path, i);
+            rc = visit(ld, items[i], path, line, seen);
+            if (rc == DMLP_OK && (size_t)w >= sizeof child)
+                rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply",
+                               ld->name, node_line(item), path);
+            if (rc == DMLP_OK)
+                rc = check_tree(ld, item, child, node_line(item), depth + 1, seen);
+        }
+        return rc;
+    }
+    if (node->type != YAML_MAPPING_NODE)
+        return DMLP_OK;
+    const yaml_node_pair_t *pairs = node->data.mapping.pairs.start;
+    const size_t n = (size_t)(node->data.mapping.pairs.top - pairs);
+    for (size_t i = 0; rc == DMLP_OK && i < n; i++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pairs[i].key);
+        yaml_node_t *v = yaml_document_get_node(&ld->doc, pairs[i].value);
+        rc = visit(ld, pairs[i].key, path, node_line(k), seen);
+        if (rc == DMLP_OK && k->type != YAML_SCALAR_NODE)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s%sa key must be a plain name",
+                             ld->name, node_line(k), path, path[0] ? ": " : "");
+        const char *name = rc ? "" : (const char *)k->data.scalar.value;
+        int w = snprintf(child, sizeof child, "%s%s%s", path, path[0] ? "." : "", name);
+        if (rc == DMLP_OK && (size_t)w >= sizeof child)
+            rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply", ld->name,
+                           node_line(k), path);
+        for (size_t j = 0; rc == DMLP_OK && j < i; j++) {
+            const yaml_node_t *kj = yaml_document_get_node(&ld->doc, pairs[j].key);
+            if (strcmp((const char *)kj->data.scalar.value, name) == 0)
+                rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: duplicate key (first "
+                               "given at line %d)", ld->name, node_line(k), child,
+                               node_line(kj));
+        }
+        if (rc == DMLP_OK)
+            rc = visit(ld, pairs[i].value, path, node_line(k), seen);
+        if (rc == DMLP_OK)
+            rc = check_tree(ld, v, child, node_line(k), depth + 1, seen);
+    }
+    return rc;
+}
+
+/* ---- the table walk ----------------------------------------------------------------- */
+
+static const char *found_text(const yaml_node_t *n)
+{
+    if (n->type == YAML_SCALAR_NODE)
+        return n->data.scalar.length ? "a single value" : "an empty value";
+    return n->type == YAML_MAPPING_NODE ? "a mapping" : "a list";
+}
+
+/* Fails with "file:line: path: expected <what the table wants there>, found <node>". */
+static int expected(struct load *ld, const yaml_node_t *n, const char *path, int line,
+                    const struct key *k, const char *prefix)
+{
+    char want[512];
+    want_text(k, prefix, want, sizeof want);
+    return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: expected %s, found %s", ld->name,
+                     line, path, want, found_text(n));
+}
+
+/* A scalar value for key k, stored into base. */
+static int walk_value(struct load *ld, const yaml_node_t *n, const char *path, int line,
+                      const struct key *k, void *base)
+{
+    if (n->type != YAML_SCALAR_NODE)
+        return expected(ld, n, path, line, k, NULL);
+    const char *text = (const char *)n->data.scalar.value;
+    char why[600];
+    if (strlen(text) != n->data.scalar.length)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: the value holds a NUL "
+                         "character", ld->name, line, path);
+    if (parse_scalar(k, text, (char *)base + k->offset, why, sizeof why) != 0)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: %s", ld->name, line, path, why);
+    return where_add(ld, path, line, NULL);
+}
+
+/* The entries of list k: each a mapping of the keys under "k[].", stored into fresh
+ * entries that replace base's. */
+static int walk_list(struct load *ld, const yaml_node_t *n, const char *path, int line,
+                     const struct key *k, void *base)
+{
+    if (n->type != YAML_SEQUENCE_NODE)
+        return expected(ld, n, path, line, k, NULL);
+    const yaml_node_item_t *items = n->data.sequence.items.start;
+    const uint32_t count = (uint32_t)(n->data.sequence.items.top - items);
+    char *entries = calloc(count ? count : 1, k->entry_size), *old;
+    if (!entries)
+        return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+    memcpy(&old, (char *)base + k->offset, sizeof old);
+    free(old);
+    memcpy((char *)base + k->offset, &entries, sizeof entries);
+    memcpy((char *)base + k->count_offset, &count, sizeof count);
+    char prefix[CONFIG_PATH_MAX], entry[CONFIG_PATH_MAX];
+    snprintf(prefix, sizeof prefix, "%s[].", k->path);
+    int rc = where_add(ld, path, line, NULL);
+    for (uint32_t i = 0; rc == DMLP_OK && i < count; i++) {
+        void *e = entries + (size_t)i * k->entry_size;
+        yaml_node_t *item = yaml_document_get_node(&ld->doc, items[i]);
+        snprintf(entry, sizeof entry, "%s[%" PRIu32 "]", path, i);
+        rc = store_defaults(ld, e, prefix);
+        if (rc == DMLP_OK)
+            rc = walk(ld, item, entry, node_line(item), e);
+    }
+    return rc;
+}
+
+/* 1 if the mapping n has the key name (of len bytes). */
+static int has_key(struct load *ld, const yaml_node_t *n, const char *name, size_t len)
+{
+    for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+         p++) {
+        const yaml_node_t *k = yaml_document_get_node(&ld->doc, p->key);
+        if (k->data.scalar.length == len && !memcmp(k->data.scalar.value, name, len))
+            return 1;
+    }
+    return 0;
+}
+
+/* A mapping of the keys under schema prefix (the root's is ""): unknown keys, then missing
+ * required ones. */
+static int walk_mapping(struct load *ld, const yaml_node_t *n, const char *path, int line,
+                        const char *prefix, void *base)
+{
+    if (n->type != YAML_MAPPING_NODE)
+        return expected(ld, n, path, line, NULL, prefix);
+    const yaml_node_pair_t *pairs = n->data.mapping.pairs.start;
+    const size_t count = (size_t)(n->data.mapping.pairs.top - pairs);
+    char child[CONFIG_PATH_MAX], names[400];
+    int rc = path[0] ? where_add(ld, path, line, NULL) : DMLP_OK;
+    for (size_t i = 0; rc == DMLP_OK && i < count; i++) {
+        yaml_node_t *k = yaml_document_get_node(&ld->doc, pairs[i].key);
+        yaml_node_t *v = yaml_document_get_node(&ld->doc, pairs[i].value);
+        const char *name = (const char *)k->data.scalar.value;
+        snprintf(child, sizeof child, "%s%s%s", path, path[0] ? "." : "", name);
+        if (!find_child(prefix, name)) {
+            list_children(prefix, names, sizeof names);
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: unknown key (known%s%s: %s)",
+                             ld->name, node_line(k), child, path[0] ? " in " : "", path, names);
+        }
+        rc = walk(ld, v, child, v->type == YAML_SCALAR_NODE ? node_line(v) : node_line(k),
+                  base);
+    }
+    for (size_t i = 0; rc == DMLP_OK && i < N_KEYS; i++) {
+        const char *name = keys[i].path + strlen(prefix);
+        const size_t len = child_len(&keys[i], prefix);
+        /* A name is required when a key directly under it (not in a list) has no default. */
+        if (!len || !required(&keys[i]) || strstr(name, "[]") || has_key(ld, n, name, len))
+            continue;
+        if (!path[0])
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: missing required section "
+                             "'%.*s'", ld->name, line, (int)len, name);
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: missing required key '%.*s'",
+                         ld->name, line, path, (int)len, name);
+    }
+    return rc;
+}
+
+/* Stores node, found at path (whose key or entry is on line), where the table puts it;
+ * base is the struct config, or the list entry that path is in. */
+static int walk(struct load *ld, yaml_node_t *node, const char *path, int line, void *base)
+{
+    char sp[CONFIG_PATH_MAX], prefix[CONFIG_PATH_MAX + 1];
+    schema_path(path, sp, sizeof sp);
+    const struct key *k = find_key(sp);
+    if (k && k->type == KEY_LIST)
+        return walk_list(ld, node, path, line, k, base);
+    if (k)
+        return walk_value(ld, node, path, line, k, base);
+    snprintf(prefix, sizeof prefix, "%s%s", sp, sp[0] ? "." : "");
+    return walk_mapping(ld, node, path, line, prefix, base);
+}
+
+/* Stores the default of every key directly under prefix (not in a list) into base. */
+static int store_defaults(struct load *ld, void *base, const char *prefix)
+{
+    char why[600];
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i];
+        if (!k->def || strncmp(k->path, prefix, strlen(prefix)) != 0 ||
+            strstr(k->path + strlen(prefix), "[]"))
+            continue;
+        if (parse_scalar(k, k->def, (char *)base + k->offset, why, sizeof why) != 0)
+            return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "config: default %s: %s", k->path,
+                             why);
+    }
+    return DMLP_OK;
+}
+
+/* ---- checks ------------------------------------------------------------------------- */
+
+/* The table's own checks for k's value in base (named path): range, non-empty. */
+static int check_value(const struct load *ld, const struct key *k, const char *base,
+                       const char *path)
+{
+    const char *src = base + k->offset;
+    char text[64], want[256];
+    double v;
+    if (k->type == KEY_LIST) {
+        uint32_t n;
+        memcpy(&n, base + k->count_offset, sizeof n);
+        return n ? DMLP_OK : fail_at(ld, path, "the list is empty; give at least one entry");
+    }
+    if (k->type == KEY_PATH) {
+        const char *s;
+        memcpy(&s, src, sizeof s);
+        return (s && s[0]) || (k->flags & OPTIONAL) ? DMLP_OK : fail_at(ld, path, "empty path");
+    }
+    if (k->type == KEY_U32) {
+        uint32_t u;
+        memcpy(&u, src, sizeof u);
+        v = u;
+    } else if (k->type == KEY_U64) {
+        uint64_t u;
+        memcpy(&u, src, sizeof u);
+        v = (double)u;
+    } else if (k->type == KEY_DOUBLE) {
+        memcpy(&v, src, sizeof v);
+    } else {
+        return DMLP_OK; /* bools and enums: their parse is their check */
+    }
+    const unsigned f = k->flags;
+    if (((f & LO) && (v < 0 || ((f & LO_OPEN) && v == 0))) ||
+        ((f & HI) && (v > k->hi || ((f & HI_OPEN) && v == k->hi)))) {
+        want_text(k, NULL, want, sizeof want);
+        return fail_at(ld, path, "%s is not %s", format_value(k, src, text, sizeof text),
+                       want);
+    }
+    return DMLP_OK;
+}
+
+static int check_rules(const struct load *ld);
+
+/* Every key's own checks, in table order (each entry of a list), then the rules. */
+static int check(struct load *ld)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i], *list = list_of(k);
+        if (!list) {
+            int rc = check_value(ld, k, (const char *)ld->cfg, k->path);
+            if (rc)
+                return rc;
+            continue;
+        }
+        char *entries, path[CONFIG_PATH_MAX];
+        uint32_t n;
+        list_get(ld->cfg, list, &entries, &n);
+        const size_t stem = strlen(list->path);
+        for (uint32_t e = 0; e < n; e++) {
+            snprintf(path, sizeof path, "%s[%" PRIu32 "]%s", list->path, e, k->path + stem + 2);
+            int rc = check_value(ld, k, entries + (size_t)e * list->entry_size, path);
+            if (rc)
+                return rc;
+        }
+    }
+    return check_rules(ld);
+}
+
+/* The layers: softmax only last, and only with cross_entropy, which needs it. */
+static int check_layers(const struct load *ld)
+{
+    const struct config *c = ld->cfg;
+    const uint32_t n = c->model.n_layers;
+    char p[CONFIG_PATH_MAX];
+    for (uint32_t i = 0; i + 1 < n; i++) {
+        if (c->model.layers[i].activation == DMLP_ACT_SOFTMAX) {
+            snprintf(p, sizeof p, "model.layers[%" PRIu32 "].activation", i);
+            return fail_at(ld, p, "softmax is only allowed on the last layer (this is layer "
+                           "%" PRIu32 " of %" PRIu32 ")", i, n);
+        }
+    }
+    const enum dmlp_activation last = c->model.layers[n - 1].activation;
+    snprintf(p, sizeof p, "model.layers[%" PRIu32 "].activation", n - 1);
+    if (last == DMLP_ACT_SOFTMAX && c->loss != DMLP_LOSS_CROSS_ENTROPY)
+        return fail_at(ld, "loss", "%s cannot follow a softmax output layer: softmax "
+                       "requires loss cross_entropy", dmlp_loss_name(c->loss));
+    if (c->loss == DMLP_LOSS_CROSS_ENTROPY && last != DMLP_ACT_SOFTMAX)
+        return fail_at(ld, p, "%s, but loss cross_entropy requires a softmax output layer "
+                       "(use activation softmax here, or loss mse)",
+                       dmlp_activation_name(last));
+    return DMLP_OK;
+}
+
+/* What no key says alone: the rules between keys. */
+static int check_rules(const struct load *ld)
+{
+    const struct config *c = ld->cfg;
+    const struct config_optimizer *o = &c->optimizer;
+    const char *oname = dmlp_optimizer_name(o->name);
+    int rc = check_layers(ld);
+    if (rc)
+        return rc;
+    if (o->nesterov && o->momentum == 0)
+        return fail_at(ld, "optimizer.nesterov", "true requires optimizer.momentum > 0 "
+                       "(momentum is 0)");
+    if (o->name != DMLP_OPT_SGD && o->momentum != 0)
+        return fail_at(ld, "optimizer.momentum", "applies to sgd only; %s uses beta1 "
+                       "(remove momentum or use name: sgd)", oname);
+    if (o->name != DMLP_OPT_SGD && o->nesterov)
+        return fail_at(ld, "optimizer.nesterov", "applies to sgd only, not %s", oname);
+    if (o->schedule.warmup_epochs > (double)c->training.epochs)
+        return fail_at(ld, "optimizer.schedule.warmup_epochs", "%g is longer than the "
+                       "training (%" PRIu32 " epochs)", o->schedule.warmup_epochs,
+                       c->training.epochs);
+    if (o->schedule.min_lr > o->lr)
+        return fail_at(ld, "optimizer.schedule.min_lr", "%g is not in [0, optimizer.lr = "
+                       "%g]", o->schedule.min_lr, o->lr);
+    if (c->training.reproducible && c->data.placement == DMLP_PLACEMENT_SHARDED)
+        return fail_at(ld, "training.reproducible", "needs data.placement replicated (with "
+                       "sharded data each rank shuffles its own shard, so the trajectory "
+                       "depends on the rank count)");
+    const struct config_early_stopping *es = &c->training.early_stopping;
+    if (es->patience > 0 && c->data.validation_fraction == 0)
+        return fail_at(ld, "training.early_stopping.patience", "early stopping watches the "
+                       "validation set: set data.validation_fraction > 0");
+    if (es->metric == DMLP_METRIC_VAL_ACCURACY && c->loss != DMLP_LOSS_CROSS_ENTROPY)
+        return fail_at(ld, "training.early_stopping.metric", "val_accuracy needs a "
+                       "classifier (loss cross_entropy); use val_loss");
+    if (c->comm.bucket_kb > 1u << 22)
+        return fail_at(ld, "comm.bucket_kb", "%" PRIu32 " KiB is more than 4 GiB per "
+                       "allreduce", c->comm.bucket_kb);
+    return DMLP_OK;
+}
+
+/* ---- --set -------------------------------------------------------------------------- */
+
+/* One step of a key path: "layers[2]" is name "layers" with index 2. */
+struct path_step {
+    char name[64];
+    int has_index;
+    uint64_t index;
+};
+
+/* Parses one step at *p (advancing it); returns 0, or -1 on a malformed path. */
+static int next_step(const char **p, struct path_step *st)
+{
+    const char *s = *p;
+    size_t n = strcspn(s, ".[");
+    if (n == 0 || n >= sizeof st->name)
+        return -1;
+    memcpy(st->name, s, n);
+    st->name[n] = '\0';
+    s += n;
+    st->has_index = 0;
+    if (*s == '[') {
+        char *end;
+        if (s[1] < '0' || s[1] > '9')
+            return -1;
+        errno = 0;
+        unsigned long long v = strtoull(s + 1, &end, 10);
+        if (errno || *end != ']')
+            return -1;
+        st->has_index = 1;
+        st->index = v;
+        s = end + 1;
+    }
+    if (*s == '.')
+        s++;
+    else if (*s != '\0')
+        return -1;
+    *p = s;
+    return 0;
+}
+
+/* Where a --set path leads: its key (NULL for a section), the struct holding the value,
+ * and the path written canonically ("model.layers[0].units" for "model.layers[00].units"). */
+struct target {
+    const struct key *key;
+    char *base;
+    char path[CONFIG_PATH_MAX], prefix[CONFIG_PATH_MAX];
+};
+
+/* Takes step st from t (a section, or a list named without an index); returns 0, or -1
+ * with why not in why. */
+static int take_step(struct target *t, const struct path_step *st, int last, char *why,
+                     size_t cap)
+{
+    char names[400];
+    const size_t pl = strlen(t->path);
+    if (t->key)
+        return why_fail(why, cap, "%s is a single value and has no key '%s'", t->path,
+                        st->name);
+    if (!find_child(t->prefix, st->name)) {
+        list_children(t->prefix, names, sizeof names);
+        if (pl)
+            return why_fail(why, cap, "unknown key '%s' in %s (known: %s)", st->name, t->path,
+                            names);
+        return why_fail(why, cap, "unknown top-level key '%s' (known: %s)", st->name, names);
+    }
+    snprintf(t->path + pl, sizeof t->path - pl, "%s%s", pl ? "." : "", st->name);
+    strncat(t->prefix, st->name, sizeof t->prefix - strlen(t->prefix) - 1);
+    t->key = find_key(t->prefix);
+    const int list = t->key && t->key->type == KEY_LIST;
+    if (list && st->has_index) {
+        char *entries;
+        uint32_t n;
+        list_get(t->base, t->key, &entries, &n);
+        if (st->index >= n)
+            return why_fail(why, cap, "index %" PRIu64 " is out of range: %s has %" PRIu32
+                            " entr%s", st->index, t->path, n, n == 1 ? "y" : "ies");
+        t->base = entries + st->index * t->key->entry_size;
+        snprintf(t->path + strlen(t->path), sizeof t->path - strlen(t->path), "[%" PRIu64 "]",
+                 st->index);
+        strncat(t->prefix, "[]", sizeof t->prefix - strlen(t->prefix) - 1);
+        t->key = NULL;
+    } else if (list && !last) {
+        return why_fail(why, cap, "%s is a list; name an entry, e.g. %s[0]", t->path, t->path);
+    } else if (st->has_index) {
+        return why_fail(why, cap, "%s is not a list", t->path);
+    }
+    if (!t->key)
+        strncat(t->prefix, ".", sizeof t->prefix - strlen(t->prefix) - 1);
+    return 0;
+}
+
+/* Applies one "key.path=value"; records the argument so that check() names the --set
+ * rather than a line of the file. */
+static int apply_set(struct load *ld, const char *arg)
+{
+    char why[600] = "", path[CONFIG_PATH_MAX], want[512];
+    const char *eq = strchr(arg, '=');
+    const size_t plen = eq ? (size_t)(eq - arg) : 0;
+    if (plen == 0 || plen >= sizeof path)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT,
+                         "--set %s: expected key.path=value, e.g. optimizer.lr=0.1", arg);
+    memcpy(path, arg, plen);
+    path[plen] = '\0';
+    struct target t = {.base = (char *)ld->cfg};
+    int bad = 0;
+    for (const char *p = path; *p && !bad;) {
+        struct path_step st;
+        if (next_step(&p, &st) != 0)
+            bad = why_fail(why, sizeof why, "'%s' is not a key path like optimizer.lr or "
+                           "model.layers[0].units", path);
+        else
+            bad = take_step(&t, &st, !*p, why, sizeof why);
+    }
+    if (bad)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s", arg, why);
+    if (!t.key || t.key->type == KEY_LIST) {
+        want_text(t.key, t.prefix, want, sizeof want);
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT,
+                         "--set %s: %s is %s; set one of its values instead", arg, path, want);
+    }
+    if (parse_scalar(t.key, eq + 1, t.base + t.key->offset, why, sizeof why) != 0)
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s: %s", arg, path, why);
+    return where_add(ld, t.path, 0, arg);
+}
+
+/* ---- config_to_yaml ----------------------------------------------------------------- */
+
+static int emit_scalar(yaml_emitter_t *em, const char *s, size_t len)
+{
+    yaml_event_t ev;
+    return yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)len, 1, 1,
+                                        YAML_ANY_SCALAR_STYLE) &&
+           yaml_emitter_emit(em, &ev);
+}
+
+/* The entries of list k in base, each a mapping. */
+static int emit_list(yaml_emitter_t *em, const void *base, const struct key *k)
+{
+    yaml_event_t ev;
+    char *entries, prefix[CONFIG_PATH_MAX];
+    uint32_t n;
+    list_get(base, k, &entries, &n);
+    snprintf(prefix, sizeof prefix, "%s[].", k->path);
+    int ok = yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+                                                  YAML_BLOCK_SEQUENCE_STYLE) &&
+             yaml_emitter_emit(em, &ev);
+    for (uint32_t i = 0; ok && i < n; i++)
+        ok = emit_mapping(em, entries + (size_t)i * k->entry_size, prefix);
+    return ok && yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
+}
+
+/* The keys under schema prefix, from base, as a block mapping in table order; a path that
+ * is none (NULL) is left out. Returns 1, or 0 when the emitter fails. */
+static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix)
+{
+    yaml_event_t ev;
+    char buf[64], sub[CONFIG_PATH_MAX];
+    const size_t plen = strlen(prefix);
+    if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) ||
+        !yaml_emitter_emit(em, &ev))
+        return 0;
+    for (size_t i = 0; i < N_KEYS;) {
+        const struct key *k = &keys[i];
+        const size_t n = child_len(k, prefix);
+        const char *name = k->path + plen, *value = NULL;
+        if (!n) {
+            i++;
+            continue;
+        }
+        /* The rows of one name follow each other: a value, a list, or a section. */
+        while (i < N_KEYS && child_len(&keys[i], prefix) == n &&
+               !strncmp(keys[i].path + plen, name, n))
+            i++;
+        if (!name[n] && k->type != KEY_LIST) {
+            value = format_value(k, (const char *)base + k->offset, buf, sizeof buf);
+            if (!value && k->type != KEY_PATH)
+                return 0;
+            if (!value)
+                continue;
+        }
+        snprintf(sub, sizeof sub, "%.*s.", (int)(name + n - k->path), k->path);
+        if (!emit_scalar(em, name, n) ||
+            !(value ? emit_scalar(em, value, strlen(value))
+                    : name[n] ? emit_mapping(em, base, sub) : emit_list(em, base, k)))
+            return 0;
+    }
+    return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
+}

@@ -1,0 +1,1007 @@
+#define _POSIX_C_SOURCE 200809L
+#include "data/checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/h5util.h"
+#include "core/publish.h"
+
+#define FORMAT_NAME "dmlp-checkpoint"
+#define FORMAT_VERSION 1
+#define SHUFFLE_SCHEME "xoshiro256** seeded by splitmix64(seed, 1 + epoch); Fisher-Yates"
+
+/* ---- small HDF5 helpers ----------------------------------------------------------- */
+
+/* Attribute writers for write_file, which reports one failure for the whole file (the
+ * message of h5util's writer is not needed there). */
+static int attr_write_str(hid_t obj, const char *name, const char *value)
+{
+    struct dmlp_error e;
+    return h5util_write_str_attr(obj, "", ".", name, value, &e) ? -1 : 0;
+}
+
+static int attr_write_u64(hid_t obj, const char *name, uint64_t v)
+{
+    struct dmlp_error e;
+    return h5util_write_num_attr(obj, "", ".", name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v, &e)
+               ? -1 : 0;
+}
+
+static int attr_write_f64(hid_t obj, const char *name, double v)
+{
+    struct dmlp_error e;
+    return h5util_write_num_attr(obj, "", ".", name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, &e)
+               ? -1 : 0;
+}
+
+/* A float32 dataset of rank 1 or 2, chunked (one chunk up to ~1 GiB) so that it can carry
+ * the Fletcher-32 checksum, which HDF5 verifies on every read. */
+static int write_floats(hid_t loc, const char *name, const float *data, int rank,
+                        const hsize_t *dims)
+{
+    hsize_t chunk[2] = {dims[0], rank > 1 ? dims[1] : 1};
+    const hsize_t max_chunk = (hsize_t)1 << 28; /* elements: 1 GiB of float32 */
+    if (rank == 2 && chunk[0] * chunk[1] > max_chunk)
+        chunk[0] = max_chunk / chunk[1] ? max_chunk / chunk[1] : 1;
+    if (rank == 1 && chunk[0] > max_chunk)
+        chunk[0] = max_chunk;
+    if (chunk[0] == 0)
+        chunk[0] = 1;
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    int empty = dims[0] == 0 || (rank > 1 && dims[1] == 0);
+    if (!empty) {
+        H5Pset_chunk(dcpl, rank, chunk);
+        H5Pset_fletcher32(dcpl);
+    }
+    hid_t ds = H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    herr_t st = ds < 0 ? -1 : (empty ? 0 : H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL,
+                                                       H5P_DEFAULT, data));
+    if (ds >= 0)
+        H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    return st < 0 ? -1 : 0;
+}
+
+/* ---- checked reads -------------------------------------------------------------------- */
+/* Every attribute and dataset of a checkpoint is read through h5util's checked readers,
+ * which look at class, element size, rank, dimensions and storage before reading a byte
+ * (a hostile file cannot make HDF5 write past a buffer); obj names the object from the
+ * file's root, as messages do. */
+
+/* A string attribute into out (cut at cap - 1 bytes: every value compared is short);
+ * out is left alone when the attribute is optional and missing. */
+static int attr_str(hid_t f, const char *path, const char *obj, const char *name, char *out,
+                    size_t cap, int *present, struct dmlp_error *err)
+{
+    char *s = NULL;
+    const int rc = h5util_read_str_attr(f, path, obj, name, &s, present, err);
+    if (rc == DMLP_OK && s)
+        snprintf(out, cap, "%s", s);
+    free(s);
+    return rc;
+}
+
+static int attr_u64(hid_t f, const char *path, const char *obj, const char *name,
+                    uint64_t *v, int *present, struct dmlp_error *err)
+{
+    return h5util_read_uint_attr(f, path, obj, name, 0, UINT64_MAX, v, present, err);
+}
+
+static int attr_f64(hid_t f, const char *path, const char *obj, const char *name, double *v,
+                    int *present, struct dmlp_error *err)
+{
+    return h5util_read_float_attr(f, path, obj, name, v, present, err);
+}
+
+/* Reads the float array name (the full path in the file), whose shape must be exactly dims
+ * (rank 1 or 2), and refuses a NaN or an infinity in it: training never saves a
+ * non-finite step (its divergence guard stops first), so one in a file is damage or a
+ * foreign writer, and loaded it would poison every later step and checkpoint. */
+static int read_floats(hid_t f, const char *name, float *out, int rank, const hsize_t *dims,
+                       const char *path, struct dmlp_error *err)
+{
+    int rc = h5util_read_dataset(f, path, name, H5UTIL_FLOAT, "float array", rank, dims,
+                                 H5T_NATIVE_FLOAT, out, err);
+    if (rc != DMLP_OK)
+        return rc;
+    const size_t cols = rank > 1 ? (size_t)dims[1] : 1, n = (size_t)dims[0] * cols;
+    const size_t i = dmlp_first_nonfinite(out, n);
+    if (i == n)
+        return DMLP_OK;
+    if (rank > 1)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: element [%zu, %zu] is %s; a checkpoint "
+                         "must hold finite values", path, name, i / cols, i % cols,
+                         dmlp_nonfinite_name(out[i]));
+    return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: element [%zu] is %s; a checkpoint must hold "
+                     "finite values", path, name, i, dmlp_nonfinite_name(out[i]));
+}
+
+/* Which parameter the flat index i of m's parameter layout (which the optimizer's state
+ * buffers mirror) is: "layer 1 weight [3, 4]", "layer 1 bias [3]" or "padding". */
+static void param_location(const struct model *m, size_t i, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "padding");
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const struct model_layer *L = &m->layers[l];
+        const size_t w0 = (size_t)(L->W - m->params), b0 = (size_t)(L->b - m->params);
+        if (i >= w0 && i - w0 < L->out * L->in)
+            snprintf(buf, cap, "layer %zu weight [%zu, %zu]", l, (i - w0) / L->in,
+                     (i - w0) % L->in);
+        else if (i >= b0 && i - b0 < L->out)
+            snprintf(buf, cap, "layer %zu bias [%zu]", l, i - b0);
+    }
+}
+
+/* ---- save ----------------------------------------------------------------------------- */
+
+/* Builds the checkpoint as an HDF5 file image in memory (the core driver, no backing
+ * store) and returns it in *image (malloc'd, *bytes long). HDF5 never touches the disk: a
+ * full disk or a quota is met by write_image's plain write(), which fails cleanly, not
+ * inside H5Fclose, which would leave a half-closed file that crashes HDF5's shutdown. */
+static int build_image(const struct model *m, const struct optim *o,
+                       const struct checkpoint_state *st, const char *config_yaml,
+                       void **image, size_t *bytes)
+{
+    *image = NULL;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    /* Grow the image in steps of about one copy of the parameters (at least 1 MiB). */
+    size_t grow = (m->n_params * 3 + 1) * sizeof(float);
+    grow = grow < ((size_t)1 << 20) ? (size_t)1 << 20 : grow;
+    if (fapl < 0 || H5Pset_fapl_core(fapl, grow, 0) < 0) {
+        if (fapl >= 0)
+            H5Pclose(fapl);
+        return -1;
+    }
+    hid_t f = H5Fcreate("checkpoint-image", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0)
+        return -1;
+    int bad = 0;
+    bad |= attr_write_str(f, "format", FORMAT_NAME);
+    bad |= attr_write_u64(f, "format_version", FORMAT_VERSION);
+    bad |= attr_write_u64(f, "epoch", st->epoch);
+    bad |= attr_write_u64(f, "step_in_epoch", st->step_in_epoch);
+    bad |= attr_write_u64(f, "step", st->step);
+    bad |= attr_write_u64(f, "samples_seen", st->samples_seen);
+    bad |= attr_write_str(f, "config", config_yaml ? config_yaml : "");
+    bad |= attr_write_str(f, "dmlp_version", DMLP_VERSION);
+    bad |= attr_write_str(f, "loss", dmlp_loss_name(m->loss));
+    bad |= attr_write_u64(f, "input_dim", model_input_dim(m));
+
+    hid_t layers = H5Gcreate2(f, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bad |= layers < 0;
+    for (size_t l = 0; !bad && l < m->n_layers; l++) {
+        const struct model_layer *L = &m->layers[l];
+        char name[32];
+        snprintf(name, sizeof name, "%zu", l);
+        hid_t g = H5Gcreate2(layers, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0) {
+            bad = 1;
+            break;
+        }
+        hsize_t wd[2] = {L->out, L->in}, bd[1] = {L->out};
+        bad |= write_floats(g, "weight", L->W, 2, wd);
+        bad |= write_floats(g, "bias", L->b, 1, bd);
+        bad |= attr_write_str(g, "activation", dmlp_activation_name(L->act));
+        H5Gclose(g);
+    }
+    if (layers >= 0)
+        H5Gclose(layers);
+
+    hid_t og = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bad |= og < 0;
+    if (og >= 0) {
+        bad |= attr_write_str(og, "name", o ? dmlp_optimizer_name(o->cfg.name) : "none");
+        bad |= attr_write_u64(og, "steps", o ? o->steps : 0);
+        const char *names[OPTIM_MAX_STATE];
+        float *bufs[OPTIM_MAX_STATE];
+        const size_t nb = o ? optim_state_buffers(o, names, bufs) : 0;
+        for (size_t i = 0; i < nb; i++) {
+            hsize_t n[1] = {o->n};
+            bad |= write_floats(og, names[i], bufs[i], 1, n);
+        }
+        H5Gclose(og);
+    }
+    if (m->norm_mean) {
+        hid_t ng = H5Gcreate2(f, "normalization", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        bad |= ng < 0;
+        if (ng >= 0) {
+            hsize_t d[1] = {model_input_dim(m)};
+            bad |= write_floats(ng, "mean", m->norm_mean, 1, d);
+            bad |= write_floats(ng, "std", m->norm_std, 1, d);
+            bad |= attr_write_str(ng, "formula", "x' = (x - mean) / std");
+            H5Gclose(ng);
+        }
+    }
+    hid_t eg = H5Gcreate2(f, "early_stopping", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bad |= eg < 0;
+    if (eg >= 0) {
+        bad |= attr_write_f64(eg, "best_metric", st->best_metric);
+        bad |= attr_write_u64(eg, "best_epoch", st->best_epoch);
+        bad |= attr_write_u64(eg, "bad_epochs", st->bad_epochs);
+        H5Gclose(eg);
+    }
+    hid_t rg = H5Gcreate2(f, "rng", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bad |= rg < 0;
+    if (rg >= 0) {
+        bad |= attr_write_u64(rg, "seed", st->seed);
+        bad |= attr_write_f64(rg, "fixed_point_shift", (double)st->fx_shift);
+        bad |= attr_write_str(rg, "shuffle", SHUFFLE_SCHEME);
+        H5Gclose(rg);
+    }
+    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
+        bad = 1;
+    const ssize_t size = bad ? -1 : H5Fget_file_image(f, NULL, 0);
+    if (size <= 0 || !(*image = malloc((size_t)size)) ||
+        H5Fget_file_image(f, *image, (size_t)size) != size)
+        bad = 1;
+    if (H5Fclose(f) < 0)
+        bad = 1;
+    if (bad) {
+        free(*image);
+        *image = NULL;
+        errno = size > 0 ? ENOMEM : 0;
+        return -1;
+    }
+    *bytes = (size_t)size;
+    return 0;
+}
+
+/* Parses "step-NNNNNNNN.h5"; returns 1 and the step when the name matches. */
+static int parse_step_name(const char *name, uint64_t *step)
+{
+    size_t len = strlen(name);
+    if (len < 9 || strncmp(name, "step-", 5) != 0 || strcmp(name + len - 3, ".h5") != 0)
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = 5; i < len - 3; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(name[i] - '0');
+    }
+    *step = v;
+    return 1;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Removes the oldest step-*.h5 beyond keep_last; never the one just written (newest). */
+/* The steps of dir's step-N.h5 files, ascending (malloc'd; NULL when dir cannot be read
+ * or on a failed allocation: callers then leave the files alone). */
+static uint64_t *list_steps(const char *dir, size_t *n)
+{
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    size_t cap = 16;
+    uint64_t *steps = malloc(cap * sizeof *steps);
+    struct dirent *e;
+    while (steps && (e = readdir(d))) {
+        uint64_t s;
+        if (!parse_step_name(e->d_name, &s))
+            continue;
+        if (*n == cap) {
+            uint64_t *t = realloc(steps, 2 * cap * sizeof *steps);
+            if (!t)
+                break;
+            steps = t;
+            cap *= 2;
+        }
+        steps[(*n)++] = s;
+    }
+    closedir(d);
+    if (steps)
+        qsort(steps, *n, sizeof *steps, cmp_u64);
+    return steps;
+}
+
+static void prune(const char *dir, uint32_t keep_last, uint64_t newest)
+{
+    DIR *d;
+    struct dirent *e;
+    /* Temporary files (publish.h names them) of writers that died (SIGKILL, node failure)
+     * before their rename: under the directory lock (rundir.h) only one writer runs at a
+     * time, so any other writer's are a dead one's. */
+    if ((d = opendir(dir))) {
+        while ((e = readdir(d))) {
+            const char *nm = e->d_name;
+            if ((strncmp(nm, ".step-", 6) == 0 || strncmp(nm, ".latest.h5", 10) == 0 ||
+                 strncmp(nm, ".best.h5", 8) == 0) &&
+                strstr(nm, ".tmp.")) {
+                char path[PATH_MAX];
+                snprintf(path, sizeof path, "%s/%s", dir, nm);
+                unlink(path);
+            }
+        }
+        closedir(d);
+    }
+    if (keep_last == 0)
+        return;
+    size_t n;
+    uint64_t *steps = list_steps(dir, &n);
+    if (!steps)
+        return;
+    /* Only checkpoints older than the one just written are candidates: a higher step in the
+     * directory is not of this run's making (another lineage, or a run restarted from
+     * scratch there), and this run has nothing newer to replace it with. */
+    size_t older = 0;
+    for (size_t i = 0; i < n; i++)
+        if (steps[i] < newest)
+            steps[older++] = steps[i];
+    n = older; /* still ascending */
+    /* keep_last counts the newest, which is not in the list. */
+    for (size_t i = 0; i + keep_last < n + 1; i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/step-%08llu.h5", dir, (unsigned long long)steps[i]);
+        unlink(path);
+    }
+    free(steps);
+}
+
+/* Builds the checkpoint in memory and publishes it as final (publish.h): a crash leaves
+ * either the old file or the new one, never half of one. The image is built first so that a
+ * full disk shows as a failed write() with its errno, not somewhere inside HDF5. */
+static int write_atomically(const char *final, const struct model *m, const struct optim *o,
+                            const struct checkpoint_state *st, const char *config_yaml,
+                            struct dmlp_error *err)
+{
+    void *image;
+    size_t bytes = 0;
+    errno = 0;
+    if (build_image(m, o, st, config_yaml, &image, &bytes)) {
+        const int e = errno;
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot write checkpoint%s%s", final,
+                         e ? ": " : "", e ? strerror(e) : "");
+    }
+    struct publish p;
+    int rc = publish_begin(&p, final, err);
+    if (rc == DMLP_OK && (rc = publish_write(&p, image, bytes, "checkpoint", err)) != DMLP_OK)
+        publish_abort(&p);
+    else if (rc == DMLP_OK)
+        rc = publish_commit(&p, err);
+    free(image);
+    return rc;
+}
+
+/* A latest.h5 that is a regular file (a run directory copied with cp -L, say) is a state
+ * that may exist nowhere else: before the symlink replaces it, it moves to step-N.h5 of its
+ * own step when that name is free, else to latest-kept-<time>.h5. */
+static void keep_regular_latest(const char *dir, const char *latest)
+{
+    struct stat sb;
+    if (lstat(latest, &sb) || !S_ISREG(sb.st_mode))
+        return;
+    char to[PATH_MAX] = "";
+    uint64_t step = 0;
+    hid_t f = H5Fopen(latest, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f >= 0) {
+        struct dmlp_error e = {0};
+        if (h5util_read_uint_attr(f, latest, "/", "step", 0, UINT64_MAX, &step, NULL, &e) ==
+            DMLP_OK)
+            snprintf(to, sizeof to, "%s/step-%08llu.h5", dir, (unsigned long long)step);
+        H5Fclose(f);
+    }
+    if (!to[0] || access(to, F_OK) == 0)
+        snprintf(to, sizeof to, "%s/latest-kept-%lld.h5", dir, (long long)sb.st_mtime);
+    if (rename(latest, to) == 0)
+        dmlp_fsync_path(dir, 1);
+}
+
+static int save_quietly(const char *dir, const struct model *m, const struct optim *o,
+                        const struct checkpoint_state *st, const char *config_yaml,
+                        uint32_t keep_last, char *path_out, size_t path_cap,
+                        struct dmlp_error *err)
+{
+    if (dmlp_mkdir_p(dir))
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "checkpoint.dir %s: cannot create: %s", dir,
+                         strerror(errno));
+    char name[64], final[PATH_MAX], link_tmp[PATH_MAX], latest[PATH_MAX];
+    snprintf(name, sizeof name, "step-%08llu.h5", (unsigned long long)st->step);
+    if (snprintf(final, sizeof final, "%s/%s", dir, name) >= (int)sizeof final ||
+        snprintf(latest, sizeof latest, "%s/latest.h5", dir) >= (int)sizeof latest ||
+        publish_temp_name(link_tmp, sizeof link_tmp, latest))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "checkpoint.dir %s: path too long", dir);
+
+    int rc = write_atomically(final, m, o, st, config_yaml, err);
+    if (rc)
+        return rc;
+    keep_regular_latest(dir, latest);
+    /* latest.h5 → step-N.h5 (relative, so the run directory can be moved): a new symlink
+     * renamed over the old one, so a reader sees either the old or the new target. */
+    unlink(link_tmp);
+    if (symlink(name, link_tmp) || rename(link_tmp, latest)) {
+        int e = errno;
+        unlink(link_tmp);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot point latest.h5 at %s: %s", dir,
+                         name, strerror(e));
+    }
+    dmlp_fsync_path(dir, 1);
+    prune(dir, keep_last, st->step);
+    if (path_out)
+        snprintf(path_out, path_cap, "%s", final);
+    return DMLP_OK;
+}
+
+static int save_as_quietly(const char *dir, const char *name, const struct model *m,
+                           const struct optim *o, const struct checkpoint_state *st,
+                           const char *config_yaml, struct dmlp_error *err)
+{
+    if (dmlp_mkdir_p(dir))
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "checkpoint.dir %s: cannot create: %s", dir,
+                         strerror(errno));
+    char final[PATH_MAX];
+    if (snprintf(final, sizeof final, "%s/%s", dir, name) >= (int)sizeof final)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "checkpoint.dir %s: path too long", dir);
+    return write_atomically(final, m, o, st, config_yaml, err);
+}
+
+/* ---- load ------------------------------------------------------------------------------ */
+
+static int open_checkpoint(const char *path, hid_t *out, struct dmlp_error *err)
+{
+    *out = H5I_INVALID_HID;
+    const int rc = dmlp_check_input_file(path, err);
+    if (rc)
+        return rc;
+    if (H5Fis_hdf5(path) <= 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: not an HDF5 file (or truncated)", path);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open as HDF5 (damaged or truncated?)",
+                         path);
+    *out = f;
+    return DMLP_OK;
+}
+
+static int read_network_quietly(const char *path, size_t *in_dim, struct config_layer **layers,
+                                size_t *n_layers, enum dmlp_loss *loss, struct dmlp_error *err)
+{
+    *layers = NULL;
+    *n_layers = 0;
+    hid_t f;
+    int rc = open_checkpoint(path, &f, err);
+    if (rc)
+        return rc;
+    struct config_layer *ls = NULL;
+    size_t n = 0, prev_out = 0;
+    rc = DMLP_OK;
+    if (H5Lexists(f, "layers", H5P_DEFAULT) <= 0) {
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /layers is missing (not a dmlp checkpoint?)",
+                       path);
+        goto done;
+    }
+    hid_t lg = H5Gopen2(f, "layers", H5P_DEFAULT);
+    H5G_info_t info;
+    if (lg < 0 || H5Gget_info(lg, &info) < 0 || info.nlinks == 0) {
+        if (lg >= 0)
+            H5Gclose(lg);
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /layers is empty or unreadable", path);
+        goto done;
+    }
+    n = (size_t)info.nlinks;
+    ls = calloc(n, sizeof *ls);
+    H5Gclose(lg);
+    for (size_t l = 0; ls && l < n && !rc; l++) {
+        char gname[64], wname[80];
+        snprintf(gname, sizeof gname, "/layers/%zu", l);
+        snprintf(wname, sizeof wname, "/layers/%zu/weight", l);
+        if (H5Lexists(f, gname, H5P_DEFAULT) <= 0) {
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is missing (layers must be numbered "
+                           "0..%zu)", path, gname, n - 1);
+            break;
+        }
+        hid_t ds;
+        struct h5util_info wi;
+        rc = h5util_open_dataset(f, path, wname, H5UTIL_FLOAT, "float array", 2, NULL, &ds, &wi,
+                                 err);
+        if (rc)
+            break;
+        H5Dclose(ds);
+        const hsize_t *dims = wi.dims;
+        if (dims[0] == 0 || dims[1] == 0 || dims[0] > UINT32_MAX) {
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has shape [%llu, %llu], expected a "
+                           "non-empty [out, in] array with out < 2^32", path, wname,
+                           (unsigned long long)dims[0], (unsigned long long)dims[1]);
+            break;
+        }
+        if (l == 0)
+            *in_dim = (size_t)dims[1];
+        else if (dims[1] != prev_out) {
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has %llu inputs but layer %zu has %zu "
+                           "outputs", path, wname, (unsigned long long)dims[1], l - 1, prev_out);
+            break;
+        }
+        /* The bias too, so that every reader of the network (inspect included) sees its
+         * shape checked: [out]. */
+        char bname[80];
+        snprintf(bname, sizeof bname, "/layers/%zu/bias", l);
+        rc = h5util_open_dataset(f, path, bname, H5UTIL_FLOAT, "float array", 1, dims, &ds,
+                                 NULL, err);
+        if (rc)
+            break;
+        H5Dclose(ds);
+        prev_out = (size_t)dims[0];
+        ls[l].units = (uint32_t)dims[0];
+        char act[64] = "";
+        rc = attr_str(f, path, gname, "activation", act, sizeof act, NULL, err);
+        if (!rc && dmlp_activation_parse(act, &ls[l].activation))
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s attribute 'activation' is '%s', which "
+                           "is not an activation dmlp knows", path, gname, act);
+    }
+    if (!ls && !rc)
+        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+    if (!rc) {
+        char lname[64] = "";
+        int has_loss = 0;
+        rc = attr_str(f, path, "/", "loss", lname, sizeof lname, &has_loss, err);
+        if (rc) {
+        } else if (has_loss) {
+            if (!strcmp(lname, "cross_entropy"))
+                *loss = DMLP_LOSS_CROSS_ENTROPY;
+            else if (!strcmp(lname, "mse"))
+                *loss = DMLP_LOSS_MSE;
+            else
+                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: root attribute 'loss' is '%s', expected "
+                               "cross_entropy or mse", path, lname);
+        } else {
+            *loss = ls[n - 1].activation == DMLP_ACT_SOFTMAX ? DMLP_LOSS_CROSS_ENTROPY
+                                                             : DMLP_LOSS_MSE;
+        }
+    }
+done:
+    H5Fclose(f);
+    if (rc) {
+        free(ls);
+        return rc;
+    }
+    *layers = ls;
+    *n_layers = n;
+    return DMLP_OK;
+}
+
+static int load_layers(hid_t f, const char *path, struct model *m, struct dmlp_error *err)
+{
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const struct model_layer *L = &m->layers[l];
+        char name[64];
+        snprintf(name, sizeof name, "/layers/%zu", l);
+        if (H5Lexists(f, "layers", H5P_DEFAULT) <= 0 || H5Lexists(f, name, H5P_DEFAULT) <= 0)
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is missing: the checkpoint has fewer "
+                             "layers than the network (%zu)", path, name, m->n_layers);
+        char act[64] = "";
+        hsize_t wd[2] = {L->out, L->in}, bd[1] = {L->out};
+        char wname[80], bname[80];
+        snprintf(wname, sizeof wname, "%s/weight", name);
+        snprintf(bname, sizeof bname, "%s/bias", name);
+        int rc = read_floats(f, wname, L->W, 2, wd, path, err);
+        if (!rc)
+            rc = read_floats(f, bname, L->b, 1, bd, path, err);
+        int has_act = 0; /* optional here: the config names the activations */
+        if (!rc)
+            rc = attr_str(f, path, name, "activation", act, sizeof act, &has_act, err);
+        if (!rc && has_act && strcmp(act, dmlp_activation_name(L->act)))
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has activation %s, but the network's "
+                           "layer %zu is %s", path, name, act, l,
+                           dmlp_activation_name(L->act));
+        if (rc)
+            return rc;
+    }
+    char extra[64];
+    snprintf(extra, sizeof extra, "/layers/%zu", m->n_layers);
+    if (H5Lexists(f, extra, H5P_DEFAULT) > 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: the checkpoint has more layers than the "
+                         "network (%zu)", path, m->n_layers);
+    if (H5Lexists(f, "normalization", H5P_DEFAULT) > 0) {
+        const size_t d = model_input_dim(m);
+        float *mean = malloc(d * sizeof(float)), *sd = malloc(d * sizeof(float));
+        hsize_t dims[1] = {d};
+        int rc = mean && sd ? DMLP_OK : dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+        if (!rc)
+            rc = read_floats(f, "/normalization/mean", mean, 1, dims, path, err);
+        if (!rc)
+            rc = read_floats(f, "/normalization/std", sd, 1, dims, path, err);
+        for (size_t j = 0; !rc && j < d; j++)
+            if (!isfinite(mean[j]) || !(sd[j] > 0) || !isfinite(sd[j]))
+                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /normalization: feature %zu has mean "
+                               "%g and std %g (std must be finite and > 0)", path, j,
+                               (double)mean[j], (double)sd[j]);
+        if (!rc)
+            rc = model_set_normalization(m, mean, sd, err);
+        free(mean);
+        free(sd);
+        return rc;
+    }
+    return DMLP_OK;
+}
+
+static int load_layers_quietly(const char *path, struct model *m, struct dmlp_error *err)
+{
+    hid_t f;
+    int rc = open_checkpoint(path, &f, err);
+    if (rc)
+        return rc;
+    rc = load_layers(f, path, m, err);
+    H5Fclose(f);
+    return rc;
+}
+
+static int load_quietly(const char *path, struct model *m, struct optim *o,
+                        struct checkpoint_state *st, struct dmlp_error *err)
+{
+    hid_t f;
+    int rc = open_checkpoint(path, &f, err);
+    if (rc)
+        return rc;
+    char fmt[64] = "";
+    uint64_t version = 0;
+    int has = 0;
+    if ((rc = attr_str(f, path, "/", "format", fmt, sizeof fmt, &has, err)))
+        goto done;
+    if (strcmp(fmt, FORMAT_NAME)) {
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: not a dmlp checkpoint (root attribute "
+                       "format is '%s', expected '%s')", path, fmt, FORMAT_NAME);
+        goto done;
+    }
+    if ((rc = attr_u64(f, path, "/", "format_version", &version, NULL, err)))
+        goto done;
+    if (version != FORMAT_VERSION) {
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: checkpoint format_version %llu is not "
+                       "supported (this dmlp reads version %d)", path,
+                       (unsigned long long)version, FORMAT_VERSION);
+        goto done;
+    }
+    rc = load_layers(f, path, m, err);
+    if (rc)
+        goto done;
+    if (st) {
+        memset(st, 0, sizeof *st);
+        st->best_metric = NAN;
+        if ((rc = attr_u64(f, path, "/", "epoch", &st->epoch, NULL, err)) ||
+            (rc = attr_u64(f, path, "/", "step", &st->step, NULL, err)) ||
+            (rc = attr_u64(f, path, "/", "samples_seen", &st->samples_seen, NULL, err)) ||
+            (rc = attr_u64(f, path, "/", "step_in_epoch", &st->step_in_epoch, &has, err)))
+            goto done;
+        if (H5Lexists(f, "early_stopping", H5P_DEFAULT) > 0 &&
+            ((rc = attr_f64(f, path, "/early_stopping", "best_metric", &st->best_metric, &has,
+                            err)) ||
+             (rc = attr_u64(f, path, "/early_stopping", "best_epoch", &st->best_epoch, &has,
+                            err)) ||
+             (rc = attr_u64(f, path, "/early_stopping", "bad_epochs", &st->bad_epochs, &has,
+                            err))))
+            goto done;
+        if (H5Lexists(f, "rng", H5P_DEFAULT) <= 0) {
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /rng is missing (it holds the seed)", path);
+            goto done;
+        }
+        double shift = 0;
+        if ((rc = attr_f64(f, path, "/rng", "fixed_point_shift", &shift, &has, err)) ||
+            (rc = attr_u64(f, path, "/rng", "seed", &st->seed, NULL, err)))
+            goto done;
+        if (fabs(shift) < 4096)
+            st->fx_shift = (int32_t)shift;
+    }
+    if (o) {
+        if (H5Lexists(f, "optimizer", H5P_DEFAULT) <= 0) {
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /optimizer is missing", path);
+            goto done;
+        }
+        char name[64] = "";
+        if ((rc = attr_str(f, path, "/optimizer", "name", name, sizeof name, &has, err)))
+            goto done;
+        /* The config governs: state is restored only when it belongs to the same
+         * optimizer; a changed optimizer starts from zero state, as a fresh one would. */
+        const int same = !strcmp(name, dmlp_optimizer_name(o->cfg.name)) ||
+                         (!name[0] && o->cfg.name == DMLP_OPT_SGD);
+        const char *names[OPTIM_MAX_STATE];
+        float *bufs[OPTIM_MAX_STATE];
+        const size_t nb = optim_state_buffers(o, names, bufs);
+        o->steps = 0;
+        for (size_t i = 0; i < nb; i++)
+            memset(bufs[i], 0, o->n * sizeof(float));
+        if (same)
+            rc = attr_u64(f, path, "/optimizer", "steps", &o->steps, &has, err);
+        for (size_t i = 0; same && i < nb && !rc; i++) {
+            char dname[96];
+            snprintf(dname, sizeof dname, "/optimizer/%s", names[i]);
+            if (H5Lexists(f, dname, H5P_DEFAULT) <= 0)
+                continue; /* e.g. momentum raised from 0: its buffer starts at zero */
+            hsize_t n[1] = {o->n};
+            rc = h5util_read_dataset(f, path, dname, H5UTIL_FLOAT, "float array", 1, n,
+                                     H5T_NATIVE_FLOAT, bufs[i], err);
+            /* The state mirrors the parameters' layout: a bad value is named by the
+             * parameter it belongs to. */
+            const size_t j = rc ? o->n : dmlp_first_nonfinite(bufs[i], o->n);
+            if (j < o->n) {
+                char where[96];
+                param_location(m, j, where, sizeof where);
+                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: element [%zu] (%s) is %s; a "
+                               "checkpoint must hold finite values", path, dname, j, where,
+                               dmlp_nonfinite_name(bufs[i][j]));
+            }
+        }
+    }
+done:
+    H5Fclose(f);
+    return rc;
+}
+
+int checkpoint_latest(const char *dir, char *out, size_t cap)
+{
+    char latest[PATH_MAX];
+    snprintf(latest, sizeof latest, "%s/latest.h5", dir);
+    struct stat sb;
+    if (stat(latest, &sb) != 0) /* follows the link: a dangling link counts as none */
+        return 0;
+    char target[PATH_MAX];
+    ssize_t len = readlink(latest, target, sizeof target - 1);
+    if (len > 0) {
+        target[len] = '\0';
+        if (target[0] == '/')
+            snprintf(out, cap, "%s", target);
+        else
+            snprintf(out, cap, "%s/%s", dir, target);
+    } else {
+        snprintf(out, cap, "%s", latest);
+    }
+    return 1;
+}
+
+/* Appends a copy of path to the list (a failed allocation drops it: one candidate fewer). */
+static void list_add(char ***paths, size_t *n, size_t *cap, const char *path)
+{
+    if (*n == *cap) {
+        const size_t c = *cap ? 2 * *cap : 8;
+        char **t = realloc(*paths, c * sizeof *t);
+        if (!t)
+            return;
+        *paths = t;
+        *cap = c;
+    }
+    char *copy = malloc(strlen(path) + 1);
+    if (copy) {
+        strcpy(copy, path);
+        (*paths)[(*n)++] = copy;
+    }
+}
+
+void checkpoint_candidates(const char *dir, char ***paths, size_t *n, char *broken,
+                           size_t broken_cap)
+{
+    *paths = NULL;
+    *n = 0;
+    broken[0] = '\0';
+    size_t cap = 0;
+    char first[PATH_MAX] = "", latest[PATH_MAX];
+    snprintf(latest, sizeof latest, "%s/latest.h5", dir);
+    struct stat sb;
+    if (checkpoint_latest(dir, first, sizeof first))
+        list_add(paths, n, &cap, first);
+    else if (lstat(latest, &sb) == 0) {
+        char target[PATH_MAX] = "?";
+        const ssize_t len = readlink(latest, target, sizeof target - 1);
+        if (len > 0)
+            target[len] = '\0';
+        const int e = stat(latest, &sb) ? errno : 0;
+        snprintf(broken, broken_cap, "%s points at %s: %s", latest, target,
+                 e == ELOOP ? "a loop of links" : strerror(e));
+    }
+    size_t ns;
+    uint64_t *steps = list_steps(dir, &ns);
+    if (!steps)
+        return;
+    for (size_t i = ns; i-- > 0;) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/step-%08llu.h5", dir, (unsigned long long)steps[i]);
+        if (!first[0] || !dmlp_same_file(path, first))
+            list_add(paths, n, &cap, path);
+    }
+    free(steps);
+}
+
+void checkpoint_candidates_free(char ***paths, size_t n)
+{
+    for (size_t i = 0; *paths && i < n; i++)
+        free((*paths)[i]);
+    free(*paths);
+    *paths = NULL;
+}
+
+static int is_checkpoint_quietly(const char *path)
+{
+    struct dmlp_error e0;
+    if (dmlp_check_input_file(path, &e0) || H5Fis_hdf5(path) <= 0) /* a FIFO would block */
+        return 0;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return 0;
+    /* A format attribute that cannot be read as a string counts as a checkpoint's: the
+     * description then names what is wrong with it, where a dataset's would only say that
+     * /features is missing. */
+    char fmt[64] = "";
+    struct dmlp_error e;
+    int yes = attr_str(f, path, "/", "format", fmt, sizeof fmt, NULL, &e) != DMLP_OK
+                  ? H5Aexists(f, "format") > 0 : !strcmp(fmt, FORMAT_NAME);
+    if (!yes)
+        yes = H5Lexists(f, "layers", H5P_DEFAULT) > 0;
+    H5Fclose(f);
+    return yes;
+}
+
+static int describe_quietly(FILE *out, const char *path, struct dmlp_error *err)
+{
+    size_t in_dim = 0, n = 0;
+    struct config_layer *ls = NULL;
+    enum dmlp_loss loss;
+    int rc = read_network_quietly(path, &in_dim, &ls, &n, &loss, err);
+    if (rc)
+        return rc;
+    hid_t f;
+    rc = open_checkpoint(path, &f, err);
+    if (rc) {
+        free(ls);
+        return rc;
+    }
+    /* Every attribute is read before anything is printed, so a bad one is reported
+     * alone rather than after half a description. */
+    char format[256] = "", version_str[256] = "", name[64] = "?", *yaml = NULL;
+    const char *nums[] = {"format_version", "epoch", "step_in_epoch", "step", "samples_seen"};
+    uint64_t numv[5] = {0}, steps = 0, seed = 0;
+    int has_format = 0, has_version = 0, has_num[5] = {0}, has_opt, has_rng, has_seed = 0;
+    int has_config = 0, has = 0;
+    has_opt = H5Lexists(f, "optimizer", H5P_DEFAULT) > 0;
+    has_rng = H5Lexists(f, "rng", H5P_DEFAULT) > 0;
+    rc = attr_str(f, path, "/", "format", format, sizeof format, &has_format, err);
+    if (!rc)
+        rc = attr_str(f, path, "/", "dmlp_version", version_str, sizeof version_str,
+                      &has_version, err);
+    for (size_t i = 0; !rc && i < 5; i++)
+        rc = attr_u64(f, path, "/", nums[i], &numv[i], &has_num[i], err);
+    if (!rc && has_opt)
+        rc = attr_str(f, path, "/optimizer", "name", name, sizeof name, &has, err);
+    if (!rc && has_opt)
+        rc = attr_u64(f, path, "/optimizer", "steps", &steps, &has, err);
+    if (!rc && has_rng)
+        rc = attr_u64(f, path, "/rng", "seed", &seed, &has_seed, err);
+    if (!rc)
+        rc = h5util_read_str_attr(f, path, "/", "config", &yaml, &has_config, err);
+    if (rc) {
+        H5Fclose(f);
+        free(ls);
+        return rc;
+    }
+
+    fprintf(out, "checkpoint %s\n", path);
+    if (has_format)
+        fprintf(out, "  %-14s %s\n", "format", format);
+    if (has_version)
+        fprintf(out, "  %-14s %s\n", "dmlp_version", version_str);
+    for (size_t i = 0; i < 5; i++)
+        if (has_num[i])
+            fprintf(out, "  %-14s %llu\n", nums[i], (unsigned long long)numv[i]);
+    fprintf(out, "  %-14s %s\n", "loss", dmlp_loss_name(loss));
+    size_t total = 0, prev = in_dim;
+    fprintf(out, "  layers (input width %zu):\n", in_dim);
+    for (size_t l = 0; l < n; l++) {
+        fprintf(out, "    %zu  weight [%u, %zu]  bias [%u]  %s\n", l, ls[l].units, prev,
+                ls[l].units, dmlp_activation_name(ls[l].activation));
+        total += (size_t)ls[l].units * prev + ls[l].units;
+        prev = ls[l].units;
+    }
+    fprintf(out, "  parameters     %zu\n", total);
+    if (has_opt) {
+        fprintf(out, "  optimizer      %s, %llu steps", name, (unsigned long long)steps);
+        const char *bufs[] = {"/optimizer/momentum", "/optimizer/exp_avg",
+                              "/optimizer/exp_avg_sq"};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            if (H5Lexists(f, bufs[i], H5P_DEFAULT) > 0)
+                fprintf(out, ", %s", bufs[i] + strlen("/optimizer/"));
+        fprintf(out, "\n");
+    }
+    if (H5Lexists(f, "normalization", H5P_DEFAULT) > 0)
+        fprintf(out, "  normalization  standard: x' = (x - mean) / std, [%zu] each\n", in_dim);
+    if (has_seed)
+        fprintf(out, "  seed           %llu\n", (unsigned long long)seed);
+    /* The config the run was trained with, as stored (effective values after --set). */
+    if (yaml && yaml[0]) {
+        fprintf(out, "  config:\n    ");
+        for (const char *p = yaml; *p; p++) {
+            fputc(*p, out);
+            if (*p == '\n' && p[1])
+                fputs("    ", out);
+        }
+        if (yaml[strlen(yaml) - 1] != '\n')
+            fputc('\n', out);
+    }
+    free(yaml);
+    H5Fclose(f);
+    free(ls);
+    return DMLP_OK;
+}
+
+void checkpoint_hdf5_version(char *out, size_t cap)
+{
+    unsigned major = 0, minor = 0, release = 0;
+    H5get_libversion(&major, &minor, &release);
+#ifdef H5_HAVE_PARALLEL
+    const char *kind = "parallel";
+#else
+    const char *kind = "serial";
+#endif
+    snprintf(out, cap, "%u.%u.%u (%s)", major, minor, release, kind);
+}
+
+/* ---- public entry points ---------------------------------------------------------------- */
+/* Each runs its work with HDF5's own error printer off, so that only dmlp's messages reach
+ * the user, and restores the caller's setting afterwards. */
+
+int checkpoint_save(const char *dir, const struct model *m, const struct optim *o,
+                    const struct checkpoint_state *st, const char *config_yaml,
+                    uint32_t keep_last, char *path_out, size_t path_cap,
+                    struct dmlp_error *err)
+{
+    int rc;
+    H5UTIL_QUIETLY(rc, save_quietly(dir, m, o, st, config_yaml, keep_last, path_out,
+                                    path_cap, err));
+    return rc;
+}
+
+int checkpoint_save_as(const char *dir, const char *name, const struct model *m,
+                       const struct optim *o, const struct checkpoint_state *st,
+                       const char *config_yaml, struct dmlp_error *err)
+{
+    int rc;
+    H5UTIL_QUIETLY(rc, save_as_quietly(dir, name, m, o, st, config_yaml, err));
+    return rc;
+}
+
+int checkpoint_read_network(const char *path, size_t *in_dim, struct config_layer **layers,
+                            size_t *n_layers, enum dmlp_loss *loss, struct dmlp_error *err)
+{
+    int rc;
+    H5UTIL_QUIETLY(rc, read_network_quietly(path, in_dim, layers, n_layers, loss, err));
+    return rc;
+}
+
+int checkpoint_load_layers(const char *path, struct model *m, struct dmlp_error *err)
+{
+    int rc;
+    H5UTIL_QUIETLY(rc, load_layers_quietly(path, m, err));
+    return rc;
+}
+
+int checkpoint_load(const char *path, struct model *m, struct optim *o,
+                    struct checkpoint_state *st, struct dmlp_error *err)
+{
+    int rc;
+    H5UTIL_QUIETLY(rc, load_quietly(path, m, o, st, err));
+    return rc;
+}
+
+int checkpoint_is_checkpoint(const char *path)
+{
+    int rc;
+    H5UTIL_QUIETLY(rc, is_checkpoint_quietly(path));
+    return rc;
+}
+
+int checkpoint_describe(FILE *out, const char *path, struct dmlp_error *err)
+{
+    int rc;
+    H5UTIL_QUIETLY(rc, describe_quietly(out, path, err));
+    return rc;
+}

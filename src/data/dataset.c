@@ -1,0 +1,227 @@
+/* dataset: the life of an in-memory dataset and what is done to one before training:
+ * allocating and freeing it, checking it fits a network, the seeded validation split and
+ * feature standardisation. No file I/O: reading is dataset_read.c, writing
+ * dataset_write.c, inspect's description dataset_describe.c, the importers import_idx.c
+ * and import_csv.c (the whole module's API is dataset.h). */
+#include "data/dataset.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/dataset_internal.h"
+#include "nn/model.h"
+#include "core/rng.h"
+#include "nn/vec.h"
+
+/* ---- lifecycle ----------------------------------------------------------------------------- */
+
+int dataset_alloc(struct dataset **out, size_t n, size_t d, size_t k, int with_labels,
+                  struct dmlp_error *err)
+{
+    *out = NULL;
+    if (n == 0 || d == 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT,
+                         "dataset of %zu rows x %zu features: need at least one of each", n, d);
+    if (!with_labels && k == 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "dataset with targets of width 0");
+    size_t nd, fbytes, ybytes;
+    if (dmlp_mul_size(&nd, n, d) || dmlp_mul_size(&fbytes, nd, sizeof(float)))
+        return dmlp_fail(err, DMLP_ERR_INPUT,
+                         "dataset of %zu rows x %zu features is too large (size overflow)", n, d);
+    if (with_labels) {
+        if (dmlp_mul_size(&ybytes, n, sizeof(int32_t)))
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%zu labels: size overflow", n);
+    } else {
+        size_t nk;
+        if (dmlp_mul_size(&nk, n, k) || dmlp_mul_size(&ybytes, nk, sizeof(float)))
+            return dmlp_fail(err, DMLP_ERR_INPUT,
+                             "targets of %zu rows x %zu columns are too large (size overflow)",
+                             n, k);
+    }
+    /* Refuse what cannot fit in memory before asking for it (a header may claim any size;
+     * malloc overcommits, and touching the pages would bring the OOM killer). */
+    const size_t phys = dmlp_phys_mem();
+    size_t total;
+    if (dmlp_add_size(&total, fbytes, ybytes) || total > phys)
+        return dmlp_fail(err, DMLP_ERR_INPUT,
+                         "dataset of %zu rows x %zu features needs %zu + %zu bytes, more "
+                         "than this machine's %zu bytes of memory", n, d, fbytes, ybytes, phys);
+    struct dataset *ds = calloc(1, sizeof *ds);
+    if (!ds)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory allocating a dataset");
+    ds->n = n;
+    ds->d = d;
+    ds->k = k;
+    ds->features = dmlp_alloc_aligned(fbytes);
+    if (with_labels)
+        ds->labels = dmlp_alloc_aligned(ybytes);
+    else
+        ds->targets = dmlp_alloc_aligned(ybytes);
+    if (!ds->features || (!ds->labels && !ds->targets)) {
+        dataset_free(&ds);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME,
+                         "out of memory allocating a dataset of %zu rows x %zu features "
+                         "(%zu + %zu bytes)", n, d, fbytes, ybytes);
+    }
+    *out = ds;
+    return DMLP_OK;
+}
+
+void dataset_free(struct dataset **ds)
+{
+    if (!ds || !*ds)
+        return;
+    dmlp_free_aligned((*ds)->features);
+    dmlp_free_aligned((*ds)->labels);
+    dmlp_free_aligned((*ds)->targets);
+    free(*ds);
+    *ds = NULL;
+}
+
+int dataset_alloc_rows(struct dataset **out, size_t n, size_t d, size_t k, int with_labels,
+                       struct dmlp_error *err)
+{
+    int rc = dataset_alloc(out, n > 0 ? n : 1, d, k, with_labels, err);
+    if (rc == DMLP_OK)
+        (*out)->n = n;
+    return rc;
+}
+
+int dataset_check_network(const struct dataset *ds, const struct model *m, const char *what,
+                          struct dmlp_error *err)
+{
+    const size_t k = model_output_dim(m);
+    if (ds->d != model_input_dim(m))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: samples have %zu features, but the network "
+                         "takes %zu inputs", what, ds->d, model_input_dim(m));
+    if (m->loss == DMLP_LOSS_CROSS_ENTROPY) {
+        if (!ds->labels)
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: loss cross_entropy needs /labels, but "
+                             "the file has /targets (use loss: mse for regression)", what);
+        if (ds->k > k)
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: the data has %zu classes, but the "
+                             "output layer has %zu units", what, ds->k, k);
+    } else {
+        if (!ds->targets)
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: loss mse needs /targets, but the file "
+                             "has /labels only (use loss: cross_entropy with a softmax "
+                             "output)", what);
+        if (ds->k != k)
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /targets has %zu columns, but the "
+                             "output layer has %zu units", what, ds->k, k);
+    }
+    return DMLP_OK;
+}
+
+/* ---- validation split and standardisation ----------------------------------------------- */
+
+size_t dataset_validation_count(size_t global_n, double fraction)
+{
+    if (!(fraction > 0.0) || global_n == 0)
+        return 0;
+    if (fraction >= 1.0)
+        return global_n;
+    /* fraction·N carries at most about one ulp of relative error (the decimal fraction's
+     * own rounding, then the product's); lifting it by 4 ulps makes an exact product floor
+     * to itself, and moves nothing that is not within 4 ulps of an integer. */
+    const double v = floor(fraction * (double)global_n * (1.0 + 4.0 * DBL_EPSILON));
+    return v >= (double)global_n ? global_n : (size_t)v;
+}
+
+int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, double fraction,
+                  uint64_t seed, struct dataset **val, struct dmlp_error *err)
+{
+    *val = NULL;
+    if (!(fraction >= 0.0 && fraction < 1.0))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "validation fraction %g: expected a number in "
+                         "[0, 1)", fraction);
+    if (global_row0 > global_n || ds->n > global_n - global_row0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "validation split: rows [%zu, %zu) lie outside "
+                         "the %zu rows of the whole set", global_row0, global_row0 + ds->n,
+                         global_n);
+    unsigned char *mask = calloc(ds->n > 0 ? ds->n : 1, 1);
+    if (!mask)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "validation split: out of memory for %zu rows",
+                         ds->n);
+    /* Selection sampling (Knuth, TAOCP vol. 2, 3.4.2, Algorithm S): row i is taken with
+     * probability need / (rows left), which takes exactly `need` rows, every subset of that
+     * size equally likely. Each rank replays the same draws up to the end of its own rows. */
+    struct rng r;
+    rng_seed(&r, seed, DATASET_SPLIT_STREAM);
+    size_t need = dataset_validation_count(global_n, fraction), nval = 0;
+    const size_t end = global_row0 + ds->n;
+    for (size_t i = 0; i < end && need > 0; i++) {
+        if (rng_below(&r, global_n - i) < need) {
+            need--;
+            if (i >= global_row0) {
+                mask[i - global_row0] = 1;
+                nval++;
+            }
+        }
+    }
+    struct dataset *v = NULL;
+    int rc = dataset_alloc_rows(&v, nval, ds->d, ds->k, ds->labels != NULL, err);
+    if (rc != DMLP_OK) {
+        free(mask);
+        dmlp_error_prefix(err, "validation split");
+        return rc;
+    }
+    const size_t d = ds->d, k = ds->k;
+    size_t kept = 0, taken = 0;
+    for (size_t i = 0; i < ds->n; i++) {
+        const float *x = ds->features + i * d;
+        if (mask[i]) {
+            memcpy(v->features + taken * d, x, d * sizeof *x);
+            if (ds->labels)
+                v->labels[taken] = ds->labels[i];
+            else
+                memcpy(v->targets + taken * k, ds->targets + i * k, k * sizeof(float));
+            taken++;
+        } else {
+            if (kept != i) { /* kept < i: moving rows down, order kept */
+                memmove(ds->features + kept * d, x, d * sizeof *x);
+                if (ds->labels)
+                    ds->labels[kept] = ds->labels[i];
+                else
+                    memmove(ds->targets + kept * k, ds->targets + i * k, k * sizeof(float));
+            }
+            kept++;
+        }
+    }
+    ds->n = kept;
+    free(mask);
+    *val = v;
+    return DMLP_OK;
+}
+
+void dataset_feature_sums(const struct dataset *ds, double *sum, double *sumsq)
+{
+    const size_t d = ds->d;
+    for (size_t j = 0; j < d; j++)
+        sum[j] = sumsq[j] = 0.0;
+    kernel_vec()->feature_sums(sum, sumsq, ds->features, ds->n, d);
+}
+
+void dataset_stats_finish(const double *sum, const double *sumsq, size_t n, size_t d,
+                          float *mean, float *std)
+{
+    for (size_t j = 0; j < d; j++) {
+        if (n == 0) {
+            mean[j] = 0.0f;
+            std[j] = 1.0f;
+            continue;
+        }
+        const double m = sum[j] / (double)n;
+        const double var = sumsq[j] / (double)n - m * m;
+        const double s = var > 0.0 ? sqrt(var) : 0.0;
+        mean[j] = (float)m;
+        std[j] = s < 1e-6 * fmax(1.0, fabs(m)) ? 1.0f : (float)s;
+    }
+}
+
+void dataset_standardize(struct dataset *ds, const float *mean, const float *std)
+{
+    kernel_vec()->standardize(ds->features, ds->n, ds->d, mean, std);
+}

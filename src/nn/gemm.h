@@ -1,0 +1,52 @@
+/* gemm: the matrix product behind every dense-layer kernel, C = op(A)·op(B) with an
+ * optional fused epilogue, in several builds of one implementation (gemm_impl.h): AVX-512,
+ * AVX2 + FMA and a portable one (SSE2 on x86-64, whatever the compiler's vectors give
+ * elsewhere), plus OpenBLAS when configured with -DDMLP_BLAS=openblas. kernels.c chooses
+ * one at run time. Internal to the library: kernels.h is the public face. */
+#ifndef DMLP_GEMM_H
+#define DMLP_GEMM_H
+
+#include <stddef.h>
+
+#include "core/settings.h"
+
+/* A row-major operand and whether the product uses its transpose:
+ * op(A)(i,p) = trans ? p[p·ld + i] : p[i·ld + p]. */
+struct gemm_operand {
+    const float *p;
+    size_t ld;
+    int trans;
+};
+
+enum gemm_epi_mode {
+    GEMM_EPI_NONE, /* C = op(A)·op(B) (+ C, + bias) */
+    GEMM_EPI_ACT,  /* then C = f(C) (relu and leaky_relu in registers; see kernels.c) */
+    GEMM_EPI_DACT, /* then C = C ⊙ f'(·), f' written through D = f(Z) [m×n], stride ldd */
+};
+
+struct gemm_epilogue {
+    int accumulate;    /* the sum starts from C instead of 0 */
+    const float *bias; /* or from this row [n] (when not accumulating); NULL: none */
+    enum gemm_epi_mode mode;
+    enum dmlp_activation act;
+    const float *D;
+    size_t ldd;
+};
+
+/* One backend: computes C[m×n] (stride ldc) for k >= 1, with ws of at least
+ * ws_floats(m, k) floats of scratch. The sum over k runs in increasing k for every
+ * element, and the arithmetic of an element never depends on the thread count. */
+typedef void gemm_fn(float *restrict C, size_t ldc, const struct gemm_operand *A,
+                     const struct gemm_operand *B, size_t m, size_t n, size_t k,
+                     const struct gemm_epilogue *e, float *restrict ws);
+typedef size_t gemm_ws_fn(size_t m, size_t k);
+
+/* Applies e's activation or derivative (not bias or accumulate) to columns j0..j1 of an
+ * m-row C, one element at a time: for backends without a fused store (kernels.c). */
+void gemm_epilogue_apply(float *C, size_t ldc, size_t m, size_t j0, size_t j1,
+                         const struct gemm_epilogue *e);
+
+gemm_fn gemm_generic, gemm_avx2, gemm_avx512, gemm_wide16, gemm_openblas;
+gemm_ws_fn gemm_generic_ws, gemm_avx2_ws, gemm_avx512_ws, gemm_wide16_ws, gemm_openblas_ws;
+
+#endif

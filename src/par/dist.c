@@ -1,0 +1,449 @@
+#include "par/dist.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/vec.h"
+
+struct dist {
+    MPI_Comm comm;
+    int rank, size;
+};
+
+int dist_init(int *argc, char ***argv, struct dmlp_error *err)
+{
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (inited)
+        return DMLP_OK;
+    int provided = MPI_THREAD_SINGLE;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "MPI_Init_thread failed");
+    if (provided < MPI_THREAD_FUNNELED)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME,
+                         "the MPI library does not provide MPI_THREAD_FUNNELED");
+    return DMLP_OK;
+}
+
+int dist_is_initialized(void)
+{
+    int inited = 0;
+    MPI_Initialized(&inited);
+    return inited;
+}
+
+void dist_finalize(void)
+{
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (inited && !finalized)
+        MPI_Finalize();
+}
+
+static int create(struct dist **out, MPI_Comm base, struct dmlp_error *err)
+{
+    struct dist *d = calloc(1, sizeof *d);
+    if (!d)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+    MPI_Comm_dup(base, &d->comm);
+    MPI_Comm_rank(d->comm, &d->rank);
+    MPI_Comm_size(d->comm, &d->size);
+    *out = d;
+    return DMLP_OK;
+}
+
+int dist_create_world(struct dist **out, struct dmlp_error *err)
+{
+    return create(out, MPI_COMM_WORLD, err);
+}
+
+int dist_create_self(struct dist **out, struct dmlp_error *err)
+{
+    return create(out, MPI_COMM_SELF, err);
+}
+
+void dist_free(struct dist **d)
+{
+    if (!*d)
+        return;
+    MPI_Comm_free(&(*d)->comm);
+    free(*d);
+    *d = NULL;
+}
+
+int dist_rank(const struct dist *d) { return d->rank; }
+int dist_size(const struct dist *d) { return d->size; }
+
+/* MPI counts are int: a count of n elements goes out in pieces of at most INT_MAX. */
+static int chunk_of(size_t n) { return n > (size_t)INT_MAX ? INT_MAX : (int)n; }
+
+/* In-place reduction of n elements, in as many calls as INT_MAX-element pieces it takes. */
+static void allreduce_op(const struct dist *d, void *buf, size_t n, MPI_Datatype type,
+                         size_t elem, MPI_Op op)
+{
+    char *p = buf;
+    do {
+        const int chunk = chunk_of(n);
+        MPI_Allreduce(MPI_IN_PLACE, p, chunk, type, op, d->comm);
+        p += (size_t)chunk * elem;
+        n -= (size_t)chunk;
+    } while (n > 0);
+}
+
+static void allreduce_sum(const struct dist *d, void *buf, size_t n, MPI_Datatype type,
+                          size_t elem)
+{
+    allreduce_op(d, buf, n, type, elem, MPI_SUM);
+}
+
+struct dist_sum {
+    MPI_Comm comm;      /* all ranks (the dist's) */
+    MPI_Comm node;      /* the ranks sharing this node's memory; MPI_COMM_NULL: plain */
+    MPI_Comm cross;     /* the ranks with this node rank, one per node */
+    MPI_Win win;
+    float **peer;       /* [node size]: each node rank's two buffers of `capacity` floats */
+    int node_rank, node_size, nodes, flip;
+    size_t capacity;
+    char method[128];
+};
+
+/* Floats summed at a time: 4 KiB, a block that stays in L1 beside its inputs. */
+#define SUM_BLOCK 1024
+
+/* The part of n floats that node rank q adds: 16-float (cache-line) aligned bounds. */
+static size_t sum_bound(size_t n, int q, int k)
+{
+    const size_t lines = (n + 15) / 16, b = lines * (size_t)q / (size_t)k * 16;
+    return b < n ? b : n;
+}
+
+void dist_sum_create(struct dist_sum **out, const struct dist *d, size_t capacity,
+                     int shared_memory)
+{
+    struct dist_sum *s = calloc(1, sizeof *s);
+    if (!s) /* the other ranks are about to enter collectives: end the job instead */
+        dist_abort(d, DMLP_ERR_RUNTIME, "out of memory for the gradient sum");
+    s->comm = d->comm;
+    s->node = s->cross = MPI_COMM_NULL;
+    s->win = MPI_WIN_NULL;
+    s->capacity = capacity;
+    MPI_Comm node;
+    MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
+    int k, nr, kk[2], agreed[2];
+    MPI_Comm_size(node, &k);
+    MPI_Comm_rank(node, &nr);
+    kk[0] = k, kk[1] = -k; /* min and max of the node sizes, in one reduction */
+    MPI_Allreduce(kk, agreed, 2, MPI_INT, MPI_MIN, d->comm);
+    const int even = agreed[0] == -agreed[1];
+    /* Two buffers per rank, so that a rank may start the next sum while a slower one
+     * still copies results out of the last. A failed allocation (a small /dev/shm in a
+     * container) falls back to MPI on every rank, agreed. */
+    int ok = shared_memory && k > 1 && even && capacity <= ((size_t)1 << 28);
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, d->comm);
+    if (ok) {
+        float *base;
+        MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
+        ok = MPI_Win_allocate_shared((MPI_Aint)(2 * capacity * sizeof(float)), sizeof(float),
+                                     MPI_INFO_NULL, node, &base, &s->win) == MPI_SUCCESS;
+        s->peer = malloc((size_t)k * sizeof *s->peer);
+        int all = ok && s->peer;
+        MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, d->comm);
+        if (all) {
+            for (int q = 0; q < k; q++) {
+                MPI_Aint size;
+                int unit;
+                MPI_Win_shared_query(s->win, q, &size, &unit, &s->peer[q]);
+            }
+            MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
+            MPI_Comm_split(d->comm, nr, d->rank, &s->cross);
+            s->node = node;
+            s->node_rank = nr;
+            s->node_size = k;
+            s->nodes = d->size / k;
+        } else {
+            if (ok)
+                MPI_Win_free(&s->win);
+            free(s->peer);
+            s->peer = NULL;
+        }
+    }
+    if (s->node == MPI_COMM_NULL) {
+        MPI_Comm_free(&node);
+        snprintf(s->method, sizeof s->method, "MPI_Allreduce%s",
+                 !shared_memory ? " (comm.shared_memory off)"
+                 : k == 1 ? "" : !even ? " (nodes run different rank counts)"
+                 : " (no shared-memory window)");
+    } else {
+        snprintf(s->method, sizeof s->method, "shared memory (%d ranks on each of %d "
+                 "node%s)%s", k, s->nodes, s->nodes == 1 ? "" : "s",
+                 s->nodes > 1 ? " + MPI_Allreduce across nodes" : "");
+    }
+    *out = s;
+}
+
+double dist_sum_float(struct dist_sum *s, float *buf, size_t n)
+{
+    if (s->node == MPI_COMM_NULL) {
+        allreduce_sum(&(struct dist){.comm = s->comm}, buf, n, MPI_FLOAT, sizeof(float));
+        return 0.0;
+    }
+    const int k = s->node_size, me = s->node_rank;
+    const size_t off = (size_t)s->flip * s->capacity;
+    const size_t lo = sum_bound(n, me, k), hi = sum_bound(n, me + 1, k);
+    float *mine = s->peer[me] + off;
+    /* Only what the other ranks add goes into the window: this rank adds its own slice
+     * straight from buf. A step thus copies (k-1)/k of the gradient in, not all of it,
+     * and writes each total once, where the others read it. Measured at 2 ranks: 15-20%
+     * off the sum when the cores share a cache, the same when they do not. */
+    memcpy(mine, buf, lo * sizeof(float));
+    memcpy(mine + hi, buf + hi, (n - hi) * sizeof(float));
+    MPI_Win_sync(s->win);
+    const double t_wait = MPI_Wtime();
+    MPI_Barrier(s->node); /* every copy is in */
+    const double waited = MPI_Wtime() - t_wait;
+    MPI_Win_sync(s->win);
+    /* The slice's total goes where the other ranks read it, [lo, hi) of this rank's
+     * buffer, and (on one node) into buf, from a block that stays in L1. */
+    float *restrict total = mine + lo;
+    float block[SUM_BLOCK];
+    void (*add)(float *restrict, const float *restrict, size_t) = kernel_vec()->add;
+    for (size_t b = lo; b < hi; b += SUM_BLOCK) {
+        const size_t m = hi - b < SUM_BLOCK ? hi - b : SUM_BLOCK;
+        for (int q = 0; q < k; q++) { /* node-rank order, the same for every element */
+            const float *restrict in = q == me ? buf + b : s->peer[q] + off + b;
+            if (q == 0)
+                memcpy(block, in, m * sizeof(float));
+            else
+                add(block, in, m);
+        }
+        memcpy(total + (b - lo), block, m * sizeof(float));
+        if (s->nodes == 1)
+            memcpy(buf + b, block, m * sizeof(float));
+    }
+    if (s->nodes > 1) {
+        allreduce_sum(&(struct dist){.comm = s->cross}, total, hi - lo, MPI_FLOAT,
+                      sizeof(float));
+        memcpy(buf + lo, total, (hi - lo) * sizeof(float));
+    }
+    MPI_Win_sync(s->win);
+    MPI_Barrier(s->node); /* every slice's total is in */
+    MPI_Win_sync(s->win);
+    for (int q = 0; q < k; q++) {
+        if (q == me)
+            continue;
+        const size_t a = sum_bound(n, q, k), b = sum_bound(n, q + 1, k);
+        memcpy(buf + a, s->peer[q] + off + a, (b - a) * sizeof(float));
+    }
+    s->flip ^= 1;
+    return waited;
+}
+
+void dist_sum_free(struct dist_sum **sp)
+{
+    struct dist_sum *s = *sp;
+    if (!s)
+        return;
+    if (s->node != MPI_COMM_NULL) {
+        MPI_Win_unlock_all(s->win);
+        MPI_Win_free(&s->win);
+        MPI_Comm_free(&s->cross);
+        MPI_Comm_free(&s->node);
+    }
+    free(s->peer);
+    free(s);
+    *sp = NULL;
+}
+
+const char *dist_sum_method(const struct dist_sum *s) { return s->method; }
+
+struct dist_pending {
+    MPI_Comm comm;
+    size_t capacity;
+    int count;
+    MPI_Request *req;
+};
+
+int dist_pending_create(struct dist_pending **out, const struct dist *d, size_t capacity,
+                        struct dmlp_error *err)
+{
+    struct dist_pending *p = calloc(1, sizeof *p);
+    if (p && capacity <= INT_MAX)
+        p->req = malloc((capacity ? capacity : 1) * sizeof *p->req);
+    if (!p || !p->req) {
+        free(p);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory for %zu MPI requests",
+                         capacity);
+    }
+    p->comm = d->comm;
+    p->capacity = capacity;
+    *out = p;
+    return DMLP_OK;
+}
+
+void dist_pending_free(struct dist_pending **pp)
+{
+    if (!*pp)
+        return;
+    free((*pp)->req);
+    free(*pp);
+    *pp = NULL;
+}
+
+void dist_pending_start(struct dist_pending *p, float *buf, size_t n)
+{
+    if ((size_t)p->count >= p->capacity || n > INT_MAX) /* a caller's sizing bug */
+        MPI_Abort(p->comm, 70);
+    MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, p->comm, &p->req[p->count++]);
+}
+
+void dist_pending_test(struct dist_pending *p)
+{
+    int done;
+    if (p->count)
+        MPI_Testall(p->count, p->req, &done, MPI_STATUSES_IGNORE);
+}
+
+void dist_pending_wait(struct dist_pending *p)
+{
+    MPI_Waitall(p->count, p->req, MPI_STATUSES_IGNORE);
+    p->count = 0;
+}
+
+void dist_allreduce_sum_double(const struct dist *d, double *buf, size_t n)
+{
+    allreduce_sum(d, buf, n, MPI_DOUBLE, sizeof(double));
+}
+
+void dist_allreduce_sum_u64(const struct dist *d, uint64_t *buf, size_t n)
+{
+    allreduce_sum(d, buf, n, MPI_UINT64_T, sizeof(uint64_t));
+}
+
+int dist_agree(const struct dist *d, struct dmlp_error *err)
+{
+    int mine = err->code != DMLP_OK ? d->rank : d->size, first = d->size;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, d->comm);
+    if (first == d->size) {
+        dmlp_error_clear(err);
+        return DMLP_OK;
+    }
+    MPI_Bcast(err, (int)sizeof *err, MPI_BYTE, first, d->comm);
+    if (d->size > 1)
+        dmlp_error_prefix(err, "rank %d", first);
+    return err->code;
+}
+
+void dist_spread(const struct dist *d, const double *local, size_t n, double *min,
+                 double *mean, double *max, int *max_rank)
+{
+    struct {
+        double v;
+        int rank;
+    } in[16], out[16];
+    double sums[16];
+    while (n > 0) {
+        const size_t k = n < 16 ? n : 16;
+        for (size_t i = 0; i < k; i++) {
+            in[i].v = local[i];
+            in[i].rank = d->rank;
+        }
+        MPI_Allreduce(in, out, (int)k, MPI_DOUBLE_INT, MPI_MAXLOC, d->comm);
+        for (size_t i = 0; i < k; i++) {
+            max[i] = out[i].v;
+            max_rank[i] = out[i].rank;
+        }
+        MPI_Allreduce(local, min, (int)k, MPI_DOUBLE, MPI_MIN, d->comm);
+        MPI_Allreduce(local, sums, (int)k, MPI_DOUBLE, MPI_SUM, d->comm);
+        for (size_t i = 0; i < k; i++)
+            mean[i] = sums[i] / d->size;
+        local += k, min += k, mean += k, max += k, max_rank += k, n -= k;
+    }
+}
+
+void dist_gather_bytes(const struct dist *d, const void *mine, size_t n, void *all, int root)
+{
+    MPI_Gather(mine, (int)n, MPI_BYTE, all, (int)n, MPI_BYTE, root, d->comm);
+}
+
+void dist_bcast(const struct dist *d, void *buf, size_t n, int root)
+{
+    char *p = buf;
+    do {
+        const int chunk = chunk_of(n);
+        MPI_Bcast(p, chunk, MPI_BYTE, root, d->comm);
+        p += chunk;
+        n -= (size_t)chunk;
+    } while (n > 0);
+}
+
+/* One message per INT_MAX floats: MPI counts are int, and a message split into pieces
+ * arrives in order between one pair of ranks on one tag. */
+enum { DIST_TAG_GATHER = 0x646d };
+
+void dist_gatherv_float(const struct dist *d, const float *send, size_t n, float *recv,
+                        const size_t *counts, int root)
+{
+    if (d->rank != root) {
+        for (size_t done = 0; done < n;) {
+            const int chunk = chunk_of(n - done);
+            MPI_Send(send + done, chunk, MPI_FLOAT, root, DIST_TAG_GATHER, d->comm);
+            done += (size_t)chunk;
+        }
+        return;
+    }
+    size_t at = 0;
+    for (int r = 0; r < d->size; r++) {
+        if (r == root) {
+            if (n)
+                memcpy(recv + at, send, n * sizeof *send);
+        } else {
+            for (size_t done = 0; done < counts[r];) {
+                const int chunk = chunk_of(counts[r] - done);
+                MPI_Recv(recv + at + done, chunk, MPI_FLOAT, r, DIST_TAG_GATHER, d->comm,
+                         MPI_STATUS_IGNORE);
+                done += (size_t)chunk;
+            }
+        }
+        at += counts[r];
+    }
+}
+
+void dist_barrier(const struct dist *d) { MPI_Barrier(d->comm); }
+
+_Noreturn void dist_abort(const struct dist *d, int code, const char *msg)
+{
+    fprintf(stderr, "dmlp: rank %d: fatal: %s (aborting the job)\n", d ? d->rank : -1, msg);
+    fflush(stderr);
+    MPI_Abort(d ? d->comm : MPI_COMM_WORLD, code ? code : 1);
+    abort();
+}
+
+void dist_library_version(char *out, size_t n)
+{
+    char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(v, &len);
+    size_t end = 0;
+    while (end < (size_t)len && v[end] && v[end] != '\n' && v[end] != ',')
+        end++;
+    snprintf(out, n, "%.*s (MPI %d.%d)", (int)end, v, MPI_VERSION, MPI_SUBVERSION);
+}
+
+void dist_hostname(char *out, size_t n)
+{
+    char name[MPI_MAX_PROCESSOR_NAME];
+    int len = 0;
+    MPI_Get_processor_name(name, &len);
+    snprintf(out, n, "%.*s", len, name);
+}
+
+void dist_allreduce_max_u64(const struct dist *d, uint64_t *buf, size_t n)
+{
+    allreduce_op(d, buf, n, MPI_UINT64_T, sizeof(uint64_t), MPI_MAX);
+}
+
+const void *dist_mpi_comm(const struct dist *d) { return &d->comm; }

@@ -1,0 +1,460 @@
+/* train_setup: a training run from its config to the first step: the data in their
+ * placement, the network and optimizer, the checkpoint it continues, the buffers of a step
+ * (allocated once: the step loop allocates nothing), and the run's report. */
+#define _POSIX_C_SOURCE 200809L
+#include "run/trainer.h"
+
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/rng.h"
+
+void trainer_free(struct trainer *t)
+{
+    rundir_close(&t->dir);
+    dataset_free(&t->train);
+    dataset_free(&t->val);
+    dataset_free(&t->test);
+    model_free(&t->model);
+    optim_free(&t->optim);
+    gradsum_free(&t->sum);
+    dmlp_free_aligned(t->xb);
+    dmlp_free_aligned(t->tb);
+    dmlp_free_aligned(t->lb);
+    free(t->perm);
+    free(t->rows);
+    runlog_close(&t->mlog);
+}
+
+/* Rank 0 prints where every rank runs: hosts, threads, the cores each rank may use, and a
+ * warning when a host runs more threads than it has cores (the usual cause of a job that
+ * is many times slower than it should be). Collective. */
+struct placement {
+    char host[64];
+    char cpus[112];
+    int32_t threads, bound, cores;
+};
+
+static void report_placement(const struct dist *d, FILE *log, int verbose)
+{
+    struct placement me = {.threads = omp_get_max_threads(), .cores = dmlp_cores_online()};
+    dist_hostname(me.host, sizeof me.host);
+    me.bound = dmlp_affinity(me.cpus, sizeof me.cpus);
+    const int n = dist_size(d), rank = dist_rank(d);
+    struct placement *all = rank == 0 ? calloc((size_t)n, sizeof *all) : NULL;
+    if (rank == 0 && !all) {
+        fprintf(log ? log : stderr, "warning: no memory for the placement report\n");
+    }
+    /* Every rank takes part in the gather; rank 0 without memory just skips the report. */
+    struct placement scratch;
+    dist_gather_bytes(d, &me, sizeof me, rank == 0 ? (all ? (void *)all : (void *)&scratch)
+                                                   : NULL, 0);
+    if (rank != 0 || !all || !log) {
+        free(all);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!all[i].host[0])
+            continue; /* already reported with its host */
+        int ranks = 0, threads = 0;
+        for (int j = i; j < n; j++)
+            if (!strcmp(all[j].host, all[i].host)) {
+                ranks++;
+                threads += all[j].threads;
+            }
+        fprintf(log, "host %s: %d rank%s, %d thread%s in all, %d cores online\n", all[i].host,
+                ranks, ranks > 1 ? "s" : "", threads, threads > 1 ? "s" : "", all[i].cores);
+        const char *host = all[i].host;
+        int shown = 0;
+        for (int j = i; j < n; j++) {
+            if (j != i && strcmp(all[j].host, host))
+                continue;
+            if (verbose && shown++ < 16)
+                fprintf(log, "  rank %d: %d thread%s, may run on cores %s\n", j,
+                        all[j].threads, all[j].threads > 1 ? "s" : "", all[j].cpus);
+            if (all[j].threads > all[j].bound && all[j].bound > 0)
+                fprintf(log, "warning: rank %d runs %d threads on %d core%s (%s): bind it to "
+                        "more cores (mpirun --map-by slot:PE=%d, or --bind-to none)\n", j,
+                        all[j].threads, all[j].bound, all[j].bound > 1 ? "s" : "",
+                        all[j].cpus, all[j].threads);
+        }
+        if (verbose && shown > 16)
+            fprintf(log, "  (%d more ranks)\n", shown - 16);
+        if (threads > all[i].cores)
+            fprintf(log, "warning: host %s runs %d ranks x threads = %d threads on %d cores: "
+                    "oversubscribed, expect a slow run (lower OMP_NUM_THREADS or the ranks "
+                    "per host)\n", host, ranks, threads, all[i].cores);
+        char mark[64];
+        snprintf(mark, sizeof mark, "%s", host);
+        for (int j = i; j < n; j++)
+            if (!strcmp(all[j].host, mark))
+                all[j].host[0] = '\0';
+    }
+    fflush(log);
+    free(all);
+}
+
+static void describe_network(char *out, size_t cap, const struct model *m)
+{
+    size_t used = (size_t)snprintf(out, cap, "%zu", model_input_dim(m));
+    for (size_t l = 0; l < m->n_layers && used < cap; l++)
+        used += (size_t)snprintf(out + used, cap - used, "-%zu", m->layers[l].out);
+}
+
+static size_t count_params(const struct model *m)
+{
+    size_t n = 0;
+    for (size_t l = 0; l < m->n_layers; l++)
+        n += m->layers[l].out * m->layers[l].in + m->layers[l].out;
+    return n;
+}
+
+/* Reads the training and test sets in the configured placement and holds out the
+ * validation split. Collective, agreed. */
+static int load_data(const struct dist *d, const struct config *cfg, struct trainer *r,
+                     struct dmlp_error *e)
+{
+    size_t row0 = 0, global_n = 0;
+    if (r->sharded) {
+        struct dataset_shard sh;
+        if (dataset_read_shard(&r->train, cfg->data.train, d, &sh, e))
+            return e->code; /* already agreed */
+        row0 = sh.row0;
+        global_n = sh.global_rows;
+        if (cfg->data.test && dataset_read_shard(&r->test, cfg->data.test, d, NULL, e))
+            return e->code;
+    } else {
+        if (dataset_read(&r->train, cfg->data.train, e) == DMLP_OK && cfg->data.test)
+            dataset_read(&r->test, cfg->data.test, e);
+        if (r->train)
+            global_n = r->train->n;
+    }
+    if (!e->code && cfg->data.validation_fraction > 0)
+        dataset_split(r->train, row0, global_n, cfg->data.validation_fraction,
+                      cfg->training.seed, &r->val, e);
+    if (dist_agree(d, e))
+        return e->code;
+
+    /* Every rank needs every rank's row count to cut each step identically. */
+    const int n = dist_size(d);
+    if (!(r->rows = calloc((size_t)n, sizeof *r->rows)))
+        dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory");
+    if (dist_agree(d, e))
+        return e->code;
+    if (r->sharded) {
+        r->rows[dist_rank(d)] = r->train->n;
+        dist_allreduce_sum_u64(d, r->rows, (size_t)n);
+    }
+    r->n_train = 0;
+    for (int i = 0; i < n; i++)
+        r->n_train += r->sharded ? r->rows[i] : 0;
+    if (!r->sharded)
+        r->n_train = r->train->n;
+    if (r->n_train == 0)
+        dmlp_fail(e, DMLP_ERR_INPUT, "%s: no training rows left after holding out "
+                  "data.validation_fraction %g", cfg->data.train,
+                  cfg->data.validation_fraction);
+    if (dist_agree(d, e))
+        return e->code;
+    /* A split that holds out no row would report val_loss nan every epoch, and early
+     * stopping on it would never fire. */
+    if (cfg->data.validation_fraction > 0) {
+        uint64_t held = r->val ? r->val->n : 0;
+        if (r->sharded)
+            dist_allreduce_sum_u64(d, &held, 1);
+        if (held == 0)
+            dmlp_fail(e, DMLP_ERR_INPUT, "%s: data.validation_fraction %g of its %zu rows "
+                      "holds out no row; raise it, or set 0 for no validation",
+                      cfg->data.train, cfg->data.validation_fraction, (size_t)global_n);
+    }
+    return dist_agree(d, e);
+}
+
+/* data.normalize: standard. The statistics come from the checkpoint when resuming (so the
+ * network keeps the inputs it was trained on), else from the training rows (summed across
+ * ranks when sharded); then every set held is standardised in place. */
+static int normalize(const struct dist *d, const struct config *cfg, struct trainer *r,
+                     int resumed, struct dmlp_error *e)
+{
+    struct model *m = r->model;
+    if (cfg->data.normalize == DMLP_NORMALIZE_NONE) {
+        free(m->norm_mean); /* the config governs: a loaded standardisation is dropped */
+        free(m->norm_std);
+        m->norm_mean = m->norm_std = NULL;
+        return DMLP_OK;
+    }
+    const size_t D = model_input_dim(m);
+    if (!resumed || !m->norm_mean) {
+        double *sums = calloc(2 * D, sizeof *sums);
+        float *mean = malloc(D * sizeof *mean), *sd = malloc(D * sizeof *sd);
+        if (!sums || !mean || !sd)
+            dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory for %zu feature statistics", D);
+        if (!dist_agree(d, e)) {
+            dataset_feature_sums(r->train, sums, sums + D);
+            if (r->sharded)
+                dist_allreduce_sum_double(d, sums, 2 * D);
+            dataset_stats_finish(sums, sums + D, (size_t)r->n_train, D, mean, sd);
+            model_set_normalization(m, mean, sd, e);
+        }
+        free(sums);
+        free(mean);
+        free(sd);
+        if (dist_agree(d, e))
+            return e->code;
+    }
+    dataset_standardize(r->train, m->norm_mean, m->norm_std);
+    if (r->val)
+        dataset_standardize(r->val, m->norm_mean, m->norm_std);
+    if (r->test)
+        dataset_standardize(r->test, m->norm_mean, m->norm_std);
+    return DMLP_OK;
+}
+
+/* The network and its optimizer, fitted to the data and initialised from the seed.
+ * Collective, agreed. */
+static int build_model(struct trainer *r, struct dmlp_error *e)
+{
+    const struct config *cfg = r->cfg;
+    if (model_create(&r->model, r->train->d, cfg->model.layers, cfg->model.n_layers, cfg->loss,
+                     e) == DMLP_OK &&
+        dataset_check_network(r->train, r->model, cfg->data.train, e) == DMLP_OK &&
+        (!r->test || dataset_check_network(r->test, r->model, cfg->data.test, e) == DMLP_OK) &&
+        optim_create(&r->optim, &cfg->optimizer, r->model->n_params, e) == DMLP_OK) {
+        struct rng init;
+        rng_seed(&init, cfg->training.seed, TRAIN_STREAM_INIT);
+        model_init_params(r->model, cfg->model.init, &init);
+    }
+    return dist_agree(r->d, e);
+}
+
+/* --resume auto: the newest checkpoint of checkpoint.dir that loads, latest.h5's target
+ * first, then step-N.h5 by descending N. One that does not (latest.h5 dangling or looping,
+ * a damaged file, a NaN in it) is skipped with a warning that names it and why, and the
+ * one taken is named. When there are checkpoints but none loads, the run is refused
+ * rather than started afresh beside them. Rank 0 lists the directory and broadcasts each
+ * candidate, so every rank tries the same files in the same number of agreements whatever
+ * its view of the file system; warn is rank 0's. Returns 1 with path set when one was
+ * loaded into r and st; 0 with path "" when there is none, or with e set. */
+static int resume_auto(const struct dist *d, const struct config *cfg, struct trainer *r,
+                       struct checkpoint_state *st, FILE *warn, char *path, size_t cap,
+                       struct dmlp_error *e)
+{
+    char **list = NULL, broken[PATH_MAX + 128] = "";
+    size_t n = 0;
+    if (dist_rank(d) == 0)
+        checkpoint_candidates(cfg->checkpoint.dir, &list, &n, broken, sizeof broken);
+    if (dist_rank(d) == 0 && broken[0] && warn)
+        fprintf(warn, "warning: resume auto: %s; looking for the newest checkpoint that "
+                "loads\n", broken);
+    uint64_t count = n;
+    dist_bcast(d, &count, sizeof count, 0);
+    int loaded = 0;
+    for (uint64_t i = 0; i < count && !loaded; i++) {
+        char candidate[PATH_MAX] = "";
+        if (dist_rank(d) == 0)
+            snprintf(candidate, sizeof candidate, "%s", list[i]);
+        dist_bcast(d, candidate, sizeof candidate, 0);
+        struct dmlp_error le = {0};
+        const struct checkpoint_state fresh = *st;
+        checkpoint_load(candidate, r->model, r->optim, st, &le);
+        if (dist_agree(d, &le) == DMLP_OK) {
+            snprintf(path, cap, "%s", candidate);
+            loaded = 1;
+            if ((i > 0 || broken[0]) && warn)
+                fprintf(warn, "resume auto: taking %s, the newest checkpoint that loads\n",
+                        candidate);
+        } else {
+            *st = fresh;
+            if (warn)
+                fprintf(warn, "warning: resume auto: skipping %s: %s\n", candidate, le.msg);
+        }
+    }
+    if (count > 0 && !loaded)
+        dmlp_fail(e, DMLP_ERR_INPUT, "resume auto: none of the %llu checkpoints in %s loads "
+                  "(each named above); move them away to start afresh, or name one with "
+                  "--resume PATH", (unsigned long long)count, cfg->checkpoint.dir);
+    checkpoint_candidates_free(&list, n);
+    return loaded;
+}
+
+/* The starting point: a fresh run's (epoch 0, step 0), or the state of the checkpoint that
+ * --resume names (or finds, with auto), or fresh with the layers of --init-from.
+ * Collective, agreed; every rank reads the checkpoint itself (replicated state, shared file
+ * system). */
+static int start_from(struct trainer *r, struct dmlp_error *e)
+{
+    const struct dist *d = r->d;
+    const struct config *cfg = r->cfg;
+    const struct train_options *opt = r->opt;
+    FILE *log = r->info;
+    struct checkpoint_state *st = &r->st;
+    memset(st, 0, sizeof *st);
+    st->seed = cfg->training.seed;
+    st->best_metric = NAN;
+    char path[PATH_MAX] = "";
+    int loaded = 0;
+    if (opt->resume && !strcmp(opt->resume, "auto")) {
+        loaded = resume_auto(d, cfg, r, st, r->log, path, sizeof path, e); /* warns even
+                                                                               with --quiet */
+        if (!path[0] && !e->code && log)
+            fprintf(log, "resume auto: no checkpoint in %s, starting fresh\n",
+                    cfg->checkpoint.dir);
+    } else if (opt->resume) {
+        snprintf(path, sizeof path, "%s", opt->resume);
+    }
+    if (path[0]) {
+        snprintf(r->resumed_from, sizeof r->resumed_from, "%s", path);
+        if (loaded || checkpoint_load(path, r->model, r->optim, st, e) == DMLP_OK) {
+            if (log)
+                fprintf(log, "resumed from %s: epoch %llu, step %llu, %llu samples seen\n",
+                        path, (unsigned long long)st->epoch, (unsigned long long)st->step,
+                        (unsigned long long)st->samples_seen);
+            if (log && st->seed != cfg->training.seed)
+                fprintf(log, "warning: the checkpoint was trained with seed %llu; "
+                        "continuing with training.seed %llu\n",
+                        (unsigned long long)st->seed, (unsigned long long)cfg->training.seed);
+            st->seed = cfg->training.seed;
+        }
+    } else if (opt->init_from) {
+        if (checkpoint_load_layers(opt->init_from, r->model, e) == DMLP_OK && log)
+            fprintf(log, "initialised /layers from %s\n", opt->init_from);
+    }
+    if (dist_agree(d, e) || normalize(d, cfg, r, path[0] != 0, e))
+        return e->code;
+    return DMLP_OK;
+}
+
+/* The step's buffers and the gradient sum: the largest slice a rank takes is ceil(B / n)
+ * (one more when sharded: slices there follow each shard's share; at least a whole piece
+ * for the exact sum); the workspace also serves evaluation. Collective, agreed. */
+static int allocate(struct trainer *r, struct dmlp_error *e)
+{
+    const struct config *cfg = r->cfg;
+    const int n = dist_size(r->d);
+    const size_t B = cfg->training.batch_size;
+    size_t slice = B / (size_t)n + (B % (size_t)n != 0) + (size_t)r->sharded;
+    if (gradsum_create(&r->sum, r->d, r->model, cfg, e) == DMLP_OK)
+        slice = slice > gradsum_piece_rows(r->sum) ? slice : gradsum_piece_rows(r->sum);
+    const size_t D = r->train->d, K = r->train->k;
+    size_t xb_bytes, tb_bytes, perm_bytes;
+    if (e->code) {
+        /* reported below */
+    } else if (dmlp_mul_size(&xb_bytes, slice, D) ||
+               dmlp_mul_size(&xb_bytes, xb_bytes, sizeof(float)) ||
+               dmlp_mul_size(&tb_bytes, slice, K) ||
+               dmlp_mul_size(&tb_bytes, tb_bytes, sizeof(float)) ||
+               dmlp_mul_size(&perm_bytes, r->train->n + 1, sizeof(uint64_t))) {
+        dmlp_fail(e, DMLP_ERR_INPUT, "training.batch_size %zu: batch buffers overflow", B);
+    } else if (model_reserve(r->model, slice > TRAIN_EVAL_CHUNK ? slice : TRAIN_EVAL_CHUNK,
+                             e) == DMLP_OK) {
+        r->xb = dmlp_alloc_aligned(xb_bytes);
+        r->perm = malloc(perm_bytes);
+        if (r->train->labels)
+            r->lb = dmlp_alloc_aligned(slice * sizeof(int32_t));
+        else
+            r->tb = dmlp_alloc_aligned(tb_bytes);
+        if (!r->xb || !r->perm || (!r->lb && !r->tb))
+            dmlp_fail(e, DMLP_ERR_RUNTIME, "cannot allocate batch buffers for %zu rows of %zu "
+                      "features", slice, D);
+    }
+    return dist_agree(r->d, e);
+}
+
+/* Rank 0 tells what is about to run. */
+static void report_run(const struct trainer *r)
+{
+    const struct config *cfg = r->cfg;
+    const struct dataset *ds = r->train;
+    const struct model *m = r->model;
+    const int n = dist_size(r->d), threads = omp_get_max_threads();
+    const uint64_t B = cfg->training.batch_size;
+    char net[256];
+    describe_network(net, sizeof net, m);
+    fprintf(r->info, "dmlp %s: %d rank%s x %d thread%s; network %s (%zu parameters); "
+            "%llu training samples (%s)%s; global batch %llu (%llu per rank); "
+            "%llu steps/epoch\n",
+            DMLP_VERSION, n, n > 1 ? "s" : "", threads, threads > 1 ? "s" : "", net,
+            count_params(m), (unsigned long long)r->n_train,
+            r->sharded ? "sharded" : "replicated", m->norm_mean ? ", standardised" : "",
+            (unsigned long long)B, (unsigned long long)((B + (uint64_t)n - 1) / (uint64_t)n),
+            (unsigned long long)r->steps_per_epoch);
+    fprintf(r->info, "training data held by rank 0: %zu rows, %.1f MiB%s\n", ds->n,
+            (double)ds->n * (double)(ds->d + (ds->labels ? 1 : ds->k)) * 4.0 / 1048576.0,
+            r->sharded ? " (its shard)" : " (the whole set)");
+    if (r->val)
+        fprintf(r->info, "validation: %g of %s held out (seed %llu)\n",
+                cfg->data.validation_fraction, cfg->data.train,
+                (unsigned long long)cfg->training.seed);
+    if (n > 1)
+        fprintf(r->info, "gradient allreduce: %s\n", gradsum_method(r->sum));
+    fflush(r->info);
+}
+
+/* The run's shape from the global row count, and where the first step starts. */
+static int shape(struct trainer *r, struct dmlp_error *e)
+{
+    const struct config *cfg = r->cfg;
+    const uint64_t N = r->n_train, B = cfg->training.batch_size;
+    r->steps_per_epoch = cfg->data.drop_last ? N / B : (N + B - 1) / B;
+    if (r->steps_per_epoch == 0)
+        return dmlp_fail(e, DMLP_ERR_INPUT, "training.batch_size %llu exceeds the %llu "
+                         "training samples and data.drop_last is set: no step to take",
+                         (unsigned long long)B, (unsigned long long)N);
+    r->total_steps = r->steps_per_epoch * cfg->training.epochs;
+    struct checkpoint_state *st = &r->st;
+    gradsum_set_fx_shift(r->sum, st->fx_shift); /* the exact sum resumes its binary point */
+    if (st->step_in_epoch >= r->steps_per_epoch) { /* the batch size changed since the save */
+        st->epoch++;
+        st->step_in_epoch = 0;
+    }
+    r->lr = cfg->optimizer.lr;
+    /* A resumed run that has nothing left to do already ends with its checkpoint. */
+    r->saved_step = st->step > 0 ? st->step : UINT64_MAX;
+    const uint64_t max_steps = cfg->training.max_steps;
+    const struct config_early_stopping *es = &cfg->training.early_stopping;
+    if ((max_steps && st->step >= max_steps) || (es->patience && st->bad_epochs >= es->patience))
+        r->state = TRAINER_DONE;
+    return DMLP_OK;
+}
+
+int trainer_setup(struct trainer *r, struct dmlp_error *err)
+{
+    const struct dist *d = r->d;
+    const struct config *cfg = r->cfg;
+    const struct train_options *opt = r->opt;
+    const int rank0 = dist_rank(d) == 0;
+    r->log = rank0 ? opt->log : NULL;
+    r->info = opt->verbosity >= 1 ? r->log : NULL; /* what --quiet silences */
+    r->bar = r->info && isatty(fileno(r->info));
+    r->sharded = cfg->data.placement == DMLP_PLACEMENT_SHARDED;
+    struct dmlp_error e = {0};
+    if (load_data(d, cfg, r, &e) || build_model(r, &e))
+        goto fail;
+    /* checkpoint.dir, checked and locked once the config and the data are known good (a
+     * run refused for those leaves no directory behind), before anything is read from it:
+     * another training using it is refused here, not found out at a save hours later. */
+    if (rank0 && opt->save_checkpoints)
+        rundir_open(&r->dir, cfg->checkpoint.dir, r->log, &e);
+    if (dist_agree(d, &e) || start_from(r, &e) || allocate(r, &e) || shape(r, &e))
+        goto fail;
+    if (r->info)
+        report_run(r);
+    report_placement(d, r->info, opt->verbosity >= 2);
+    /* metrics.jsonl: rank 0 appends; a failure to open it only costs the file. */
+    if (rank0 && opt->save_checkpoints) {
+        struct dmlp_error open_err = {0};
+        if (runlog_open(&r->mlog, cfg->checkpoint.dir, &open_err) && r->log)
+            fprintf(r->log, "warning: %s\n", open_err.msg);
+        if (r->mlog)
+            runlog_start(r->mlog, r->yaml, dist_size(d), omp_get_max_threads(), r->st.epoch,
+                         r->st.step, r->resumed_from[0] ? r->resumed_from : NULL);
+    }
+    return DMLP_OK;
+fail:
+    *err = e;
+    return e.code;
+}
