@@ -1,7 +1,7 @@
 /* Hostile-input tests: the dmlp binary fed bad configs, bad data files, bad checkpoints,
  * bad command lines and hostile sizes, each at 1 and at 2 ranks under `timeout 60` (a
  * timeout is a hang, and a failure). Every case asserts the exit code (2 for bad usage,
- * config or input, DESIGN §5), that the message names the culprit (file, key, dataset,
+ * config or input, README "Commands"), that the message names the culprit (file, key, dataset,
  * value), that it is printed once (not once per rank), and that the existing checkpoints
  * and outputs in a fixture directory are left byte for byte untouched (a listing with
  * sizes, mtimes and link targets, plus cksum of every file, taken before and compared after

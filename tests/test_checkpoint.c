@@ -1,5 +1,5 @@
 /* Checkpoint tests (one process): the save/load round trip is bit-exact, latest.h5 and
- * keep_last behave as DESIGN §4 says, shapes are checked, damaged files are refused, and
+ * keep_last behave as docs/architecture.md ("Formats") says, shapes are checked, damaged files are refused, and
  * --init-from takes only /layers. */
 #define _POSIX_C_SOURCE 200809L
 #include <CUnit/CUnit.h>

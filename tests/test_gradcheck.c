@@ -1,6 +1,6 @@
 /* test_gradcheck: the whole network's analytic gradient (model_train_batch, float32)
  * against central finite differences of an independent double-precision forward + loss
- * written here from DESIGN §1, for every parameter, every activation and both losses.
+ * written here from docs/architecture.md, "The math", for every parameter, every activation and both losses.
  *
  * The reference network takes the model's float parameters cast to double, so both sides
  * differentiate the same function:

@@ -1,4 +1,4 @@
-/* MPI tests, run by ctest at 1, 2 and 3 ranks: the data-parallel semantics of DESIGN §2.
+/* MPI tests, run by ctest at 1, 2 and 3 ranks: the data-parallel semantics of docs/architecture.md ("Contracts the tests pin down").
  * - the trajectory does not depend on the rank count: every rank also trains alone (on
  *   MPI_COMM_SELF) and the weights must agree within 1e-5, with uneven slices, a short
  *   last batch and, at 2 and 3 ranks, ranks whose slice of the last batch is empty;

@@ -31,7 +31,7 @@ static const double TOL = 1e-6;
 
 /* ---- the 2-2-1 worked example ------------------------------------------------------- */
 
-/* Network: h = σ(W1 x + b1), y = σ(W2 h + b2), loss ℓ = (y − t)² (DESIGN §1: no ½), so
+/* Network: h = σ(W1 x + b1), y = σ(W2 h + b2), loss ℓ = (y − t)² (docs/architecture.md, "The math": no ½), so
  * ∂ℓ/∂y = 2(y − t) and every gradient is twice the textbook example's (which uses ½(y − t)²).
  *
  *   W1 = [[0.15, 0.20], [0.25, 0.30]]  b1 = [0.35, 0.35]  W2 = [[0.40, 0.45]]  b2 = [0.60]

@@ -1,4 +1,4 @@
-/* config: YAML -> struct config through one table of keys (DESIGN §6).
+/* config: YAML -> struct config through one table of keys (README, "Config").
  *
  * keys[] names every key once: its path, type, place in struct config, default, range and
  * help text. Everything else walks that table: the loader, --set, the range checks,

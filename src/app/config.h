@@ -1,8 +1,7 @@
-/* config: the run configuration (DESIGN §6), read from YAML (libyaml) against one table of
- * keys (src/config.c) that also gives the defaults, ranges, --set paths and help text.
- * Every error names the file, line and key path
- * ("runs/x.yaml:7: model.layers[1].units: -8 is not a positive integer").
- * Never touches MPI or HDF5; each rank loads its own copy. */
+/* config: the run configuration (README, "Config"), read from YAML (libyaml) against one table
+ * of keys (app/config.c) that also gives the defaults, ranges, --set paths and help text. Every
+ * error names the file, line and key path ("runs/x.yaml:7: model.layers[1].units: -8 is not a
+ * positive integer"). Never touches MPI or HDF5; each rank loads its own copy. */
 #ifndef DMLP_CONFIG_H
 #define DMLP_CONFIG_H
 

@@ -1,10 +1,10 @@
-/* checkpoint: the HDF5 checkpoint of DESIGN §4. Saving is done by one process (rank 0):
- * a temporary file is written, flushed and fsynced, renamed to step-<8 digits>.h5, the
- * directory fsynced, and latest.h5 (a symlink) replaced atomically; then old checkpoints
- * beyond keep_last are pruned, never the newest. Every dataset carries a Fletcher-32
- * checksum that HDF5 verifies on load. Loading reads every attribute and array through
- * h5util's checked readers (class, size, shape and storage first), checks the format and
- * every shape against the model, and refuses a NaN or an infinity in the weights, biases,
+/* checkpoint: the HDF5 checkpoint of docs/architecture.md, "Formats". Saving is done by one
+ * process (rank 0): a temporary file is written, flushed and fsynced, renamed to step-<8
+ * digits>.h5, the directory fsynced, and latest.h5 (a symlink) replaced atomically; then old
+ * checkpoints beyond keep_last are pruned, never the newest. Every dataset carries a
+ * Fletcher-32 checksum that HDF5 verifies on load. Loading reads every attribute and array
+ * through h5util's checked readers (class, size, shape and storage first), checks the format
+ * and every shape against the model, and refuses a NaN or an infinity in the weights, biases,
  * optimizer state or standardisation (DMLP_ERR_INPUT naming the file and the array), so a
  * damaged value is never trained on or carried into a new checkpoint. Never touches MPI. */
 #ifndef DMLP_CHECKPOINT_H

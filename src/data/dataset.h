@@ -1,10 +1,10 @@
-/* dataset: the HDF5 dataset file of DESIGN §4 (/features float32 [N, D]; /labels int32 [N]
- * in [0, K) for classification, or /targets float32 [N, K] for regression), read whole into
- * memory (the replicated placement) or one rank's 1/n of the rows (the sharded placement),
- * written by the importers (IDX, CSV), and described by inspect; and what is done to a
- * loaded set before training: the held-out validation split and feature standardisation.
- * Only this module and the other I/O modules include hdf5.h. MPI is reached only through
- * dist (agreement, reductions) and through HDF5's MPI-IO driver in dataset_read_shard. */
+/* dataset: the HDF5 dataset file of docs/architecture.md, "Formats" (/features float32 [N, D];
+ * /labels int32 [N] in [0, K) for classification, or /targets float32 [N, K] for regression),
+ * read whole into memory (the replicated placement) or one rank's 1/n of the rows (the sharded
+ * placement), written by the importers (IDX, CSV), and described by inspect; and what is done
+ * to a loaded set before training: the held-out validation split and feature standardisation.
+ * Only this module and the other I/O modules include hdf5.h. MPI is reached only through dist
+ * (agreement, reductions) and through HDF5's MPI-IO driver in dataset_read_shard. */
 #ifndef DMLP_DATASET_H
 #define DMLP_DATASET_H
 

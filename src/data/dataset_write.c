@@ -1,8 +1,8 @@
 #define _POSIX_C_SOURCE 200809L
-/* dataset_write: the dataset file's writer (DESIGN §4), for the importers and the tests.
- * What dataset_read would reject is refused before anything is written, and the file appears
- * under its name only when complete (publish.h). Every message
- * names the file; HDF5's own error printer is silenced while the writer runs. */
+/* dataset_write: the dataset file's writer (docs/architecture.md, "Formats"), for the importers
+ * and the tests. What dataset_read would reject is refused before anything is written, and the
+ * file appears under its name only when complete (publish.h). Every message names the file;
+ * HDF5's own error printer is silenced while the writer runs. */
 #include "data/dataset.h"
 
 #include <hdf5.h>

@@ -1,5 +1,5 @@
 /* activation: every activation's f and its derivative, written once (docs/architecture.md,
- * "Numerics"). The derivative is always taken through the output, f' as a function of
+ * "The math"). The derivative is always taken through the output, f' as a function of
  * f = f(z): the forward pass stores f(Z) and never Z. Each formula is a macro over its
  * operands' type, so the same text serves scalars (the vec loops, with DMLP_SEL_SCALAR)
  * and GCC vectors (the GEMM tiles, with their lane select); the _grad forms return

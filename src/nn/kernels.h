@@ -1,10 +1,10 @@
-/* kernels: the batched numerics of a dense layer (DESIGN §1) on float32 row-major arrays.
- * OpenMP-parallel over output rows or columns only, never over a summed dimension, and the
- * work split is a fixed tiling independent of the thread count: every output element is
- * computed by the same instructions in the same order whatever OMP_NUM_THREADS is, so
- * results are bit-identical across thread counts (for a given backend, below). No
- * allocation, no MPI, no I/O: callers pass the scratch.
- * Signatures: outputs first, then inputs, sizes last. */
+/* kernels: the batched numerics of a dense layer (docs/architecture.md, "The math") on float32
+ * row-major arrays. OpenMP-parallel over output rows or columns only, never over a summed
+ * dimension, and the work split is a fixed tiling independent of the thread count: every output
+ * element is computed by the same instructions in the same order whatever OMP_NUM_THREADS is,
+ * so results are bit-identical across thread counts (for a given backend, below). No
+ * allocation, no MPI, no I/O: callers pass the scratch. Signatures: outputs first, then inputs,
+ * sizes last. */
 #ifndef DMLP_KERNELS_H
 #define DMLP_KERNELS_H
 

@@ -1,7 +1,7 @@
-/* model: a stack of dense layers (DESIGN §1) whose parameters and gradients live in one
- * flat, 64-byte-aligned buffer each, with per-layer views (every view starts on a cache
- * line). Forward, loss and backward over a batch using the kernels; workspace for up to
- * max_batch rows is allocated once by model_reserve, so a step allocates nothing.
+/* model: a stack of dense layers (docs/architecture.md, "The math") whose parameters and
+ * gradients live in one flat, 64-byte-aligned buffer each, with per-layer views (every view
+ * starts on a cache line). Forward, loss and backward over a batch using the kernels; workspace
+ * for up to max_batch rows is allocated once by model_reserve, so a step allocates nothing.
  * Never touches MPI or HDF5. */
 #ifndef DMLP_MODEL_H
 #define DMLP_MODEL_H

@@ -1,4 +1,4 @@
-/* schedule: the learning rate of each step, from the optimizer config (DESIGN §6,
+/* schedule: the learning rate of each step, from the optimizer config (README, "Config";
  * struct config_schedule). A pure function of its arguments, so every rank computes the
  * same rate and a resumed run continues the same sequence. Never touches MPI or HDF5.
  *

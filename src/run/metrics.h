@@ -1,8 +1,9 @@
-/* metrics: evaluation accumulators and their report (DESIGN §2: evaluation reduces integer
- * counts and double sums, so a reported figure is identical for any rank count).
- * A struct metrics holds only plain arrays of sums — a uint64 array of counts and a double
- * array of sums — that can be added element by element across ranks; the derived figures
- * (accuracy, recall, MSE, MAE, R²) are computed from the summed arrays by metrics_finish.
+/* metrics: evaluation accumulators and their report (docs/architecture.md, "Contracts the tests
+ * pin down": evaluation reduces integer counts and double sums, so a reported figure is
+ * identical for any rank count). A struct metrics holds only plain arrays of sums — a uint64
+ * array of counts and a double array of sums — that can be added element by element across
+ * ranks; the derived figures (accuracy, recall, MSE, MAE, R²) are computed from the summed
+ * arrays by metrics_finish.
  *
  * Classifier with k classes:   counts = [confusion k×k (row = true label, column =
  *                                        predicted = argmax, first max wins), samples]

@@ -1,7 +1,7 @@
 #define _POSIX_C_SOURCE 200809L
 /* predict: the rank-split forward pass, the gather to rank 0 and the predictions file of
- * DESIGN §4 (its input rows are read by dataset_read_features). Every message names the
- * file; HDF5's own error printer is silenced while the writer runs. */
+ * docs/architecture.md, "Formats" (its input rows are read by dataset_read_features). Every
+ * message names the file; HDF5's own error printer is silenced while the writer runs. */
 #include "run/predict.h"
 
 #include <hdf5.h>

@@ -1,4 +1,4 @@
-/* predict: runs a network over a dataset and writes the predictions file of DESIGN §4:
+/* predict: runs a network over a dataset and writes the predictions file of docs/architecture.md, "Formats":
  *
  *     /                attrs: format="dmlp-predictions", format_version=1, dmlp_version,
  *                             loss, and checkpoint / input when given

@@ -75,8 +75,9 @@ static void shuffle(struct trainer *t, uint64_t epoch)
     rng_permutation(&r, t->perm, (size_t)n);
 }
 
-/* Which of the epoch's rows this rank takes in step s (DESIGN §2): its slice of the global
- * batch (replicated), or its shard's share of the step (sharded). */
+/* Which of the epoch's rows this rank takes in step s (docs/architecture.md, "Contracts the
+ * tests pin down"): its slice of the global batch (replicated), or its shard's share of the
+ * step (sharded). */
 static struct step_rows step_rows(const struct trainer *t, uint64_t s)
 {
     struct step_rows sr;

@@ -1,9 +1,9 @@
-/* train: the data-parallel training loop of DESIGN §2 and the evaluation that goes with
- * it. Every rank holds the whole training set (replicated placement), visits epoch e in
- * the order of a permutation drawn from (seed, e), takes the r-th contiguous slice of each
- * global batch, sums its per-sample gradients, joins one allreduce over the flat gradient
- * buffer, divides by the step's global sample count and applies the same update. Steps per
- * epoch come from global counts, so every rank enters every collective. */
+/* train: the data-parallel training loop of docs/architecture.md ("Contracts the tests pin
+ * down"). Every rank holds the whole training set (replicated placement), visits epoch e in the
+ * order of a permutation drawn from (seed, e), takes the r-th contiguous slice of each global
+ * batch, sums its per-sample gradients, joins one allreduce over the flat gradient buffer,
+ * divides by the step's global sample count and applies the same update. Steps per epoch come
+ * from global counts, so every rank enters every collective. */
 #ifndef DMLP_TRAIN_H
 #define DMLP_TRAIN_H
 
