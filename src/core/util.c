@@ -96,19 +96,6 @@ int dmlp_parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-int dmlp_parse_i64(const char *s, int64_t *out)
-{
-    if (!s || !*s)
-        return -1;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = (int64_t)v;
-    return 0;
-}
-
 int dmlp_parse_double(const char *s, double *out)
 {
     if (!s || !*s)

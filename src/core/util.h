@@ -44,7 +44,6 @@ const char *dmlp_nonfinite_name(float x);
 
 /* Parses a whole string as a number; returns 0 on success, -1 on junk or range error. */
 int dmlp_parse_u64(const char *s, uint64_t *out);
-int dmlp_parse_i64(const char *s, int64_t *out);
 int dmlp_parse_double(const char *s, double *out);
 
 /* The CPUs this process may run on, as a list ("0-3,8"), into out; returns their number
