@@ -18,6 +18,7 @@
  * with the same instructions wherever it lies and whichever thread computes it: results
  * are bit-identical for any thread count. Epilogues (bias, activation, activation
  * derivative) run in registers before the final store. */
+#include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -262,8 +263,9 @@ void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
     const size_t rs = A->trans ? 1 : A->ld, cs = A->trans ? A->ld : 1;
     /* One parallel region for the whole product: waking a team costs more than a k block
      * of a small layer takes. Every thread walks the k blocks; the work-sharing loops'
-     * barriers keep them in step. */
-#pragma omp parallel
+     * barriers keep them in step. Inside a caller's active region, the calling thread does
+     * it all (no nested team; the same bits, as for any thread count). */
+#pragma omp parallel if (!omp_in_parallel())
     for (size_t p0 = 0; p0 < k; p0 += KC) {
         const size_t kc = k - p0 < KC ? k - p0 : KC;
         const int first = p0 == 0, last = p0 + kc == k;

@@ -96,7 +96,107 @@ cc -std=c11 -Wall -Wextra -Wpedantic -Werror -o "$WORK/app/app_pc" "$WORK/app/ap
    "$WORK/moved/share/dmlp/configs/xor.yaml" "data.train=$WORK/xor.h5" \
    "checkpoint.dir=$WORK/run-shared") ||
   fail "the pkg-config consumer"
-cmp <(h5dump -d /layers/0/W "$WORK/run-static/latest.h5" | tail -n +3) \
-    <(h5dump -d /layers/0/W "$WORK/run-shared/latest.h5" | tail -n +3) ||
+weights() { h5dump -d /layers/0/weight -d /layers/1/weight "$1" | tail -n +3; }
+weights "$WORK/run-static/latest.h5" > "$WORK/w-static.txt" || fail "no weights in run-static"
+weights "$WORK/run-shared/latest.h5" > "$WORK/w-shared.txt" || fail "no weights in run-shared"
+grep -q DATA "$WORK/w-static.txt" || fail "h5dump printed no weights"
+cmp "$WORK/w-static.txt" "$WORK/w-shared.txt" ||
   fail "the static and shared libraries trained different weights"
-echo "PASSED: install, interface-only exports, find_package(dmlp) and pkg-config consumers"
+
+echo "== the inference interface (infer.h) from OpenMP threads, against dmlp predict"
+cat > "$WORK/app/infer.c" <<'C'
+#include <dmlp/infer.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* infer CHECKPOINT: the four XOR points, one row per call from 2 OpenMP threads; prints
+ * each output's bits. */
+int main(int argc, char **argv)
+{
+    char err[256];
+    dmlp_net *net = dmlp_net_load(argc > 1 ? argv[1] : "", err, sizeof err);
+    if (!net) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    const float x[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
+    float y[4];
+    int failed = 0;
+#pragma omp parallel for num_threads(2) reduction(| : failed)
+    for (int i = 0; i < 4; i++)
+        failed |= dmlp_net_predict(net, 1, x[i], &y[i], NULL, 0);
+    for (int i = 0; i < 4 && !failed; i++) {
+        uint32_t bits;
+        memcpy(&bits, &y[i], sizeof bits);
+        printf("%08x\n", (unsigned)bits);
+    }
+    dmlp_net_free(net);
+    return failed;
+}
+C
+# shellcheck disable=SC2046
+cc -std=c11 -fopenmp -Wall -Wextra -Wpedantic -Werror -o "$WORK/app/infer" "$WORK/app/infer.c" \
+   $(pkg-config --cflags --libs dmlp) || fail "building the inference consumer"
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "$WORK/moved/bin/dmlp" predict \
+  --checkpoint "$WORK/run-shared/latest.h5" --input "$WORK/xor.h5" --output "$WORK/pred.h5" \
+  > /dev/null || fail "dmlp predict"
+# %.9g identifies a float exactly; its bits, as the consumers print them.
+h5dump -y -m %.9g -d /predictions "$WORK/pred.h5" | sed -n '/DATA {/,/}/p' | tr -s ' ,' '\n' |
+  grep -E '^-?[0-9]' | python3 -c '
+import struct, sys
+for line in sys.stdin:
+    print(struct.pack(">f", float(line)).hex())' > "$WORK/want.txt"
+[[ $(wc -l < "$WORK/want.txt") == 4 ]] || fail "dmlp predict wrote $(cat "$WORK/want.txt")"
+LD_LIBRARY_PATH=$WORK/moved/lib "$WORK/app/infer" "$WORK/run-shared/latest.h5" > "$WORK/got.txt" ||
+  fail "the inference consumer"
+paste "$WORK/got.txt" "$WORK/want.txt"
+cmp "$WORK/got.txt" "$WORK/want.txt" || fail "dmlp_net_predict differs from dmlp predict"
+
+if [[ -f $WORK/moved/lib/libdmlp_fortran.a ]]; then
+  echo "== the Fortran module (use dmlp) from OpenMP threads, against dmlp predict"
+  cat > "$WORK/app/infer.f90" <<'F'
+program infer
+  use dmlp
+  implicit none
+  type(dmlp_net) :: net
+  real(c_float) :: x(2, 4), y(1, 4)
+  integer :: stat, i, failed
+  character(len=256) :: errmsg, path
+  call get_command_argument(1, path)
+  call net%load(path, stat, errmsg)
+  if (stat /= 0) then
+    print '(a)', trim(errmsg)
+    stop 1
+  end if
+  x = reshape([0., 0., 0., 1., 1., 0., 1., 1.], [2, 4])
+  failed = 0
+  !$omp parallel do num_threads(2) private(stat) reduction(max:failed)
+  do i = 1, 4
+    call net%predict(x(:, i:i), y(:, i:i), stat)
+    failed = max(failed, stat)
+  end do
+  !$omp end parallel do
+  if (failed /= 0) stop 1
+  do i = 1, 4
+    print '(z8.8)', transfer(y(1, i), 0)
+  end do
+  call net%predict(x, y(:, 1:2), stat, errmsg)   ! 4 columns in, 2 out: refused
+  if (stat == 0 .or. index(errmsg, "do not fit") == 0) stop 2
+  call net%free()
+  call net%load(trim(path) // ".missing", stat, errmsg)
+  if (stat == 0 .or. index(errmsg, ".missing") == 0) stop 3
+end program infer
+F
+  # shellcheck disable=SC2046
+  gfortran -std=f2008 -fopenmp -Wall -Werror -o "$WORK/app/infer_f" "$WORK/app/infer.f90" \
+    -I"$WORK/moved/include" "$WORK/moved/lib/libdmlp_fortran.a" $(pkg-config --libs dmlp) ||
+    fail "building the Fortran consumer"
+  LD_LIBRARY_PATH=$WORK/moved/lib "$WORK/app/infer_f" "$WORK/run-shared/latest.h5" |
+    tr 'A-F' 'a-f' > "$WORK/got_f.txt" || fail "the Fortran consumer (exit ${PIPESTATUS[0]})"
+  cmp "$WORK/got_f.txt" "$WORK/want.txt" || fail "the Fortran module differs from dmlp predict"
+else
+  echo "no Fortran compiler at build time: the Fortran module was not built"
+fi
+
+echo "PASSED: install, interface-only exports, find_package(dmlp) and pkg-config consumers, C and Fortran inference"
