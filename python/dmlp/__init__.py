@@ -1,0 +1,120 @@
+"""dmlp: networks trained by dmlp, in Python.
+
+    import dmlp
+    net = dmlp.Net("runs/x/best.h5")
+    y = net.predict(x)            # x: (n, net.inputs) float32 or float64 -> (n, net.outputs)
+
+A thin ctypes layer over libdmlp's inference interface (include/dmlp/infer.h): the outputs
+are bit-identical to `dmlp predict` on the same rows; the network's input standardisation
+is applied; a classifier returns class probabilities. No MPI is needed. predict releases
+the GIL while it runs, so threads may share one Net.
+
+The library is found in this order: $DMLP_LIBRARY (a path to libdmlp.so), a build tree
+beside this package (../build/libdmlp.so, for use from a checkout), then the system's
+library path (ctypes.util.find_library("dmlp"), e.g. after `cmake --install`).
+"""
+import ctypes
+import ctypes.util
+import os
+
+import numpy as np
+
+__all__ = ["Net", "Error", "library_path"]
+__version__ = "0.1.0"
+
+
+class Error(RuntimeError):
+    """A checkpoint that cannot be loaded, or a call the library refused; the message
+    names the file or the argument."""
+
+
+def library_path():
+    """The libdmlp.so this package uses (see the module's documentation)."""
+    env = os.environ.get("DMLP_LIBRARY")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    tree = os.path.join(here, "..", "..", "build", "libdmlp.so")
+    if os.path.exists(tree):
+        return os.path.normpath(tree)
+    found = ctypes.util.find_library("dmlp")
+    if found:
+        return found
+    raise Error("libdmlp.so not found: set DMLP_LIBRARY to its path, or install dmlp "
+                "(cmake --install) where the loader finds it")
+
+
+_lib = None
+
+
+def _library():
+    global _lib
+    if _lib is None:
+        lib = ctypes.CDLL(library_path())
+        lib.dmlp_net_load.restype = ctypes.c_void_p
+        lib.dmlp_net_load.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+        lib.dmlp_net_inputs.restype = ctypes.c_size_t
+        lib.dmlp_net_inputs.argtypes = [ctypes.c_void_p]
+        lib.dmlp_net_outputs.restype = ctypes.c_size_t
+        lib.dmlp_net_outputs.argtypes = [ctypes.c_void_p]
+        lib.dmlp_net_predict.restype = ctypes.c_int
+        lib.dmlp_net_predict.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                                         ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        lib.dmlp_net_free.restype = None
+        lib.dmlp_net_free.argtypes = [ctypes.c_void_p]
+        _lib = lib
+    return _lib
+
+
+class Net:
+    """A trained network, loaded from a dmlp checkpoint (step-N.h5, latest.h5, best.h5)."""
+
+    def __init__(self, path):
+        lib = _library()
+        err = ctypes.create_string_buffer(1024)
+        handle = lib.dmlp_net_load(os.fsencode(path), err, len(err))
+        if not handle:
+            raise Error(err.value.decode("utf-8", "replace"))
+        self._lib, self._handle = lib, handle
+        self.inputs = lib.dmlp_net_inputs(handle)
+        self.outputs = lib.dmlp_net_outputs(handle)
+
+    def predict(self, x):
+        """The network on x, shape (n, inputs) or (inputs,), float32 or float64 (computed
+        in float32, the network's precision); returns float32 of shape (n, outputs) or
+        (outputs,)."""
+        if self._handle is None:
+            raise Error("predict: the net is closed")
+        a = np.asarray(x)
+        if a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"predict: x must be float32 or float64, not {a.dtype}")
+        single = a.ndim == 1
+        a = a.reshape(1, -1) if single else a
+        if a.ndim != 2 or a.shape[1] != self.inputs:
+            raise ValueError(f"predict: x has shape {np.shape(x)}, the net takes rows of "
+                             f"{self.inputs} inputs: (n, {self.inputs})")
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        y = np.empty((a.shape[0], self.outputs), dtype=np.float32)
+        err = ctypes.create_string_buffer(1024)
+        if self._lib.dmlp_net_predict(self._handle, a.shape[0], a.ctypes.data,
+                                      y.ctypes.data, err, len(err)):
+            raise Error(err.value.decode("utf-8", "replace"))
+        return y[0] if single else y
+
+    def close(self):
+        """Frees the network now (it is freed with the object otherwise)."""
+        if getattr(self, "_handle", None) is not None:
+            self._lib.dmlp_net_free(self._handle)
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def __repr__(self):
+        return f"dmlp.Net(inputs={self.inputs}, outputs={self.outputs})"

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# test_python: the Python package python/dmlp (ctypes over libdmlp's inference interface).
+# A classifier with standardised inputs is trained and predicted by the dmlp binary; then
+# dmlp.Net must give the bits of `dmlp predict` from float32 and float64 input, in one
+# call, row by row, and from 4 Python threads sharing the net; bad paths, shapes and dtypes
+# raise with a message; and `pip install ./python` gives an importable package.
+#   tests/interop/test_python.sh DMLP_BINARY LIBDMLP_SO
+set -euo pipefail
+DMLP=$(realpath "${1:?usage: test_python.sh DMLP_BINARY LIBDMLP_SO}")
+LIB=$(realpath "${2:?usage: test_python.sh DMLP_BINARY LIBDMLP_SO}")
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+fail() { echo "FAIL: $*" >&2; exit 1; }
+PY=
+for c in ${PYTHON:-} /usr/bin/python3 python3; do
+  if command -v "$c" >/dev/null 2>&1 && "$c" -c "import numpy, h5py" >/dev/null 2>&1; then
+    PY=$(command -v "$c")
+    break
+  fi
+done
+[[ -n $PY ]] || { echo "SKIPPED: no python3 with numpy and h5py (Debian: python3-numpy python3-h5py)"; exit 0; }
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dmlp-python.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+
+"$PY" - <<'P'
+import numpy as np
+rng = np.random.default_rng(7)
+x = 20.0 + 5.0 * rng.standard_normal((257, 5))
+y = (np.abs(x @ np.array([1.0, -0.5, 0.25, 0.0, 2.0])) * 1.7).astype(int) % 4
+with open("cls.csv", "w") as f:
+    f.write("a,b,c,d,e,y\n")
+    for row, label in zip(x, y):
+        f.write(",".join(f"{v:.6f}" for v in row) + f",{label}\n")
+P
+cat > cls.yaml <<'Y'
+model:
+  layers:
+    - {units: 20, activation: leaky_relu}
+    - {units: 4, activation: softmax}
+optimizer: {name: adam, lr: 0.01}
+data: {train: cls.h5, normalize: standard}
+training: {epochs: 2, batch_size: 32}
+checkpoint: {dir: run, every_epochs: 0}
+Y
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+"$DMLP" import csv cls.csv --label-column y --output cls.h5 > /dev/null 2>&1
+"$DMLP" train cls.yaml --quiet > /dev/null 2>&1
+"$DMLP" predict --checkpoint run/latest.h5 --input cls.h5 --output pred.h5 > /dev/null 2>&1
+
+DMLP_LIBRARY=$LIB PYTHONPATH=$ROOT/python "$PY" - <<'P' || fail "the package from the source tree"
+import threading
+import h5py, numpy as np
+import dmlp
+
+with h5py.File("cls.h5") as f:
+    x = f["/features"][...]
+with h5py.File("pred.h5") as f:
+    want = f["/predictions"][...]
+net = dmlp.Net("run/latest.h5")
+assert (net.inputs, net.outputs) == (5, 4), repr(net)
+assert np.array_equal(net.predict(x), want), "one call"
+assert np.array_equal(net.predict(x.astype(np.float64)), want), "float64 input"
+assert np.array_equal(np.stack([net.predict(r) for r in x]), want), "row by row"
+got = np.zeros_like(want)
+def work(k):
+    for i in range(k, len(x), 4):
+        got[i] = net.predict(x[i:i + 1])[0]
+threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert np.array_equal(got, want), "4 threads sharing the net"
+assert abs(float(net.predict(x[0]).sum()) - 1.0) < 1e-5, "probabilities"
+
+def raises(kind, text, f):
+    try:
+        f()
+    except kind as e:
+        assert text in str(e), f"{text!r} not in {e}"
+        return
+    raise AssertionError(f"no {kind.__name__} ({text})")
+raises(dmlp.Error, "nothere.h5", lambda: dmlp.Net("nothere.h5"))
+raises(dmlp.Error, "cls.h5", lambda: dmlp.Net("cls.h5"))     # a dataset, not a checkpoint
+raises(ValueError, "(n, 5)", lambda: net.predict(np.zeros((3, 4), np.float32)))
+raises(TypeError, "int64", lambda: net.predict(np.zeros((3, 5), np.int64)))
+net.close()
+raises(dmlp.Error, "closed", lambda: net.predict(x))
+with dmlp.Net("run/latest.h5") as n2:
+    assert n2.predict(x[:3]).shape == (3, 4)
+print("python: dmlp.Net gives the bits of dmlp predict (1 call, rows, float64, 4 threads)")
+P
+
+"$PY" -m pip install --no-build-isolation --no-deps --quiet --target "$WORK/site" "$ROOT/python" \
+  > pip.log 2>&1 || { cat pip.log; fail "pip install ./python"; }
+rm -rf "$ROOT/python/build" "$ROOT/python/dmlp.egg-info"
+(cd / && DMLP_LIBRARY=$LIB PYTHONPATH=$WORK/site "$PY" -c '
+import dmlp, sys, numpy as np
+assert dmlp.__file__.startswith(sys.argv[1]), dmlp.__file__
+net = dmlp.Net(sys.argv[2])
+print("installed package:", net, net.predict(np.zeros(5, np.float32)))' "$WORK/site" "$WORK/run/latest.h5") ||
+  fail "the pip-installed package"
+echo "PASSED: the Python package, from the tree and pip-installed"
