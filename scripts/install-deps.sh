@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one list of Debian packages dmlp needs; installs those that are missing.
 #   scripts/install-deps.sh          build and test dependencies
-#   scripts/install-deps.sh --demo   also the Fashion-MNIST dataset package
+#   scripts/install-deps.sh --demo   the same (the demo's dataset is a test dependency too)
 #   scripts/install-deps.sh --bench  also what bench/run.sh compares against (PyTorch)
 set -euo pipefail
 
@@ -17,10 +17,14 @@ packages=(
   clang libclang-rt-14-dev valgrind # tests: libFuzzer harnesses, memcheck
   libopenblas-dev                   # tests + benchmarks: the OpenBLAS GEMM backend
   qemu-user binutils                # tests: older CPUs emulated (Haswell, Westmere), objdump
+  gfortran                          # the Fortran module (fortran/dmlp.f90) and its test
+  python3-pip python3-setuptools    # tests: pip install ./python
+  python3-onnx python3-opencv       # tests: the ONNX export, checked and run independently
+  dataset-fashion-mnist             # tests (ONNX on real data) and the demo
 )
 case "${1:-}" in
-  --demo) packages+=(dataset-fashion-mnist) ;;
-  --bench) packages+=(dataset-fashion-mnist time python3-torch) ;;
+  --demo) ;;
+  --bench) packages+=(time python3-torch) ;;
 esac
 
 missing=()
