@@ -351,7 +351,7 @@ size_t config_key_paths(const char **out, size_t cap)
     return n;
 }
 
-static void type_text(const struct key *k, char *out, size_t cap);
+static void want_text(const struct key *k, int md, char *out, size_t cap);
 
 void config_write_key_table(FILE *out)
 {
@@ -359,7 +359,7 @@ void config_write_key_table(FILE *out)
     for (size_t i = 0; i < N_KEYS; i++) {
         const struct key *k = &keys[i];
         char type[256], def[64];
-        type_text(k, type, sizeof type);
+        want_text(k, 1, type, sizeof type);
         if (k->def)
             snprintf(def, sizeof def, "`%s`", k->def);
         else
@@ -430,71 +430,55 @@ static void schema_path(const char *path, char *out, size_t cap)
     out[j] = '\0';
 }
 
-static int is_integer(const struct key *k) { return k->type == KEY_U32 || k->type == KEY_U64; }
+/* The field at offset off of base (a struct config, or a list entry) as an lvalue of type T:
+ * the table's offsets come from offsetof on fields of that type. */
+#define FIELD(T, base, off) (*(T *)((char *)(base) + (off)))
+
+/* List k's entries in base, and their count in *n. */
+static char *list_entries(const void *base, const struct key *k, uint32_t *n)
+{
+    char *entries;
+    memcpy(&entries, (const char *)base + k->offset, sizeof entries);
+    *n = FIELD(uint32_t, base, k->count_offset);
+    return entries;
+}
 
 static int required(const struct key *k) { return !k->def && !(k->flags & OPTIONAL); }
 
-/* The interval of a two-sided range: "[0, 1)", "(0, 1]". */
-static void interval(const struct key *k, char *out, size_t cap)
+/* What a value of k must be: for messages ("a positive integer", "in [0, 1)", "one of he,
+ * xavier"), or with md for the key table ("int ≥ 1", "float [0, 1)", "`he`, `xavier`"). */
+static void want_text(const struct key *k, int md, char *out, size_t cap)
 {
-    snprintf(out, cap, "%c0, %g%c", k->flags & LO_OPEN ? '(' : '[', k->hi,
-             k->flags & HI_OPEN ? ')' : ']');
-}
-
-/* What a value of k must be, in messages: "a positive integer", "in [0, 1)"; with k NULL,
- * the section under prefix: "a mapping (keys: name, lr, ...)". */
-static void want_text(const struct key *k, const char *prefix, char *out, size_t cap)
-{
-    char iv[400];
-    if (!k) {
-        list_children(prefix, iv, sizeof iv);
-        snprintf(out, cap, "a mapping (keys: %s)", iv);
-        return;
-    }
-    switch (k->type) {
-    case KEY_LIST: snprintf(out, cap, "a list"); return;
-    case KEY_BOOL: snprintf(out, cap, "true or false"); return;
-    case KEY_PATH: snprintf(out, cap, "a string"); return;
-    case KEY_ENUM: {
-        size_t used = snprintf(out, cap, "one of ");
-        for (int i = 0; k->names[i] && used < cap; i++)
-            used += snprintf(out + used, cap - used, "%s%s", i ? ", " : "", k->names[i]);
-        return;
-    }
-    default: break;
-    }
-    const char *noun = is_integer(k) ? "integer" : "number";
-    if (k->flags & HI) {
-        interval(k, iv, sizeof iv);
-        snprintf(out, cap, "in %s", iv);
-    } else if (k->flags & LO_OPEN) {
-        snprintf(out, cap, "a positive %s", noun);
-    } else {
-        snprintf(out, cap, "a non-negative %s", noun);
-    }
-}
-
-/* The type and range column of the key table: "int ≥ 1", "float [0, 1)", "`he`, `xavier`". */
-static void type_text(const struct key *k, char *out, size_t cap)
-{
-    static const char *const type_names[] = {"int", "int64", "float", "bool", "", "path",
-                                             "list"};
-    char iv[64];
+    static const char *const type[] = {"int", "int64", "float", "bool", "", "path", "list"};
+    static const char *const word[] = {"integer", "integer", "number", "true or false", "",
+                                       "a string", "a list"};
+    const int integer = k->type == KEY_U32 || k->type == KEY_U64;
+    const unsigned f = k->flags;
+    const char *what = md ? type[k->type] : word[k->type];
     if (k->type == KEY_ENUM) {
-        size_t used = 0;
-        out[0] = '\0';
+        size_t used = (size_t)snprintf(out, cap, "%s", md ? "" : "one of ");
         for (int i = 0; k->names[i] && used < cap; i++)
-            used += snprintf(out + used, cap - used, "%s`%s`", i ? ", " : "", k->names[i]);
-    } else if (k->flags & HI) {
-        interval(k, iv, sizeof iv);
-        snprintf(out, cap, "%s %s", type_names[k->type], iv);
-    } else if (k->flags & LO_OPEN) {
-        snprintf(out, cap, "%s %s", type_names[k->type], is_integer(k) ? "≥ 1" : "> 0");
-    } else if (k->flags & LO || is_integer(k)) {
-        snprintf(out, cap, "%s ≥ 0", type_names[k->type]);
+            used += (size_t)snprintf(out + used, cap - used, md ? "%s`%s`" : "%s%s",
+                                     i ? ", " : "", k->names[i]);
+    } else if (k->type > KEY_DOUBLE) {
+        snprintf(out, cap, "%s", what);
+    } else if (f & HI) {
+        snprintf(out, cap, "%s %c0, %g%c", md ? what : "in", f & LO_OPEN ? '(' : '[', k->hi,
+                 f & HI_OPEN ? ')' : ']');
+    } else if (md) {
+        snprintf(out, cap, "%s%s", what, f & LO_OPEN ? (integer ? " ≥ 1" : " > 0")
+                                         : (f & LO) || integer ? " ≥ 0" : "");
     } else {
-        snprintf(out, cap, "%s", type_names[k->type]);
+        snprintf(out, cap, "a %s %s", f & LO_OPEN ? "positive" : "non-negative", what);
     }
+}
+
+/* "a mapping (keys: name, lr, ...)": what the section under prefix must be. */
+static void section_text(const char *prefix, char *out, size_t cap)
+{
+    char names[400];
+    list_children(prefix, names, sizeof names);
+    snprintf(out, cap, "a mapping (keys: %s)", names);
 }
 
 /* The list that holds the entry key k ("model.layers[].units" -> model.layers), or NULL. */
@@ -508,12 +492,6 @@ static const struct key *list_of(const struct key *k)
     return find_key(path);
 }
 
-static void list_get(const void *base, const struct key *list, char **entries, uint32_t *n)
-{
-    memcpy(entries, (const char *)base + list->offset, sizeof *entries);
-    memcpy(n, (const char *)base + list->count_offset, sizeof *n);
-}
-
 /* ---- scalars ------------------------------------------------------------------------ */
 
 /* 1 if s is well-formed UTF-8 (no overlong forms, surrogates or code points past
@@ -521,26 +499,18 @@ static void list_get(const void *base, const struct key *list, char **entries, u
  * cannot write anything else, and a --set value is the one way other bytes get in. */
 static int utf8_valid(const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
         const unsigned c = *p++;
-        int more = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2
-                 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
+        const int more = c < 0x80 ? 0 : c < 0xC2 ? -1 : c < 0xE0 ? 1 : c < 0xF0 ? 2
+                       : c < 0xF5 ? 3 : -1;
+        /* The second byte's bounds rule out overlong forms, surrogates and > U+10FFFF. */
+        unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+        unsigned hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
         if (more < 0)
             return 0;
-        for (int i = 0; i < more; i++, p++) {
-            unsigned lo = 0x80, hi = 0xBF;
-            if (i == 0 && c == 0xE0)
-                lo = 0xA0;
-            else if (i == 0 && c == 0xED)
-                hi = 0x9F;
-            else if (i == 0 && c == 0xF0)
-                lo = 0x90;
-            else if (i == 0 && c == 0xF4)
-                hi = 0x8F;
+        for (int i = 0; i < more; i++, p++, lo = 0x80, hi = 0xBF)
             if (*p < lo || *p > hi)
                 return 0;
-        }
     }
     return 1;
 }
@@ -578,6 +548,21 @@ static int why_fail(char *why, size_t cap, const char *fmt, ...)
     return -1;
 }
 
+/* A KEY_PATH's text into dst, replacing (and freeing) what was there. */
+static int parse_path(const struct key *k, const char *text, char **dst, char *why, size_t cap)
+{
+    if (!utf8_valid(text))
+        return why_fail(why, cap, "'%s' is not valid UTF-8 (config text, and the copy kept "
+                        "in checkpoints, is UTF-8)", text);
+    char *v = NULL;
+    /* An empty value is refused for a required path by check(), which says why. */
+    if (!((k->flags & OPTIONAL) && is_null_text(text)) && !(v = strdup(text)))
+        return why_fail(why, cap, "out of memory");
+    free(*dst);
+    *dst = v;
+    return 0;
+}
+
 /* Parses text as a value of k into dst (k's field in its struct). Returns 0, or -1 with
  * the problem in why ("-8 is not a positive integer"). The one parser for file scalars,
  * --set values and the table's defaults. Ranges are check()'s: they hold after --set. */
@@ -585,85 +570,69 @@ static int parse_scalar(const struct key *k, const char *text, void *dst, char *
 {
     const char *shown = text[0] ? text : "''";
     char want[256];
-    want_text(k, NULL, want, sizeof want);
-    if (is_integer(k)) {
+    want_text(k, 0, want, sizeof want);
+    uint64_t u;
+    double d;
+    int v = 0;
+    switch (k->type) {
+    case KEY_U32:
+    case KEY_U64: {
         /* 64-bit values stop at INT64_MAX, as they always have in dmlp configs (libcyaml
          * read them with strtoll), so every config written so far still loads. */
         const uint64_t max = k->type == KEY_U32 ? UINT32_MAX : INT64_MAX;
-        uint64_t v;
-        if (dmlp_parse_u64(text, &v) != 0)
+        if (dmlp_parse_u64(text, &u) != 0)
             return why_fail(why, cap, "%s is not %s", shown, want);
-        if (v > max)
+        if (u > max)
             return why_fail(why, cap, "%s is too large (at most %" PRIu64 ")", text, max);
-        uint32_t v32 = (uint32_t)v;
-        memcpy(dst, k->type == KEY_U32 ? (void *)&v32 : (void *)&v,
-               k->type == KEY_U32 ? sizeof v32 : sizeof v);
-    } else if (k->type == KEY_DOUBLE) {
-        double v;
-        if (dmlp_parse_double(text, &v) != 0)
+        if (k->type == KEY_U32)
+            *(uint32_t *)dst = (uint32_t)u;
+        else
+            *(uint64_t *)dst = u;
+        return 0;
+    }
+    case KEY_DOUBLE:
+        if (dmlp_parse_double(text, &d) != 0)
             return why_fail(why, cap, "%s is not a finite number", shown);
-        memcpy(dst, &v, sizeof v);
-    } else if (k->type == KEY_BOOL) {
-        const int v = parse_bool(text);
-        if (v < 0)
+        *(double *)dst = d;
+        return 0;
+    case KEY_BOOL:
+        if ((v = parse_bool(text)) < 0)
             return why_fail(why, cap, "%s is not true or false", shown);
-        const bool b = v;
-        memcpy(dst, &b, sizeof b);
-    } else if (k->type == KEY_ENUM) {
-        int v = 0;
+        *(bool *)dst = v;
+        return 0;
+    case KEY_ENUM:
         while (k->names[v] && strcmp(text, k->names[v]) != 0)
             v++;
         if (!k->names[v])
             return why_fail(why, cap, "%s is not %s", shown, want);
-        memcpy(dst, &v, sizeof v);
-    } else {
-        if (!utf8_valid(text))
-            return why_fail(why, cap, "'%s' is not valid UTF-8 (config text, and the copy "
-                            "kept in checkpoints, is UTF-8)", text);
-        char *v = NULL, *old;
-        /* An empty value is refused for a required path by check(), which says why. */
-        if (!((k->flags & OPTIONAL) && is_null_text(text)) && !(v = strdup(text)))
-            return why_fail(why, cap, "out of memory");
-        memcpy(&old, dst, sizeof old);
-        free(old);
-        memcpy(dst, &v, sizeof v);
+        *(int *)dst = v;
+        return 0;
+    default:
+        return parse_path(k, text, (char **)dst, why, cap);
     }
-    return 0;
 }
 
 /* k's value at src as YAML text, in buf or static; NULL for an enum out of range. */
 static const char *format_value(const struct key *k, const void *src, char *buf, size_t cap)
 {
-    uint32_t u32;
-    uint64_t u64;
-    double d;
-    bool b;
-    int e;
     switch (k->type) {
-    case KEY_U32: memcpy(&u32, src, sizeof u32); snprintf(buf, cap, "%" PRIu32, u32); break;
-    case KEY_U64: memcpy(&u64, src, sizeof u64); snprintf(buf, cap, "%" PRIu64, u64); break;
+    case KEY_U32: snprintf(buf, cap, "%" PRIu32, *(const uint32_t *)src); return buf;
+    case KEY_U64: snprintf(buf, cap, "%" PRIu64, *(const uint64_t *)src); return buf;
     case KEY_DOUBLE:
         /* The shortest text that reads back as the same double: exact, and readable. */
-        memcpy(&d, src, sizeof d);
         for (int prec = 1; prec <= 17; prec++) {
-            snprintf(buf, cap, "%.*g", prec, d);
-            if (strtod(buf, NULL) == d)
+            snprintf(buf, cap, "%.*g", prec, *(const double *)src);
+            if (strtod(buf, NULL) == *(const double *)src)
                 break;
         }
-        break;
-    case KEY_BOOL: memcpy(&b, src, sizeof b); return b ? "true" : "false";
+        return buf;
+    case KEY_BOOL: return *(const bool *)src ? "true" : "false";
     case KEY_ENUM: {
-        memcpy(&e, src, sizeof e);
-        const char *name = dmlp_name_of(k->names, e);
+        const char *name = dmlp_name_of(k->names, *(const int *)src);
         return strcmp(name, "unknown") ? name : NULL;
     }
-    default: {
-        const char *s;
-        memcpy(&s, src, sizeof s);
-        return s;
+    default: return *(char *const *)src;
     }
-    }
-    return buf;
 }
 
 /* ---- messages ----------------------------------------------------------------------- */
@@ -878,7 +847,10 @@ static int expected(struct load *ld, const yaml_node_t *n, const char *path, int
                     const struct key *k, const char *prefix)
 {
     char want[512];
-    want_text(k, prefix, want, sizeof want);
+    if (k)
+        want_text(k, 0, want, sizeof want);
+    else
+        section_text(prefix, want, sizeof want);
     return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: expected %s, found %s", ld->name,
                      line, path, want, found_text(n));
 }
@@ -1019,34 +991,22 @@ static int check_value(const struct load *ld, const struct key *k, const char *b
 {
     const char *src = base + k->offset;
     char text[64], want[256];
-    double v;
-    if (k->type == KEY_LIST) {
-        uint32_t n;
-        memcpy(&n, base + k->count_offset, sizeof n);
-        return n ? DMLP_OK : fail_at(ld, path, "the list is empty; give at least one entry");
-    }
+    if (k->type == KEY_LIST)
+        return FIELD(uint32_t, base, k->count_offset)
+                   ? DMLP_OK : fail_at(ld, path, "the list is empty; give at least one entry");
     if (k->type == KEY_PATH) {
-        const char *s;
-        memcpy(&s, src, sizeof s);
+        const char *s = *(char *const *)src;
         return (s && s[0]) || (k->flags & OPTIONAL) ? DMLP_OK : fail_at(ld, path, "empty path");
     }
-    if (k->type == KEY_U32) {
-        uint32_t u;
-        memcpy(&u, src, sizeof u);
-        v = u;
-    } else if (k->type == KEY_U64) {
-        uint64_t u;
-        memcpy(&u, src, sizeof u);
-        v = (double)u;
-    } else if (k->type == KEY_DOUBLE) {
-        memcpy(&v, src, sizeof v);
-    } else {
+    if (k->type > KEY_DOUBLE)
         return DMLP_OK; /* bools and enums: their parse is their check */
-    }
+    const double v = k->type == KEY_U32   ? *(const uint32_t *)src
+                   : k->type == KEY_U64 ? (double)*(const uint64_t *)src
+                                        : *(const double *)src;
     const unsigned f = k->flags;
     if (((f & LO) && (v < 0 || ((f & LO_OPEN) && v == 0))) ||
         ((f & HI) && (v > k->hi || ((f & HI_OPEN) && v == k->hi)))) {
-        want_text(k, NULL, want, sizeof want);
+        want_text(k, 0, want, sizeof want);
         return fail_at(ld, path, "%s is not %s", format_value(k, src, text, sizeof text),
                        want);
     }
@@ -1066,9 +1026,9 @@ static int check(struct load *ld)
                 return rc;
             continue;
         }
-        char *entries, path[CONFIG_PATH_MAX];
+        char path[CONFIG_PATH_MAX];
         uint32_t n;
-        list_get(ld->cfg, list, &entries, &n);
+        char *entries = list_entries(ld->cfg, list, &n);
         const size_t stem = strlen(list->path);
         for (uint32_t e = 0; e < n; e++) {
             snprintf(path, sizeof path, "%s[%" PRIu32 "]%s", list->path, e, k->path + stem + 2);
@@ -1216,9 +1176,8 @@ static int take_step(struct target *t, const struct path_step *st, int last, cha
     t->key = find_key(t->prefix);
     const int list = t->key && t->key->type == KEY_LIST;
     if (list && st->has_index) {
-        char *entries;
         uint32_t n;
-        list_get(t->base, t->key, &entries, &n);
+        char *entries = list_entries(t->base, t->key, &n);
         if (st->index >= n)
             return why_fail(why, cap, "index %" PRIu64 " is out of range: %s has %" PRIu32
                             " entr%s", st->index, t->path, n, n == 1 ? "y" : "ies");
@@ -1262,7 +1221,10 @@ static int apply_set(struct load *ld, const char *arg)
     if (bad)
         return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s", arg, why);
     if (!t.key || t.key->type == KEY_LIST) {
-        want_text(t.key, t.prefix, want, sizeof want);
+        if (t.key)
+            want_text(t.key, 0, want, sizeof want);
+        else
+            section_text(t.prefix, want, sizeof want);
         return dmlp_fail(ld->err, DMLP_ERR_INPUT,
                          "--set %s: %s is %s; set one of its values instead", arg, path, want);
     }
@@ -1285,9 +1247,9 @@ static int emit_scalar(yaml_emitter_t *em, const char *s, size_t len)
 static int emit_list(yaml_emitter_t *em, const void *base, const struct key *k)
 {
     yaml_event_t ev;
-    char *entries, prefix[CONFIG_PATH_MAX];
+    char prefix[CONFIG_PATH_MAX];
     uint32_t n;
-    list_get(base, k, &entries, &n);
+    char *entries = list_entries(base, k, &n);
     snprintf(prefix, sizeof prefix, "%s[].", k->path);
     int ok = yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
                                                   YAML_BLOCK_SEQUENCE_STYLE) &&
