@@ -388,33 +388,43 @@ static size_t child_len(const struct key *k, const char *prefix)
     return strcspn(k->path + plen, ".[");
 }
 
+/* The next name directly under prefix, from row *i on: returns its first row (NULL past
+ * the end) with the name's length in *n, and moves *i past its rows, which follow each
+ * other in the table ("layers", then "layers[].units", ...). */
+static const struct key *next_child(const char *prefix, size_t *i, size_t *n)
+{
+    const size_t plen = strlen(prefix);
+    while (*i < N_KEYS && !(*n = child_len(&keys[*i], prefix)))
+        ++*i;
+    if (*i == N_KEYS)
+        return NULL;
+    const struct key *first = &keys[*i];
+    while (*i < N_KEYS && child_len(&keys[*i], prefix) == *n &&
+           !strncmp(keys[*i].path + plen, first->path + plen, *n))
+        ++*i;
+    return first;
+}
+
 /* The first key of the table under prefix whose child name there is name, or NULL. */
 static const struct key *find_child(const char *prefix, const char *name)
 {
-    const size_t plen = strlen(prefix), n = strlen(name);
-    for (size_t i = 0; n > 0 && i < N_KEYS; i++)
-        if (child_len(&keys[i], prefix) == n && strncmp(keys[i].path + plen, name, n) == 0)
-            return &keys[i];
+    const struct key *k;
+    size_t i = 0, n;
+    while ((k = next_child(prefix, &i, &n)))
+        if (n == strlen(name) && !strncmp(k->path + strlen(prefix), name, n))
+            return k;
     return NULL;
 }
 
 /* "name, lr, momentum, ...": the names directly under prefix, in table order. */
 static void list_children(const char *prefix, char *out, size_t cap)
 {
-    const size_t plen = strlen(prefix);
-    const char *last = NULL;
-    size_t last_len = 0, used = 0;
+    const struct key *k;
+    size_t i = 0, n, used = 0;
     out[0] = '\0';
-    for (size_t i = 0; i < N_KEYS && used < cap; i++) {
-        const char *name = keys[i].path + plen;
-        const size_t n = child_len(&keys[i], prefix);
-        if (n == 0 || (last && n == last_len && strncmp(name, last, n) == 0))
-            continue;
-        int w = snprintf(out + used, cap - used, "%s%.*s", last ? ", " : "", (int)n, name);
-        used += w > 0 ? (size_t)w : 0;
-        last = name;
-        last_len = n;
-    }
+    while (used < cap && (k = next_child(prefix, &i, &n)))
+        used += (size_t)snprintf(out + used, cap - used, "%s%.*s", used ? ", " : "", (int)n,
+                                 k->path + strlen(prefix));
 }
 
 /* "model.layers[12].units" -> "model.layers[].units": the table's form of a path. */
@@ -1265,22 +1275,13 @@ static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix
 {
     yaml_event_t ev;
     char buf[64], sub[CONFIG_PATH_MAX];
-    const size_t plen = strlen(prefix);
-    if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) ||
-        !yaml_emitter_emit(em, &ev))
-        return 0;
-    for (size_t i = 0; i < N_KEYS;) {
-        const struct key *k = &keys[i];
-        const size_t n = child_len(k, prefix);
-        const char *name = k->path + plen, *value = NULL;
-        if (!n) {
-            i++;
-            continue;
-        }
-        /* The rows of one name follow each other: a value, a list, or a section. */
-        while (i < N_KEYS && child_len(&keys[i], prefix) == n &&
-               !strncmp(keys[i].path + plen, name, n))
-            i++;
+    const struct key *k;
+    size_t i = 0, n;
+    int ok = yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) &&
+             yaml_emitter_emit(em, &ev);
+    while (ok && (k = next_child(prefix, &i, &n))) {
+        /* The rows of one name: a value, a list (and its entries' keys), or a section. */
+        const char *name = k->path + strlen(prefix), *value = NULL;
         if (!name[n] && k->type != KEY_LIST) {
             value = format_value(k, (const char *)base + k->offset, buf, sizeof buf);
             if (!value && k->type != KEY_PATH)
@@ -1289,10 +1290,9 @@ static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix
                 continue;
         }
         snprintf(sub, sizeof sub, "%.*s.", (int)(name + n - k->path), k->path);
-        if (!emit_scalar(em, name, n) ||
-            !(value ? emit_scalar(em, value, strlen(value))
-                    : name[n] ? emit_mapping(em, base, sub) : emit_list(em, base, k)))
-            return 0;
+        ok = emit_scalar(em, name, n) &&
+             (value ? emit_scalar(em, value, strlen(value))
+                    : name[n] ? emit_mapping(em, base, sub) : emit_list(em, base, k));
     }
-    return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
+    return ok && yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
 }
