@@ -175,19 +175,15 @@ static const struct key keys[] = {
 
 /* ---- a load in progress ------------------------------------------------------------- */
 
-/* Where a value came from, for messages about it. */
-struct where {
-    char *path;     /* "model.layers[1].units"; containers too ("model.layers") */
-    int line;       /* 1-based: of the value for a scalar, of its key for a container */
-    char *set_arg;  /* the --set argument that last wrote it, or NULL */
-};
-
 struct load {
     const char *name;
     struct config *cfg;
     yaml_document_t doc;
-    struct where *w;
-    size_t n_w, cap_w;
+    /* The --set arguments applied so far, and the path each wrote (written canonically):
+     * a message about that path names the last of them instead of a line of the file. */
+    const char *const *sets;
+    char (*set_paths)[CONFIG_PATH_MAX];
+    size_t n_set;
     struct dmlp_error *err;
 };
 
@@ -198,7 +194,6 @@ static int walk(struct load *ld, yaml_node_t *node, const char *path, int line, 
 static int store_defaults(struct load *ld, void *base, const char *prefix);
 static int check(struct load *ld);
 static int apply_set(struct load *ld, const char *arg);
-static void load_free(struct load *ld);
 static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix);
 
 /* ---- public functions --------------------------------------------------------------- */
@@ -239,14 +234,14 @@ int config_load_string(struct config **out, const char *yaml, size_t len, const 
                        const char *const *sets, size_t n_sets, struct dmlp_error *err)
 {
     *out = NULL;
-    struct load ld = {.name = name ? name : "<string>", .err = err};
+    struct load ld = {.name = name ? name : "<string>", .sets = sets, .err = err};
     if (len > CONFIG_MAX_BYTES)
         return dmlp_fail(err, DMLP_ERR_INPUT,
                          "%s: larger than 1 MiB; a config is a short YAML file", ld.name);
     ld.cfg = calloc(1, sizeof *ld.cfg);
-    if (!ld.cfg)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", ld.name);
-    int rc = parse_document(&ld, yaml, len);
+    ld.set_paths = calloc(n_sets ? n_sets : 1, sizeof *ld.set_paths);
+    int rc = ld.cfg && ld.set_paths ? parse_document(&ld, yaml, len)
+                                    : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", ld.name);
     if (rc == DMLP_OK)
         rc = store_defaults(&ld, ld.cfg, "");
     if (rc == DMLP_OK) {
@@ -259,7 +254,8 @@ int config_load_string(struct config **out, const char *yaml, size_t len, const 
         rc = apply_set(&ld, sets[i]);
     if (rc == DMLP_OK && n_sets > 0)
         rc = check(&ld);
-    load_free(&ld);
+    yaml_document_delete(&ld.doc);
+    free(ld.set_paths);
     if (rc != DMLP_OK) {
         config_free(&ld.cfg);
         return rc;
@@ -645,79 +641,138 @@ static const char *format_value(const struct key *k, const void *src, char *buf,
     }
 }
 
-/* ---- messages ----------------------------------------------------------------------- */
+/* ---- key paths and messages --------------------------------------------------------- */
 
-static struct where *where_find(const struct load *ld, const char *path)
+/* One step of a key path: "layers[2]" is name "layers" with index 2. */
+struct path_step {
+    char name[64];
+    int has_index;
+    uint64_t index;
+};
+
+/* Parses one step at *p (advancing it); returns 0, or -1 on a malformed path. */
+static int next_step(const char **p, struct path_step *st)
 {
-    for (size_t i = 0; i < ld->n_w; i++)
-        if (strcmp(ld->w[i].path, path) == 0)
-            return &ld->w[i];
+    const char *s = *p;
+    size_t n = strcspn(s, ".[");
+    if (n == 0 || n >= sizeof st->name)
+        return -1;
+    memcpy(st->name, s, n);
+    st->name[n] = '\0';
+    s += n;
+    st->has_index = 0;
+    if (*s == '[') {
+        char *end;
+        if (s[1] < '0' || s[1] > '9')
+            return -1;
+        errno = 0;
+        unsigned long long v = strtoull(s + 1, &end, 10);
+        if (errno || *end != ']')
+            return -1;
+        st->has_index = 1;
+        st->index = v;
+        s = end + 1;
+    }
+    if (*s == '.')
+        s++;
+    else if (*s != '\0')
+        return -1;
+    *p = s;
+    return 0;
+}
+
+static int node_line(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
+
+static size_t n_children(const yaml_node_t *n)
+{
+    if (n->type == YAML_SEQUENCE_NODE)
+        return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (n->type == YAML_MAPPING_NODE)
+        return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    return 0;
+}
+
+/* Child i of a list or mapping node: returns its value, and its key in *key (NULL in a
+ * list). */
+static yaml_node_t *child(yaml_document_t *doc, const yaml_node_t *n, size_t i,
+                          yaml_node_t **key)
+{
+    if (n->type == YAML_SEQUENCE_NODE) {
+        *key = NULL;
+        return yaml_document_get_node(doc, n->data.sequence.items.start[i]);
+    }
+    *key = yaml_document_get_node(doc, n->data.mapping.pairs.start[i].key);
+    return yaml_document_get_node(doc, n->data.mapping.pairs.start[i].value);
+}
+
+/* The path of the child with key (or, in a list, index i) under path: "a.b", "a[3]".
+ * Returns 0, or -1 when it does not fit in CONFIG_PATH_MAX. */
+static int child_path(const yaml_node_t *key, size_t i, const char *path, char *out)
+{
+    const int w = key ? snprintf(out, CONFIG_PATH_MAX, "%s%s%s", path, path[0] ? "." : "",
+                                 (const char *)key->data.scalar.value)
+                      : snprintf(out, CONFIG_PATH_MAX, "%s[%zu]", path, i);
+    return w >= 0 && w < CONFIG_PATH_MAX ? 0 : -1;
+}
+
+/* The value of the key called name (as a C string, as the walk reads keys) in n, with the
+ * key in *key; NULL when n is not a mapping or has no such key. */
+static yaml_node_t *mapping_get(yaml_document_t *doc, const yaml_node_t *n, const char *name,
+                                yaml_node_t **key)
+{
+    for (size_t i = 0; n->type == YAML_MAPPING_NODE && i < n_children(n); i++) {
+        yaml_node_t *v = child(doc, n, i, key);
+        if (strcmp((const char *)(*key)->data.scalar.value, name) == 0)
+            return v;
+    }
+    *key = NULL;
     return NULL;
 }
 
-/* Records that path's value came from line (0 for a --set), or from set_arg. */
-static int where_add(struct load *ld, const char *path, int line, const char *set_arg)
+/* The line of the file that the value at path came from: the value's own for a scalar,
+ * else that of its key or list entry; 0 when the file does not give it (a default). */
+static int line_of(struct load *ld, const char *path)
 {
-    struct where *w = where_find(ld, path);
-    if (!w) {
-        if (ld->n_w == ld->cap_w) {
-            size_t cap = ld->cap_w ? 2 * ld->cap_w : 64;
-            struct where *nw = realloc(ld->w, cap * sizeof *nw);
-            if (!nw)
-                return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
-            ld->w = nw;
-            ld->cap_w = cap;
+    yaml_node_t *n = yaml_document_get_root_node(&ld->doc), *key;
+    int line = 0;
+    struct path_step st;
+    for (const char *p = path; n && *p && next_step(&p, &st) == 0;) {
+        n = mapping_get(&ld->doc, n, st.name, &key);
+        line = key ? node_line(key) : 0;
+        if (n && st.has_index) {
+            const int in = n->type == YAML_SEQUENCE_NODE && st.index < n_children(n);
+            n = in ? child(&ld->doc, n, st.index, &key) : NULL;
+            line = n ? node_line(n) : 0;
         }
-        w = &ld->w[ld->n_w];
-        *w = (struct where){.path = strdup(path), .line = line};
-        if (!w->path)
-            return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
-        ld->n_w++;
     }
-    if (set_arg) {
-        free(w->set_arg);
-        if (!(w->set_arg = strdup(set_arg)))
-            return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
-    }
-    return DMLP_OK;
+    return !n ? 0 : n->type == YAML_SCALAR_NODE ? node_line(n) : line;
 }
 
-/* Fails with "<where path's value came from>: <path>: <message>": "file:line", "--set a=b",
- * or the file alone for a default. */
-static int fail_at(const struct load *ld, const char *path, const char *fmt, ...)
+/* Fails with "<where path's value came from>: <path>: <message>": "--set a=b" for a value
+ * a --set wrote, else "file:line", or the file alone for a default. */
+static int fail_at(struct load *ld, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static int fail_at(const struct load *ld, const char *path, const char *fmt, ...)
+static int fail_at(struct load *ld, const char *path, const char *fmt, ...)
 {
     char loc[CONFIG_PATH_MAX + 64], msg[768];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    const struct where *w = where_find(ld, path);
-    if (w && w->set_arg)
-        snprintf(loc, sizeof loc, "--set %s", w->set_arg);
-    else if (w)
-        snprintf(loc, sizeof loc, "%s:%d", ld->name, w->line);
+    size_t s = ld->n_set;
+    while (s > 0 && strcmp(ld->set_paths[s - 1], path) != 0)
+        s--;
+    const int line = s ? 0 : line_of(ld, path);
+    if (s)
+        snprintf(loc, sizeof loc, "--set %s", ld->sets[s - 1]);
+    else if (line)
+        snprintf(loc, sizeof loc, "%s:%d", ld->name, line);
     else
         snprintf(loc, sizeof loc, "%s", ld->name);
     return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s: %s: %s", loc, path, msg);
 }
 
-static void load_free(struct load *ld)
-{
-    for (size_t i = 0; i < ld->n_w; i++) {
-        free(ld->w[i].path);
-        free(ld->w[i].set_arg);
-    }
-    free(ld->w);
-    ld->w = NULL;
-    ld->n_w = ld->cap_w = 0;
-    yaml_document_delete(&ld->doc);
-}
-
 /* ---- the document ------------------------------------------------------------------- */
-
-static int node_line(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
 
 static int syntax_error(struct load *ld, const yaml_parser_t *p)
 {
@@ -759,7 +814,7 @@ static int parse_document(struct load *ld, const char *yaml, size_t len)
                                                        ld->doc.nodes.start), 1)))
         rc = dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
     if (rc == DMLP_OK) {
-        seen[0] = 1;
+        seen[0] = 1; /* the root */
         rc = check_tree(ld, root, "", node_line(root), 0, seen);
     }
     free(seen);
@@ -776,13 +831,15 @@ static int parse_document(struct load *ld, const char *yaml, size_t len)
     return rc;
 }
 
-/* Marks the child node id as seen; an alias is a node reached a second time. */
-static int visit(struct load *ld, int id, const char *path, int line, unsigned char *seen)
+/* Marks node as seen; an alias is a node reached a second time. */
+static int visit(struct load *ld, const yaml_node_t *node, const char *path, int line,
+                 unsigned char *seen)
 {
-    if (seen[id - 1])
+    const size_t id = (size_t)(node - ld->doc.nodes.start);
+    if (seen[id])
         return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s%saliases (*name) are not "
                          "supported in configs", ld->name, line, path, path[0] ? ": " : "");
-    seen[id - 1] = 1;
+    seen[id] = 1;
     return DMLP_OK;
 }
 
@@ -792,53 +849,33 @@ static int visit(struct load *ld, int id, const char *path, int line, unsigned c
 static int check_tree(struct load *ld, yaml_node_t *node, const char *path, int line,
                       int depth, unsigned char *seen)
 {
-    char child[CONFIG_PATH_MAX];
+    char sub[CONFIG_PATH_MAX];
+    yaml_node_t *k, *kj;
     if (depth > CONFIG_DEPTH)
         return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply", ld->name,
                          line, path);
     int rc = DMLP_OK;
-    if (node->type == YAML_SEQUENCE_NODE) {
-        const yaml_node_item_t *items = node->data.sequence.items.start;
-        const size_t n = (size_t)(node->data.sequence.items.top - items);
-        for (size_t i = 0; rc == DMLP_OK && i < n; i++) {
-            yaml_node_t *item = yaml_document_get_node(&ld->doc, items[i]);
-            int w = snprintf(child, sizeof child, "%s[%zu]", path, i);
-            rc = visit(ld, items[i], path, line, seen);
-            if (rc == DMLP_OK && (size_t)w >= sizeof child)
-                rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply",
-                               ld->name, node_line(item), path);
-            if (rc == DMLP_OK)
-                rc = check_tree(ld, item, child, node_line(item), depth + 1, seen);
-        }
-        return rc;
-    }
-    if (node->type != YAML_MAPPING_NODE)
-        return DMLP_OK;
-    const yaml_node_pair_t *pairs = node->data.mapping.pairs.start;
-    const size_t n = (size_t)(node->data.mapping.pairs.top - pairs);
-    for (size_t i = 0; rc == DMLP_OK && i < n; i++) {
-        yaml_node_t *k = yaml_document_get_node(&ld->doc, pairs[i].key);
-        yaml_node_t *v = yaml_document_get_node(&ld->doc, pairs[i].value);
-        rc = visit(ld, pairs[i].key, path, node_line(k), seen);
-        if (rc == DMLP_OK && k->type != YAML_SCALAR_NODE)
+    for (size_t i = 0; rc == DMLP_OK && i < n_children(node); i++) {
+        yaml_node_t *v = child(&ld->doc, node, i, &k);
+        const int at = node_line(k ? k : v); /* of the key, or of the list entry */
+        rc = k ? visit(ld, k, path, at, seen) : visit(ld, v, path, line, seen);
+        if (rc == DMLP_OK && k && k->type != YAML_SCALAR_NODE)
             return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s%sa key must be a plain name",
-                             ld->name, node_line(k), path, path[0] ? ": " : "");
-        const char *name = rc ? "" : (const char *)k->data.scalar.value;
-        int w = snprintf(child, sizeof child, "%s%s%s", path, path[0] ? "." : "", name);
-        if (rc == DMLP_OK && (size_t)w >= sizeof child)
+                             ld->name, at, path, path[0] ? ": " : "");
+        if (rc == DMLP_OK && child_path(k, i, path, sub) != 0)
             rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply", ld->name,
-                           node_line(k), path);
-        for (size_t j = 0; rc == DMLP_OK && j < i; j++) {
-            const yaml_node_t *kj = yaml_document_get_node(&ld->doc, pairs[j].key);
-            if (strcmp((const char *)kj->data.scalar.value, name) == 0)
+                           at, path);
+        for (size_t j = 0; rc == DMLP_OK && k && j < i; j++) {
+            child(&ld->doc, node, j, &kj);
+            if (strcmp((const char *)kj->data.scalar.value,
+                       (const char *)k->data.scalar.value) == 0)
                 rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: duplicate key (first "
-                               "given at line %d)", ld->name, node_line(k), child,
-                               node_line(kj));
+                               "given at line %d)", ld->name, at, sub, node_line(kj));
         }
+        if (rc == DMLP_OK && k)
+            rc = visit(ld, v, path, at, seen);
         if (rc == DMLP_OK)
-            rc = visit(ld, pairs[i].value, path, node_line(k), seen);
-        if (rc == DMLP_OK)
-            rc = check_tree(ld, v, child, node_line(k), depth + 1, seen);
+            rc = check_tree(ld, v, sub, at, depth + 1, seen);
     }
     return rc;
 }
@@ -870,7 +907,7 @@ static int walk_value(struct load *ld, const yaml_node_t *n, const char *path, i
                       const struct key *k, void *base)
 {
     if (n->type != YAML_SCALAR_NODE)
-        return expected(ld, n, path, line, k, NULL);
+        return expected(ld, n, path, line, k, "");
     const char *text = (const char *)n->data.scalar.value;
     char why[600];
     if (strlen(text) != n->data.scalar.length)
@@ -878,103 +915,79 @@ static int walk_value(struct load *ld, const yaml_node_t *n, const char *path, i
                          "character", ld->name, line, path);
     if (parse_scalar(k, text, (char *)base + k->offset, why, sizeof why) != 0)
         return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: %s", ld->name, line, path, why);
-    return where_add(ld, path, line, NULL);
+    return DMLP_OK;
 }
 
-/* The entries of list k: each a mapping of the keys under "k[].", stored into fresh
- * entries that replace base's. */
-static int walk_list(struct load *ld, const yaml_node_t *n, const char *path, int line,
-                     const struct key *k, void *base)
+/* Fresh entries for list k in base, replacing its old ones; NULL when out of memory. */
+static char *new_entries(const struct key *k, uint32_t count, void *base)
 {
-    if (n->type != YAML_SEQUENCE_NODE)
-        return expected(ld, n, path, line, k, NULL);
-    const yaml_node_item_t *items = n->data.sequence.items.start;
-    const uint32_t count = (uint32_t)(n->data.sequence.items.top - items);
     char *entries = calloc(count ? count : 1, k->entry_size), *old;
     if (!entries)
-        return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+        return NULL;
     memcpy(&old, (char *)base + k->offset, sizeof old);
     free(old);
     memcpy((char *)base + k->offset, &entries, sizeof entries);
-    memcpy((char *)base + k->count_offset, &count, sizeof count);
-    char prefix[CONFIG_PATH_MAX], entry[CONFIG_PATH_MAX];
-    snprintf(prefix, sizeof prefix, "%s[].", k->path);
-    int rc = where_add(ld, path, line, NULL);
-    for (uint32_t i = 0; rc == DMLP_OK && i < count; i++) {
-        void *e = entries + (size_t)i * k->entry_size;
-        yaml_node_t *item = yaml_document_get_node(&ld->doc, items[i]);
-        snprintf(entry, sizeof entry, "%s[%" PRIu32 "]", path, i);
-        rc = store_defaults(ld, e, prefix);
-        if (rc == DMLP_OK)
-            rc = walk(ld, item, entry, node_line(item), e);
-    }
-    return rc;
+    FIELD(uint32_t, base, k->count_offset) = count;
+    return entries;
 }
 
-/* 1 if the mapping n has the key name (of len bytes). */
-static int has_key(struct load *ld, const yaml_node_t *n, const char *name, size_t len)
+/* The names under schema prefix that a key without a default needs must be keys of the
+ * mapping n (at path, whose key is on line). */
+static int check_required(struct load *ld, const yaml_node_t *n, const char *path, int line,
+                          const char *prefix)
 {
-    for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
-         p++) {
-        const yaml_node_t *k = yaml_document_get_node(&ld->doc, p->key);
-        if (k->data.scalar.length == len && !memcmp(k->data.scalar.value, name, len))
-            return 1;
-    }
-    return 0;
-}
-
-/* A mapping of the keys under schema prefix (the root's is ""): unknown keys, then missing
- * required ones. */
-static int walk_mapping(struct load *ld, const yaml_node_t *n, const char *path, int line,
-                        const char *prefix, void *base)
-{
-    if (n->type != YAML_MAPPING_NODE)
-        return expected(ld, n, path, line, NULL, prefix);
-    const yaml_node_pair_t *pairs = n->data.mapping.pairs.start;
-    const size_t count = (size_t)(n->data.mapping.pairs.top - pairs);
-    char child[CONFIG_PATH_MAX], names[400];
-    int rc = path[0] ? where_add(ld, path, line, NULL) : DMLP_OK;
-    for (size_t i = 0; rc == DMLP_OK && i < count; i++) {
-        yaml_node_t *k = yaml_document_get_node(&ld->doc, pairs[i].key);
-        yaml_node_t *v = yaml_document_get_node(&ld->doc, pairs[i].value);
-        const char *name = (const char *)k->data.scalar.value;
-        snprintf(child, sizeof child, "%s%s%s", path, path[0] ? "." : "", name);
-        if (!find_child(prefix, name)) {
-            list_children(prefix, names, sizeof names);
-            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: unknown key (known%s%s: %s)",
-                             ld->name, node_line(k), child, path[0] ? " in " : "", path, names);
-        }
-        rc = walk(ld, v, child, v->type == YAML_SCALAR_NODE ? node_line(v) : node_line(k),
-                  base);
-    }
-    for (size_t i = 0; rc == DMLP_OK && i < N_KEYS; i++) {
-        const char *name = keys[i].path + strlen(prefix);
+    char name[CONFIG_PATH_MAX];
+    yaml_node_t *key;
+    for (size_t i = 0; i < N_KEYS; i++) {
         const size_t len = child_len(&keys[i], prefix);
         /* A name is required when a key directly under it (not in a list) has no default. */
-        if (!len || !required(&keys[i]) || strstr(name, "[]") || has_key(ld, n, name, len))
+        if (!len || !required(&keys[i]) || strstr(keys[i].path + strlen(prefix), "[]"))
+            continue;
+        snprintf(name, sizeof name, "%.*s", (int)len, keys[i].path + strlen(prefix));
+        if (mapping_get(&ld->doc, n, name, &key) && key->data.scalar.length == len)
             continue;
         if (!path[0])
             return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: missing required section "
-                             "'%.*s'", ld->name, line, (int)len, name);
-        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: missing required key '%.*s'",
-                         ld->name, line, path, (int)len, name);
+                             "'%s'", ld->name, line, name);
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: missing required key '%s'",
+                         ld->name, line, path, name);
     }
-    return rc;
+    return DMLP_OK;
 }
 
 /* Stores node, found at path (whose key or entry is on line), where the table puts it;
- * base is the struct config, or the list entry that path is in. */
+ * base is the struct config, or the list entry that path is in. A list's entries and a
+ * section's keys are walked alike: each entry gets its defaults first, a section's keys
+ * must be in the table, and its required ones present. */
 static int walk(struct load *ld, yaml_node_t *node, const char *path, int line, void *base)
 {
-    char sp[CONFIG_PATH_MAX], prefix[CONFIG_PATH_MAX + 1];
+    char sp[CONFIG_PATH_MAX], prefix[CONFIG_PATH_MAX + 3], sub[CONFIG_PATH_MAX], names[400];
     schema_path(path, sp, sizeof sp);
-    const struct key *k = find_key(sp);
-    if (k && k->type == KEY_LIST)
-        return walk_list(ld, node, path, line, k, base);
-    if (k)
-        return walk_value(ld, node, path, line, k, base);
-    snprintf(prefix, sizeof prefix, "%s%s", sp, sp[0] ? "." : "");
-    return walk_mapping(ld, node, path, line, prefix, base);
+    const struct key *list = find_key(sp);
+    if (list && list->type != KEY_LIST)
+        return walk_value(ld, node, path, line, list, base);
+    snprintf(prefix, sizeof prefix, "%s%s", sp, list ? "[]." : sp[0] ? "." : "");
+    if (node->type != (list ? YAML_SEQUENCE_NODE : YAML_MAPPING_NODE))
+        return expected(ld, node, path, line, list, prefix);
+    char *entries = list ? new_entries(list, (uint32_t)n_children(node), base) : NULL;
+    if (list && !entries)
+        return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+    int rc = DMLP_OK;
+    for (size_t i = 0; rc == DMLP_OK && i < n_children(node); i++) {
+        yaml_node_t *k, *v = child(&ld->doc, node, i, &k);
+        void *at = list ? entries + i * list->entry_size : base;
+        child_path(k, i, path, sub);
+        if (k && !find_child(prefix, (const char *)k->data.scalar.value)) {
+            list_children(prefix, names, sizeof names);
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: unknown key (known%s%s: %s)",
+                             ld->name, node_line(k), sub, path[0] ? " in " : "", path, names);
+        }
+        if (list)
+            rc = store_defaults(ld, at, prefix);
+        if (rc == DMLP_OK)
+            rc = walk(ld, v, sub, node_line(v->type == YAML_SCALAR_NODE || !k ? v : k), at);
+    }
+    return rc == DMLP_OK && !list ? check_required(ld, node, path, line, prefix) : rc;
 }
 
 /* Stores the default of every key directly under prefix (not in a list) into base. */
@@ -996,7 +1009,7 @@ static int store_defaults(struct load *ld, void *base, const char *prefix)
 /* ---- checks ------------------------------------------------------------------------- */
 
 /* The table's own checks for k's value in base (named path): range, non-empty. */
-static int check_value(const struct load *ld, const struct key *k, const char *base,
+static int check_value(struct load *ld, const struct key *k, const char *base,
                        const char *path)
 {
     const char *src = base + k->offset;
@@ -1023,7 +1036,7 @@ static int check_value(const struct load *ld, const struct key *k, const char *b
     return DMLP_OK;
 }
 
-static int check_rules(const struct load *ld);
+static int check_rules(struct load *ld);
 
 /* Every key's own checks, in table order (each entry of a list), then the rules. */
 static int check(struct load *ld)
@@ -1051,7 +1064,7 @@ static int check(struct load *ld)
 }
 
 /* The layers: softmax only last, and only with cross_entropy, which needs it. */
-static int check_layers(const struct load *ld)
+static int check_layers(struct load *ld)
 {
     const struct config *c = ld->cfg;
     const uint32_t n = c->model.n_layers;
@@ -1076,7 +1089,7 @@ static int check_layers(const struct load *ld)
 }
 
 /* What no key says alone: the rules between keys. */
-static int check_rules(const struct load *ld)
+static int check_rules(struct load *ld)
 {
     const struct config *c = ld->cfg;
     const struct config_optimizer *o = &c->optimizer;
@@ -1117,44 +1130,6 @@ static int check_rules(const struct load *ld)
 }
 
 /* ---- --set -------------------------------------------------------------------------- */
-
-/* One step of a key path: "layers[2]" is name "layers" with index 2. */
-struct path_step {
-    char name[64];
-    int has_index;
-    uint64_t index;
-};
-
-/* Parses one step at *p (advancing it); returns 0, or -1 on a malformed path. */
-static int next_step(const char **p, struct path_step *st)
-{
-    const char *s = *p;
-    size_t n = strcspn(s, ".[");
-    if (n == 0 || n >= sizeof st->name)
-        return -1;
-    memcpy(st->name, s, n);
-    st->name[n] = '\0';
-    s += n;
-    st->has_index = 0;
-    if (*s == '[') {
-        char *end;
-        if (s[1] < '0' || s[1] > '9')
-            return -1;
-        errno = 0;
-        unsigned long long v = strtoull(s + 1, &end, 10);
-        if (errno || *end != ']')
-            return -1;
-        st->has_index = 1;
-        st->index = v;
-        s = end + 1;
-    }
-    if (*s == '.')
-        s++;
-    else if (*s != '\0')
-        return -1;
-    *p = s;
-    return 0;
-}
 
 /* Where a --set path leads: its key (NULL for a section), the struct holding the value,
  * and the path written canonically ("model.layers[0].units" for "model.layers[00].units"). */
@@ -1240,7 +1215,8 @@ static int apply_set(struct load *ld, const char *arg)
     }
     if (parse_scalar(t.key, eq + 1, t.base + t.key->offset, why, sizeof why) != 0)
         return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s: %s", arg, path, why);
-    return where_add(ld, t.path, 0, arg);
+    snprintf(ld->set_paths[ld->n_set++], CONFIG_PATH_MAX, "%s", t.path);
+    return DMLP_OK;
 }
 
 /* ---- config_to_yaml ----------------------------------------------------------------- */
