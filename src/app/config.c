@@ -1131,92 +1131,83 @@ static int check_rules(struct load *ld)
 
 /* ---- --set -------------------------------------------------------------------------- */
 
-/* Where a --set path leads: its key (NULL for a section), the struct holding the value,
- * and the path written canonically ("model.layers[0].units" for "model.layers[00].units"). */
-struct target {
-    const struct key *key;
-    char *base;
-    char path[CONFIG_PATH_MAX], prefix[CONFIG_PATH_MAX];
-};
-
-/* Takes step st from t (a section, or a list named without an index); returns 0, or -1
- * with why not in why. */
-static int take_step(struct target *t, const struct path_step *st, int last, char *why,
-                     size_t cap)
+/* Follows the key path of the --set arg from the struct config: *k becomes its key (NULL
+ * for a section), *base the struct that holds the value, and canon the path written
+ * canonically ("model.layers[0].units" for "model.layers[00].units"). */
+static int set_target(struct load *ld, const char *arg, const char *path, const struct key **k,
+                      char **base, char *canon)
 {
-    char names[400];
-    const size_t pl = strlen(t->path);
-    if (t->key)
-        return why_fail(why, cap, "%s is a single value and has no key '%s'", t->path,
-                        st->name);
-    if (!find_child(t->prefix, st->name)) {
-        list_children(t->prefix, names, sizeof names);
-        if (pl)
-            return why_fail(why, cap, "unknown key '%s' in %s (known: %s)", st->name, t->path,
-                            names);
-        return why_fail(why, cap, "unknown top-level key '%s' (known: %s)", st->name, names);
+    char prefix[CONFIG_PATH_MAX + 1], names[400];
+    struct path_step st;
+    for (const char *p = path; *p;) {
+        if (next_step(&p, &st) != 0)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: '%s' is not a key path like "
+                             "optimizer.lr or model.layers[0].units", arg, path);
+        if (*k)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s is a single value and "
+                             "has no key '%s'", arg, canon, st.name);
+        schema_path(canon, prefix, CONFIG_PATH_MAX);
+        strcat(prefix, canon[0] ? "." : "");
+        if (!find_child(prefix, st.name)) {
+            list_children(prefix, names, sizeof names);
+            if (canon[0])
+                return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: unknown key '%s' in %s "
+                                 "(known: %s)", arg, st.name, canon, names);
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: unknown top-level key '%s' "
+                             "(known: %s)", arg, st.name, names);
+        }
+        sprintf(canon + strlen(canon), "%s%s", canon[0] ? "." : "", st.name);
+        *k = find_key(strcat(prefix, st.name));
+        const int list = *k && (*k)->type == KEY_LIST;
+        uint32_t n = 0;
+        char *entries = list ? list_entries(*base, *k, &n) : NULL;
+        if (list && st.has_index && st.index >= n)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: index %" PRIu64 " is out of "
+                             "range: %s has %" PRIu32 " entr%s", arg, st.index, canon, n,
+                             n == 1 ? "y" : "ies");
+        if (list && !st.has_index && *p)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s is a list; name an entry, "
+                             "e.g. %s[0]", arg, canon, canon);
+        if (!list && st.has_index)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s is not a list", arg, canon);
+        if (list && st.has_index) {
+            *base = entries + st.index * (*k)->entry_size;
+            sprintf(canon + strlen(canon), "[%" PRIu64 "]", st.index);
+            *k = NULL;
+        }
     }
-    snprintf(t->path + pl, sizeof t->path - pl, "%s%s", pl ? "." : "", st->name);
-    strncat(t->prefix, st->name, sizeof t->prefix - strlen(t->prefix) - 1);
-    t->key = find_key(t->prefix);
-    const int list = t->key && t->key->type == KEY_LIST;
-    if (list && st->has_index) {
-        uint32_t n;
-        char *entries = list_entries(t->base, t->key, &n);
-        if (st->index >= n)
-            return why_fail(why, cap, "index %" PRIu64 " is out of range: %s has %" PRIu32
-                            " entr%s", st->index, t->path, n, n == 1 ? "y" : "ies");
-        t->base = entries + st->index * t->key->entry_size;
-        snprintf(t->path + strlen(t->path), sizeof t->path - strlen(t->path), "[%" PRIu64 "]",
-                 st->index);
-        strncat(t->prefix, "[]", sizeof t->prefix - strlen(t->prefix) - 1);
-        t->key = NULL;
-    } else if (list && !last) {
-        return why_fail(why, cap, "%s is a list; name an entry, e.g. %s[0]", t->path, t->path);
-    } else if (st->has_index) {
-        return why_fail(why, cap, "%s is not a list", t->path);
-    }
-    if (!t->key)
-        strncat(t->prefix, ".", sizeof t->prefix - strlen(t->prefix) - 1);
-    return 0;
+    return DMLP_OK;
 }
 
-/* Applies one "key.path=value"; records the argument so that check() names the --set
+/* Applies one "key.path=value"; records the path it wrote so that check() names the --set
  * rather than a line of the file. */
 static int apply_set(struct load *ld, const char *arg)
 {
-    char why[600] = "", path[CONFIG_PATH_MAX], want[512];
+    char why[600], path[CONFIG_PATH_MAX], canon[CONFIG_PATH_MAX] = "", want[512];
     const char *eq = strchr(arg, '=');
     const size_t plen = eq ? (size_t)(eq - arg) : 0;
+    const struct key *k = NULL;
+    char *base = (char *)ld->cfg;
     if (plen == 0 || plen >= sizeof path)
         return dmlp_fail(ld->err, DMLP_ERR_INPUT,
                          "--set %s: expected key.path=value, e.g. optimizer.lr=0.1", arg);
-    memcpy(path, arg, plen);
-    path[plen] = '\0';
-    struct target t = {.base = (char *)ld->cfg};
-    int bad = 0;
-    for (const char *p = path; *p && !bad;) {
-        struct path_step st;
-        if (next_step(&p, &st) != 0)
-            bad = why_fail(why, sizeof why, "'%s' is not a key path like optimizer.lr or "
-                           "model.layers[0].units", path);
+    snprintf(path, sizeof path, "%.*s", (int)plen, arg);
+    int rc = set_target(ld, arg, path, &k, &base, canon);
+    if (rc == DMLP_OK && (!k || k->type == KEY_LIST)) {
+        schema_path(canon, why, sizeof why);
+        strcat(why, canon[0] ? "." : "");
+        if (k)
+            want_text(k, 0, want, sizeof want);
         else
-            bad = take_step(&t, &st, !*p, why, sizeof why);
-    }
-    if (bad)
-        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s", arg, why);
-    if (!t.key || t.key->type == KEY_LIST) {
-        if (t.key)
-            want_text(t.key, 0, want, sizeof want);
-        else
-            section_text(t.prefix, want, sizeof want);
+            section_text(why, want, sizeof want);
         return dmlp_fail(ld->err, DMLP_ERR_INPUT,
                          "--set %s: %s is %s; set one of its values instead", arg, path, want);
     }
-    if (parse_scalar(t.key, eq + 1, t.base + t.key->offset, why, sizeof why) != 0)
+    if (rc == DMLP_OK && parse_scalar(k, eq + 1, base + k->offset, why, sizeof why) != 0)
         return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s: %s", arg, path, why);
-    snprintf(ld->set_paths[ld->n_set++], CONFIG_PATH_MAX, "%s", t.path);
-    return DMLP_OK;
+    if (rc == DMLP_OK)
+        snprintf(ld->set_paths[ld->n_set++], CONFIG_PATH_MAX, "%s", canon);
+    return rc;
 }
 
 /* ---- config_to_yaml ----------------------------------------------------------------- */
