@@ -175,19 +175,15 @@ static const struct key keys[] = {
 
 /* ---- a load in progress ------------------------------------------------------------- */
 
-/* Where a value came from, for messages about it. */
-struct where {
-    char *path;     /* "model.layers[1].units"; containers too ("model.layers") */
-    int line;       /* 1-based: of the value for a scalar, of its key for a container */
-    char *set_arg;  /* the --set argument that last wrote it, or NULL */
-};
-
 struct load {
     const char *name;
     struct config *cfg;
     yaml_document_t doc;
-    struct where *w;
-    size_t n_w, cap_w;
+    /* The --set arguments applied so far, and the path each wrote (written canonically):
+     * a message about that path names the last of them instead of a line of the file. */
+    const char *const *sets;
+    char (*set_paths)[CONFIG_PATH_MAX];
+    size_t n_set;
     struct dmlp_error *err;
 };
 
@@ -198,7 +194,6 @@ static int walk(struct load *ld, yaml_node_t *node, const char *path, int line, 
 static int store_defaults(struct load *ld, void *base, const char *prefix);
 static int check(struct load *ld);
 static int apply_set(struct load *ld, const char *arg);
-static void load_free(struct load *ld);
 static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix);
 
 /* ---- public functions --------------------------------------------------------------- */
@@ -239,14 +234,14 @@ int config_load_string(struct config **out, const char *yaml, size_t len, const 
                        const char *const *sets, size_t n_sets, struct dmlp_error *err)
 {
     *out = NULL;
-    struct load ld = {.name = name ? name : "<string>", .err = err};
+    struct load ld = {.name = name ? name : "<string>", .sets = sets, .err = err};
     if (len > CONFIG_MAX_BYTES)
         return dmlp_fail(err, DMLP_ERR_INPUT,
                          "%s: larger than 1 MiB; a config is a short YAML file", ld.name);
     ld.cfg = calloc(1, sizeof *ld.cfg);
-    if (!ld.cfg)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", ld.name);
-    int rc = parse_document(&ld, yaml, len);
+    ld.set_paths = calloc(n_sets ? n_sets : 1, sizeof *ld.set_paths);
+    int rc = ld.cfg && ld.set_paths ? parse_document(&ld, yaml, len)
+                                    : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", ld.name);
     if (rc == DMLP_OK)
         rc = store_defaults(&ld, ld.cfg, "");
     if (rc == DMLP_OK) {
@@ -259,7 +254,8 @@ int config_load_string(struct config **out, const char *yaml, size_t len, const 
         rc = apply_set(&ld, sets[i]);
     if (rc == DMLP_OK && n_sets > 0)
         rc = check(&ld);
-    load_free(&ld);
+    yaml_document_delete(&ld.doc);
+    free(ld.set_paths);
     if (rc != DMLP_OK) {
         config_free(&ld.cfg);
         return rc;
@@ -351,7 +347,7 @@ size_t config_key_paths(const char **out, size_t cap)
     return n;
 }
 
-static void type_text(const struct key *k, char *out, size_t cap);
+static void want_text(const struct key *k, int md, char *out, size_t cap);
 
 void config_write_key_table(FILE *out)
 {
@@ -359,7 +355,7 @@ void config_write_key_table(FILE *out)
     for (size_t i = 0; i < N_KEYS; i++) {
         const struct key *k = &keys[i];
         char type[256], def[64];
-        type_text(k, type, sizeof type);
+        want_text(k, 1, type, sizeof type);
         if (k->def)
             snprintf(def, sizeof def, "`%s`", k->def);
         else
@@ -388,33 +384,43 @@ static size_t child_len(const struct key *k, const char *prefix)
     return strcspn(k->path + plen, ".[");
 }
 
+/* The next name directly under prefix, from row *i on: returns its first row (NULL past
+ * the end) with the name's length in *n, and moves *i past its rows, which follow each
+ * other in the table ("layers", then "layers[].units", ...). */
+static const struct key *next_child(const char *prefix, size_t *i, size_t *n)
+{
+    const size_t plen = strlen(prefix);
+    while (*i < N_KEYS && !(*n = child_len(&keys[*i], prefix)))
+        ++*i;
+    if (*i == N_KEYS)
+        return NULL;
+    const struct key *first = &keys[*i];
+    while (*i < N_KEYS && child_len(&keys[*i], prefix) == *n &&
+           !strncmp(keys[*i].path + plen, first->path + plen, *n))
+        ++*i;
+    return first;
+}
+
 /* The first key of the table under prefix whose child name there is name, or NULL. */
 static const struct key *find_child(const char *prefix, const char *name)
 {
-    const size_t plen = strlen(prefix), n = strlen(name);
-    for (size_t i = 0; n > 0 && i < N_KEYS; i++)
-        if (child_len(&keys[i], prefix) == n && strncmp(keys[i].path + plen, name, n) == 0)
-            return &keys[i];
+    const struct key *k;
+    size_t i = 0, n;
+    while ((k = next_child(prefix, &i, &n)))
+        if (n == strlen(name) && !strncmp(k->path + strlen(prefix), name, n))
+            return k;
     return NULL;
 }
 
 /* "name, lr, momentum, ...": the names directly under prefix, in table order. */
 static void list_children(const char *prefix, char *out, size_t cap)
 {
-    const size_t plen = strlen(prefix);
-    const char *last = NULL;
-    size_t last_len = 0, used = 0;
+    const struct key *k;
+    size_t i = 0, n, used = 0;
     out[0] = '\0';
-    for (size_t i = 0; i < N_KEYS && used < cap; i++) {
-        const char *name = keys[i].path + plen;
-        const size_t n = child_len(&keys[i], prefix);
-        if (n == 0 || (last && n == last_len && strncmp(name, last, n) == 0))
-            continue;
-        int w = snprintf(out + used, cap - used, "%s%.*s", last ? ", " : "", (int)n, name);
-        used += w > 0 ? (size_t)w : 0;
-        last = name;
-        last_len = n;
-    }
+    while (used < cap && (k = next_child(prefix, &i, &n)))
+        used += (size_t)snprintf(out + used, cap - used, "%s%.*s", used ? ", " : "", (int)n,
+                                 k->path + strlen(prefix));
 }
 
 /* "model.layers[12].units" -> "model.layers[].units": the table's form of a path. */
@@ -430,71 +436,55 @@ static void schema_path(const char *path, char *out, size_t cap)
     out[j] = '\0';
 }
 
-static int is_integer(const struct key *k) { return k->type == KEY_U32 || k->type == KEY_U64; }
+/* The field at offset off of base (a struct config, or a list entry) as an lvalue of type T:
+ * the table's offsets come from offsetof on fields of that type. */
+#define FIELD(T, base, off) (*(T *)((char *)(base) + (off)))
+
+/* List k's entries in base, and their count in *n. */
+static char *list_entries(const void *base, const struct key *k, uint32_t *n)
+{
+    char *entries;
+    memcpy(&entries, (const char *)base + k->offset, sizeof entries);
+    *n = FIELD(uint32_t, base, k->count_offset);
+    return entries;
+}
 
 static int required(const struct key *k) { return !k->def && !(k->flags & OPTIONAL); }
 
-/* The interval of a two-sided range: "[0, 1)", "(0, 1]". */
-static void interval(const struct key *k, char *out, size_t cap)
+/* What a value of k must be: for messages ("a positive integer", "in [0, 1)", "one of he,
+ * xavier"), or with md for the key table ("int ≥ 1", "float [0, 1)", "`he`, `xavier`"). */
+static void want_text(const struct key *k, int md, char *out, size_t cap)
 {
-    snprintf(out, cap, "%c0, %g%c", k->flags & LO_OPEN ? '(' : '[', k->hi,
-             k->flags & HI_OPEN ? ')' : ']');
-}
-
-/* What a value of k must be, in messages: "a positive integer", "in [0, 1)"; with k NULL,
- * the section under prefix: "a mapping (keys: name, lr, ...)". */
-static void want_text(const struct key *k, const char *prefix, char *out, size_t cap)
-{
-    char iv[400];
-    if (!k) {
-        list_children(prefix, iv, sizeof iv);
-        snprintf(out, cap, "a mapping (keys: %s)", iv);
-        return;
-    }
-    switch (k->type) {
-    case KEY_LIST: snprintf(out, cap, "a list"); return;
-    case KEY_BOOL: snprintf(out, cap, "true or false"); return;
-    case KEY_PATH: snprintf(out, cap, "a string"); return;
-    case KEY_ENUM: {
-        size_t used = snprintf(out, cap, "one of ");
-        for (int i = 0; k->names[i] && used < cap; i++)
-            used += snprintf(out + used, cap - used, "%s%s", i ? ", " : "", k->names[i]);
-        return;
-    }
-    default: break;
-    }
-    const char *noun = is_integer(k) ? "integer" : "number";
-    if (k->flags & HI) {
-        interval(k, iv, sizeof iv);
-        snprintf(out, cap, "in %s", iv);
-    } else if (k->flags & LO_OPEN) {
-        snprintf(out, cap, "a positive %s", noun);
-    } else {
-        snprintf(out, cap, "a non-negative %s", noun);
-    }
-}
-
-/* The type and range column of the key table: "int ≥ 1", "float [0, 1)", "`he`, `xavier`". */
-static void type_text(const struct key *k, char *out, size_t cap)
-{
-    static const char *const type_names[] = {"int", "int64", "float", "bool", "", "path",
-                                             "list"};
-    char iv[64];
+    static const char *const type[] = {"int", "int64", "float", "bool", "", "path", "list"};
+    static const char *const word[] = {"integer", "integer", "number", "true or false", "",
+                                       "a string", "a list"};
+    const int integer = k->type == KEY_U32 || k->type == KEY_U64;
+    const unsigned f = k->flags;
+    const char *what = md ? type[k->type] : word[k->type];
     if (k->type == KEY_ENUM) {
-        size_t used = 0;
-        out[0] = '\0';
+        size_t used = (size_t)snprintf(out, cap, "%s", md ? "" : "one of ");
         for (int i = 0; k->names[i] && used < cap; i++)
-            used += snprintf(out + used, cap - used, "%s`%s`", i ? ", " : "", k->names[i]);
-    } else if (k->flags & HI) {
-        interval(k, iv, sizeof iv);
-        snprintf(out, cap, "%s %s", type_names[k->type], iv);
-    } else if (k->flags & LO_OPEN) {
-        snprintf(out, cap, "%s %s", type_names[k->type], is_integer(k) ? "≥ 1" : "> 0");
-    } else if (k->flags & LO || is_integer(k)) {
-        snprintf(out, cap, "%s ≥ 0", type_names[k->type]);
+            used += (size_t)snprintf(out + used, cap - used, md ? "%s`%s`" : "%s%s",
+                                     i ? ", " : "", k->names[i]);
+    } else if (k->type > KEY_DOUBLE) {
+        snprintf(out, cap, "%s", what);
+    } else if (f & HI) {
+        snprintf(out, cap, "%s %c0, %g%c", md ? what : "in", f & LO_OPEN ? '(' : '[', k->hi,
+                 f & HI_OPEN ? ')' : ']');
+    } else if (md) {
+        snprintf(out, cap, "%s%s", what, f & LO_OPEN ? (integer ? " ≥ 1" : " > 0")
+                                         : (f & LO) || integer ? " ≥ 0" : "");
     } else {
-        snprintf(out, cap, "%s", type_names[k->type]);
+        snprintf(out, cap, "a %s %s", f & LO_OPEN ? "positive" : "non-negative", what);
     }
+}
+
+/* "a mapping (keys: name, lr, ...)": what the section under prefix must be. */
+static void section_text(const char *prefix, char *out, size_t cap)
+{
+    char names[400];
+    list_children(prefix, names, sizeof names);
+    snprintf(out, cap, "a mapping (keys: %s)", names);
 }
 
 /* The list that holds the entry key k ("model.layers[].units" -> model.layers), or NULL. */
@@ -508,12 +498,6 @@ static const struct key *list_of(const struct key *k)
     return find_key(path);
 }
 
-static void list_get(const void *base, const struct key *list, char **entries, uint32_t *n)
-{
-    memcpy(entries, (const char *)base + list->offset, sizeof *entries);
-    memcpy(n, (const char *)base + list->count_offset, sizeof *n);
-}
-
 /* ---- scalars ------------------------------------------------------------------------ */
 
 /* 1 if s is well-formed UTF-8 (no overlong forms, surrogates or code points past
@@ -521,26 +505,18 @@ static void list_get(const void *base, const struct key *list, char **entries, u
  * cannot write anything else, and a --set value is the one way other bytes get in. */
 static int utf8_valid(const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
         const unsigned c = *p++;
-        int more = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2
-                 : c >= 0xF0 && c <= 0xF4 ? 3 : -1;
+        const int more = c < 0x80 ? 0 : c < 0xC2 ? -1 : c < 0xE0 ? 1 : c < 0xF0 ? 2
+                       : c < 0xF5 ? 3 : -1;
+        /* The second byte's bounds rule out overlong forms, surrogates and > U+10FFFF. */
+        unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+        unsigned hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
         if (more < 0)
             return 0;
-        for (int i = 0; i < more; i++, p++) {
-            unsigned lo = 0x80, hi = 0xBF;
-            if (i == 0 && c == 0xE0)
-                lo = 0xA0;
-            else if (i == 0 && c == 0xED)
-                hi = 0x9F;
-            else if (i == 0 && c == 0xF0)
-                lo = 0x90;
-            else if (i == 0 && c == 0xF4)
-                hi = 0x8F;
+        for (int i = 0; i < more; i++, p++, lo = 0x80, hi = 0xBF)
             if (*p < lo || *p > hi)
                 return 0;
-        }
     }
     return 1;
 }
@@ -578,6 +554,21 @@ static int why_fail(char *why, size_t cap, const char *fmt, ...)
     return -1;
 }
 
+/* A KEY_PATH's text into dst, replacing (and freeing) what was there. */
+static int parse_path(const struct key *k, const char *text, char **dst, char *why, size_t cap)
+{
+    if (!utf8_valid(text))
+        return why_fail(why, cap, "'%s' is not valid UTF-8 (config text, and the copy kept "
+                        "in checkpoints, is UTF-8)", text);
+    char *v = NULL;
+    /* An empty value is refused for a required path by check(), which says why. */
+    if (!((k->flags & OPTIONAL) && is_null_text(text)) && !(v = strdup(text)))
+        return why_fail(why, cap, "out of memory");
+    free(*dst);
+    *dst = v;
+    return 0;
+}
+
 /* Parses text as a value of k into dst (k's field in its struct). Returns 0, or -1 with
  * the problem in why ("-8 is not a positive integer"). The one parser for file scalars,
  * --set values and the table's defaults. Ranges are check()'s: they hold after --set. */
@@ -585,160 +576,203 @@ static int parse_scalar(const struct key *k, const char *text, void *dst, char *
 {
     const char *shown = text[0] ? text : "''";
     char want[256];
-    want_text(k, NULL, want, sizeof want);
-    if (is_integer(k)) {
+    want_text(k, 0, want, sizeof want);
+    uint64_t u;
+    double d;
+    int v = 0;
+    switch (k->type) {
+    case KEY_U32:
+    case KEY_U64: {
         /* 64-bit values stop at INT64_MAX, as they always have in dmlp configs (libcyaml
          * read them with strtoll), so every config written so far still loads. */
         const uint64_t max = k->type == KEY_U32 ? UINT32_MAX : INT64_MAX;
-        uint64_t v;
-        if (dmlp_parse_u64(text, &v) != 0)
+        if (dmlp_parse_u64(text, &u) != 0)
             return why_fail(why, cap, "%s is not %s", shown, want);
-        if (v > max)
+        if (u > max)
             return why_fail(why, cap, "%s is too large (at most %" PRIu64 ")", text, max);
-        uint32_t v32 = (uint32_t)v;
-        memcpy(dst, k->type == KEY_U32 ? (void *)&v32 : (void *)&v,
-               k->type == KEY_U32 ? sizeof v32 : sizeof v);
-    } else if (k->type == KEY_DOUBLE) {
-        double v;
-        if (dmlp_parse_double(text, &v) != 0)
+        if (k->type == KEY_U32)
+            *(uint32_t *)dst = (uint32_t)u;
+        else
+            *(uint64_t *)dst = u;
+        return 0;
+    }
+    case KEY_DOUBLE:
+        if (dmlp_parse_double(text, &d) != 0)
             return why_fail(why, cap, "%s is not a finite number", shown);
-        memcpy(dst, &v, sizeof v);
-    } else if (k->type == KEY_BOOL) {
-        const int v = parse_bool(text);
-        if (v < 0)
+        *(double *)dst = d;
+        return 0;
+    case KEY_BOOL:
+        if ((v = parse_bool(text)) < 0)
             return why_fail(why, cap, "%s is not true or false", shown);
-        const bool b = v;
-        memcpy(dst, &b, sizeof b);
-    } else if (k->type == KEY_ENUM) {
-        int v = 0;
+        *(bool *)dst = v;
+        return 0;
+    case KEY_ENUM:
         while (k->names[v] && strcmp(text, k->names[v]) != 0)
             v++;
         if (!k->names[v])
             return why_fail(why, cap, "%s is not %s", shown, want);
-        memcpy(dst, &v, sizeof v);
-    } else {
-        if (!utf8_valid(text))
-            return why_fail(why, cap, "'%s' is not valid UTF-8 (config text, and the copy "
-                            "kept in checkpoints, is UTF-8)", text);
-        char *v = NULL, *old;
-        /* An empty value is refused for a required path by check(), which says why. */
-        if (!((k->flags & OPTIONAL) && is_null_text(text)) && !(v = strdup(text)))
-            return why_fail(why, cap, "out of memory");
-        memcpy(&old, dst, sizeof old);
-        free(old);
-        memcpy(dst, &v, sizeof v);
+        *(int *)dst = v;
+        return 0;
+    default:
+        return parse_path(k, text, (char **)dst, why, cap);
     }
-    return 0;
 }
 
 /* k's value at src as YAML text, in buf or static; NULL for an enum out of range. */
 static const char *format_value(const struct key *k, const void *src, char *buf, size_t cap)
 {
-    uint32_t u32;
-    uint64_t u64;
-    double d;
-    bool b;
-    int e;
     switch (k->type) {
-    case KEY_U32: memcpy(&u32, src, sizeof u32); snprintf(buf, cap, "%" PRIu32, u32); break;
-    case KEY_U64: memcpy(&u64, src, sizeof u64); snprintf(buf, cap, "%" PRIu64, u64); break;
+    case KEY_U32: snprintf(buf, cap, "%" PRIu32, *(const uint32_t *)src); return buf;
+    case KEY_U64: snprintf(buf, cap, "%" PRIu64, *(const uint64_t *)src); return buf;
     case KEY_DOUBLE:
         /* The shortest text that reads back as the same double: exact, and readable. */
-        memcpy(&d, src, sizeof d);
         for (int prec = 1; prec <= 17; prec++) {
-            snprintf(buf, cap, "%.*g", prec, d);
-            if (strtod(buf, NULL) == d)
+            snprintf(buf, cap, "%.*g", prec, *(const double *)src);
+            if (strtod(buf, NULL) == *(const double *)src)
                 break;
         }
-        break;
-    case KEY_BOOL: memcpy(&b, src, sizeof b); return b ? "true" : "false";
+        return buf;
+    case KEY_BOOL: return *(const bool *)src ? "true" : "false";
     case KEY_ENUM: {
-        memcpy(&e, src, sizeof e);
-        const char *name = dmlp_name_of(k->names, e);
+        const char *name = dmlp_name_of(k->names, *(const int *)src);
         return strcmp(name, "unknown") ? name : NULL;
     }
-    default: {
-        const char *s;
-        memcpy(&s, src, sizeof s);
-        return s;
+    default: return *(char *const *)src;
     }
-    }
-    return buf;
 }
 
-/* ---- messages ----------------------------------------------------------------------- */
+/* ---- key paths and messages --------------------------------------------------------- */
 
-static struct where *where_find(const struct load *ld, const char *path)
+/* One step of a key path: "layers[2]" is name "layers" with index 2. */
+struct path_step {
+    char name[64];
+    int has_index;
+    uint64_t index;
+};
+
+/* Parses one step at *p (advancing it); returns 0, or -1 on a malformed path. */
+static int next_step(const char **p, struct path_step *st)
 {
-    for (size_t i = 0; i < ld->n_w; i++)
-        if (strcmp(ld->w[i].path, path) == 0)
-            return &ld->w[i];
+    const char *s = *p;
+    size_t n = strcspn(s, ".[");
+    if (n == 0 || n >= sizeof st->name)
+        return -1;
+    memcpy(st->name, s, n);
+    st->name[n] = '\0';
+    s += n;
+    st->has_index = 0;
+    if (*s == '[') {
+        char *end;
+        if (s[1] < '0' || s[1] > '9')
+            return -1;
+        errno = 0;
+        unsigned long long v = strtoull(s + 1, &end, 10);
+        if (errno || *end != ']')
+            return -1;
+        st->has_index = 1;
+        st->index = v;
+        s = end + 1;
+    }
+    if (*s == '.')
+        s++;
+    else if (*s != '\0')
+        return -1;
+    *p = s;
+    return 0;
+}
+
+static int node_line(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
+
+static size_t n_children(const yaml_node_t *n)
+{
+    if (n->type == YAML_SEQUENCE_NODE)
+        return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (n->type == YAML_MAPPING_NODE)
+        return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    return 0;
+}
+
+/* Child i of a list or mapping node: returns its value, and its key in *key (NULL in a
+ * list). */
+static yaml_node_t *child(yaml_document_t *doc, const yaml_node_t *n, size_t i,
+                          yaml_node_t **key)
+{
+    if (n->type == YAML_SEQUENCE_NODE) {
+        *key = NULL;
+        return yaml_document_get_node(doc, n->data.sequence.items.start[i]);
+    }
+    *key = yaml_document_get_node(doc, n->data.mapping.pairs.start[i].key);
+    return yaml_document_get_node(doc, n->data.mapping.pairs.start[i].value);
+}
+
+/* The path of the child with key (or, in a list, index i) under path: "a.b", "a[3]".
+ * Returns 0, or -1 when it does not fit in CONFIG_PATH_MAX. */
+static int child_path(const yaml_node_t *key, size_t i, const char *path, char *out)
+{
+    const int w = key ? snprintf(out, CONFIG_PATH_MAX, "%s%s%s", path, path[0] ? "." : "",
+                                 (const char *)key->data.scalar.value)
+                      : snprintf(out, CONFIG_PATH_MAX, "%s[%zu]", path, i);
+    return w >= 0 && w < CONFIG_PATH_MAX ? 0 : -1;
+}
+
+/* The value of the key called name (as a C string, as the walk reads keys) in n, with the
+ * key in *key; NULL when n is not a mapping or has no such key. */
+static yaml_node_t *mapping_get(yaml_document_t *doc, const yaml_node_t *n, const char *name,
+                                yaml_node_t **key)
+{
+    for (size_t i = 0; n->type == YAML_MAPPING_NODE && i < n_children(n); i++) {
+        yaml_node_t *v = child(doc, n, i, key);
+        if (strcmp((const char *)(*key)->data.scalar.value, name) == 0)
+            return v;
+    }
+    *key = NULL;
     return NULL;
 }
 
-/* Records that path's value came from line (0 for a --set), or from set_arg. */
-static int where_add(struct load *ld, const char *path, int line, const char *set_arg)
+/* The line of the file that the value at path came from: the value's own for a scalar,
+ * else that of its key or list entry; 0 when the file does not give it (a default). */
+static int line_of(struct load *ld, const char *path)
 {
-    struct where *w = where_find(ld, path);
-    if (!w) {
-        if (ld->n_w == ld->cap_w) {
-            size_t cap = ld->cap_w ? 2 * ld->cap_w : 64;
-            struct where *nw = realloc(ld->w, cap * sizeof *nw);
-            if (!nw)
-                return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
-            ld->w = nw;
-            ld->cap_w = cap;
+    yaml_node_t *n = yaml_document_get_root_node(&ld->doc), *key;
+    int line = 0;
+    struct path_step st;
+    for (const char *p = path; n && *p && next_step(&p, &st) == 0;) {
+        n = mapping_get(&ld->doc, n, st.name, &key);
+        line = key ? node_line(key) : 0;
+        if (n && st.has_index) {
+            const int in = n->type == YAML_SEQUENCE_NODE && st.index < n_children(n);
+            n = in ? child(&ld->doc, n, st.index, &key) : NULL;
+            line = n ? node_line(n) : 0;
         }
-        w = &ld->w[ld->n_w];
-        *w = (struct where){.path = strdup(path), .line = line};
-        if (!w->path)
-            return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
-        ld->n_w++;
     }
-    if (set_arg) {
-        free(w->set_arg);
-        if (!(w->set_arg = strdup(set_arg)))
-            return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
-    }
-    return DMLP_OK;
+    return !n ? 0 : n->type == YAML_SCALAR_NODE ? node_line(n) : line;
 }
 
-/* Fails with "<where path's value came from>: <path>: <message>": "file:line", "--set a=b",
- * or the file alone for a default. */
-static int fail_at(const struct load *ld, const char *path, const char *fmt, ...)
+/* Fails with "<where path's value came from>: <path>: <message>": "--set a=b" for a value
+ * a --set wrote, else "file:line", or the file alone for a default. */
+static int fail_at(struct load *ld, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static int fail_at(const struct load *ld, const char *path, const char *fmt, ...)
+static int fail_at(struct load *ld, const char *path, const char *fmt, ...)
 {
     char loc[CONFIG_PATH_MAX + 64], msg[768];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    const struct where *w = where_find(ld, path);
-    if (w && w->set_arg)
-        snprintf(loc, sizeof loc, "--set %s", w->set_arg);
-    else if (w)
-        snprintf(loc, sizeof loc, "%s:%d", ld->name, w->line);
+    size_t s = ld->n_set;
+    while (s > 0 && strcmp(ld->set_paths[s - 1], path) != 0)
+        s--;
+    const int line = s ? 0 : line_of(ld, path);
+    if (s)
+        snprintf(loc, sizeof loc, "--set %s", ld->sets[s - 1]);
+    else if (line)
+        snprintf(loc, sizeof loc, "%s:%d", ld->name, line);
     else
         snprintf(loc, sizeof loc, "%s", ld->name);
     return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s: %s: %s", loc, path, msg);
 }
 
-static void load_free(struct load *ld)
-{
-    for (size_t i = 0; i < ld->n_w; i++) {
-        free(ld->w[i].path);
-        free(ld->w[i].set_arg);
-    }
-    free(ld->w);
-    ld->w = NULL;
-    ld->n_w = ld->cap_w = 0;
-    yaml_document_delete(&ld->doc);
-}
-
 /* ---- the document ------------------------------------------------------------------- */
-
-static int node_line(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
 
 static int syntax_error(struct load *ld, const yaml_parser_t *p)
 {
@@ -780,7 +814,7 @@ static int parse_document(struct load *ld, const char *yaml, size_t len)
                                                        ld->doc.nodes.start), 1)))
         rc = dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
     if (rc == DMLP_OK) {
-        seen[0] = 1;
+        seen[0] = 1; /* the root */
         rc = check_tree(ld, root, "", node_line(root), 0, seen);
     }
     free(seen);
@@ -797,13 +831,15 @@ static int parse_document(struct load *ld, const char *yaml, size_t len)
     return rc;
 }
 
-/* Marks the child node id as seen; an alias is a node reached a second time. */
-static int visit(struct load *ld, int id, const char *path, int line, unsigned char *seen)
+/* Marks node as seen; an alias is a node reached a second time. */
+static int visit(struct load *ld, const yaml_node_t *node, const char *path, int line,
+                 unsigned char *seen)
 {
-    if (seen[id - 1])
+    const size_t id = (size_t)(node - ld->doc.nodes.start);
+    if (seen[id])
         return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s%saliases (*name) are not "
                          "supported in configs", ld->name, line, path, path[0] ? ": " : "");
-    seen[id - 1] = 1;
+    seen[id] = 1;
     return DMLP_OK;
 }
 
@@ -813,53 +849,33 @@ static int visit(struct load *ld, int id, const char *path, int line, unsigned c
 static int check_tree(struct load *ld, yaml_node_t *node, const char *path, int line,
                       int depth, unsigned char *seen)
 {
-    char child[CONFIG_PATH_MAX];
+    char sub[CONFIG_PATH_MAX];
+    yaml_node_t *k, *kj;
     if (depth > CONFIG_DEPTH)
         return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply", ld->name,
                          line, path);
     int rc = DMLP_OK;
-    if (node->type == YAML_SEQUENCE_NODE) {
-        const yaml_node_item_t *items = node->data.sequence.items.start;
-        const size_t n = (size_t)(node->data.sequence.items.top - items);
-        for (size_t i = 0; rc == DMLP_OK && i < n; i++) {
-            yaml_node_t *item = yaml_document_get_node(&ld->doc, items[i]);
-            int w = snprintf(child, sizeof child, "%s[%zu]", path, i);
-            rc = visit(ld, items[i], path, line, seen);
-            if (rc == DMLP_OK && (size_t)w >= sizeof child)
-                rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply",
-                               ld->name, node_line(item), path);
-            if (rc == DMLP_OK)
-                rc = check_tree(ld, item, child, node_line(item), depth + 1, seen);
-        }
-        return rc;
-    }
-    if (node->type != YAML_MAPPING_NODE)
-        return DMLP_OK;
-    const yaml_node_pair_t *pairs = node->data.mapping.pairs.start;
-    const size_t n = (size_t)(node->data.mapping.pairs.top - pairs);
-    for (size_t i = 0; rc == DMLP_OK && i < n; i++) {
-        yaml_node_t *k = yaml_document_get_node(&ld->doc, pairs[i].key);
-        yaml_node_t *v = yaml_document_get_node(&ld->doc, pairs[i].value);
-        rc = visit(ld, pairs[i].key, path, node_line(k), seen);
-        if (rc == DMLP_OK && k->type != YAML_SCALAR_NODE)
+    for (size_t i = 0; rc == DMLP_OK && i < n_children(node); i++) {
+        yaml_node_t *v = child(&ld->doc, node, i, &k);
+        const int at = node_line(k ? k : v); /* of the key, or of the list entry */
+        rc = k ? visit(ld, k, path, at, seen) : visit(ld, v, path, line, seen);
+        if (rc == DMLP_OK && k && k->type != YAML_SCALAR_NODE)
             return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s%sa key must be a plain name",
-                             ld->name, node_line(k), path, path[0] ? ": " : "");
-        const char *name = rc ? "" : (const char *)k->data.scalar.value;
-        int w = snprintf(child, sizeof child, "%s%s%s", path, path[0] ? "." : "", name);
-        if (rc == DMLP_OK && (size_t)w >= sizeof child)
+                             ld->name, at, path, path[0] ? ": " : "");
+        if (rc == DMLP_OK && child_path(k, i, path, sub) != 0)
             rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: nested too deeply", ld->name,
-                           node_line(k), path);
-        for (size_t j = 0; rc == DMLP_OK && j < i; j++) {
-            const yaml_node_t *kj = yaml_document_get_node(&ld->doc, pairs[j].key);
-            if (strcmp((const char *)kj->data.scalar.value, name) == 0)
+                           at, path);
+        for (size_t j = 0; rc == DMLP_OK && k && j < i; j++) {
+            child(&ld->doc, node, j, &kj);
+            if (strcmp((const char *)kj->data.scalar.value,
+                       (const char *)k->data.scalar.value) == 0)
                 rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: duplicate key (first "
-                               "given at line %d)", ld->name, node_line(k), child,
-                               node_line(kj));
+                               "given at line %d)", ld->name, at, sub, node_line(kj));
         }
+        if (rc == DMLP_OK && k)
+            rc = visit(ld, v, path, at, seen);
         if (rc == DMLP_OK)
-            rc = visit(ld, pairs[i].value, path, node_line(k), seen);
-        if (rc == DMLP_OK)
-            rc = check_tree(ld, v, child, node_line(k), depth + 1, seen);
+            rc = check_tree(ld, v, sub, at, depth + 1, seen);
     }
     return rc;
 }
@@ -878,7 +894,10 @@ static int expected(struct load *ld, const yaml_node_t *n, const char *path, int
                     const struct key *k, const char *prefix)
 {
     char want[512];
-    want_text(k, prefix, want, sizeof want);
+    if (k)
+        want_text(k, 0, want, sizeof want);
+    else
+        section_text(prefix, want, sizeof want);
     return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: expected %s, found %s", ld->name,
                      line, path, want, found_text(n));
 }
@@ -888,7 +907,7 @@ static int walk_value(struct load *ld, const yaml_node_t *n, const char *path, i
                       const struct key *k, void *base)
 {
     if (n->type != YAML_SCALAR_NODE)
-        return expected(ld, n, path, line, k, NULL);
+        return expected(ld, n, path, line, k, "");
     const char *text = (const char *)n->data.scalar.value;
     char why[600];
     if (strlen(text) != n->data.scalar.length)
@@ -896,103 +915,79 @@ static int walk_value(struct load *ld, const yaml_node_t *n, const char *path, i
                          "character", ld->name, line, path);
     if (parse_scalar(k, text, (char *)base + k->offset, why, sizeof why) != 0)
         return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: %s", ld->name, line, path, why);
-    return where_add(ld, path, line, NULL);
+    return DMLP_OK;
 }
 
-/* The entries of list k: each a mapping of the keys under "k[].", stored into fresh
- * entries that replace base's. */
-static int walk_list(struct load *ld, const yaml_node_t *n, const char *path, int line,
-                     const struct key *k, void *base)
+/* Fresh entries for list k in base, replacing its old ones; NULL when out of memory. */
+static char *new_entries(const struct key *k, uint32_t count, void *base)
 {
-    if (n->type != YAML_SEQUENCE_NODE)
-        return expected(ld, n, path, line, k, NULL);
-    const yaml_node_item_t *items = n->data.sequence.items.start;
-    const uint32_t count = (uint32_t)(n->data.sequence.items.top - items);
     char *entries = calloc(count ? count : 1, k->entry_size), *old;
     if (!entries)
-        return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+        return NULL;
     memcpy(&old, (char *)base + k->offset, sizeof old);
     free(old);
     memcpy((char *)base + k->offset, &entries, sizeof entries);
-    memcpy((char *)base + k->count_offset, &count, sizeof count);
-    char prefix[CONFIG_PATH_MAX], entry[CONFIG_PATH_MAX];
-    snprintf(prefix, sizeof prefix, "%s[].", k->path);
-    int rc = where_add(ld, path, line, NULL);
-    for (uint32_t i = 0; rc == DMLP_OK && i < count; i++) {
-        void *e = entries + (size_t)i * k->entry_size;
-        yaml_node_t *item = yaml_document_get_node(&ld->doc, items[i]);
-        snprintf(entry, sizeof entry, "%s[%" PRIu32 "]", path, i);
-        rc = store_defaults(ld, e, prefix);
-        if (rc == DMLP_OK)
-            rc = walk(ld, item, entry, node_line(item), e);
-    }
-    return rc;
+    FIELD(uint32_t, base, k->count_offset) = count;
+    return entries;
 }
 
-/* 1 if the mapping n has the key name (of len bytes). */
-static int has_key(struct load *ld, const yaml_node_t *n, const char *name, size_t len)
+/* The names under schema prefix that a key without a default needs must be keys of the
+ * mapping n (at path, whose key is on line). */
+static int check_required(struct load *ld, const yaml_node_t *n, const char *path, int line,
+                          const char *prefix)
 {
-    for (const yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
-         p++) {
-        const yaml_node_t *k = yaml_document_get_node(&ld->doc, p->key);
-        if (k->data.scalar.length == len && !memcmp(k->data.scalar.value, name, len))
-            return 1;
-    }
-    return 0;
-}
-
-/* A mapping of the keys under schema prefix (the root's is ""): unknown keys, then missing
- * required ones. */
-static int walk_mapping(struct load *ld, const yaml_node_t *n, const char *path, int line,
-                        const char *prefix, void *base)
-{
-    if (n->type != YAML_MAPPING_NODE)
-        return expected(ld, n, path, line, NULL, prefix);
-    const yaml_node_pair_t *pairs = n->data.mapping.pairs.start;
-    const size_t count = (size_t)(n->data.mapping.pairs.top - pairs);
-    char child[CONFIG_PATH_MAX], names[400];
-    int rc = path[0] ? where_add(ld, path, line, NULL) : DMLP_OK;
-    for (size_t i = 0; rc == DMLP_OK && i < count; i++) {
-        yaml_node_t *k = yaml_document_get_node(&ld->doc, pairs[i].key);
-        yaml_node_t *v = yaml_document_get_node(&ld->doc, pairs[i].value);
-        const char *name = (const char *)k->data.scalar.value;
-        snprintf(child, sizeof child, "%s%s%s", path, path[0] ? "." : "", name);
-        if (!find_child(prefix, name)) {
-            list_children(prefix, names, sizeof names);
-            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: unknown key (known%s%s: %s)",
-                             ld->name, node_line(k), child, path[0] ? " in " : "", path, names);
-        }
-        rc = walk(ld, v, child, v->type == YAML_SCALAR_NODE ? node_line(v) : node_line(k),
-                  base);
-    }
-    for (size_t i = 0; rc == DMLP_OK && i < N_KEYS; i++) {
-        const char *name = keys[i].path + strlen(prefix);
+    char name[CONFIG_PATH_MAX];
+    yaml_node_t *key;
+    for (size_t i = 0; i < N_KEYS; i++) {
         const size_t len = child_len(&keys[i], prefix);
         /* A name is required when a key directly under it (not in a list) has no default. */
-        if (!len || !required(&keys[i]) || strstr(name, "[]") || has_key(ld, n, name, len))
+        if (!len || !required(&keys[i]) || strstr(keys[i].path + strlen(prefix), "[]"))
+            continue;
+        snprintf(name, sizeof name, "%.*s", (int)len, keys[i].path + strlen(prefix));
+        if (mapping_get(&ld->doc, n, name, &key) && key->data.scalar.length == len)
             continue;
         if (!path[0])
             return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: missing required section "
-                             "'%.*s'", ld->name, line, (int)len, name);
-        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: missing required key '%.*s'",
-                         ld->name, line, path, (int)len, name);
+                             "'%s'", ld->name, line, name);
+        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: missing required key '%s'",
+                         ld->name, line, path, name);
     }
-    return rc;
+    return DMLP_OK;
 }
 
 /* Stores node, found at path (whose key or entry is on line), where the table puts it;
- * base is the struct config, or the list entry that path is in. */
+ * base is the struct config, or the list entry that path is in. A list's entries and a
+ * section's keys are walked alike: each entry gets its defaults first, a section's keys
+ * must be in the table, and its required ones present. */
 static int walk(struct load *ld, yaml_node_t *node, const char *path, int line, void *base)
 {
-    char sp[CONFIG_PATH_MAX], prefix[CONFIG_PATH_MAX + 1];
+    char sp[CONFIG_PATH_MAX], prefix[CONFIG_PATH_MAX + 3], sub[CONFIG_PATH_MAX], names[400];
     schema_path(path, sp, sizeof sp);
-    const struct key *k = find_key(sp);
-    if (k && k->type == KEY_LIST)
-        return walk_list(ld, node, path, line, k, base);
-    if (k)
-        return walk_value(ld, node, path, line, k, base);
-    snprintf(prefix, sizeof prefix, "%s%s", sp, sp[0] ? "." : "");
-    return walk_mapping(ld, node, path, line, prefix, base);
+    const struct key *list = find_key(sp);
+    if (list && list->type != KEY_LIST)
+        return walk_value(ld, node, path, line, list, base);
+    snprintf(prefix, sizeof prefix, "%s%s", sp, list ? "[]." : sp[0] ? "." : "");
+    if (node->type != (list ? YAML_SEQUENCE_NODE : YAML_MAPPING_NODE))
+        return expected(ld, node, path, line, list, prefix);
+    char *entries = list ? new_entries(list, (uint32_t)n_children(node), base) : NULL;
+    if (list && !entries)
+        return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+    int rc = DMLP_OK;
+    for (size_t i = 0; rc == DMLP_OK && i < n_children(node); i++) {
+        yaml_node_t *k, *v = child(&ld->doc, node, i, &k);
+        void *at = list ? entries + i * list->entry_size : base;
+        child_path(k, i, path, sub);
+        if (k && !find_child(prefix, (const char *)k->data.scalar.value)) {
+            list_children(prefix, names, sizeof names);
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s: unknown key (known%s%s: %s)",
+                             ld->name, node_line(k), sub, path[0] ? " in " : "", path, names);
+        }
+        if (list)
+            rc = store_defaults(ld, at, prefix);
+        if (rc == DMLP_OK)
+            rc = walk(ld, v, sub, node_line(v->type == YAML_SCALAR_NODE || !k ? v : k), at);
+    }
+    return rc == DMLP_OK && !list ? check_required(ld, node, path, line, prefix) : rc;
 }
 
 /* Stores the default of every key directly under prefix (not in a list) into base. */
@@ -1014,46 +1009,34 @@ static int store_defaults(struct load *ld, void *base, const char *prefix)
 /* ---- checks ------------------------------------------------------------------------- */
 
 /* The table's own checks for k's value in base (named path): range, non-empty. */
-static int check_value(const struct load *ld, const struct key *k, const char *base,
+static int check_value(struct load *ld, const struct key *k, const char *base,
                        const char *path)
 {
     const char *src = base + k->offset;
     char text[64], want[256];
-    double v;
-    if (k->type == KEY_LIST) {
-        uint32_t n;
-        memcpy(&n, base + k->count_offset, sizeof n);
-        return n ? DMLP_OK : fail_at(ld, path, "the list is empty; give at least one entry");
-    }
+    if (k->type == KEY_LIST)
+        return FIELD(uint32_t, base, k->count_offset)
+                   ? DMLP_OK : fail_at(ld, path, "the list is empty; give at least one entry");
     if (k->type == KEY_PATH) {
-        const char *s;
-        memcpy(&s, src, sizeof s);
+        const char *s = *(char *const *)src;
         return (s && s[0]) || (k->flags & OPTIONAL) ? DMLP_OK : fail_at(ld, path, "empty path");
     }
-    if (k->type == KEY_U32) {
-        uint32_t u;
-        memcpy(&u, src, sizeof u);
-        v = u;
-    } else if (k->type == KEY_U64) {
-        uint64_t u;
-        memcpy(&u, src, sizeof u);
-        v = (double)u;
-    } else if (k->type == KEY_DOUBLE) {
-        memcpy(&v, src, sizeof v);
-    } else {
+    if (k->type > KEY_DOUBLE)
         return DMLP_OK; /* bools and enums: their parse is their check */
-    }
+    const double v = k->type == KEY_U32   ? *(const uint32_t *)src
+                   : k->type == KEY_U64 ? (double)*(const uint64_t *)src
+                                        : *(const double *)src;
     const unsigned f = k->flags;
     if (((f & LO) && (v < 0 || ((f & LO_OPEN) && v == 0))) ||
         ((f & HI) && (v > k->hi || ((f & HI_OPEN) && v == k->hi)))) {
-        want_text(k, NULL, want, sizeof want);
+        want_text(k, 0, want, sizeof want);
         return fail_at(ld, path, "%s is not %s", format_value(k, src, text, sizeof text),
                        want);
     }
     return DMLP_OK;
 }
 
-static int check_rules(const struct load *ld);
+static int check_rules(struct load *ld);
 
 /* Every key's own checks, in table order (each entry of a list), then the rules. */
 static int check(struct load *ld)
@@ -1066,9 +1049,9 @@ static int check(struct load *ld)
                 return rc;
             continue;
         }
-        char *entries, path[CONFIG_PATH_MAX];
+        char path[CONFIG_PATH_MAX];
         uint32_t n;
-        list_get(ld->cfg, list, &entries, &n);
+        char *entries = list_entries(ld->cfg, list, &n);
         const size_t stem = strlen(list->path);
         for (uint32_t e = 0; e < n; e++) {
             snprintf(path, sizeof path, "%s[%" PRIu32 "]%s", list->path, e, k->path + stem + 2);
@@ -1081,7 +1064,7 @@ static int check(struct load *ld)
 }
 
 /* The layers: softmax only last, and only with cross_entropy, which needs it. */
-static int check_layers(const struct load *ld)
+static int check_layers(struct load *ld)
 {
     const struct config *c = ld->cfg;
     const uint32_t n = c->model.n_layers;
@@ -1106,7 +1089,7 @@ static int check_layers(const struct load *ld)
 }
 
 /* What no key says alone: the rules between keys. */
-static int check_rules(const struct load *ld)
+static int check_rules(struct load *ld)
 {
     const struct config *c = ld->cfg;
     const struct config_optimizer *o = &c->optimizer;
@@ -1148,127 +1131,83 @@ static int check_rules(const struct load *ld)
 
 /* ---- --set -------------------------------------------------------------------------- */
 
-/* One step of a key path: "layers[2]" is name "layers" with index 2. */
-struct path_step {
-    char name[64];
-    int has_index;
-    uint64_t index;
-};
-
-/* Parses one step at *p (advancing it); returns 0, or -1 on a malformed path. */
-static int next_step(const char **p, struct path_step *st)
+/* Follows the key path of the --set arg from the struct config: *k becomes its key (NULL
+ * for a section), *base the struct that holds the value, and canon the path written
+ * canonically ("model.layers[0].units" for "model.layers[00].units"). */
+static int set_target(struct load *ld, const char *arg, const char *path, const struct key **k,
+                      char **base, char *canon)
 {
-    const char *s = *p;
-    size_t n = strcspn(s, ".[");
-    if (n == 0 || n >= sizeof st->name)
-        return -1;
-    memcpy(st->name, s, n);
-    st->name[n] = '\0';
-    s += n;
-    st->has_index = 0;
-    if (*s == '[') {
-        char *end;
-        if (s[1] < '0' || s[1] > '9')
-            return -1;
-        errno = 0;
-        unsigned long long v = strtoull(s + 1, &end, 10);
-        if (errno || *end != ']')
-            return -1;
-        st->has_index = 1;
-        st->index = v;
-        s = end + 1;
+    char prefix[CONFIG_PATH_MAX + 1], names[400];
+    struct path_step st;
+    for (const char *p = path; *p;) {
+        if (next_step(&p, &st) != 0)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: '%s' is not a key path like "
+                             "optimizer.lr or model.layers[0].units", arg, path);
+        if (*k)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s is a single value and "
+                             "has no key '%s'", arg, canon, st.name);
+        schema_path(canon, prefix, CONFIG_PATH_MAX);
+        strcat(prefix, canon[0] ? "." : "");
+        if (!find_child(prefix, st.name)) {
+            list_children(prefix, names, sizeof names);
+            if (canon[0])
+                return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: unknown key '%s' in %s "
+                                 "(known: %s)", arg, st.name, canon, names);
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: unknown top-level key '%s' "
+                             "(known: %s)", arg, st.name, names);
+        }
+        sprintf(canon + strlen(canon), "%s%s", canon[0] ? "." : "", st.name);
+        *k = find_key(strcat(prefix, st.name));
+        const int list = *k && (*k)->type == KEY_LIST;
+        uint32_t n = 0;
+        char *entries = list ? list_entries(*base, *k, &n) : NULL;
+        if (list && st.has_index && st.index >= n)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: index %" PRIu64 " is out of "
+                             "range: %s has %" PRIu32 " entr%s", arg, st.index, canon, n,
+                             n == 1 ? "y" : "ies");
+        if (list && !st.has_index && *p)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s is a list; name an entry, "
+                             "e.g. %s[0]", arg, canon, canon);
+        if (!list && st.has_index)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s is not a list", arg, canon);
+        if (list && st.has_index) {
+            *base = entries + st.index * (*k)->entry_size;
+            sprintf(canon + strlen(canon), "[%" PRIu64 "]", st.index);
+            *k = NULL;
+        }
     }
-    if (*s == '.')
-        s++;
-    else if (*s != '\0')
-        return -1;
-    *p = s;
-    return 0;
+    return DMLP_OK;
 }
 
-/* Where a --set path leads: its key (NULL for a section), the struct holding the value,
- * and the path written canonically ("model.layers[0].units" for "model.layers[00].units"). */
-struct target {
-    const struct key *key;
-    char *base;
-    char path[CONFIG_PATH_MAX], prefix[CONFIG_PATH_MAX];
-};
-
-/* Takes step st from t (a section, or a list named without an index); returns 0, or -1
- * with why not in why. */
-static int take_step(struct target *t, const struct path_step *st, int last, char *why,
-                     size_t cap)
-{
-    char names[400];
-    const size_t pl = strlen(t->path);
-    if (t->key)
-        return why_fail(why, cap, "%s is a single value and has no key '%s'", t->path,
-                        st->name);
-    if (!find_child(t->prefix, st->name)) {
-        list_children(t->prefix, names, sizeof names);
-        if (pl)
-            return why_fail(why, cap, "unknown key '%s' in %s (known: %s)", st->name, t->path,
-                            names);
-        return why_fail(why, cap, "unknown top-level key '%s' (known: %s)", st->name, names);
-    }
-    snprintf(t->path + pl, sizeof t->path - pl, "%s%s", pl ? "." : "", st->name);
-    strncat(t->prefix, st->name, sizeof t->prefix - strlen(t->prefix) - 1);
-    t->key = find_key(t->prefix);
-    const int list = t->key && t->key->type == KEY_LIST;
-    if (list && st->has_index) {
-        char *entries;
-        uint32_t n;
-        list_get(t->base, t->key, &entries, &n);
-        if (st->index >= n)
-            return why_fail(why, cap, "index %" PRIu64 " is out of range: %s has %" PRIu32
-                            " entr%s", st->index, t->path, n, n == 1 ? "y" : "ies");
-        t->base = entries + st->index * t->key->entry_size;
-        snprintf(t->path + strlen(t->path), sizeof t->path - strlen(t->path), "[%" PRIu64 "]",
-                 st->index);
-        strncat(t->prefix, "[]", sizeof t->prefix - strlen(t->prefix) - 1);
-        t->key = NULL;
-    } else if (list && !last) {
-        return why_fail(why, cap, "%s is a list; name an entry, e.g. %s[0]", t->path, t->path);
-    } else if (st->has_index) {
-        return why_fail(why, cap, "%s is not a list", t->path);
-    }
-    if (!t->key)
-        strncat(t->prefix, ".", sizeof t->prefix - strlen(t->prefix) - 1);
-    return 0;
-}
-
-/* Applies one "key.path=value"; records the argument so that check() names the --set
+/* Applies one "key.path=value"; records the path it wrote so that check() names the --set
  * rather than a line of the file. */
 static int apply_set(struct load *ld, const char *arg)
 {
-    char why[600] = "", path[CONFIG_PATH_MAX], want[512];
+    char why[600], path[CONFIG_PATH_MAX], canon[CONFIG_PATH_MAX] = "", want[512];
     const char *eq = strchr(arg, '=');
     const size_t plen = eq ? (size_t)(eq - arg) : 0;
+    const struct key *k = NULL;
+    char *base = (char *)ld->cfg;
     if (plen == 0 || plen >= sizeof path)
         return dmlp_fail(ld->err, DMLP_ERR_INPUT,
                          "--set %s: expected key.path=value, e.g. optimizer.lr=0.1", arg);
-    memcpy(path, arg, plen);
-    path[plen] = '\0';
-    struct target t = {.base = (char *)ld->cfg};
-    int bad = 0;
-    for (const char *p = path; *p && !bad;) {
-        struct path_step st;
-        if (next_step(&p, &st) != 0)
-            bad = why_fail(why, sizeof why, "'%s' is not a key path like optimizer.lr or "
-                           "model.layers[0].units", path);
+    snprintf(path, sizeof path, "%.*s", (int)plen, arg);
+    int rc = set_target(ld, arg, path, &k, &base, canon);
+    if (rc == DMLP_OK && (!k || k->type == KEY_LIST)) {
+        schema_path(canon, why, sizeof why);
+        strcat(why, canon[0] ? "." : "");
+        if (k)
+            want_text(k, 0, want, sizeof want);
         else
-            bad = take_step(&t, &st, !*p, why, sizeof why);
-    }
-    if (bad)
-        return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s", arg, why);
-    if (!t.key || t.key->type == KEY_LIST) {
-        want_text(t.key, t.prefix, want, sizeof want);
+            section_text(why, want, sizeof want);
         return dmlp_fail(ld->err, DMLP_ERR_INPUT,
                          "--set %s: %s is %s; set one of its values instead", arg, path, want);
     }
-    if (parse_scalar(t.key, eq + 1, t.base + t.key->offset, why, sizeof why) != 0)
+    if (rc == DMLP_OK && parse_scalar(k, eq + 1, base + k->offset, why, sizeof why) != 0)
         return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s: %s", arg, path, why);
-    return where_add(ld, t.path, 0, arg);
+    if (rc == DMLP_OK)
+        snprintf(ld->set_paths[ld->n_set++], CONFIG_PATH_MAX, "%s", canon);
+    return rc;
 }
 
 /* ---- config_to_yaml ----------------------------------------------------------------- */
@@ -1285,9 +1224,9 @@ static int emit_scalar(yaml_emitter_t *em, const char *s, size_t len)
 static int emit_list(yaml_emitter_t *em, const void *base, const struct key *k)
 {
     yaml_event_t ev;
-    char *entries, prefix[CONFIG_PATH_MAX];
+    char prefix[CONFIG_PATH_MAX];
     uint32_t n;
-    list_get(base, k, &entries, &n);
+    char *entries = list_entries(base, k, &n);
     snprintf(prefix, sizeof prefix, "%s[].", k->path);
     int ok = yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
                                                   YAML_BLOCK_SEQUENCE_STYLE) &&
@@ -1303,22 +1242,13 @@ static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix
 {
     yaml_event_t ev;
     char buf[64], sub[CONFIG_PATH_MAX];
-    const size_t plen = strlen(prefix);
-    if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) ||
-        !yaml_emitter_emit(em, &ev))
-        return 0;
-    for (size_t i = 0; i < N_KEYS;) {
-        const struct key *k = &keys[i];
-        const size_t n = child_len(k, prefix);
-        const char *name = k->path + plen, *value = NULL;
-        if (!n) {
-            i++;
-            continue;
-        }
-        /* The rows of one name follow each other: a value, a list, or a section. */
-        while (i < N_KEYS && child_len(&keys[i], prefix) == n &&
-               !strncmp(keys[i].path + plen, name, n))
-            i++;
+    const struct key *k;
+    size_t i = 0, n;
+    int ok = yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) &&
+             yaml_emitter_emit(em, &ev);
+    while (ok && (k = next_child(prefix, &i, &n))) {
+        /* The rows of one name: a value, a list (and its entries' keys), or a section. */
+        const char *name = k->path + strlen(prefix), *value = NULL;
         if (!name[n] && k->type != KEY_LIST) {
             value = format_value(k, (const char *)base + k->offset, buf, sizeof buf);
             if (!value && k->type != KEY_PATH)
@@ -1327,10 +1257,9 @@ static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix
                 continue;
         }
         snprintf(sub, sizeof sub, "%.*s.", (int)(name + n - k->path), k->path);
-        if (!emit_scalar(em, name, n) ||
-            !(value ? emit_scalar(em, value, strlen(value))
-                    : name[n] ? emit_mapping(em, base, sub) : emit_list(em, base, k)))
-            return 0;
+        ok = emit_scalar(em, name, n) &&
+             (value ? emit_scalar(em, value, strlen(value))
+                    : name[n] ? emit_mapping(em, base, sub) : emit_list(em, base, k));
     }
-    return yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
+    return ok && yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
 }
