@@ -305,6 +305,10 @@ static const struct {
     {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
      "softmax}\noptimizer:\n  lr: \"0.1\\0x\"\ndata:\n  train: t.h5\n",
      "bad.yaml:6: optimizer.lr: the value holds a NUL character"},
+    /* nor behind a key's NUL: "momentum\0x" is not momentum */
+    {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
+     "softmax}\noptimizer:\n  lr: 0.1\n  \"momentum\\0x\": 0.5\ndata:\n  train: t.h5\n",
+     "bad.yaml:7: optimizer: a key must be a plain name"},
 };
 
 static void test_bad_configs(void)

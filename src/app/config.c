@@ -859,7 +859,10 @@ static int check_tree(struct load *ld, yaml_node_t *node, const char *path, int 
         yaml_node_t *v = child(&ld->doc, node, i, &k);
         const int at = node_line(k ? k : v); /* of the key, or of the list entry */
         rc = k ? visit(ld, k, path, at, seen) : visit(ld, v, path, line, seen);
-        if (rc == DMLP_OK && k && k->type != YAML_SCALAR_NODE)
+        /* A key with an escaped NUL ("momentum\0x") would read as the name before it. */
+        if (rc == DMLP_OK && k && (k->type != YAML_SCALAR_NODE ||
+                                   strlen((const char *)k->data.scalar.value) !=
+                                       k->data.scalar.length))
             return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s%sa key must be a plain name",
                              ld->name, at, path, path[0] ? ": " : "");
         if (rc == DMLP_OK && child_path(k, i, path, sub) != 0)
