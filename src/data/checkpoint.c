@@ -144,28 +144,10 @@ static void param_location(const struct model *m, size_t i, char *buf, size_t ca
 
 /* ---- save ----------------------------------------------------------------------------- */
 
-/* Builds the checkpoint as an HDF5 file image in memory (the core driver, no backing
- * store) and returns it in *image (malloc'd, *bytes long). HDF5 never touches the disk: a
- * full disk or a quota is met by write_image's plain write(), which fails cleanly, not
- * inside H5Fclose, which would leave a half-closed file that crashes HDF5's shutdown. */
-static int build_image(const struct model *m, const struct optim *o,
-                       const struct checkpoint_state *st, const char *config_yaml,
-                       void **image, size_t *bytes)
+/* The root attributes: format, position in training, config, version, loss, input width. */
+static int write_root_attributes(hid_t f, const struct model *m,
+                                 const struct checkpoint_state *st, const char *config_yaml)
 {
-    *image = NULL;
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    /* Grow the image in steps of about one copy of the parameters (at least 1 MiB). */
-    size_t grow = (m->n_params * 3 + 1) * sizeof(float);
-    grow = grow < ((size_t)1 << 20) ? (size_t)1 << 20 : grow;
-    if (fapl < 0 || H5Pset_fapl_core(fapl, grow, 0) < 0) {
-        if (fapl >= 0)
-            H5Pclose(fapl);
-        return -1;
-    }
-    hid_t f = H5Fcreate("checkpoint-image", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (f < 0)
-        return -1;
     int bad = 0;
     bad |= attr_write_str(f, "format", FORMAT_NAME);
     bad |= attr_write_u64(f, "format_version", FORMAT_VERSION);
@@ -177,9 +159,14 @@ static int build_image(const struct model *m, const struct optim *o,
     bad |= attr_write_str(f, "dmlp_version", DMLP_VERSION);
     bad |= attr_write_str(f, "loss", dmlp_loss_name(m->loss));
     bad |= attr_write_u64(f, "input_dim", model_input_dim(m));
+    return bad;
+}
 
+/* /layers/<i>/weight and /bias, with the activation as an attribute. */
+static int write_layers(hid_t f, const struct model *m)
+{
     hid_t layers = H5Gcreate2(f, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    bad |= layers < 0;
+    int bad = layers < 0;
     for (size_t l = 0; !bad && l < m->n_layers; l++) {
         const struct model_layer *L = &m->layers[l];
         char name[32];
@@ -197,21 +184,33 @@ static int build_image(const struct model *m, const struct optim *o,
     }
     if (layers >= 0)
         H5Gclose(layers);
+    return bad;
+}
 
+/* /optimizer: its name, its step count and its state buffers ("none" without one). */
+static int write_optimizer(hid_t f, const struct optim *o)
+{
     hid_t og = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    bad |= og < 0;
-    if (og >= 0) {
-        bad |= attr_write_str(og, "name", o ? dmlp_optimizer_name(o->cfg.name) : "none");
-        bad |= attr_write_u64(og, "steps", o ? o->steps : 0);
-        const char *names[OPTIM_MAX_STATE];
-        float *bufs[OPTIM_MAX_STATE];
-        const size_t nb = o ? optim_state_buffers(o, names, bufs) : 0;
-        for (size_t i = 0; i < nb; i++) {
-            hsize_t n[1] = {o->n};
-            bad |= write_floats(og, names[i], bufs[i], 1, n);
-        }
-        H5Gclose(og);
+    int bad = og < 0;
+    if (og < 0)
+        return bad;
+    bad |= attr_write_str(og, "name", o ? dmlp_optimizer_name(o->cfg.name) : "none");
+    bad |= attr_write_u64(og, "steps", o ? o->steps : 0);
+    const char *names[OPTIM_MAX_STATE];
+    float *bufs[OPTIM_MAX_STATE];
+    const size_t nb = o ? optim_state_buffers(o, names, bufs) : 0;
+    for (size_t i = 0; i < nb; i++) {
+        hsize_t n[1] = {o->n};
+        bad |= write_floats(og, names[i], bufs[i], 1, n);
     }
+    H5Gclose(og);
+    return bad;
+}
+
+/* /normalization (when the model standardises its inputs), /early_stopping and /rng. */
+static int write_run_state(hid_t f, const struct model *m, const struct checkpoint_state *st)
+{
+    int bad = 0;
     if (m->norm_mean) {
         hid_t ng = H5Gcreate2(f, "normalization", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         bad |= ng < 0;
@@ -239,6 +238,41 @@ static int build_image(const struct model *m, const struct optim *o,
         bad |= attr_write_str(rg, "shuffle", SHUFFLE_SCHEME);
         H5Gclose(rg);
     }
+    return bad;
+}
+
+/* An in-memory file growing in steps of about one copy of the parameters (at least 1 MiB). */
+static hid_t create_image_file(const struct model *m)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    size_t grow = (m->n_params * 3 + 1) * sizeof(float);
+    grow = grow < ((size_t)1 << 20) ? (size_t)1 << 20 : grow;
+    if (fapl < 0 || H5Pset_fapl_core(fapl, grow, 0) < 0) {
+        if (fapl >= 0)
+            H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
+    hid_t f = H5Fcreate("checkpoint-image", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    return f;
+}
+
+/* Builds the checkpoint as an HDF5 file image in memory (the core driver, no backing
+ * store) and returns it in *image (malloc'd, *bytes long). HDF5 never touches the disk: a
+ * full disk or a quota is met by write_image's plain write(), which fails cleanly, not
+ * inside H5Fclose, which would leave a half-closed file that crashes HDF5's shutdown. */
+static int build_image(const struct model *m, const struct optim *o,
+                       const struct checkpoint_state *st, const char *config_yaml,
+                       void **image, size_t *bytes)
+{
+    *image = NULL;
+    hid_t f = create_image_file(m);
+    if (f < 0)
+        return -1;
+    int bad = write_root_attributes(f, m, st, config_yaml);
+    bad |= write_layers(f, m);
+    bad |= write_optimizer(f, o);
+    bad |= write_run_state(f, m, st);
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
         bad = 1;
     const ssize_t size = bad ? -1 : H5Fget_file_image(f, NULL, 0);
