@@ -203,84 +203,110 @@ static int standardize_for(const struct model *m, struct dataset *ds, const char
     return DMLP_OK;
 }
 
-static int cmd_train(struct ctx *c, int argc, char **argv)
+/* What train's command line asks for. */
+struct train_args {
+    const char *config_path, *resume, *init_from;
+    const char **sets; /* the --set values, n_sets of them */
+    size_t n_sets;
+    int verbosity, help;
+};
+
+/* The combinations of train's options that cannot run. */
+static int check_train_args(struct ctx *c, const struct train_args *a)
 {
-    const char *config_path = NULL, *resume = NULL, *init_from = NULL;
-    int verbosity = 1;
-    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
-    size_t n_sets = 0;
+    if (!a->config_path)
+        return usage_error(c, TRAIN_HELP, "train: %s", "missing CONFIG.yaml");
+    if (a->resume && a->init_from)
+        return usage_error(c, TRAIN_HELP, "train: %s", "--resume and --init-from exclude "
+                           "each other");
+    if (a->resume && !a->resume[0])
+        return usage_error(c, TRAIN_HELP, "train: %s", "--resume needs a path or 'auto'");
+    return DMLP_OK;
+}
+
+/* Fills a from train's arguments. Returns a usage error's code, or DMLP_OK; a->help is set
+ * when --help was asked for (and printed). */
+static int parse_train_args(struct ctx *c, int argc, char **argv, struct train_args *a)
+{
     struct dmlp_error e = {0};
-    if (!sets)
-        return DMLP_ERR_RUNTIME;
     for (int i = 0; i < argc && !e.code; i++) {
         const char *v = NULL;
         if (is_help(argv[i])) {
             if (c->rank == 0)
                 fputs(TRAIN_HELP, c->out);
-            free(sets);
+            a->help = 1;
             return DMLP_OK;
         } else if (take_value(argc, argv, &i, "--set", &v, &e)) {
             if (v)
-                sets[n_sets++] = v;
+                a->sets[a->n_sets++] = v;
         } else if (take_value(argc, argv, &i, "--resume", &v, &e)) {
-            resume = v;
+            a->resume = v;
         } else if (take_value(argc, argv, &i, "--init-from", &v, &e)) {
-            init_from = v;
+            a->init_from = v;
         } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
-            verbosity = 0;
+            a->verbosity = 0;
         } else if (!strcmp(argv[i], "--verbose") || !strcmp(argv[i], "-v")) {
-            verbosity = 2;
+            a->verbosity = 2;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            free(sets);
             return usage_error(c, TRAIN_HELP, "train: unknown option '%s'", argv[i]);
-        } else if (config_path) {
-            free(sets);
+        } else if (a->config_path) {
             return usage_error(c, TRAIN_HELP, "train: unexpected argument '%s' (one config "
                                "file only)", argv[i]);
         } else {
-            config_path = argv[i];
+            a->config_path = argv[i];
         }
     }
-    if (e.code) {
-        free(sets);
+    if (e.code)
         return usage_error(c, TRAIN_HELP, "train: %s", e.msg);
-    }
-    if (!config_path) {
-        free(sets);
-        return usage_error(c, TRAIN_HELP, "train: %s", "missing CONFIG.yaml");
-    }
-    if (resume && init_from) {
-        free(sets);
-        return usage_error(c, TRAIN_HELP, "train: %s", "--resume and --init-from exclude "
-                           "each other");
-    }
-    if (resume && !resume[0]) {
-        free(sets);
-        return usage_error(c, TRAIN_HELP, "train: %s", "--resume needs a path or 'auto'");
-    }
+    return check_train_args(c, a);
+}
 
-    struct config *cfg = NULL;
-    char *yaml = NULL;
-    if (config_load(&cfg, config_path, sets, n_sets, &e) == DMLP_OK)
-        config_to_yaml(cfg, &yaml, &e);
-    free(sets);
-    int code = finish(c, &e);
-    if (code) {
-        config_free(&cfg);
-        free(yaml);
-        return code;
-    }
-    struct train_options opt = {.resume = resume, .init_from = init_from, .log = c->errout,
-                                .save_checkpoints = 1, .verbosity = verbosity};
+/* The config with the --set overrides applied, and its effective YAML; agreed across
+ * ranks. */
+static int load_train_config(struct ctx *c, const struct train_args *a, struct config **cfg,
+                             char **yaml)
+{
+    struct dmlp_error e = {0};
+    if (config_load(cfg, a->config_path, a->sets, a->n_sets, &e) == DMLP_OK)
+        config_to_yaml(*cfg, yaml, &e);
+    return finish(c, &e);
+}
+
+static int run_training(struct ctx *c, const struct train_args *a, const struct config *cfg,
+                        const char *yaml)
+{
+    struct train_options opt = {.resume = a->resume, .init_from = a->init_from,
+                                .log = c->errout, .save_checkpoints = 1,
+                                .verbosity = a->verbosity};
     struct train_result res;
+    struct dmlp_error e = {0};
     /* SIGUSR1/SIGTERM/SIGINT (handlers installed by main, first thing): finish the step,
      * checkpoint, exit 75 (requeue me). */
-    code = train_run(c->d, cfg, yaml, &opt, &res, &e);
+    const int code = train_run(c->d, cfg, yaml, &opt, &res, &e);
     if (code == DMLP_STOPPED && c->rank == 0)
         fprintf(c->errout, "dmlp: %s\n", e.msg);
     else if (code && c->rank == 0)
         fprintf(c->errout, "dmlp: error: %s\n", e.msg);
     model_free(&res.model);
+    return code;
+}
+
+static int cmd_train(struct ctx *c, int argc, char **argv)
+{
+    struct train_args a = {.verbosity = 1, .sets = calloc((size_t)argc + 1, sizeof *a.sets)};
+    if (!a.sets)
+        return DMLP_ERR_RUNTIME;
+    int code = parse_train_args(c, argc, argv, &a);
+    if (code || a.help) {
+        free(a.sets);
+        return code;
+    }
+    struct config *cfg = NULL;
+    char *yaml = NULL;
+    code = load_train_config(c, &a, &cfg, &yaml);
+    free(a.sets);
+    if (!code)
+        code = run_training(c, &a, cfg, yaml);
     config_free(&cfg);
     free(yaml);
     return code;
@@ -397,6 +423,70 @@ static int cmd_predict(struct ctx *c, int argc, char **argv)
     return code;
 }
 
+/* What import's command line asks for. */
+struct import_args {
+    int csv, help;
+    const char *images, *labels, *output, *input, *label_col, *target_cols;
+};
+
+/* The arguments each format requires. */
+static int check_import_args(struct ctx *c, const struct import_args *a)
+{
+    if (!a->csv && (!a->images || !a->labels || !a->output))
+        return usage_error(c, IMPORT_HELP, "import idx: %s",
+                           "--images, --labels and --output are required");
+    if (a->csv && (!a->input || !a->output))
+        return usage_error(c, IMPORT_HELP, "import csv: %s", "PATH and --output are required");
+    if (a->csv && !a->label_col == !a->target_cols)
+        return usage_error(c, IMPORT_HELP, "import csv: %s",
+                           "give exactly one of --label-column and --target-columns");
+    return DMLP_OK;
+}
+
+/* Fills a from the arguments after the format (argv[0]). Returns a usage error's code, or
+ * DMLP_OK; a->help is set when --help was asked for (and printed). */
+static int parse_import_args(struct ctx *c, int argc, char **argv, struct import_args *a)
+{
+    const int csv = a->csv;
+    struct dmlp_error e = {0};
+    for (int i = 1; i < argc && !e.code; i++) {
+        if (is_help(argv[i])) {
+            if (c->rank == 0)
+                fputs(IMPORT_HELP, c->out);
+            a->help = 1;
+            return DMLP_OK;
+        } else if (take_value(argc, argv, &i, "--output", &a->output, &e)) {
+        } else if (!csv && (take_value(argc, argv, &i, "--images", &a->images, &e) ||
+                            take_value(argc, argv, &i, "--labels", &a->labels, &e))) {
+        } else if (csv && (take_value(argc, argv, &i, "--label-column", &a->label_col, &e) ||
+                           take_value(argc, argv, &i, "--target-columns", &a->target_cols,
+                                      &e))) {
+        } else if (csv && !a->input && argv[i][0] != '-') {
+            a->input = argv[i];
+        } else {
+            return usage_error(c, IMPORT_HELP, "import: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (e.code)
+        return usage_error(c, IMPORT_HELP, "import: %s", e.msg);
+    return check_import_args(c, a);
+}
+
+/* Rank 0's part: the import itself, and its one line of report. */
+static void import_dataset(struct ctx *c, const struct import_args *a, struct dmlp_error *e)
+{
+    const char *inputs[] = {a->input, a->images, a->labels};
+    if (check_output(a->output, inputs, 3, e) != DMLP_OK)
+        return;
+    const int rc = a->csv ? dataset_import_csv(a->input, a->label_col, a->target_cols,
+                                               a->output, e)
+                          : dataset_import_idx(a->images, a->labels, a->output, e);
+    if (rc == DMLP_OK && a->csv)
+        fprintf(c->errout, "imported %s -> %s\n", a->input, a->output);
+    else if (rc == DMLP_OK)
+        fprintf(c->errout, "imported %s + %s -> %s\n", a->images, a->labels, a->output);
+}
+
 static int cmd_import(struct ctx *c, int argc, char **argv)
 {
     if (argc < 1 || is_help(argv[0])) {
@@ -406,49 +496,17 @@ static int cmd_import(struct ctx *c, int argc, char **argv)
             fputs(IMPORT_HELP, c->out);
         return DMLP_OK;
     }
-    const int csv = !strcmp(argv[0], "csv");
-    if (!csv && strcmp(argv[0], "idx") != 0)
+    struct import_args a = {.csv = !strcmp(argv[0], "csv")};
+    if (!a.csv && strcmp(argv[0], "idx") != 0)
         return usage_error(c, IMPORT_HELP, "import: unknown format '%s' (supported: idx, csv)",
                            argv[0]);
-    const char *images = NULL, *labels = NULL, *output = NULL, *input = NULL;
-    const char *label_col = NULL, *target_cols = NULL;
-    struct dmlp_error e = {0};
-    for (int i = 1; i < argc && !e.code; i++) {
-        if (is_help(argv[i])) {
-            if (c->rank == 0)
-                fputs(IMPORT_HELP, c->out);
-            return DMLP_OK;
-        } else if (take_value(argc, argv, &i, "--output", &output, &e)) {
-        } else if (!csv && (take_value(argc, argv, &i, "--images", &images, &e) ||
-                            take_value(argc, argv, &i, "--labels", &labels, &e))) {
-        } else if (csv && (take_value(argc, argv, &i, "--label-column", &label_col, &e) ||
-                           take_value(argc, argv, &i, "--target-columns", &target_cols, &e))) {
-        } else if (csv && !input && argv[i][0] != '-') {
-            input = argv[i];
-        } else {
-            return usage_error(c, IMPORT_HELP, "import: unexpected argument '%s'", argv[i]);
-        }
-    }
-    if (e.code)
-        return usage_error(c, IMPORT_HELP, "import: %s", e.msg);
-    if (!csv && (!images || !labels || !output))
-        return usage_error(c, IMPORT_HELP, "import idx: %s",
-                           "--images, --labels and --output are required");
-    if (csv && (!input || !output))
-        return usage_error(c, IMPORT_HELP, "import csv: %s", "PATH and --output are required");
-    if (csv && !label_col == !target_cols)
-        return usage_error(c, IMPORT_HELP, "import csv: %s",
-                           "give exactly one of --label-column and --target-columns");
+    const int code = parse_import_args(c, argc, argv, &a);
+    if (code || a.help)
+        return code;
     /* One writer: rank 0 imports, the others wait for its verdict. */
-    const char *inputs[] = {input, images, labels};
-    if (c->rank == 0 && check_output(output, inputs, 3, &e) == DMLP_OK) {
-        const int rc = csv ? dataset_import_csv(input, label_col, target_cols, output, &e)
-                           : dataset_import_idx(images, labels, output, &e);
-        if (rc == DMLP_OK && csv)
-            fprintf(c->errout, "imported %s -> %s\n", input, output);
-        else if (rc == DMLP_OK)
-            fprintf(c->errout, "imported %s + %s -> %s\n", images, labels, output);
-    }
+    struct dmlp_error e = {0};
+    if (c->rank == 0)
+        import_dataset(c, &a, &e);
     return finish(c, &e);
 }
 
@@ -521,6 +579,52 @@ static void cap_threads(const struct ctx *c)
                 cores, cap);
 }
 
+/* A kernel named in the environment that this node's CPU cannot run is an error on every
+ * rank (nodes of a mixed cluster may differ), agreed before any work starts. */
+static int agree_on_kernel(struct ctx *c)
+{
+    struct dmlp_error e = {0};
+    const char *bad_kernel;
+    if (kernel_init(&bad_kernel))
+        dmlp_fail(&e, DMLP_ERR_INPUT, "DMLP_KERNEL=%s: not a kernel this CPU runs (it runs "
+                  "%s; or auto)", bad_kernel, kernel_backend_list());
+    return finish(c, &e);
+}
+
+/* Runs the command argv[1] names (help and --version included). */
+static int run_command(struct ctx *c, int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+    if (!cmd)
+        return usage_error(c, USAGE, "%s", "missing command");
+    if (!strcmp(cmd, "help") && argc > 2 && !strcmp(argv[2], "config")) {
+        if (c->rank == 0)
+            config_write_key_table(c->out);
+        return DMLP_OK;
+    }
+    if (is_help(cmd) || !strcmp(cmd, "help")) {
+        if (c->rank == 0)
+            fputs(USAGE, c->out);
+        return DMLP_OK;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        if (c->rank == 0)
+            print_version(c->out);
+        return DMLP_OK;
+    }
+    if (!strcmp(cmd, "train"))
+        return cmd_train(c, argc - 2, argv + 2);
+    if (!strcmp(cmd, "eval"))
+        return cmd_eval(c, argc - 2, argv + 2);
+    if (!strcmp(cmd, "predict"))
+        return cmd_predict(c, argc - 2, argv + 2);
+    if (!strcmp(cmd, "import"))
+        return cmd_import(c, argc - 2, argv + 2);
+    if (!strcmp(cmd, "inspect"))
+        return cmd_inspect(c, argc - 2, argv + 2);
+    return usage_error(c, USAGE, "unknown command '%s'", cmd);
+}
+
 int cli_main(int argc, char **argv, FILE *out, FILE *errout)
 {
     struct ctx c = {.out = out, .errout = errout};
@@ -531,43 +635,9 @@ int cli_main(int argc, char **argv, FILE *out, FILE *errout)
     }
     c.rank = dist_rank(c.d);
     cap_threads(&c);
-    /* A kernel named in the environment that this node's CPU cannot run is an error on
-     * every rank (nodes of a mixed cluster may differ), agreed before any work starts. */
-    const char *bad_kernel;
-    if (kernel_init(&bad_kernel))
-        dmlp_fail(&e, DMLP_ERR_INPUT, "DMLP_KERNEL=%s: not a kernel this CPU runs (it runs "
-                  "%s; or auto)", bad_kernel, kernel_backend_list());
-    int code = finish(&c, &e);
-    const char *cmd = argc > 1 ? argv[1] : NULL;
-    if (code) {
-        /* reported by finish */
-    } else if (!cmd) {
-        code = usage_error(&c, USAGE, "%s", "missing command");
-    } else if (!strcmp(cmd, "help") && argc > 2 && !strcmp(argv[2], "config")) {
-        if (c.rank == 0)
-            config_write_key_table(out);
-        code = DMLP_OK;
-    } else if (is_help(cmd) || !strcmp(cmd, "help")) {
-        if (c.rank == 0)
-            fputs(USAGE, out);
-        code = DMLP_OK;
-    } else if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-        if (c.rank == 0)
-            print_version(out);
-        code = DMLP_OK;
-    } else if (!strcmp(cmd, "train")) {
-        code = cmd_train(&c, argc - 2, argv + 2);
-    } else if (!strcmp(cmd, "eval")) {
-        code = cmd_eval(&c, argc - 2, argv + 2);
-    } else if (!strcmp(cmd, "predict")) {
-        code = cmd_predict(&c, argc - 2, argv + 2);
-    } else if (!strcmp(cmd, "import")) {
-        code = cmd_import(&c, argc - 2, argv + 2);
-    } else if (!strcmp(cmd, "inspect")) {
-        code = cmd_inspect(&c, argc - 2, argv + 2);
-    } else {
-        code = usage_error(&c, USAGE, "unknown command '%s'", cmd);
-    }
+    int code = agree_on_kernel(&c); /* reported by finish */
+    if (!code)
+        code = run_command(&c, argc, argv);
     fflush(out);
     fflush(errout);
     dist_free(&c.d);

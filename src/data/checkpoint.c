@@ -144,28 +144,10 @@ static void param_location(const struct model *m, size_t i, char *buf, size_t ca
 
 /* ---- save ----------------------------------------------------------------------------- */
 
-/* Builds the checkpoint as an HDF5 file image in memory (the core driver, no backing
- * store) and returns it in *image (malloc'd, *bytes long). HDF5 never touches the disk: a
- * full disk or a quota is met by write_image's plain write(), which fails cleanly, not
- * inside H5Fclose, which would leave a half-closed file that crashes HDF5's shutdown. */
-static int build_image(const struct model *m, const struct optim *o,
-                       const struct checkpoint_state *st, const char *config_yaml,
-                       void **image, size_t *bytes)
+/* The root attributes: format, position in training, config, version, loss, input width. */
+static int write_root_attributes(hid_t f, const struct model *m,
+                                 const struct checkpoint_state *st, const char *config_yaml)
 {
-    *image = NULL;
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    /* Grow the image in steps of about one copy of the parameters (at least 1 MiB). */
-    size_t grow = (m->n_params * 3 + 1) * sizeof(float);
-    grow = grow < ((size_t)1 << 20) ? (size_t)1 << 20 : grow;
-    if (fapl < 0 || H5Pset_fapl_core(fapl, grow, 0) < 0) {
-        if (fapl >= 0)
-            H5Pclose(fapl);
-        return -1;
-    }
-    hid_t f = H5Fcreate("checkpoint-image", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (f < 0)
-        return -1;
     int bad = 0;
     bad |= attr_write_str(f, "format", FORMAT_NAME);
     bad |= attr_write_u64(f, "format_version", FORMAT_VERSION);
@@ -177,9 +159,14 @@ static int build_image(const struct model *m, const struct optim *o,
     bad |= attr_write_str(f, "dmlp_version", DMLP_VERSION);
     bad |= attr_write_str(f, "loss", dmlp_loss_name(m->loss));
     bad |= attr_write_u64(f, "input_dim", model_input_dim(m));
+    return bad;
+}
 
+/* /layers/<i>/weight and /bias, with the activation as an attribute. */
+static int write_layers(hid_t f, const struct model *m)
+{
     hid_t layers = H5Gcreate2(f, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    bad |= layers < 0;
+    int bad = layers < 0;
     for (size_t l = 0; !bad && l < m->n_layers; l++) {
         const struct model_layer *L = &m->layers[l];
         char name[32];
@@ -197,21 +184,33 @@ static int build_image(const struct model *m, const struct optim *o,
     }
     if (layers >= 0)
         H5Gclose(layers);
+    return bad;
+}
 
+/* /optimizer: its name, its step count and its state buffers ("none" without one). */
+static int write_optimizer(hid_t f, const struct optim *o)
+{
     hid_t og = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    bad |= og < 0;
-    if (og >= 0) {
-        bad |= attr_write_str(og, "name", o ? dmlp_optimizer_name(o->cfg.name) : "none");
-        bad |= attr_write_u64(og, "steps", o ? o->steps : 0);
-        const char *names[OPTIM_MAX_STATE];
-        float *bufs[OPTIM_MAX_STATE];
-        const size_t nb = o ? optim_state_buffers(o, names, bufs) : 0;
-        for (size_t i = 0; i < nb; i++) {
-            hsize_t n[1] = {o->n};
-            bad |= write_floats(og, names[i], bufs[i], 1, n);
-        }
-        H5Gclose(og);
+    int bad = og < 0;
+    if (og < 0)
+        return bad;
+    bad |= attr_write_str(og, "name", o ? dmlp_optimizer_name(o->cfg.name) : "none");
+    bad |= attr_write_u64(og, "steps", o ? o->steps : 0);
+    const char *names[OPTIM_MAX_STATE];
+    float *bufs[OPTIM_MAX_STATE];
+    const size_t nb = o ? optim_state_buffers(o, names, bufs) : 0;
+    for (size_t i = 0; i < nb; i++) {
+        hsize_t n[1] = {o->n};
+        bad |= write_floats(og, names[i], bufs[i], 1, n);
     }
+    H5Gclose(og);
+    return bad;
+}
+
+/* /normalization (when the model standardises its inputs), /early_stopping and /rng. */
+static int write_run_state(hid_t f, const struct model *m, const struct checkpoint_state *st)
+{
+    int bad = 0;
     if (m->norm_mean) {
         hid_t ng = H5Gcreate2(f, "normalization", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         bad |= ng < 0;
@@ -239,6 +238,41 @@ static int build_image(const struct model *m, const struct optim *o,
         bad |= attr_write_str(rg, "shuffle", SHUFFLE_SCHEME);
         H5Gclose(rg);
     }
+    return bad;
+}
+
+/* An in-memory file growing in steps of about one copy of the parameters (at least 1 MiB). */
+static hid_t create_image_file(const struct model *m)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    size_t grow = (m->n_params * 3 + 1) * sizeof(float);
+    grow = grow < ((size_t)1 << 20) ? (size_t)1 << 20 : grow;
+    if (fapl < 0 || H5Pset_fapl_core(fapl, grow, 0) < 0) {
+        if (fapl >= 0)
+            H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
+    hid_t f = H5Fcreate("checkpoint-image", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    return f;
+}
+
+/* Builds the checkpoint as an HDF5 file image in memory (the core driver, no backing
+ * store) and returns it in *image (malloc'd, *bytes long). HDF5 never touches the disk: a
+ * full disk or a quota is met by write_image's plain write(), which fails cleanly, not
+ * inside H5Fclose, which would leave a half-closed file that crashes HDF5's shutdown. */
+static int build_image(const struct model *m, const struct optim *o,
+                       const struct checkpoint_state *st, const char *config_yaml,
+                       void **image, size_t *bytes)
+{
+    *image = NULL;
+    hid_t f = create_image_file(m);
+    if (f < 0)
+        return -1;
+    int bad = write_root_attributes(f, m, st, config_yaml);
+    bad |= write_layers(f, m);
+    bad |= write_optimizer(f, o);
+    bad |= write_run_state(f, m, st);
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
         bad = 1;
     const ssize_t size = bad ? -1 : H5Fget_file_image(f, NULL, 0);
@@ -574,30 +608,62 @@ done:
     return DMLP_OK;
 }
 
+/* Layer l's weight, bias and (optional here: the config names the activations) activation
+ * into m, each checked against the network's shape. */
+static int load_layer(hid_t f, const char *path, struct model *m, size_t l,
+                      struct dmlp_error *err)
+{
+    const struct model_layer *L = &m->layers[l];
+    char name[64];
+    snprintf(name, sizeof name, "/layers/%zu", l);
+    if (H5Lexists(f, "layers", H5P_DEFAULT) <= 0 || H5Lexists(f, name, H5P_DEFAULT) <= 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is missing: the checkpoint has fewer "
+                         "layers than the network (%zu)", path, name, m->n_layers);
+    char act[64] = "";
+    hsize_t wd[2] = {L->out, L->in}, bd[1] = {L->out};
+    char wname[80], bname[80];
+    snprintf(wname, sizeof wname, "%s/weight", name);
+    snprintf(bname, sizeof bname, "%s/bias", name);
+    int rc = read_floats(f, wname, L->W, 2, wd, path, err);
+    if (!rc)
+        rc = read_floats(f, bname, L->b, 1, bd, path, err);
+    int has_act = 0;
+    if (!rc)
+        rc = attr_str(f, path, name, "activation", act, sizeof act, &has_act, err);
+    if (!rc && has_act && strcmp(act, dmlp_activation_name(L->act)))
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has activation %s, but the network's "
+                       "layer %zu is %s", path, name, act, l, dmlp_activation_name(L->act));
+    return rc;
+}
+
+/* /normalization's mean and std into m; every std must be finite and positive. */
+static int load_normalization(hid_t f, const char *path, struct model *m,
+                              struct dmlp_error *err)
+{
+    const size_t d = model_input_dim(m);
+    float *mean = malloc(d * sizeof(float)), *sd = malloc(d * sizeof(float));
+    hsize_t dims[1] = {d};
+    int rc = mean && sd ? DMLP_OK : dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+    if (!rc)
+        rc = read_floats(f, "/normalization/mean", mean, 1, dims, path, err);
+    if (!rc)
+        rc = read_floats(f, "/normalization/std", sd, 1, dims, path, err);
+    for (size_t j = 0; !rc && j < d; j++)
+        if (!isfinite(mean[j]) || !(sd[j] > 0) || !isfinite(sd[j]))
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /normalization: feature %zu has mean "
+                           "%g and std %g (std must be finite and > 0)", path, j,
+                           (double)mean[j], (double)sd[j]);
+    if (!rc)
+        rc = model_set_normalization(m, mean, sd, err);
+    free(mean);
+    free(sd);
+    return rc;
+}
+
 static int load_layers(hid_t f, const char *path, struct model *m, struct dmlp_error *err)
 {
     for (size_t l = 0; l < m->n_layers; l++) {
-        const struct model_layer *L = &m->layers[l];
-        char name[64];
-        snprintf(name, sizeof name, "/layers/%zu", l);
-        if (H5Lexists(f, "layers", H5P_DEFAULT) <= 0 || H5Lexists(f, name, H5P_DEFAULT) <= 0)
-            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is missing: the checkpoint has fewer "
-                             "layers than the network (%zu)", path, name, m->n_layers);
-        char act[64] = "";
-        hsize_t wd[2] = {L->out, L->in}, bd[1] = {L->out};
-        char wname[80], bname[80];
-        snprintf(wname, sizeof wname, "%s/weight", name);
-        snprintf(bname, sizeof bname, "%s/bias", name);
-        int rc = read_floats(f, wname, L->W, 2, wd, path, err);
-        if (!rc)
-            rc = read_floats(f, bname, L->b, 1, bd, path, err);
-        int has_act = 0; /* optional here: the config names the activations */
-        if (!rc)
-            rc = attr_str(f, path, name, "activation", act, sizeof act, &has_act, err);
-        if (!rc && has_act && strcmp(act, dmlp_activation_name(L->act)))
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has activation %s, but the network's "
-                           "layer %zu is %s", path, name, act, l,
-                           dmlp_activation_name(L->act));
+        const int rc = load_layer(f, path, m, l, err);
         if (rc)
             return rc;
     }
@@ -606,26 +672,8 @@ static int load_layers(hid_t f, const char *path, struct model *m, struct dmlp_e
     if (H5Lexists(f, extra, H5P_DEFAULT) > 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: the checkpoint has more layers than the "
                          "network (%zu)", path, m->n_layers);
-    if (H5Lexists(f, "normalization", H5P_DEFAULT) > 0) {
-        const size_t d = model_input_dim(m);
-        float *mean = malloc(d * sizeof(float)), *sd = malloc(d * sizeof(float));
-        hsize_t dims[1] = {d};
-        int rc = mean && sd ? DMLP_OK : dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
-        if (!rc)
-            rc = read_floats(f, "/normalization/mean", mean, 1, dims, path, err);
-        if (!rc)
-            rc = read_floats(f, "/normalization/std", sd, 1, dims, path, err);
-        for (size_t j = 0; !rc && j < d; j++)
-            if (!isfinite(mean[j]) || !(sd[j] > 0) || !isfinite(sd[j]))
-                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /normalization: feature %zu has mean "
-                               "%g and std %g (std must be finite and > 0)", path, j,
-                               (double)mean[j], (double)sd[j]);
-        if (!rc)
-            rc = model_set_normalization(m, mean, sd, err);
-        free(mean);
-        free(sd);
-        return rc;
-    }
+    if (H5Lexists(f, "normalization", H5P_DEFAULT) > 0)
+        return load_normalization(f, path, m, err);
     return DMLP_OK;
 }
 
@@ -842,6 +890,102 @@ static int is_checkpoint_quietly(const char *path)
     return yes;
 }
 
+/* What describe prints besides the network, read in full before anything is printed. */
+struct described {
+    char format[256], version[256], opt_name[64], *yaml;
+    uint64_t num[5], opt_steps, seed;
+    int has_format, has_version, has_num[5], has_opt, has_seed;
+};
+
+static const char *const described_nums[5] = {"format_version", "epoch", "step_in_epoch",
+                                              "step", "samples_seen"};
+
+/* Every attribute is read before anything is printed, so a bad one is reported alone
+ * rather than after half a description. */
+static int read_described(hid_t f, const char *path, struct described *d,
+                          struct dmlp_error *err)
+{
+    int has = 0, has_config = 0;
+    d->has_opt = H5Lexists(f, "optimizer", H5P_DEFAULT) > 0;
+    const int has_rng = H5Lexists(f, "rng", H5P_DEFAULT) > 0;
+    int rc = attr_str(f, path, "/", "format", d->format, sizeof d->format, &d->has_format, err);
+    if (!rc)
+        rc = attr_str(f, path, "/", "dmlp_version", d->version, sizeof d->version,
+                      &d->has_version, err);
+    for (size_t i = 0; !rc && i < 5; i++)
+        rc = attr_u64(f, path, "/", described_nums[i], &d->num[i], &d->has_num[i], err);
+    if (!rc && d->has_opt)
+        rc = attr_str(f, path, "/optimizer", "name", d->opt_name, sizeof d->opt_name, &has, err);
+    if (!rc && d->has_opt)
+        rc = attr_u64(f, path, "/optimizer", "steps", &d->opt_steps, &has, err);
+    if (!rc && has_rng)
+        rc = attr_u64(f, path, "/rng", "seed", &d->seed, &d->has_seed, err);
+    if (!rc)
+        rc = h5util_read_str_attr(f, path, "/", "config", &d->yaml, &has_config, err);
+    return rc;
+}
+
+static void print_root_attributes(FILE *out, const char *path, const struct described *d,
+                                  enum dmlp_loss loss)
+{
+    fprintf(out, "checkpoint %s\n", path);
+    if (d->has_format)
+        fprintf(out, "  %-14s %s\n", "format", d->format);
+    if (d->has_version)
+        fprintf(out, "  %-14s %s\n", "dmlp_version", d->version);
+    for (size_t i = 0; i < 5; i++)
+        if (d->has_num[i])
+            fprintf(out, "  %-14s %llu\n", described_nums[i], (unsigned long long)d->num[i]);
+    fprintf(out, "  %-14s %s\n", "loss", dmlp_loss_name(loss));
+}
+
+static void print_layers(FILE *out, size_t in_dim, const struct config_layer *ls, size_t n)
+{
+    size_t total = 0, prev = in_dim;
+    fprintf(out, "  layers (input width %zu):\n", in_dim);
+    for (size_t l = 0; l < n; l++) {
+        fprintf(out, "    %zu  weight [%u, %zu]  bias [%u]  %s\n", l, ls[l].units, prev,
+                ls[l].units, dmlp_activation_name(ls[l].activation));
+        total += (size_t)ls[l].units * prev + ls[l].units;
+        prev = ls[l].units;
+    }
+    fprintf(out, "  parameters     %zu\n", total);
+}
+
+/* The optimizer, the normalization and the seed: what resuming restores. */
+static void print_training_state(FILE *out, hid_t f, const struct described *d, size_t in_dim)
+{
+    if (d->has_opt) {
+        fprintf(out, "  optimizer      %s, %llu steps", d->opt_name,
+                (unsigned long long)d->opt_steps);
+        const char *bufs[] = {"/optimizer/momentum", "/optimizer/exp_avg",
+                              "/optimizer/exp_avg_sq"};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            if (H5Lexists(f, bufs[i], H5P_DEFAULT) > 0)
+                fprintf(out, ", %s", bufs[i] + strlen("/optimizer/"));
+        fprintf(out, "\n");
+    }
+    if (H5Lexists(f, "normalization", H5P_DEFAULT) > 0)
+        fprintf(out, "  normalization  standard: x' = (x - mean) / std, [%zu] each\n", in_dim);
+    if (d->has_seed)
+        fprintf(out, "  seed           %llu\n", (unsigned long long)d->seed);
+}
+
+/* The config the run was trained with, as stored (effective values after --set). */
+static void print_config(FILE *out, const char *yaml)
+{
+    if (!yaml || !yaml[0])
+        return;
+    fprintf(out, "  config:\n    ");
+    for (const char *p = yaml; *p; p++) {
+        fputc(*p, out);
+        if (*p == '\n' && p[1])
+            fputs("    ", out);
+    }
+    if (yaml[strlen(yaml) - 1] != '\n')
+        fputc('\n', out);
+}
+
 static int describe_quietly(FILE *out, const char *path, struct dmlp_error *err)
 {
     size_t in_dim = 0, n = 0;
@@ -856,81 +1000,18 @@ static int describe_quietly(FILE *out, const char *path, struct dmlp_error *err)
         free(ls);
         return rc;
     }
-    /* Every attribute is read before anything is printed, so a bad one is reported
-     * alone rather than after half a description. */
-    char format[256] = "", version_str[256] = "", name[64] = "?", *yaml = NULL;
-    const char *nums[] = {"format_version", "epoch", "step_in_epoch", "step", "samples_seen"};
-    uint64_t numv[5] = {0}, steps = 0, seed = 0;
-    int has_format = 0, has_version = 0, has_num[5] = {0}, has_opt, has_rng, has_seed = 0;
-    int has_config = 0, has = 0;
-    has_opt = H5Lexists(f, "optimizer", H5P_DEFAULT) > 0;
-    has_rng = H5Lexists(f, "rng", H5P_DEFAULT) > 0;
-    rc = attr_str(f, path, "/", "format", format, sizeof format, &has_format, err);
-    if (!rc)
-        rc = attr_str(f, path, "/", "dmlp_version", version_str, sizeof version_str,
-                      &has_version, err);
-    for (size_t i = 0; !rc && i < 5; i++)
-        rc = attr_u64(f, path, "/", nums[i], &numv[i], &has_num[i], err);
-    if (!rc && has_opt)
-        rc = attr_str(f, path, "/optimizer", "name", name, sizeof name, &has, err);
-    if (!rc && has_opt)
-        rc = attr_u64(f, path, "/optimizer", "steps", &steps, &has, err);
-    if (!rc && has_rng)
-        rc = attr_u64(f, path, "/rng", "seed", &seed, &has_seed, err);
-    if (!rc)
-        rc = h5util_read_str_attr(f, path, "/", "config", &yaml, &has_config, err);
-    if (rc) {
-        H5Fclose(f);
-        free(ls);
-        return rc;
+    struct described d = {.opt_name = "?"};
+    rc = read_described(f, path, &d, err);
+    if (!rc) {
+        print_root_attributes(out, path, &d, loss);
+        print_layers(out, in_dim, ls, n);
+        print_training_state(out, f, &d, in_dim);
+        print_config(out, d.yaml);
     }
-
-    fprintf(out, "checkpoint %s\n", path);
-    if (has_format)
-        fprintf(out, "  %-14s %s\n", "format", format);
-    if (has_version)
-        fprintf(out, "  %-14s %s\n", "dmlp_version", version_str);
-    for (size_t i = 0; i < 5; i++)
-        if (has_num[i])
-            fprintf(out, "  %-14s %llu\n", nums[i], (unsigned long long)numv[i]);
-    fprintf(out, "  %-14s %s\n", "loss", dmlp_loss_name(loss));
-    size_t total = 0, prev = in_dim;
-    fprintf(out, "  layers (input width %zu):\n", in_dim);
-    for (size_t l = 0; l < n; l++) {
-        fprintf(out, "    %zu  weight [%u, %zu]  bias [%u]  %s\n", l, ls[l].units, prev,
-                ls[l].units, dmlp_activation_name(ls[l].activation));
-        total += (size_t)ls[l].units * prev + ls[l].units;
-        prev = ls[l].units;
-    }
-    fprintf(out, "  parameters     %zu\n", total);
-    if (has_opt) {
-        fprintf(out, "  optimizer      %s, %llu steps", name, (unsigned long long)steps);
-        const char *bufs[] = {"/optimizer/momentum", "/optimizer/exp_avg",
-                              "/optimizer/exp_avg_sq"};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-            if (H5Lexists(f, bufs[i], H5P_DEFAULT) > 0)
-                fprintf(out, ", %s", bufs[i] + strlen("/optimizer/"));
-        fprintf(out, "\n");
-    }
-    if (H5Lexists(f, "normalization", H5P_DEFAULT) > 0)
-        fprintf(out, "  normalization  standard: x' = (x - mean) / std, [%zu] each\n", in_dim);
-    if (has_seed)
-        fprintf(out, "  seed           %llu\n", (unsigned long long)seed);
-    /* The config the run was trained with, as stored (effective values after --set). */
-    if (yaml && yaml[0]) {
-        fprintf(out, "  config:\n    ");
-        for (const char *p = yaml; *p; p++) {
-            fputc(*p, out);
-            if (*p == '\n' && p[1])
-                fputs("    ", out);
-        }
-        if (yaml[strlen(yaml) - 1] != '\n')
-            fputc('\n', out);
-    }
-    free(yaml);
+    free(d.yaml);
     H5Fclose(f);
     free(ls);
-    return DMLP_OK;
+    return rc;
 }
 
 void checkpoint_hdf5_version(char *out, size_t cap)

@@ -231,17 +231,76 @@ static int end_field(struct csv_reader *r, struct dmlp_error *err)
     return push_byte(r, '\0', err);
 }
 
+/* Where read_record is within a record; RECORD_END once a line end has ended it. */
+enum csv_state { FIELD_START, UNQUOTED, QUOTED, RECORD_END };
+
+/* Ends the current field and starts the next, after a comma. */
+static int next_field(struct csv_reader *r, struct dmlp_error *err)
+{
+    int rc = end_field(r, err);
+    if (rc == DMLP_OK)
+        rc = begin_field(r, 0, err);
+    return rc;
+}
+
+/* A byte of an unquoted field: a comma starts the next field, a line end (or the end of
+ * the file) ends the record, anything else is the field's. */
+static int unquoted_byte(struct csv_reader *r, int c, enum csv_state *state,
+                         struct dmlp_error *err)
+{
+    if (c == ',') {
+        const int rc = next_field(r, err);
+        if (rc == DMLP_OK)
+            *state = FIELD_START;
+        return rc;
+    }
+    if (c == '\n' || c == CSV_EOF) {
+        *state = RECORD_END;
+        return end_field(r, err);
+    }
+    return push_byte(r, (char)c, err);
+}
+
+/* After a quote inside a quoted field: "" is a quote; any other quote closes the field. */
+static int after_quote(struct csv_reader *r, enum csv_state *state, struct dmlp_error *err)
+{
+    int after;
+    const int rc = next_byte(r, &after, err);
+    if (rc != DMLP_OK)
+        return rc;
+    if (after == '"')
+        return push_byte(r, '"', err);
+    /* The byte after a closing quote must end the field or the record. */
+    if (after == ',' || after == '\n' || after == CSV_EOF)
+        return unquoted_byte(r, after, state, err);
+    return dmlp_fail(err, DMLP_ERR_INPUT, "%s:%zu: field %zu: unexpected '%c' after a closing "
+                     "quote (a quote inside a quoted field is written \"\")", r->path, r->line,
+                     r->n, after);
+}
+
+/* A byte of a quoted field, whose quote opened on quote_line. */
+static int quoted_byte(struct csv_reader *r, int c, size_t quote_line, enum csv_state *state,
+                       struct dmlp_error *err)
+{
+    if (c == CSV_EOF)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s:%zu: field %zu: the quote opened on this "
+                         "line is never closed", r->path, quote_line, r->n);
+    if (c == '"')
+        return after_quote(r, state, err);
+    return push_byte(r, (char)c, err);
+}
+
 /* Reads one record (possibly blank); *got = 0 at the end of the file. */
 static int read_record(struct csv_reader *r, int *got, struct dmlp_error *err)
 {
-    enum { FIELD_START, UNQUOTED, QUOTED } state = FIELD_START;
+    enum csv_state state = FIELD_START;
     *got = 0;
     r->n = 0;
     r->text_len = 0;
     r->rec.line = r->line;
     size_t quote_line = r->line;
-    int rc, c, any = 0;
-    for (;;) {
+    int rc = DMLP_OK, c, any = 0;
+    while (rc == DMLP_OK && state != RECORD_END) {
         if ((rc = next_byte(r, &c, err)) != DMLP_OK)
             return rc;
         if (c == CSV_EOF && !any)
@@ -251,63 +310,19 @@ static int read_record(struct csv_reader *r, int *got, struct dmlp_error *err)
             if ((rc = begin_field(r, 0, err)) != DMLP_OK)
                 return rc;
         }
-        switch (state) {
-        case FIELD_START:
-            if (c == '"') {
-                r->quoted[r->n - 1] = 1;
-                quote_line = r->line;
-                state = QUOTED;
-                continue;
-            }
-            state = UNQUOTED;
-            /* fall through - the byte belongs to an unquoted field */
-        case UNQUOTED:
-            if (c == ',') {
-                if ((rc = end_field(r, err)) != DMLP_OK ||
-                    (rc = begin_field(r, 0, err)) != DMLP_OK)
-                    return rc;
-                state = FIELD_START;
-            } else if (c == '\n' || c == CSV_EOF) {
-                *got = 1;
-                return end_field(r, err);
-            } else if ((rc = push_byte(r, (char)c, err)) != DMLP_OK) {
-                return rc;
-            }
-            break;
-        case QUOTED:
-            if (c == CSV_EOF)
-                return dmlp_fail(err, DMLP_ERR_INPUT, "%s:%zu: field %zu: the quote opened "
-                                 "on this line is never closed", r->path, quote_line, r->n);
-            if (c == '"') {
-                int after;
-                if ((rc = next_byte(r, &after, err)) != DMLP_OK)
-                    return rc;
-                if (after == '"') {
-                    if ((rc = push_byte(r, '"', err)) != DMLP_OK)
-                        return rc;
-                    break;
-                }
-                /* The byte after a closing quote must end the field or the record. */
-                if (after == ',') {
-                    if ((rc = end_field(r, err)) != DMLP_OK ||
-                        (rc = begin_field(r, 0, err)) != DMLP_OK)
-                        return rc;
-                    state = FIELD_START;
-                    break;
-                }
-                if (after == '\n' || after == CSV_EOF) {
-                    *got = 1;
-                    return end_field(r, err);
-                }
-                return dmlp_fail(err, DMLP_ERR_INPUT, "%s:%zu: field %zu: unexpected '%c' "
-                                 "after a closing quote (a quote inside a quoted field is "
-                                 "written \"\")", r->path, r->line, r->n, after);
-            }
-            if ((rc = push_byte(r, (char)c, err)) != DMLP_OK)
-                return rc;
-            break;
+        if (state == FIELD_START && c == '"') {
+            r->quoted[r->n - 1] = 1;
+            quote_line = r->line;
+            state = QUOTED;
+        } else if (state == QUOTED) {
+            rc = quoted_byte(r, c, quote_line, &state, err);
+        } else {
+            state = UNQUOTED; /* at a field's start too: the byte belongs to an unquoted field */
+            rc = unquoted_byte(r, c, &state, err);
         }
     }
+    *got = state == RECORD_END;
+    return rc;
 }
 
 /* A record of one unquoted field holding only spaces and tabs is a blank line. */

@@ -130,28 +130,18 @@ size_t dataset_validation_count(size_t global_n, double fraction)
     return v >= (double)global_n ? global_n : (size_t)v;
 }
 
-int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, double fraction,
-                  uint64_t seed, struct dataset **val, struct dmlp_error *err)
+/* Marks in mask[0, n) the validation rows among global rows [global_row0, global_row0 + n)
+ * of global_n, and returns how many it marked.
+ * Selection sampling (Knuth, TAOCP vol. 2, 3.4.2, Algorithm S): row i is taken with
+ * probability need / (rows left), which takes exactly `need` rows, every subset of that
+ * size equally likely. Each rank replays the same draws up to the end of its own rows. */
+static size_t draw_validation_rows(unsigned char *mask, size_t global_row0, size_t n,
+                                   size_t global_n, double fraction, uint64_t seed)
 {
-    *val = NULL;
-    if (!(fraction >= 0.0 && fraction < 1.0))
-        return dmlp_fail(err, DMLP_ERR_INPUT, "validation fraction %g: expected a number in "
-                         "[0, 1)", fraction);
-    if (global_row0 > global_n || ds->n > global_n - global_row0)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "validation split: rows [%zu, %zu) lie outside "
-                         "the %zu rows of the whole set", global_row0, global_row0 + ds->n,
-                         global_n);
-    unsigned char *mask = calloc(ds->n > 0 ? ds->n : 1, 1);
-    if (!mask)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "validation split: out of memory for %zu rows",
-                         ds->n);
-    /* Selection sampling (Knuth, TAOCP vol. 2, 3.4.2, Algorithm S): row i is taken with
-     * probability need / (rows left), which takes exactly `need` rows, every subset of that
-     * size equally likely. Each rank replays the same draws up to the end of its own rows. */
     struct rng r;
     rng_seed(&r, seed, DATASET_SPLIT_STREAM);
     size_t need = dataset_validation_count(global_n, fraction), nval = 0;
-    const size_t end = global_row0 + ds->n;
+    const size_t end = global_row0 + n;
     for (size_t i = 0; i < end && need > 0; i++) {
         if (rng_below(&r, global_n - i) < need) {
             need--;
@@ -161,13 +151,13 @@ int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, doubl
             }
         }
     }
-    struct dataset *v = NULL;
-    int rc = dataset_alloc_rows(&v, nval, ds->d, ds->k, ds->labels != NULL, err);
-    if (rc != DMLP_OK) {
-        free(mask);
-        dmlp_error_prefix(err, "validation split");
-        return rc;
-    }
+    return nval;
+}
+
+/* Moves the rows mask marks from ds to v (allocated for them), in order, and closes the
+ * gaps they leave in ds, keeping its order. */
+static void move_marked_rows(struct dataset *ds, const unsigned char *mask, struct dataset *v)
+{
     const size_t d = ds->d, k = ds->k;
     size_t kept = 0, taken = 0;
     for (size_t i = 0; i < ds->n; i++) {
@@ -191,6 +181,33 @@ int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, doubl
         }
     }
     ds->n = kept;
+}
+
+int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, double fraction,
+                  uint64_t seed, struct dataset **val, struct dmlp_error *err)
+{
+    *val = NULL;
+    if (!(fraction >= 0.0 && fraction < 1.0))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "validation fraction %g: expected a number in "
+                         "[0, 1)", fraction);
+    if (global_row0 > global_n || ds->n > global_n - global_row0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "validation split: rows [%zu, %zu) lie outside "
+                         "the %zu rows of the whole set", global_row0, global_row0 + ds->n,
+                         global_n);
+    unsigned char *mask = calloc(ds->n > 0 ? ds->n : 1, 1);
+    if (!mask)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "validation split: out of memory for %zu rows",
+                         ds->n);
+    const size_t nval = draw_validation_rows(mask, global_row0, ds->n, global_n, fraction,
+                                             seed);
+    struct dataset *v = NULL;
+    int rc = dataset_alloc_rows(&v, nval, ds->d, ds->k, ds->labels != NULL, err);
+    if (rc != DMLP_OK) {
+        free(mask);
+        dmlp_error_prefix(err, "validation split");
+        return rc;
+    }
+    move_marked_rows(ds, mask, v);
     free(mask);
     *val = v;
     return DMLP_OK;

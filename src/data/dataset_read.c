@@ -154,12 +154,11 @@ static int features_open(hid_t file, const char *path, struct layout *lo,
     return DMLP_OK;
 }
 
-/* Validates the layout of an open file: which datasets exist, their types and shapes, and
- * the num_classes attribute. Only metadata is read, identically on every rank. */
-static int layout_open(hid_t file, const char *path, struct layout *lo, struct dmlp_error *err)
+/* Which answers the file holds: /features and exactly one of /labels (classification) and
+ * /targets (regression); sets lo->has_labels. */
+static int answers_kind(hid_t file, const char *path, struct layout *lo,
+                        struct dmlp_error *err)
 {
-    memset(lo, 0, sizeof *lo);
-    lo->fds = lo->yds = H5I_INVALID_HID;
     int has_l = 0, has_t = 0, rc;
     if ((rc = features_exist(file, path, err)) != DMLP_OK ||
         (rc = link_exists(file, path, "/labels", &has_l, err)) != DMLP_OK ||
@@ -171,13 +170,21 @@ static int layout_open(hid_t file, const char *path, struct layout *lo, struct d
     if (!has_l && !has_t)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: has neither /labels nor /targets; expected "
                          "exactly one", path);
+    lo->has_labels = has_l;
+    return DMLP_OK;
+}
+
+/* Opens /labels or /targets into lo (yds, ys, k, and num_classes when present): one row
+ * per row of /features, integer labels or at least one target column. On failure lo->yds
+ * may be open: layout_close closes it. */
+static int answers_open(hid_t file, const char *path, struct layout *lo,
+                        struct dmlp_error *err)
+{
+    const int has_l = lo->has_labels;
     const char *yname = has_l ? "/labels" : "/targets";
     struct h5util_info *ys = &lo->ys;
     size_t yn = 0;
-    lo->has_labels = has_l;
-    if ((rc = features_open(file, path, lo, err)) != DMLP_OK)
-        goto fail;
-
+    int rc;
     if (has_l)
         rc = h5util_open_dataset(file, path, "/labels", H5UTIL_INTEGER, "integer class labels",
                                  1, NULL, &lo->yds, ys, err);
@@ -185,30 +192,40 @@ static int layout_open(hid_t file, const char *path, struct layout *lo, struct d
         rc = h5util_open_dataset(file, path, "/targets", H5UTIL_FLOAT | H5UTIL_INTEGER,
                                  "float array", 2, NULL, &lo->yds, ys, err);
     if (rc != DMLP_OK)
-        goto fail;
-    if (!has_l && (to_size(ys->dims[1], &lo->k) || lo->k == 0)) {
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /targets: %llu columns; expected at "
-                       "least one", path, (unsigned long long)ys->dims[1]);
-        goto fail;
-    }
-    if (to_size(ys->dims[0], &yn) || yn != lo->n) {
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: %llu rows, but /features has %zu", path,
-                       yname, (unsigned long long)ys->dims[0], lo->n);
-        goto fail;
-    }
+        return rc;
+    if (!has_l && (to_size(ys->dims[1], &lo->k) || lo->k == 0))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /targets: %llu columns; expected at "
+                         "least one", path, (unsigned long long)ys->dims[1]);
+    if (to_size(ys->dims[0], &yn) || yn != lo->n)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: %llu rows, but /features has %zu", path,
+                         yname, (unsigned long long)ys->dims[0], lo->n);
     if (has_l) {
         /* num_classes: optional, a positive int32 scalar. */
         uint64_t nc = 0;
         if ((rc = h5util_read_uint_attr(file, path, "/labels", "num_classes", 1, INT32_MAX,
                                         &nc, &lo->has_nc, err)) != DMLP_OK)
-            goto fail;
+            return rc;
         lo->nc = (int64_t)nc;
+    }
+    return DMLP_OK;
+}
+
+/* Validates the layout of an open file: which datasets exist, their types and shapes, and
+ * the num_classes attribute. Only metadata is read, identically on every rank. */
+static int layout_open(hid_t file, const char *path, struct layout *lo, struct dmlp_error *err)
+{
+    memset(lo, 0, sizeof *lo);
+    lo->fds = lo->yds = H5I_INVALID_HID;
+    int rc = answers_kind(file, path, lo, err);
+    if (rc != DMLP_OK)
+        return rc;
+    if ((rc = features_open(file, path, lo, err)) != DMLP_OK ||
+        (rc = answers_open(file, path, lo, err)) != DMLP_OK) {
+        layout_close(lo);
+        return rc;
     }
     lo->filtered = is_filtered(lo->fds) || is_filtered(lo->yds);
     return DMLP_OK;
-fail:
-    layout_close(lo);
-    return rc;
 }
 
 /* Reads rows [row0, row0 + nrows) of a 1-D or 2-D dataset (cols columns) into buf with a

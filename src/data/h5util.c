@@ -625,6 +625,68 @@ static int source_exists(const char *path, const char *src)
     return access(dir, F_OK) == 0;
 }
 
+/* A virtual dataset is refused, naming its first source and whether that can be found. */
+static int refuse_virtual(hid_t dcpl, const char *path, const char *name,
+                          struct dmlp_error *err)
+{
+    size_t n = 0;
+    char src[PATH_MAX] = "?", sds[256] = "?";
+    if (H5Pget_virtual_count(dcpl, &n) >= 0 && n > 0) {
+        if (H5Pget_virtual_filename(dcpl, 0, src, sizeof src) < 0)
+            snprintf(src, sizeof src, "?");
+        if (H5Pget_virtual_dsetname(dcpl, 0, sds, sizeof sds) < 0)
+            snprintf(sds, sizeof sds, "?");
+    }
+    return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is a virtual dataset: its data is mapped "
+                     "from %zu source(s), the first dataset '%s' of '%s'%s; dmlp reads only "
+                     "data stored in the file itself (a missing source would read as fill "
+                     "values): make a self-contained copy with h5repack -l CONTI %s COPY.h5",
+                     path, name, n, sds, src, source_exists(path, src) ? "" : " (missing)",
+                     path);
+}
+
+/* A dataset kept in n_external external files is refused, naming the first. */
+static int refuse_external(hid_t dcpl, int n_external, const char *path, const char *name,
+                           struct dmlp_error *err)
+{
+    char file[PATH_MAX] = "?";
+    off_t off = 0;
+    hsize_t size = 0;
+    if (H5Pget_external(dcpl, 0, sizeof file, file, &off, &size) < 0)
+        snprintf(file, sizeof file, "?");
+    return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s keeps its data in %d external file(s), the "
+                     "first '%s'; dmlp reads only data stored in the file itself (an external "
+                     "file shorter than declared would read as zeros): copy it in with "
+                     "h5repack -l CONTI %s COPY.h5", path, name, n_external, file, path);
+}
+
+/* Filter i of the dataset's pipeline must be one this library can decode. */
+static int filter_decodable(hid_t dcpl, int i, const char *path, const char *name,
+                            struct dmlp_error *err)
+{
+    char why[256];
+    unsigned flags = 0, cd[16], config = 0, avail_config = 0;
+    size_t n_cd = sizeof cd / sizeof cd[0];
+    char fname[128] = "";
+    const H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &n_cd, cd, sizeof fname,
+                                           fname, &config);
+    if (id < 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: cannot read filter %d of its "
+                         "pipeline: %s", path, name, i, h5util_reason(why, sizeof why));
+    /* H5Zfilter_avail also tries the plugin directories. */
+    const htri_t avail = H5Zfilter_avail(id);
+    if (avail > 0 && H5Zget_filter_info(id, &avail_config) >= 0 &&
+        (avail_config & H5Z_FILTER_CONFIG_DECODE_ENABLED))
+        return DMLP_OK;
+    return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is stored through the HDF5 filter '%s' "
+                     "(id %d), which this HDF5 library cannot decode (%s): decompress it "
+                     "with h5repack -f NONE %s COPY.h5, or install the filter's plugin "
+                     "(HDF5_PLUGIN_PATH)", path, name,
+                     fname[0] ? fname : filter_known_name(id), (int)id,
+                     avail > 0 ? "its decoder is not built in" : "no plugin for it was found",
+                     path);
+}
+
 /* Where the dataset's bytes live, and whether this library can decode them. */
 static int storage_ok(hid_t dset, const char *path, const char *name, struct dmlp_error *err)
 {
@@ -637,58 +699,15 @@ static int storage_ok(hid_t dset, const char *path, const char *name, struct dml
     const H5D_layout_t layout = H5Pget_layout(dcpl);
     const int n_external = H5Pget_external_count(dcpl);
     const int n_filters = H5Pget_nfilters(dcpl);
-    if (layout == H5D_VIRTUAL) {
-        size_t n = 0;
-        char src[PATH_MAX] = "?", sds[256] = "?";
-        if (H5Pget_virtual_count(dcpl, &n) >= 0 && n > 0) {
-            if (H5Pget_virtual_filename(dcpl, 0, src, sizeof src) < 0)
-                snprintf(src, sizeof src, "?");
-            if (H5Pget_virtual_dsetname(dcpl, 0, sds, sizeof sds) < 0)
-                snprintf(sds, sizeof sds, "?");
-        }
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is a virtual dataset: its data is mapped "
-                       "from %zu source(s), the first dataset '%s' of '%s'%s; dmlp reads only "
-                       "data stored in the file itself (a missing source would read as fill values): make "
-                       "a self-contained copy with h5repack -l CONTI %s COPY.h5", path, name,
-                       n, sds, src, source_exists(path, src) ? "" : " (missing)", path);
-    } else if (layout < 0 || n_external < 0 || n_filters < 0) {
+    if (layout == H5D_VIRTUAL)
+        rc = refuse_virtual(dcpl, path, name, err);
+    else if (layout < 0 || n_external < 0 || n_filters < 0)
         rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: cannot read its storage properties: %s",
                        path, name, h5util_reason(why, sizeof why));
-    } else if (n_external > 0) {
-        char file[PATH_MAX] = "?";
-        off_t off = 0;
-        hsize_t size = 0;
-        if (H5Pget_external(dcpl, 0, sizeof file, file, &off, &size) < 0)
-            snprintf(file, sizeof file, "?");
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s keeps its data in %d external file(s), the "
-                       "first '%s'; dmlp reads only data stored in the file itself (an external "
-                       "file shorter than declared would read as zeros): copy it in with "
-                       "h5repack -l CONTI %s COPY.h5", path, name, n_external, file, path);
-    }
-    for (int i = 0; rc == DMLP_OK && i < n_filters; i++) {
-        unsigned flags = 0, cd[16], config = 0, avail_config = 0;
-        size_t n_cd = sizeof cd / sizeof cd[0];
-        char fname[128] = "";
-        const H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &n_cd, cd,
-                                               sizeof fname, fname, &config);
-        if (id < 0) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: cannot read filter %d of its "
-                           "pipeline: %s", path, name, i, h5util_reason(why, sizeof why));
-            break;
-        }
-        /* H5Zfilter_avail also tries the plugin directories. */
-        const htri_t avail = H5Zfilter_avail(id);
-        if (avail > 0 && H5Zget_filter_info(id, &avail_config) >= 0 &&
-            (avail_config & H5Z_FILTER_CONFIG_DECODE_ENABLED))
-            continue;
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is stored through the HDF5 filter '%s' "
-                       "(id %d), which this HDF5 library cannot decode (%s): decompress it "
-                       "with h5repack -f NONE %s COPY.h5, or install the filter's plugin "
-                       "(HDF5_PLUGIN_PATH)", path, name,
-                       fname[0] ? fname : filter_known_name(id), (int)id,
-                       avail > 0 ? "its decoder is not built in" : "no plugin for it was found",
-                       path);
-    }
+    else if (n_external > 0)
+        rc = refuse_external(dcpl, n_external, path, name, err);
+    for (int i = 0; rc == DMLP_OK && i < n_filters; i++)
+        rc = filter_decodable(dcpl, i, path, name, err);
     H5Pclose(dcpl);
     return rc;
 }

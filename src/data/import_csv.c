@@ -147,9 +147,9 @@ static int find_column(const struct csv_import *im, const char *option, const ch
     return DMLP_OK;
 }
 
-static int csv_header(struct csv_import *im, const struct csv_record *rec,
-                      const char *label_column, const char *target_columns,
-                      struct dmlp_error *err)
+/* The header's column names, trimmed, and the per-column role and slot arrays. */
+static int read_column_names(struct csv_import *im, const struct csv_record *rec,
+                             struct dmlp_error *err)
 {
     im->n_cols = rec->n_fields;
     im->header = calloc(im->n_cols, sizeof *im->header);
@@ -160,43 +160,63 @@ static int csv_header(struct csv_import *im, const struct csv_record *rec,
     for (size_t i = 0; i < im->n_cols; i++)
         if (!(im->header[i] = strdup(trim(rec->fields[i]))))
             return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", im->path);
+    return DMLP_OK;
+}
 
+/* One name of --target-columns (the whole list is target_columns, for messages) becomes
+ * the next /targets column. */
+static int add_target_column(struct csv_import *im, const char *target_columns,
+                             const char *name, struct dmlp_error *err)
+{
+    size_t col = 0;
     int rc;
+    if (!*name)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: --target-columns %s: empty column name in "
+                         "the list", im->path, target_columns);
+    if ((rc = find_column(im, "--target-columns", name, &col, err)) != DMLP_OK)
+        return rc;
+    if (im->role[col] == CSV_TARGET)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: --target-columns %s: column %s is listed "
+                         "twice", im->path, target_columns, name);
+    im->role[col] = CSV_TARGET;
+    im->slot[col] = im->k_targets++;
+    return DMLP_OK;
+}
+
+/* Each listed name, in the order given, becomes the next /targets column. */
+static int mark_target_columns(struct csv_import *im, const char *target_columns,
+                               struct dmlp_error *err)
+{
+    char *list = strdup(target_columns);
+    if (!list)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", im->path);
+    int rc;
+    for (char *p = list;;) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        rc = add_target_column(im, target_columns, trim(p), err);
+        if (rc != DMLP_OK || !comma)
+            break;
+        p = comma + 1;
+    }
+    free(list);
+    return rc;
+}
+
+static int csv_header(struct csv_import *im, const struct csv_record *rec,
+                      const char *label_column, const char *target_columns,
+                      struct dmlp_error *err)
+{
+    int rc = read_column_names(im, rec, err);
+    if (rc)
+        return rc;
     if (label_column) {
         if ((rc = find_column(im, "--label-column", label_column, &im->label_col, err)))
             return rc;
         im->role[im->label_col] = CSV_LABEL;
-    } else {
-        /* Each listed name, in the order given, becomes the next /targets column. */
-        char *list = strdup(target_columns);
-        if (!list)
-            return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", im->path);
-        rc = DMLP_OK;
-        char *p = list;
-        for (;;) {
-            char *comma = strchr(p, ',');
-            if (comma)
-                *comma = '\0';
-            char *name = trim(p);
-            size_t col = 0;
-            if (!*name)
-                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: --target-columns %s: empty column "
-                               "name in the list", im->path, target_columns);
-            else if ((rc = find_column(im, "--target-columns", name, &col, err)) == DMLP_OK &&
-                     im->role[col] == CSV_TARGET)
-                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: --target-columns %s: column %s is "
-                               "listed twice", im->path, target_columns, name);
-            if (rc != DMLP_OK)
-                break;
-            im->role[col] = CSV_TARGET;
-            im->slot[col] = im->k_targets++;
-            if (!comma)
-                break;
-            p = comma + 1;
-        }
-        free(list);
-        if (rc != DMLP_OK)
-            return rc;
+    } else if ((rc = mark_target_columns(im, target_columns, err))) {
+        return rc;
     }
     for (size_t i = 0; i < im->n_cols; i++)
         if (im->role[i] == CSV_FEATURE)

@@ -35,9 +35,10 @@ static void read_holder(int fd, char *out, size_t cap)
     out[strcspn(out, "\n")] = '\0';
 }
 
-int rundir_open(struct rundir **out, const char *dir, FILE *log, struct dmlp_error *err)
+/* dir exists (created when missing), is a directory, and its path leaves room for the
+ * names written into it. */
+static int make_dir(const char *dir, struct dmlp_error *err)
 {
-    *out = NULL;
     if (strlen(dir) + 1 + NAME_ROOM >= PATH_MAX)
         return fail_dir(err, dir, "the path is too long for the checkpoint files in it", 0);
     if (dmlp_mkdir_p(dir))
@@ -49,28 +50,34 @@ int rundir_open(struct rundir **out, const char *dir, FILE *log, struct dmlp_err
         return fail_dir(err, dir, "cannot be read", errno);
     if (!S_ISDIR(st.st_mode))
         return fail_dir(err, dir, "is a file, not a directory", 0);
+    return DMLP_OK;
+}
 
-    char lock[PATH_MAX], probe[PATH_MAX];
-    snprintf(lock, sizeof lock, "%s/%s", dir, LOCK_NAME);
+/* Creating a file is what every save does: try it now (root passes permission checks, so
+ * only a real creation tells a read-only file system apart). */
+static int probe_create(const char *dir, struct dmlp_error *err)
+{
+    char probe[PATH_MAX];
     snprintf(probe, sizeof probe, "%s/.dmlp.probe.%ld", dir, (long)getpid());
-    /* Creating a file is what every save does: try it now (root passes permission checks,
-     * so only a real creation tells a read-only file system apart). */
     const int pfd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (pfd < 0)
         return fail_dir(err, dir, "cannot create files in it", errno);
     close(pfd);
     unlink(probe);
-    const int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return fail_dir(err, dir, "cannot create its lock file", errno);
+    return DMLP_OK;
+}
 
+/* Locks the lock file fd (named lock); refuses a directory another training holds. A file
+ * system without locks, or a lock left by a training that died, only gets a line in log. */
+static int take_lock(int fd, const char *dir, const char *lock, FILE *log,
+                     struct dmlp_error *err)
+{
     char holder[256];
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     if (fcntl(fd, F_SETLK, &fl)) {
         const int e = errno;
         if (e == EACCES || e == EAGAIN) {
             read_holder(fd, holder, sizeof holder);
-            close(fd);
             return dmlp_fail(err, DMLP_ERR_INPUT, "checkpoint.dir %s is in use by another "
                              "training (%s; lock %s): wait for it to end, or give this run "
                              "another checkpoint.dir", dir,
@@ -86,7 +93,13 @@ int rundir_open(struct rundir **out, const char *dir, FILE *log, struct dmlp_err
             fprintf(log, "checkpoint.dir %s: took over the lock of a training that ended "
                     "without releasing it (%s)\n", dir, holder);
     }
+    return DMLP_OK;
+}
 
+/* Writes "host H, pid P, since T" into the lock file, for the next run to report; -1 with
+ * errno on a failed write. */
+static int write_holder(int fd)
+{
     char host[256] = "unknown", when[32] = "";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
@@ -97,16 +110,31 @@ int rundir_open(struct rundir **out, const char *dir, FILE *log, struct dmlp_err
     char line[512];
     const int len = snprintf(line, sizeof line, "host %s, pid %ld, since %s\n", host,
                              (long)getpid(), when);
-    if (ftruncate(fd, 0) || pwrite(fd, line, (size_t)len, 0) != len) {
-        const int e = errno;
-        close(fd);
-        return fail_dir(err, dir, "cannot write its lock file", e);
-    }
+    return ftruncate(fd, 0) || pwrite(fd, line, (size_t)len, 0) != len ? -1 : 0;
+}
 
-    struct rundir *rd = malloc(sizeof *rd);
-    if (!rd) {
+int rundir_open(struct rundir **out, const char *dir, FILE *log, struct dmlp_error *err)
+{
+    *out = NULL;
+    int rc = make_dir(dir, err);
+    if (!rc)
+        rc = probe_create(dir, err);
+    if (rc)
+        return rc;
+    char lock[PATH_MAX];
+    snprintf(lock, sizeof lock, "%s/%s", dir, LOCK_NAME);
+    const int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return fail_dir(err, dir, "cannot create its lock file", errno);
+    rc = take_lock(fd, dir, lock, log, err);
+    if (!rc && write_holder(fd))
+        rc = fail_dir(err, dir, "cannot write its lock file", errno);
+    struct rundir *rd = rc ? NULL : malloc(sizeof *rd);
+    if (!rc && !rd)
+        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+    if (rc) {
         close(fd);
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+        return rc;
     }
     rd->fd = fd;
     *out = rd;

@@ -6,10 +6,11 @@
 
 #include "nn/kernels.h"
 
-int model_create(struct model **out, size_t in_dim, const struct config_layer *layers,
-                 size_t n_layers, enum dmlp_loss loss, struct dmlp_error *err)
+/* The network's shape rules: at least one layer and one input, no empty layer, softmax on
+ * the output layer only, and cross_entropy exactly with a softmax output. */
+static int check_network(size_t in_dim, const struct config_layer *layers, size_t n_layers,
+                         enum dmlp_loss loss, struct dmlp_error *err)
 {
-    *out = NULL;
     if (n_layers == 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "model: no layers");
     if (in_dim == 0)
@@ -28,16 +29,16 @@ int model_create(struct model **out, size_t in_dim, const struct config_layer *l
                          "loss: cross_entropy goes with a softmax output layer and only with it "
                          "(output is %s, loss is %s)",
                          dmlp_activation_name(last), dmlp_loss_name(loss));
+    return DMLP_OK;
+}
 
-    struct model *m = calloc(1, sizeof *m);
-    if (!m || !(m->layers = calloc(n_layers, sizeof *m->layers))) {
-        free(m);
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "model: out of memory");
-    }
-    m->n_layers = n_layers;
-    m->loss = loss;
+/* Each layer's shape and offset in the flat buffer (weights, then bias, each padded to 16
+ * floats); m->n_params the total. */
+static int lay_out_params(struct model *m, size_t in_dim, const struct config_layer *layers,
+                          struct dmlp_error *err)
+{
     size_t off = 0, prev = in_dim;
-    for (size_t l = 0; l < n_layers; l++) {
+    for (size_t l = 0; l < m->n_layers; l++) {
         struct model_layer *L = &m->layers[l];
         L->in = prev;
         L->out = layers[l].units;
@@ -45,44 +46,72 @@ int model_create(struct model **out, size_t in_dim, const struct config_layer *l
         L->offset = off;
         size_t nw, tot;
         if (dmlp_mul_size(&nw, L->out, L->in) || dmlp_add_size(&tot, dmlp_pad16(nw), L->out) ||
-            dmlp_add_size(&off, off, dmlp_pad16(tot)) || off > SIZE_MAX / sizeof(float)) {
-            const size_t out_l = L->out, in_l = L->in; /* L dies with m */
-            model_free(&m);
+            dmlp_add_size(&off, off, dmlp_pad16(tot)) || off > SIZE_MAX / sizeof(float))
             return dmlp_fail(err, DMLP_ERR_INPUT,
                              "model.layers[%zu]: %zu x %zu weights overflow the address space",
-                             l, out_l, in_l);
-        }
+                             l, L->out, L->in);
         prev = L->out;
     }
-    /* Parameters and gradients must fit in memory (optimizer state comes on top). */
+    m->n_params = off;
+    return DMLP_OK;
+}
+
+/* Parameters and gradients must fit in memory (optimizer state comes on top); the message
+ * names the widest layer. */
+static int check_params_fit(const struct model *m, struct dmlp_error *err)
+{
+    const size_t off = m->n_params;
     size_t need, widest = 0;
-    for (size_t l = 1; l < n_layers; l++)
+    for (size_t l = 1; l < m->n_layers; l++)
         if ((double)m->layers[l].out * (double)m->layers[l].in >
             (double)m->layers[widest].out * (double)m->layers[widest].in)
             widest = l;
-    if (dmlp_mul_size(&need, off, 2 * sizeof(float)) || need > dmlp_phys_mem()) {
-        const size_t out_w = m->layers[widest].out, in_w = m->layers[widest].in;
-        model_free(&m);
+    if (dmlp_mul_size(&need, off, 2 * sizeof(float)) || need > dmlp_phys_mem())
         return dmlp_fail(err, DMLP_ERR_INPUT,
                          "model.layers[%zu]: %zu units x %zu inputs: the network's %zu "
                          "parameters need %zu bytes (parameters and gradients), more than "
-                         "this machine's %zu bytes of memory", widest, out_w, in_w, off,
-                         need, dmlp_phys_mem());
-    }
-    m->n_params = off;
+                         "this machine's %zu bytes of memory", widest, m->layers[widest].out,
+                         m->layers[widest].in, off, need, dmlp_phys_mem());
+    return DMLP_OK;
+}
+
+/* The flat parameter and gradient buffers, and every layer's views into them. */
+static int alloc_params(struct model *m, struct dmlp_error *err)
+{
+    const size_t off = m->n_params;
     m->params = dmlp_alloc_aligned(off * sizeof(float));
     m->grads = dmlp_alloc_aligned((off + MODEL_CONTROL_SLOTS) * sizeof(float));
-    if (!m->params || !m->grads) {
-        model_free(&m);
+    if (!m->params || !m->grads)
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "model: cannot allocate %zu parameters", off);
-    }
-    for (size_t l = 0; l < n_layers; l++) {
+    for (size_t l = 0; l < m->n_layers; l++) {
         struct model_layer *L = &m->layers[l];
         const size_t boff = L->offset + dmlp_pad16(L->out * L->in);
         L->W = m->params + L->offset;
         L->b = m->params + boff;
         L->dW = m->grads + L->offset;
         L->db = m->grads + boff;
+    }
+    return DMLP_OK;
+}
+
+int model_create(struct model **out, size_t in_dim, const struct config_layer *layers,
+                 size_t n_layers, enum dmlp_loss loss, struct dmlp_error *err)
+{
+    *out = NULL;
+    int rc = check_network(in_dim, layers, n_layers, loss, err);
+    if (rc)
+        return rc;
+    struct model *m = calloc(1, sizeof *m);
+    if (!m || !(m->layers = calloc(n_layers, sizeof *m->layers))) {
+        free(m);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "model: out of memory");
+    }
+    m->n_layers = n_layers;
+    m->loss = loss;
+    if ((rc = lay_out_params(m, in_dim, layers, err)) || (rc = check_params_fit(m, err)) ||
+        (rc = alloc_params(m, err))) {
+        model_free(&m);
+        return rc;
     }
     *out = m;
     return DMLP_OK;
@@ -131,12 +160,13 @@ void model_init_params(struct model *m, enum dmlp_init init, struct rng *r)
     }
 }
 
-int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err)
+/* The workspace a batch of max_batch rows needs, in floats: the kernels' packing scratch,
+ * G0 and G1 (gsz each), and A per layer; *bytes the total. -1 when a size overflows. */
+static int workspace_size(const struct model *m, size_t max_batch, size_t *scratch,
+                          size_t *gsz, size_t *bytes)
 {
-    if (max_batch <= m->max_batch)
-        return DMLP_OK;
-    free_workspace(m);
-    size_t widest = 0, scratch = 0;
+    size_t widest = 0;
+    *scratch = 0;
     for (size_t l = 0; l < m->n_layers; l++) {
         const struct model_layer *L = &m->layers[l];
         widest = L->out > widest ? L->out : widest;
@@ -144,26 +174,27 @@ int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err)
         size_t a, b;
         if (dmlp_mul_size(&a, L->out, L->in) || dmlp_mul_size(&b, max_batch, L->out) ||
             dmlp_mul_size(&a, max_batch, L->in))
-            goto overflow;
+            return -1;
         /* The kernels' packing scratch: at most max(batch, out) × 256 floats, so within
          * the products just checked. */
         const size_t ws = kernel_workspace_floats(max_batch, L->in, L->out);
-        scratch = ws > scratch ? ws : scratch;
+        *scratch = ws > *scratch ? ws : *scratch;
     }
     /* Total workspace: scratch, G0, G1, and A per layer, all in floats. */
-    size_t gsz, floats, zsum = 0, bytes;
+    size_t floats, zsum = 0;
     for (size_t l = 0; l < m->n_layers; l++)
         if (dmlp_add_size(&zsum, zsum, m->layers[l].out))
-            goto overflow;
-    if (dmlp_mul_size(&gsz, max_batch, widest) || dmlp_mul_size(&zsum, zsum, max_batch) ||
-        dmlp_mul_size(&floats, gsz, 2) || dmlp_add_size(&floats, floats, scratch) ||
-        dmlp_add_size(&floats, floats, zsum) ||
-        dmlp_mul_size(&bytes, floats, sizeof(float)))
-        goto overflow;
-    if (bytes > dmlp_phys_mem())
-        return dmlp_fail(err, DMLP_ERR_INPUT, "model: a batch of %zu rows needs %zu bytes of "
-                         "workspace, more than this machine's %zu bytes of memory (lower "
-                         "training.batch_size)", max_batch, bytes, dmlp_phys_mem());
+            return -1;
+    if (dmlp_mul_size(gsz, max_batch, widest) || dmlp_mul_size(&zsum, zsum, max_batch) ||
+        dmlp_mul_size(&floats, *gsz, 2) || dmlp_add_size(&floats, floats, *scratch) ||
+        dmlp_add_size(&floats, floats, zsum) || dmlp_mul_size(bytes, floats, sizeof(float)))
+        return -1;
+    return 0;
+}
+
+/* Allocates the workspace workspace_size measured; 0 when every allocation succeeded. */
+static int alloc_workspace(struct model *m, size_t max_batch, size_t scratch, size_t gsz)
+{
     m->scratch = dmlp_alloc_aligned(scratch * sizeof(float));
     m->G0 = dmlp_alloc_aligned(gsz * sizeof(float));
     m->G1 = dmlp_alloc_aligned(gsz * sizeof(float));
@@ -173,16 +204,29 @@ int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err)
         L->A = dmlp_alloc_aligned(max_batch * L->out * sizeof(float));
         ok = L->A != NULL;
     }
-    if (!ok) {
+    return ok ? 0 : -1;
+}
+
+int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err)
+{
+    if (max_batch <= m->max_batch)
+        return DMLP_OK;
+    free_workspace(m);
+    size_t scratch, gsz, bytes;
+    if (workspace_size(m, max_batch, &scratch, &gsz, &bytes))
+        return dmlp_fail(err, DMLP_ERR_INPUT,
+                         "model: a batch of %zu rows overflows the workspace size", max_batch);
+    if (bytes > dmlp_phys_mem())
+        return dmlp_fail(err, DMLP_ERR_INPUT, "model: a batch of %zu rows needs %zu bytes of "
+                         "workspace, more than this machine's %zu bytes of memory (lower "
+                         "training.batch_size)", max_batch, bytes, dmlp_phys_mem());
+    if (alloc_workspace(m, max_batch, scratch, gsz)) {
         free_workspace(m);
         return dmlp_fail(err, DMLP_ERR_RUNTIME,
                          "model: cannot allocate the workspace for a batch of %zu", max_batch);
     }
     m->max_batch = max_batch;
     return DMLP_OK;
-overflow:
-    return dmlp_fail(err, DMLP_ERR_INPUT,
-                     "model: a batch of %zu rows overflows the workspace size", max_batch);
 }
 
 int model_set_normalization(struct model *m, const float *mean, const float *std,

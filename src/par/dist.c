@@ -185,6 +185,45 @@ void dist_sum_create(struct dist_sum **out, const struct dist *d, size_t capacit
     *out = s;
 }
 
+/* Adds the node's k copies of [lo, hi) (this rank's own from buf, the others' from the
+ * window at offset off) in node-rank order. The slice's total goes where the other ranks
+ * read it, [lo, hi) of this rank's buffer, and (on one node) into buf, from a block that
+ * stays in L1. */
+static inline void sum_own_slice(const struct dist_sum *s, float *buf, size_t off, size_t lo,
+                                 size_t hi)
+{
+    const int k = s->node_size, me = s->node_rank;
+    float *restrict total = s->peer[me] + off + lo;
+    float block[SUM_BLOCK];
+    void (*add)(float *restrict, const float *restrict, size_t) = kernel_vec()->add;
+    for (size_t b = lo; b < hi; b += SUM_BLOCK) {
+        const size_t m = hi - b < SUM_BLOCK ? hi - b : SUM_BLOCK;
+        for (int q = 0; q < k; q++) { /* node-rank order, the same for every element */
+            const float *restrict in = q == me ? buf + b : s->peer[q] + off + b;
+            if (q == 0)
+                memcpy(block, in, m * sizeof(float));
+            else
+                add(block, in, m);
+        }
+        memcpy(total + (b - lo), block, m * sizeof(float));
+        if (s->nodes == 1)
+            memcpy(buf + b, block, m * sizeof(float));
+    }
+}
+
+/* Copies into buf the totals of the slices the other node ranks summed. */
+static inline void take_others_totals(const struct dist_sum *s, float *buf, size_t n,
+                                      size_t off)
+{
+    const int k = s->node_size, me = s->node_rank;
+    for (int q = 0; q < k; q++) {
+        if (q == me)
+            continue;
+        const size_t a = sum_bound(n, q, k), b = sum_bound(n, q + 1, k);
+        memcpy(buf + a, s->peer[q] + off + a, (b - a) * sizeof(float));
+    }
+}
+
 double dist_sum_float(struct dist_sum *s, float *buf, size_t n)
 {
     if (s->node == MPI_COMM_NULL) {
@@ -206,38 +245,16 @@ double dist_sum_float(struct dist_sum *s, float *buf, size_t n)
     MPI_Barrier(s->node); /* every copy is in */
     const double waited = MPI_Wtime() - t_wait;
     MPI_Win_sync(s->win);
-    /* The slice's total goes where the other ranks read it, [lo, hi) of this rank's
-     * buffer, and (on one node) into buf, from a block that stays in L1. */
-    float *restrict total = mine + lo;
-    float block[SUM_BLOCK];
-    void (*add)(float *restrict, const float *restrict, size_t) = kernel_vec()->add;
-    for (size_t b = lo; b < hi; b += SUM_BLOCK) {
-        const size_t m = hi - b < SUM_BLOCK ? hi - b : SUM_BLOCK;
-        for (int q = 0; q < k; q++) { /* node-rank order, the same for every element */
-            const float *restrict in = q == me ? buf + b : s->peer[q] + off + b;
-            if (q == 0)
-                memcpy(block, in, m * sizeof(float));
-            else
-                add(block, in, m);
-        }
-        memcpy(total + (b - lo), block, m * sizeof(float));
-        if (s->nodes == 1)
-            memcpy(buf + b, block, m * sizeof(float));
-    }
+    sum_own_slice(s, buf, off, lo, hi);
     if (s->nodes > 1) {
-        allreduce_sum(&(struct dist){.comm = s->cross}, total, hi - lo, MPI_FLOAT,
+        allreduce_sum(&(struct dist){.comm = s->cross}, mine + lo, hi - lo, MPI_FLOAT,
                       sizeof(float));
-        memcpy(buf + lo, total, (hi - lo) * sizeof(float));
+        memcpy(buf + lo, mine + lo, (hi - lo) * sizeof(float));
     }
     MPI_Win_sync(s->win);
     MPI_Barrier(s->node); /* every slice's total is in */
     MPI_Win_sync(s->win);
-    for (int q = 0; q < k; q++) {
-        if (q == me)
-            continue;
-        const size_t a = sum_bound(n, q, k), b = sum_bound(n, q + 1, k);
-        memcpy(buf + a, s->peer[q] + off + a, (b - a) * sizeof(float));
-    }
+    take_others_totals(s, buf, n, off);
     s->flip ^= 1;
     return waited;
 }

@@ -39,7 +39,9 @@ struct placement {
     int32_t threads, bound, cores;
 };
 
-static void report_placement(const struct dist *d, FILE *log, int verbose)
+/* Gathers every rank's placement to rank 0, which gets the array (malloc'd; NULL on the
+ * other ranks, and on rank 0 without memory, which then skips the report). Collective. */
+static struct placement *gather_placements(const struct dist *d, FILE *log)
 {
     struct placement me = {.threads = omp_get_max_threads(), .cores = dmlp_cores_online()};
     dist_hostname(me.host, sizeof me.host);
@@ -53,47 +55,68 @@ static void report_placement(const struct dist *d, FILE *log, int verbose)
     struct placement scratch;
     dist_gather_bytes(d, &me, sizeof me, rank == 0 ? (all ? (void *)all : (void *)&scratch)
                                                    : NULL, 0);
-    if (rank != 0 || !all || !log) {
+    return all;
+}
+
+/* The ranks on rank i's host, from i on: each one's cores when verbose (the first 16), and
+ * a warning for each that runs more threads than it may use cores. */
+static void report_host_ranks(FILE *log, const struct placement *all, int n, int i,
+                              int verbose)
+{
+    const char *host = all[i].host;
+    int shown = 0;
+    for (int j = i; j < n; j++) {
+        if (j != i && strcmp(all[j].host, host))
+            continue;
+        if (verbose && shown++ < 16)
+            fprintf(log, "  rank %d: %d thread%s, may run on cores %s\n", j,
+                    all[j].threads, all[j].threads > 1 ? "s" : "", all[j].cpus);
+        if (all[j].threads > all[j].bound && all[j].bound > 0)
+            fprintf(log, "warning: rank %d runs %d threads on %d core%s (%s): bind it to "
+                    "more cores (mpirun --map-by slot:PE=%d, or --bind-to none)\n", j,
+                    all[j].threads, all[j].bound, all[j].bound > 1 ? "s" : "",
+                    all[j].cpus, all[j].threads);
+    }
+    if (verbose && shown > 16)
+        fprintf(log, "  (%d more ranks)\n", shown - 16);
+}
+
+/* Rank i's host: its ranks and threads, each rank (report_host_ranks), and a warning when
+ * it runs more threads than it has cores. Then its entries are emptied, so that the host
+ * is reported once. */
+static void report_host(FILE *log, struct placement *all, int n, int i, int verbose)
+{
+    int ranks = 0, threads = 0;
+    for (int j = i; j < n; j++)
+        if (!strcmp(all[j].host, all[i].host)) {
+            ranks++;
+            threads += all[j].threads;
+        }
+    fprintf(log, "host %s: %d rank%s, %d thread%s in all, %d cores online\n", all[i].host,
+            ranks, ranks > 1 ? "s" : "", threads, threads > 1 ? "s" : "", all[i].cores);
+    report_host_ranks(log, all, n, i, verbose);
+    if (threads > all[i].cores)
+        fprintf(log, "warning: host %s runs %d ranks x threads = %d threads on %d cores: "
+                "oversubscribed, expect a slow run (lower OMP_NUM_THREADS or the ranks "
+                "per host)\n", all[i].host, ranks, threads, all[i].cores);
+    char mark[64];
+    snprintf(mark, sizeof mark, "%s", all[i].host);
+    for (int j = i; j < n; j++)
+        if (!strcmp(all[j].host, mark))
+            all[j].host[0] = '\0';
+}
+
+static void report_placement(const struct dist *d, FILE *log, int verbose)
+{
+    struct placement *all = gather_placements(d, log);
+    if (dist_rank(d) != 0 || !all || !log) {
         free(all);
         return;
     }
-    for (int i = 0; i < n; i++) {
-        if (!all[i].host[0])
-            continue; /* already reported with its host */
-        int ranks = 0, threads = 0;
-        for (int j = i; j < n; j++)
-            if (!strcmp(all[j].host, all[i].host)) {
-                ranks++;
-                threads += all[j].threads;
-            }
-        fprintf(log, "host %s: %d rank%s, %d thread%s in all, %d cores online\n", all[i].host,
-                ranks, ranks > 1 ? "s" : "", threads, threads > 1 ? "s" : "", all[i].cores);
-        const char *host = all[i].host;
-        int shown = 0;
-        for (int j = i; j < n; j++) {
-            if (j != i && strcmp(all[j].host, host))
-                continue;
-            if (verbose && shown++ < 16)
-                fprintf(log, "  rank %d: %d thread%s, may run on cores %s\n", j,
-                        all[j].threads, all[j].threads > 1 ? "s" : "", all[j].cpus);
-            if (all[j].threads > all[j].bound && all[j].bound > 0)
-                fprintf(log, "warning: rank %d runs %d threads on %d core%s (%s): bind it to "
-                        "more cores (mpirun --map-by slot:PE=%d, or --bind-to none)\n", j,
-                        all[j].threads, all[j].bound, all[j].bound > 1 ? "s" : "",
-                        all[j].cpus, all[j].threads);
-        }
-        if (verbose && shown > 16)
-            fprintf(log, "  (%d more ranks)\n", shown - 16);
-        if (threads > all[i].cores)
-            fprintf(log, "warning: host %s runs %d ranks x threads = %d threads on %d cores: "
-                    "oversubscribed, expect a slow run (lower OMP_NUM_THREADS or the ranks "
-                    "per host)\n", host, ranks, threads, all[i].cores);
-        char mark[64];
-        snprintf(mark, sizeof mark, "%s", host);
-        for (int j = i; j < n; j++)
-            if (!strcmp(all[j].host, mark))
-                all[j].host[0] = '\0';
-    }
+    const int n = dist_size(d);
+    for (int i = 0; i < n; i++)
+        if (all[i].host[0]) /* else already reported with its host */
+            report_host(log, all, n, i, verbose);
     fflush(log);
     free(all);
 }
