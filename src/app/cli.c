@@ -9,6 +9,7 @@
 #include "data/checkpoint.h"
 #include "app/config.h"
 #include "data/dataset.h"
+#include "data/onnx.h"
 #include "par/dist.h"
 #include "nn/kernels.h"
 #include "run/metrics.h"
@@ -31,6 +32,7 @@ static const char USAGE[] =
     "  import idx --images PATH --labels PATH --output PATH\n"
     "  import csv PATH --label-column NAME|--target-columns A,B --output PATH\n"
     "  inspect PATH                     (a checkpoint or a dataset)\n"
+    "  export onnx --checkpoint PATH --output PATH\n"
     "  help config                      every config key: type, range, default, meaning\n"
     "  --version\n"
     "\n"
@@ -126,6 +128,18 @@ static const char INSPECT_HELP[] =
     "\n"
     "example:\n"
     "  dmlp inspect runs/fashion_mnist/latest.h5\n";
+
+static const char EXPORT_HELP[] =
+    "usage: dmlp export onnx --checkpoint PATH --output PATH\n"
+    "\n"
+    "Writes a checkpoint's network as an ONNX model (opset 13) for other runtimes (ONNX\n"
+    "Runtime, OpenCV's dnn, TensorRT, ...): input x [N, inputs] float32, output\n"
+    "y [N, outputs]. The input standardisation becomes Sub and Div nodes, each layer a\n"
+    "Gemm and its activation; a classifier ends in Softmax, so y holds probabilities.\n"
+    "Written by rank 0 to a temporary name and renamed into place.\n"
+    "\n"
+    "example:\n"
+    "  dmlp export onnx --checkpoint runs/fashion_mnist/best.h5 --output fashion.onnx\n";
 
 static int is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
 
@@ -591,6 +605,45 @@ static int agree_on_kernel(struct ctx *c)
     return finish(c, &e);
 }
 
+/* export onnx: rank 0 writes the file; every rank learns how it went. */
+static int cmd_export(struct ctx *c, int argc, char **argv)
+{
+    if (argc < 1 || is_help(argv[0])) {
+        if (argc < 1)
+            return usage_error(c, EXPORT_HELP, "%s", "export: which format? (onnx)");
+        if (c->rank == 0)
+            fputs(EXPORT_HELP, c->out);
+        return DMLP_OK;
+    }
+    if (strcmp(argv[0], "onnx"))
+        return usage_error(c, EXPORT_HELP, "export: unknown format '%s' (onnx)", argv[0]);
+    const char *ckpt = NULL, *output = NULL;
+    struct dmlp_error e = {0};
+    for (int i = 1; i < argc && !e.code; i++) {
+        if (take_value(argc, argv, &i, "--checkpoint", &ckpt, &e) ||
+            take_value(argc, argv, &i, "--output", &output, &e)) {
+        } else {
+            return usage_error(c, EXPORT_HELP, "export: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (e.code)
+        return usage_error(c, EXPORT_HELP, "export: %s", e.msg);
+    if (!ckpt || !output)
+        return usage_error(c, EXPORT_HELP, "export: %s",
+                           "--checkpoint and --output are required");
+    struct model *m = NULL;
+    const char *inputs[] = {ckpt};
+    if (check_output(output, inputs, 1, &e) == DMLP_OK)
+        load_network(ckpt, &m, &e);
+    int code = finish(c, &e);
+    if (!code && c->rank == 0)
+        onnx_export(m, output, ckpt, &e);
+    if (!code && !(code = finish(c, &e)) && c->rank == 0)
+        fprintf(c->errout, "exported %s -> %s (ONNX, opset 13)\n", ckpt, output);
+    model_free(&m);
+    return code;
+}
+
 /* Runs the command argv[1] names (help and --version included). */
 static int run_command(struct ctx *c, int argc, char **argv)
 {
@@ -622,6 +675,8 @@ static int run_command(struct ctx *c, int argc, char **argv)
         return cmd_import(c, argc - 2, argv + 2);
     if (!strcmp(cmd, "inspect"))
         return cmd_inspect(c, argc - 2, argv + 2);
+    if (!strcmp(cmd, "export"))
+        return cmd_export(c, argc - 2, argv + 2);
     return usage_error(c, USAGE, "unknown command '%s'", cmd);
 }
 

@@ -99,7 +99,7 @@ expect_refused() { # what, then the arguments of dmlp export
 expect_refused "nothere.h5" onnx --checkpoint nothere.h5 --output x.onnx
 expect_refused "fm.h5" onnx --checkpoint fm.h5 --output x.onnx
 expect_refused "--output" onnx --checkpoint run-fm/latest.h5
-expect_refused "refusing to overwrite" onnx --checkpoint run-fm/latest.h5 --output run-fm/latest.h5
+expect_refused "destroy the input" onnx --checkpoint run-fm/latest.h5 --output run-fm/latest.h5
 expect_refused "tflite" tflite --checkpoint run-fm/latest.h5 --output x.onnx
 expect_refused "no-such-dir" onnx --checkpoint run-fm/latest.h5 --output no-such-dir/x.onnx
 [[ ! -e x.onnx ]] || fail "a refused export left x.onnx"
