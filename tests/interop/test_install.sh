@@ -199,4 +199,39 @@ else
   echo "no Fortran compiler at build time: the Fortran module was not built"
 fi
 
-echo "PASSED: install, interface-only exports, find_package(dmlp) and pkg-config consumers, C and Fortran inference"
+echo "== README's examples (Using a trained network in your code), built and run"
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+example() { # the README code block after <!-- example: $1 -->
+  awk -v tag="<!-- example: $1 -->" '
+    $0 == tag { want = 1; next }
+    want && /^```/ { if (inside) exit; inside = 1; next }
+    inside { print }' "$ROOT/README.md"
+}
+CKPT=$WORK/run-shared/latest.h5
+example c > "$WORK/app/example.c"
+example python > "$WORK/app/example.py"
+[[ -s $WORK/app/example.c && -s $WORK/app/example.py ]] || fail "README's examples not found"
+# shellcheck disable=SC2046
+cc -std=c11 -fopenmp -Wall -Wextra -Werror -o "$WORK/app/example" "$WORK/app/example.c" \
+   $(pkg-config --cflags --libs dmlp) || fail "README's C example does not build"
+c_out=$(LD_LIBRARY_PATH=$WORK/moved/lib "$WORK/app/example" "$CKPT") || fail "README's C example"
+py=/usr/bin/python3
+[[ -x $py ]] || py=python3
+py_out=$(DMLP_LIBRARY=$WORK/moved/lib/libdmlp.so PYTHONPATH=$ROOT/python "$py" \
+         "$WORK/app/example.py" "$CKPT") || fail "README's Python example"
+outs=("$c_out" "$py_out")
+if [[ -f $WORK/moved/lib/libdmlp_fortran.a ]]; then
+  example fortran > "$WORK/app/example.f90"
+  # shellcheck disable=SC2046
+  gfortran -std=f2018 -fopenmp -Wall -Werror -o "$WORK/app/example_f" "$WORK/app/example.f90" \
+    -I"$WORK/moved/include" "$WORK/moved/lib/libdmlp_fortran.a" $(pkg-config --libs dmlp) ||
+    fail "README's Fortran example does not build"
+  outs+=("$(LD_LIBRARY_PATH=$WORK/moved/lib "$WORK/app/example_f" "$CKPT")") ||
+    fail "README's Fortran example"
+fi
+echo "README examples print: ${outs[*]}"
+"$py" -c 'import sys; v = [float(a) for a in sys.argv[1:]]
+assert all(abs(x - v[0]) <= 1e-5 * abs(v[0]) for x in v), v' "${outs[@]}" ||
+  fail "README's examples disagree: ${outs[*]}"
+
+echo "PASSED: install, interface-only exports, find_package(dmlp) and pkg-config consumers, C and Fortran inference, README examples"
