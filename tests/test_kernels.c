@@ -388,6 +388,58 @@ static void test_linear_forward(void)
     });
 }
 
+/* ---- kernel_linear_forward_t: the few-row product of inference ------------------------ */
+
+/* The few-row product on transposed, padded weights carries the bits of the GEMM path, for
+ * every backend that has it, every activation, rows 1..9 (whole and partial row blocks),
+ * widths across the column blocks' edges and sums across the k blocks (KC). */
+static void forward_t_case(struct rng *r, size_t batch, size_t in, size_t out,
+                           enum dmlp_activation act)
+{
+    const size_t ld = (out + KERNEL_GEMV_PAD - 1) / KERNEL_GEMV_PAD * KERNEL_GEMV_PAD;
+    float *X = falloc(batch * in), *W = falloc(out * in), *b = falloc(out);
+    float *Wt = falloc(in * ld), *bt = falloc(ld), *A[2] = {falloc(batch * out), falloc(batch * out)};
+    float *ws = ws_for(batch, in, out);
+    fill_uniform(X, batch * in, r, -1.0, 1.0);
+    fill_uniform(W, out * in, r, -1.0, 1.0);
+    fill_uniform(b, out, r, -1.0, 1.0);
+    fill_value(Wt, in * ld, 0.0f);
+    fill_value(bt, ld, 0.0f);
+    for (size_t j = 0; j < out; j++) {
+        bt[j] = b[j];
+        for (size_t p = 0; p < in; p++)
+            Wt[p * ld + j] = W[j * in + p];
+    }
+    fill_value(A[0], batch * out, 1e6f);
+    fill_value(A[1], batch * out, -1e6f);
+    kernel_linear_forward(A[0], ws, X, W, b, act, batch, in, out);
+    if (kernel_linear_forward_t(A[1], X, Wt, ld, bt, act, batch, in, out) == 0) {
+        const int same = memcmp(A[0], A[1], batch * out * sizeof(float)) == 0;
+        if (!same)
+            printf("\n  %s forward_t %zux%zu->%zu (act %d) differs from the GEMM path\n",
+                   kernel_backend(), batch, in, out, (int)act);
+        CU_ASSERT(same);
+    } else {
+        CU_ASSERT_STRING_EQUAL(kernel_backend(), "openblas"); /* the only one without */
+    }
+    free(X), free(W), free(b), free(Wt), free(bt), free(A[0]), free(A[1]), free(ws);
+}
+
+static void test_linear_forward_t(void)
+{
+    const size_t ins[] = {1, 7, 300, 784}, outs[] = {1, 10, 17, 64, 65, 130};
+    const enum dmlp_activation acts[] = {DMLP_ACT_RELU, DMLP_ACT_LEAKY_RELU, DMLP_ACT_LINEAR,
+                                         DMLP_ACT_SIGMOID, DMLP_ACT_TANH, DMLP_ACT_SOFTMAX};
+    FOR_EACH_BACKEND({
+        struct rng r;
+        rng_seed(&r, 11, 0);
+        for (size_t batch = 1; batch <= 9; batch++)
+            for (size_t i = 0; i < sizeof ins / sizeof ins[0]; i++)
+                for (size_t o = 0; o < sizeof outs / sizeof outs[0]; o++)
+                    forward_t_case(&r, batch, ins[i], outs[o], acts[(batch + i + o) % 6]);
+    });
+}
+
 /* ---- kernel_linear_backward_params ---------------------------------------------------- */
 
 static void backward_params_case(struct rng *r, size_t batch, size_t in, size_t out)
@@ -1057,6 +1109,8 @@ static CU_TestInfo kernel_tests[] = {
     {"gemm with k = 0", test_gemm_k0},
     {"wide16 (the avx512 code on AVX2) matches avx2 bit for bit", test_wide16_matches_avx2},
     {"linear_forward + fused bias and activation vs naive", test_linear_forward},
+    {"linear_forward_t (few rows, transposed weights) = the GEMM path, bit for bit",
+     test_linear_forward_t},
     {"linear_backward_params vs naive", test_linear_backward_params},
     {"linear_backward_params, empty batch", test_linear_backward_params_empty},
     {"linear_backward_input + fused derivative vs naive", test_linear_backward_input},

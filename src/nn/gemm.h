@@ -46,7 +46,17 @@ typedef size_t gemm_ws_fn(size_t m, size_t k);
 void gemm_epilogue_apply(float *C, size_t ldc, size_t m, size_t j0, size_t j1,
                          const struct gemm_epilogue *e);
 
+/* The few-row forward product of inference: C[m×n] = epilogue(bias + A[m×k]·Bt), with A
+ * row-major (stride lda), Bt [k × ldb] the weights transposed and zero-padded to ldb, a
+ * multiple of KERNEL_GEMV_PAD (kernels.h), and bias (if any) padded likewise; epilogue
+ * modes NONE and ACT only. Single-threaded, no scratch, and every element carries the bits
+ * gemm_fn of the same build gives it (the same start, the same sum order). */
+typedef void gemv_fn(float *restrict C, size_t ldc, const float *restrict A, size_t lda,
+                     const float *restrict Bt, size_t ldb, size_t m, size_t n, size_t k,
+                     const struct gemm_epilogue *e);
+
 gemm_fn gemm_generic, gemm_avx2, gemm_avx512, gemm_wide16, gemm_openblas;
+gemv_fn gemv_generic, gemv_avx2, gemv_avx512, gemv_wide16;
 gemm_ws_fn gemm_generic_ws, gemm_avx2_ws, gemm_avx512_ws, gemm_wide16_ws, gemm_openblas_ws;
 
 #endif

@@ -4,6 +4,7 @@
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
 #define GEMM_NAME gemm_avx2
 #define GEMM_WS_NAME gemm_avx2_ws
+#define GEMV_NAME gemv_avx2
 #define VW 8
 #define KC 256
 #include "nn/gemm_impl.h"

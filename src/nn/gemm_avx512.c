@@ -4,6 +4,7 @@
 #if defined(__x86_64__) && defined(__AVX512F__)
 #define GEMM_NAME gemm_avx512
 #define GEMM_WS_NAME gemm_avx512_ws
+#define GEMV_NAME gemv_avx512
 #define VW 16
 #define KC 128
 #include "nn/gemm_impl.h"

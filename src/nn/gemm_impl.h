@@ -308,3 +308,75 @@ void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
         }
     }
 }
+
+/* ---- the few-row product, for inference ---------------------------------------------- */
+
+/* Rows and vectors of columns per block of the few-row product: RB·CB accumulators, plus
+ * CB vectors of Bt and one broadcast, fit the build's registers (32 for AVX-512, 16
+ * otherwise). */
+enum { GV_RB = 4, GV_CB = VW == 16 ? 4 : 2 };
+_Static_assert(KERNEL_GEMV_PAD % (GV_CB * VW) == 0, "Bt's padding holds whole blocks");
+
+/* One block: mr rows (a constant where it is inlined, 1 to GV_RB) and columns
+ * j0 .. j0 + GV_CB·VW of C = epilogue(bias + A·Bt). Each element is the micro-kernel's: it
+ * starts at its bias and adds a(i,p)·b(p,j) for p = 0, 1, ..., k−1 in one accumulator, so
+ * the bits are the GEMM's. */
+static inline __attribute__((always_inline)) void
+gemv_block(float *restrict C, size_t ldc, const float *restrict A, size_t lda,
+           const float *restrict Bt, size_t ldb, size_t mr, size_t j0, size_t n, size_t k,
+           const struct gemm_epilogue *e)
+{
+    vf acc[GV_RB][GV_CB];
+    for (size_t c = 0; c < GV_CB; c++) {
+        const vf b = e->bias ? vload(e->bias + j0 + c * VW) : (vf){0};
+        for (size_t r = 0; r < mr; r++)
+            acc[r][c] = b;
+    }
+    for (size_t p = 0; p < k; p++) {
+        vf b[GV_CB];
+        for (size_t c = 0; c < GV_CB; c++)
+            b[c] = vload(Bt + p * ldb + j0 + c * VW);
+        for (size_t r = 0; r < mr; r++) {
+            const vf x = vsplat(A[r * lda + p]);
+            for (size_t c = 0; c < GV_CB; c++)
+                acc[r][c] += x * b[c];
+        }
+    }
+    const vf zero = {0}, leak = vsplat(DMLP_LEAKY_SLOPE);
+    for (size_t r = 0; r < mr; r++)
+        for (size_t c = 0; c < GV_CB && j0 + c * VW < n; c++) {
+            vf v = acc[r][c];
+            if (e->mode == GEMM_EPI_ACT && e->act == DMLP_ACT_RELU)
+                v = DMLP_RELU(v, zero, vselect);
+            else if (e->mode == GEMM_EPI_ACT && e->act == DMLP_ACT_LEAKY_RELU)
+                v = DMLP_LEAKY_RELU(v, zero, leak, vselect);
+            float *out = C + r * ldc + j0 + c * VW;
+            if (j0 + (c + 1) * VW <= n) {
+                vstore(out, v);
+            } else {
+                float tmp[VW];
+                vstore(tmp, v);
+                memcpy(out, tmp, (n - j0 - c * VW) * sizeof(float));
+            }
+        }
+}
+
+void GEMV_NAME(float *restrict C, size_t ldc, const float *restrict A, size_t lda,
+               const float *restrict Bt, size_t ldb, size_t m, size_t n, size_t k,
+               const struct gemm_epilogue *e)
+{
+    for (size_t i = 0; i < m; i += GV_RB) {
+        const size_t mr = m - i < GV_RB ? m - i : GV_RB;
+        float *c = C + i * ldc;
+        const float *a = A + i * lda;
+        for (size_t j = 0; j < n; j += GV_CB * VW) {
+            /* Each row count its own inlined copy, so the loops over rows unroll. */
+            switch (mr) {
+            case 1: gemv_block(c, ldc, a, lda, Bt, ldb, 1, j, n, k, e); break;
+            case 2: gemv_block(c, ldc, a, lda, Bt, ldb, 2, j, n, k, e); break;
+            case 3: gemv_block(c, ldc, a, lda, Bt, ldb, 3, j, n, k, e); break;
+            default: gemv_block(c, ldc, a, lda, Bt, ldb, GV_RB, j, n, k, e); break;
+            }
+        }
+    }
+}

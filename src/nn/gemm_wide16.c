@@ -11,6 +11,7 @@
 #endif
 #define GEMM_NAME gemm_wide16
 #define GEMM_WS_NAME gemm_wide16_ws
+#define GEMV_NAME gemv_wide16
 #define VW 16
 #define KC 128
 #include "nn/gemm_impl.h"

@@ -22,6 +22,7 @@ struct backend {
     const char *name, *what;
     gemm_fn *gemm;
     gemm_ws_fn *ws;
+    gemv_fn *gemv;  /* the few-row forward product; NULL: none (openblas) */
     int automatic; /* a candidate for the default (dmlp's own kernels) */
     enum isa needs;
     const struct vec_ops *vec; /* the loops outside the GEMM; NULL: the default's */
@@ -32,21 +33,21 @@ struct backend {
  * offered but not the default (bench_gemm shows why; README). */
 static const struct backend backends[] = {
 #if defined(__x86_64__)
-    {"avx512", "6x32 tiles of 16-wide vectors (AVX-512)", gemm_avx512, gemm_avx512_ws, 1,
-     ISA_AVX512, &vec_avx512},
-    {"avx2", "6x16 tiles of 8-wide vectors (AVX2 + FMA)", gemm_avx2, gemm_avx2_ws, 1,
-     ISA_AVX2_FMA, &vec_avx2},
+    {"avx512", "6x32 tiles of 16-wide vectors (AVX-512)", gemm_avx512, gemm_avx512_ws,
+     gemv_avx512, 1, ISA_AVX512, &vec_avx512},
+    {"avx2", "6x16 tiles of 8-wide vectors (AVX2 + FMA)", gemm_avx2, gemm_avx2_ws, gemv_avx2,
+     1, ISA_AVX2_FMA, &vec_avx2},
 #endif
-    {"generic", "6x8 tiles of 4-wide vectors (portable)", gemm_generic, gemm_generic_ws, 1,
-     ISA_ANY, &vec_generic},
+    {"generic", "6x8 tiles of 4-wide vectors (portable)", gemm_generic, gemm_generic_ws,
+     gemv_generic, 1, ISA_ANY, &vec_generic},
 #if defined(__x86_64__)
     /* The avx512 build's code in AVX2 instructions: for testing it without AVX-512. */
     {"wide16", "the avx512 build's 6x32 tiles, compiled for AVX2 + FMA (for testing)",
-     gemm_wide16, gemm_wide16_ws, 0, ISA_AVX2_FMA, &vec_avx2},
+     gemm_wide16, gemm_wide16_ws, gemv_wide16, 0, ISA_AVX2_FMA, &vec_avx2},
 #endif
 #if defined(DMLP_HAVE_OPENBLAS)
     {"openblas", "OpenBLAS sgemm on fixed column blocks, one thread per block", gemm_openblas,
-     gemm_openblas_ws, 0, ISA_ANY, NULL},
+     gemm_openblas_ws, NULL, 0, ISA_ANY, NULL},
 #endif
 };
 enum { N_BACKENDS = sizeof backends / sizeof backends[0] };
@@ -198,6 +199,22 @@ void kernel_gemm(float *restrict C, const float *restrict A, const float *restri
     const struct gemm_operand a = {A, lda, 0}, b = {B, ldb, 0};
     const struct gemm_epilogue e = {.accumulate = accumulate};
     gemm(C, ldc, &a, &b, m, n, k, &e, ws);
+}
+
+int kernel_linear_forward_t(float *restrict A, const float *restrict X,
+                            const float *restrict Wt, size_t ldw, const float *restrict b,
+                            enum dmlp_activation act, size_t batch, size_t in, size_t out)
+{
+    const struct backend *be = backend();
+    if (!be->gemv)
+        return -1;
+    const int in_store = act == DMLP_ACT_RELU || act == DMLP_ACT_LEAKY_RELU;
+    const struct gemm_epilogue e = {.bias = b, .mode = in_store ? GEMM_EPI_ACT : GEMM_EPI_NONE,
+                                    .act = act};
+    be->gemv(A, out, X, in, Wt, ldw, batch, out, in, &e);
+    if (!in_store)
+        kernel_activation_forward(A, A, act, batch, out);
+    return 0;
 }
 
 void kernel_linear_forward(float *restrict A, float *restrict ws, const float *restrict X,

@@ -34,6 +34,16 @@ void kernel_gemm(float *restrict C, const float *restrict A, const float *restri
                  size_t m, size_t n, size_t k, size_t lda, size_t ldb, size_t ldc,
                  int accumulate, float *restrict ws);
 
+/* Inference on a few rows (include/dmlp/infer.h): kernel_linear_forward with the weights
+ * given transposed, Wt [in × ldw] (Wt[p·ldw + j] = W[j·in + p]), and b [ldw], both
+ * zero-padded to ldw = a multiple of KERNEL_GEMV_PAD; on the calling thread, no scratch,
+ * and the same bits as kernel_linear_forward. Returns -1 (and does nothing) when the
+ * backend in use has no such path (openblas): call kernel_linear_forward then. */
+enum { KERNEL_GEMV_PAD = 64 };
+int kernel_linear_forward_t(float *restrict A, const float *restrict X,
+                            const float *restrict Wt, size_t ldw, const float *restrict b,
+                            enum dmlp_activation act, size_t batch, size_t in, size_t out);
+
 /* A[B×out] = f(X[B×in] · Wᵀ + 1·bᵀ), with W [out×in] (nn.Linear layout): bias and relu /
  * leaky_relu are applied in the product's store, the other activations by a pass over A. */
 void kernel_linear_forward(float *restrict A, float *restrict ws, const float *restrict X,

@@ -16,14 +16,45 @@
 #include "nn/model.h"
 #include "nn/vec.h"
 
-/* Rows per pass through the layers: bounds a call's workspace, whatever n. */
-enum { INFER_CHUNK = 256 };
+/* Rows per pass through the layers: bounds a call's workspace, whatever n. Up to
+ * INFER_FEW rows, the few-row product on transposed weights (kernel_linear_forward_t)
+ * replaces the GEMM, whose packing of the weights would cost more than the arithmetic
+ * (bench/bench_infer.c); the bits are the same either way. */
+enum { INFER_CHUNK = 256, INFER_FEW = 16 };
+
+/* A layer's weights transposed and padded for the few-row product. */
+struct transposed {
+    float *wt, *b; /* Wt [in × ld], b [ld] */
+    size_t ld;
+};
 
 struct dmlp_net {
     struct model *m;
-    size_t widest;  /* the widest layer output */
-    size_t ws;      /* kernel workspace floats for INFER_CHUNK rows, the largest layer */
+    size_t widest;         /* the widest layer output */
+    struct transposed *t;  /* per layer */
 };
+
+/* Wt[p·ld + j] = W[j·in + p], and the bias, zero-padded to ld columns. */
+static int transpose_layers(struct dmlp_net *net)
+{
+    const struct model *m = net->m;
+    if (!(net->t = calloc(m->n_layers, sizeof *net->t)))
+        return -1;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const struct model_layer *L = &m->layers[l];
+        struct transposed *t = &net->t[l];
+        t->ld = (L->out + KERNEL_GEMV_PAD - 1) / KERNEL_GEMV_PAD * KERNEL_GEMV_PAD;
+        t->wt = dmlp_alloc_aligned(L->in * t->ld * sizeof(float)); /* zeroed */
+        t->b = dmlp_alloc_aligned(t->ld * sizeof(float));
+        if (!t->wt || !t->b)
+            return -1;
+        for (size_t j = 0; j < L->out; j++)
+            for (size_t p = 0; p < L->in; p++)
+                t->wt[p * t->ld + j] = L->W[j * L->in + p];
+        memcpy(t->b, L->b, L->out * sizeof(float));
+    }
+    return 0;
+}
 
 static void put_error(char *err, size_t errlen, const char *msg)
 {
@@ -48,17 +79,15 @@ dmlp_net *dmlp_net_load(const char *path, char *err, size_t errlen)
              model_create(&net->m, in_dim, layers, n_layers, loss, &e) == DMLP_OK)
         checkpoint_load_layers(path, net->m, &e);
     free(layers);
+    if (!e.code && transpose_layers(net))
+        dmlp_fail(&e, DMLP_ERR_RUNTIME, "%s: out of memory for the transposed weights", path);
     if (e.code) {
         put_error(err, errlen, e.msg);
         dmlp_net_free(net);
         return NULL;
     }
-    for (size_t l = 0; l < net->m->n_layers; l++) {
-        const struct model_layer *L = &net->m->layers[l];
-        const size_t ws = kernel_workspace_floats(INFER_CHUNK, L->in, L->out);
-        net->widest = L->out > net->widest ? L->out : net->widest;
-        net->ws = ws > net->ws ? ws : net->ws;
-    }
+    for (size_t l = 0; l < net->m->n_layers; l++)
+        net->widest = net->m->layers[l].out > net->widest ? net->m->layers[l].out : net->widest;
     (void)kernel_vec(); /* the instruction set is chosen here, once, not by racing calls */
     return net;
 }
@@ -70,38 +99,47 @@ void dmlp_net_free(dmlp_net *net)
 {
     if (!net)
         return;
+    for (size_t l = 0; net->t && l < net->m->n_layers; l++) {
+        dmlp_free_aligned(net->t[l].wt);
+        dmlp_free_aligned(net->t[l].b);
+    }
+    free(net->t);
     model_free(&net->m);
     free(net);
 }
 
-/* A call's workspace: the standardised rows, two activation buffers, the kernels'. */
+/* A call's workspace, one block: the standardised rows, two activation buffers and the
+ * kernels' scratch, for `rows` rows. Not zeroed: every byte is written before it is read. */
 struct workspace {
-    float *x, *a[2], *ws;
+    float *block, *x, *a[2], *ws;
 };
 
-static int workspace_get(const struct dmlp_net *net, struct workspace *w)
+static int workspace_get(const struct dmlp_net *net, size_t rows, struct workspace *w)
 {
-    const size_t rows = INFER_CHUNK, D = model_input_dim(net->m);
-    w->x = net->m->norm_mean ? dmlp_alloc_aligned(rows * D * sizeof(float)) : NULL;
-    w->a[0] = dmlp_alloc_aligned(rows * net->widest * sizeof(float));
-    w->a[1] = dmlp_alloc_aligned(rows * net->widest * sizeof(float));
-    w->ws = dmlp_alloc_aligned(net->ws * sizeof(float));
-    return (net->m->norm_mean && !w->x) || !w->a[0] || !w->a[1] || !w->ws;
-}
-
-static void workspace_free(struct workspace *w)
-{
-    dmlp_free_aligned(w->x);
-    dmlp_free_aligned(w->a[0]);
-    dmlp_free_aligned(w->a[1]);
-    dmlp_free_aligned(w->ws);
+    const struct model *m = net->m;
+    size_t ws = 0;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const size_t need = kernel_workspace_floats(rows, m->layers[l].in, m->layers[l].out);
+        ws = need > ws ? need : ws;
+    }
+    const size_t x = m->norm_mean ? dmlp_pad16(rows * model_input_dim(m)) : 0;
+    const size_t a = dmlp_pad16(rows * net->widest);
+    w->block = aligned_alloc(64, (x + 2 * a + dmlp_pad16(ws)) * sizeof(float));
+    if (!w->block)
+        return -1;
+    w->x = w->block;
+    w->a[0] = w->block + x;
+    w->a[1] = w->a[0] + a;
+    w->ws = w->a[1] + a;
+    return 0;
 }
 
 /* rows of x through the network into y: standardisation (as `dmlp predict` applies it to
  * the data), then each layer, the last one storing into y. */
-static void forward(const struct model *m, struct workspace *w, size_t rows, const float *x,
-                    float *y)
+static void forward(const struct dmlp_net *net, struct workspace *w, size_t rows,
+                    const float *x, float *y)
 {
+    const struct model *m = net->m;
     const size_t D = model_input_dim(m);
     if (m->norm_mean) {
         memcpy(w->x, x, rows * D * sizeof(float));
@@ -112,7 +150,10 @@ static void forward(const struct model *m, struct workspace *w, size_t rows, con
     for (size_t l = 0; l < m->n_layers; l++) {
         const struct model_layer *L = &m->layers[l];
         float *out = l + 1 == m->n_layers ? y : w->a[l % 2];
-        kernel_linear_forward(out, w->ws, in, L->W, L->b, L->act, rows, L->in, L->out);
+        const struct transposed *t = &net->t[l];
+        if (rows > INFER_FEW || kernel_linear_forward_t(out, in, t->wt, t->ld, t->b, L->act,
+                                                        rows, L->in, L->out))
+            kernel_linear_forward(out, w->ws, in, L->W, L->b, L->act, rows, L->in, L->out);
         in = out;
     }
 }
@@ -137,15 +178,14 @@ int dmlp_net_predict(const dmlp_net *net, size_t n, const float *x, float *y, ch
     if (n == 0)
         return DMLP_OK;
     struct workspace w;
-    if (workspace_get(net, &w)) {
-        workspace_free(&w);
+    if (workspace_get(net, n < INFER_CHUNK ? n : INFER_CHUNK, &w)) {
         put_error(err, errlen, "dmlp_net_predict: out of memory for the workspace");
         return DMLP_ERR_RUNTIME;
     }
     for (size_t i = 0; i < n; i += INFER_CHUNK) {
         const size_t rows = n - i < INFER_CHUNK ? n - i : INFER_CHUNK;
-        forward(net->m, &w, rows, x + i * D, y + i * K);
+        forward(net, &w, rows, x + i * D, y + i * K);
     }
-    workspace_free(&w);
+    free(w.block);
     return DMLP_OK;
 }
