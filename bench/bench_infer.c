@@ -111,7 +111,7 @@ int main(int argc, char **argv)
     }
     const double big = time_call(net, BIG, x, y);
     printf("  %-8d %14.0f %14.0f\n", BIG, big * 1e6, BIG / big);
-    printf("{\"bench\": \"infer\", \"threads\": %d, \"us_1\": %.3f, \"us_8\": %.3f, "
+    printf("JSON {\"bench\": \"infer\", \"threads\": %d, \"us_1\": %.3f, \"us_8\": %.3f, "
            "\"us_64\": %.3f, \"rows_per_s_10000\": %.0f}\n",
            omp_get_max_threads(), us[0], us[1], us[2], BIG / big);
     dmlp_net_free(net);

@@ -113,7 +113,7 @@ def main():
               f"{10000 / tb:13.0f}")
         result[name] = {"us_1": t[0] * 1e6, "us_8": t[1] * 1e6, "us_64": t[2] * 1e6,
                         "rows_per_s_10000": 10000 / tb}
-    print(json.dumps(result))
+    print("JSON " + json.dumps(result))
 
 
 if __name__ == "__main__":

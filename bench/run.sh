@@ -7,6 +7,8 @@
 #   bench_allreduce MPI_Allreduce time against size at 2 ranks; ring-model alpha and beta;
 #                   the demo gradient's sum as a training step makes it (fresh buffer)
 #   torch_mlp.py    the same network in PyTorch (1 thread; DDP over gloo, 2 processes)
+#   bench_infer     the inference interface: one call of 1, 8, 64 rows, and 10,000 rows;
+#   infer_compare.py the same network in numpy and PyTorch (inference_mode), 1 thread
 #   scaling_model.py the predicted efficiency curve for 1-1024 nodes (PNG)
 # Usage: bench/run.sh [--quick] [--no-torch]      (results in $DMLP_BUILD/bench-results)
 # Installs what it needs (scripts/install-deps.sh --bench: PyTorch, GNU time, the data).
@@ -25,7 +27,8 @@ PY=/usr/bin/python3
 "$DMLP_ROOT/scripts/install-deps.sh" --bench
 export DMLP_BUILD=${DMLP_BUILD_BENCH:-$DMLP_ROOT/build-bench}
 cmake -S "$DMLP_ROOT" -B "$DMLP_BUILD" -DCMAKE_BUILD_TYPE=Release -DDMLP_BLAS=openblas >/dev/null
-cmake --build "$DMLP_BUILD" -j"$(nproc)" --target bench_gemm bench_train bench_allreduce >/dev/null
+cmake --build "$DMLP_BUILD" -j"$(nproc)" --target bench_gemm bench_train bench_allreduce \
+  bench_infer dmlp_shared >/dev/null
 B=$DMLP_BUILD/bench
 OUT=$DMLP_BUILD/bench-results
 mkdir -p "$OUT"
@@ -91,6 +94,13 @@ if [ $TORCH = 1 ]; then
   $PY "$DMLP_ROOT/bench/torch_mlp.py" --batch 128 --threads 1 --ddp 2 "${TA[@]}" | tee "$OUT/torch_ddp2.txt"
 fi
 
+echo "== inference (include/dmlp/infer.h), 1 thread, against numpy and PyTorch on the same network"
+OMP_NUM_THREADS=1 "$B/bench_infer" "$OUT/infer.h5" | tee "$OUT/infer.txt"
+NT=()
+[ $TORCH = 1 ] || NT=(--no-torch)
+OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 DMLP_LIBRARY="$DMLP_BUILD/libdmlp.so" \
+  $PY "$DMLP_ROOT/bench/infer_compare.py" "$OUT/infer.h5" "${NT[@]}" | tee "$OUT/infer_compare.txt"
+
 echo "== summary"
 $PY - "$OUT" "$TORCH" <<'EOF'
 import glob, json, os, sys
@@ -129,6 +139,14 @@ for ov in (False, True):
     j = train[("r2t1", 128, ov)]
     rows.append((f"allreduce share of epoch, 2 ranks x 1, batch 128, overlap {'on' if ov else 'off'}",
                  f"{j['allreduce_share']*100:.1f}%", "<= 10%"))
+inf, cmp = jsons(f"{out}/infer.txt")[0], jsons(f"{out}/infer_compare.txt")[0]
+res["infer"], res["infer_compare"] = inf, cmp
+for n in (1, 8):
+    rows.append((f"infer {n} row{'s' if n > 1 else ''}, 1 thread: dmlp / numpy time per call",
+                 f"{inf[f'us_{n}'] / cmp['numpy'][f'us_{n}']:.2f}", "<= 0.5"))
+if "pytorch" in cmp:
+    rows.append(("infer 10,000 rows, 1 thread: dmlp / PyTorch throughput",
+                 f"{inf['rows_per_s_10000'] / cmp['pytorch']['rows_per_s_10000']:.2f}", ">= 1"))
 a = jsons(f"{out}/allreduce.txt")[0]
 res["allreduce"] = {"alpha_s": a.get("alpha_s"), "beta_s_per_byte": a.get("beta_s_per_byte")}
 w = max(len(r[0]) for r in rows)

@@ -114,9 +114,15 @@ static void check_same_bits(int regression)
     CU_ASSERT_EQUAL_FATAL(ny, (size_t)ROWS * K);
     float *y = malloc(ny * sizeof *y);
 
-    memset(y, 0, ny * sizeof *y);
-    CU_ASSERT_EQUAL(dmlp_net_predict(net, ROWS, x, y, err, sizeof err), 0);
-    CU_ASSERT_EQUAL(memcmp(y, want, ny * sizeof *y), 0);
+    /* All rows in one call: the few-row product on one thread, the threaded GEMM on two. */
+    const int threads_were = omp_get_max_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        memset(y, 0, ny * sizeof *y);
+        CU_ASSERT_EQUAL(dmlp_net_predict(net, ROWS, x, y, err, sizeof err), 0);
+        CU_ASSERT_EQUAL(memcmp(y, want, ny * sizeof *y), 0);
+    }
+    omp_set_num_threads(threads_were);
 
     memset(y, 0, ny * sizeof *y); /* uneven chunks, the last one short */
     for (size_t i = 0; i < ROWS; i += 7) {

@@ -6,9 +6,18 @@
 #ifndef DMLP_GEMM_H
 #define DMLP_GEMM_H
 
+#include <omp.h>
 #include <stddef.h>
 
 #include "core/settings.h"
+
+/* Whether the products and loops may start an OpenMP team: not inside a caller's active
+ * parallel region (a program's threads calling the inference interface), and not on a
+ * thread that asked to run alone (kernel_run_alone: inference on a few rows, where waking
+ * a team costs more than the work). Either way the bits are the same: the work split never
+ * decides an element's arithmetic. */
+extern _Thread_local int gemm_alone;
+static inline int gemm_may_fork(void) { return !gemm_alone && !omp_in_parallel(); }
 
 /* A row-major operand and whether the product uses its transpose:
  * op(A)(i,p) = trans ? p[p·ld + i] : p[i·ld + p]. */

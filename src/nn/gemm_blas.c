@@ -28,7 +28,7 @@ void gemm_openblas(float *restrict C, size_t ldc, const struct gemm_operand *A,
         single = 1;
     }
     const size_t blocks = (n + NB - 1) / NB;
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
     for (size_t t = 0; t < blocks; t++) {
         const size_t j0 = t * NB, nb = n - j0 < NB ? n - j0 : NB;
         float beta = e->accumulate ? 1.0f : 0.0f;

@@ -40,6 +40,10 @@ void kernel_gemm(float *restrict C, const float *restrict A, const float *restri
  * and the same bits as kernel_linear_forward. Returns -1 (and does nothing) when the
  * backend in use has no such path (openblas): call kernel_linear_forward then. */
 enum { KERNEL_GEMV_PAD = 64 };
+
+/* alone = 1: this thread's kernel calls run on it alone, starting no OpenMP team, until
+ * alone = 0 (the same bits either way). Returns the previous setting, to restore. */
+int kernel_run_alone(int alone);
 int kernel_linear_forward_t(float *restrict A, const float *restrict X,
                             const float *restrict Wt, size_t ldw, const float *restrict b,
                             enum dmlp_activation act, size_t batch, size_t in, size_t out);

@@ -2,9 +2,9 @@
  * (vec_avx512.c, vec_avx2.c, vec_generic.c each define VEC_NAME and include this file).
  * Plain C loops the compiler vectorises for the build's vector width; see vec.h for why the
  * builds agree bit for bit. OpenMP splits the elementwise loops over elements (static
- * schedule); sums over elements stay in one thread, in order. Called inside an active
- * parallel region (a program's own threads calling the inference library), a loop runs on
- * the calling thread: never a nested team. */
+ * schedule); sums over elements stay in one thread, in order. Inside a caller's active
+ * parallel region, or on a thread running alone, a loop runs on the calling thread: never
+ * a nested team (gemm_may_fork, gemm.h). */
 #include <float.h>
 #include <math.h>
 #include <omp.h>
@@ -19,7 +19,7 @@ static void act_forward(float *A, const float *Z, enum dmlp_activation act, size
 {
     if (act == DMLP_ACT_SOFTMAX) {
         /* softmax(z)_j = e^{z_j − max z} / Σ e^{z_i − max z}, one row per iteration. */
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
         for (size_t i = 0; i < batch; i++) {
             const float *z = Z + i * n;
             float *a = A + i * n;
@@ -40,22 +40,22 @@ static void act_forward(float *A, const float *Z, enum dmlp_activation act, size
     const size_t total = batch * n;
     switch (act) {
     case DMLP_ACT_SIGMOID:
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
         for (size_t i = 0; i < total; i++)
             A[i] = dmlp_sigmoid(Z[i]);
         break;
     case DMLP_ACT_TANH:
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
         for (size_t i = 0; i < total; i++)
             A[i] = tanhf(Z[i]);
         break;
     case DMLP_ACT_RELU:
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
         for (size_t i = 0; i < total; i++)
             A[i] = dmlp_relu(Z[i]);
         break;
     case DMLP_ACT_LEAKY_RELU:
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
         for (size_t i = 0; i < total; i++)
             A[i] = dmlp_leaky_relu(Z[i]);
         break;
@@ -75,22 +75,22 @@ static void act_backward(float *restrict G, const float *restrict A, enum dmlp_a
     const size_t total = batch * n;
     switch (act) {
     case DMLP_ACT_SIGMOID:
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
         for (size_t i = 0; i < total; i++)
             G[i] = dmlp_sigmoid_grad(G[i], A[i]);
         break;
     case DMLP_ACT_TANH:
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
         for (size_t i = 0; i < total; i++)
             G[i] = dmlp_tanh_grad(G[i], A[i]);
         break;
     case DMLP_ACT_RELU:
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
         for (size_t i = 0; i < total; i++)
             G[i] = dmlp_relu_grad(G[i], A[i]);
         break;
     case DMLP_ACT_LEAKY_RELU:
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
         for (size_t i = 0; i < total; i++)
             G[i] = dmlp_leaky_relu_grad(G[i], A[i]);
         break;
@@ -146,7 +146,7 @@ static void bias_grad(float *restrict db, const float *restrict G, size_t batch,
     /* Column sums of G, each in sample order; threads take fixed blocks of columns and
      * sweep the rows, so the loads stay contiguous. */
     enum { JB = 64 };
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
     for (size_t j0 = 0; j0 < out; j0 += JB) {
         const size_t j1 = j0 + JB < out ? j0 + JB : out;
         float s[JB] = {0};
@@ -203,20 +203,20 @@ static void sgd(float *restrict params, float *restrict v, const float *restrict
 {
     const float scale = c->scale, eta = c->eta, mu = c->mu, wd = c->wd;
     if (!v) {
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
         for (size_t i = 0; i < n; i++) {
             const float g = grads[i] * scale + wd * params[i];
             params[i] -= eta * g;
         }
     } else if (c->nesterov) {
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
         for (size_t i = 0; i < n; i++) {
             const float g = grads[i] * scale + wd * params[i];
             v[i] = mu * v[i] + g;
             params[i] -= eta * (g + mu * v[i]);
         }
     } else {
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
         for (size_t i = 0; i < n; i++) {
             const float g = grads[i] * scale + wd * params[i];
             v[i] = mu * v[i] + g;
@@ -232,7 +232,7 @@ static void adam(float *restrict params, float *restrict m, float *restrict v,
     const float eps = c->eps, beta2 = c->beta2, w2 = c->w2, lerp_coef = c->lerp_coef;
     const float wd = c->wd, shrink = c->shrink;
     const int small = c->small, do_shrink = c->do_shrink;
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
     for (size_t i = 0; i < n; i++) {
         float p = params[i];
         if (do_shrink)
@@ -252,7 +252,7 @@ static void adam(float *restrict params, float *restrict m, float *restrict v,
 
 static void scale(float *x, size_t n, float c)
 {
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
     for (size_t i = 0; i < n; i++)
         x[i] *= c;
 }
@@ -263,7 +263,7 @@ static unsigned fx_add(uint64_t *restrict acc, const float *restrict g, size_t n
     /* Truncation toward zero is as deterministic as rounding and much cheaper. One pass:
      * "not below the limit" also catches NaN and infinity. */
     unsigned overflow = 0, nonfinite = 0;
-#pragma omp parallel for schedule(static) reduction(| : overflow, nonfinite) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) reduction(| : overflow, nonfinite) if (gemm_may_fork())
     for (size_t i = 0; i < n; i++) {
         const double q = (double)g[i] * scale;
         if (fabs(q) < limit)
@@ -279,7 +279,7 @@ static unsigned fx_add(uint64_t *restrict acc, const float *restrict g, size_t n
 static float fx_load(float *restrict g, const uint64_t *restrict acc, size_t n, double inv)
 {
     float maxg = 0.0f;
-#pragma omp parallel for schedule(static) reduction(max : maxg) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) reduction(max : maxg) if (gemm_may_fork())
     for (size_t i = 0; i < n; i++) {
         const float x = (float)((double)(int64_t)acc[i] * inv);
         g[i] = x;
@@ -292,7 +292,7 @@ static float fx_load(float *restrict g, const uint64_t *restrict acc, size_t n, 
 static int nonfinite(const float *x, size_t n)
 {
     int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) reduction(| : bad) if (gemm_may_fork())
     for (size_t i = 0; i < n; i++)
         bad |= !isfinite(x[i]);
     return bad;
@@ -320,7 +320,7 @@ static void feature_sums(double *restrict sum, double *restrict sumsq, const flo
 static void standardize(float *restrict x, size_t rows, size_t d, const float *restrict mean,
                         const float *restrict std)
 {
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
     for (size_t i = 0; i < rows; i++) {
         float *restrict r = x + i * d;
         for (size_t j = 0; j < d; j++)

@@ -3,6 +3,7 @@
  * workspace, so calls may run concurrently on one net. The forward pass is the one
  * `dmlp predict` runs (standardisation, then kernel_linear_forward per layer, row by row
  * independent of the batch split), so the outputs carry the same bits. */
+#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +17,13 @@
 #include "nn/model.h"
 #include "nn/vec.h"
 
-/* Rows per pass through the layers: bounds a call's workspace, whatever n. Up to
- * INFER_FEW rows, the few-row product on transposed weights (kernel_linear_forward_t)
- * replaces the GEMM, whose packing of the weights would cost more than the arithmetic
- * (bench/bench_infer.c); the bits are the same either way. */
-enum { INFER_CHUNK = 256, INFER_FEW = 16 };
+/* Rows per pass through the layers: bounds a call's workspace, whatever n. On one thread
+ * (a caller's parallel region, OMP_NUM_THREADS=1, or up to INFER_FEW rows), the few-row
+ * product on transposed weights (kernel_linear_forward_t) replaces the GEMM, whose packing
+ * of the weights costs more than it saves there (bench/bench_infer.c), and no OpenMP team
+ * is woken; with more threads and more rows, the threaded GEMM. The bits are the same
+ * either way. */
+enum { INFER_CHUNK = 256, INFER_FEW = 64 };
 
 /* A layer's weights transposed and padded for the few-row product. */
 struct transposed {
@@ -137,7 +140,7 @@ static int workspace_get(const struct dmlp_net *net, size_t rows, struct workspa
 /* rows of x through the network into y: standardisation (as `dmlp predict` applies it to
  * the data), then each layer, the last one storing into y. */
 static void forward(const struct dmlp_net *net, struct workspace *w, size_t rows,
-                    const float *x, float *y)
+                    const float *x, float *y, int alone)
 {
     const struct model *m = net->m;
     const size_t D = model_input_dim(m);
@@ -151,8 +154,8 @@ static void forward(const struct dmlp_net *net, struct workspace *w, size_t rows
         const struct model_layer *L = &m->layers[l];
         float *out = l + 1 == m->n_layers ? y : w->a[l % 2];
         const struct transposed *t = &net->t[l];
-        if (rows > INFER_FEW || kernel_linear_forward_t(out, in, t->wt, t->ld, t->b, L->act,
-                                                        rows, L->in, L->out))
+        if (!alone || kernel_linear_forward_t(out, in, t->wt, t->ld, t->b, L->act, rows, L->in,
+                                              L->out))
             kernel_linear_forward(out, w->ws, in, L->W, L->b, L->act, rows, L->in, L->out);
         in = out;
     }
@@ -182,10 +185,13 @@ int dmlp_net_predict(const dmlp_net *net, size_t n, const float *x, float *y, ch
         put_error(err, errlen, "dmlp_net_predict: out of memory for the workspace");
         return DMLP_ERR_RUNTIME;
     }
+    const int alone = n <= INFER_FEW || omp_in_parallel() || omp_get_max_threads() == 1;
+    const int was = kernel_run_alone(alone);
     for (size_t i = 0; i < n; i += INFER_CHUNK) {
         const size_t rows = n - i < INFER_CHUNK ? n - i : INFER_CHUNK;
-        forward(net, &w, rows, x + i * D, y + i * K);
+        forward(net, &w, rows, x + i * D, y + i * K, alone);
     }
+    kernel_run_alone(was);
     free(w.block);
     return DMLP_OK;
 }
