@@ -65,8 +65,9 @@ double tu_max_rel_diff(const float *a, const float *b, size_t n);
 /* Relative difference |a-b| / max(|a|,|b|,floor). */
 double tu_reldiff(double a, double b, double floor);
 
-/* f(z) in double, straight from the definitions of docs/architecture.md, "The math", for the elementwise
- * activations (softmax, a per-row function, returns z: callers handle it by row). */
+/* f(z) in double, straight from the definitions of docs/architecture.md, "The math", for the
+ * elementwise activations (softmax, a per-row function, returns z: callers handle it by row).
+ */
 double tu_act_ref(enum dmlp_activation act, double z);
 
 #endif

@@ -241,7 +241,8 @@ int config_load_string(struct config **out, const char *yaml, size_t len, const 
     ld.cfg = calloc(1, sizeof *ld.cfg);
     ld.set_paths = calloc(n_sets ? n_sets : 1, sizeof *ld.set_paths);
     int rc = ld.cfg && ld.set_paths ? parse_document(&ld, yaml, len)
-                                    : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", ld.name);
+                                    : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory",
+                                                ld.name);
     if (rc == DMLP_OK)
         rc = store_defaults(&ld, ld.cfg, "");
     if (rc == DMLP_OK) {
@@ -544,7 +545,8 @@ static int parse_bool(const char *text)
 }
 
 /* Writes a reason into why and returns -1: the failure of the parsers below. */
-static int why_fail(char *why, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int why_fail(char *why, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int why_fail(char *why, size_t cap, const char *fmt, ...)
 {
     va_list ap;

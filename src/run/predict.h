@@ -1,4 +1,5 @@
-/* predict: runs a network over a dataset and writes the predictions file of docs/architecture.md, "Formats":
+/* predict: runs a network over a dataset and writes the predictions file of
+ * docs/architecture.md, "Formats":
  *
  *     /                attrs: format="dmlp-predictions", format_version=1, dmlp_version,
  *                             loss, and checkpoint / input when given
@@ -8,8 +9,8 @@
  *
  * Every rank computes the outputs of its contiguous slice of the rows (dmlp_slice); rank 0
  * gathers them and writes the file through a temporary name beside the output, fsynced and
- * renamed, so an existing output is never left half-written. An I/O module: includes
- * hdf5.h, silences HDF5's error printer while it runs, and reaches MPI through dist only. */
+ * renamed, so an existing output is never left half-written. An I/O module: includes hdf5.h,
+ * silences HDF5's error printer while it runs, and reaches MPI through dist only. */
 #ifndef DMLP_PREDICT_H
 #define DMLP_PREDICT_H
 
