@@ -74,11 +74,9 @@ static int write_names_attr(hid_t file, const char *path, const char *obj, const
 static int write_file(const struct dataset *ds, const char *tmp, const char *path,
                       const char *const *class_names, struct dmlp_error *err)
 {
-    char why[256];
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const hid_t file = h5util_create_file(tmp, path, err);
     if (file < 0)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot create %s: %s", path, tmp,
-                         h5util_reason(why, sizeof why));
+        return DMLP_ERR_RUNTIME; /* h5util_create_file said why */
     /* Contiguous, uncompressed: every rank reads the whole file at start-up, and a plain
      * layout is read at disk speed with no per-rank decompression; it also keeps any row
      * range a cheap hyperslab for a sharded placement. The cost is disk space only. */
@@ -104,13 +102,7 @@ static int write_file(const struct dataset *ds, const char *tmp, const char *pat
         rc = h5util_write_array(file, path, "/targets", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, ydims,
                          ds->targets, err);
     }
-    if (rc == DMLP_OK && H5Fflush(file, H5F_SCOPE_LOCAL) < 0)
-        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: flushing %s failed: %s", path, tmp,
-                       h5util_reason(why, sizeof why));
-    if (H5Fclose(file) < 0 && rc == DMLP_OK)
-        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: closing %s failed: %s", path, tmp,
-                       h5util_reason(why, sizeof why));
-    return rc;
+    return h5util_finish_file(file, path, tmp, rc, err);
 }
 
 /* Refuses, naming what is wrong, a dataset that would not make a valid file. */

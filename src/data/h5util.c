@@ -711,3 +711,26 @@ static int storage_ok(hid_t dset, const char *path, const char *name, struct dml
     H5Pclose(dcpl);
     return rc;
 }
+
+hid_t h5util_create_file(const char *tmp, const char *path, struct dmlp_error *err)
+{
+    char why[256];
+    const hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0)
+        dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot create %s: %s", path, tmp,
+                  h5util_reason(why, sizeof why));
+    return file;
+}
+
+int h5util_finish_file(hid_t file, const char *path, const char *tmp, int rc,
+                       struct dmlp_error *err)
+{
+    char why[256];
+    if (rc == DMLP_OK && H5Fflush(file, H5F_SCOPE_LOCAL) < 0)
+        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: flushing %s failed: %s", path, tmp,
+                       h5util_reason(why, sizeof why));
+    if (H5Fclose(file) < 0 && rc == DMLP_OK)
+        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: closing %s failed: %s", path, tmp,
+                       h5util_reason(why, sizeof why));
+    return rc;
+}

@@ -42,6 +42,16 @@ void h5util_quiet_end(const struct h5util_quiet *q);
  * line breaks and runs of blanks become single spaces); returns buf. */
 const char *h5util_reason(char *buf, size_t cap);
 
+/* Creates (truncating) the file tmp, the temporary of the output path, for writing; a
+ * negative id with "PATH: cannot create TMP: REASON" on failure. */
+hid_t h5util_create_file(const char *tmp, const char *path, struct dmlp_error *err);
+
+/* Ends the writing of file (the temporary tmp of the output path): flushes it (when rc is
+ * still DMLP_OK) and closes it. Returns rc, or the first failure, "PATH: flushing TMP
+ * failed: REASON" or "... closing ...". */
+int h5util_finish_file(hid_t file, const char *path, const char *tmp, int rc,
+                       struct dmlp_error *err);
+
 /* Writes a whole contiguous, uncompressed dataset name [dims] into file. A fresh file
  * refuses nothing, so a failure is I/O (disk full, quota): DMLP_ERR_RUNTIME naming path and
  * name with HDF5's reason. */

@@ -107,12 +107,10 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
 
 static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_error *err)
 {
-    char why[256];
     const char *path = pf->path;
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const hid_t file = h5util_create_file(tmp, path, err);
     if (file < 0)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: cannot create %s: %s", path, tmp,
-                         h5util_reason(why, sizeof why));
+        return DMLP_ERR_RUNTIME; /* h5util_create_file said why */
     const hsize_t dims[2] = {pf->n, pf->k};
     const int32_t version = 1;
     int rc = h5util_write_str_attr(file, path, "/", "format", "dmlp-predictions", err);
@@ -133,13 +131,7 @@ static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_
     if (rc == DMLP_OK && pf->labels)
         rc = h5util_write_array(file, path, "/labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1,
                                 dims, pf->labels, err);
-    if (rc == DMLP_OK && H5Fflush(file, H5F_SCOPE_LOCAL) < 0)
-        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: flushing %s failed: %s", path, tmp,
-                       h5util_reason(why, sizeof why));
-    if (H5Fclose(file) < 0 && rc == DMLP_OK)
-        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: closing %s failed: %s", path, tmp,
-                       h5util_reason(why, sizeof why));
-    return rc;
+    return h5util_finish_file(file, path, tmp, rc, err);
 }
 
 /* Writes the file under a temporary name and publishes it (publish.h). */
