@@ -502,6 +502,109 @@ static int open_checkpoint(const char *path, hid_t *out, struct dmlp_error *err)
     return DMLP_OK;
 }
 
+/* The number of entries in /layers, which must exist and hold at least one. */
+static int count_layers(hid_t f, const char *path, size_t *n, struct dmlp_error *err)
+{
+    if (H5Lexists(f, "layers", H5P_DEFAULT) <= 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /layers is missing (not a dmlp checkpoint?)",
+                         path);
+    hid_t lg = H5Gopen2(f, "layers", H5P_DEFAULT);
+    H5G_info_t info;
+    int rc = DMLP_OK;
+    if (lg < 0 || H5Gget_info(lg, &info) < 0 || info.nlinks == 0)
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /layers is empty or unreadable", path);
+    else
+        *n = (size_t)info.nlinks;
+    if (lg >= 0)
+        H5Gclose(lg);
+    return rc;
+}
+
+/* /layers/<l>/weight's shape into dims: a non-empty [out, in] with out < 2^32, whose in
+ * is the previous layer's out (layer 0's in is the network's input width, *in_dim). */
+static int read_weight_shape(hid_t f, const char *path, size_t l, size_t prev_out,
+                             size_t *in_dim, hsize_t dims[2], struct dmlp_error *err)
+{
+    char wname[80];
+    snprintf(wname, sizeof wname, "/layers/%zu/weight", l);
+    hid_t ds;
+    struct h5util_info wi;
+    const int rc = h5util_open_dataset(f, path, wname, H5UTIL_FLOAT, "float array", 2, NULL,
+                                       &ds, &wi, err);
+    if (rc)
+        return rc;
+    H5Dclose(ds);
+    dims[0] = wi.dims[0];
+    dims[1] = wi.dims[1];
+    if (dims[0] == 0 || dims[1] == 0 || dims[0] > UINT32_MAX)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has shape [%llu, %llu], expected a "
+                         "non-empty [out, in] array with out < 2^32", path, wname,
+                         (unsigned long long)dims[0], (unsigned long long)dims[1]);
+    if (l == 0)
+        *in_dim = (size_t)dims[1];
+    else if (dims[1] != prev_out)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has %llu inputs but layer %zu has %zu "
+                         "outputs", path, wname, (unsigned long long)dims[1], l - 1, prev_out);
+    return DMLP_OK;
+}
+
+/* Layer l of n as the config would name it: its units from the weight's shape (the bias
+ * checked against it) and its activation; *prev_out carries the outputs to layer l + 1. */
+static int read_layer_config(hid_t f, const char *path, size_t l, size_t n, size_t *in_dim,
+                             size_t *prev_out, struct config_layer *layer,
+                             struct dmlp_error *err)
+{
+    char gname[64];
+    snprintf(gname, sizeof gname, "/layers/%zu", l);
+    if (H5Lexists(f, gname, H5P_DEFAULT) <= 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is missing (layers must be numbered "
+                         "0..%zu)", path, gname, n - 1);
+    hsize_t dims[2];
+    int rc = read_weight_shape(f, path, l, *prev_out, in_dim, dims, err);
+    if (rc)
+        return rc;
+    /* The bias too, so that every reader of the network (inspect included) sees its
+     * shape checked: [out]. */
+    char bname[80];
+    snprintf(bname, sizeof bname, "/layers/%zu/bias", l);
+    hid_t ds;
+    rc = h5util_open_dataset(f, path, bname, H5UTIL_FLOAT, "float array", 1, dims, &ds, NULL,
+                             err);
+    if (rc)
+        return rc;
+    H5Dclose(ds);
+    *prev_out = (size_t)dims[0];
+    layer->units = (uint32_t)dims[0];
+    char act[64] = "";
+    rc = attr_str(f, path, gname, "activation", act, sizeof act, NULL, err);
+    if (!rc && dmlp_activation_parse(act, &layer->activation))
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s attribute 'activation' is '%s', which "
+                       "is not an activation dmlp knows", path, gname, act);
+    return rc;
+}
+
+/* The root attribute 'loss'; without one, the loss follows the output layer's activation
+ * (last): cross_entropy after softmax, mse otherwise. */
+static int read_loss(hid_t f, const char *path, enum dmlp_activation last,
+                     enum dmlp_loss *loss, struct dmlp_error *err)
+{
+    char lname[64] = "";
+    int has_loss = 0;
+    const int rc = attr_str(f, path, "/", "loss", lname, sizeof lname, &has_loss, err);
+    if (rc)
+        return rc;
+    if (!has_loss)
+        *loss = last == DMLP_ACT_SOFTMAX ? DMLP_LOSS_CROSS_ENTROPY : DMLP_LOSS_MSE;
+    else if (!strcmp(lname, "cross_entropy"))
+        *loss = DMLP_LOSS_CROSS_ENTROPY;
+    else if (!strcmp(lname, "mse"))
+        *loss = DMLP_LOSS_MSE;
+    else
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: root attribute 'loss' is '%s', expected "
+                         "cross_entropy or mse", path, lname);
+    return DMLP_OK;
+}
+
 static int read_network_quietly(const char *path, size_t *in_dim, struct config_layer **layers,
                                 size_t *n_layers, enum dmlp_loss *loss, struct dmlp_error *err)
 {
@@ -513,91 +616,13 @@ static int read_network_quietly(const char *path, size_t *in_dim, struct config_
         return rc;
     struct config_layer *ls = NULL;
     size_t n = 0, prev_out = 0;
-    rc = DMLP_OK;
-    if (H5Lexists(f, "layers", H5P_DEFAULT) <= 0) {
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /layers is missing (not a dmlp checkpoint?)",
-                       path);
-        goto done;
-    }
-    hid_t lg = H5Gopen2(f, "layers", H5P_DEFAULT);
-    H5G_info_t info;
-    if (lg < 0 || H5Gget_info(lg, &info) < 0 || info.nlinks == 0) {
-        if (lg >= 0)
-            H5Gclose(lg);
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /layers is empty or unreadable", path);
-        goto done;
-    }
-    n = (size_t)info.nlinks;
-    ls = calloc(n, sizeof *ls);
-    H5Gclose(lg);
-    for (size_t l = 0; ls && l < n && !rc; l++) {
-        char gname[64], wname[80];
-        snprintf(gname, sizeof gname, "/layers/%zu", l);
-        snprintf(wname, sizeof wname, "/layers/%zu/weight", l);
-        if (H5Lexists(f, gname, H5P_DEFAULT) <= 0) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s is missing (layers must be numbered "
-                           "0..%zu)", path, gname, n - 1);
-            break;
-        }
-        hid_t ds;
-        struct h5util_info wi;
-        rc = h5util_open_dataset(f, path, wname, H5UTIL_FLOAT, "float array", 2, NULL, &ds, &wi,
-                                 err);
-        if (rc)
-            break;
-        H5Dclose(ds);
-        const hsize_t *dims = wi.dims;
-        if (dims[0] == 0 || dims[1] == 0 || dims[0] > UINT32_MAX) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has shape [%llu, %llu], expected a "
-                           "non-empty [out, in] array with out < 2^32", path, wname,
-                           (unsigned long long)dims[0], (unsigned long long)dims[1]);
-            break;
-        }
-        if (l == 0)
-            *in_dim = (size_t)dims[1];
-        else if (dims[1] != prev_out) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s has %llu inputs but layer %zu has %zu "
-                           "outputs", path, wname, (unsigned long long)dims[1], l - 1, prev_out);
-            break;
-        }
-        /* The bias too, so that every reader of the network (inspect included) sees its
-         * shape checked: [out]. */
-        char bname[80];
-        snprintf(bname, sizeof bname, "/layers/%zu/bias", l);
-        rc = h5util_open_dataset(f, path, bname, H5UTIL_FLOAT, "float array", 1, dims, &ds,
-                                 NULL, err);
-        if (rc)
-            break;
-        H5Dclose(ds);
-        prev_out = (size_t)dims[0];
-        ls[l].units = (uint32_t)dims[0];
-        char act[64] = "";
-        rc = attr_str(f, path, gname, "activation", act, sizeof act, NULL, err);
-        if (!rc && dmlp_activation_parse(act, &ls[l].activation))
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s attribute 'activation' is '%s', which "
-                           "is not an activation dmlp knows", path, gname, act);
-    }
-    if (!ls && !rc)
+    rc = count_layers(f, path, &n, err);
+    if (!rc && !(ls = calloc(n, sizeof *ls)))
         rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
-    if (!rc) {
-        char lname[64] = "";
-        int has_loss = 0;
-        rc = attr_str(f, path, "/", "loss", lname, sizeof lname, &has_loss, err);
-        if (rc) {
-        } else if (has_loss) {
-            if (!strcmp(lname, "cross_entropy"))
-                *loss = DMLP_LOSS_CROSS_ENTROPY;
-            else if (!strcmp(lname, "mse"))
-                *loss = DMLP_LOSS_MSE;
-            else
-                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: root attribute 'loss' is '%s', expected "
-                               "cross_entropy or mse", path, lname);
-        } else {
-            *loss = ls[n - 1].activation == DMLP_ACT_SOFTMAX ? DMLP_LOSS_CROSS_ENTROPY
-                                                             : DMLP_LOSS_MSE;
-        }
-    }
-done:
+    for (size_t l = 0; !rc && l < n; l++)
+        rc = read_layer_config(f, path, l, n, in_dim, &prev_out, &ls[l], err);
+    if (!rc)
+        rc = read_loss(f, path, ls[n - 1].activation, loss, err);
     H5Fclose(f);
     if (rc) {
         free(ls);
@@ -688,6 +713,112 @@ static int load_layers_quietly(const char *path, struct model *m, struct dmlp_er
     return rc;
 }
 
+/* The root attributes format and format_version: a dmlp checkpoint this dmlp reads. */
+static int check_format(hid_t f, const char *path, struct dmlp_error *err)
+{
+    char fmt[64] = "";
+    uint64_t version = 0;
+    int has = 0;
+    int rc = attr_str(f, path, "/", "format", fmt, sizeof fmt, &has, err);
+    if (rc)
+        return rc;
+    if (strcmp(fmt, FORMAT_NAME))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: not a dmlp checkpoint (root attribute "
+                         "format is '%s', expected '%s')", path, fmt, FORMAT_NAME);
+    if ((rc = attr_u64(f, path, "/", "format_version", &version, NULL, err)))
+        return rc;
+    if (version != FORMAT_VERSION)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: checkpoint format_version %llu is not "
+                         "supported (this dmlp reads version %d)", path,
+                         (unsigned long long)version, FORMAT_VERSION);
+    return DMLP_OK;
+}
+
+/* Where training stood (root attributes), /early_stopping when present and /rng into st. */
+static int read_run_state(hid_t f, const char *path, struct checkpoint_state *st,
+                          struct dmlp_error *err)
+{
+    memset(st, 0, sizeof *st);
+    st->best_metric = NAN;
+    int has = 0, rc;
+    if ((rc = attr_u64(f, path, "/", "epoch", &st->epoch, NULL, err)) ||
+        (rc = attr_u64(f, path, "/", "step", &st->step, NULL, err)) ||
+        (rc = attr_u64(f, path, "/", "samples_seen", &st->samples_seen, NULL, err)) ||
+        (rc = attr_u64(f, path, "/", "step_in_epoch", &st->step_in_epoch, &has, err)))
+        return rc;
+    if (H5Lexists(f, "early_stopping", H5P_DEFAULT) > 0 &&
+        ((rc = attr_f64(f, path, "/early_stopping", "best_metric", &st->best_metric, &has,
+                        err)) ||
+         (rc = attr_u64(f, path, "/early_stopping", "best_epoch", &st->best_epoch, &has,
+                        err)) ||
+         (rc = attr_u64(f, path, "/early_stopping", "bad_epochs", &st->bad_epochs, &has,
+                        err))))
+        return rc;
+    if (H5Lexists(f, "rng", H5P_DEFAULT) <= 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /rng is missing (it holds the seed)", path);
+    double shift = 0;
+    if ((rc = attr_f64(f, path, "/rng", "fixed_point_shift", &shift, &has, err)) ||
+        (rc = attr_u64(f, path, "/rng", "seed", &st->seed, NULL, err)))
+        return rc;
+    if (fabs(shift) < 4096)
+        st->fx_shift = (int32_t)shift;
+    return DMLP_OK;
+}
+
+/* The optimizer's state buffer /optimizer/<name> into buf (o->n floats), when the file
+ * has it: a missing one stays zero (e.g. momentum raised from 0). */
+static int read_state_buffer(hid_t f, const char *path, const struct model *m,
+                             const struct optim *o, const char *name, float *buf,
+                             struct dmlp_error *err)
+{
+    char dname[96];
+    snprintf(dname, sizeof dname, "/optimizer/%s", name);
+    if (H5Lexists(f, dname, H5P_DEFAULT) <= 0)
+        return DMLP_OK;
+    hsize_t n[1] = {o->n};
+    const int rc = h5util_read_dataset(f, path, dname, H5UTIL_FLOAT, "float array", 1, n,
+                                       H5T_NATIVE_FLOAT, buf, err);
+    /* The state mirrors the parameters' layout: a bad value is named by the parameter it
+     * belongs to. */
+    const size_t j = rc ? o->n : dmlp_first_nonfinite(buf, o->n);
+    if (j == o->n)
+        return rc;
+    char where[96];
+    param_location(m, j, where, sizeof where);
+    return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: element [%zu] (%s) is %s; a checkpoint "
+                     "must hold finite values", path, dname, j, where,
+                     dmlp_nonfinite_name(buf[j]));
+}
+
+/* /optimizer into o: its step count and state buffers, or zero state when it names
+ * another optimizer. */
+static int read_optimizer(hid_t f, const char *path, const struct model *m, struct optim *o,
+                          struct dmlp_error *err)
+{
+    if (H5Lexists(f, "optimizer", H5P_DEFAULT) <= 0)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /optimizer is missing", path);
+    char name[64] = "";
+    int has = 0;
+    int rc = attr_str(f, path, "/optimizer", "name", name, sizeof name, &has, err);
+    if (rc)
+        return rc;
+    /* The config governs: state is restored only when it belongs to the same
+     * optimizer; a changed optimizer starts from zero state, as a fresh one would. */
+    const int same = !strcmp(name, dmlp_optimizer_name(o->cfg.name)) ||
+                     (!name[0] && o->cfg.name == DMLP_OPT_SGD);
+    const char *names[OPTIM_MAX_STATE];
+    float *bufs[OPTIM_MAX_STATE];
+    const size_t nb = optim_state_buffers(o, names, bufs);
+    o->steps = 0;
+    for (size_t i = 0; i < nb; i++)
+        memset(bufs[i], 0, o->n * sizeof(float));
+    if (same)
+        rc = attr_u64(f, path, "/optimizer", "steps", &o->steps, &has, err);
+    for (size_t i = 0; same && i < nb && !rc; i++)
+        rc = read_state_buffer(f, path, m, o, names[i], bufs[i], err);
+    return rc;
+}
+
 static int load_quietly(const char *path, struct model *m, struct optim *o,
                         struct checkpoint_state *st, struct dmlp_error *err)
 {
@@ -695,95 +826,13 @@ static int load_quietly(const char *path, struct model *m, struct optim *o,
     int rc = open_checkpoint(path, &f, err);
     if (rc)
         return rc;
-    char fmt[64] = "";
-    uint64_t version = 0;
-    int has = 0;
-    if ((rc = attr_str(f, path, "/", "format", fmt, sizeof fmt, &has, err)))
-        goto done;
-    if (strcmp(fmt, FORMAT_NAME)) {
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: not a dmlp checkpoint (root attribute "
-                       "format is '%s', expected '%s')", path, fmt, FORMAT_NAME);
-        goto done;
-    }
-    if ((rc = attr_u64(f, path, "/", "format_version", &version, NULL, err)))
-        goto done;
-    if (version != FORMAT_VERSION) {
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: checkpoint format_version %llu is not "
-                       "supported (this dmlp reads version %d)", path,
-                       (unsigned long long)version, FORMAT_VERSION);
-        goto done;
-    }
-    rc = load_layers(f, path, m, err);
-    if (rc)
-        goto done;
-    if (st) {
-        memset(st, 0, sizeof *st);
-        st->best_metric = NAN;
-        if ((rc = attr_u64(f, path, "/", "epoch", &st->epoch, NULL, err)) ||
-            (rc = attr_u64(f, path, "/", "step", &st->step, NULL, err)) ||
-            (rc = attr_u64(f, path, "/", "samples_seen", &st->samples_seen, NULL, err)) ||
-            (rc = attr_u64(f, path, "/", "step_in_epoch", &st->step_in_epoch, &has, err)))
-            goto done;
-        if (H5Lexists(f, "early_stopping", H5P_DEFAULT) > 0 &&
-            ((rc = attr_f64(f, path, "/early_stopping", "best_metric", &st->best_metric, &has,
-                            err)) ||
-             (rc = attr_u64(f, path, "/early_stopping", "best_epoch", &st->best_epoch, &has,
-                            err)) ||
-             (rc = attr_u64(f, path, "/early_stopping", "bad_epochs", &st->bad_epochs, &has,
-                            err))))
-            goto done;
-        if (H5Lexists(f, "rng", H5P_DEFAULT) <= 0) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /rng is missing (it holds the seed)", path);
-            goto done;
-        }
-        double shift = 0;
-        if ((rc = attr_f64(f, path, "/rng", "fixed_point_shift", &shift, &has, err)) ||
-            (rc = attr_u64(f, path, "/rng", "seed", &st->seed, NULL, err)))
-            goto done;
-        if (fabs(shift) < 4096)
-            st->fx_shift = (int32_t)shift;
-    }
-    if (o) {
-        if (H5Lexists(f, "optimizer", H5P_DEFAULT) <= 0) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /optimizer is missing", path);
-            goto done;
-        }
-        char name[64] = "";
-        if ((rc = attr_str(f, path, "/optimizer", "name", name, sizeof name, &has, err)))
-            goto done;
-        /* The config governs: state is restored only when it belongs to the same
-         * optimizer; a changed optimizer starts from zero state, as a fresh one would. */
-        const int same = !strcmp(name, dmlp_optimizer_name(o->cfg.name)) ||
-                         (!name[0] && o->cfg.name == DMLP_OPT_SGD);
-        const char *names[OPTIM_MAX_STATE];
-        float *bufs[OPTIM_MAX_STATE];
-        const size_t nb = optim_state_buffers(o, names, bufs);
-        o->steps = 0;
-        for (size_t i = 0; i < nb; i++)
-            memset(bufs[i], 0, o->n * sizeof(float));
-        if (same)
-            rc = attr_u64(f, path, "/optimizer", "steps", &o->steps, &has, err);
-        for (size_t i = 0; same && i < nb && !rc; i++) {
-            char dname[96];
-            snprintf(dname, sizeof dname, "/optimizer/%s", names[i]);
-            if (H5Lexists(f, dname, H5P_DEFAULT) <= 0)
-                continue; /* e.g. momentum raised from 0: its buffer starts at zero */
-            hsize_t n[1] = {o->n};
-            rc = h5util_read_dataset(f, path, dname, H5UTIL_FLOAT, "float array", 1, n,
-                                     H5T_NATIVE_FLOAT, bufs[i], err);
-            /* The state mirrors the parameters' layout: a bad value is named by the
-             * parameter it belongs to. */
-            const size_t j = rc ? o->n : dmlp_first_nonfinite(bufs[i], o->n);
-            if (j < o->n) {
-                char where[96];
-                param_location(m, j, where, sizeof where);
-                rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: element [%zu] (%s) is %s; a "
-                               "checkpoint must hold finite values", path, dname, j, where,
-                               dmlp_nonfinite_name(bufs[i][j]));
-            }
-        }
-    }
-done:
+    rc = check_format(f, path, err);
+    if (!rc)
+        rc = load_layers(f, path, m, err);
+    if (!rc && st)
+        rc = read_run_state(f, path, st, err);
+    if (!rc && o)
+        rc = read_optimizer(f, path, m, o, err);
     H5Fclose(f);
     return rc;
 }

@@ -524,6 +524,52 @@ static int set_transfer_mode(hid_t dxpl, const struct layout *lo, const char *pa
     return DMLP_OK;
 }
 
+/* read_shard's first agreement: path is a readable HDF5 file on every rank. */
+static int agree_file_ok(const char *path, const struct dist *d, struct dmlp_error *err)
+{
+    const int rc = dmlp_check_input_file(path, err);
+    if (rc == DMLP_OK && H5Fis_hdf5(path) <= 0)
+        dmlp_fail(err, DMLP_ERR_INPUT, "%s: not an HDF5 file", path);
+    return dist_agree(d, err);
+}
+
+/* This rank's slice of lo's rows (info: the whole set's rows and the slice's first row)
+ * and room for it: *ds, and *wide, the int64 staging buffer for labels. */
+static int alloc_slice(const struct layout *lo, const char *path, const struct dist *d,
+                       struct dataset_shard *info, struct dataset **ds, int64_t **wide,
+                       struct dmlp_error *err)
+{
+    info->global_rows = lo->n;
+    uint64_t row0, len;
+    dmlp_slice(lo->n, dist_size(d), dist_rank(d), &row0, &len);
+    info->row0 = (size_t)row0;
+    return alloc_block(lo, path, (size_t)len, ds, wide, err);
+}
+
+/* Without num_classes, K is the largest label anywhere + 1: each rank's k (its own
+ * largest + 1) becomes the maximum over all ranks. Collective. */
+static size_t agree_classes(const struct layout *lo, const struct dist *d, size_t k)
+{
+    if (!lo->has_labels || lo->has_nc)
+        return k;
+    uint64_t k64 = k;
+    dist_allreduce_max_u64(d, &k64, 1);
+    return (size_t)k64;
+}
+
+/* Closing is collective too; a read-only file has nothing to lose on close, so its
+ * status is not worth another agreement. */
+static void close_shard(struct layout *lo, hid_t file, hid_t fapl, hid_t dxpl)
+{
+    layout_close(lo);
+    if (file >= 0)
+        H5Fclose(file);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    if (dxpl >= 0)
+        H5Pclose(dxpl);
+}
+
 /* The collective read behind dataset_read_shard, with HDF5's printer already silenced.
  * Three agreement points keep every rank on the same path: after the local checks (a
  * missing file), after the collective open, validation and allocation, and after the reads
@@ -532,10 +578,7 @@ static int set_transfer_mode(hid_t dxpl, const struct layout *lo, const char *pa
 static int read_shard(struct dataset **out, const char *path, const struct dist *d,
                       struct dataset_shard *info, struct dmlp_error *err)
 {
-    int rc = dmlp_check_input_file(path, err);
-    if (rc == DMLP_OK && H5Fis_hdf5(path) <= 0)
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: not an HDF5 file", path);
-    if (dist_agree(d, err) != DMLP_OK)
+    if (agree_file_ok(path, d, err) != DMLP_OK)
         return err->code;
 
     struct layout lo = {.fds = H5I_INVALID_HID, .yds = H5I_INVALID_HID};
@@ -544,14 +587,9 @@ static int read_shard(struct dataset **out, const char *path, const struct dist 
     size_t k = 0;
     hid_t file = H5I_INVALID_HID;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), dxpl = H5Pcreate(H5P_DATASET_XFER);
-    rc = open_parallel(path, d, fapl, dxpl, &file, &lo, err);
-    if (rc == DMLP_OK) {
-        info->global_rows = lo.n;
-        uint64_t row0, len;
-        dmlp_slice(lo.n, dist_size(d), dist_rank(d), &row0, &len);
-        info->row0 = (size_t)row0;
-        rc = alloc_block(&lo, path, (size_t)len, &ds, &wide, err);
-    }
+    int rc = open_parallel(path, d, fapl, dxpl, &file, &lo, err);
+    if (rc == DMLP_OK)
+        rc = alloc_slice(&lo, path, d, info, &ds, &wide, err);
     if (rc == DMLP_OK)
         rc = set_transfer_mode(dxpl, &lo, path, err);
     if (dist_agree(d, err) != DMLP_OK)
@@ -562,23 +600,9 @@ static int read_shard(struct dataset **out, const char *path, const struct dist 
         rc = check_block(&lo, path, info->row0, ds, wide, &k, err);
     if (dist_agree(d, err) != DMLP_OK)
         goto done;
-    if (lo.has_labels && !lo.has_nc) {
-        /* Without num_classes, K is the largest label anywhere + 1. */
-        uint64_t k64 = k;
-        dist_allreduce_max_u64(d, &k64, 1);
-        k = (size_t)k64;
-    }
-    ds->k = k;
+    ds->k = agree_classes(&lo, d, k);
 done:
-    /* Closing is collective too; a read-only file has nothing to lose on close, so its
-     * status is not worth another agreement. */
-    layout_close(&lo);
-    if (file >= 0)
-        H5Fclose(file);
-    if (fapl >= 0)
-        H5Pclose(fapl);
-    if (dxpl >= 0)
-        H5Pclose(dxpl);
+    close_shard(&lo, file, fapl, dxpl);
     free(wide);
     if (err->code != DMLP_OK)
         dataset_free(&ds);

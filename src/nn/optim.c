@@ -15,6 +15,8 @@ static void sgd_step(struct optim *o, float *restrict params, const float *restr
 static void adam_step(struct optim *o, float *restrict params, const float *restrict grads,
                       float scale, double lr);
 static float *alloc_state(size_t n);
+static int check_config(const struct config_optimizer *cfg, struct dmlp_error *err);
+static int alloc_states(struct optim *o);
 
 int optim_create(struct optim **out, const struct config_optimizer *cfg, size_t n,
                  struct dmlp_error *err)
@@ -25,46 +27,16 @@ int optim_create(struct optim **out, const struct config_optimizer *cfg, size_t 
     size_t bytes;
     if (dmlp_mul_size(&bytes, n, sizeof(float)))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "optimizer: %zu parameters overflow size_t", n);
-    const int adam = cfg->name == DMLP_OPT_ADAM || cfg->name == DMLP_OPT_ADAMW;
-    if (cfg->name != DMLP_OPT_SGD && !adam)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.name: unknown optimizer %d",
-                         (int)cfg->name);
-    if (!(cfg->weight_decay >= 0.0))
-        return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.weight_decay: %g is not >= 0",
-                         cfg->weight_decay);
-    if (adam) {
-        if (!(cfg->beta1 >= 0.0 && cfg->beta1 < 1.0))
-            return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.beta1: %g is not in [0, 1)",
-                             cfg->beta1);
-        if (!(cfg->beta2 >= 0.0 && cfg->beta2 < 1.0))
-            return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.beta2: %g is not in [0, 1)",
-                             cfg->beta2);
-        if (!(cfg->eps > 0.0))
-            return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.eps: %g is not > 0", cfg->eps);
-    } else {
-        if (!(cfg->momentum >= 0.0 && cfg->momentum < 1.0))
-            return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.momentum: %g is not in [0, 1)",
-                             cfg->momentum);
-        if (cfg->nesterov && cfg->momentum == 0.0)
-            return dmlp_fail(err, DMLP_ERR_INPUT,
-                             "optimizer.nesterov: true requires optimizer.momentum > 0");
-    }
+    const int rc = check_config(cfg, err);
+    if (rc)
+        return rc;
 
     struct optim *o = calloc(1, sizeof *o);
     if (!o)
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "optimizer: out of memory");
     o->cfg = *cfg;
     o->n = n;
-    int ok = 1;
-    if (adam) {
-        o->exp_avg = alloc_state(n);
-        o->exp_avg_sq = alloc_state(n);
-        ok = o->exp_avg && o->exp_avg_sq;
-    } else if (cfg->momentum != 0.0) {
-        o->momentum = alloc_state(n);
-        ok = o->momentum != NULL;
-    }
-    if (!ok) {
+    if (!alloc_states(o)) {
         optim_free(&o);
         return dmlp_fail(err, DMLP_ERR_RUNTIME,
                          "optimizer: cannot allocate the state for %zu parameters", n);
@@ -147,6 +119,53 @@ size_t optim_state_buffers(const struct optim *o, const char **names, float **bu
 /* ---- helpers ------------------------------------------------------------------------ */
 
 static float *alloc_state(size_t n) { return dmlp_alloc_aligned(n * sizeof(float)); }
+
+/* The settings the chosen optimizer reads: a known name, weight_decay >= 0, and Adam's
+ * betas in [0, 1) and eps > 0, or SGD's momentum in [0, 1) (> 0 for Nesterov). */
+static int check_config(const struct config_optimizer *cfg, struct dmlp_error *err)
+{
+    const int adam = cfg->name == DMLP_OPT_ADAM || cfg->name == DMLP_OPT_ADAMW;
+    if (cfg->name != DMLP_OPT_SGD && !adam)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.name: unknown optimizer %d",
+                         (int)cfg->name);
+    if (!(cfg->weight_decay >= 0.0))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.weight_decay: %g is not >= 0",
+                         cfg->weight_decay);
+    if (adam) {
+        if (!(cfg->beta1 >= 0.0 && cfg->beta1 < 1.0))
+            return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.beta1: %g is not in [0, 1)",
+                             cfg->beta1);
+        if (!(cfg->beta2 >= 0.0 && cfg->beta2 < 1.0))
+            return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.beta2: %g is not in [0, 1)",
+                             cfg->beta2);
+        if (!(cfg->eps > 0.0))
+            return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.eps: %g is not > 0", cfg->eps);
+    } else {
+        if (!(cfg->momentum >= 0.0 && cfg->momentum < 1.0))
+            return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.momentum: %g is not in [0, 1)",
+                             cfg->momentum);
+        if (cfg->nesterov && cfg->momentum == 0.0)
+            return dmlp_fail(err, DMLP_ERR_INPUT,
+                             "optimizer.nesterov: true requires optimizer.momentum > 0");
+    }
+    return DMLP_OK;
+}
+
+/* The state o's optimizer keeps, o->n floats each: Adam's two moments, or SGD's momentum
+ * buffer when momentum is on (else none). 0 when an allocation failed. */
+static int alloc_states(struct optim *o)
+{
+    if (o->cfg.name == DMLP_OPT_ADAM || o->cfg.name == DMLP_OPT_ADAMW) {
+        o->exp_avg = alloc_state(o->n);
+        o->exp_avg_sq = alloc_state(o->n);
+        return o->exp_avg && o->exp_avg_sq;
+    }
+    if (o->cfg.momentum != 0.0) {
+        o->momentum = alloc_state(o->n);
+        return o->momentum != NULL;
+    }
+    return 1;
+}
 
 /* torch.optim.SGD: d_p = grad + λθ; buf = μ·buf + d_p; d_p = d_p + μ·buf (Nesterov) or buf;
  * θ = θ + (−η)·d_p. The scalars are rounded to float as PyTorch does for a float tensor. */

@@ -13,28 +13,34 @@
 #include "nn/activation.h"
 #include "nn/vec.h"
 
+/* A = softmax(Z) over B rows of n, per row, max-subtracted. A may equal Z.
+ * softmax(z)_j = e^{z_j − max z} / Σ e^{z_i − max z}, one row per iteration. */
+static void softmax_forward(float *A, const float *Z, size_t batch, size_t n)
+{
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
+    for (size_t i = 0; i < batch; i++) {
+        const float *z = Z + i * n;
+        float *a = A + i * n;
+        float mx = z[0];
+        for (size_t j = 1; j < n; j++)
+            mx = z[j] > mx ? z[j] : mx;
+        float s = 0.0f;
+        for (size_t j = 0; j < n; j++) {
+            a[j] = expf(z[j] - mx);
+            s += a[j];
+        }
+        const float inv = 1.0f / s;
+        for (size_t j = 0; j < n; j++)
+            a[j] *= inv;
+    }
+}
+
 /* A = f(Z) over B rows of n (softmax: per row, max-subtracted). A may equal Z. */
 static void act_forward(float *A, const float *Z, enum dmlp_activation act, size_t batch,
                         size_t n)
 {
     if (act == DMLP_ACT_SOFTMAX) {
-        /* softmax(z)_j = e^{z_j − max z} / Σ e^{z_i − max z}, one row per iteration. */
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
-        for (size_t i = 0; i < batch; i++) {
-            const float *z = Z + i * n;
-            float *a = A + i * n;
-            float mx = z[0];
-            for (size_t j = 1; j < n; j++)
-                mx = z[j] > mx ? z[j] : mx;
-            float s = 0.0f;
-            for (size_t j = 0; j < n; j++) {
-                a[j] = expf(z[j] - mx);
-                s += a[j];
-            }
-            const float inv = 1.0f / s;
-            for (size_t j = 0; j < n; j++)
-                a[j] *= inv;
-        }
+        softmax_forward(A, Z, batch, n);
         return;
     }
     const size_t total = batch * n;

@@ -121,6 +121,67 @@ static size_t sum_bound(size_t n, int q, int k)
     return b < n ? b : n;
 }
 
+/* This rank's node size *k and node rank *nr; whether every node runs the same number
+ * of ranks (the min and max of the node sizes, in one reduction over all ranks). */
+static int node_sizes_even(const struct dist *d, MPI_Comm node, int *k, int *nr)
+{
+    int kk[2], agreed[2];
+    MPI_Comm_size(node, k);
+    MPI_Comm_rank(node, nr);
+    kk[0] = *k, kk[1] = -*k;
+    MPI_Allreduce(kk, agreed, 2, MPI_INT, MPI_MIN, d->comm);
+    return agreed[0] == -agreed[1];
+}
+
+/* The node's shared window, two buffers of s->capacity floats per rank, so that a rank
+ * may start the next sum while a slower one still copies results out of the last. Every
+ * rank enters or none; a failed allocation (a small /dev/shm in a container) is agreed,
+ * and leaves s->node null so that every rank falls back to MPI. */
+static void open_shared_window(struct dist_sum *s, const struct dist *d, MPI_Comm node, int k,
+                               int nr)
+{
+    float *base;
+    MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
+    const int ok = MPI_Win_allocate_shared((MPI_Aint)(2 * s->capacity * sizeof(float)),
+                                           sizeof(float), MPI_INFO_NULL, node, &base,
+                                           &s->win) == MPI_SUCCESS;
+    s->peer = malloc((size_t)k * sizeof *s->peer);
+    int all = ok && s->peer;
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, d->comm);
+    if (!all) {
+        if (ok)
+            MPI_Win_free(&s->win);
+        free(s->peer);
+        s->peer = NULL;
+        return;
+    }
+    for (int q = 0; q < k; q++) {
+        MPI_Aint size;
+        int unit;
+        MPI_Win_shared_query(s->win, q, &size, &unit, &s->peer[q]);
+    }
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
+    MPI_Comm_split(d->comm, nr, d->rank, &s->cross);
+    s->node = node;
+    s->node_rank = nr;
+    s->node_size = k;
+    s->nodes = d->size / k;
+}
+
+/* s->method: how the sum runs, and why not through shared memory when it does not. */
+static void describe_method(struct dist_sum *s, int shared_memory, int k, int even)
+{
+    if (s->node == MPI_COMM_NULL)
+        snprintf(s->method, sizeof s->method, "MPI_Allreduce%s",
+                 !shared_memory ? " (comm.shared_memory off)"
+                 : k == 1 ? "" : !even ? " (nodes run different rank counts)"
+                 : " (no shared-memory window)");
+    else
+        snprintf(s->method, sizeof s->method, "shared memory (%d ranks on each of %d "
+                 "node%s)%s", k, s->nodes, s->nodes == 1 ? "" : "s",
+                 s->nodes > 1 ? " + MPI_Allreduce across nodes" : "");
+}
+
 void dist_sum_create(struct dist_sum **out, const struct dist *d, size_t capacity,
                      int shared_memory)
 {
@@ -133,55 +194,17 @@ void dist_sum_create(struct dist_sum **out, const struct dist *d, size_t capacit
     s->capacity = capacity;
     MPI_Comm node;
     MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
-    int k, nr, kk[2], agreed[2];
-    MPI_Comm_size(node, &k);
-    MPI_Comm_rank(node, &nr);
-    kk[0] = k, kk[1] = -k; /* min and max of the node sizes, in one reduction */
-    MPI_Allreduce(kk, agreed, 2, MPI_INT, MPI_MIN, d->comm);
-    const int even = agreed[0] == -agreed[1];
-    /* Two buffers per rank, so that a rank may start the next sum while a slower one
-     * still copies results out of the last. A failed allocation (a small /dev/shm in a
-     * container) falls back to MPI on every rank, agreed. */
+    int k, nr;
+    const int even = node_sizes_even(d, node, &k, &nr);
+    /* Shared memory where every node has the same ranks and the window stays small;
+     * agreed, so that every rank takes the same path through the collectives below. */
     int ok = shared_memory && k > 1 && even && capacity <= ((size_t)1 << 28);
     MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, d->comm);
-    if (ok) {
-        float *base;
-        MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
-        ok = MPI_Win_allocate_shared((MPI_Aint)(2 * capacity * sizeof(float)), sizeof(float),
-                                     MPI_INFO_NULL, node, &base, &s->win) == MPI_SUCCESS;
-        s->peer = malloc((size_t)k * sizeof *s->peer);
-        int all = ok && s->peer;
-        MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, d->comm);
-        if (all) {
-            for (int q = 0; q < k; q++) {
-                MPI_Aint size;
-                int unit;
-                MPI_Win_shared_query(s->win, q, &size, &unit, &s->peer[q]);
-            }
-            MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
-            MPI_Comm_split(d->comm, nr, d->rank, &s->cross);
-            s->node = node;
-            s->node_rank = nr;
-            s->node_size = k;
-            s->nodes = d->size / k;
-        } else {
-            if (ok)
-                MPI_Win_free(&s->win);
-            free(s->peer);
-            s->peer = NULL;
-        }
-    }
-    if (s->node == MPI_COMM_NULL) {
+    if (ok)
+        open_shared_window(s, d, node, k, nr);
+    if (s->node == MPI_COMM_NULL)
         MPI_Comm_free(&node);
-        snprintf(s->method, sizeof s->method, "MPI_Allreduce%s",
-                 !shared_memory ? " (comm.shared_memory off)"
-                 : k == 1 ? "" : !even ? " (nodes run different rank counts)"
-                 : " (no shared-memory window)");
-    } else {
-        snprintf(s->method, sizeof s->method, "shared memory (%d ranks on each of %d "
-                 "node%s)%s", k, s->nodes, s->nodes == 1 ? "" : "s",
-                 s->nodes > 1 ? " + MPI_Allreduce across nodes" : "");
-    }
+    describe_method(s, shared_memory, k, even);
     *out = s;
 }
 

@@ -28,6 +28,9 @@ static const double R2_CONSTANT_REL = 1e-12;
 
 static uint64_t samples_of(const struct metrics *m);
 static const char *text_number(char *buf, size_t cap, const char *fmt, double v);
+static void json_fields(FILE *f, const char *const *fields);
+static void json_classifier(FILE *f, const struct metrics *m, const struct metrics_report *r);
+static void json_regression(FILE *f, const struct metrics *m, const struct metrics_report *r);
 
 /* ---- public functions -------------------------------------------------------------------- */
 
@@ -206,51 +209,14 @@ int metrics_print_json(FILE *f, const struct metrics *m, const char *const *fiel
 {
     struct metrics_report r;
     metrics_finish(m, &r);
-    const size_t k = m->k;
     fputc('{', f);
-    for (size_t i = 0; fields && fields[i]; i += 2) {
-        json_put_string(f, fields[i]);
-        fputs(": ", f);
-        if (fields[i + 1])
-            json_put_string(f, fields[i + 1]);
-        else
-            fputs("null", f);
-        fputs(", ", f);
-    }
+    json_fields(f, fields);
     fprintf(f, "\"samples\": %" PRIu64 ", \"loss\": ", r.samples);
     json_put_number(f, r.loss);
-    if (m->is_classifier) {
-        fprintf(f, ", \"correct\": %" PRIu64 ", \"accuracy\": ", r.correct);
-        json_put_number(f, r.accuracy);
-        fputs(", \"per_class_accuracy\": [", f);
-        for (size_t c = 0; c < k; c++) {
-            if (c)
-                fputs(", ", f);
-            json_put_number(f, metrics_class_accuracy(m, c));
-        }
-        fputs("], \"confusion_matrix\": [", f);
-        for (size_t t = 0; t < k; t++) {
-            fputs(t ? ", [" : "[", f);
-            for (size_t p = 0; p < k; p++)
-                fprintf(f, p ? ", %" PRIu64 : "%" PRIu64, m->counts[t * k + p]);
-            fputc(']', f);
-        }
-        fputc(']', f);
-    } else {
-        fputs(", \"mse\": ", f);
-        json_put_number(f, r.mse);
-        fputs(", \"mae\": ", f);
-        json_put_number(f, r.mae);
-        fputs(", \"r2\": ", f);
-        json_put_number(f, r.r2);
-        fputs(", \"r2_per_target\": [", f);
-        for (size_t j = 0; j < k; j++) {
-            if (j)
-                fputs(", ", f);
-            json_put_number(f, metrics_target_r2(m, j));
-        }
-        fputc(']', f);
-    }
+    if (m->is_classifier)
+        json_classifier(f, m, &r);
+    else
+        json_regression(f, m, &r);
     fputs("}\n", f);
     if (fflush(f) != 0 || ferror(f))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "writing the JSON report failed: %s",
@@ -399,4 +365,60 @@ static const char *text_number(char *buf, size_t cap, const char *fmt, double v)
         return "n/a";
     snprintf(buf, cap, fmt, v);
     return buf;
+}
+
+/* The caller's name/value pairs (fields: name, value or NULL for null, ...; NULL-ended),
+ * each followed by ", ". */
+static void json_fields(FILE *f, const char *const *fields)
+{
+    for (size_t i = 0; fields && fields[i]; i += 2) {
+        json_put_string(f, fields[i]);
+        fputs(": ", f);
+        if (fields[i + 1])
+            json_put_string(f, fields[i + 1]);
+        else
+            fputs("null", f);
+        fputs(", ", f);
+    }
+}
+
+/* ", \"correct\": ..., \"accuracy\": ..., per-class accuracy and the k × k confusion
+ * matrix (rows: true class, columns: predicted). */
+static void json_classifier(FILE *f, const struct metrics *m, const struct metrics_report *r)
+{
+    const size_t k = m->k;
+    fprintf(f, ", \"correct\": %" PRIu64 ", \"accuracy\": ", r->correct);
+    json_put_number(f, r->accuracy);
+    fputs(", \"per_class_accuracy\": [", f);
+    for (size_t c = 0; c < k; c++) {
+        if (c)
+            fputs(", ", f);
+        json_put_number(f, metrics_class_accuracy(m, c));
+    }
+    fputs("], \"confusion_matrix\": [", f);
+    for (size_t t = 0; t < k; t++) {
+        fputs(t ? ", [" : "[", f);
+        for (size_t p = 0; p < k; p++)
+            fprintf(f, p ? ", %" PRIu64 : "%" PRIu64, m->counts[t * k + p]);
+        fputc(']', f);
+    }
+    fputc(']', f);
+}
+
+/* ", \"mse\": ..., \"mae\": ..., \"r2\": ..." and R² per target. */
+static void json_regression(FILE *f, const struct metrics *m, const struct metrics_report *r)
+{
+    fputs(", \"mse\": ", f);
+    json_put_number(f, r->mse);
+    fputs(", \"mae\": ", f);
+    json_put_number(f, r->mae);
+    fputs(", \"r2\": ", f);
+    json_put_number(f, r->r2);
+    fputs(", \"r2_per_target\": [", f);
+    for (size_t j = 0; j < m->k; j++) {
+        if (j)
+            fputs(", ", f);
+        json_put_number(f, metrics_target_r2(m, j));
+    }
+    fputc(']', f);
 }

@@ -24,8 +24,27 @@ struct predict_file {
     const char *input;       /* or NULL */
 };
 
+/* This rank's share of the predictions and rank 0's gathered whole. */
+struct predict_bufs {
+    float *mine;       /* [len × k]: this rank's rows */
+    float *all;        /* [n × k], rank 0 only */
+    int32_t *labels;   /* [n], rank 0 and classifiers only */
+    size_t *counts;    /* [size]: each rank's share of all, in floats */
+};
+
 enum { PREDICT_CHUNK = 512 };
 
+static int check_request(const struct model *m, const struct dataset *in, const char *output,
+                         const char *checkpoint, const char *input, size_t *bytes,
+                         struct dmlp_error *e);
+static void alloc_bufs(const struct dist *d, int classifier, size_t n, size_t k, uint64_t len,
+                       size_t bytes, const char *output, struct predict_bufs *b,
+                       struct dmlp_error *e);
+static void free_bufs(struct predict_bufs *b);
+static void forward_rows(struct model *m, const struct dataset *in, uint64_t off,
+                         uint64_t len, float *mine);
+static void gather_rows(const struct dist *d, size_t n, size_t k, uint64_t len,
+                        struct predict_bufs *b);
 static int write_predictions(const struct predict_file *pf, struct dmlp_error *err);
 
 /* ---- public functions -------------------------------------------------------------------- */
@@ -34,61 +53,28 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
                 const char *output, const char *checkpoint, const char *input,
                 struct dmlp_error *err)
 {
-    const char *what = input ? input : "input data";
     const int rank = dist_rank(d), size = dist_size(d);
-    const size_t K = model_output_dim(m), D = model_input_dim(m), N = in->n;
+    const size_t K = model_output_dim(m), N = in->n;
     const int classifier = m->loss == DMLP_LOSS_CROSS_ENTROPY;
     struct dmlp_error e = {0};
-    float *mine = NULL, *all = NULL;
-    int32_t *labels = NULL;
-    size_t *counts = NULL, total = 0, bytes = 0;
+    struct predict_bufs b = {0};
+    size_t bytes = 0;
     uint64_t off = 0, len = 0;
     dmlp_slice(N, size, rank, &off, &len);
 
     /* Checks every rank makes alike, then the allocations; one agreement for all. */
-    if (!output || !output[0])
-        dmlp_fail(&e, DMLP_ERR_INPUT, "predict: no output path given");
-    else if (in->d != D)
-        dmlp_fail(&e, DMLP_ERR_INPUT, "%s: /features: rows have %zu features, but the network "
-                  "takes %zu inputs", what, in->d, D);
-    else if (N == 0)
-        dmlp_fail(&e, DMLP_ERR_INPUT, "%s: /features: no rows to predict", what);
-    else if (dmlp_mul_size(&total, N, K) || dmlp_mul_size(&bytes, total, sizeof(float)))
-        dmlp_fail(&e, DMLP_ERR_INPUT, "%s: %zu rows x %zu outputs overflow size_t", what, N, K);
-    else if ((input && dmlp_same_file(output, input)) ||
-             (checkpoint && dmlp_same_file(output, checkpoint)))
-        dmlp_fail(&e, DMLP_ERR_INPUT, "%s: refusing to overwrite the %s with predictions",
-                  output, input && dmlp_same_file(output, input) ? "input" : "checkpoint");
-    else if (model_reserve(m, PREDICT_CHUNK, &e) == DMLP_OK) {
-        counts = malloc((size_t)size * sizeof *counts);
-        mine = len ? dmlp_alloc_aligned((size_t)len * K * sizeof(float)) : NULL;
-        if (rank == 0) {
-            all = dmlp_alloc_aligned(bytes);
-            labels = classifier ? dmlp_alloc_aligned(N * sizeof(int32_t)) : NULL;
-        }
-        if (!counts || (len && !mine) || (rank == 0 && (!all || (classifier && !labels))))
-            dmlp_fail(&e, DMLP_ERR_RUNTIME, "%s: out of memory for the predictions of %zu rows "
-                      "x %zu outputs", output, rank == 0 ? N : (size_t)len, K);
-    }
+    if (check_request(m, in, output, checkpoint, input, &bytes, &e) == DMLP_OK &&
+        model_reserve(m, PREDICT_CHUNK, &e) == DMLP_OK)
+        alloc_bufs(d, classifier, N, K, len, bytes, output, &b, &e);
     int rc = dist_agree(d, &e);
     if (rc == DMLP_OK) {
-        for (uint64_t i = off; i < off + len; i += PREDICT_CHUNK) {
-            const size_t b = (size_t)(off + len - i < PREDICT_CHUNK ? off + len - i
-                                                                    : PREDICT_CHUNK);
-            const float *Y = model_forward(m, in->features + (size_t)i * D, b);
-            memcpy(mine + (size_t)(i - off) * K, Y, b * K * sizeof(float));
-        }
-        for (int r = 0; r < size; r++) {
-            uint64_t r_off, r_len;
-            dmlp_slice(N, size, r, &r_off, &r_len);
-            counts[r] = (size_t)r_len * K;
-        }
-        dist_gatherv_float(d, mine, (size_t)len * K, all, counts, 0);
+        forward_rows(m, in, off, len, b.mine);
+        gather_rows(d, N, K, len, &b);
         if (rank == 0) {
-            for (size_t i = 0; labels && i < N; i++)
-                labels[i] = (int32_t)dmlp_argmax(all + i * K, K);
+            for (size_t i = 0; b.labels && i < N; i++)
+                b.labels[i] = (int32_t)dmlp_argmax(b.all + i * K, K);
             const struct predict_file pf = {
-                .path = output, .P = all, .labels = labels, .n = N, .k = K,
+                .path = output, .P = b.all, .labels = b.labels, .n = N, .k = K,
                 .loss = dmlp_loss_name(m->loss), .checkpoint = checkpoint, .input = input};
             write_predictions(&pf, &e);
         }
@@ -96,11 +82,92 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
     }
     if (rc != DMLP_OK && err)
         *err = e;
-    free(counts);
-    dmlp_free_aligned(mine);
-    dmlp_free_aligned(all);
-    dmlp_free_aligned(labels);
+    free_bufs(&b);
     return rc;
+}
+
+/* ---- helpers: the prediction ----------------------------------------------------------- */
+
+/* The checks every rank makes alike: an output path, rows of the network's width, at
+ * least one row, a size that fits, and no output over the input or the checkpoint.
+ * *bytes is the size of all the predictions. */
+static int check_request(const struct model *m, const struct dataset *in, const char *output,
+                         const char *checkpoint, const char *input, size_t *bytes,
+                         struct dmlp_error *e)
+{
+    const char *what = input ? input : "input data";
+    const size_t K = model_output_dim(m), D = model_input_dim(m), N = in->n;
+    size_t total = 0;
+    if (!output || !output[0])
+        return dmlp_fail(e, DMLP_ERR_INPUT, "predict: no output path given");
+    if (in->d != D)
+        return dmlp_fail(e, DMLP_ERR_INPUT, "%s: /features: rows have %zu features, but the "
+                         "network takes %zu inputs", what, in->d, D);
+    if (N == 0)
+        return dmlp_fail(e, DMLP_ERR_INPUT, "%s: /features: no rows to predict", what);
+    if (dmlp_mul_size(&total, N, K) || dmlp_mul_size(bytes, total, sizeof(float)))
+        return dmlp_fail(e, DMLP_ERR_INPUT, "%s: %zu rows x %zu outputs overflow size_t", what,
+                         N, K);
+    if ((input && dmlp_same_file(output, input)) ||
+        (checkpoint && dmlp_same_file(output, checkpoint)))
+        return dmlp_fail(e, DMLP_ERR_INPUT, "%s: refusing to overwrite the %s with predictions",
+                         output, input && dmlp_same_file(output, input) ? "input" : "checkpoint");
+    return DMLP_OK;
+}
+
+/* This rank's len rows of k outputs, and on rank 0 room for all n rows (bytes) and, for a
+ * classifier, their labels. */
+static void alloc_bufs(const struct dist *d, int classifier, size_t n, size_t k, uint64_t len,
+                       size_t bytes, const char *output, struct predict_bufs *b,
+                       struct dmlp_error *e)
+{
+    const int rank = dist_rank(d), size = dist_size(d);
+    b->counts = malloc((size_t)size * sizeof *b->counts);
+    b->mine = len ? dmlp_alloc_aligned((size_t)len * k * sizeof(float)) : NULL;
+    if (rank == 0) {
+        b->all = dmlp_alloc_aligned(bytes);
+        b->labels = classifier ? dmlp_alloc_aligned(n * sizeof(int32_t)) : NULL;
+    }
+    if (!b->counts || (len && !b->mine) ||
+        (rank == 0 && (!b->all || (classifier && !b->labels))))
+        dmlp_fail(e, DMLP_ERR_RUNTIME, "%s: out of memory for the predictions of %zu rows "
+                  "x %zu outputs", output, rank == 0 ? n : (size_t)len, k);
+}
+
+static void free_bufs(struct predict_bufs *b)
+{
+    free(b->counts);
+    dmlp_free_aligned(b->mine);
+    dmlp_free_aligned(b->all);
+    dmlp_free_aligned(b->labels);
+}
+
+/* The forward pass over rows [off, off + len) of in, PREDICT_CHUNK rows at a time, into
+ * mine ([len × k]). */
+static void forward_rows(struct model *m, const struct dataset *in, uint64_t off,
+                         uint64_t len, float *mine)
+{
+    const size_t K = model_output_dim(m), D = model_input_dim(m);
+    for (uint64_t i = off; i < off + len; i += PREDICT_CHUNK) {
+        const size_t b = (size_t)(off + len - i < PREDICT_CHUNK ? off + len - i
+                                                                : PREDICT_CHUNK);
+        const float *Y = model_forward(m, in->features + (size_t)i * D, b);
+        memcpy(mine + (size_t)(i - off) * K, Y, b * K * sizeof(float));
+    }
+}
+
+/* Every rank's rows into rank 0's all, in rank order (each rank's share as dmlp_slice
+ * cuts n rows). */
+static void gather_rows(const struct dist *d, size_t n, size_t k, uint64_t len,
+                        struct predict_bufs *b)
+{
+    const int size = dist_size(d);
+    for (int r = 0; r < size; r++) {
+        uint64_t r_off, r_len;
+        dmlp_slice(n, size, r, &r_off, &r_len);
+        b->counts[r] = (size_t)r_len * k;
+    }
+    dist_gatherv_float(d, b->mine, (size_t)len * k, b->all, b->counts, 0);
 }
 
 /* ---- helpers: files ----------------------------------------------------------------------- */

@@ -136,33 +136,38 @@ static size_t count_params(const struct model *m)
     return n;
 }
 
-/* Reads the training and test sets in the configured placement and holds out the
- * validation split. Collective, agreed. */
-static int load_data(const struct dist *d, const struct config *cfg, struct trainer *r,
-                     struct dmlp_error *e)
+/* This rank's shard of the training set and of the test set (when configured); *row0 is
+ * the shard's first row in the whole set of *global_n. Collective: a failure is already
+ * agreed when this returns it. */
+static int read_sharded(const struct dist *d, const struct config *cfg, struct trainer *r,
+                        size_t *row0, size_t *global_n, struct dmlp_error *e)
 {
-    size_t row0 = 0, global_n = 0;
-    if (r->sharded) {
-        struct dataset_shard sh;
-        if (dataset_read_shard(&r->train, cfg->data.train, d, &sh, e))
-            return e->code; /* already agreed */
-        row0 = sh.row0;
-        global_n = sh.global_rows;
-        if (cfg->data.test && dataset_read_shard(&r->test, cfg->data.test, d, NULL, e))
-            return e->code;
-    } else {
-        if (dataset_read(&r->train, cfg->data.train, e) == DMLP_OK && cfg->data.test)
-            dataset_read(&r->test, cfg->data.test, e);
-        if (r->train)
-            global_n = r->train->n;
-    }
-    if (!e->code && cfg->data.validation_fraction > 0)
-        dataset_split(r->train, row0, global_n, cfg->data.validation_fraction,
-                      cfg->training.seed, &r->val, e);
-    if (dist_agree(d, e))
+    struct dataset_shard sh;
+    if (dataset_read_shard(&r->train, cfg->data.train, d, &sh, e))
         return e->code;
+    *row0 = sh.row0;
+    *global_n = sh.global_rows;
+    if (cfg->data.test && dataset_read_shard(&r->test, cfg->data.test, d, NULL, e))
+        return e->code;
+    return DMLP_OK;
+}
 
-    /* Every rank needs every rank's row count to cut each step identically. */
+/* The whole training set and test set (when configured) on this rank; not agreed. */
+static void read_replicated(const struct config *cfg, struct trainer *r, size_t *global_n,
+                            struct dmlp_error *e)
+{
+    if (dataset_read(&r->train, cfg->data.train, e) == DMLP_OK && cfg->data.test)
+        dataset_read(&r->test, cfg->data.test, e);
+    if (r->train)
+        *global_n = r->train->n;
+}
+
+/* Every rank's training row count into r->rows (every rank needs them all to cut each
+ * step identically) and their sum into r->n_train, which must not be zero. Collective,
+ * two agreements. */
+static int count_train_rows(const struct dist *d, const struct config *cfg,
+                            struct trainer *r, struct dmlp_error *e)
+{
     const int n = dist_size(d);
     if (!(r->rows = calloc((size_t)n, sizeof *r->rows)))
         dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory");
@@ -181,19 +186,46 @@ static int load_data(const struct dist *d, const struct config *cfg, struct trai
         dmlp_fail(e, DMLP_ERR_INPUT, "%s: no training rows left after holding out "
                   "data.validation_fraction %g", cfg->data.train,
                   cfg->data.validation_fraction);
+    return dist_agree(d, e);
+}
+
+/* A split that holds out no row would report val_loss nan every epoch, and early
+ * stopping on it would never fire. Collective when sharded (the held-out rows are
+ * summed); not agreed. */
+static void check_held_out(const struct dist *d, const struct config *cfg,
+                           const struct trainer *r, size_t global_n, struct dmlp_error *e)
+{
+    if (!(cfg->data.validation_fraction > 0))
+        return;
+    uint64_t held = r->val ? r->val->n : 0;
+    if (r->sharded)
+        dist_allreduce_sum_u64(d, &held, 1);
+    if (held == 0)
+        dmlp_fail(e, DMLP_ERR_INPUT, "%s: data.validation_fraction %g of its %zu rows "
+                  "holds out no row; raise it, or set 0 for no validation",
+                  cfg->data.train, cfg->data.validation_fraction, (size_t)global_n);
+}
+
+/* Reads the training and test sets in the configured placement and holds out the
+ * validation split. Collective, agreed. */
+static int load_data(const struct dist *d, const struct config *cfg, struct trainer *r,
+                     struct dmlp_error *e)
+{
+    size_t row0 = 0, global_n = 0;
+    if (r->sharded) {
+        if (read_sharded(d, cfg, r, &row0, &global_n, e))
+            return e->code; /* already agreed */
+    } else {
+        read_replicated(cfg, r, &global_n, e);
+    }
+    if (!e->code && cfg->data.validation_fraction > 0)
+        dataset_split(r->train, row0, global_n, cfg->data.validation_fraction,
+                      cfg->training.seed, &r->val, e);
     if (dist_agree(d, e))
         return e->code;
-    /* A split that holds out no row would report val_loss nan every epoch, and early
-     * stopping on it would never fire. */
-    if (cfg->data.validation_fraction > 0) {
-        uint64_t held = r->val ? r->val->n : 0;
-        if (r->sharded)
-            dist_allreduce_sum_u64(d, &held, 1);
-        if (held == 0)
-            dmlp_fail(e, DMLP_ERR_INPUT, "%s: data.validation_fraction %g of its %zu rows "
-                      "holds out no row; raise it, or set 0 for no validation",
-                      cfg->data.train, cfg->data.validation_fraction, (size_t)global_n);
-    }
+    if (count_train_rows(d, cfg, r, e))
+        return e->code;
+    check_held_out(d, cfg, r, global_n, e);
     return dist_agree(d, e);
 }
 
