@@ -66,12 +66,90 @@ int main(int argc, char **argv)
     return dmlp_main(n, args) + model_create() + csv_open();
 }
 C
+# The inference consumers, built below through find_package(dmlp) and through pkg-config.
+cat > "$WORK/app/infer.c" <<'C'
+#include <dmlp/infer.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* infer CHECKPOINT THREADS: the four XOR points, one row per call from THREADS OpenMP
+ * threads; prints each output's bits. */
+int main(int argc, char **argv)
+{
+    char err[256];
+    dmlp_net *net = dmlp_net_load(argc > 1 ? argv[1] : "", err, sizeof err);
+    if (!net) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    const float x[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
+    float y[4];
+    int failed = 0;
+    const int threads = argc > 2 ? atoi(argv[2]) : 1;
+#pragma omp parallel for num_threads(threads) reduction(| : failed)
+    for (int i = 0; i < 4; i++)
+        failed |= dmlp_net_predict(net, 1, x[i], &y[i], NULL, 0);
+    for (int i = 0; i < 4 && !failed; i++) {
+        uint32_t bits;
+        memcpy(&bits, &y[i], sizeof bits);
+        printf("%08x\n", (unsigned)bits);
+    }
+    dmlp_net_free(net);
+    return failed;
+}
+C
+cat > "$WORK/app/infer.f90" <<'F'
+program infer
+  use dmlp
+  implicit none
+  type(dmlp_net) :: net
+  real(c_float) :: x(2, 4), y(1, 4)
+  integer :: stat, i, failed, threads
+  character(len=256) :: errmsg, path, arg
+  call get_command_argument(1, path)
+  call get_command_argument(2, arg)
+  read (arg, *) threads
+  call net%load(path, stat, errmsg)
+  if (stat /= 0) then
+    print '(a)', trim(errmsg)
+    stop 1
+  end if
+  x = reshape([0., 0., 0., 1., 1., 0., 1., 1.], [2, 4])
+  failed = 0
+  !$omp parallel do num_threads(threads) private(stat) reduction(max:failed)
+  do i = 1, 4
+    call net%predict(x(:, i:i), y(:, i:i), stat)
+    failed = max(failed, stat)
+  end do
+  !$omp end parallel do
+  if (failed /= 0) stop 1
+  do i = 1, 4
+    print '(z8.8)', transfer(y(1, i), 0)
+  end do
+  call net%predict(x, y(:, 1:2), stat, errmsg)   ! 4 columns in, 2 out: refused
+  if (stat == 0 .or. index(errmsg, "do not fit") == 0) stop 2
+  call net%free()
+  call net%load(trim(path) // ".missing", stat, errmsg)
+  if (stat == 0 .or. index(errmsg, ".missing") == 0) stop 3
+end program infer
+F
 cat > "$WORK/app/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.18)
 project(dmlp_consumer LANGUAGES C)
 find_package(dmlp 0.1 REQUIRED)
 add_executable(app app.c)
 target_link_libraries(app PRIVATE dmlp::dmlp)
+find_package(OpenMP REQUIRED COMPONENTS C)
+add_executable(infer infer.c)
+target_link_libraries(infer PRIVATE dmlp::dmlp OpenMP::OpenMP_C)
+if(TARGET dmlp::dmlp_fortran)
+  enable_language(Fortran)
+  find_package(OpenMP REQUIRED COMPONENTS Fortran)
+  add_executable(infer_f infer.f90)
+  target_link_libraries(infer_f PRIVATE dmlp::dmlp_fortran OpenMP::OpenMP_Fortran)
+endif()
 CM
 # The XOR problem as a dataset, through the installed executable.
 printf 'a,b,y\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n' > "$WORK/xor.csv"
@@ -104,37 +182,6 @@ cmp "$WORK/w-static.txt" "$WORK/w-shared.txt" ||
   fail "the static and shared libraries trained different weights"
 
 echo "== the inference interface (infer.h) from OpenMP threads, against dmlp predict"
-cat > "$WORK/app/infer.c" <<'C'
-#include <dmlp/infer.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <string.h>
-
-/* infer CHECKPOINT: the four XOR points, one row per call from 2 OpenMP threads; prints
- * each output's bits. */
-int main(int argc, char **argv)
-{
-    char err[256];
-    dmlp_net *net = dmlp_net_load(argc > 1 ? argv[1] : "", err, sizeof err);
-    if (!net) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    const float x[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
-    float y[4];
-    int failed = 0;
-#pragma omp parallel for num_threads(2) reduction(| : failed)
-    for (int i = 0; i < 4; i++)
-        failed |= dmlp_net_predict(net, 1, x[i], &y[i], NULL, 0);
-    for (int i = 0; i < 4 && !failed; i++) {
-        uint32_t bits;
-        memcpy(&bits, &y[i], sizeof bits);
-        printf("%08x\n", (unsigned)bits);
-    }
-    dmlp_net_free(net);
-    return failed;
-}
-C
 # shellcheck disable=SC2046
 cc -std=c11 -fopenmp -Wall -Wextra -Wpedantic -Werror -o "$WORK/app/infer" "$WORK/app/infer.c" \
    $(pkg-config --cflags --libs dmlp) || fail "building the inference consumer"
@@ -148,53 +195,32 @@ import struct, sys
 for line in sys.stdin:
     print(struct.pack(">f", float(line)).hex())' > "$WORK/want.txt"
 [[ $(wc -l < "$WORK/want.txt") == 4 ]] || fail "dmlp predict wrote $(cat "$WORK/want.txt")"
-LD_LIBRARY_PATH=$WORK/moved/lib "$WORK/app/infer" "$WORK/run-shared/latest.h5" > "$WORK/got.txt" ||
-  fail "the inference consumer"
-paste "$WORK/got.txt" "$WORK/want.txt"
-cmp "$WORK/got.txt" "$WORK/want.txt" || fail "dmlp_net_predict differs from dmlp predict"
+same_bits() { # what, then the command: its output must be want.txt
+  local what=$1; shift
+  LD_LIBRARY_PATH=$WORK/moved/lib "$@" | tr 'A-F' 'a-f' > "$WORK/got.txt" ||
+    fail "$what (exit ${PIPESTATUS[0]})"
+  cmp -s "$WORK/got.txt" "$WORK/want.txt" ||
+    fail "$what differs from dmlp predict: $(paste "$WORK/got.txt" "$WORK/want.txt" | tr '\n' ' ')"
+  echo "same bits as dmlp predict: $what"
+}
+for t in 1 2; do
+  same_bits "C, pkg-config (shared), $t thread(s)" "$WORK/app/infer" "$WORK/run-shared/latest.h5" $t
+  same_bits "C, find_package (static), $t thread(s)" "$WORK/app/build/infer" \
+    "$WORK/run-shared/latest.h5" $t
+done
 
 if [[ -f $WORK/moved/lib/libdmlp_fortran.a ]]; then
   echo "== the Fortran module (use dmlp) from OpenMP threads, against dmlp predict"
-  cat > "$WORK/app/infer.f90" <<'F'
-program infer
-  use dmlp
-  implicit none
-  type(dmlp_net) :: net
-  real(c_float) :: x(2, 4), y(1, 4)
-  integer :: stat, i, failed
-  character(len=256) :: errmsg, path
-  call get_command_argument(1, path)
-  call net%load(path, stat, errmsg)
-  if (stat /= 0) then
-    print '(a)', trim(errmsg)
-    stop 1
-  end if
-  x = reshape([0., 0., 0., 1., 1., 0., 1., 1.], [2, 4])
-  failed = 0
-  !$omp parallel do num_threads(2) private(stat) reduction(max:failed)
-  do i = 1, 4
-    call net%predict(x(:, i:i), y(:, i:i), stat)
-    failed = max(failed, stat)
-  end do
-  !$omp end parallel do
-  if (failed /= 0) stop 1
-  do i = 1, 4
-    print '(z8.8)', transfer(y(1, i), 0)
-  end do
-  call net%predict(x, y(:, 1:2), stat, errmsg)   ! 4 columns in, 2 out: refused
-  if (stat == 0 .or. index(errmsg, "do not fit") == 0) stop 2
-  call net%free()
-  call net%load(trim(path) // ".missing", stat, errmsg)
-  if (stat == 0 .or. index(errmsg, ".missing") == 0) stop 3
-end program infer
-F
   # shellcheck disable=SC2046
   gfortran -std=f2008 -fopenmp -Wall -Werror -o "$WORK/app/infer_f" "$WORK/app/infer.f90" \
     -I"$WORK/moved/include" "$WORK/moved/lib/libdmlp_fortran.a" $(pkg-config --libs dmlp) ||
     fail "building the Fortran consumer"
-  LD_LIBRARY_PATH=$WORK/moved/lib "$WORK/app/infer_f" "$WORK/run-shared/latest.h5" |
-    tr 'A-F' 'a-f' > "$WORK/got_f.txt" || fail "the Fortran consumer (exit ${PIPESTATUS[0]})"
-  cmp "$WORK/got_f.txt" "$WORK/want.txt" || fail "the Fortran module differs from dmlp predict"
+  [[ -x $WORK/app/build/infer_f ]] || fail "find_package(dmlp) gave no dmlp::dmlp_fortran"
+  for t in 1 2; do
+    same_bits "Fortran, pkg-config, $t thread(s)" "$WORK/app/infer_f" "$WORK/run-shared/latest.h5" $t
+    same_bits "Fortran, find_package, $t thread(s)" "$WORK/app/build/infer_f" \
+      "$WORK/run-shared/latest.h5" $t
+  done
 else
   echo "no Fortran compiler at build time: the Fortran module was not built"
 fi
