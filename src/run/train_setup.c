@@ -427,7 +427,21 @@ static int allocate(struct trainer *r, struct dmlp_error *e)
     const struct config *cfg = r->cfg;
     const int n = dist_size(r->d);
     const size_t B = cfg->training.batch_size;
-    size_t slice = B / (size_t)n + (B % (size_t)n != 0) + (size_t)r->sharded;
+    size_t slice = B / (size_t)n + (B % (size_t)n != 0);
+    if (r->sharded) {
+        /* A sharded step gives rank i floor((s+1)·B·rows_i/N) - floor(s·B·rows_i/N) rows (the
+         * last step its shard's rest, no more), so at most B·rows_i/N + 1: B/n + 1 only when
+         * the shards are even. A validation split leaves them uneven (each shard holds out
+         * its own draw), and a rank with more than its share overran the batch buffers. */
+        uint64_t most = 0;
+        for (int i = 0; i < n; i++)
+            most = r->rows[i] > most ? r->rows[i] : most;
+        __extension__ typedef unsigned __int128 u128;
+        const u128 share = (u128)B * most / (r->n_train ? r->n_train : 1) + 2;
+        slice = share < most ? (size_t)share : (size_t)most;
+        if (slice == 0)
+            slice = 1;
+    }
     if (gradsum_create(&r->sum, r->d, r->model, cfg, e) == DMLP_OK)
         slice = slice > gradsum_piece_rows(r->sum) ? slice : gradsum_piece_rows(r->sum);
     const size_t D = r->train->d, K = r->train->k;
