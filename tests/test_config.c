@@ -63,6 +63,7 @@ static int cfg_equal(const struct config *a, const struct config *b)
            (da->test == NULL) == (db->test == NULL) &&
            (!da->test || strcmp(da->test, db->test) == 0) && da->shuffle == db->shuffle &&
            da->drop_last == db->drop_last && da->placement == db->placement &&
+           da->normalize == db->normalize && da->normalize_targets == db->normalize_targets &&
            ta->epochs == tb->epochs && ta->batch_size == tb->batch_size &&
            ta->seed == tb->seed && ta->max_steps == tb->max_steps &&
            strcmp(ca->dir, cb->dir) == 0 && ca->every_epochs == cb->every_epochs &&
@@ -493,6 +494,9 @@ static void test_set_errors(void)
         {"optimizer.lr=-1", "--set optimizer.lr=-1: optimizer.lr: -1 is not a positive number"},
         {"optimizer.nesterov=true", "--set optimizer.nesterov=true: optimizer.nesterov: "
                                     "true requires optimizer.momentum > 0"},
+        {"data.normalize_targets=true", "--set data.normalize_targets=true: "
+                                        "data.normalize_targets: true needs a regression "
+                                        "loss (mse): cross_entropy predicts class labels"},
         {"model.layers[0].activation=softmax", "--set model.layers[0].activation=softmax: "
                                                "model.layers[0].activation: softmax is only "
                                                "allowed on the last layer"},
@@ -589,6 +593,10 @@ static void test_round_trip(void)
                           "optimizer.nesterov=true", "data.drop_last=true",
                           "checkpoint.dir=runs/with space: and colon"};
     round_trip(sets, sizeof sets / sizeof sets[0]);
+    /* a regression with standardised targets */
+    const char *reg[] = {"loss=mse", "model.layers[2].activation=linear",
+                         "data.normalize_targets=true"};
+    round_trip(reg, sizeof reg / sizeof reg[0]);
 }
 
 static CU_TestInfo shipped_tests[] = {

@@ -2,7 +2,8 @@
  * checkpoints whose attributes have the wrong shape or class (an array where a scalar
  * belongs, a float where an integer belongs, a string where a number belongs), whose
  * weight arrays have the wrong rank, class or dimensions, or hold a NaN or an infinity
- * (weights, biases, optimizer state, standardisation); data files whose /features is stored
+ * (weights, biases, optimizer state, standardisation), or target statistics with a zero,
+ * negative or NaN std or a mean of the wrong length; data files whose /features is stored
  * through a filter this HDF5 cannot decode, mapped from a deleted file (a virtual dataset)
  * or kept in an external file shorter than declared; a uint64 label of 2^64 - 1. Each is
  * fed to every command that reads it (eval, predict, inspect, train --resume, train
@@ -24,6 +25,7 @@
 
 #include "data/dataset.h"
 #include "core/rng.h"
+#include "dmlp/infer.h"
 #include "testutil.h"
 
 #define MPIRUN DMLP_MPIEXEC " --oversubscribe --bind-to none -np "
@@ -34,6 +36,8 @@ static int g_ready;
  * filter plugin installed on the machine can decode the "LZF" file), where refused training
  * runs point their checkpoints */
 static char p_data[700], p_cfg[700], p_base[800], p_plugins[700], p_out[700];
+/* a regression set, its config (data.normalize_targets) and its good checkpoint */
+static char p_reg_data[700], p_reg_cfg[700], p_reg_base[800];
 
 /* Paths built inline (testutil's rotating buffers). */
 #define P tu_fmt
@@ -144,6 +148,20 @@ static const char *train_on(const char *data, const char *placement)
     return P("train %s --set data.train=%s --set data.placement=%s --set checkpoint.dir=%s",
              p_cfg, data, placement, p_out);
 }
+/* The same on the regression checkpoint ck, with the regression set and config. */
+static const char *reg_eval_ck(const char *ck)
+{
+    return P("eval --checkpoint %s --data %s", ck, p_reg_data);
+}
+static const char *reg_predict_ck(const char *ck)
+{
+    return P("predict --checkpoint %s --input %s --output %s/pred.h5", ck, p_reg_data, g_dir);
+}
+static const char *reg_resume(const char *ck)
+{
+    return P("train %s --resume %s --set training.epochs=2 --set checkpoint.dir=%s", p_reg_cfg,
+             ck, p_out);
+}
 static const char *eval_on(const char *data)
 {
     return P("eval --checkpoint %s --data %s", p_base, data);
@@ -155,15 +173,20 @@ static const char *predict_on(const char *data)
 
 /* ---- writing hostile files ----------------------------------------------------------------- */
 
-/* A copy of the good checkpoint at g_dir/name (path: PATH_CAP bytes), opened for writing. */
+/* A copy of the good checkpoint src at g_dir/name (path: PATH_CAP bytes), opened for
+ * writing. */
 enum { PATH_CAP = 800 };
-static hid_t ck_copy(const char *name, char *path)
+static hid_t ck_copy_of(const char *src, const char *name, char *path)
 {
     snprintf(path, PATH_CAP, "%s/%s", g_dir, name);
-    CU_ASSERT_EQUAL_FATAL(tu_sh("cp -L %s %s", p_base, path), 0);
+    CU_ASSERT_EQUAL_FATAL(tu_sh("cp -L %s %s", src, path), 0);
     hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     CU_ASSERT_FATAL(f >= 0);
     return f;
+}
+static hid_t ck_copy(const char *name, char *path)
+{
+    return ck_copy_of(p_base, name, path);
 }
 
 /* A fixed-length (size n) or variable-length UTF-8 (n == 0, as h5py writes) string type. */
@@ -513,10 +536,115 @@ static void test_nonfinite_values(void)
     f = ck_copy("std-zero.h5", ck);
     poke(f, "/normalization/std", 4, 0.0f);
     H5Fclose(f);
-    n = "/normalization: feature 4";
+    n = "/normalization/std: feature 4";
     refused(eval_ck(ck), ck, n, "std 0", NULL);
     refused(resume(ck), ck, n, NULL);
     refused(init_from(ck), ck, n, NULL);
+}
+
+/* dmlp_net_load (the inference library) refuses ck too, with a message naming the file and
+ * every needle (up to the NULL). */
+static void net_refused(const char *ck, ...) __attribute__((sentinel));
+static void net_refused(const char *ck, ...)
+{
+    char err[1024] = "";
+    dmlp_net *net = dmlp_net_load(ck, err, sizeof err);
+    CU_ASSERT_PTR_NULL(net);
+    dmlp_net_free(net);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, ck));
+    va_list ap;
+    va_start(ap, ck);
+    for (const char *needle; (needle = va_arg(ap, const char *)) != NULL;) {
+        const int found = strstr(err, needle) != NULL;
+        if (!found)
+            printf("    dmlp_net_load's error lacks '%s': %s\n", needle, err);
+        CU_ASSERT(found);
+    }
+    va_end(ap);
+}
+
+/* Target statistics (data.normalize_targets): a std of 0, negative or NaN, and a mean of
+ * the wrong length, are refused by eval, predict, a resume and dmlp_net_load, naming the
+ * file and the dataset; the good regression checkpoint passes them all. */
+static void test_target_statistics(void)
+{
+    CU_ASSERT_FATAL(g_ready);
+    snprintf(p_reg_data, sizeof p_reg_data, "%s/reg.h5", g_dir);
+    snprintf(p_reg_cfg, sizeof p_reg_cfg, "%s/reg.yaml", g_dir);
+    snprintf(p_reg_base, sizeof p_reg_base, "%s/reg-base/latest.h5", g_dir);
+    struct dataset *ds = NULL;
+    struct dmlp_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(dataset_alloc(&ds, ROWS, COLS, 2, 0, &e), DMLP_OK);
+    blob_features(ds->features, ROWS);
+    for (size_t i = 0; i < ROWS; i++) { /* outputs of scales 1e4 and 1e-3 */
+        ds->targets[i * 2] = 1e4f * ds->features[i * COLS] + 3e4f;
+        ds->targets[i * 2 + 1] = 1e-3f * ds->features[i * COLS + 1] + 2e-3f;
+    }
+    CU_ASSERT_EQUAL_FATAL(dataset_write(ds, p_reg_data, &e), DMLP_OK);
+    dataset_free(&ds);
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml,
+             "model:\n  layers:\n    - {units: 8, activation: tanh}\n"
+             "    - {units: 2, activation: linear}\n"
+             "loss: mse\n"
+             "optimizer: {name: adam, lr: 0.01}\n"
+             "data: {train: %s, normalize: standard, normalize_targets: true}\n"
+             "training: {epochs: 1, batch_size: 16, seed: 3}\n"
+             "checkpoint: {dir: %s/reg-base}\n",
+             p_reg_data, g_dir);
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(p_reg_cfg, yaml), 0);
+    CU_ASSERT_EQUAL_FATAL(tu_sh("%s train %s", DMLP_BINARY, p_reg_cfg), 0);
+    /* The controls. */
+    accepted(reg_eval_ck(p_reg_base));
+    accepted(reg_predict_ck(p_reg_base));
+    accepted(P("train %s --resume %s --set training.epochs=2 --set checkpoint.dir=%s/ok-reg",
+               p_reg_cfg, p_reg_base, g_dir));
+    char err[1024] = "";
+    dmlp_net *net = dmlp_net_load(p_reg_base, err, sizeof err);
+    if (!net)
+        printf("    dmlp_net_load: %s\n", err);
+    CU_ASSERT_PTR_NOT_NULL(net);
+    dmlp_net_free(net);
+
+    char ck[PATH_CAP];
+    hid_t f = ck_copy_of(p_reg_base, "target-std-zero.h5", ck);
+    poke(f, "/normalization/target_std", 1, 0.0f);
+    H5Fclose(f);
+    const char *n = "/normalization/target_std: output 1";
+    refused(reg_eval_ck(ck), ck, n, "std 0", NULL);
+    refused(reg_predict_ck(ck), ck, n, "std 0", NULL);
+    refused(reg_resume(ck), ck, n, NULL);
+    net_refused(ck, n, "std 0", NULL);
+
+    f = ck_copy_of(p_reg_base, "target-std-negative.h5", ck);
+    poke(f, "/normalization/target_std", 0, -2.5f);
+    H5Fclose(f);
+    n = "/normalization/target_std: output 0";
+    refused(reg_eval_ck(ck), ck, n, "std -2.5", NULL);
+    refused(reg_predict_ck(ck), ck, n, "std -2.5", NULL);
+    refused(reg_resume(ck), ck, n, NULL);
+    net_refused(ck, n, "std -2.5", NULL);
+
+    f = ck_copy_of(p_reg_base, "target-std-nan.h5", ck);
+    poke(f, "/normalization/target_std", 1, NAN);
+    H5Fclose(f);
+    n = "/normalization/target_std: element [1] is NaN";
+    refused(reg_eval_ck(ck), ck, n, NULL);
+    refused(reg_predict_ck(ck), ck, n, NULL);
+    refused(reg_resume(ck), ck, n, NULL);
+    net_refused(ck, n, NULL);
+
+    /* three means for a network of two outputs */
+    f = ck_copy_of(p_reg_base, "target-mean-length.h5", ck);
+    static const float mean3[3] = {3e4f, 2e-3f, 1.0f};
+    hsize_t d1[1] = {3};
+    put_dset(f, "/normalization/target_mean", H5T_NATIVE_FLOAT, 1, d1, mean3);
+    H5Fclose(f);
+    n = "/normalization/target_mean has shape [3], expected [2]";
+    refused(reg_eval_ck(ck), ck, n, NULL);
+    refused(reg_predict_ck(ck), ck, n, NULL);
+    refused(reg_resume(ck), ck, n, NULL);
+    net_refused(ck, n, NULL);
 }
 
 /* ---- data files ---------------------------------------------------------------------------- */
@@ -639,6 +767,8 @@ static CU_TestInfo checkpoint_tests[] = {
     {"attributes of the wrong class", test_attr_wrong_class},
     {"weights of the wrong rank, class or dims", test_weight_rank_class_dims},
     {"NaN and inf in weights, biases, optimizer state, standardisation", test_nonfinite_values},
+    {"target statistics: std 0, negative, NaN; mean of the wrong length",
+     test_target_statistics},
     CU_TEST_INFO_NULL,
 };
 

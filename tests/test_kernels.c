@@ -1071,6 +1071,18 @@ static void vec_compare(const struct vec_ops *v, size_t n)
     v->standardize(a, rows, K, mean, sd);
     g->standardize(b, rows, K, mean, sd);
     bad += differ(isa, "standardize", a, b, N * sizeof(float));
+    /* The inverse: a multiply rounded, then an add rounded, in every build (volatile keeps
+     * the reference from being fused into one multiply-add). */
+    v->unstandardize(a, rows, K, mean, sd);
+    g->unstandardize(b, rows, K, mean, sd);
+    bad += differ(isa, "unstandardize", a, b, N * sizeof(float));
+    for (size_t i = 0; i < N; i++) {
+        volatile float prod = b[i] * sd[i % K];
+        c[i] = prod + mean[i % K];
+    }
+    memcpy(a, b, N * sizeof(float));
+    v->unstandardize(a, rows, K, mean, sd);
+    bad += differ(isa, "unstandardize vs naive", a, c, N * sizeof(float));
 
     CU_ASSERT_EQUAL(bad, 0);
     free(x), free(y), free(a), free(b), free(c), free(labels), free(acc[0]), free(acc[1]);

@@ -148,7 +148,8 @@ static void test_classifier_bad_input(void)
 /* ---- the hand-made regression case -------------------------------------------------------- */
 
 /* Y and T [3 × 2]. Errors y − t: column 0: −0.5, 1, 0; column 1: 0, 0, −2.
- *   SS_res = 1.25 and 4; Σ|e| = 1.5 and 2 -> MSE = 5.25/6, MAE = 3.5/6.
+ *   SS_res = 1.25 and 4; Σ|e| = 1.5 and 2 -> MSE = 5.25/6, MAE = 3.5/6; per target
+ *   MSE 1.25/3 and 4/3, MAE 1.5/3 and 2/3.
  *   column 0: t = 1.5, 2, 5: Σt² = 31.25, (Σt)²/N = 72.25/3, SS_tot = 43/6,
  *             R² = 1 − 1.25/(43/6) = 71/86;
  *   column 1: t = 2, 4, 8: Σt² = 84, (Σt)²/N = 196/3, SS_tot = 56/3, R² = 1 − 4/(56/3) = 11/14.
@@ -184,6 +185,11 @@ static void test_regression_hand_case(void)
     CU_ASSERT(tu_reldiff(metrics_target_r2(m, 0), 71.0 / 86.0, 1e-300) <= 1e-14);
     CU_ASSERT(tu_reldiff(metrics_target_r2(m, 1), 11.0 / 14.0, 1e-300) <= 1e-14);
     CU_ASSERT(tu_reldiff(r.r2, (71.0 / 86.0 + 11.0 / 14.0) / 2.0, 1e-300) <= 1e-14);
+    CU_ASSERT(tu_reldiff(metrics_target_mse(m, 0), 1.25 / 3.0, 1e-300) <= 1e-14);
+    CU_ASSERT(tu_reldiff(metrics_target_mse(m, 1), 4.0 / 3.0, 1e-300) <= 1e-14);
+    CU_ASSERT(tu_reldiff(metrics_target_mae(m, 0), 1.5 / 3.0, 1e-300) <= 1e-14);
+    CU_ASSERT(tu_reldiff(metrics_target_mae(m, 1), 2.0 / 3.0, 1e-300) <= 1e-14);
+    CU_ASSERT(isnan(metrics_target_mse(m, 2)));
     CU_ASSERT(isnan(r.accuracy));
     CU_ASSERT_EQUAL(r.correct, 0);
     CU_ASSERT(isnan(metrics_class_accuracy(m, 0)));
@@ -414,6 +420,15 @@ static void test_json_regression(void)
     CU_ASSERT(tu_reldiff(r0, 71.0 / 86.0, 1e-300) <= 5e-9);
     CU_ASSERT_EQUAL(strncmp(end, ", ", 2), 0);
     CU_ASSERT(tu_reldiff(strtod(end + 2, NULL), 11.0 / 14.0, 1e-300) <= 5e-9);
+    const char *per[] = {"\"mse_per_target\": [", "\"mae_per_target\": ["};
+    const double want[2][2] = {{1.25 / 3.0, 4.0 / 3.0}, {1.5 / 3.0, 2.0 / 3.0}};
+    for (int i = 0; i < 2; i++) {
+        arr = strstr(js, per[i]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(arr);
+        CU_ASSERT(tu_reldiff(strtod(arr + strlen(per[i]), &end), want[i][0], 1e-300) <= 5e-9);
+        CU_ASSERT_EQUAL(strncmp(end, ", ", 2), 0);
+        CU_ASSERT(tu_reldiff(strtod(end + 2, NULL), want[i][1], 1e-300) <= 5e-9);
+    }
     CU_ASSERT_PTR_NULL(strstr(js, "accuracy"));
     free(js);
     metrics_free(&m);

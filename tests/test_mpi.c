@@ -2,6 +2,8 @@
  * - the trajectory does not depend on the rank count: every rank also trains alone (on
  *   MPI_COMM_SELF) and the weights must agree within 1e-5, with uneven slices, a short
  *   last batch and, at 2 and 3 ranks, ranks whose slice of the last batch is empty;
+ * - data.normalize_targets: the target statistics are the training rows' for any rank count,
+ *   replicated or sharded (summed across ranks), and the weights stay n-invariant;
  * - evaluation counts are identical for any rank count;
  * - weights are bit-identical for 1 and 2 OpenMP threads at a fixed rank count;
  * - the gradient sum (shared memory within a node) gives exact totals;
@@ -32,6 +34,7 @@ static int g_rank, g_size;
 static char g_dir[512];        /* scratch directory shared by all ranks (same host) */
 static char g_data[600];       /* 103 samples: batch 10 leaves a last batch of 3 */
 static char g_data_short[600]; /* 101 samples: the last batch has 1 sample */
+static char g_data_reg[600];   /* regression: 300 samples, 8 features, targets ~1e4, ~1e-3 */
 
 /* A separable-ish synthetic classification set: labels from a random linear teacher. */
 static int make_dataset(const char *path, size_t n, size_t d, size_t k, uint64_t seed)
@@ -67,6 +70,55 @@ static int make_dataset(const char *path, size_t n, size_t d, size_t k, uint64_t
     return rc;
 }
 
+/* A regression set for data.normalize_targets: two targets of scales ~1e4 and ~1e-3
+ * (t0 = 1e4·(a·x) + 3e4, t1 = 1e-3·tanh(b·x) + 2e-3), from a random linear teacher. */
+static int make_regression(const char *path, size_t n, size_t d, uint64_t seed)
+{
+    struct dataset *ds;
+    struct dmlp_error e = {0};
+    if (dataset_alloc(&ds, n, d, 2, 0, &e))
+        return -1;
+    struct rng r;
+    rng_seed(&r, seed, 99);
+    double a[16], b[16];
+    for (size_t j = 0; j < d; j++)
+        a[j] = rng_normal(&r), b[j] = rng_normal(&r) / sqrt((double)d);
+    for (size_t i = 0; i < n; i++) {
+        double sa = 0, sb = 0;
+        for (size_t j = 0; j < d; j++) {
+            const float x = (float)rng_normal(&r);
+            ds->features[i * d + j] = x;
+            sa += a[j] * x;
+            sb += b[j] * x;
+        }
+        ds->targets[i * 2] = (float)(1e4 * sa + 3e4);
+        ds->targets[i * 2 + 1] = (float)(1e-3 * tanh(sb) + 2e-3);
+    }
+    int rc = dataset_write(ds, path, &e);
+    if (rc)
+        fprintf(stderr, "make_regression: %s\n", e.msg);
+    dataset_free(&ds);
+    return rc;
+}
+
+/* yaml with the space-separated KEY=VALUE overrides of extra_sets applied. */
+static struct config *load_yaml(const char *yaml, const char *extra_sets)
+{
+    const char *sets[8];
+    size_t n_sets = 0;
+    char buf[512];
+    if (extra_sets) {
+        snprintf(buf, sizeof buf, "%s", extra_sets);
+        for (char *tok = strtok(buf, " "); tok && n_sets < 8; tok = strtok(NULL, " "))
+            sets[n_sets++] = tok;
+    }
+    struct config *cfg = NULL;
+    struct dmlp_error e = {0};
+    if (config_load_string(&cfg, yaml, strlen(yaml), "test.yaml", sets, n_sets, &e))
+        fprintf(stderr, "config: %s\n", e.msg);
+    return cfg;
+}
+
 static struct config *load_cfg(const char *data, const char *extra_sets)
 {
     char yaml[2048];
@@ -83,19 +135,28 @@ static struct config *load_cfg(const char *data, const char *extra_sets)
              "training: {epochs: 3, batch_size: 10, seed: 7}\n"
              "checkpoint: {dir: %s/ck, every_epochs: 1, keep_last: 2}\n",
              data, g_dir);
-    const char *sets[8];
-    size_t n_sets = 0;
-    char buf[512];
-    if (extra_sets) {
-        snprintf(buf, sizeof buf, "%s", extra_sets);
-        for (char *tok = strtok(buf, " "); tok && n_sets < 8; tok = strtok(NULL, " "))
-            sets[n_sets++] = tok;
-    }
-    struct config *cfg = NULL;
-    struct dmlp_error e = {0};
-    if (config_load_string(&cfg, yaml, strlen(yaml), "test.yaml", sets, n_sets, &e))
-        fprintf(stderr, "config: %s\n", e.msg);
-    return cfg;
+    return load_yaml(yaml, extra_sets);
+}
+
+/* The regression of g_data_reg: mse, a linear 2-unit last layer, standardised inputs and
+ * targets, a validation split (the statistics are the training rows'). */
+static struct config *load_reg_cfg(const char *extra_sets)
+{
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml,
+             "model:\n"
+             "  layers:\n"
+             "    - {units: 12, activation: tanh}\n"
+             "    - {units: 2, activation: linear}\n"
+             "  init: he\n"
+             "loss: mse\n"
+             "optimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n"
+             "data: {train: %s, shuffle: true, normalize: standard, normalize_targets: true,\n"
+             "       validation_fraction: 0.25}\n"
+             "training: {epochs: 4, batch_size: 16, seed: 7}\n"
+             "checkpoint: {dir: %s/ck, every_epochs: 1, keep_last: 2}\n",
+             g_data_reg, g_dir);
+    return load_yaml(yaml, extra_sets);
 }
 
 /* Trains cfg over d; returns the model (NULL on failure). */
@@ -524,6 +585,106 @@ static void test_validation_and_normalize_n_invariant(void)
     dist_free(&self);
 }
 
+/* data.normalize_targets: the target statistics are the training rows' whatever the rank
+ * count and placement (sharded: each rank's sums over its shard, added across ranks), and
+ * the trajectory on the standardised targets stays n-invariant. Replicated with mini-batches
+ * of 16 (uneven slices); sharded with one full batch per step, since a sharded step takes
+ * each rank's share of its own shard, so only a batch of every row is the same batch for
+ * any rank count. Each against this rank alone with the same config. */
+static void test_normalize_targets_n_invariant(void)
+{
+    struct dist *world, *self;
+    struct dmlp_error e = {0};
+    dist_create_world(&world, &e);
+    dist_create_self(&self, &e);
+    /* The reference: the training rows of the split, their mean and std in double. */
+    double tm[2] = {0}, ts[2] = {0};
+    struct dataset *ds = NULL, *val = NULL;
+    CU_ASSERT_EQUAL_FATAL(dataset_read(&ds, g_data_reg, &e), DMLP_OK);
+    CU_ASSERT_EQUAL_FATAL(dataset_split(ds, 0, ds->n, 0.25, 7, &val, &e), DMLP_OK);
+    const size_t n_train = ds->n;
+    CU_ASSERT(n_train > 150 && n_train < 300);
+    for (size_t i = 0; i < n_train; i++)
+        for (size_t j = 0; j < 2; j++)
+            tm[j] += ds->targets[i * 2 + j];
+    for (size_t j = 0; j < 2; j++)
+        tm[j] /= (double)n_train;
+    for (size_t i = 0; i < n_train; i++)
+        for (size_t j = 0; j < 2; j++)
+            ts[j] += (ds->targets[i * 2 + j] - tm[j]) * (ds->targets[i * 2 + j] - tm[j]);
+    for (size_t j = 0; j < 2; j++)
+        ts[j] = sqrt(ts[j] / (double)n_train);
+    dataset_free(&ds);
+    dataset_free(&val);
+
+    char full[128];
+    snprintf(full, sizeof full, "data.placement=sharded training.batch_size=%zu "
+             "training.epochs=15", n_train);
+    const char *placements[2] = {NULL, full};
+    for (int p = 0; p < 2; p++) {
+        struct config *cfg = load_reg_cfg(placements[p]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+        CU_ASSERT_EQUAL(cfg->data.normalize_targets, 1);
+        struct train_options opt = {.save_checkpoints = 0};
+        struct train_result rw = {0}, rs = {0};
+        CU_ASSERT_EQUAL(train_run(world, cfg, "", &opt, &rw, &e), DMLP_OK);
+        CU_ASSERT_EQUAL(train_run(self, cfg, "", &opt, &rs, &e), DMLP_OK);
+        CU_ASSERT(rw.model && rs.model);
+        if (rw.model && rs.model) {
+            CU_ASSERT_PTR_NOT_NULL(rw.model->target_mean);
+            CU_ASSERT_PTR_NOT_NULL(rw.model->target_std);
+            CU_ASSERT_PTR_NOT_NULL(rs.model->target_mean);
+            CU_ASSERT_PTR_NOT_NULL(rs.model->target_std);
+        }
+        if (rw.model && rs.model && rw.model->target_mean && rs.model->target_mean) {
+            const struct model *w = rw.model, *s = rs.model;
+            double worst = 0;
+            for (size_t j = 0; j < 2; j++) {
+                const double d[4] = {
+                    tu_reldiff(w->target_mean[j], s->target_mean[j], 1e-300),
+                    tu_reldiff(w->target_std[j], s->target_std[j], 1e-300),
+                    tu_reldiff(s->target_mean[j], tm[j], 1e-300),
+                    tu_reldiff(s->target_std[j], ts[j], 1e-300)};
+                for (int q = 0; q < 4; q++)
+                    worst = d[q] > worst ? d[q] : worst;
+                if (g_rank == 0)
+                    printf("\n    %s, output %zu: mean %.7g (1 rank %.7g, double %.7g), "
+                           "std %.7g (1 rank %.7g, double %.7g)",
+                           p ? "sharded" : "replicated", j, (double)w->target_mean[j],
+                           (double)s->target_mean[j], tm[j], (double)w->target_std[j],
+                           (double)s->target_std[j], ts[j]);
+            }
+            /* the scales really differ by orders of magnitude */
+            CU_ASSERT(s->target_std[0] > 1e3 && s->target_std[1] < 1e-2);
+            /* stored as floats from double sums: 1e-6 is a few roundings, while the sums of
+             * one shard alone, or all rows instead of the training rows, are far off */
+            CU_ASSERT(worst <= 1e-6);
+            const double rel = tu_max_rel_diff(s->params, w->params, s->n_params);
+            if (g_rank == 0)
+                printf("\n    %s, %d ranks vs 1: max relative weight difference %.3g, "
+                       "val_loss %.6g vs %.6g\n", p ? "sharded" : "replicated", g_size, rel,
+                       rw.val_loss, rs.val_loss);
+            CU_ASSERT(rel <= 1e-5);
+            CU_ASSERT(!isnan(rw.val_loss));
+            CU_ASSERT(fabs(rw.val_loss - rs.val_loss) <= 1e-5 * fabs(rs.val_loss));
+            /* Training must actually have moved the weights. */
+            struct model *init = NULL;
+            model_create(&init, w->layers[0].in, cfg->model.layers, cfg->model.n_layers,
+                         cfg->loss, &e);
+            struct rng r;
+            rng_seed(&r, cfg->training.seed, 0);
+            model_init_params(init, cfg->model.init, &r);
+            CU_ASSERT(tu_max_rel_diff(init->params, w->params, init->n_params) > 1e-2);
+            model_free(&init);
+        }
+        model_free(&rw.model);
+        model_free(&rs.model);
+        config_free(&cfg);
+    }
+    dist_free(&world);
+    dist_free(&self);
+}
+
 /* With an unreachable min_delta, the metric "improves" only once (the first epoch sets the
  * best), so patience 2 must stop after epoch 3, keeping best.h5 from epoch 1. */
 static void test_early_stopping_epoch(void)
@@ -650,6 +811,8 @@ static CU_TestInfo mpi_tests[] = {
     {"sharded plan: each row once per epoch", test_shard_plan_covers_each_row_once},
     {"sharded training reaches the replicated accuracy band", test_sharded_training},
     {"validation split + standardisation: n-invariant", test_validation_and_normalize_n_invariant},
+    {"normalize_targets: statistics and weights n-invariant, replicated and sharded",
+     test_normalize_targets_n_invariant},
     {"early stopping stops at the right epoch, keeps best.h5", test_early_stopping_epoch},
     {"reproducible mode: bit-identical for any rank count", test_reproducible_mode},
     {"errors agreed across ranks", test_error_agreement},
@@ -667,9 +830,11 @@ int main(int argc, char **argv)
         return 1;
     snprintf(g_data, sizeof g_data, "%s/train103.h5", g_dir);
     snprintf(g_data_short, sizeof g_data_short, "%s/train101.h5", g_dir);
+    snprintf(g_data_reg, sizeof g_data_reg, "%s/regression300.h5", g_dir);
     int bad = 0;
     if (g_rank == 0)
-        bad = make_dataset(g_data, 103, 11, 4, 1) || make_dataset(g_data_short, 101, 11, 4, 2);
+        bad = make_dataset(g_data, 103, 11, 4, 1) || make_dataset(g_data_short, 101, 11, 4, 2) ||
+              make_regression(g_data_reg, 300, 8, 3);
     MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (bad) {
         MPI_Finalize();

@@ -11,7 +11,9 @@
  *
  * No MPI: neither MPI_Init nor any MPI call is needed or made, whether or not the program
  * runs under MPI. The network applies what it was trained with: the checkpoint's input
- * standardisation on the way in; a classifier returns class probabilities (softmax). The
+ * standardisation on the way in, its target standardisation undone on the way out (a
+ * regression returns values in the targets' original units); a classifier returns class
+ * probabilities (softmax). The
  * outputs are bit-identical to `dmlp predict` on the same rows, for any split of the rows
  * into calls and any thread count. Errors never exit or abort: they return NULL or
  * non-zero with a message naming the file or argument in err (when err is not NULL; the

@@ -82,9 +82,11 @@ static const char EVAL_HELP[] =
     "the same for any rank count). Classifiers: mean loss, accuracy, per-class accuracy\n"
     "and the confusion matrix (rows: true class, columns: predicted). Regression: mean\n"
     "loss, MSE, MAE and R^2 (per target and averaged). The checkpoint's input\n"
-    "standardisation, if it has one, is applied to the data first.\n"
+    "standardisation, if it has one, is applied to the data first; with target\n"
+    "standardisation, outputs are mapped back and every figure is in original units.\n"
     "  --json   print one JSON object: samples, loss, correct, accuracy,\n"
-    "           per_class_accuracy, confusion_matrix (or mse, mae, r2, r2_per_target)\n"
+    "           per_class_accuracy, confusion_matrix (or mse, mae, r2, r2_per_target,\n"
+    "           mse_per_target, mae_per_target)\n"
     "\n"
     "example:\n"
     "  dmlp eval --checkpoint runs/fashion_mnist/latest.h5 --data data/fashion_mnist_test.h5\n";

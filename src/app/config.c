@@ -136,6 +136,10 @@ static const struct key keys[] = {
     {"data.normalize", KEY_ENUM, AT(data.normalize), "none", .names = dmlp_normalize_names,
      .help = "`standard`: (x − mean) / std per feature, from the training rows (across "
              "ranks); stored in checkpoints, applied by eval and predict"},
+    {"data.normalize_targets", KEY_BOOL, AT(data.normalize_targets), "false",
+     .help = "regression (`mse`): train on (t − mean) / std per output, from the training "
+             "rows (across ranks); stored in checkpoints; eval, predict, the inference "
+             "library and ONNX give values in the original units"},
     {"training.epochs", KEY_U32, AT(training.epochs), "10", POSITIVE,
      .help = "passes over the training set"},
     {"training.batch_size", KEY_U32, AT(training.batch_size), "128", POSITIVE,
@@ -1117,6 +1121,10 @@ static int check_rules(struct load *ld)
     if (o->schedule.min_lr > o->lr)
         return fail_at(ld, "optimizer.schedule.min_lr", "%g is not in [0, optimizer.lr = "
                        "%g]", o->schedule.min_lr, o->lr);
+    if (c->data.normalize_targets && c->loss != DMLP_LOSS_MSE)
+        return fail_at(ld, "data.normalize_targets", "true needs a regression loss (mse): "
+                       "%s predicts class labels, which have no units to standardise",
+                       dmlp_loss_name(c->loss));
     if (c->training.reproducible && c->data.placement == DMLP_PLACEMENT_SHARDED)
         return fail_at(ld, "training.reproducible", "needs data.placement replicated (with "
                        "sharded data each rank shuffles its own shard, so the trajectory "

@@ -88,6 +88,8 @@ struct config_data {
     char *test;                      /* optional (NULL): evaluated after every epoch */
     double validation_fraction;      /* [0, 1), default 0: a seeded split of train held out */
     enum dmlp_normalize normalize;   /* default none; standard: (x − mean) / std of train */
+    bool normalize_targets;          /* default false; mse only: train on (t − mean) / std of
+                                        train's targets, report in original units */
     bool shuffle;                    /* default true */
     bool drop_last;                  /* default false */
     enum dmlp_placement placement;   /* default replicated */

@@ -207,21 +207,38 @@ static int write_optimizer(hid_t f, const struct optim *o)
     return bad;
 }
 
-/* /normalization (when the model standardises its inputs), /early_stopping and /rng. */
+/* /normalization: mean and std when the model standardises its inputs, target_mean and
+ * target_std when it standardises its targets (either pair alone, or both). */
+static int write_normalization(hid_t f, const struct model *m)
+{
+    if (!m->norm_mean && !m->target_mean)
+        return 0;
+    int bad = 0;
+    hid_t ng = H5Gcreate2(f, "normalization", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (ng < 0)
+        return 1;
+    if (m->norm_mean) {
+        hsize_t d[1] = {model_input_dim(m)};
+        bad |= write_floats(ng, "mean", m->norm_mean, 1, d);
+        bad |= write_floats(ng, "std", m->norm_std, 1, d);
+        bad |= attr_write_str(ng, "formula", "x' = (x - mean) / std");
+    }
+    if (m->target_mean) {
+        hsize_t k[1] = {model_output_dim(m)};
+        bad |= write_floats(ng, "target_mean", m->target_mean, 1, k);
+        bad |= write_floats(ng, "target_std", m->target_std, 1, k);
+        bad |= attr_write_str(ng, "target_formula",
+                              "t' = (t - target_mean) / target_std; y = y' * target_std + "
+                              "target_mean");
+    }
+    H5Gclose(ng);
+    return bad;
+}
+
+/* /normalization, /early_stopping and /rng. */
 static int write_run_state(hid_t f, const struct model *m, const struct checkpoint_state *st)
 {
-    int bad = 0;
-    if (m->norm_mean) {
-        hid_t ng = H5Gcreate2(f, "normalization", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        bad |= ng < 0;
-        if (ng >= 0) {
-            hsize_t d[1] = {model_input_dim(m)};
-            bad |= write_floats(ng, "mean", m->norm_mean, 1, d);
-            bad |= write_floats(ng, "std", m->norm_std, 1, d);
-            bad |= attr_write_str(ng, "formula", "x' = (x - mean) / std");
-            H5Gclose(ng);
-        }
-    }
+    int bad = write_normalization(f, m);
     hid_t eg = H5Gcreate2(f, "early_stopping", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     bad |= eg < 0;
     if (eg >= 0) {
@@ -661,25 +678,50 @@ static int load_layer(hid_t f, const char *path, struct model *m, size_t l,
     return rc;
 }
 
-/* /normalization's mean and std into m; every std must be finite and positive. */
+/* One pair of /normalization's statistics (mean_name, std_name, each [n]) into mean and
+ * sd; every mean finite, every std finite and positive. what names an element in
+ * messages ("feature", "output"). */
+static int read_stats(hid_t f, const char *path, const char *mean_name, const char *std_name,
+                      size_t n, const char *what, float *mean, float *sd,
+                      struct dmlp_error *err)
+{
+    hsize_t dims[1] = {n};
+    int rc = read_floats(f, mean_name, mean, 1, dims, path, err);
+    if (!rc)
+        rc = read_floats(f, std_name, sd, 1, dims, path, err);
+    for (size_t j = 0; !rc && j < n; j++)
+        if (!isfinite(mean[j]) || !(sd[j] > 0) || !isfinite(sd[j]))
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: %s %zu has mean %g and std %g "
+                           "(std must be finite and > 0)", path, std_name, what, j,
+                           (double)mean[j], (double)sd[j]);
+    return rc;
+}
+
+/* /normalization into m: the input statistics (mean, std [inputs]) when present, the
+ * target statistics (target_mean, target_std [outputs]) when present; each pair whole or
+ * not at all. Checkpoints written before target standardisation have no target pair. */
 static int load_normalization(hid_t f, const char *path, struct model *m,
                               struct dmlp_error *err)
 {
-    const size_t d = model_input_dim(m);
-    float *mean = malloc(d * sizeof(float)), *sd = malloc(d * sizeof(float));
-    hsize_t dims[1] = {d};
+    const size_t d = model_input_dim(m), k = model_output_dim(m);
+    const size_t n = d > k ? d : k;
+    float *mean = malloc(n * sizeof(float)), *sd = malloc(n * sizeof(float));
     int rc = mean && sd ? DMLP_OK : dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
-    if (!rc)
-        rc = read_floats(f, "/normalization/mean", mean, 1, dims, path, err);
-    if (!rc)
-        rc = read_floats(f, "/normalization/std", sd, 1, dims, path, err);
-    for (size_t j = 0; !rc && j < d; j++)
-        if (!isfinite(mean[j]) || !(sd[j] > 0) || !isfinite(sd[j]))
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /normalization: feature %zu has mean "
-                           "%g and std %g (std must be finite and > 0)", path, j,
-                           (double)mean[j], (double)sd[j]);
-    if (!rc)
+    const int inputs = H5Lexists(f, "/normalization/mean", H5P_DEFAULT) > 0 ||
+                       H5Lexists(f, "/normalization/std", H5P_DEFAULT) > 0;
+    const int targets = H5Lexists(f, "/normalization/target_mean", H5P_DEFAULT) > 0 ||
+                        H5Lexists(f, "/normalization/target_std", H5P_DEFAULT) > 0;
+    if (!rc && !inputs && !targets)
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /normalization holds neither mean and std "
+                       "nor target_mean and target_std", path);
+    if (!rc && inputs &&
+        !(rc = read_stats(f, path, "/normalization/mean", "/normalization/std", d, "feature",
+                          mean, sd, err)))
         rc = model_set_normalization(m, mean, sd, err);
+    if (!rc && targets &&
+        !(rc = read_stats(f, path, "/normalization/target_mean", "/normalization/target_std",
+                          k, "output", mean, sd, err)))
+        rc = model_set_target_normalization(m, mean, sd, err);
     free(mean);
     free(sd);
     return rc;
@@ -1002,8 +1044,10 @@ static void print_layers(FILE *out, size_t in_dim, const struct config_layer *ls
 }
 
 /* The optimizer, the normalization and the seed: what resuming restores. */
-static void print_training_state(FILE *out, hid_t f, const struct described *d, size_t in_dim)
+static void print_training_state(FILE *out, hid_t f, const struct described *d, size_t in_dim,
+                                 size_t out_dim)
 {
+    const int norm = H5Lexists(f, "normalization", H5P_DEFAULT) > 0;
     if (d->has_opt) {
         fprintf(out, "  optimizer      %s, %llu steps", d->opt_name,
                 (unsigned long long)d->opt_steps);
@@ -1014,8 +1058,11 @@ static void print_training_state(FILE *out, hid_t f, const struct described *d, 
                 fprintf(out, ", %s", bufs[i] + strlen("/optimizer/"));
         fprintf(out, "\n");
     }
-    if (H5Lexists(f, "normalization", H5P_DEFAULT) > 0)
+    if (norm && H5Lexists(f, "/normalization/mean", H5P_DEFAULT) > 0)
         fprintf(out, "  normalization  standard: x' = (x - mean) / std, [%zu] each\n", in_dim);
+    if (norm && H5Lexists(f, "/normalization/target_mean", H5P_DEFAULT) > 0)
+        fprintf(out, "  targets        standard: t' = (t - target_mean) / target_std, [%zu] "
+                "each; outputs mapped back\n", out_dim);
     if (d->has_seed)
         fprintf(out, "  seed           %llu\n", (unsigned long long)d->seed);
 }
@@ -1054,7 +1101,7 @@ static int describe_quietly(FILE *out, const char *path, struct dmlp_error *err)
     if (!rc) {
         print_root_attributes(out, path, &d, loss);
         print_layers(out, in_dim, ls, n);
-        print_training_state(out, f, &d, in_dim);
+        print_training_state(out, f, &d, in_dim, ls[n - 1].units);
         print_config(out, d.yaml);
     }
     free(d.yaml);

@@ -58,8 +58,8 @@ int checkpoint_save_as(const char *dir, const char *name, const struct model *m,
 int checkpoint_load(const char *path, struct model *m, struct optim *o,
                     struct checkpoint_state *st, struct dmlp_error *err);
 
-/* Loads only /layers (and /normalization when present) into m (--init-from, eval,
- * predict), checking every shape. */
+/* Loads only /layers (and /normalization when present: the input statistics, the target
+ * statistics, or both) into m (--init-from, eval, predict), checking every shape. */
 int checkpoint_load_layers(const char *path, struct model *m, struct dmlp_error *err);
 
 /* Reads the network a checkpoint holds: input width, layers (malloc'd; free()) and loss

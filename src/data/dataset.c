@@ -221,6 +221,15 @@ void dataset_feature_sums(const struct dataset *ds, double *sum, double *sumsq)
     kernel_vec()->feature_sums(sum, sumsq, ds->features, ds->n, d);
 }
 
+void dataset_target_sums(const struct dataset *ds, double *sum, double *sumsq)
+{
+    const size_t k = ds->k;
+    for (size_t j = 0; j < k; j++)
+        sum[j] = sumsq[j] = 0.0;
+    if (ds->targets)
+        kernel_vec()->feature_sums(sum, sumsq, ds->targets, ds->n, k);
+}
+
 void dataset_stats_finish(const double *sum, const double *sumsq, size_t n, size_t d,
                           float *mean, float *std)
 {
@@ -241,4 +250,10 @@ void dataset_stats_finish(const double *sum, const double *sumsq, size_t n, size
 void dataset_standardize(struct dataset *ds, const float *mean, const float *std)
 {
     kernel_vec()->standardize(ds->features, ds->n, ds->d, mean, std);
+}
+
+void dataset_standardize_targets(struct dataset *ds, const float *mean, const float *std)
+{
+    if (ds->targets)
+        kernel_vec()->standardize(ds->targets, ds->n, ds->k, mean, std);
 }

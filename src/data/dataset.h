@@ -2,7 +2,8 @@
  * /labels int32 [N] in [0, K) for classification, or /targets float32 [N, K] for regression),
  * read whole into memory (the replicated placement) or one rank's 1/n of the rows (the sharded
  * placement), written by the importers (IDX, CSV), and described by inspect; and what is done
- * to a loaded set before training: the held-out validation split and feature standardisation.
+ * to a loaded set before training: the held-out validation split and feature (and target)
+ * standardisation.
  * Only this module and the other I/O modules include hdf5.h. MPI is reached only through dist
  * (agreement, reductions) and through HDF5's MPI-IO driver in dataset_read_shard. */
 #ifndef DMLP_DATASET_H
@@ -112,6 +113,11 @@ int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, doubl
  * caller adds them across ranks (dist_allreduce_sum_double) before dataset_stats_finish. */
 void dataset_feature_sums(const struct dataset *ds, double *sum, double *sumsq);
 
+/* The same sums over ds's /targets columns (sum, sumsq: [k]; zeros for a set with labels),
+ * for target standardisation (data.normalize_targets), finished by dataset_stats_finish
+ * as the features' are: a near-constant output gets std 1. */
+void dataset_target_sums(const struct dataset *ds, double *sum, double *sumsq);
+
 /* From sums over n rows: mean[j] = sum/n and std[j] = sqrt(max(0, sumsq/n - mean²)) (the
  * population deviation). A near-constant feature, std < 1e-6·max(1, |mean|) (which covers
  * std = 0 and the rounding noise of the sums), gets std 1, so it is centred but not blown
@@ -121,6 +127,10 @@ void dataset_stats_finish(const double *sum, const double *sumsq, size_t n, size
 
 /* x_ij <- (x_ij - mean[j]) / std[j] in place, for every row of ds (mean, std: [d]). */
 void dataset_standardize(struct dataset *ds, const float *mean, const float *std);
+
+/* t_ij <- (t_ij - mean[j]) / std[j] in place, for every row of ds's /targets (mean, std:
+ * [k]); nothing for a set with labels. */
+void dataset_standardize_targets(struct dataset *ds, const float *mean, const float *std);
 
 /* Prints a description of a dataset file (shapes, dtype, label kind, class counts) to f.
  * Returns DMLP_ERR_INPUT if the file is not a valid dataset. */

@@ -184,9 +184,24 @@ static const char *standardisation(struct pb *graph, const struct model *m)
     return "x_standardised";
 }
 
+/* y = y_scaled · target_std + target_mean, as dmlp maps the outputs of a network trained
+ * on standardised targets back to their units: two nodes on two initializers. */
+static void target_scaling(struct pb *graph, const struct model *m, const char *in)
+{
+    const size_t K = model_output_dim(m);
+    initializer(graph, "target_std", m->target_std, K, 0);
+    initializer(graph, "target_mean", m->target_mean, K, 0);
+    const char *mul_in[] = {in, "target_std"}, *add_in[] = {"y_spread", "target_mean"};
+    struct pb mul = node("Mul", "unscale", mul_in, 2, "y_spread");
+    struct pb add = node("Add", "uncentre", add_in, 2, "y");
+    field_msg(graph, 1, &mul);
+    field_msg(graph, 1, &add);
+}
+
 /* Layer l: its weights, its Gemm (into z<l>, or y for a linear last layer) and its
- * activation (into h<l>, or y for the last layer). Returns the layer's output name, kept in
- * names (two layers' worth, so the input of this one stays valid). */
+ * activation (into h<l>, or y for the last layer; y_scaled instead of y with target
+ * scaling). Returns the layer's output name, kept in names (two layers' worth, so the
+ * input of this one stays valid). */
 static const char *layer(struct pb *g, const struct model *m, size_t l, const char *in,
                          char names[2][2][32])
 {
@@ -196,12 +211,14 @@ static const char *layer(struct pb *g, const struct model *m, size_t l, const ch
     snprintf(w, sizeof w, "W%zu", l);
     snprintf(b, sizeof b, "b%zu", l);
     snprintf(gemm, sizeof gemm, "gemm%zu", l);
+    /* The network's output is y, or y_scaled when target scaling maps it to y after. */
+    const char *out = m->target_mean ? "y_scaled" : "y";
     if (last && L->act == DMLP_ACT_LINEAR)
-        snprintf(z, 32, "y");
+        snprintf(z, 32, "%s", out);
     else
         snprintf(z, 32, "z%zu", l);
     if (last)
-        snprintf(h, 32, "y");
+        snprintf(h, 32, "%s", out);
     else
         snprintf(h, 32, "h%zu", l);
     initializer(g, w, L->W, L->out, L->in);
@@ -221,6 +238,8 @@ static void graph(struct pb *g, const struct model *m, const char *source)
     const char *in = m->norm_mean ? standardisation(g, m) : "x";
     for (size_t l = 0; l < m->n_layers; l++)
         in = layer(g, m, l, in, names);
+    if (m->target_mean)
+        target_scaling(g, m, in);
     field_str(g, 2, "dmlp");
     if (source)
         field_str(g, 10, source);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "nn/kernels.h"
+#include "nn/vec.h"
 
 /* The network's shape rules: at least one layer and one input, no empty layer, softmax on
  * the output layer only, and cross_entropy exactly with a softmax output. */
@@ -141,6 +142,8 @@ void model_free(struct model **mp)
     dmlp_free_aligned(m->grads);
     free(m->norm_mean);
     free(m->norm_std);
+    free(m->target_mean);
+    free(m->target_std);
     free(m->layers);
     free(m);
     *mp = NULL;
@@ -242,6 +245,28 @@ int model_set_normalization(struct model *m, const float *mean, const float *std
     memcpy(m->norm_mean, mean, d * sizeof(float));
     memcpy(m->norm_std, std, d * sizeof(float));
     return DMLP_OK;
+}
+
+int model_set_target_normalization(struct model *m, const float *mean, const float *std,
+                                   struct dmlp_error *err)
+{
+    const size_t k = model_output_dim(m);
+    if (!m->target_mean)
+        m->target_mean = malloc(k * sizeof(float));
+    if (!m->target_std)
+        m->target_std = malloc(k * sizeof(float));
+    if (!m->target_mean || !m->target_std)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "model: out of memory");
+    memcpy(m->target_mean, mean, k * sizeof(float));
+    memcpy(m->target_std, std, k * sizeof(float));
+    return DMLP_OK;
+}
+
+void model_unscale_outputs(const struct model *m, float *y, size_t rows)
+{
+    if (m->target_mean)
+        kernel_vec()->unstandardize(y, rows, model_output_dim(m), m->target_mean,
+                                    m->target_std);
 }
 
 size_t model_output_dim(const struct model *m) { return m->layers[m->n_layers - 1].out; }

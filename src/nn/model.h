@@ -43,6 +43,11 @@ struct model {
      * checkpoints, applied to data by eval and predict); NULL when not used. The forward
      * pass does not apply it: data are standardised once, in memory, after loading. */
     float *norm_mean, *norm_std; /* [input width] */
+    /* Target standardisation (data.normalize_targets): the network learns
+     * t' = (t − target_mean) / target_std per output, and every output a user sees is
+     * mapped back, y = y' · target_std + target_mean (model_unscale_outputs); NULL when not
+     * used. Saved in checkpoints beside the input statistics. */
+    float *target_mean, *target_std; /* [output width] */
 };
 
 /* Builds a model for inputs of width in_dim with the given layers; parameters zero.
@@ -60,6 +65,16 @@ int model_reserve(struct model *m, size_t max_batch, struct dmlp_error *err);
 /* Copies the input standardisation (both [input width]) into the model. */
 int model_set_normalization(struct model *m, const float *mean, const float *std,
                             struct dmlp_error *err);
+
+/* Copies the target standardisation (both [output width]) into the model. */
+int model_set_target_normalization(struct model *m, const float *mean, const float *std,
+                                   struct dmlp_error *err);
+
+/* Maps rows of network outputs y [rows × output width] back to the targets' original
+ * units in place, y = y · target_std + target_mean (the vec build's unstandardize, so
+ * eval, predict and the inference library give the same bits); nothing when the model has
+ * no target statistics. */
+void model_unscale_outputs(const struct model *m, float *y, size_t rows);
 
 /* Width of the output layer. */
 size_t model_output_dim(const struct model *m);

@@ -1,6 +1,7 @@
 /* vec: the elementwise and streaming loops outside the GEMM (activations and their
  * derivatives, softmax/loss, the bias gradient, the optimizer updates, the reproducible
- * mode's fixed-point conversions, the shared-memory gradient sum, standardisation),
+ * mode's fixed-point conversions, the shared-memory gradient sum, standardisation and its
+ * inverse),
  * written once (vec_impl.h) and compiled once per instruction set: vec_avx512.c,
  * vec_avx2.c, vec_generic.c. The library itself is built for baseline x86-64, so one
  * binary runs on every node of a cluster; kernels.c picks the build that goes with the
@@ -83,6 +84,10 @@ struct vec_ops {
                          size_t rows, size_t d);
     void (*standardize)(float *restrict x, size_t rows, size_t d, const float *restrict mean,
                         const float *restrict std);
+    /* The inverse, back to original units: y[i][j] = y[i][j] · std[j] + mean[j], a multiply
+     * then an add (never fused), so every build gives the same bits. */
+    void (*unstandardize)(float *restrict y, size_t rows, size_t d, const float *restrict mean,
+                          const float *restrict std);
 };
 
 /* The build that goes with the GEMM backend in use (kernels.c; the openblas backend takes

@@ -334,6 +334,17 @@ static void standardize(float *restrict x, size_t rows, size_t d, const float *r
     }
 }
 
+static void unstandardize(float *restrict y, size_t rows, size_t d,
+                          const float *restrict mean, const float *restrict std)
+{
+#pragma omp parallel for schedule(static) if (gemm_may_fork())
+    for (size_t i = 0; i < rows; i++) {
+        float *restrict r = y + i * d;
+        for (size_t j = 0; j < d; j++)
+            r[j] = r[j] * std[j] + mean[j];
+    }
+}
+
 const struct vec_ops VEC_NAME = {
     .isa = VEC_ISA,
     .act_forward = act_forward,
@@ -352,4 +363,5 @@ const struct vec_ops VEC_NAME = {
     .add = add,
     .feature_sums = feature_sums,
     .standardize = standardize,
+    .unstandardize = unstandardize,
 };

@@ -2,7 +2,8 @@
  * parameters are read-only after the load; every call of dmlp_net_predict brings its own
  * workspace, so calls may run concurrently on one net. The forward pass is the one
  * `dmlp predict` runs (standardisation, then kernel_linear_forward per layer, row by row
- * independent of the batch split), so the outputs carry the same bits. */
+ * independent of the batch split, then the outputs back to the targets' units), so the
+ * outputs carry the same bits. */
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -138,7 +139,8 @@ static int workspace_get(const struct dmlp_net *net, size_t rows, struct workspa
 }
 
 /* rows of x through the network into y: standardisation (as `dmlp predict` applies it to
- * the data), then each layer, the last one storing into y. */
+ * the data), then each layer, the last one storing into y, then y back to the targets'
+ * units when the network has target statistics (as `dmlp predict` maps its outputs). */
 static void forward(const struct dmlp_net *net, struct workspace *w, size_t rows,
                     const float *x, float *y, int alone)
 {
@@ -159,6 +161,7 @@ static void forward(const struct dmlp_net *net, struct workspace *w, size_t rows
             kernel_linear_forward(out, w->ws, in, L->W, L->b, L->act, rows, L->in, L->out);
         in = out;
     }
+    model_unscale_outputs(m, y, rows); /* trained on standardised targets: original units */
 }
 
 int dmlp_net_predict(const dmlp_net *net, size_t n, const float *x, float *y, char *err,

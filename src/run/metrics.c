@@ -204,6 +204,22 @@ double metrics_target_r2(const struct metrics *m, size_t j)
     return 1.0 - ss_res / ss_tot;
 }
 
+double metrics_target_mse(const struct metrics *m, size_t j)
+{
+    const uint64_t n = samples_of(m);
+    if (m->is_classifier || j >= m->k || n == 0)
+        return NAN;
+    return m->sums[1 + j] / (double)n;
+}
+
+double metrics_target_mae(const struct metrics *m, size_t j)
+{
+    const uint64_t n = samples_of(m);
+    if (m->is_classifier || j >= m->k || n == 0)
+        return NAN;
+    return m->sums[1 + m->k + j] / (double)n;
+}
+
 int metrics_print_json(FILE *f, const struct metrics *m, const char *const *fields,
                        struct dmlp_error *err)
 {
@@ -263,9 +279,12 @@ int metrics_print_text(FILE *f, const struct metrics *m, struct dmlp_error *err)
         fprintf(f, "mse       %s\n", text_number(b, sizeof b, "%.6g", r.mse));
         fprintf(f, "mae       %s\n", text_number(b, sizeof b, "%.6g", r.mae));
         fprintf(f, "r2        %s\n", text_number(b, sizeof b, "%.6f", r.r2));
-        for (size_t j = 0; k > 1 && j < k; j++)
-            fprintf(f, "  r2[%zu]   %s\n", j,
+        for (size_t j = 0; k > 1 && j < k; j++) {
+            fprintf(f, "  r2[%zu]   %s", j,
                     text_number(b, sizeof b, "%.6f", metrics_target_r2(m, j)));
+            fprintf(f, "  mse %s", text_number(b, sizeof b, "%.6g", metrics_target_mse(m, j)));
+            fprintf(f, "  mae %s\n", text_number(b, sizeof b, "%.6g", metrics_target_mae(m, j)));
+        }
     }
     if (fflush(f) != 0 || ferror(f))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "writing the report failed: %s",
@@ -314,6 +333,9 @@ static int evaluate_rows(const struct dist *d, struct model *m, const struct dat
         const int32_t *lb = ds->labels ? ds->labels + i : NULL;
         const float *tb = ds->targets ? ds->targets + i * ds->k : NULL;
         const float *Y = model_forward(m, ds->features + i * ds->d, b);
+        /* Trained on standardised targets: the loss and every figure in original units
+         * (Y is the last layer's activations, which model_loss reads). */
+        model_unscale_outputs(m, m->layers[m->n_layers - 1].A, b);
         const double loss = model_loss(m, lb, tb, b, 0);
         metrics_add_batch(acc, Y, lb, tb, b, loss, &e);
     }
@@ -419,6 +441,18 @@ static void json_regression(FILE *f, const struct metrics *m, const struct metri
         if (j)
             fputs(", ", f);
         json_put_number(f, metrics_target_r2(m, j));
+    }
+    fputs("], \"mse_per_target\": [", f);
+    for (size_t j = 0; j < m->k; j++) {
+        if (j)
+            fputs(", ", f);
+        json_put_number(f, metrics_target_mse(m, j));
+    }
+    fputs("], \"mae_per_target\": [", f);
+    for (size_t j = 0; j < m->k; j++) {
+        if (j)
+            fputs(", ", f);
+        json_put_number(f, metrics_target_mae(m, j));
     }
     fputc(']', f);
 }

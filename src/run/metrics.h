@@ -79,18 +79,24 @@ double metrics_class_accuracy(const struct metrics *m, size_t c);
  * (NaN when none is). NaN for classifiers. */
 double metrics_target_r2(const struct metrics *m, size_t j);
 
+/* MSE and MAE of target column j: Σ(y−t)² / N and Σ|y−t| / N over the column's N
+ * samples. NaN when N == 0, and for classifiers. */
+double metrics_target_mse(const struct metrics *m, size_t j);
+double metrics_target_mae(const struct metrics *m, size_t j);
+
 /* Prints one JSON object on one line. fields: optional leading string members as
  * key, value pairs ending with a NULL key (e.g. {"checkpoint", path, "data", path, NULL});
  * NULL for none. Classifier: "samples", "loss", "correct", "accuracy",
  * "per_class_accuracy": [k], "confusion_matrix": [[k]×k]; regression: "samples", "loss",
- * "mse", "mae", "r2", "r2_per_target": [k]. Non-finite numbers are written as null.
+ * "mse", "mae", "r2", "r2_per_target": [k], "mse_per_target": [k],
+ * "mae_per_target": [k]. Non-finite numbers are written as null.
  * Returns DMLP_ERR_RUNTIME if writing to f failed. */
 int metrics_print_json(FILE *f, const struct metrics *m, const char *const *fields,
                        struct dmlp_error *err);
 
 /* Prints a human-readable report: the scalars, then for classifiers the per-class table
  * (support, correct, accuracy) and the confusion matrix (up to 20 classes), for regression
- * the per-target R². */
+ * the per-target R², MSE and MAE (when k > 1). */
 int metrics_print_text(FILE *f, const struct metrics *m, struct dmlp_error *err);
 
 /* Evaluates m on ds split across the ranks of d (contiguous slices, dmlp_slice), forward

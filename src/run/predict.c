@@ -143,7 +143,8 @@ static void free_bufs(struct predict_bufs *b)
 }
 
 /* The forward pass over rows [off, off + len) of in, PREDICT_CHUNK rows at a time, into
- * mine ([len × k]). */
+ * mine ([len × k]), in the targets' original units when the network was trained on
+ * standardised targets. */
 static void forward_rows(struct model *m, const struct dataset *in, uint64_t off,
                          uint64_t len, float *mine)
 {
@@ -153,6 +154,7 @@ static void forward_rows(struct model *m, const struct dataset *in, uint64_t off
                                                                 : PREDICT_CHUNK);
         const float *Y = model_forward(m, in->features + (size_t)i * D, b);
         memcpy(mine + (size_t)(i - off) * K, Y, b * K * sizeof(float));
+        model_unscale_outputs(m, mine + (size_t)(i - off) * K, b); /* original units */
     }
 }
 

@@ -229,6 +229,37 @@ static int load_data(const struct dist *d, const struct config *cfg, struct trai
     return dist_agree(d, e);
 }
 
+/* Mean and std per feature (targets 0) or per target column (targets 1) of the training
+ * rows, summed across ranks when sharded, into the model. Collective, agreed. */
+static int training_stats(const struct dist *d, struct trainer *r, int targets,
+                          struct dmlp_error *e)
+{
+    struct model *m = r->model;
+    const size_t n = targets ? model_output_dim(m) : model_input_dim(m);
+    double *sums = calloc(2 * n, sizeof *sums);
+    float *mean = malloc(n * sizeof *mean), *sd = malloc(n * sizeof *sd);
+    if (!sums || !mean || !sd)
+        dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory for %zu %s statistics", n,
+                  targets ? "target" : "feature");
+    if (!dist_agree(d, e)) {
+        if (targets)
+            dataset_target_sums(r->train, sums, sums + n);
+        else
+            dataset_feature_sums(r->train, sums, sums + n);
+        if (r->sharded)
+            dist_allreduce_sum_double(d, sums, 2 * n);
+        dataset_stats_finish(sums, sums + n, (size_t)r->n_train, n, mean, sd);
+        if (targets)
+            model_set_target_normalization(m, mean, sd, e);
+        else
+            model_set_normalization(m, mean, sd, e);
+    }
+    free(sums);
+    free(mean);
+    free(sd);
+    return dist_agree(d, e);
+}
+
 /* data.normalize: standard. The statistics come from the checkpoint when resuming (so the
  * network keeps the inputs it was trained on), else from the training rows (summed across
  * ranks when sharded); then every set held is standardised in place. */
@@ -242,30 +273,34 @@ static int normalize(const struct dist *d, const struct config *cfg, struct trai
         m->norm_mean = m->norm_std = NULL;
         return DMLP_OK;
     }
-    const size_t D = model_input_dim(m);
-    if (!resumed || !m->norm_mean) {
-        double *sums = calloc(2 * D, sizeof *sums);
-        float *mean = malloc(D * sizeof *mean), *sd = malloc(D * sizeof *sd);
-        if (!sums || !mean || !sd)
-            dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory for %zu feature statistics", D);
-        if (!dist_agree(d, e)) {
-            dataset_feature_sums(r->train, sums, sums + D);
-            if (r->sharded)
-                dist_allreduce_sum_double(d, sums, 2 * D);
-            dataset_stats_finish(sums, sums + D, (size_t)r->n_train, D, mean, sd);
-            model_set_normalization(m, mean, sd, e);
-        }
-        free(sums);
-        free(mean);
-        free(sd);
-        if (dist_agree(d, e))
-            return e->code;
-    }
+    if ((!resumed || !m->norm_mean) && training_stats(d, r, 0, e))
+        return e->code;
     dataset_standardize(r->train, m->norm_mean, m->norm_std);
     if (r->val)
         dataset_standardize(r->val, m->norm_mean, m->norm_std);
     if (r->test)
         dataset_standardize(r->test, m->norm_mean, m->norm_std);
+    return DMLP_OK;
+}
+
+/* data.normalize_targets: the statistics as normalize() takes the inputs' (from the
+ * checkpoint when resuming, else from the training rows, across ranks when sharded). Only
+ * the training set's targets are standardised: the network learns those, while the
+ * validation and test sets keep their units, and evaluation maps the outputs back
+ * (model_unscale_outputs), so every evaluated figure is in original units. */
+static int normalize_targets(const struct dist *d, const struct config *cfg,
+                             struct trainer *r, int resumed, struct dmlp_error *e)
+{
+    struct model *m = r->model;
+    if (!cfg->data.normalize_targets) {
+        free(m->target_mean); /* the config governs, as for the inputs */
+        free(m->target_std);
+        m->target_mean = m->target_std = NULL;
+        return DMLP_OK;
+    }
+    if ((!resumed || !m->target_mean) && training_stats(d, r, 1, e))
+        return e->code;
+    dataset_standardize_targets(r->train, m->target_mean, m->target_std);
     return DMLP_OK;
 }
 
@@ -378,7 +413,8 @@ static int start_from(struct trainer *r, struct dmlp_error *e)
         if (checkpoint_load_layers(opt->init_from, r->model, e) == DMLP_OK && log)
             fprintf(log, "initialised /layers from %s\n", opt->init_from);
     }
-    if (dist_agree(d, e) || normalize(d, cfg, r, path[0] != 0, e))
+    if (dist_agree(d, e) || normalize(d, cfg, r, path[0] != 0, e) ||
+        normalize_targets(d, cfg, r, path[0] != 0, e))
         return e->code;
     return DMLP_OK;
 }
@@ -391,7 +427,21 @@ static int allocate(struct trainer *r, struct dmlp_error *e)
     const struct config *cfg = r->cfg;
     const int n = dist_size(r->d);
     const size_t B = cfg->training.batch_size;
-    size_t slice = B / (size_t)n + (B % (size_t)n != 0) + (size_t)r->sharded;
+    size_t slice = B / (size_t)n + (B % (size_t)n != 0);
+    if (r->sharded) {
+        /* A sharded step gives rank i floor((s+1)·B·rows_i/N) - floor(s·B·rows_i/N) rows (the
+         * last step its shard's rest, no more), so at most B·rows_i/N + 1: B/n + 1 only when
+         * the shards are even. A validation split leaves them uneven (each shard holds out
+         * its own draw), and a rank with more than its share overran the batch buffers. */
+        uint64_t most = 0;
+        for (int i = 0; i < n; i++)
+            most = r->rows[i] > most ? r->rows[i] : most;
+        __extension__ typedef unsigned __int128 u128;
+        const u128 share = (u128)B * most / (r->n_train ? r->n_train : 1) + 2;
+        slice = share < most ? (size_t)share : (size_t)most;
+        if (slice == 0)
+            slice = 1;
+    }
     if (gradsum_create(&r->sum, r->d, r->model, cfg, e) == DMLP_OK)
         slice = slice > gradsum_piece_rows(r->sum) ? slice : gradsum_piece_rows(r->sum);
     const size_t D = r->train->d, K = r->train->k;
@@ -434,7 +484,10 @@ static void report_run(const struct trainer *r)
             "%llu steps/epoch\n",
             DMLP_VERSION, n, n > 1 ? "s" : "", threads, threads > 1 ? "s" : "", net,
             count_params(m), (unsigned long long)r->n_train,
-            r->sharded ? "sharded" : "replicated", m->norm_mean ? ", standardised" : "",
+            r->sharded ? "sharded" : "replicated",
+            m->norm_mean ? (m->target_mean ? ", standardised, targets standardised"
+                                           : ", standardised")
+                         : (m->target_mean ? ", targets standardised" : ""),
             (unsigned long long)B, (unsigned long long)((B + (uint64_t)n - 1) / (uint64_t)n),
             (unsigned long long)r->steps_per_epoch);
     fprintf(r->info, "training data held by rank 0: %zu rows, %.1f MiB%s\n", ds->n,

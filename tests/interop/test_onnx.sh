@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # test_onnx: `dmlp export onnx` against an independent runtime. A Fashion-MNIST classifier
 # (standardised inputs; relu, leaky_relu, softmax) and a small regression (tanh, sigmoid,
-# linear; no standardisation) are trained, predicted and exported by the dmlp binary; the
-# ONNX files must pass onnx.checker and, run by OpenCV's dnn module, match `dmlp predict`
-# within 1e-5 of the largest output. Bad arguments get a message and exit code 2, and
-# leave no file behind.
+# linear; standardised targets of scales 1e4 and 1e-3, so the graph ends in Mul and Add
+# back to their units; no input standardisation) are trained, predicted and exported by
+# the dmlp binary; the ONNX files must pass onnx.checker and, run by OpenCV's dnn module, match `dmlp predict`
+# within 1e-5 of each output column's largest value. Bad arguments get a message and exit
+# code 2, and leave no file behind.
 #   tests/interop/test_onnx.sh DMLP_BINARY
 set -euo pipefail
 DMLP=$(realpath "${1:?usage: test_onnx.sh DMLP_BINARY}")
@@ -45,7 +46,8 @@ x = rng.standard_normal((400, 6))
 with open("reg.csv", "w") as f:
     f.write("a,b,c,d,e,f,t0,t1\n")
     for r in x:
-        f.write(",".join(f"{v:.6f}" for v in r) + f",{np.sin(r[0]) + r[1]:.6f},{r[2] * r[3]:.6f}\n")
+        f.write(",".join(f"{v:.6f}" for v in r) +
+                f",{1e4 * (np.sin(r[0]) + r[1]) + 5e4:.6f},{1e-3 * r[2] * r[3]:.9f}\n")
 P
 cat > reg.yaml <<'Y'
 model:
@@ -55,7 +57,7 @@ model:
     - {units: 2, activation: linear}
 loss: mse
 optimizer: {name: adam, lr: 0.01}
-data: {train: reg.h5}
+data: {train: reg.h5, normalize_targets: true}
 training: {epochs: 3, batch_size: 32}
 checkpoint: {dir: run-reg, every_epochs: 0}
 Y
@@ -70,7 +72,7 @@ done
 "$PY" - <<'P' || fail "the ONNX models"
 import cv2, h5py, numpy as np, onnx
 for name, ops in (("fm", ["Sub", "Div", "Gemm", "Relu", "Gemm", "LeakyRelu", "Gemm", "Softmax"]),
-                  ("reg", ["Gemm", "Tanh", "Gemm", "Sigmoid", "Gemm"])):
+                  ("reg", ["Gemm", "Tanh", "Gemm", "Sigmoid", "Gemm", "Mul", "Add"])):
     model = onnx.load(f"{name}.onnx")
     onnx.checker.check_model(model, full_check=True)
     got_ops = [n.op_type for n in model.graph.node]
@@ -85,8 +87,10 @@ for name, ops in (("fm", ["Sub", "Div", "Gemm", "Relu", "Gemm", "LeakyRelu", "Ge
     net = cv2.dnn.readNetFromONNX(f"{name}.onnx")
     net.setInput(x.astype(np.float32))
     y = net.forward()
-    rel = float(np.max(np.abs(y - want)) / np.max(np.abs(want)))
-    print(f"{name}: {x.shape[0]} rows, OpenCV vs dmlp predict: max |diff| / max |y| = {rel:.2e}")
+    # Per output column, so a column of scale 1e-3 beside one of 1e4 is checked too.
+    rel = float(np.max(np.max(np.abs(y - want), axis=0) / np.max(np.abs(want), axis=0)))
+    print(f"{name}: {x.shape[0]} rows, OpenCV vs dmlp predict: max over columns of "
+          f"max |diff| / max |y| = {rel:.2e}")
     assert y.shape == want.shape and rel <= 1e-5, f"{name}: {rel}"
 P
 
