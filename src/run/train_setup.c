@@ -427,7 +427,7 @@ static int allocate(struct trainer *r, struct dmlp_error *e)
     const struct config *cfg = r->cfg;
     const int n = dist_size(r->d);
     const size_t B = cfg->training.batch_size;
-    size_t slice = B / (size_t)n + (B % (size_t)n != 0);
+    size_t slice = B / (size_t)n + (B % (size_t)n != 0) + (size_t)r->sharded;
     if (r->sharded) {
         /* A sharded step gives rank i floor((s+1)·B·rows_i/N) - floor(s·B·rows_i/N) rows (the
          * last step its shard's rest, no more), so at most B·rows_i/N + 1: B/n + 1 only when
@@ -438,9 +438,8 @@ static int allocate(struct trainer *r, struct dmlp_error *e)
             most = r->rows[i] > most ? r->rows[i] : most;
         __extension__ typedef unsigned __int128 u128;
         const u128 share = (u128)B * most / (r->n_train ? r->n_train : 1) + 2;
-        slice = share < most ? (size_t)share : (size_t)most;
-        if (slice == 0)
-            slice = 1;
+        const size_t need = share < most ? (size_t)share : (size_t)most;
+        slice = need > slice ? need : slice;
     }
     if (gradsum_create(&r->sum, r->d, r->model, cfg, e) == DMLP_OK)
         slice = slice > gradsum_piece_rows(r->sum) ? slice : gradsum_piece_rows(r->sum);
