@@ -81,21 +81,6 @@ static int train_and_predict(int regression)
     return 1;
 }
 
-/* A float dataset of an HDF5 file, malloc'd, with its size. */
-static float *read_floats(const char *path, const char *name, size_t *count)
-{
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT), s = H5Dget_space(d);
-    const hssize_t n = H5Sget_simple_extent_npoints(s);
-    float *v = malloc((size_t)n * sizeof *v);
-    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
-    H5Sclose(s);
-    H5Dclose(d);
-    H5Fclose(f);
-    *count = (size_t)n;
-    return v;
-}
-
 /* The net's outputs for every way of calling it equal `dmlp predict`'s, bit for bit. */
 static void check_same_bits(int regression)
 {
@@ -108,8 +93,8 @@ static void check_same_bits(int regression)
     CU_ASSERT_EQUAL(D, FEATURES);
     CU_ASSERT_EQUAL(K, regression ? 2 : 3);
     size_t nx, ny;
-    float *x = read_floats(tu_fmt("%s/%s.h5", dir, name), "/features", &nx);
-    float *want = read_floats(tu_fmt("%s/%s-pred.h5", dir, name), "/predictions", &ny);
+    float *x = tu_read_floats(tu_fmt("%s/%s.h5", dir, name), "/features", &nx);
+    float *want = tu_read_floats(tu_fmt("%s/%s-pred.h5", dir, name), "/predictions", &ny);
     CU_ASSERT_EQUAL_FATAL(nx, (size_t)ROWS * D);
     CU_ASSERT_EQUAL_FATAL(ny, (size_t)ROWS * K);
     float *y = malloc(ny * sizeof *y);

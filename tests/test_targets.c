@@ -49,21 +49,6 @@ static const char *const config =
     "training: {epochs: 40, batch_size: 32}\n"
     "checkpoint: {dir: run, every_epochs: 0}\n";
 
-/* A float dataset of an HDF5 file, malloc'd, with its size. */
-static float *read_floats(const char *path, const char *name, size_t *count)
-{
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT), s = H5Dget_space(d);
-    const hssize_t n = H5Sget_simple_extent_npoints(s);
-    float *v = malloc((size_t)n * sizeof *v);
-    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
-    H5Sclose(s);
-    H5Dclose(d);
-    H5Fclose(f);
-    *count = (size_t)n;
-    return v;
-}
-
 static void test_round_trip(void)
 {
     write_csv(tu_fmt("%s/reg.csv", dir));
@@ -73,12 +58,12 @@ static void test_round_trip(void)
               "%s train reg.yaml --quiet && %s predict --checkpoint run/latest.h5 --input "
               "reg.h5 --output pred.h5", dir, DMLP_BINARY, DMLP_BINARY, DMLP_BINARY), 0);
     size_t nt, np, nm, ns, nx;
-    float *t = read_floats(tu_fmt("%s/reg.h5", dir), "/targets", &nt);
-    float *p = read_floats(tu_fmt("%s/pred.h5", dir), "/predictions", &np);
-    float *mean = read_floats(tu_fmt("%s/run/latest.h5", dir), "/normalization/target_mean",
+    float *t = tu_read_floats(tu_fmt("%s/reg.h5", dir), "/targets", &nt);
+    float *p = tu_read_floats(tu_fmt("%s/pred.h5", dir), "/predictions", &np);
+    float *mean = tu_read_floats(tu_fmt("%s/run/latest.h5", dir), "/normalization/target_mean",
                               &nm);
-    float *sd = read_floats(tu_fmt("%s/run/latest.h5", dir), "/normalization/target_std", &ns);
-    float *x = read_floats(tu_fmt("%s/reg.h5", dir), "/features", &nx);
+    float *sd = tu_read_floats(tu_fmt("%s/run/latest.h5", dir), "/normalization/target_std", &ns);
+    float *x = tu_read_floats(tu_fmt("%s/reg.h5", dir), "/features", &nx);
     CU_ASSERT_EQUAL_FATAL(nt, (size_t)ROWS * K);
     CU_ASSERT_EQUAL_FATAL(np, (size_t)ROWS * K);
     CU_ASSERT_EQUAL_FATAL(nm, (size_t)K);

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <CUnit/Basic.h>
+#include <hdf5.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdarg.h>
@@ -222,4 +223,29 @@ const char *tu_fmt(const char *fmt, ...)
     vsnprintf(b, sizeof bufs[0], fmt, ap);
     va_end(ap);
     return b;
+}
+
+float *tu_read_floats(const char *path, const char *name, size_t *count)
+{
+    *count = 0;
+    float *v = NULL;
+    const hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    const hid_t d = f >= 0 ? H5Dopen2(f, name, H5P_DEFAULT) : H5I_INVALID_HID;
+    const hid_t s = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
+    const hssize_t n = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
+    if (n > 0 && (v = malloc((size_t)n * sizeof *v)) &&
+        H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0) {
+        *count = (size_t)n;
+    } else {
+        free(v);
+        v = NULL;
+        printf("\n  cannot read %s from %s\n", name, path);
+    }
+    if (s >= 0)
+        H5Sclose(s);
+    if (d >= 0)
+        H5Dclose(d);
+    if (f >= 0)
+        H5Fclose(f);
+    return v;
 }

@@ -59,6 +59,10 @@ struct model *tu_load_model(const char *checkpoint);
  * they are bit-identical, -1 when either cannot be loaded or their shapes differ. */
 double tu_checkpoint_diff(const char *a, const char *b);
 
+/* A whole float dataset `name` of an HDF5 file, malloc'd (free()), its element count in
+ * *count; NULL (and *count 0) when it cannot be read. */
+float *tu_read_floats(const char *path, const char *name, size_t *count);
+
 /* max |a − b| / max |a| over n values (max |a − b| when a is all zero). */
 double tu_max_rel_diff(const float *a, const float *b, size_t n);
 
