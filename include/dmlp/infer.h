@@ -33,7 +33,9 @@ typedef struct dmlp_net dmlp_net;
 
 /* Loads the network of a dmlp checkpoint (step-N.h5, latest.h5, best.h5, or a file with a
  * checkpoint's /layers). NULL on failure: a missing or unreadable file, not a checkpoint,
- * a NaN or an infinity in it, inconsistent shapes. */
+ * a NaN or an infinity in it, inconsistent shapes. It reads the file with HDF5, which
+ * Debian builds without thread safety: load from one thread at a time (and not while the
+ * program's own HDF5 calls run on another); the loaded net is then free for all threads. */
 DMLP_API dmlp_net *dmlp_net_load(const char *checkpoint_path, char *err, size_t errlen);
 
 /* Floats per row of input (the training data's features) and of output (classes or
