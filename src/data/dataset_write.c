@@ -44,33 +44,6 @@ int dataset_write_named(const struct dataset *ds, const char *path,
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
-/* A 1-D attribute of variable-length UTF-8 strings (h5py reads it as a list of str). */
-static int write_names_attr(hid_t file, const char *path, const char *obj, const char *name,
-                            const char *const *names, size_t n, struct dmlp_error *err)
-{
-    char why[256];
-    hsize_t dims[1] = {n};
-    hid_t type = H5Tcopy(H5T_C_S1);
-    int ok = type >= 0 && H5Tset_size(type, H5T_VARIABLE) >= 0 &&
-             H5Tset_cset(type, H5T_CSET_UTF8) >= 0;
-    hid_t space = ok ? H5Screate_simple(1, dims, NULL) : H5I_INVALID_HID;
-    hid_t attr = space >= 0 ? H5Acreate_by_name(file, obj, name, type, space, H5P_DEFAULT,
-                                                H5P_DEFAULT, H5P_DEFAULT)
-                            : H5I_INVALID_HID;
-    ok = attr >= 0 && H5Awrite(attr, type, names) >= 0;
-    if (!ok)
-        h5util_reason(why, sizeof why);
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (space >= 0)
-        H5Sclose(space);
-    if (type >= 0)
-        H5Tclose(type);
-    return ok ? DMLP_OK
-              : dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: writing attribute %s on %s failed: %s",
-                          path, name, obj, why);
-}
-
 static int write_file(const struct dataset *ds, const char *tmp, const char *path,
                       const char *const *class_names, struct dmlp_error *err)
 {
@@ -96,8 +69,8 @@ static int write_file(const struct dataset *ds, const char *tmp, const char *pat
             rc = h5util_write_num_attr(file, path, "/labels", "num_classes", H5T_STD_I32LE,
                                        H5T_NATIVE_INT32, &classes, err);
         if (rc == DMLP_OK && class_names)
-            rc = write_names_attr(file, path, "/labels", "class_names", class_names, ds->k,
-                                  err);
+            rc = h5util_write_str_list_attr(file, path, "/labels", "class_names", class_names,
+                                            ds->k, err);
     } else if (rc == DMLP_OK) {
         rc = h5util_write_array(file, path, "/targets", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, ydims,
                          ds->targets, err);

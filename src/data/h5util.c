@@ -89,13 +89,17 @@ int h5util_write_array(hid_t file, const char *path, const char *name, hid_t fil
 }
 
 /* The one attribute writer: type is the file type (a copy this function closes when
- * owned), mem_type and value what H5Awrite takes. */
+ * owned), mem_type and value what H5Awrite takes; count 0 makes a scalar, else a 1-D
+ * attribute of count elements. */
 static int write_attr(hid_t loc, const char *path, const char *obj, const char *name,
-                      hid_t type, int owned, hid_t mem_type, const void *value,
+                      hid_t type, int owned, hid_t mem_type, const void *value, size_t count,
                       struct dmlp_error *err)
 {
     char why[256];
-    hid_t space = type >= 0 ? H5Screate(H5S_SCALAR) : H5I_INVALID_HID;
+    const hsize_t dims[1] = {count};
+    hid_t space = type < 0 ? H5I_INVALID_HID
+                  : count  ? H5Screate_simple(1, dims, NULL)
+                           : H5Screate(H5S_SCALAR);
     hid_t attr = space >= 0 ? H5Acreate_by_name(loc, obj, name, type, space, H5P_DEFAULT,
                                                 H5P_DEFAULT, H5P_DEFAULT)
                             : H5I_INVALID_HID;
@@ -122,14 +126,27 @@ int h5util_write_str_attr(hid_t loc, const char *path, const char *obj, const ch
         H5Tclose(type);
         type = H5I_INVALID_HID;
     }
-    return write_attr(loc, path, obj, name, type, 1, type, text, err);
+    return write_attr(loc, path, obj, name, type, 1, type, text, 0, err);
+}
+
+int h5util_write_str_list_attr(hid_t loc, const char *path, const char *obj,
+                               const char *name, const char *const *names, size_t n,
+                               struct dmlp_error *err)
+{
+    hid_t type = H5Tcopy(H5T_C_S1);
+    if (type >= 0 && (H5Tset_size(type, H5T_VARIABLE) < 0 ||
+                      H5Tset_cset(type, H5T_CSET_UTF8) < 0)) {
+        H5Tclose(type);
+        type = H5I_INVALID_HID;
+    }
+    return write_attr(loc, path, obj, name, type, 1, type, names, n, err);
 }
 
 int h5util_write_num_attr(hid_t loc, const char *path, const char *obj, const char *name,
                           hid_t file_type, hid_t mem_type, const void *value,
                           struct dmlp_error *err)
 {
-    return write_attr(loc, path, obj, name, file_type, 0, mem_type, value, err);
+    return write_attr(loc, path, obj, name, file_type, 0, mem_type, value, 0, err);
 }
 
 /* ---- checked readers ------------------------------------------------------------------- */

@@ -68,6 +68,10 @@ int h5util_write_str_attr(hid_t loc, const char *path, const char *obj, const ch
 int h5util_write_num_attr(hid_t loc, const char *path, const char *obj, const char *name,
                           hid_t file_type, hid_t mem_type, const void *value,
                           struct dmlp_error *err);
+/* A 1-D attribute of n variable-length UTF-8 strings (h5py reads it as a list of str). */
+int h5util_write_str_list_attr(hid_t loc, const char *path, const char *obj,
+                               const char *name, const char *const *names, size_t n,
+                               struct dmlp_error *err);
 
 /* ---- checked readers ------------------------------------------------------------------- */
 
