@@ -113,7 +113,8 @@ contains
   end function net_outputs
 
   ! y(:, j) = the network on x(:, j) for every column j. x(inputs, n), y(outputs, n);
-  ! contiguous arrays (an array section is refused with stat 2).
+  ! a non-contiguous section is copied in (and y out) by the compiler; whole arrays and
+  ! column ranges x(:, i:j) go through without a copy. Wrong shapes give stat 2.
   subroutine net_predict(self, x, y, stat, errmsg)
     class(dmlp_net), intent(in) :: self
     real(c_float), contiguous, intent(in) :: x(:, :)

@@ -40,6 +40,12 @@ static void test_usage_and_exit_codes(void)
     CU_ASSERT(tu_has("--checkpoint PATH"));
     CU_ASSERT_EQUAL(tu_sh("%s import --help", DMLP_BINARY), 0);
     CU_ASSERT_EQUAL(tu_sh("%s inspect --help", DMLP_BINARY), 0);
+    CU_ASSERT_EQUAL(tu_sh("%s export onnx --help", DMLP_BINARY), 0);
+    CU_ASSERT(tu_has("usage: dmlp export onnx"));
+    CU_ASSERT_EQUAL(tu_sh("%s help predict", DMLP_BINARY), 0);
+    CU_ASSERT(tu_has("usage: dmlp predict"));
+    CU_ASSERT_EQUAL(tu_sh("%s help frobnicate", DMLP_BINARY), 2);
+    CU_ASSERT(tu_has("help: no topic 'frobnicate'"));
     CU_ASSERT_EQUAL(tu_sh("%s train", DMLP_BINARY), 2);
     CU_ASSERT(tu_has("missing CONFIG.yaml"));
     CU_ASSERT_EQUAL(tu_sh("%s train x.yaml --frob", DMLP_BINARY), 2);

@@ -7,7 +7,8 @@
 A thin ctypes layer over libdmlp's inference interface (include/dmlp/infer.h): the outputs
 are bit-identical to `dmlp predict` on the same rows; the network's input standardisation
 is applied; a classifier returns class probabilities. No MPI is needed. predict releases
-the GIL while it runs, so threads may share one Net.
+the GIL while it runs, so threads may share one Net (but close it only once no thread is
+predicting with it).
 
 The library is found in this order: $DMLP_LIBRARY (a path to libdmlp.so), a build tree
 beside this package (../build/libdmlp.so, for use from a checkout), then the system's

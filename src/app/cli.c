@@ -34,6 +34,7 @@ static const char USAGE[] =
     "  inspect PATH                     (a checkpoint or a dataset)\n"
     "  export onnx --checkpoint PATH --output PATH\n"
     "  help config                      every config key: type, range, default, meaning\n"
+    "  help COMMAND                     the same as dmlp COMMAND --help\n"
     "  --version\n"
     "\n"
     "`dmlp <command> --help` describes each. Exit codes: 0 done, 1 runtime failure,\n"
@@ -622,8 +623,12 @@ static int cmd_export(struct ctx *c, int argc, char **argv)
     const char *ckpt = NULL, *output = NULL;
     struct dmlp_error e = {0};
     for (int i = 1; i < argc && !e.code; i++) {
-        if (take_value(argc, argv, &i, "--checkpoint", &ckpt, &e) ||
-            take_value(argc, argv, &i, "--output", &output, &e)) {
+        if (is_help(argv[i])) {
+            if (c->rank == 0)
+                fputs(EXPORT_HELP, c->out);
+            return DMLP_OK;
+        } else if (take_value(argc, argv, &i, "--checkpoint", &ckpt, &e) ||
+                   take_value(argc, argv, &i, "--output", &output, &e)) {
         } else {
             return usage_error(c, EXPORT_HELP, "export: unexpected argument '%s'", argv[i]);
         }
@@ -646,17 +651,37 @@ static int cmd_export(struct ctx *c, int argc, char **argv)
     return code;
 }
 
+/* dmlp help TOPIC: the config keys, or a command's --help. */
+static int help_topic(struct ctx *c, const char *topic)
+{
+    static const struct {
+        const char *name, *text;
+    } topics[] = {
+        {"train", TRAIN_HELP},   {"eval", EVAL_HELP},       {"predict", PREDICT_HELP},
+        {"import", IMPORT_HELP}, {"inspect", INSPECT_HELP}, {"export", EXPORT_HELP},
+    };
+    if (!strcmp(topic, "config")) {
+        if (c->rank == 0)
+            config_write_key_table(c->out);
+        return DMLP_OK;
+    }
+    for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++)
+        if (!strcmp(topic, topics[i].name)) {
+            if (c->rank == 0)
+                fputs(topics[i].text, c->out);
+            return DMLP_OK;
+        }
+    return usage_error(c, USAGE, "help: no topic '%s' (config, or a command)", topic);
+}
+
 /* Runs the command argv[1] names (help and --version included). */
 static int run_command(struct ctx *c, int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
     if (!cmd)
         return usage_error(c, USAGE, "%s", "missing command");
-    if (!strcmp(cmd, "help") && argc > 2 && !strcmp(argv[2], "config")) {
-        if (c->rank == 0)
-            config_write_key_table(c->out);
-        return DMLP_OK;
-    }
+    if (!strcmp(cmd, "help") && argc > 2)
+        return help_topic(c, argv[2]);
     if (is_help(cmd) || !strcmp(cmd, "help")) {
         if (c->rank == 0)
             fputs(USAGE, c->out);

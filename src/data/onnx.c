@@ -14,6 +14,9 @@
 #include "core/publish.h"
 #include "nn/activation.h"
 
+/* Floats go into raw_data and attributes as their bytes: ONNX stores them little-endian. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the ONNX writer copies float bytes");
+
 enum { WIRE_VARINT = 0, WIRE_LEN = 2, WIRE_FIXED32 = 5 };
 enum { ONNX_IR_VERSION = 7, ONNX_OPSET = 13, ONNX_FLOAT = 1 };
 enum { ATTR_FLOAT = 1, ATTR_INT = 2 };
@@ -114,7 +117,7 @@ static void attr_float(struct pb *node, const char *name, float v)
     struct pb a = {0};
     field_str(&a, 1, name);
     key(&a, 2, WIRE_FIXED32);
-    put(&a, &v, sizeof v); /* x86-64 and the other supported hosts are little-endian */
+    put(&a, &v, sizeof v); /* little-endian, as asserted above */
     field_int(&a, 20, ATTR_FLOAT);
     field_msg(node, 5, &a);
 }
@@ -149,18 +152,31 @@ static void value_info(struct pb *graph, unsigned field, const char *name, size_
     field_msg(graph, field, &vi);
 }
 
+/* The ONNX operator of an activation; NULL for linear (no node). A switch without a
+ * default, so that a new activation is a compile error (-Wswitch) until it is mapped. */
+static const char *op_of(enum dmlp_activation act)
+{
+    switch (act) {
+    case DMLP_ACT_SIGMOID: return "Sigmoid";
+    case DMLP_ACT_TANH: return "Tanh";
+    case DMLP_ACT_RELU: return "Relu";
+    case DMLP_ACT_LEAKY_RELU: return "LeakyRelu";
+    case DMLP_ACT_SOFTMAX: return "Softmax";
+    case DMLP_ACT_LINEAR: return NULL;
+    }
+    return NULL;
+}
+
 /* The activation node after layer l's Gemm, from `in` to `out`; 0 when there is none. */
 static int activation(struct pb *graph, enum dmlp_activation act, size_t l, const char *in,
                       const char *out)
 {
-    static const char *const ops[] = {
-        [DMLP_ACT_SIGMOID] = "Sigmoid", [DMLP_ACT_TANH] = "Tanh", [DMLP_ACT_RELU] = "Relu",
-        [DMLP_ACT_LEAKY_RELU] = "LeakyRelu", [DMLP_ACT_SOFTMAX] = "Softmax"};
-    if (act == DMLP_ACT_LINEAR)
+    const char *op = op_of(act);
+    if (!op)
         return 0;
     char name[64];
     snprintf(name, sizeof name, "act%zu", l);
-    struct pb n = node(ops[act], name, &in, 1, out);
+    struct pb n = node(op, name, &in, 1, out);
     if (act == DMLP_ACT_LEAKY_RELU)
         attr_float(&n, "alpha", DMLP_LEAKY_SLOPE);
     if (act == DMLP_ACT_SOFTMAX)
