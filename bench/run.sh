@@ -19,7 +19,7 @@ for a in "$@"; do
   case $a in
     --quick) QUICK=1 ;;
     --no-torch) TORCH=0 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $a (try --help)" >&2; exit 2 ;;
   esac
 done

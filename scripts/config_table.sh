@@ -6,7 +6,11 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dmlp=${1:-$root/build}/bin/dmlp
-TABLE=$("$dmlp" help config) awk '
+# On its own line, so that a dmlp that fails stops the script before README is touched
+# (a failing substitution in a command's prefix assignment would not).
+table=$("$dmlp" help config)
+[[ -n $table ]] || { echo "config_table.sh: $dmlp help config printed nothing" >&2; exit 1; }
+TABLE=$table awk '
   /^<!-- config-keys:/ { print; print ENVIRON["TABLE"]; skip = 1; next }
   /^<!-- end config-keys -->/ { skip = 0 }
   !skip' "$root/README.md" > "$root/README.md.tmp"

@@ -221,8 +221,10 @@ if [[ -f $WORK/moved/lib/libdmlp_fortran.a ]]; then
     same_bits "Fortran, find_package, $t thread(s)" "$WORK/app/build/infer_f" \
       "$WORK/run-shared/latest.h5" $t
   done
+elif command -v gfortran >/dev/null; then
+  fail "gfortran is here but the Fortran module was not installed (libdmlp_fortran.a)"
 else
-  echo "no Fortran compiler at build time: the Fortran module was not built"
+  echo "no Fortran compiler: the Fortran module was not built"
 fi
 
 echo "== README's examples (Using a trained network in your code), built and run"
@@ -261,6 +263,7 @@ if [[ -f $WORK/moved/lib/libdmlp_fortran.a ]]; then
     fail "README's Fortran example"
 fi
 echo "README examples print: ${outs[*]}"
+[[ ${#outs[@]} -ge 2 ]] || fail "only ${#outs[@]} of README's examples ran: nothing to compare"
 "$py" -c 'import sys; v = [float(a) for a in sys.argv[1:]]
 assert all(abs(x - v[0]) <= 1e-5 * abs(v[0]) for x in v), v' "${outs[@]}" ||
   fail "README's examples disagree: ${outs[*]}"

@@ -15,7 +15,7 @@
 # Needs python3 with numpy and h5py (and matplotlib for step 4); as root it installs
 # python3-numpy python3-h5py python3-matplotlib when they are missing. Prints "SKIPPED: .."
 # and exits 0 only when numpy/h5py are missing and cannot be installed. $PYTHON picks the
-# interpreter (default: the first of python3, /usr/bin/python3 that has the modules).
+# interpreter (default: the first of /usr/bin/python3, python3 that has the modules: common.sh).
 set -euo pipefail
 
 DMLP=${1:?usage: test_interop.sh DMLP_BINARY}
@@ -29,16 +29,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { echo; echo "== $*"; }
 
 # ---- python3 with numpy + h5py ---------------------------------------------------------
-find_python() {
-  local mods=$1 c
-  for c in ${PYTHON:-} python3 /usr/bin/python3; do
-    if command -v "$c" >/dev/null 2>&1 && "$c" -c "import $mods" >/dev/null 2>&1; then
-      command -v "$c"
-      return 0
-    fi
-  done
-  return 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 PY=$(find_python "numpy, h5py, matplotlib" || true)
 if [[ -z "$PY" ]]; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then

@@ -11,13 +11,8 @@ set -euo pipefail
 DMLP=$(realpath "${1:?usage: test_onnx.sh DMLP_BINARY}")
 FMNIST=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 fail() { echo "FAIL: $*" >&2; exit 1; }
-PY=
-for c in ${PYTHON:-} /usr/bin/python3 python3; do
-  if command -v "$c" >/dev/null 2>&1 && "$c" -c "import numpy, h5py, onnx, cv2" >/dev/null 2>&1; then
-    PY=$(command -v "$c")
-    break
-  fi
-done
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+PY=$(find_python "numpy, h5py, onnx, cv2" || true)
 [[ -n $PY ]] || { echo "SKIPPED: no python3 with numpy, h5py, onnx and cv2 (Debian: python3-onnx python3-opencv)"; exit 0; }
 [[ -f $FMNIST/t10k-images-idx3-ubyte.gz ]] || { echo "SKIPPED: no Fashion-MNIST in $FMNIST (Debian: dataset-fashion-mnist)"; exit 0; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dmlp-onnx.XXXXXX")

@@ -10,13 +10,8 @@ DMLP=$(realpath "${1:?usage: test_python.sh DMLP_BINARY LIBDMLP_SO}")
 LIB=$(realpath "${2:?usage: test_python.sh DMLP_BINARY LIBDMLP_SO}")
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 fail() { echo "FAIL: $*" >&2; exit 1; }
-PY=
-for c in ${PYTHON:-} /usr/bin/python3 python3; do
-  if command -v "$c" >/dev/null 2>&1 && "$c" -c "import numpy, h5py" >/dev/null 2>&1; then
-    PY=$(command -v "$c")
-    break
-  fi
-done
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+PY=$(find_python "numpy, h5py" || true)
 [[ -n $PY ]] || { echo "SKIPPED: no python3 with numpy and h5py (Debian: python3-numpy python3-h5py)"; exit 0; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dmlp-python.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -43,9 +38,10 @@ training: {epochs: 2, batch_size: 32}
 checkpoint: {dir: run, every_epochs: 0}
 Y
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-"$DMLP" import csv cls.csv --label-column y --output cls.h5 > /dev/null 2>&1
-"$DMLP" train cls.yaml --quiet > /dev/null 2>&1
-"$DMLP" predict --checkpoint run/latest.h5 --input cls.h5 --output pred.h5 > /dev/null 2>&1
+run() { "$DMLP" "$@" > "$WORK/out.txt" 2>&1 || { cat "$WORK/out.txt"; fail "dmlp $*"; }; }
+run import csv cls.csv --label-column y --output cls.h5
+run train cls.yaml --quiet
+run predict --checkpoint run/latest.h5 --input cls.h5 --output pred.h5
 
 DMLP_LIBRARY=$LIB PYTHONPATH=$ROOT/python "$PY" - <<'P' || fail "the package from the source tree"
 import threading
@@ -89,9 +85,10 @@ with dmlp.Net("run/latest.h5") as n2:
 print("python: dmlp.Net gives the bits of dmlp predict (1 call, rows, float64, 4 threads)")
 P
 
-"$PY" -m pip install --no-build-isolation --no-deps --quiet --target "$WORK/site" "$ROOT/python" \
-  > pip.log 2>&1 || { cat pip.log; fail "pip install ./python"; }
-rm -rf "$ROOT/python/build" "$ROOT/python/dmlp.egg-info"
+# From a copy, so pip's build files never land in the checkout; offline, as CI is.
+cp -r "$ROOT/python" "$WORK/pysrc"
+PIP_DISABLE_PIP_VERSION_CHECK=1 "$PY" -m pip install --no-build-isolation --no-deps --no-index \
+  --quiet --target "$WORK/site" "$WORK/pysrc" > pip.log 2>&1 || { cat pip.log; fail "pip install ./python"; }
 (cd / && DMLP_LIBRARY=$LIB PYTHONPATH=$WORK/site "$PY" -c '
 import dmlp, sys, numpy as np
 assert dmlp.__file__.startswith(sys.argv[1]), dmlp.__file__

@@ -2,7 +2,7 @@
 # test_layers: src/'s includes go down the layers (check_layers.sh), and the check itself
 # catches each kind of violation, on small trees made here (an upward include, an include
 # that does not name its layer, a file outside the layer folders, a folder that is no layer).
-set -uo pipefail
+set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 check=$here/check_layers.sh
 fail() { echo "FAIL: $*"; exit 1; }
