@@ -23,7 +23,7 @@
 static int write_network(const char *path, struct dmlp_error *e)
 {
     const struct config_layer layers[] = {
-        {256, DMLP_ACT_RELU}, {128, DMLP_ACT_RELU}, {10, DMLP_ACT_SOFTMAX}};
+        {256, DMLP_ACT_RELU, 0}, {128, DMLP_ACT_RELU, 0}, {10, DMLP_ACT_SOFTMAX, 0}};
     struct model *m = NULL;
     if (model_create(&m, 784, layers, 3, DMLP_LOSS_CROSS_ENTROPY, e))
         return e->code;

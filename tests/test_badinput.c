@@ -496,6 +496,41 @@ static void test_data_nan_inf(void)
     bad(2, P("eval --checkpoint %s --data %s", p_latest, g), g, "row 1", NULL);
 }
 
+/* /weights: one finite value >= 0 per row, and not all 0. */
+static void weighted_set(const char *path, size_t n_w, const float *w)
+{
+    int32_t lab[6] = {0, 1, 2, 0, 1, 2};
+    make_set(path, 6, 6, lab, 6, -1, SIZE_MAX, 0);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    CU_ASSERT_FATAL(f >= 0);
+    hsize_t wd[1] = {n_w};
+    h5_put(f, "weights", H5T_NATIVE_FLOAT, 1, wd, w);
+    H5Fclose(f);
+}
+
+static void test_data_bad_weights(void)
+{
+    char neg[600], nan[600], rows[600], zero[600]; /* P's buffers rotate: keep these */
+    snprintf(neg, sizeof neg, "%s/wneg.h5", g_bad);
+    snprintf(nan, sizeof nan, "%s/wnan.h5", g_bad);
+    snprintf(rows, sizeof rows, "%s/wrows.h5", g_bad);
+    snprintf(zero, sizeof zero, "%s/wzero.h5", g_bad);
+    const float wn[6] = {1, 1, 1, -0.5f, 1, 1}, wq[6] = {1, NAN, 1, 1, 1, 1},
+                w5[5] = {1, 1, 1, 1, 1}, w0[6] = {0};
+    weighted_set(neg, 6, wn);
+    weighted_set(nan, 6, wq);
+    weighted_set(rows, 5, w5);
+    weighted_set(zero, 6, w0);
+    bad(2, train_on(neg), neg, "/weights", "row 3 is -0.5", ">= 0", NULL);
+    bad(2, P("%s --set data.placement=sharded", train_on(neg)), neg, "row 3 is -0.5", NULL);
+    bad(2, train_on(nan), nan, "/weights", "row 1", "NaN", NULL);
+    bad(2, train_on(rows), rows, "/weights: 5 rows, but /features has 6", NULL);
+    bad(2, P("%s --set data.placement=sharded", train_on(rows)), rows, "5 rows", NULL);
+    bad(2, train_on(zero), zero, "every training sample has weight 0", NULL);
+    bad(2, P("%s --set data.placement=sharded", train_on(zero)), "every training sample has "
+        "weight 0", NULL);
+}
+
 static void test_data_empty(void)
 {
     const char *f = P("%s/empty.h5", g_bad);
@@ -814,6 +849,7 @@ static CU_TestInfo config_tests[] = {
     {"softmax on a hidden layer", test_config_softmax_hidden},
     {"mse on a labels-only set", test_config_mse_on_labels},
     {"cross_entropy on a targets set", test_config_xent_on_targets},
+    {"bad /weights", test_data_bad_weights},
     {"missing required key", test_config_missing_required},
     {"missing config file", test_config_missing_file},
     {"input width mismatch", test_config_input_width_mismatch},

@@ -20,7 +20,7 @@
 static char g_dir[512];
 
 static const struct config_layer LAYERS[] = {
-    {13, DMLP_ACT_RELU}, {7, DMLP_ACT_TANH}, {3, DMLP_ACT_SOFTMAX}};
+    {13, DMLP_ACT_RELU, 0}, {7, DMLP_ACT_TANH, 0}, {3, DMLP_ACT_SOFTMAX, 0}};
 
 static struct model *make_model(const struct config_layer *layers, size_t n, uint64_t seed)
 {
@@ -58,7 +58,9 @@ static void test_round_trip_bit_exact(void)
     struct model *m = make_model(LAYERS, 3, 1);
     struct optim *o = make_optim(m, 2);
     struct checkpoint_state st = {.epoch = 3, .step_in_epoch = 4, .step = 77,
-                                  .samples_seen = 9999, .seed = 0xfedcba9876543210ull};
+                                  .samples_seen = 9999, .seed = 0xfedcba9876543210ull,
+                                  .plateau_scale = 0.25, .plateau_best = 0.125,
+                                  .plateau_bad = 2};
     struct dmlp_error e = {0};
     CU_ASSERT_EQUAL_FATAL(checkpoint_save(dir, m, o, &st, "model: {}\n", 3, path, sizeof path,
                                           &e), DMLP_OK);
@@ -73,6 +75,9 @@ static void test_round_trip_bit_exact(void)
     CU_ASSERT_EQUAL(o2->steps, 1234);
     CU_ASSERT_EQUAL(st2.epoch, 3);
     CU_ASSERT_EQUAL(st2.step_in_epoch, 4);
+    CU_ASSERT_EQUAL(st2.plateau_scale, 0.25);
+    CU_ASSERT_EQUAL(st2.plateau_best, 0.125);
+    CU_ASSERT_EQUAL(st2.plateau_bad, 2);
     CU_ASSERT_EQUAL(st2.step, 77);
     CU_ASSERT_EQUAL(st2.samples_seen, 9999);
     CU_ASSERT_EQUAL(st2.seed, 0xfedcba9876543210ull);
@@ -153,19 +158,19 @@ static void test_shape_mismatch_refused(void)
     struct checkpoint_state st = {0};
     CU_ASSERT_EQUAL_FATAL(checkpoint_save(dir, m, NULL, &st, "", 0, path, sizeof path, &e), 0);
     const struct config_layer other[] = {
-        {13, DMLP_ACT_RELU}, {8, DMLP_ACT_TANH}, {3, DMLP_ACT_SOFTMAX}};
+        {13, DMLP_ACT_RELU, 0}, {8, DMLP_ACT_TANH, 0}, {3, DMLP_ACT_SOFTMAX, 0}};
     struct model *m2 = make_model(other, 3, 1);
     CU_ASSERT_EQUAL(checkpoint_load_layers(path, m2, &e), DMLP_ERR_INPUT);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "/layers/1/weight"));
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "[7, 13]"));
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, path));
-    const struct config_layer fewer[] = {{13, DMLP_ACT_RELU}, {7, DMLP_ACT_TANH}};
+    const struct config_layer fewer[] = {{13, DMLP_ACT_RELU, 0}, {7, DMLP_ACT_TANH, 0}};
     struct model *m3 = NULL;
     model_create(&m3, 5, fewer, 2, DMLP_LOSS_MSE, &e);
     CU_ASSERT_EQUAL(checkpoint_load_layers(path, m3, &e), DMLP_ERR_INPUT);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "more layers"));
     const struct config_layer act[] = {
-        {13, DMLP_ACT_SIGMOID}, {7, DMLP_ACT_TANH}, {3, DMLP_ACT_SOFTMAX}};
+        {13, DMLP_ACT_SIGMOID, 0}, {7, DMLP_ACT_TANH, 0}, {3, DMLP_ACT_SOFTMAX, 0}};
     struct model *m4 = make_model(act, 3, 1);
     CU_ASSERT_EQUAL(checkpoint_load_layers(path, m4, &e), DMLP_ERR_INPUT);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "activation relu"));

@@ -158,16 +158,16 @@ static const struct {
     /* unknown keys: the line of the key itself */
     {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
      "softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\ncolour: red\n",
-     "bad.yaml:9: colour: unknown key (known: model, loss, optimizer, data, training, "
-     "checkpoint, comm)"},
+     "bad.yaml:9: colour: unknown key (known: model, loss, loss_delta, loss_weights, optimizer, "
+     "data, training, checkpoint, comm)"},
     {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
      "softmax}\noptimizer:\n  lr: 0.1\n  betas: 2\ndata:\n  train: t.h5\n",
      "bad.yaml:7: optimizer.betas: unknown key (known in optimizer: name, lr, momentum, "
      "nesterov, weight_decay, beta1, beta2, eps, clip_norm, lr_scaling, base_batch_size, schedule)"},
-    {"model:\n  layers:\n    - {units: 16, activation: relu, dropout: 0.5}\n    - {units: 3, "
+    {"model:\n  layers:\n    - {units: 16, activation: relu, dropuot: 0.5}\n    - {units: 3, "
      "activation: softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\n",
-     "bad.yaml:3: model.layers[0].dropout: unknown key (known in model.layers[0]: units, "
-     "activation)"},
+     "bad.yaml:3: model.layers[0].dropuot: unknown key (known in model.layers[0]: units, "
+     "activation, dropout)"},
     /* types and enums */
     {"model:\n  layers:\n    - {units: 16, activation: rleu}\n    - {units: 3, activation: "
      "softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\n",
@@ -200,7 +200,7 @@ static const struct {
     {"model:\n  layers: 3\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\n",
      "bad.yaml:2: model.layers: expected a list, found a single value"},
     {"model:\n  layers:\n    - 16\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\n",
-     "bad.yaml:3: model.layers[0]: expected a mapping (keys: units, activation), found a "
+     "bad.yaml:3: model.layers[0]: expected a mapping (keys: units, activation, dropout), found a "
      "single value"},
     {"model:\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\n",
      "bad.yaml:1: model: expected a mapping (keys: layers, init), found an empty value"},
@@ -463,7 +463,8 @@ static void test_set_errors(void)
                               "(known: name, lr, momentum, nesterov, weight_decay, "
                               "beta1, beta2, eps, clip_norm, lr_scaling, base_batch_size, schedule)"},
         {"optimiser.lr=0.1", "--set optimiser.lr=0.1: unknown top-level key 'optimiser' "
-                             "(known: model, loss, optimizer, data, training, checkpoint, comm)"},
+                             "(known: model, loss, loss_delta, loss_weights, optimizer, data, "
+                             "training, checkpoint, comm)"},
         {"optimizer.lr", "--set optimizer.lr: expected key.path=value"},
         {"=3", "--set =3: expected key.path=value"},
         {"model.layers[2].units=4",
@@ -496,7 +497,8 @@ static void test_set_errors(void)
                                     "true requires optimizer.momentum > 0"},
         {"data.normalize_targets=true", "--set data.normalize_targets=true: "
                                         "data.normalize_targets: true needs a regression "
-                                        "loss (mse): cross_entropy predicts class labels"},
+                                        "loss (mse, mae or huber): cross_entropy predicts "
+                                        "class labels"},
         {"model.layers[0].activation=softmax", "--set model.layers[0].activation=softmax: "
                                                "model.layers[0].activation: softmax is only "
                                                "allowed on the last layer"},
@@ -599,6 +601,103 @@ static void test_round_trip(void)
     round_trip(reg, sizeof reg / sizeof reg[0]);
 }
 
+/* ---- the surrogate keys: losses, weights, dropout, plateau ---------------------------- */
+
+#define REG_HEAD "model:\n  layers:\n    - {units: 8, activation: tanh, dropout: 0.25}\n" \
+                 "    - {units: 3, activation: linear}\n"
+#define CLS_HEAD "model:\n  layers:\n    - {units: 8, activation: relu}\n" \
+                 "    - {units: 3, activation: softmax}\n"
+#define TAIL "optimizer:\n  lr: 0.1\ndata:\n  train: t.h5\n"
+
+static void test_surrogate_keys(void)
+{
+    struct dmlp_error err = {0};
+    const char *reg = REG_HEAD "loss: huber\nloss_delta: 0.5\nloss_weights: [1, 10, 0.5]\n"
+                      "optimizer:\n  lr: 0.1\n  schedule: {name: plateau, factor: 0.5, "
+                      "patience: 3, metric: train_loss}\ndata:\n  train: t.h5\n"
+                      "  normalize_targets: true\n";
+    struct config *c = load_str(reg, NULL, 0, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->loss, DMLP_LOSS_HUBER);
+    CU_ASSERT_EQUAL(c->loss_delta, 0.5);
+    CU_ASSERT_EQUAL_FATAL(c->loss_weights.n, 3);
+    CU_ASSERT_EQUAL(c->loss_weights.v[1], 10.0);
+    CU_ASSERT_EQUAL(c->loss_weights.v[2], 0.5);
+    CU_ASSERT_EQUAL(c->model.layers[0].dropout, 0.25);
+    CU_ASSERT_EQUAL(c->model.layers[1].dropout, 0.0);
+    CU_ASSERT_EQUAL(c->optimizer.schedule.name, DMLP_SCHEDULE_PLATEAU);
+    CU_ASSERT_EQUAL(c->optimizer.schedule.factor, 0.5);
+    CU_ASSERT_EQUAL(c->optimizer.schedule.patience, 3);
+    CU_ASSERT_EQUAL(c->optimizer.schedule.metric, DMLP_PLATEAU_TRAIN_LOSS);
+    /* the numbers survive config_to_yaml (a flow list) and --set replaces them */
+    char *text = NULL;
+    CU_ASSERT_EQUAL_FATAL(config_to_yaml(c, &text, &err), DMLP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "loss_weights: [1, 10, 0.5]"));
+    struct config *b = load_str(text, NULL, 0, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    CU_ASSERT_EQUAL(b->loss_weights.n, 3);
+    CU_ASSERT_EQUAL(b->loss_weights.v[1], 10.0);
+    config_free(&b);
+    free(text);
+    config_free(&c);
+    const char *sets[] = {"loss_weights=[2, 3,4]"};
+    c = load_str(reg, sets, 1, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->loss_weights.n, 3);
+    CU_ASSERT_EQUAL(c->loss_weights.v[0], 2.0);
+    CU_ASSERT_EQUAL(c->loss_weights.v[2], 4.0);
+    config_free(&c);
+    /* class weights: a list, or the word balanced */
+    c = load_str(CLS_HEAD TAIL "  class_weights: balanced\n", NULL, 0, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->data.class_weights.word, 1);
+    CU_ASSERT_EQUAL(c->data.class_weights.n, 0);
+    CU_ASSERT_EQUAL_FATAL(config_to_yaml(c, &text, &err), DMLP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "class_weights: balanced"));
+    free(text);
+    config_free(&c);
+    const char *cw[] = {"data.class_weights=1,2,0"};
+    c = load_str(CLS_HEAD TAIL, cw, 1, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->data.class_weights.n, 3);
+    CU_ASSERT_EQUAL(c->data.class_weights.v[1], 2.0);
+    config_free(&c);
+}
+
+static void test_surrogate_errors(void)
+{
+    expect_fail(REG_HEAD "loss: huber\nloss_weights: [1, x, 2]\n" TAIL,
+                NULL, 0, "bad.yaml:6: loss_weights[1]: 'x' is not a finite number");
+    expect_fail(REG_HEAD "loss: mse\nloss_weights: [1, -2, 2]\n" TAIL,
+                NULL, 0, "bad.yaml:6: loss_weights[1]: -2 is negative; weights are ≥ 0");
+    expect_fail(REG_HEAD "loss: mse\nloss_weights: [1, 2]\n" TAIL, NULL, 0,
+                "bad.yaml:6: loss_weights: 2 weights for 3 outputs");
+    expect_fail(REG_HEAD "loss: mse\nloss_delta: 2\n" TAIL, NULL, 0,
+                "bad.yaml:6: loss_delta: applies to loss huber only (loss is mse)");
+    expect_fail(REG_HEAD "loss: huber\nloss_delta: 0\n" TAIL, NULL, 0,
+                "bad.yaml:6: loss_delta: 0 is not a positive number");
+    expect_fail(CLS_HEAD "loss_weights: [1, 1, 1]\n" TAIL, NULL, 0,
+                "loss_weights: per-output weights are for regression losses");
+    expect_fail(CLS_HEAD TAIL "  class_weights: [1, 2]\n", NULL, 0,
+                "bad.yaml:9: data.class_weights: 2 weights for 3 classes");
+    expect_fail(CLS_HEAD TAIL "  class_weights: balance\n", NULL, 0,
+                "bad.yaml:9: data.class_weights: 'balance' is not a finite number "
+                "(expected a list of numbers ≥ 0, or balanced)");
+    expect_fail(REG_HEAD "loss: mae\n" TAIL "  class_weights: balanced\n", NULL, 0,
+                "data.class_weights: needs loss cross_entropy (loss is mae)");
+    expect_fail("model:\n  layers:\n    - {units: 8, activation: tanh}\n"
+                "    - {units: 3, activation: linear, dropout: 0.5}\nloss: mse\n" TAIL, NULL, 0,
+                "bad.yaml:4: model.layers[1].dropout: dropout goes on hidden layers");
+    expect_fail(REG_HEAD "loss: mse\n" TAIL, (const char *[]){"model.layers[0].dropout=1"}, 1,
+                "--set model.layers[0].dropout=1: model.layers[0].dropout: 1 is not in [0, 1)");
+    expect_fail(REG_HEAD "loss: mse\noptimizer:\n  lr: 0.1\n  schedule: {name: plateau}\n"
+                "data:\n  train: t.h5\n", NULL, 0,
+                "optimizer.schedule.metric: val_loss watches the validation set");
+    expect_fail(REG_HEAD "loss: mse\noptimizer:\n  lr: 0.1\n  schedule: {name: plateau, "
+                "factor: 1}\ndata:\n  train: t.h5\n", NULL, 0,
+                "optimizer.schedule.factor: 1 is not in (0, 1)");
+}
+
 static CU_TestInfo shipped_tests[] = {
     {"fashion_mnist.yaml", test_fashion_mnist},
     {"xor.yaml", test_xor},
@@ -618,6 +717,11 @@ static CU_TestInfo set_tests[] = {
     {"--set errors", test_set_errors},
     CU_TEST_INFO_NULL,
 };
+static CU_TestInfo surrogate_tests[] = {
+    {"losses, weights, dropout, plateau", test_surrogate_keys},
+    {"their errors", test_surrogate_errors},
+    CU_TEST_INFO_NULL,
+};
 static CU_TestInfo yaml_tests[] = {
     {"defaults", test_defaults},
     {"config_to_yaml round trip", test_round_trip},
@@ -629,6 +733,7 @@ static CU_SuiteInfo suites[] = {
     {"config: errors", NULL, NULL, NULL, NULL, error_tests},
     {"config: --set", NULL, NULL, NULL, NULL, set_tests},
     {"config: defaults and yaml", NULL, NULL, NULL, NULL, yaml_tests},
+    {"config: surrogate keys", NULL, NULL, NULL, NULL, surrogate_tests},
     CU_SUITE_INFO_NULL,
 };
 

@@ -136,7 +136,7 @@ static int problem_init(struct gc_problem *p, enum dmlp_activation hidden,
                         enum dmlp_activation output, enum dmlp_loss loss, uint64_t stream)
 {
     memset(p, 0, sizeof *p);
-    const struct config_layer layers[3] = {{H1, hidden}, {H2, hidden}, {OUT, output}};
+    const struct config_layer layers[3] = {{H1, hidden, 0}, {H2, hidden, 0}, {OUT, output, 0}};
     struct dmlp_error err = {0};
     if (model_create(&p->m, IN, layers, 3, loss, &err) != DMLP_OK ||
         model_reserve(p->m, RESERVE, &err) != DMLP_OK) {
@@ -282,7 +282,7 @@ static void test_mse(void)
  * whose GEMMs span several tiles. */
 static void test_repeatable(void)
 {
-    const struct config_layer layers[2] = {{130, DMLP_ACT_RELU}, {10, DMLP_ACT_SOFTMAX}};
+    const struct config_layer layers[2] = {{130, DMLP_ACT_RELU, 0}, {10, DMLP_ACT_SOFTMAX, 0}};
     enum { in = 33, batch = 37 };
     struct model *m = NULL;
     struct dmlp_error err = {0};
@@ -321,7 +321,7 @@ static void test_repeatable(void)
 /* An empty batch (a rank with no samples in a step) contributes zero loss and zero grads. */
 static void test_empty_batch(void)
 {
-    const struct config_layer layers[2] = {{3, DMLP_ACT_TANH}, {2, DMLP_ACT_LINEAR}};
+    const struct config_layer layers[2] = {{3, DMLP_ACT_TANH, 0}, {2, DMLP_ACT_LINEAR, 0}};
     struct model *m = NULL;
     struct dmlp_error err = {0};
     CU_ASSERT_EQUAL_FATAL(model_create(&m, 4, layers, 2, DMLP_LOSS_MSE, &err), 0);

@@ -557,6 +557,29 @@ static void test_schedule_cosine(void)
     CHECK_REL(schedule_lr(&c, 128, 11, SPE, TOTAL), 0.1, TOL_DOUBLE, 0.0);
 }
 
+/* Reduce-on-plateau, PyTorch's ReduceLROnPlateau(mode="min", factor=0.5, patience=2,
+ * threshold=0.1, threshold_mode="rel", min_lr=0.02) worked by hand: an epoch improves when
+ * its loss is below best·0.9; the rate is cut after the third epoch in a row without. */
+static void test_schedule_plateau(void)
+{
+    struct config_schedule sc = {.name = DMLP_SCHEDULE_PLATEAU, .factor = 0.5, .patience = 2,
+                                 .threshold = 0.1, .min_lr = 0.02};
+    const double loss[] = {1.0, 0.95, 0.95, 0.95, /* cut: 0.05 */ 0.8, 0.79, 0.79,
+                           0.79, /* cut: 0.025 */ 0.79, NAN, 0.79, /* cut to the floor 0.02 */
+                           0.79, 0.79, 0.79 /* at the floor: no cut */, 0.5};
+    const double lr[] = {0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.02,
+                         0.02, 0.02, 0.02, 0.02};
+    const int cut[] = {0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0};
+    double scale = 1.0, best = NAN;
+    uint64_t bad = 0;
+    for (size_t e = 0; e < sizeof loss / sizeof loss[0]; e++) {
+        CU_ASSERT_EQUAL(schedule_plateau(&sc, 0.1, loss[e], &scale, &best, &bad), cut[e]);
+        CHECK_REL(0.1 * scale, lr[e], TOL_DOUBLE, 0.0);
+    }
+    CHECK_REL(best, 0.5, TOL_DOUBLE, 0.0); /* the last epoch improved on 0.8 */
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
 static CU_TestInfo optim_tests[] = {
     {"sgd: three steps, momentum / Nesterov / decay / scale", test_sgd_three_steps},
     {"adam: three steps vs Kingma & Ba with PyTorch's eps", test_adam_three_steps},
@@ -580,6 +603,7 @@ static CU_TestInfo schedule_tests[] = {
     {"constant, warm-up, linear scaling", test_schedule_constant},
     {"step decay, warm-up, linear scaling", test_schedule_step},
     {"cosine, warm-up, linear scaling, end", test_schedule_cosine},
+    {"reduce on plateau", test_schedule_plateau},
     CU_TEST_INFO_NULL,
 };
 

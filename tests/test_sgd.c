@@ -63,7 +63,7 @@ static const double TOL = 1e-6;
  * (Checked once with a throwaway double-precision script.) */
 static void test_worked_example(void)
 {
-    const struct config_layer layers[2] = {{2, DMLP_ACT_SIGMOID}, {1, DMLP_ACT_SIGMOID}};
+    const struct config_layer layers[2] = {{2, DMLP_ACT_SIGMOID, 0}, {1, DMLP_ACT_SIGMOID, 0}};
     struct model *m = NULL;
     struct dmlp_error err = {0};
     CU_ASSERT_EQUAL_FATAL(model_create(&m, 2, layers, 2, DMLP_LOSS_MSE, &err), DMLP_OK);

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -42,7 +43,9 @@ enum key_type {
     KEY_BOOL,
     KEY_ENUM,
     KEY_PATH, /* a string (char *); empty only where OPTIONAL, and then it means none */
-    KEY_LIST  /* a pointer to entries and a uint32_t count; its entries' keys follow it */
+    KEY_LIST, /* a pointer to entries and a uint32_t count; its entries' keys follow it */
+    KEY_NUMBERS /* struct config_numbers: a list of numbers, or one of names (a word);
+                   OPTIONAL, no default; the range applies to each number */
 };
 
 /* A number's range. One-sided ranges start at 0: "positive" (for integers, >= 1) or
@@ -82,10 +85,18 @@ static const struct key keys[] = {
     {"model.layers[].activation", KEY_ENUM, IN_LAYER(activation), .names = dmlp_activation_names,
      .help = "`leaky_relu` has slope 0.01; `softmax` only on the last layer, with "
              "`cross_entropy`"},
+    {"model.layers[].dropout", KEY_DOUBLE, IN_LAYER(dropout), "0", FRACTION,
+     .help = "hidden layers: zero each output with this probability while training (scaled "
+             "by 1/(1 − p)); the mask depends on (seed, step, sample, layer, unit) only"},
     {"model.init", KEY_ENUM, AT(model.init), "he", .names = dmlp_init_names,
      .help = "weights drawn from N(0, 2/in) (`he`) or N(0, 2/(in+out)) (`xavier`); biases 0"},
     {"loss", KEY_ENUM, AT(loss), "cross_entropy", .names = dmlp_loss_names,
-     .help = "`cross_entropy` (softmax output, `/labels`) or `mse` (`/targets`)"},
+     .help = "`cross_entropy` (softmax output, `/labels`); `mse`, `mae` or `huber` "
+             "(`/targets`), summed over outputs, averaged over samples"},
+    {"loss_delta", KEY_DOUBLE, AT(loss_delta), "1", POSITIVE,
+     .help = "huber: quadratic below δ, linear above (in the units the network learns)"},
+    {"loss_weights", KEY_NUMBERS, AT(loss_weights), .flags = OPTIONAL | LO,
+     .help = "regression: one weight ≥ 0 per output, multiplying its term of the loss"},
     {"optimizer.name", KEY_ENUM, AT(optimizer.name), "sgd", .names = dmlp_optimizer_names,
      .help = "with PyTorch's update formulas"},
     {"optimizer.lr", KEY_DOUBLE, AT(optimizer.lr), POSITIVE,
@@ -111,7 +122,8 @@ static const struct key keys[] = {
      .help = "the batch size the learning rate was tuned for"},
     {"optimizer.schedule.name", KEY_ENUM, AT(optimizer.schedule.name), "constant",
      .names = dmlp_schedule_names,
-     .help = "`step`: × gamma every step_epochs; `cosine`: down to min_lr; applied per step"},
+     .help = "`step`: × gamma every step_epochs; `cosine`: down to min_lr; applied per "
+             "step; `plateau`: × factor after patience epochs without improvement"},
     {"optimizer.schedule.warmup_epochs", KEY_DOUBLE, AT(optimizer.schedule.warmup_epochs),
      "0", NON_NEGATIVE,
      .help = "linear warm-up from 0 (fractions allowed; at most training.epochs)"},
@@ -120,7 +132,17 @@ static const struct key keys[] = {
     {"optimizer.schedule.gamma", KEY_DOUBLE, AT(optimizer.schedule.gamma), "0.1",
      .flags = LO | LO_OPEN | HI, .hi = 1, .help = "step: the factor of each decay"},
     {"optimizer.schedule.min_lr", KEY_DOUBLE, AT(optimizer.schedule.min_lr), "0",
-     NON_NEGATIVE, .help = "cosine: the final learning rate (at most optimizer.lr)"},
+     NON_NEGATIVE, .help = "cosine: the final learning rate; plateau: the floor (at most "
+                           "optimizer.lr)"},
+    {"optimizer.schedule.factor", KEY_DOUBLE, AT(optimizer.schedule.factor), "0.1",
+     .flags = LO | LO_OPEN | HI | HI_OPEN, .hi = 1, .help = "plateau: the factor of each cut"},
+    {"optimizer.schedule.patience", KEY_U32, AT(optimizer.schedule.patience), "10",
+     .help = "plateau: epochs without improvement before a cut"},
+    {"optimizer.schedule.threshold", KEY_DOUBLE, AT(optimizer.schedule.threshold), "1e-4",
+     FRACTION, .help = "plateau: an improvement is a loss below best × (1 − threshold)"},
+    {"optimizer.schedule.metric", KEY_ENUM, AT(optimizer.schedule.metric), "val_loss",
+     .names = dmlp_plateau_metric_names,
+     .help = "plateau: the loss watched; `val_loss` needs data.validation_fraction > 0"},
     {"data.train", KEY_PATH, AT(data.train), .help = "training dataset (HDF5)"},
     {"data.test", KEY_PATH, AT(data.test), .flags = OPTIONAL,
      .help = "evaluated after every epoch"},
@@ -137,9 +159,13 @@ static const struct key keys[] = {
      .help = "`standard`: (x − mean) / std per feature, from the training rows (across "
              "ranks); stored in checkpoints, applied by eval and predict"},
     {"data.normalize_targets", KEY_BOOL, AT(data.normalize_targets), "false",
-     .help = "regression (`mse`): train on (t − mean) / std per output, from the training "
+     .help = "regression: train on (t − mean) / std per output, from the training "
              "rows (across ranks); stored in checkpoints; eval, predict, the inference "
              "library and ONNX give values in the original units"},
+    {"data.class_weights", KEY_NUMBERS, AT(data.class_weights), .flags = OPTIONAL | LO,
+     .names = dmlp_class_weight_words,
+     .help = "cross_entropy: one weight ≥ 0 per class, or `balanced` (N / (K · count), "
+             "counted across ranks); the loss is Σ w·ℓ / Σ w"},
     {"training.epochs", KEY_U32, AT(training.epochs), "10", POSITIVE,
      .help = "passes over the training set"},
     {"training.batch_size", KEY_U32, AT(training.batch_size), "128", POSITIVE,
@@ -329,7 +355,8 @@ void config_free(struct config **cfg)
     if (!cfg || !*cfg)
         return;
     for (size_t i = 0; i < N_KEYS; i++) {
-        if (keys[i].type == KEY_PATH || keys[i].type == KEY_LIST) {
+        if (keys[i].type == KEY_PATH || keys[i].type == KEY_LIST ||
+            keys[i].type == KEY_NUMBERS) { /* the numbers' pointer comes first */
             void *p;
             memcpy(&p, (char *)*cfg + keys[i].offset, sizeof p);
             free(p);
@@ -460,13 +487,17 @@ static int required(const struct key *k) { return !k->def && !(k->flags & OPTION
  * xavier"), or with md for the key table ("int ≥ 1", "float [0, 1)", "`he`, `xavier`"). */
 static void want_text(const struct key *k, int md, char *out, size_t cap)
 {
-    static const char *const type[] = {"int", "int64", "float", "bool", "", "path", "list"};
+    static const char *const type[] = {"int", "int64", "float", "bool", "", "path", "list",
+                                       "list of floats ≥ 0"};
     static const char *const word[] = {"integer", "integer", "number", "true or false", "",
-                                       "a string", "a list"};
+                                       "a string", "a list", "a list of numbers ≥ 0"};
     const int integer = k->type == KEY_U32 || k->type == KEY_U64;
     const unsigned f = k->flags;
     const char *what = md ? type[k->type] : word[k->type];
-    if (k->type == KEY_ENUM) {
+    if (k->type == KEY_NUMBERS) {
+        snprintf(out, cap, "%s%s%s%s%s", what, k->names ? ", or " : "", md ? "`" : "",
+                 k->names ? k->names[0] : "", md && k->names ? "`" : "");
+    } else if (k->type == KEY_ENUM) {
         size_t used = (size_t)snprintf(out, cap, "%s", md ? "" : "one of ");
         for (int i = 0; k->names[i] && used < cap; i++)
             used += (size_t)snprintf(out + used, cap - used, md ? "%s`%s`" : "%s%s",
@@ -575,6 +606,63 @@ static int parse_path(const struct key *k, const char *text, char **dst, char *w
     return 0;
 }
 
+/* Sets the numbers at dst to the n values of v (taking v), or to the word w (1 + index). */
+static void numbers_set(struct config_numbers *dst, double *v, uint32_t n, int w)
+{
+    free(dst->v);
+    dst->v = v;
+    dst->n = n;
+    dst->word = w;
+}
+
+/* A KEY_NUMBERS value as text (a --set value): none (null), a word of k, or numbers
+ * separated by commas, in brackets or not: "[1, 10]", "1,10". */
+static int parse_numbers(const struct key *k, const char *text, struct config_numbers *dst,
+                         char *why, size_t cap)
+{
+    char buf[4096], *save = NULL;
+    while (*text == ' ')
+        text++;
+    size_t len = strlen(text);
+    while (len && text[len - 1] == ' ')
+        len--;
+    if (len >= 2 && text[0] == '[' && text[len - 1] == ']') {
+        text++;
+        len -= 2;
+    }
+    if (len >= sizeof buf)
+        return why_fail(why, cap, "a list of %zu characters is too long", len);
+    snprintf(buf, sizeof buf, "%.*s", (int)len, text);
+    if (is_null_text(buf) || strspn(buf, " ") == len) {
+        numbers_set(dst, NULL, 0, 0);
+        return 0;
+    }
+    for (int i = 0; k->names && k->names[i]; i++)
+        if (!strcmp(buf, k->names[i])) {
+            numbers_set(dst, NULL, 0, i + 1);
+            return 0;
+        }
+    double *v = malloc((len / 2 + 1) * sizeof *v);
+    uint32_t n = 0;
+    if (!v)
+        return why_fail(why, cap, "out of memory");
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        for (size_t e = strlen(t); e && t[e - 1] == ' ';)
+            t[--e] = '\0';
+        if (dmlp_parse_double(t, &v[n]) != 0) {
+            free(v);
+            char want[256];
+            want_text(k, 0, want, sizeof want);
+            return why_fail(why, cap, "'%s' is not a finite number (expected %s)", t, want);
+        }
+        n++;
+    }
+    numbers_set(dst, v, n, 0);
+    return 0;
+}
+
 /* Parses text as a value of k into dst (k's field in its struct). Returns 0, or -1 with
  * the problem in why ("-8 is not a positive integer"). The one parser for file scalars,
  * --set values and the table's defaults. Ranges are check()'s: they hold after --set. */
@@ -619,6 +707,8 @@ static int parse_scalar(const struct key *k, const char *text, void *dst, char *
             return why_fail(why, cap, "%s is not %s", shown, want);
         *(int *)dst = v;
         return 0;
+    case KEY_NUMBERS:
+        return parse_numbers(k, text, dst, why, cap);
     default:
         return parse_path(k, text, (char **)dst, why, cap);
     }
@@ -637,6 +727,10 @@ static const char *format_value(const struct key *k, const void *src, char *buf,
             if (strtod(buf, NULL) == *(const double *)src)
                 break;
         }
+        /* A whole number as one ("10", not "1e+01"), while that is no longer. */
+        if (strchr(buf, 'e') && fabs(*(const double *)src) < 1e15 &&
+            *(const double *)src == floor(*(const double *)src))
+            snprintf(buf, cap, "%.0f", *(const double *)src);
         return buf;
     case KEY_BOOL: return *(const bool *)src ? "true" : "false";
     case KEY_ENUM: {
@@ -911,10 +1005,36 @@ static int expected(struct load *ld, const yaml_node_t *n, const char *path, int
                      line, path, want, found_text(n));
 }
 
+/* A list of numbers for key k (a KEY_NUMBERS), stored into base. */
+static int walk_numbers(struct load *ld, const yaml_node_t *n, const char *path,
+                        const struct key *k, void *base)
+{
+    const size_t count = n_children(n);
+    double *v = malloc((count ? count : 1) * sizeof *v);
+    yaml_node_t *key;
+    if (!v)
+        return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+    for (size_t i = 0; i < count; i++) {
+        const yaml_node_t *e = child(&ld->doc, n, i, &key);
+        const char *text = e->type == YAML_SCALAR_NODE ? (const char *)e->data.scalar.value : "";
+        if (e->type != YAML_SCALAR_NODE || dmlp_parse_double(text, &v[i]) != 0) {
+            free(v);
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s[%zu]: %s%s%s is not a finite "
+                             "number", ld->name, node_line(e), path, i,
+                             e->type == YAML_SCALAR_NODE ? "'" : "", e->type == YAML_SCALAR_NODE
+                             ? text : found_text(e), e->type == YAML_SCALAR_NODE ? "'" : "");
+        }
+    }
+    numbers_set((struct config_numbers *)((char *)base + k->offset), v, (uint32_t)count, 0);
+    return DMLP_OK;
+}
+
 /* A scalar value for key k, stored into base. */
 static int walk_value(struct load *ld, const yaml_node_t *n, const char *path, int line,
                       const struct key *k, void *base)
 {
+    if (k->type == KEY_NUMBERS && n->type == YAML_SEQUENCE_NODE)
+        return walk_numbers(ld, n, path, k, base);
     if (n->type != YAML_SCALAR_NODE)
         return expected(ld, n, path, line, k, "");
     const char *text = (const char *)n->data.scalar.value;
@@ -1030,6 +1150,16 @@ static int check_value(struct load *ld, const struct key *k, const char *base,
         const char *s = *(char *const *)src;
         return (s && s[0]) || (k->flags & OPTIONAL) ? DMLP_OK : fail_at(ld, path, "empty path");
     }
+    if (k->type == KEY_NUMBERS) {
+        const struct config_numbers *nb = (const struct config_numbers *)src;
+        for (uint32_t i = 0; i < nb->n; i++)
+            if (nb->v[i] < 0) {
+                char at[CONFIG_PATH_MAX + 16];
+                snprintf(at, sizeof at, "%s[%" PRIu32 "]", path, i);
+                return fail_at(ld, at, "%g is negative; weights are ≥ 0", nb->v[i]);
+            }
+        return DMLP_OK;
+    }
     if (k->type > KEY_DOUBLE)
         return DMLP_OK; /* bools and enums: their parse is their check */
     const double v = k->type == KEY_U32   ? *(const uint32_t *)src
@@ -1097,6 +1227,40 @@ static int check_layers(struct load *ld)
     return DMLP_OK;
 }
 
+/* The loss and what goes with it: δ for huber, per-output weights for regression, class
+ * weights for cross_entropy, each list one number per output. */
+static int check_loss(struct load *ld)
+{
+    const struct config *c = ld->cfg;
+    const char *lname = dmlp_loss_name(c->loss);
+    const uint32_t out = c->model.layers[c->model.n_layers - 1].units;
+    const int classifier = c->loss == DMLP_LOSS_CROSS_ENTROPY;
+    if (c->loss != DMLP_LOSS_HUBER && c->loss_delta != 1.0)
+        return fail_at(ld, "loss_delta", "applies to loss huber only (loss is %s)", lname);
+    if (c->loss_weights.n && classifier)
+        return fail_at(ld, "loss_weights", "per-output weights are for regression losses; "
+                       "for cross_entropy use data.class_weights");
+    if (c->loss_weights.n && c->loss_weights.n != out)
+        return fail_at(ld, "loss_weights", "%" PRIu32 " weights for %" PRIu32 " outputs "
+                       "(the last layer's units); give one per output", c->loss_weights.n, out);
+    const struct config_numbers *cw = &c->data.class_weights;
+    if ((cw->n || cw->word) && !classifier)
+        return fail_at(ld, "data.class_weights", "needs loss cross_entropy (loss is %s); "
+                       "weight regression samples with a /weights dataset", lname);
+    if (cw->n && cw->n != out)
+        return fail_at(ld, "data.class_weights", "%" PRIu32 " weights for %" PRIu32
+                       " classes (the last layer's units); give one per class", cw->n, out);
+    if (c->data.normalize_targets && classifier)
+        return fail_at(ld, "data.normalize_targets", "true needs a regression loss (mse, mae "
+                       "or huber): %s predicts class labels, which have no units to "
+                       "standardise", lname);
+    char p[CONFIG_PATH_MAX];
+    snprintf(p, sizeof p, "model.layers[%" PRIu32 "].dropout", c->model.n_layers - 1);
+    if (c->model.layers[c->model.n_layers - 1].dropout > 0)
+        return fail_at(ld, p, "dropout goes on hidden layers, not on the output layer");
+    return DMLP_OK;
+}
+
 /* What no key says alone: the rules between keys. */
 static int check_rules(struct load *ld)
 {
@@ -1121,10 +1285,12 @@ static int check_rules(struct load *ld)
     if (o->schedule.min_lr > o->lr)
         return fail_at(ld, "optimizer.schedule.min_lr", "%g is not in [0, optimizer.lr = "
                        "%g]", o->schedule.min_lr, o->lr);
-    if (c->data.normalize_targets && c->loss != DMLP_LOSS_MSE)
-        return fail_at(ld, "data.normalize_targets", "true needs a regression loss (mse): "
-                       "%s predicts class labels, which have no units to standardise",
-                       dmlp_loss_name(c->loss));
+    if ((rc = check_loss(ld)) != DMLP_OK)
+        return rc;
+    if (o->schedule.name == DMLP_SCHEDULE_PLATEAU &&
+        o->schedule.metric == DMLP_PLATEAU_VAL_LOSS && c->data.validation_fraction == 0)
+        return fail_at(ld, "optimizer.schedule.metric", "val_loss watches the validation "
+                       "set: set data.validation_fraction > 0, or metric: train_loss");
     if (c->training.reproducible && c->data.placement == DMLP_PLACEMENT_SHARDED)
         return fail_at(ld, "training.reproducible", "needs data.placement replicated (with "
                        "sharded data each rank shuffles its own shard, so the trajectory "
@@ -1233,6 +1399,25 @@ static int emit_scalar(yaml_emitter_t *em, const char *s, size_t len)
            yaml_emitter_emit(em, &ev);
 }
 
+/* A KEY_NUMBERS value: its word, or its numbers as a flow list ("[1, 10]"). */
+static int emit_numbers(yaml_emitter_t *em, const struct key *k,
+                        const struct config_numbers *nb)
+{
+    yaml_event_t ev;
+    const struct key num = {.type = KEY_DOUBLE};
+    char buf[64];
+    if (nb->word)
+        return emit_scalar(em, k->names[nb->word - 1], strlen(k->names[nb->word - 1]));
+    int ok = yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+                                                  YAML_FLOW_SEQUENCE_STYLE) &&
+             yaml_emitter_emit(em, &ev);
+    for (uint32_t i = 0; ok && i < nb->n; i++) {
+        format_value(&num, &nb->v[i], buf, sizeof buf);
+        ok = emit_scalar(em, buf, strlen(buf));
+    }
+    return ok && yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
+}
+
 /* The entries of list k in base, each a mapping. */
 static int emit_list(yaml_emitter_t *em, const void *base, const struct key *k)
 {
@@ -1262,6 +1447,13 @@ static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix
     while (ok && (k = next_child(prefix, &i, &n))) {
         /* The rows of one name: a value, a list (and its entries' keys), or a section. */
         const char *name = k->path + strlen(prefix), *value = NULL;
+        if (k->type == KEY_NUMBERS) {
+            const struct config_numbers *nb =
+                (const struct config_numbers *)((const char *)base + k->offset);
+            if (nb->n || nb->word)
+                ok = emit_scalar(em, name, n) && emit_numbers(em, k, nb);
+            continue;
+        }
         if (!name[n] && k->type != KEY_LIST) {
             value = format_value(k, (const char *)base + k->offset, buf, sizeof buf);
             if (!value && k->type != KEY_PATH)

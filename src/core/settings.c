@@ -6,13 +6,15 @@
 const char *const dmlp_activation_names[] = {"sigmoid", "tanh", "relu", "leaky_relu",
                                              "linear", "softmax", NULL};
 const char *const dmlp_init_names[] = {"he", "xavier", NULL};
-const char *const dmlp_loss_names[] = {"cross_entropy", "mse", NULL};
+const char *const dmlp_loss_names[] = {"cross_entropy", "mse", "mae", "huber", NULL};
 const char *const dmlp_optimizer_names[] = {"sgd", "adam", "adamw", NULL};
 const char *const dmlp_placement_names[] = {"replicated", "sharded", NULL};
-const char *const dmlp_schedule_names[] = {"constant", "step", "cosine", NULL};
+const char *const dmlp_schedule_names[] = {"constant", "step", "cosine", "plateau", NULL};
 const char *const dmlp_lr_scaling_names[] = {"none", "linear", NULL};
 const char *const dmlp_normalize_names[] = {"none", "standard", NULL};
 const char *const dmlp_metric_names[] = {"val_loss", "val_accuracy", NULL};
+const char *const dmlp_plateau_metric_names[] = {"val_loss", "train_loss", NULL};
+const char *const dmlp_class_weight_words[] = {"balanced", NULL};
 
 const char *dmlp_name_of(const char *const *names, int v)
 {

@@ -18,14 +18,21 @@ enum dmlp_activation {
     DMLP_ACT_SOFTMAX     /* output layer only, with cross_entropy */
 };
 
-enum dmlp_loss { DMLP_LOSS_CROSS_ENTROPY, DMLP_LOSS_MSE };
+/* The regression losses (all but cross_entropy) read /targets: mse, mae and huber. */
+enum dmlp_loss { DMLP_LOSS_CROSS_ENTROPY, DMLP_LOSS_MSE, DMLP_LOSS_MAE, DMLP_LOSS_HUBER };
 enum dmlp_init { DMLP_INIT_HE, DMLP_INIT_XAVIER };
 enum dmlp_optimizer { DMLP_OPT_SGD, DMLP_OPT_ADAM, DMLP_OPT_ADAMW };
 enum dmlp_placement { DMLP_PLACEMENT_REPLICATED, DMLP_PLACEMENT_SHARDED };
-enum dmlp_schedule { DMLP_SCHEDULE_CONSTANT, DMLP_SCHEDULE_STEP, DMLP_SCHEDULE_COSINE };
+enum dmlp_schedule {
+    DMLP_SCHEDULE_CONSTANT,
+    DMLP_SCHEDULE_STEP,
+    DMLP_SCHEDULE_COSINE,
+    DMLP_SCHEDULE_PLATEAU /* × factor when the watched loss stalls for patience epochs */
+};
 enum dmlp_lr_scaling { DMLP_LR_SCALING_NONE, DMLP_LR_SCALING_LINEAR };
 enum dmlp_normalize { DMLP_NORMALIZE_NONE, DMLP_NORMALIZE_STANDARD };
 enum dmlp_metric { DMLP_METRIC_VAL_LOSS, DMLP_METRIC_VAL_ACCURACY };
+enum dmlp_plateau_metric { DMLP_PLATEAU_VAL_LOSS, DMLP_PLATEAU_TRAIN_LOSS };
 
 /* Names in enum order (NULL-ended), as they appear in YAML and in checkpoints. */
 extern const char *const dmlp_activation_names[];
@@ -37,6 +44,8 @@ extern const char *const dmlp_schedule_names[];
 extern const char *const dmlp_lr_scaling_names[];
 extern const char *const dmlp_normalize_names[];
 extern const char *const dmlp_metric_names[];
+extern const char *const dmlp_plateau_metric_names[];
+extern const char *const dmlp_class_weight_words[]; /* "balanced" */
 
 /* The name of value v in a NULL-ended list ("unknown" when out of range), and the names
  * of the values that matter outside the config ("relu", "cross_entropy", ...). */
@@ -50,6 +59,15 @@ int dmlp_activation_parse(const char *name, enum dmlp_activation *out);
 struct config_layer {
     uint32_t units;                  /* >= 1 */
     enum dmlp_activation activation;
+    double dropout;                  /* [0, 1), default 0; hidden layers only */
+};
+
+/* A list of numbers (loss_weights: [1, 10]), or a word the key allows instead
+ * (class_weights: balanced). Neither given: n = 0, word = 0. */
+struct config_numbers {
+    double *v;                       /* [n], owned */
+    uint32_t n;
+    int word;                        /* 0, or 1 + the index of the word in the key's list */
 };
 
 struct config_model {
@@ -65,7 +83,11 @@ struct config_schedule {
     double warmup_epochs;            /* >= 0, default 0 (fractions allowed) */
     uint32_t step_epochs;            /* step: >= 1, default 10 */
     double gamma;                    /* step: (0, 1], default 0.1 */
-    double min_lr;                   /* cosine: [0, lr], default 0 */
+    double min_lr;                   /* cosine, plateau: [0, lr], default 0 */
+    double factor;                   /* plateau: (0, 1), default 0.1 */
+    uint32_t patience;               /* plateau: epochs without improvement, default 10 */
+    double threshold;                /* plateau: relative improvement that counts, 1e-4 */
+    enum dmlp_plateau_metric metric; /* plateau: val_loss (default) or train_loss */
 };
 
 struct config_optimizer {
@@ -88,8 +110,9 @@ struct config_data {
     char *test;                      /* optional (NULL): evaluated after every epoch */
     double validation_fraction;      /* [0, 1), default 0: a seeded split of train held out */
     enum dmlp_normalize normalize;   /* default none; standard: (x − mean) / std of train */
-    bool normalize_targets;          /* default false; mse only: train on (t − mean) / std of
-                                        train's targets, report in original units */
+    bool normalize_targets;          /* default false; regression only: train on (t − mean) /
+                                        std of train's targets, report in original units */
+    struct config_numbers class_weights; /* cross_entropy: one per class, or balanced */
     bool shuffle;                    /* default true */
     bool drop_last;                  /* default false */
     enum dmlp_placement placement;   /* default replicated */
@@ -126,6 +149,8 @@ struct config_comm {
 struct config {
     struct config_model model;
     enum dmlp_loss loss;             /* default cross_entropy */
+    double loss_delta;               /* huber's δ, > 0, default 1 */
+    struct config_numbers loss_weights; /* regression: one weight per output (default 1) */
     struct config_optimizer optimizer;
     struct config_data data;
     struct config_training training;

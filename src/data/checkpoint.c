@@ -158,6 +158,12 @@ static int write_root_attributes(hid_t f, const struct model *m,
     bad |= attr_write_str(f, "config", config_yaml ? config_yaml : "");
     bad |= attr_write_str(f, "dmlp_version", DMLP_VERSION);
     bad |= attr_write_str(f, "loss", dmlp_loss_name(m->loss));
+    if (m->loss == DMLP_LOSS_HUBER)
+        bad |= attr_write_f64(f, "loss_delta", m->loss_delta);
+    if (m->loss_weights) {
+        hsize_t k[1] = {model_output_dim(m)};
+        bad |= write_floats(f, "loss_weights", m->loss_weights, 1, k);
+    }
     bad |= attr_write_u64(f, "input_dim", model_input_dim(m));
     return bad;
 }
@@ -246,6 +252,14 @@ static int write_run_state(hid_t f, const struct model *m, const struct checkpoi
         bad |= attr_write_u64(eg, "best_epoch", st->best_epoch);
         bad |= attr_write_u64(eg, "bad_epochs", st->bad_epochs);
         H5Gclose(eg);
+    }
+    hid_t pg = H5Gcreate2(f, "plateau", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bad |= pg < 0;
+    if (pg >= 0) {
+        bad |= attr_write_f64(pg, "lr_scale", st->plateau_scale);
+        bad |= attr_write_f64(pg, "best_loss", st->plateau_best);
+        bad |= attr_write_u64(pg, "bad_epochs", st->plateau_bad);
+        H5Gclose(pg);
     }
     hid_t rg = H5Gcreate2(f, "rng", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     bad |= rg < 0;
@@ -616,9 +630,13 @@ static int read_loss(hid_t f, const char *path, enum dmlp_activation last,
         *loss = DMLP_LOSS_CROSS_ENTROPY;
     else if (!strcmp(lname, "mse"))
         *loss = DMLP_LOSS_MSE;
+    else if (!strcmp(lname, "mae"))
+        *loss = DMLP_LOSS_MAE;
+    else if (!strcmp(lname, "huber"))
+        *loss = DMLP_LOSS_HUBER;
     else
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: root attribute 'loss' is '%s', expected "
-                         "cross_entropy or mse", path, lname);
+                         "cross_entropy, mse, mae or huber", path, lname);
     return DMLP_OK;
 }
 
@@ -727,6 +745,33 @@ static int load_normalization(hid_t f, const char *path, struct model *m,
     return rc;
 }
 
+/* The loss's parameters: the root attribute loss_delta (huber; finite, > 0; default 1)
+ * and /loss_weights (one finite weight >= 0 per output; default all 1). */
+static int load_loss_params(hid_t f, const char *path, struct model *m, struct dmlp_error *err)
+{
+    double delta = 1.0;
+    int has = 0;
+    int rc = attr_f64(f, path, "/", "loss_delta", &delta, &has, err);
+    if (!rc && !(isfinite(delta) && delta > 0))
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: root attribute 'loss_delta' is %g; expected "
+                       "a finite number > 0", path, delta);
+    if (rc || H5Lexists(f, "/loss_weights", H5P_DEFAULT) <= 0)
+        return rc ? rc : model_set_loss(m, delta, NULL, err);
+    const size_t k = model_output_dim(m);
+    float *w = malloc(k * sizeof *w);
+    hsize_t dims[1] = {k};
+    rc = w ? read_floats(f, "/loss_weights", w, 1, dims, path, err)
+           : dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+    for (size_t j = 0; !rc && j < k; j++)
+        if (w[j] < 0)
+            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: /loss_weights: element [%zu] is %g; "
+                           "weights must be >= 0", path, j, (double)w[j]);
+    if (!rc)
+        rc = model_set_loss(m, delta, w, err);
+    free(w);
+    return rc;
+}
+
 static int load_layers(hid_t f, const char *path, struct model *m, struct dmlp_error *err)
 {
     for (size_t l = 0; l < m->n_layers; l++) {
@@ -739,9 +784,10 @@ static int load_layers(hid_t f, const char *path, struct model *m, struct dmlp_e
     if (H5Lexists(f, extra, H5P_DEFAULT) > 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: the checkpoint has more layers than the "
                          "network (%zu)", path, m->n_layers);
-    if (H5Lexists(f, "normalization", H5P_DEFAULT) > 0)
+    const int rc = load_loss_params(f, path, m, err);
+    if (!rc && H5Lexists(f, "normalization", H5P_DEFAULT) > 0)
         return load_normalization(f, path, m, err);
-    return DMLP_OK;
+    return rc;
 }
 
 static int load_layers_quietly(const char *path, struct model *m, struct dmlp_error *err)
@@ -781,7 +827,7 @@ static int read_run_state(hid_t f, const char *path, struct checkpoint_state *st
                           struct dmlp_error *err)
 {
     memset(st, 0, sizeof *st);
-    st->best_metric = NAN;
+    st->best_metric = st->plateau_best = NAN;
     int has = 0, rc;
     if ((rc = attr_u64(f, path, "/", "epoch", &st->epoch, NULL, err)) ||
         (rc = attr_u64(f, path, "/", "step", &st->step, NULL, err)) ||
@@ -796,6 +842,14 @@ static int read_run_state(hid_t f, const char *path, struct checkpoint_state *st
          (rc = attr_u64(f, path, "/early_stopping", "bad_epochs", &st->bad_epochs, &has,
                         err))))
         return rc;
+    if (H5Lexists(f, "plateau", H5P_DEFAULT) > 0 &&
+        ((rc = attr_f64(f, path, "/plateau", "lr_scale", &st->plateau_scale, &has, err)) ||
+         (rc = attr_f64(f, path, "/plateau", "best_loss", &st->plateau_best, &has, err)) ||
+         (rc = attr_u64(f, path, "/plateau", "bad_epochs", &st->plateau_bad, &has, err))))
+        return rc;
+    if (!(st->plateau_scale >= 0 && st->plateau_scale <= 1))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /plateau: lr_scale %g is not in [0, 1] "
+                         "(0: no cut yet)", path, st->plateau_scale);
     if (H5Lexists(f, "rng", H5P_DEFAULT) <= 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /rng is missing (it holds the seed)", path);
     double shift = 0;

@@ -35,6 +35,11 @@ struct checkpoint_state {
     /* training.reproducible: the binary point of the next step's fixed-point gradients
      * (0 when unused) */
     int32_t fx_shift;
+    /* optimizer.schedule plateau: the factor on the schedule's rate (0 or 1 until the
+     * first cut), the best watched loss (NaN: none yet) and the epochs since it without one */
+    double plateau_scale;
+    double plateau_best;
+    uint64_t plateau_bad;
 };
 
 /* Writes a checkpoint of m (and o, if not NULL) into dir (created if missing) and

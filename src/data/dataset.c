@@ -76,6 +76,7 @@ void dataset_free(struct dataset **ds)
     dmlp_free_aligned((*ds)->features);
     dmlp_free_aligned((*ds)->labels);
     dmlp_free_aligned((*ds)->targets);
+    free((*ds)->weights);
     free(*ds);
     *ds = NULL;
 }
@@ -87,6 +88,13 @@ int dataset_alloc_rows(struct dataset **out, size_t n, size_t d, size_t k, int w
     if (rc == DMLP_OK)
         (*out)->n = n;
     return rc;
+}
+
+int dataset_alloc_weights(struct dataset *ds, struct dmlp_error *err)
+{
+    if (!(ds->weights = malloc((ds->n > 0 ? ds->n : 1) * sizeof(float))))
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory for %zu sample weights", ds->n);
+    return DMLP_OK;
 }
 
 int dataset_check_network(const struct dataset *ds, const struct model *m, const char *what,
@@ -168,6 +176,8 @@ static void move_marked_rows(struct dataset *ds, const unsigned char *mask, stru
                 v->labels[taken] = ds->labels[i];
             else
                 memcpy(v->targets + taken * k, ds->targets + i * k, k * sizeof(float));
+            if (ds->weights)
+                v->weights[taken] = ds->weights[i];
             taken++;
         } else {
             if (kept != i) { /* kept < i: moving rows down, order kept */
@@ -176,6 +186,8 @@ static void move_marked_rows(struct dataset *ds, const unsigned char *mask, stru
                     ds->labels[kept] = ds->labels[i];
                 else
                     memmove(ds->targets + kept * k, ds->targets + i * k, k * sizeof(float));
+                if (ds->weights)
+                    ds->weights[kept] = ds->weights[i];
             }
             kept++;
         }
@@ -202,6 +214,8 @@ int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, doubl
                                              seed);
     struct dataset *v = NULL;
     int rc = dataset_alloc_rows(&v, nval, ds->d, ds->k, ds->labels != NULL, err);
+    if (rc == DMLP_OK && ds->weights && (rc = dataset_alloc_weights(v, err)) != DMLP_OK)
+        dataset_free(&v);
     if (rc != DMLP_OK) {
         free(mask);
         dmlp_error_prefix(err, "validation split");

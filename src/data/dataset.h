@@ -26,10 +26,12 @@ struct dataset {
     float *features;   /* [n, d], row-major, 64-byte aligned */
     int32_t *labels;   /* [n] in [0, k), or NULL */
     float *targets;    /* [n, k], or NULL; exactly one of labels/targets is set */
+    float *weights;    /* [n] per-sample weights ≥ 0 from the optional /weights, or NULL */
 };
 
 /* Reads and validates the file at path: /features present, 2-D, float-convertible, finite;
- * exactly one of /labels (1-D, N rows, values >= 0) or /targets (2-D, N rows, finite).
+ * exactly one of /labels (1-D, N rows, values >= 0) or /targets (2-D, N rows, finite); and
+ * when present /weights (1-D, N rows, finite, >= 0: each sample's weight in the loss).
  * The class count K is max(label)+1, or the file's "num_classes" attribute on /labels
  * when present (which must exceed every label). Every error names the file and dataset.
  * On error *out is NULL. */

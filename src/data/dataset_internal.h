@@ -18,6 +18,9 @@ struct dataset_file_types {
 int dataset_alloc_rows(struct dataset **out, size_t n, size_t d, size_t k, int with_labels,
                        struct dmlp_error *err);
 
+/* Room for ds->n sample weights (at least one) in ds->weights. */
+int dataset_alloc_weights(struct dataset *ds, struct dmlp_error *err);
+
 /* dataset_read, also filling *types with the file's element types. */
 int dataset_read_typed(struct dataset **out, const char *path, struct dataset_file_types *types,
                        struct dmlp_error *err);

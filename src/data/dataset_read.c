@@ -20,7 +20,8 @@
  * whole-file read, a row range and a shard share one validation with one set of messages. */
 struct layout {
     hid_t fds, yds;      /* /features, and /labels or /targets */
-    struct h5util_info fs, ys; /* ys.is_signed: labels read as int64, else uint64 */
+    hid_t wds;           /* /weights when the file has it, else H5I_INVALID_HID */
+    struct h5util_info fs, ys, ws; /* ys.is_signed: labels read as int64, else uint64 */
     size_t n, d, k;      /* k: the width of /targets (labels: see has_nc) */
     int has_labels;
     int has_nc;          /* /labels carries num_classes = nc */
@@ -118,7 +119,9 @@ static void layout_close(struct layout *lo)
         H5Dclose(lo->fds);
     if (lo->yds >= 0)
         H5Dclose(lo->yds);
-    lo->fds = lo->yds = H5I_INVALID_HID;
+    if (lo->wds >= 0)
+        H5Dclose(lo->wds);
+    lo->fds = lo->yds = lo->wds = H5I_INVALID_HID;
 }
 
 /* /features must exist: every dataset file has it, and so does every input to predict. */
@@ -210,17 +213,37 @@ static int answers_open(hid_t file, const char *path, struct layout *lo,
     return DMLP_OK;
 }
 
+/* Opens the optional /weights into lo (wds, ws): one float-convertible value per row. */
+static int weights_open(hid_t file, const char *path, struct layout *lo,
+                        struct dmlp_error *err)
+{
+    int has = 0;
+    size_t wn = 0;
+    int rc = link_exists(file, path, "/weights", &has, err);
+    if (rc != DMLP_OK || !has)
+        return rc;
+    if ((rc = h5util_open_dataset(file, path, "/weights", H5UTIL_FLOAT | H5UTIL_INTEGER,
+                                  "float array (one weight per sample)", 1, NULL, &lo->wds,
+                                  &lo->ws, err)) != DMLP_OK)
+        return rc;
+    if (to_size(lo->ws.dims[0], &wn) || wn != lo->n)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /weights: %llu rows, but /features has %zu",
+                         path, (unsigned long long)lo->ws.dims[0], lo->n);
+    return DMLP_OK;
+}
+
 /* Validates the layout of an open file: which datasets exist, their types and shapes, and
  * the num_classes attribute. Only metadata is read, identically on every rank. */
 static int layout_open(hid_t file, const char *path, struct layout *lo, struct dmlp_error *err)
 {
     memset(lo, 0, sizeof *lo);
-    lo->fds = lo->yds = H5I_INVALID_HID;
+    lo->fds = lo->yds = lo->wds = H5I_INVALID_HID;
     int rc = answers_kind(file, path, lo, err);
     if (rc != DMLP_OK)
         return rc;
     if ((rc = features_open(file, path, lo, err)) != DMLP_OK ||
-        (rc = answers_open(file, path, lo, err)) != DMLP_OK) {
+        (rc = answers_open(file, path, lo, err)) != DMLP_OK ||
+        (rc = weights_open(file, path, lo, err)) != DMLP_OK) {
         layout_close(lo);
         return rc;
     }
@@ -286,6 +309,15 @@ static int read_block(const struct layout *lo, const char *path, size_t row0,
         if (err)
             *err = e2;
     }
+    if (lo->wds >= 0) {
+        rc2 = read_rows_of(lo->wds, path, "/weights", H5T_NATIVE_FLOAT, 1, row0, ds->n, 1,
+                           ds->weights, dxpl, &e2);
+        if (rc == DMLP_OK && rc2 != DMLP_OK) {
+            rc = rc2;
+            if (err)
+                *err = e2;
+        }
+    }
     return rc;
 }
 
@@ -299,6 +331,18 @@ static int check_finite(const float *x, size_t n, size_t cols, size_t row0, cons
     return DMLP_OK;
 }
 
+/* Sample weights: finite and not negative (a weight of 0 leaves the sample out). */
+static int check_weights(const float *w, size_t n, size_t row0, const char *path,
+                         struct dmlp_error *err)
+{
+    const int rc = check_finite(w, n, 1, row0, path, "/weights", err);
+    for (size_t i = 0; rc == DMLP_OK && i < n; i++)
+        if (w[i] < 0)
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /weights: row %zu is %g; sample "
+                             "weights must be >= 0", path, row0 + i, (double)w[i]);
+    return rc;
+}
+
 /* Checks the rows just read (row numbers in messages are the file's) and stores the labels.
  * *k_rows: the class count these rows imply, num_classes if the file has it, else the
  * largest label + 1 (0 for no rows); the targets' width for regression. */
@@ -307,6 +351,8 @@ static int check_block(const struct layout *lo, const char *path, size_t row0,
                        struct dmlp_error *err)
 {
     int rc = check_finite(ds->features, ds->n, ds->d, row0, path, "/features", err);
+    if (rc == DMLP_OK && ds->weights)
+        rc = check_weights(ds->weights, ds->n, row0, path, err);
     if (rc != DMLP_OK)
         return rc;
     if (!lo->has_labels) {
@@ -348,6 +394,8 @@ static int alloc_block(const struct layout *lo, const char *path, size_t nrows,
 {
     *wide = NULL;
     int rc = dataset_alloc_rows(ds, nrows, lo->d, lo->k, lo->has_labels, err);
+    if (rc == DMLP_OK && lo->wds >= 0 && (rc = dataset_alloc_weights(*ds, err)) != DMLP_OK)
+        dataset_free(ds);
     if (rc != DMLP_OK) {
         dmlp_error_prefix(err, "%s", path);
         return rc;
@@ -471,7 +519,8 @@ static int read_features(struct dataset **out, const char *path, struct dmlp_err
     int rc = open_file(path, &file, err);
     if (rc != DMLP_OK)
         return rc;
-    struct layout lo = {.fds = H5I_INVALID_HID, .yds = H5I_INVALID_HID};
+    struct layout lo = {.fds = H5I_INVALID_HID, .yds = H5I_INVALID_HID,
+                        .wds = H5I_INVALID_HID};
     struct dataset *ds = NULL;
     if ((rc = features_exist(file, path, err)) == DMLP_OK &&
         (rc = features_open(file, path, &lo, err)) == DMLP_OK &&
@@ -581,7 +630,8 @@ static int read_shard(struct dataset **out, const char *path, const struct dist 
     if (agree_file_ok(path, d, err) != DMLP_OK)
         return err->code;
 
-    struct layout lo = {.fds = H5I_INVALID_HID, .yds = H5I_INVALID_HID};
+    struct layout lo = {.fds = H5I_INVALID_HID, .yds = H5I_INVALID_HID,
+                        .wds = H5I_INVALID_HID};
     struct dataset *ds = NULL;
     int64_t *wide = NULL;
     size_t k = 0;

@@ -75,6 +75,9 @@ static int write_file(const struct dataset *ds, const char *tmp, const char *pat
         rc = h5util_write_array(file, path, "/targets", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, ydims,
                          ds->targets, err);
     }
+    if (rc == DMLP_OK && ds->weights)
+        rc = h5util_write_array(file, path, "/weights", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1,
+                                ydims, ds->weights, err);
     return h5util_finish_file(file, path, tmp, rc, err);
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "nn/kernels.h"
+#include "nn/loss.h"
 #include "nn/vec.h"
 
 /* The network's shape rules: at least one layer and one input, no empty layer, softmax on
@@ -44,6 +45,7 @@ static int lay_out_params(struct model *m, size_t in_dim, const struct config_la
         L->in = prev;
         L->out = layers[l].units;
         L->act = layers[l].activation;
+        L->dropout = (float)layers[l].dropout;
         L->offset = off;
         size_t nw, tot;
         if (dmlp_mul_size(&nw, L->out, L->in) || dmlp_add_size(&tot, dmlp_pad16(nw), L->out) ||
@@ -109,6 +111,7 @@ int model_create(struct model **out, size_t in_dim, const struct config_layer *l
     }
     m->n_layers = n_layers;
     m->loss = loss;
+    m->loss_delta = 1.0;
     if ((rc = lay_out_params(m, in_dim, layers, err)) || (rc = check_params_fit(m, err)) ||
         (rc = alloc_params(m, err))) {
         model_free(&m);
@@ -121,8 +124,11 @@ int model_create(struct model **out, size_t in_dim, const struct config_layer *l
 static void free_workspace(struct model *m)
 {
     for (size_t l = 0; l < m->n_layers; l++) {
-        dmlp_free_aligned(m->layers[l].A);
-        m->layers[l].A = NULL;
+        struct model_layer *L = &m->layers[l];
+        dmlp_free_aligned(L->A);
+        dmlp_free_aligned(L->S);
+        dmlp_free_aligned(L->D);
+        L->A = L->S = L->D = NULL;
     }
     dmlp_free_aligned(m->scratch);
     dmlp_free_aligned(m->G0);
@@ -144,6 +150,7 @@ void model_free(struct model **mp)
     free(m->norm_std);
     free(m->target_mean);
     free(m->target_std);
+    free(m->loss_weights);
     free(m->layers);
     free(m);
     *mp = NULL;
@@ -185,8 +192,8 @@ static int workspace_size(const struct model *m, size_t max_batch, size_t *scrat
     }
     /* Total workspace: scratch, G0, G1, and A per layer, all in floats. */
     size_t floats, zsum = 0;
-    for (size_t l = 0; l < m->n_layers; l++)
-        if (dmlp_add_size(&zsum, zsum, m->layers[l].out))
+    for (size_t l = 0; l < m->n_layers; l++) /* A, and S and D with dropout */
+        if (dmlp_add_size(&zsum, zsum, m->layers[l].out * (m->layers[l].dropout > 0 ? 3 : 1)))
             return -1;
     if (dmlp_mul_size(gsz, max_batch, widest) || dmlp_mul_size(&zsum, zsum, max_batch) ||
         dmlp_mul_size(&floats, *gsz, 2) || dmlp_add_size(&floats, floats, *scratch) ||
@@ -206,6 +213,11 @@ static int alloc_workspace(struct model *m, size_t max_batch, size_t scratch, si
         struct model_layer *L = &m->layers[l];
         L->A = dmlp_alloc_aligned(max_batch * L->out * sizeof(float));
         ok = L->A != NULL;
+        if (ok && L->dropout > 0) {
+            L->S = dmlp_alloc_aligned(max_batch * L->out * sizeof(float));
+            L->D = dmlp_alloc_aligned(max_batch * L->out * sizeof(float));
+            ok = L->S && L->D;
+        }
     }
     return ok ? 0 : -1;
 }
@@ -262,6 +274,82 @@ int model_set_target_normalization(struct model *m, const float *mean, const flo
     return DMLP_OK;
 }
 
+int model_set_loss(struct model *m, double delta, const float *weights,
+                   struct dmlp_error *err)
+{
+    const size_t k = model_output_dim(m);
+    m->loss_delta = delta;
+    if (!weights) {
+        free(m->loss_weights);
+        m->loss_weights = NULL;
+        return DMLP_OK;
+    }
+    if (!m->loss_weights && !(m->loss_weights = malloc(k * sizeof(float))))
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "model: out of memory");
+    memcpy(m->loss_weights, weights, k * sizeof(float));
+    return DMLP_OK;
+}
+
+void model_set_dropout(struct model *m, int on, uint64_t seed, uint64_t step, uint64_t first)
+{
+    m->drop_on = on;
+    m->drop_seed = seed;
+    m->drop_step = step;
+    m->drop_first = first;
+}
+
+/* splitmix64's finaliser: a bijection of 64 bits that mixes every input bit into all. */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The key of one sample's row in one layer; a unit's draw is mix64(row key + unit·φ). */
+static uint64_t dropout_row_key(uint64_t seed, uint64_t t, uint64_t i, size_t l)
+{
+    uint64_t h = mix64(seed ^ 0x64726f706f7574ull); /* "dropout" */
+    h = mix64(h ^ t);
+    h = mix64(h ^ i);
+    return mix64(h ^ (uint64_t)l);
+}
+
+/* Keep when the draw's top 53 bits, as a uniform in [0, 1), are at least p. */
+static int keep_draw(uint64_t row_key, size_t u, double p)
+{
+    const uint64_t z = mix64(row_key + 0x9e3779b97f4a7c15ull * ((uint64_t)u + 1));
+    return (double)(z >> 11) * 0x1.0p-53 >= p;
+}
+
+int model_dropout_keep(uint64_t seed, uint64_t t, uint64_t i, size_t l, size_t u, double p)
+{
+    return keep_draw(dropout_row_key(seed, t, i, l), u, p);
+}
+
+/* Layer l's dropout over the batch's rows: S = mask / (1 − p), D = A ⊙ S. */
+static void apply_dropout(struct model *m, size_t l, size_t batch)
+{
+    struct model_layer *L = &m->layers[l];
+    const float scale = (float)(1.0 / (1.0 - (double)L->dropout));
+    for (size_t j = 0; j < batch; j++) {
+        const uint64_t key = dropout_row_key(m->drop_seed, m->drop_step, m->drop_first + j, l);
+        float *s = L->S + j * L->out, *d = L->D + j * L->out;
+        const float *a = L->A + j * L->out;
+        for (size_t u = 0; u < L->out; u++) {
+            s[u] = keep_draw(key, u, (double)L->dropout) ? scale : 0.0f;
+            d[u] = a[u] * s[u];
+        }
+    }
+}
+
+/* What layer l hands the next one in the pass now running: D with dropout, else A. */
+static const float *layer_output(const struct model *m, size_t l)
+{
+    const struct model_layer *L = &m->layers[l];
+    return m->drop_on && L->dropout > 0 ? L->D : L->A;
+}
+
 void model_unscale_outputs(const struct model *m, float *y, size_t rows)
 {
     if (m->target_mean)
@@ -278,22 +366,29 @@ const float *model_forward(struct model *m, const float *X, size_t batch)
     for (size_t l = 0; l < m->n_layers; l++) {
         struct model_layer *L = &m->layers[l];
         kernel_linear_forward(L->A, m->scratch, in, L->W, L->b, L->act, batch, L->in, L->out);
-        in = L->A;
+        if (m->drop_on && L->dropout > 0)
+            apply_dropout(m, l, batch);
+        in = layer_output(m, l);
     }
     return in;
 }
 
-double model_loss(struct model *m, const int32_t *labels, const float *targets, size_t batch,
-                  int want_grad)
+double model_loss(struct model *m, const int32_t *labels, const float *targets,
+                  const float *row_w, size_t batch, int want_grad)
 {
     struct model_layer *L = &m->layers[m->n_layers - 1];
     double loss;
     if (m->loss == DMLP_LOSS_CROSS_ENTROPY) {
-        /* Softmax + cross-entropy fuse to G = P − T. */
-        loss = kernel_softmax_xent(m->G0, L->A, labels, batch, L->out);
+        /* Softmax + cross-entropy fuse to G = ω(P − T). */
+        loss = row_w ? loss_xent_weighted(m->G0, L->A, labels, row_w, batch, L->out)
+                     : kernel_softmax_xent(m->G0, L->A, labels, batch, L->out);
     } else {
-        /* G = ∂ℓ/∂Y ⊙ f'(Z) with ∂ℓ/∂Y = 2(Y − T). */
-        loss = kernel_mse(m->G0, L->A, targets, batch, L->out);
+        /* G = ∂ℓ/∂Y ⊙ f'(Z), with ∂ℓ/∂Y = 2(Y − T) for plain mse. */
+        const struct loss_spec spec = {m->loss, m->loss_delta, m->loss_weights};
+        if (m->loss == DMLP_LOSS_MSE && !row_w && !m->loss_weights)
+            loss = kernel_mse(m->G0, L->A, targets, batch, L->out);
+        else
+            loss = loss_regression(m->G0, L->A, targets, row_w, batch, L->out, &spec);
         if (want_grad)
             kernel_activation_backward(m->G0, L->A, L->act, batch, L->out);
     }
@@ -306,7 +401,7 @@ void model_backward_chunked(struct model *m, const float *X, size_t batch, size_
     float *G = m->G0, *Gnext = m->G1;
     for (size_t l = m->n_layers; l-- > 0;) {
         struct model_layer *L = &m->layers[l];
-        const float *in = l ? m->layers[l - 1].A : X;
+        const float *in = l ? layer_output(m, l - 1) : X;
         if (!ready) {
             kernel_linear_backward_params(L->dW, L->db, m->scratch, G, in, batch, L->in,
                                           L->out);
@@ -332,6 +427,9 @@ void model_backward_chunked(struct model *m, const float *X, size_t batch, size_
         const struct model_layer *P = &m->layers[l - 1];
         kernel_linear_backward_input(Gnext, m->scratch, G, L->W, P->A, P->act, batch, L->in,
                                      L->out);
+        if (m->drop_on && P->dropout > 0) /* ∂D/∂A = S */
+            for (size_t i = 0; i < batch * P->out; i++)
+                Gnext[i] *= P->S[i];
         float *t = G;
         G = Gnext;
         Gnext = t;
@@ -376,7 +474,7 @@ double model_train_batch(struct model *m, const float *X, const int32_t *labels,
     const float *Y = model_forward(m, X, batch);
     if (labels && correct)
         *correct += kernel_count_correct(Y, labels, batch, model_output_dim(m));
-    const double loss = model_loss(m, labels, targets, batch, 1);
+    const double loss = model_loss(m, labels, targets, NULL, batch, 1);
     model_backward(m, X, batch);
     return loss;
 }

@@ -22,6 +22,10 @@ struct model_layer {
     /* workspace: the activations f(Z), [max_batch × out] (Z itself is never stored: the
      * derivatives are written in terms of f(Z)) */
     float *A;
+    /* Dropout (training only): the probability, and for a layer that has one the mask's
+     * scale S (0 or 1/(1 − p) per element) and D = A ⊙ S, what the next layer reads. */
+    float dropout;
+    float *S, *D;
 };
 
 /* The gradient buffer has this many floats past n_params: control values that ride along
@@ -48,6 +52,13 @@ struct model {
      * mapped back, y = y' · target_std + target_mean (model_unscale_outputs); NULL when not
      * used. Saved in checkpoints beside the input statistics. */
     float *target_mean, *target_std; /* [output width] */
+    /* The loss's parameters (model_set_loss): huber's δ and the per-output weights of a
+     * regression loss ([output width], NULL: all 1). Saved in checkpoints. */
+    double loss_delta;
+    float *loss_weights;
+    /* Dropout while training (model_set_dropout): on, and the mask's key. Off for eval. */
+    int drop_on;
+    uint64_t drop_seed, drop_step, drop_first;
 };
 
 /* Builds a model for inputs of width in_dim with the given layers; parameters zero.
@@ -70,6 +81,20 @@ int model_set_normalization(struct model *m, const float *mean, const float *std
 int model_set_target_normalization(struct model *m, const float *mean, const float *std,
                                    struct dmlp_error *err);
 
+/* Huber's δ (> 0) and the per-output weights (NULL: all 1; else [output width], ≥ 0). */
+int model_set_loss(struct model *m, double delta, const float *weights,
+                   struct dmlp_error *err);
+
+/* Dropout for the next forward passes: on (training) or off (evaluation, prediction; the
+ * default). Row j of the next batch is the global sample first + j of step `step`: its
+ * mask in layer l, unit u, is a Bernoulli(1 − p) draw keyed by (seed, step, first + j, l,
+ * u), so it depends on none of the rank count, the thread count or the batch's split. */
+void model_set_dropout(struct model *m, int on, uint64_t seed, uint64_t step, uint64_t first);
+
+/* Whether dropout keeps unit u of layer l for global sample i of step t (the draw of
+ * model_set_dropout; p is the layer's dropout). For tests and the docs' definition. */
+int model_dropout_keep(uint64_t seed, uint64_t t, uint64_t i, size_t l, size_t u, double p);
+
 /* Maps rows of network outputs y [rows × output width] back to the targets' original
  * units in place, y = y · target_std + target_mean (the vec build's unstandardize, so
  * eval, predict and the inference library give the same bits); nothing when the model has
@@ -86,9 +111,10 @@ const float *model_forward(struct model *m, const float *X, size_t batch);
 
 /* Loss of the last forward pass and, if want_grad, its gradient at the output
  * pre-activation stored for model_backward. Exactly one of labels/targets is used
- * (labels for cross_entropy, targets for mse). Returns Σ over samples of ℓ (double). */
-double model_loss(struct model *m, const int32_t *labels, const float *targets, size_t batch,
-                  int want_grad);
+ * (labels for cross_entropy, targets for the regression losses). row_w: the samples'
+ * weights ω (NULL: all 1). Returns Σ over samples of ω·ℓ (double). */
+double model_loss(struct model *m, const int32_t *labels, const float *targets,
+                  const float *row_w, size_t batch, int want_grad);
 
 /* Backward pass after model_forward + model_loss(want_grad): writes the SUM over the
  * batch's samples of ∂ℓ/∂θ into m->grads (overwriting). X is the forward input. */

@@ -36,3 +36,21 @@ double schedule_lr(const struct config_optimizer *cfg, uint64_t batch_size, uint
         return base;
     }
 }
+
+int schedule_plateau(const struct config_schedule *sc, double base_lr, double loss,
+                     double *scale, double *best, uint64_t *bad)
+{
+    if (isfinite(loss) && (isnan(*best) || loss < *best * (1.0 - sc->threshold))) {
+        *best = loss;
+        *bad = 0;
+        return 0;
+    }
+    if (++*bad <= sc->patience)
+        return 0;
+    *bad = 0;
+    const double old = base_lr * *scale, cut = fmax(old * sc->factor, sc->min_lr);
+    if (old - cut <= 1e-8) /* PyTorch's eps: at the floor already */
+        return 0;
+    *scale = cut / base_lr;
+    return 1;
+}

@@ -25,6 +25,16 @@
 
 #include "core/settings.h"
 
+/* optimizer.schedule plateau (PyTorch's ReduceLROnPlateau, mode min, relative threshold,
+ * no cooldown): after each epoch, the watched loss improves when it is below
+ * best · (1 − threshold); after more than `patience` epochs in a row without improvement
+ * the rate is cut to max(rate · factor, min_lr) and the count restarts. The state: *scale,
+ * the factor on schedule_lr's rate (1 at the start), *best (NaN: none yet) and *bad.
+ * base_lr is the rate the scale applies to. Returns 1 when it cut the rate. A non-finite
+ * loss counts as no improvement. */
+int schedule_plateau(const struct config_schedule *sc, double base_lr, double loss,
+                     double *scale, double *best, uint64_t *bad);
+
 /* The learning rate of global step `step` (0-based) for a run of total_steps steps with
  * steps_per_epoch steps per epoch and global batch batch_size, as above. */
 double schedule_lr(const struct config_optimizer *cfg, uint64_t batch_size, uint64_t step,

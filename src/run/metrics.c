@@ -336,7 +336,7 @@ static int evaluate_rows(const struct dist *d, struct model *m, const struct dat
         /* Trained on standardised targets: the loss and every figure in original units
          * (Y is the last layer's activations, which model_loss reads). */
         model_unscale_outputs(m, m->layers[m->n_layers - 1].A, b);
-        const double loss = model_loss(m, lb, tb, b, 0);
+        const double loss = model_loss(m, lb, tb, NULL, b, 0);
         metrics_add_batch(acc, Y, lb, tb, b, loss, &e);
     }
     if (dist_agree(d, &e)) {

@@ -21,14 +21,16 @@ struct epoch {
     double t0, elapsed, last_draw;
     double timers[TIMER_COUNT];    /* this rank's seconds per phase */
     uint64_t first_step;
-    double loss_sum;               /* over this rank's samples */
+    double loss_sum;               /* Σ ω·ℓ over this rank's samples */
+    double weight_sum;             /* Σ ω over them (their count when unweighted) */
     size_t correct;
     uint64_t local_seen, seen;     /* samples: this rank's, all ranks' */
 };
 
-/* The rows a rank takes in a step: perm[begin, end), of count in all ranks' step. */
+/* The rows a rank takes in a step: perm[begin, end), of count in all ranks' step, the
+ * first of them at position first of the step's global batch. */
 struct step_rows {
-    uint64_t begin, end, count;
+    uint64_t begin, end, count, first;
 };
 
 /* Rank 0 writes (a step checkpoint, or best.h5 when best is set), then every rank learns
@@ -84,8 +86,12 @@ static struct step_rows step_rows(const struct trainer *t, uint64_t s)
     const uint64_t B = t->cfg->training.batch_size;
     if (t->sharded) {
         uint64_t off, len;
-        dmlp_shard_step(t->rows, dist_size(t->d), dist_rank(t->d), B, s, t->steps_per_epoch,
-                        t->cfg->data.drop_last, &off, &len, &sr.count);
+        sr.first = 0;
+        for (int r = 0; r <= dist_rank(t->d); r++) { /* the ranks before take the first */
+            dmlp_shard_step(t->rows, dist_size(t->d), r, B, s, t->steps_per_epoch,
+                            t->cfg->data.drop_last, &off, &len, &sr.count);
+            sr.first += r < dist_rank(t->d) ? len : 0;
+        }
         sr.begin = off;
         sr.end = off + len;
         return sr;
@@ -93,6 +99,7 @@ static struct step_rows step_rows(const struct trainer *t, uint64_t s)
     const uint64_t lo = s * B;
     sr.count = t->n_train - lo < B ? t->n_train - lo : B;
     gradsum_rows(t->sum, sr.count, &sr.begin, &sr.end);
+    sr.first = sr.begin;
     sr.begin += lo;
     sr.end += lo;
     return sr;
@@ -109,13 +116,47 @@ static void gather(struct trainer *t, const uint64_t *idx, size_t len)
             t->lb[i] = ds->labels[idx[i]];
         else
             memcpy(t->tb + i * K, ds->targets + idx[i] * K, K * sizeof(float));
+        if (t->w)
+            t->wb[i] = t->w[idx[i]];
     }
 }
 
-/* Gather, forward, loss and backward over the rows perm[a, a + len): the per-sample
- * gradient sum in m->grads (zeros for no rows), the loss and correct count added. */
-static void compute(struct trainer *t, struct epoch *ep, uint64_t a, size_t len, double *loss,
-                    size_t *correct)
+/* Σω of the step's global batch, the divisor of its mean gradient: the sample count when
+ * unweighted; else summed in the epoch order's order, here (replicated: every rank holds
+ * every weight, so it is the same for any rank count) or before the epoch (sharded). */
+static double step_weight(const struct trainer *t, uint64_t s, const struct step_rows *sr)
+{
+    if (!t->w)
+        return (double)sr->count;
+    if (t->sharded)
+        return t->step_w[s];
+    const uint64_t lo = s * t->cfg->training.batch_size;
+    double sum = 0.0;
+    for (uint64_t i = lo; i < lo + sr->count; i++)
+        sum += (double)t->w[t->perm[i]];
+    return sum;
+}
+
+/* Sharded with weights: each step's Σω over all ranks for this epoch, from each rank's
+ * share of every step, in one sum (before the steps, so each step's one allreduce stays
+ * the only collective in the loop). */
+static void sharded_step_weights(struct trainer *t)
+{
+    for (uint64_t s = 0; s < t->steps_per_epoch; s++) {
+        const struct step_rows sr = step_rows(t, s);
+        double sum = 0.0;
+        for (uint64_t i = sr.begin; i < sr.end; i++)
+            sum += (double)t->w[t->perm[i]];
+        t->step_w[s] = sum;
+    }
+    dist_allreduce_sum_double(t->d, t->step_w, (size_t)t->steps_per_epoch);
+}
+
+/* Gather, forward, loss and backward over the rows perm[a, a + len), the first of them at
+ * position first of the step's global batch (dropout's key): the per-sample gradient sum
+ * in m->grads (zeros for no rows), the loss and correct count added. */
+static void compute(struct trainer *t, struct epoch *ep, uint64_t a, size_t len,
+                    uint64_t first, double *loss, size_t *correct)
 {
     struct model *m = t->model;
     double t0 = dmlp_now();
@@ -123,10 +164,13 @@ static void compute(struct trainer *t, struct epoch *ep, uint64_t a, size_t len,
     double t1 = dmlp_now();
     ep->timers[TIMER_DATA] += t1 - t0;
     if (len) {
+        model_set_dropout(m, 1, t->st.seed, t->st.step, first);
         const float *Y = model_forward(m, t->xb, len);
         if (t->lb)
             *correct += kernel_count_correct(Y, t->lb, len, model_output_dim(m));
-        *loss += model_loss(m, t->lb, t->tb, len, 1);
+        *loss += model_loss(m, t->lb, t->tb, t->w ? t->wb : NULL, len, 1);
+        for (size_t i = 0; i < len; i++)
+            ep->weight_sum += t->w ? (double)t->wb[i] : 1.0;
         t0 = t1;
         t1 = dmlp_now();
         ep->timers[TIMER_FORWARD] += t1 - t0;
@@ -138,6 +182,7 @@ static void compute(struct trainer *t, struct epoch *ep, uint64_t a, size_t len,
         model_backward(m, t->xb, len);
     else
         memset(m->grads, 0, m->n_params * sizeof(float));
+    model_set_dropout(m, 0, 0, 0, 0); /* evaluation, between steps, runs without */
     ep->timers[TIMER_BACKWARD] += dmlp_now() - t1;
 }
 
@@ -157,7 +202,7 @@ static void gradient(struct trainer *t, struct epoch *ep, const struct step_rows
         uint64_t a = sr->begin;
         do {
             const uint64_t b = piece && sr->end - a > piece ? a + piece : sr->end;
-            compute(t, ep, a, (size_t)(b - a), &loss, &correct);
+            compute(t, ep, a, (size_t)(b - a), sr->first + (a - sr->begin), &loss, &correct);
             gradsum_piece(t->sum);
             a = b;
         } while (a < sr->end);
@@ -171,17 +216,20 @@ static void gradient(struct trainer *t, struct epoch *ep, const struct step_rows
 }
 
 /* The descent step, the same on every rank (they hold the same summed gradient): the mean
- * over the step's global samples, clipped, at the schedule's learning rate. */
-static void update(struct trainer *t, struct epoch *ep, uint64_t count)
+ * over the step's global samples (Σω ℓ / Σω when weighted; a step whose weights are all
+ * 0 has no gradient), clipped, at the schedule's learning rate. */
+static void update(struct trainer *t, struct epoch *ep, double weight)
 {
     const double t0 = dmlp_now();
     const struct config *cfg = t->cfg;
     struct model *m = t->model;
-    const float scale = (float)(1.0 / (double)count);
+    const float scale = weight > 0 ? (float)(1.0 / weight) : 0.0f;
     if (cfg->optimizer.clip_norm > 0)
         optim_clip_grad_norm(m->grads, m->n_params, scale, cfg->optimizer.clip_norm);
     t->lr = schedule_lr(&cfg->optimizer, cfg->training.batch_size, t->st.step,
                         t->steps_per_epoch, t->total_steps);
+    if (cfg->optimizer.schedule.name == DMLP_SCHEDULE_PLATEAU && t->st.plateau_scale > 0)
+        t->lr *= t->st.plateau_scale;
     optim_step(t->optim, m->params, m->grads, scale, t->lr);
     ep->timers[TIMER_UPDATE] += dmlp_now() - t0;
 }
@@ -210,7 +258,7 @@ static int step(struct trainer *t, struct epoch *ep, uint64_t s, struct dmlp_err
     gradient(t, ep, &sr, &gs);
     if (gs.bad)
         return diverged(t, ep, &gs, err);
-    update(t, ep, sr.count);
+    update(t, ep, step_weight(t, s, &sr));
     struct checkpoint_state *st = &t->st;
     st->fx_shift = gradsum_fx_shift(t->sum);
     st->step++;
@@ -234,7 +282,7 @@ static void progress(const struct trainer *t, struct epoch *ep, uint64_t s)
         return;
     const double spent = now - ep->t0, done = (double)(s + 1 - ep->first_step);
     runlog_progress(t->info, ep->index + 1, t->cfg->training.epochs, s + 1, t->steps_per_epoch,
-                    ep->local_seen ? ep->loss_sum / (double)ep->local_seen : 0.0,
+                    ep->weight_sum > 0 ? ep->loss_sum / ep->weight_sum : 0.0,
                     spent > 0 ? (double)ep->seen / spent : 0.0,
                     spent / done * (double)(t->steps_per_epoch - s - 1));
     ep->last_draw = now;
@@ -245,11 +293,12 @@ static void progress(const struct trainer *t, struct epoch *ep, uint64_t s)
 static int epoch_loss(struct trainer *t, const struct epoch *ep, struct dmlp_error *err)
 {
     struct train_result *res = t->res;
-    double sums[1] = {ep->loss_sum};
+    double sums[2] = {ep->loss_sum, ep->weight_sum};
     uint64_t counts[2] = {ep->correct, ep->local_seen};
-    dist_allreduce_sum_double(t->d, sums, 1);
+    dist_allreduce_sum_double(t->d, sums, 2);
     dist_allreduce_sum_u64(t->d, counts, 2);
-    res->train_loss = counts[1] ? sums[0] / (double)counts[1] : NAN;
+    /* Unweighted, Σω is the count: the same mean as Σℓ / count, to the bit. */
+    res->train_loss = counts[1] && sums[1] > 0 ? sums[0] / sums[1] : NAN;
     res->train_accuracy = t->train->labels && counts[1] ? (double)counts[0] / (double)counts[1]
                                                         : NAN;
     res->epochs_done = t->st.epoch;
@@ -281,6 +330,30 @@ static int epoch_evaluate(struct trainer *t, struct epoch *ep, struct metrics_re
     t->res->test_accuracy = test->accuracy;
     ep->timers[TIMER_EVAL] = dmlp_now() - t0;
     return rc;
+}
+
+/* optimizer.schedule plateau, after a whole epoch: the watched loss (validation or
+ * training), and a cut of the rate when it has stalled; the same on every rank (the
+ * losses are reduced). */
+static void epoch_plateau(struct trainer *t, const struct metrics_report *val)
+{
+    const struct config *cfg = t->cfg;
+    const struct config_schedule *sc = &cfg->optimizer.schedule;
+    struct checkpoint_state *st = &t->st;
+    if (sc->name != DMLP_SCHEDULE_PLATEAU || st->step_in_epoch != 0 ||
+        t->state == TRAINER_SIGNALLED)
+        return;
+    const int on_val = sc->metric == DMLP_PLATEAU_VAL_LOSS;
+    const double base = schedule_lr(&cfg->optimizer, cfg->training.batch_size, st->step,
+                                    t->steps_per_epoch, t->total_steps);
+    if (!(st->plateau_scale > 0))
+        st->plateau_scale = 1.0; /* no cut yet */
+    if (schedule_plateau(sc, base, on_val ? val->loss : t->res->train_loss,
+                         &st->plateau_scale, &st->plateau_best, &st->plateau_bad) &&
+        t->info)
+        fprintf(t->info, "plateau: %s has not improved for %u epochs (best %.6g); learning "
+                "rate cut to %.4g\n", on_val ? "val_loss" : "train_loss", sc->patience,
+                st->plateau_best, base * st->plateau_scale);
 }
 
 /* Early stopping: records the epoch's metric; returns 1 when it improved on the best. */
@@ -402,6 +475,8 @@ static int run_epoch(struct trainer *t, struct dmlp_error *err)
     struct checkpoint_state *st = &t->st;
     struct epoch ep = {.index = st->epoch, .t0 = dmlp_now(), .first_step = st->step_in_epoch};
     shuffle(t, ep.index);
+    if (t->step_w)
+        sharded_step_weights(t);
     int rc = DMLP_OK;
     for (uint64_t s = st->step_in_epoch; s < t->steps_per_epoch; s++) {
         if ((rc = step(t, &ep, s, err)))
@@ -419,6 +494,7 @@ static int run_epoch(struct trainer *t, struct dmlp_error *err)
     if ((rc = epoch_loss(t, &ep, err)) || (rc = epoch_evaluate(t, &ep, &val, &test, err)))
         return rc;
     epoch_print(t, &ep, &val, &test);
+    epoch_plateau(t, &val);
     if ((rc = epoch_checkpoint(t, &ep, &val, err)))
         return rc;
     epoch_log(t, &ep, &test);

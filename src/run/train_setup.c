@@ -25,6 +25,9 @@ void trainer_free(struct trainer *t)
     dmlp_free_aligned(t->xb);
     dmlp_free_aligned(t->tb);
     dmlp_free_aligned(t->lb);
+    free(t->w);
+    free(t->wb);
+    free(t->step_w);
     free(t->perm);
     free(t->rows);
     runlog_close(&t->mlog);
@@ -304,6 +307,82 @@ static int normalize_targets(const struct dist *d, const struct config *cfg,
     return DMLP_OK;
 }
 
+/* The config's loss parameters into the model: huber's δ, the per-output weights. */
+static int set_loss(const struct config *cfg, struct model *m, struct dmlp_error *e)
+{
+    const struct config_numbers *lw = &cfg->loss_weights;
+    float *w = lw->n ? malloc(lw->n * sizeof *w) : NULL;
+    if (lw->n && !w)
+        return dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory");
+    for (uint32_t j = 0; j < lw->n; j++)
+        w[j] = (float)lw->v[j];
+    const int rc = model_set_loss(m, cfg->loss_delta, w, e);
+    free(w);
+    return rc;
+}
+
+/* data.class_weights into cw [k]: the list, or balanced, N / (classes present · count),
+ * scikit-learn's rule, from the class counts of the training rows (summed across ranks
+ * when sharded); a class with no rows gets 0. Collective when sharded and balanced. */
+static int class_weights(const struct config *cfg, const struct trainer *r, size_t k,
+                         double *cw, struct dmlp_error *e)
+{
+    const struct config_numbers *c = &cfg->data.class_weights;
+    if (c->n) {
+        for (size_t j = 0; j < k; j++)
+            cw[j] = c->v[j];
+        return DMLP_OK;
+    }
+    uint64_t *count = calloc(k, sizeof *count), present = 0;
+    if (!count)
+        return dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory");
+    for (size_t i = 0; i < r->train->n; i++)
+        count[r->train->labels[i]]++;
+    if (r->sharded)
+        dist_allreduce_sum_u64(r->d, count, k);
+    for (size_t j = 0; j < k; j++)
+        present += count[j] > 0;
+    for (size_t j = 0; j < k; j++)
+        cw[j] = count[j] ? (double)r->n_train / ((double)present * (double)count[j]) : 0.0;
+    free(count);
+    return DMLP_OK;
+}
+
+/* Each training row's weight ω: its /weights value times its class weight (r->w stays
+ * NULL when neither is given: every ω is 1). The training set's Σω must not be 0. The
+ * same calls on every rank (the class counts' sum); agreed. */
+static int sample_weights(const struct config *cfg, struct trainer *r, struct dmlp_error *e)
+{
+    const struct config_numbers *c = &cfg->data.class_weights;
+    const int by_class = r->train->labels && (c->n || c->word);
+    const size_t n = r->train->n, k = model_output_dim(r->model);
+    if (!by_class && !r->train->weights)
+        return dist_agree(r->d, e);
+    double *cw = by_class ? calloc(k, sizeof *cw) : NULL;
+    r->w = malloc((n ? n : 1) * sizeof *r->w);
+    if (!r->w || (by_class && !cw))
+        dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory for %zu sample weights", n);
+    if (dist_agree(r->d, e) || (by_class && class_weights(cfg, r, k, cw, e))) {
+        free(cw);
+        return dist_agree(r->d, e);
+    }
+    double total = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double wi = (r->train->weights ? (double)r->train->weights[i] : 1.0) *
+                          (by_class ? cw[r->train->labels[i]] : 1.0);
+        r->w[i] = (float)wi;
+        total += (double)r->w[i];
+    }
+    free(cw);
+    if (r->sharded)
+        dist_allreduce_sum_double(r->d, &total, 1);
+    if (!e->code && !(total > 0))
+        dmlp_fail(e, DMLP_ERR_INPUT, "%s: every training sample has weight 0 (/weights%s); "
+                  "nothing would be learned", cfg->data.train, by_class ? " times "
+                  "data.class_weights" : "");
+    return dist_agree(r->d, e);
+}
+
 /* The network and its optimizer, fitted to the data and initialised from the seed.
  * Collective, agreed. */
 static int build_model(struct trainer *r, struct dmlp_error *e)
@@ -313,6 +392,7 @@ static int build_model(struct trainer *r, struct dmlp_error *e)
                      e) == DMLP_OK &&
         dataset_check_network(r->train, r->model, cfg->data.train, e) == DMLP_OK &&
         (!r->test || dataset_check_network(r->test, r->model, cfg->data.test, e) == DMLP_OK) &&
+        set_loss(cfg, r->model, e) == DMLP_OK &&
         optim_create(&r->optim, &cfg->optimizer, r->model->n_params, e) == DMLP_OK) {
         struct rng init;
         rng_seed(&init, cfg->training.seed, TRAIN_STREAM_INIT);
@@ -384,7 +464,7 @@ static int start_from(struct trainer *r, struct dmlp_error *e)
     struct checkpoint_state *st = &r->st;
     memset(st, 0, sizeof *st);
     st->seed = cfg->training.seed;
-    st->best_metric = NAN;
+    st->best_metric = st->plateau_best = NAN;
     char path[PATH_MAX] = "";
     int loaded = 0;
     if (opt->resume && !strcmp(opt->resume, "auto")) {
@@ -413,8 +493,9 @@ static int start_from(struct trainer *r, struct dmlp_error *e)
         if (checkpoint_load_layers(opt->init_from, r->model, e) == DMLP_OK && log)
             fprintf(log, "initialised /layers from %s\n", opt->init_from);
     }
+    /* The config governs the loss: a checkpoint's own δ and weights give way to it. */
     if (dist_agree(d, e) || normalize(d, cfg, r, path[0] != 0, e) ||
-        normalize_targets(d, cfg, r, path[0] != 0, e))
+        normalize_targets(d, cfg, r, path[0] != 0, e) || set_loss(cfg, r->model, e))
         return e->code;
     return DMLP_OK;
 }
@@ -461,7 +542,13 @@ static int allocate(struct trainer *r, struct dmlp_error *e)
             r->lb = dmlp_alloc_aligned(slice * sizeof(int32_t));
         else
             r->tb = dmlp_alloc_aligned(tb_bytes);
-        if (!r->xb || !r->perm || (!r->lb && !r->tb))
+        const uint64_t steps = cfg->data.drop_last ? r->n_train / B : (r->n_train + B - 1) / B;
+        if (r->w)
+            r->wb = malloc(slice * sizeof *r->wb);
+        if (r->w && r->sharded)
+            r->step_w = malloc((steps ? steps : 1) * sizeof *r->step_w);
+        if (!r->xb || !r->perm || (!r->lb && !r->tb) || (r->w && !r->wb) ||
+            (r->w && r->sharded && !r->step_w))
             dmlp_fail(e, DMLP_ERR_RUNTIME, "cannot allocate batch buffers for %zu rows of %zu "
                       "features", slice, D);
     }
@@ -539,7 +626,7 @@ int trainer_setup(struct trainer *r, struct dmlp_error *err)
     r->bar = r->info && isatty(fileno(r->info));
     r->sharded = cfg->data.placement == DMLP_PLACEMENT_SHARDED;
     struct dmlp_error e = {0};
-    if (load_data(d, cfg, r, &e) || build_model(r, &e))
+    if (load_data(d, cfg, r, &e) || build_model(r, &e) || sample_weights(cfg, r, &e))
         goto fail;
     /* checkpoint.dir, checked and locked once the config and the data are known good (a
      * run refused for those leaves no directory behind), before anything is read from it:

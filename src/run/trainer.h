@@ -43,6 +43,11 @@ struct trainer {
     struct gradsum *sum;
     float *xb, *tb;            /* the rank's batch slice: features and targets */
     int32_t *lb;               /* labels */
+    /* Sample weights ω (docs/architecture.md, "Weighted losses"): each training row's (its
+     * /weights value times its class weight), or NULL when every ω is 1; the batch slice's;
+     * and, sharded, each step's Σω over all ranks for the epoch under way. */
+    float *w, *wb;
+    double *step_w;
     uint64_t *perm;            /* the epoch's visiting order (of the local rows if sharded) */
     uint64_t *rows;            /* sharded: training rows held by each rank */
     struct runlog *mlog;       /* rank 0: metrics.jsonl */
