@@ -29,7 +29,8 @@ row() { # name json seconds
 import json, sys
 name, j, secs = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])
 r2, mae = j["r2_per_target"], j["mae_per_target"]
-print("| %s | %s | %s | %.1f |" % (name, " | ".join("%.4f" % v for v in r2),
+print("| %s | %s | %s | %.1f |" % (name, " | ".join("%.4f" % v if v > -10 else "%.1e" % v
+                                                    for v in r2),
       " | ".join("%.3g" % v for v in mae), secs))
 PY
 }
@@ -42,7 +43,8 @@ variant() { # name sets...
   local dir="$work/run-$RANDOM"
   local t0; t0=$(date +%s%N)
   "$dmlp" train "$root/configs/surrogate.yaml" --quiet --set data.train="$work/surrogate_train.h5" \
-    --set data.test="$work/surrogate_test.h5" --set checkpoint.dir="$dir" "$@" > /dev/null
+    --set data.test="$work/surrogate_test.h5" --set checkpoint.dir="$dir" "$@" > "$dir.log" 2>&1 ||
+    { cat "$dir.log" >&2; exit 1; }
   local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
   local secs; secs=$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))
   row "$name" "$("$dmlp" eval --checkpoint "$dir/latest.h5" --data "$work/surrogate_test.h5" --json)" "$secs"

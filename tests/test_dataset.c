@@ -1002,6 +1002,17 @@ static void test_standardize(void)
     /* ...and no rows gives mean 0, std 1. */
     dataset_stats_finish(s1, q1, 0, 1, mean, std);
     CU_ASSERT(mean[0] == 0.0f && std[0] == 1.0f);
+    /* Targets keep a std of any scale: a mass fraction of mean 1e-7 and std 5e-8 (values
+     * 0.5e-7 and 1.5e-7), which the features' absolute floor would have taken for a
+     * constant; a constant target column still gets 1, at any scale. */
+    const double ts[2] = {2e-7, 2 * 3e7}, tq[2] = {0.25e-14 + 2.25e-14, 2 * 9e14};
+    dataset_target_stats_finish(ts, tq, 2, 2, mean, std);
+    CU_ASSERT(fabs(mean[0] - 1e-7f) < 1e-13f);
+    CU_ASSERT(fabs(std[0] - 5e-8f) < 1e-13f);
+    CU_ASSERT(fabs(mean[1] - 3e7f) < 1.0f);
+    CU_ASSERT_EQUAL(std[1], 1.0f);
+    dataset_stats_finish(ts, tq, 2, 2, mean, std);
+    CU_ASSERT_EQUAL(std[0], 1.0f); /* what the features' rule does to it */
 
     dataset_stats_finish(sum, sumsq, NR, DD, mean, std);
     struct dataset *copy = NULL;

@@ -244,8 +244,9 @@ void dataset_target_sums(const struct dataset *ds, double *sum, double *sumsq)
         kernel_vec()->feature_sums(sum, sumsq, ds->targets, ds->n, k);
 }
 
-void dataset_stats_finish(const double *sum, const double *sumsq, size_t n, size_t d,
-                          float *mean, float *std)
+/* mean and std from sums; a std below 1e-6·max(floor, |mean|), or 0, becomes 1. */
+static void stats_finish(const double *sum, const double *sumsq, size_t n, size_t d,
+                         double floor, float *mean, float *std)
 {
     for (size_t j = 0; j < d; j++) {
         if (n == 0) {
@@ -257,8 +258,20 @@ void dataset_stats_finish(const double *sum, const double *sumsq, size_t n, size
         const double var = sumsq[j] / (double)n - m * m;
         const double s = var > 0.0 ? sqrt(var) : 0.0;
         mean[j] = (float)m;
-        std[j] = s < 1e-6 * fmax(1.0, fabs(m)) ? 1.0f : (float)s;
+        std[j] = s == 0.0 || s < 1e-6 * fmax(floor, fabs(m)) ? 1.0f : (float)s;
     }
+}
+
+void dataset_stats_finish(const double *sum, const double *sumsq, size_t n, size_t d,
+                          float *mean, float *std)
+{
+    stats_finish(sum, sumsq, n, d, 1.0, mean, std);
+}
+
+void dataset_target_stats_finish(const double *sum, const double *sumsq, size_t n, size_t k,
+                                 float *mean, float *std)
+{
+    stats_finish(sum, sumsq, n, k, 0.0, mean, std);
 }
 
 void dataset_standardize(struct dataset *ds, const float *mean, const float *std)

@@ -127,6 +127,12 @@ void dataset_target_sums(const struct dataset *ds, double *sum, double *sumsq);
 void dataset_stats_finish(const double *sum, const double *sumsq, size_t n, size_t d,
                           float *mean, float *std);
 
+/* dataset_stats_finish for targets, whose units may be anything (a mass fraction of 1e-7,
+ * a pressure of 1e7): a std counts as near-constant only relative to the mean, below
+ * 1e-6·|mean| (the rounding noise of a constant column's sums), or when it is 0. */
+void dataset_target_stats_finish(const double *sum, const double *sumsq, size_t n, size_t k,
+                                 float *mean, float *std);
+
 /* x_ij <- (x_ij - mean[j]) / std[j] in place, for every row of ds (mean, std: [d]). */
 void dataset_standardize(struct dataset *ds, const float *mean, const float *std);
 

@@ -251,7 +251,10 @@ static int training_stats(const struct dist *d, struct trainer *r, int targets,
             dataset_feature_sums(r->train, sums, sums + n);
         if (r->sharded)
             dist_allreduce_sum_double(d, sums, 2 * n);
-        dataset_stats_finish(sums, sums + n, (size_t)r->n_train, n, mean, sd);
+        if (targets)
+            dataset_target_stats_finish(sums, sums + n, (size_t)r->n_train, n, mean, sd);
+        else
+            dataset_stats_finish(sums, sums + n, (size_t)r->n_train, n, mean, sd);
         if (targets)
             model_set_target_normalization(m, mean, sd, e);
         else
