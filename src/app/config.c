@@ -115,6 +115,11 @@ static const struct key keys[] = {
      .help = "adam, adamw: added to the denominator"},
     {"optimizer.clip_norm", KEY_DOUBLE, AT(optimizer.clip_norm), "0", NON_NEGATIVE,
      .help = "clip the global gradient norm (after the allreduce) to this; 0 = off"},
+    {"optimizer.history", KEY_U32, AT(optimizer.history), "100", POSITIVE,
+     .help = "lbfgs: the (s, y) pairs kept (memory: 2 × history × parameters floats)"},
+    {"optimizer.max_iter", KEY_U32, AT(optimizer.max_iter), "20", POSITIVE,
+     .help = "lbfgs: iterations per epoch, each a strong-Wolfe line search over the whole "
+             "training set"},
     {"optimizer.lr_scaling", KEY_ENUM, AT(optimizer.lr_scaling), "none",
      .names = dmlp_lr_scaling_names,
      .help = "`linear`: lr × batch_size / base_batch_size (Goyal et al.)"},
@@ -1261,6 +1266,39 @@ static int check_loss(struct load *ld)
     return DMLP_OK;
 }
 
+/* lbfgs: a deterministic full-batch objective with a fixed rate; what would change the
+ * objective between its evaluations or the step after the line search is refused. */
+static int check_lbfgs(struct load *ld)
+{
+    const struct config *c = ld->cfg;
+    const struct config_optimizer *o = &c->optimizer;
+    if (o->name != DMLP_OPT_LBFGS)
+        return DMLP_OK;
+    const char *why = "lbfgs searches the step along its direction itself";
+    if (o->weight_decay != 0)
+        return fail_at(ld, "optimizer.weight_decay", "lbfgs has none (PyTorch's LBFGS "
+                       "neither); add the penalty to the loss, or use adamw");
+    if (o->clip_norm != 0)
+        return fail_at(ld, "optimizer.clip_norm", "not with lbfgs: %s", why);
+    if (o->schedule.name != DMLP_SCHEDULE_CONSTANT || o->schedule.warmup_epochs != 0)
+        return fail_at(ld, "optimizer.schedule.name", "not with lbfgs: %s (its lr scales "
+                       "the first trial step); use the constant schedule", why);
+    if (o->lr_scaling != DMLP_LR_SCALING_NONE)
+        return fail_at(ld, "optimizer.lr_scaling", "not with lbfgs: it takes the whole "
+                       "training set every evaluation, whatever training.batch_size");
+    if (c->comm.overlap)
+        return fail_at(ld, "comm.overlap", "not with lbfgs: its gradient is a full-batch "
+                       "sum taken in pieces");
+    for (uint32_t i = 0; i < c->model.n_layers; i++)
+        if (c->model.layers[i].dropout > 0) {
+            char p[CONFIG_PATH_MAX];
+            snprintf(p, sizeof p, "model.layers[%" PRIu32 "].dropout", i);
+            return fail_at(ld, p, "not with lbfgs: the line search needs one deterministic "
+                           "objective");
+        }
+    return DMLP_OK;
+}
+
 /* What no key says alone: the rules between keys. */
 static int check_rules(struct load *ld)
 {
@@ -1285,7 +1323,7 @@ static int check_rules(struct load *ld)
     if (o->schedule.min_lr > o->lr)
         return fail_at(ld, "optimizer.schedule.min_lr", "%g is not in [0, optimizer.lr = "
                        "%g]", o->schedule.min_lr, o->lr);
-    if ((rc = check_loss(ld)) != DMLP_OK)
+    if ((rc = check_loss(ld)) != DMLP_OK || (rc = check_lbfgs(ld)) != DMLP_OK)
         return rc;
     if (o->schedule.name == DMLP_SCHEDULE_PLATEAU &&
         o->schedule.metric == DMLP_PLATEAU_VAL_LOSS && c->data.validation_fraction == 0)

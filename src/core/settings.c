@@ -7,7 +7,7 @@ const char *const dmlp_activation_names[] = {"sigmoid", "tanh", "relu", "leaky_r
                                              "linear", "softmax", NULL};
 const char *const dmlp_init_names[] = {"he", "xavier", NULL};
 const char *const dmlp_loss_names[] = {"cross_entropy", "mse", "mae", "huber", NULL};
-const char *const dmlp_optimizer_names[] = {"sgd", "adam", "adamw", NULL};
+const char *const dmlp_optimizer_names[] = {"sgd", "adam", "adamw", "lbfgs", NULL};
 const char *const dmlp_placement_names[] = {"replicated", "sharded", NULL};
 const char *const dmlp_schedule_names[] = {"constant", "step", "cosine", "plateau", NULL};
 const char *const dmlp_lr_scaling_names[] = {"none", "linear", NULL};

@@ -21,7 +21,7 @@ enum dmlp_activation {
 /* The regression losses (all but cross_entropy) read /targets: mse, mae and huber. */
 enum dmlp_loss { DMLP_LOSS_CROSS_ENTROPY, DMLP_LOSS_MSE, DMLP_LOSS_MAE, DMLP_LOSS_HUBER };
 enum dmlp_init { DMLP_INIT_HE, DMLP_INIT_XAVIER };
-enum dmlp_optimizer { DMLP_OPT_SGD, DMLP_OPT_ADAM, DMLP_OPT_ADAMW };
+enum dmlp_optimizer { DMLP_OPT_SGD, DMLP_OPT_ADAM, DMLP_OPT_ADAMW, DMLP_OPT_LBFGS };
 enum dmlp_placement { DMLP_PLACEMENT_REPLICATED, DMLP_PLACEMENT_SHARDED };
 enum dmlp_schedule {
     DMLP_SCHEDULE_CONSTANT,
@@ -100,6 +100,8 @@ struct config_optimizer {
     double beta1, beta2;             /* adam/adamw: [0, 1), defaults 0.9, 0.999 */
     double eps;                      /* adam/adamw: > 0, default 1e-8 */
     double clip_norm;                /* > 0: clip the global gradient norm to it; 0 = off */
+    uint32_t history;                /* lbfgs: (s, y) pairs kept, >= 1, default 100 */
+    uint32_t max_iter;               /* lbfgs: iterations per epoch, >= 1, default 20 */
     enum dmlp_lr_scaling lr_scaling; /* linear: lr × batch_size / base_batch_size */
     uint32_t base_batch_size;        /* >= 1, default 128 */
     struct config_schedule schedule;

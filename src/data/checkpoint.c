@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "data/h5util.h"
+#include "nn/lbfgs.h"
 #include "core/publish.h"
 
 #define FORMAT_NAME "dmlp-checkpoint"
@@ -193,6 +194,56 @@ static int write_layers(hid_t f, const struct model *m)
     return bad;
 }
 
+/* /optimizer/lbfgs: what PyTorch's LBFGS keeps between steps: the iteration and
+ * evaluation counts, the last step length t, H's diagonal, the last loss, the last
+ * direction d and gradient, and the (s, y) pairs oldest first with their 1/yᵀs. */
+static int write_lbfgs(hid_t og, const struct lbfgs *lb)
+{
+    hid_t g = H5Gcreate2(og, "lbfgs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        return 1;
+    int bad = attr_write_u64(g, "n_iter", lb->n_iter);
+    bad |= attr_write_u64(g, "func_evals", lb->func_evals);
+    bad |= attr_write_u64(g, "have_prev", (uint64_t)lb->have_prev);
+    bad |= attr_write_f64(g, "t", lb->t);
+    bad |= attr_write_f64(g, "h_diag", lb->h_diag);
+    bad |= attr_write_f64(g, "prev_loss", lb->prev_loss);
+    hsize_t n[1] = {lb->n}, pairs[2] = {lb->count, lb->n};
+    bad |= write_floats(g, "d", lb->d, 1, n);
+    bad |= write_floats(g, "prev_grad", lb->prev_grad, 1, n);
+    hid_t space = H5Screate_simple(2, pairs, NULL);
+    hid_t sd = H5Dcreate2(g, "s", H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t yd = H5Dcreate2(g, "y", H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bad |= sd < 0 || yd < 0;
+    for (uint32_t i = 0; !bad && i < lb->count; i++) { /* one row per pair, oldest first */
+        hsize_t start[2] = {i, 0}, count[2] = {1, lb->n};
+        hid_t fs = H5Dget_space(sd), ms = H5Screate_simple(1, n, NULL);
+        bad |= H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+               H5Dwrite(sd, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, lbfgs_pair_s(lb, i)) < 0 ||
+               H5Dwrite(yd, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, lbfgs_pair_y(lb, i)) < 0;
+        H5Sclose(ms);
+        H5Sclose(fs);
+    }
+    double ro[lb->count ? lb->count : 1];
+    for (uint32_t i = 0; i < lb->count; i++)
+        ro[i] = lb->ro[(lb->first + i) % lb->history];
+    hsize_t rd[1] = {lb->count};
+    hid_t rs = H5Screate_simple(1, rd, NULL);
+    hid_t rds = H5Dcreate2(g, "ro", H5T_IEEE_F64LE, rs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bad |= rds < 0 || (lb->count && H5Dwrite(rds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
+                                             H5P_DEFAULT, ro) < 0);
+    if (rds >= 0)
+        H5Dclose(rds);
+    H5Sclose(rs);
+    if (sd >= 0)
+        H5Dclose(sd);
+    if (yd >= 0)
+        H5Dclose(yd);
+    H5Sclose(space);
+    H5Gclose(g);
+    return bad;
+}
+
 /* /optimizer: its name, its step count and its state buffers ("none" without one). */
 static int write_optimizer(hid_t f, const struct optim *o)
 {
@@ -209,6 +260,8 @@ static int write_optimizer(hid_t f, const struct optim *o)
         hsize_t n[1] = {o->n};
         bad |= write_floats(og, names[i], bufs[i], 1, n);
     }
+    if (o && o->lbfgs)
+        bad |= write_lbfgs(og, o->lbfgs);
     H5Gclose(og);
     return bad;
 }
@@ -886,6 +939,63 @@ static int read_state_buffer(hid_t f, const char *path, const struct model *m,
                      dmlp_nonfinite_name(buf[j]));
 }
 
+/* /optimizer/lbfgs into lb (write_lbfgs's layout), every shape and value checked: the
+ * pairs no more than the history holds, every vector finite, t, h_diag and 1/yᵀs finite
+ * and positive. */
+static int read_lbfgs(hid_t f, const char *path, struct lbfgs *lb, struct dmlp_error *err)
+{
+    const char *g = "/optimizer/lbfgs";
+    uint64_t have = 0;
+    int rc = attr_u64(f, path, g, "n_iter", &lb->n_iter, NULL, err);
+    if (!rc)
+        rc = attr_u64(f, path, g, "func_evals", &lb->func_evals, NULL, err);
+    if (!rc)
+        rc = attr_u64(f, path, g, "have_prev", &have, NULL, err);
+    if (!rc)
+        rc = attr_f64(f, path, g, "t", &lb->t, NULL, err);
+    if (!rc)
+        rc = attr_f64(f, path, g, "h_diag", &lb->h_diag, NULL, err);
+    if (!rc)
+        rc = attr_f64(f, path, g, "prev_loss", &lb->prev_loss, NULL, err);
+    if (rc)
+        return rc;
+    if (!isfinite(lb->t) || !(lb->h_diag > 0) || !isfinite(lb->h_diag) ||
+        !isfinite(lb->prev_loss))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: t %g, h_diag %g, prev_loss %g: expected "
+                         "finite values, h_diag > 0", path, g, lb->t, lb->h_diag,
+                         lb->prev_loss);
+    lb->have_prev = have != 0;
+    hsize_t n[1] = {lb->n};
+    if ((rc = read_floats(f, "/optimizer/lbfgs/d", lb->d, 1, n, path, err)) ||
+        (rc = read_floats(f, "/optimizer/lbfgs/prev_grad", lb->prev_grad, 1, n, path, err)))
+        return rc;
+    struct h5util_info info;
+    hid_t ds;
+    if ((rc = h5util_open_dataset(f, path, "/optimizer/lbfgs/s", H5UTIL_FLOAT, "float array",
+                                  2, NULL, &ds, &info, err)))
+        return rc;
+    H5Dclose(ds);
+    if (info.dims[1] != lb->n || info.dims[0] > lb->history)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /optimizer/lbfgs/s: [%llu, %llu]; expected "
+                         "at most optimizer.history = %u pairs of %zu", path,
+                         (unsigned long long)info.dims[0], (unsigned long long)info.dims[1],
+                         lb->history, lb->n);
+    lb->count = (uint32_t)info.dims[0];
+    lb->first = 0;
+    hsize_t pairs[2] = {lb->count, lb->n}, rd[1] = {lb->count};
+    if (lb->count &&
+        ((rc = read_floats(f, "/optimizer/lbfgs/s", lb->stps, 2, pairs, path, err)) ||
+         (rc = read_floats(f, "/optimizer/lbfgs/y", lb->dirs, 2, pairs, path, err)) ||
+         (rc = h5util_read_dataset(f, path, "/optimizer/lbfgs/ro", H5UTIL_FLOAT, "float array",
+                                   1, rd, H5T_NATIVE_DOUBLE, lb->ro, err))))
+        return rc;
+    for (uint32_t i = 0; i < lb->count; i++)
+        if (!(lb->ro[i] > 0) || !isfinite(lb->ro[i]))
+            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /optimizer/lbfgs/ro: element [%u] is "
+                             "%g; expected finite and > 0", path, i, lb->ro[i]);
+    return DMLP_OK;
+}
+
 /* /optimizer into o: its step count and state buffers, or zero state when it names
  * another optimizer. */
 static int read_optimizer(hid_t f, const char *path, const struct model *m, struct optim *o,
@@ -912,6 +1022,8 @@ static int read_optimizer(hid_t f, const char *path, const struct model *m, stru
         rc = attr_u64(f, path, "/optimizer", "steps", &o->steps, &has, err);
     for (size_t i = 0; same && i < nb && !rc; i++)
         rc = read_state_buffer(f, path, m, o, names[i], bufs[i], err);
+    if (!rc && same && o->lbfgs && H5Lexists(f, "/optimizer/lbfgs", H5P_DEFAULT) > 0)
+        rc = read_lbfgs(f, path, o->lbfgs, err);
     return rc;
 }
 

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "nn/lbfgs.h"
 #include "nn/vec.h"
 
 /* Chunking of the gradient-norm sum: each chunk of CLIP_CHUNK elements is summed in order
@@ -36,6 +37,13 @@ int optim_create(struct optim **out, const struct config_optimizer *cfg, size_t 
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "optimizer: out of memory");
     o->cfg = *cfg;
     o->n = n;
+    if (cfg->name == DMLP_OPT_LBFGS) {
+        const int lrc = lbfgs_create(&o->lbfgs, n, cfg, err);
+        if (lrc)
+            optim_free(&o);
+        *out = o;
+        return lrc;
+    }
     if (!alloc_states(o)) {
         optim_free(&o);
         return dmlp_fail(err, DMLP_ERR_RUNTIME,
@@ -52,6 +60,7 @@ void optim_free(struct optim **op)
     dmlp_free_aligned((*op)->momentum);
     dmlp_free_aligned((*op)->exp_avg);
     dmlp_free_aligned((*op)->exp_avg_sq);
+    lbfgs_free(&(*op)->lbfgs);
     free(*op);
     *op = NULL;
 }
@@ -125,6 +134,11 @@ static float *alloc_state(size_t n) { return dmlp_alloc_aligned(n * sizeof(float
 static int check_config(const struct config_optimizer *cfg, struct dmlp_error *err)
 {
     const int adam = cfg->name == DMLP_OPT_ADAM || cfg->name == DMLP_OPT_ADAMW;
+    if (cfg->name == DMLP_OPT_LBFGS)
+        return cfg->history >= 1 && cfg->max_iter >= 1 && cfg->lr > 0
+                   ? DMLP_OK
+                   : dmlp_fail(err, DMLP_ERR_INPUT, "optimizer: lbfgs needs lr > 0, "
+                               "history >= 1 and max_iter >= 1");
     if (cfg->name != DMLP_OPT_SGD && !adam)
         return dmlp_fail(err, DMLP_ERR_INPUT, "optimizer.name: unknown optimizer %d",
                          (int)cfg->name);

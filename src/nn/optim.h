@@ -49,6 +49,7 @@ struct optim {
     float *exp_avg;      /* [n] adam/adamw: first moment m; NULL otherwise */
     float *exp_avg_sq;   /* [n] adam/adamw: second moment v; NULL otherwise */
     uint64_t steps;      /* updates applied so far (Adam's t before the next step) */
+    struct lbfgs *lbfgs; /* lbfgs: its state and scratch (nn/lbfgs.h); NULL otherwise */
 };
 
 /* Creates an optimizer for n > 0 parameters with zeroed state and steps = 0. Checks the
@@ -60,6 +61,8 @@ int optim_create(struct optim **out, const struct config_optimizer *cfg, size_t 
 
 /* Frees the optimizer and its buffers and sets *o to NULL; accepts a NULL *o. */
 void optim_free(struct optim **o);
+
+/* (lbfgs takes no optim_step: its epochs are lbfgs_step over the whole training set.) */
 
 /* One update of params [n] from grads [n] (the all-reduced per-sample gradient sums) with
  * the formulas above, ĝ = grads·scale and η = lr (the schedule's rate for this step);

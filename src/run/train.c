@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "nn/kernels.h"
+#include "nn/lbfgs.h"
+#include "nn/vec.h"
 #include "core/rng.h"
 #include "nn/schedule.h"
 #include "run/stop.h"
@@ -25,6 +27,7 @@ struct epoch {
     double weight_sum;             /* Σ ω over them (their count when unweighted) */
     size_t correct;
     uint64_t local_seen, seen;     /* samples: this rank's, all ranks' */
+    double global_loss;            /* lbfgs: the epoch's final loss, over all ranks (else NaN) */
 };
 
 /* The rows a rank takes in a step: perm[begin, end), of count in all ranks' step, the
@@ -65,7 +68,7 @@ static int save(struct trainer *t, int best, struct dmlp_error *err)
 static void shuffle(struct trainer *t, uint64_t epoch)
 {
     const uint64_t n = t->train->n;
-    if (!t->cfg->data.shuffle) {
+    if (!t->cfg->data.shuffle || t->optim->lbfgs) { /* a full batch has no order */
         for (uint64_t i = 0; i < n; i++)
             t->perm[i] = i;
         return;
@@ -274,6 +277,112 @@ static int step(struct trainer *t, struct epoch *ep, uint64_t s, struct dmlp_err
     return DMLP_OK;
 }
 
+/* ---- lbfgs: an epoch is one lbfgs_step over the whole training set ------------------- */
+
+struct full_batch {
+    struct trainer *t;
+    struct epoch *ep;
+    struct gradsum_status bad; /* the evaluation that found a non-finite gradient */
+    int signalled;
+};
+
+/* Σ ω ℓ over this rank's rows, and their gradient sum over all ranks in m->grads (exact:
+ * per 32-row piece, the piece losses in t->piece_loss; else chunk by chunk through
+ * t->acc). */
+static void full_batch_sum(struct trainer *t, struct epoch *ep, struct gradsum_status *gs,
+                           double *loss)
+{
+    struct model *m = t->model;
+    uint64_t begin = 0, end = t->train->n;
+    if (!t->sharded)
+        gradsum_rows(t->sum, t->n_train, &begin, &end);
+    const size_t piece = gradsum_piece_rows(t->sum);
+    do {
+        size_t correct = 0;
+        *loss = 0.0;
+        if (t->acc)
+            memset(t->acc, 0, m->n_params * sizeof(float));
+        else
+            memset(t->piece_loss, 0, (size_t)((t->n_train + piece - 1) / piece) *
+                                         sizeof *t->piece_loss);
+        gradsum_begin(t->sum, t->n_train, stop_requested());
+        uint64_t a = begin;
+        do {
+            const size_t step = piece ? piece : t->chunk_rows;
+            const uint64_t b = end - a > step ? a + step : end;
+            double l = 0.0;
+            compute(t, ep, a, (size_t)(b - a), a, &l, &correct);
+            *loss += l;
+            if (t->acc)
+                kernel_vec()->add(t->acc, m->grads, m->n_params);
+            else
+                t->piece_loss[a / piece] = l;
+            gradsum_piece(t->sum);
+            a = b;
+        } while (a < end);
+        if (t->acc)
+            memcpy(m->grads, t->acc, m->n_params * sizeof(float));
+        gradsum_finish(t->sum, gs);
+    } while (gs->retry);
+}
+
+/* lbfgs's objective: the loss Σωℓ / Σω over the whole training set and its gradient,
+ * the same on every rank (the exact sum's losses added in piece order, so the same for
+ * any rank count). */
+static int full_batch(void *ctx, float *grad, double *loss)
+{
+    struct full_batch *c = ctx;
+    struct trainer *t = c->t;
+    struct model *m = t->model;
+    struct gradsum_status gs;
+    double sum;
+    full_batch_sum(t, c->ep, &gs, &sum);
+    c->signalled |= gs.signalled;
+    if (gs.bad) {
+        c->bad = gs;
+        return 1;
+    }
+    if (t->acc) {
+        dist_allreduce_sum_double(t->d, &sum, 1);
+    } else {
+        const size_t pieces = (size_t)((t->n_train + GRADSUM_EXACT_PIECE - 1) /
+                                       GRADSUM_EXACT_PIECE);
+        dist_allreduce_sum_double(t->d, t->piece_loss, pieces);
+        sum = 0.0;
+        for (size_t i = 0; i < pieces; i++)
+            sum += t->piece_loss[i];
+    }
+    const float scale = (float)(1.0 / t->w_total);
+    for (size_t i = 0; i < m->n_params; i++)
+        grad[i] = m->grads[i] * scale;
+    *loss = sum / t->w_total;
+    c->ep->seen += t->n_train;
+    return 0;
+}
+
+static int lbfgs_epoch(struct trainer *t, struct epoch *ep, struct dmlp_error *err)
+{
+    struct full_batch c = {.t = t, .ep = ep};
+    double loss;
+    int evals;
+    const double t0 = dmlp_now();
+    const int rc = lbfgs_step(t->optim->lbfgs, t->model->params, full_batch, &c, &loss, &evals);
+    ep->timers[TIMER_UPDATE] += dmlp_now() - t0;
+    if (rc)
+        return diverged(t, ep, &c.bad, err);
+    struct checkpoint_state *st = &t->st;
+    t->optim->steps++;
+    st->step++;
+    st->samples_seen += t->n_train * (uint64_t)evals;
+    st->step_in_epoch = 1;
+    ep->global_loss = loss;
+    if (c.signalled)
+        t->state = TRAINER_SIGNALLED;
+    else if (t->cfg->training.max_steps && st->step >= t->cfg->training.max_steps)
+        t->state = TRAINER_DONE;
+    return DMLP_OK;
+}
+
 /* The progress bar, redrawn at most four times a second. */
 static void progress(const struct trainer *t, struct epoch *ep, uint64_t s)
 {
@@ -299,6 +408,8 @@ static int epoch_loss(struct trainer *t, const struct epoch *ep, struct dmlp_err
     dist_allreduce_sum_u64(t->d, counts, 2);
     /* Unweighted, Σω is the count: the same mean as Σℓ / count, to the bit. */
     res->train_loss = counts[1] && sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    if (!isnan(ep->global_loss))
+        res->train_loss = ep->global_loss;
     res->train_accuracy = t->train->labels && counts[1] ? (double)counts[0] / (double)counts[1]
                                                         : NAN;
     res->epochs_done = t->st.epoch;
@@ -473,11 +584,14 @@ static void epoch_log(struct trainer *t, const struct epoch *ep,
 static int run_epoch(struct trainer *t, struct dmlp_error *err)
 {
     struct checkpoint_state *st = &t->st;
-    struct epoch ep = {.index = st->epoch, .t0 = dmlp_now(), .first_step = st->step_in_epoch};
+    struct epoch ep = {.index = st->epoch, .t0 = dmlp_now(), .first_step = st->step_in_epoch,
+                       .global_loss = NAN};
     shuffle(t, ep.index);
     if (t->step_w)
         sharded_step_weights(t);
-    int rc = DMLP_OK;
+    int rc = t->optim->lbfgs ? lbfgs_epoch(t, &ep, err) : DMLP_OK;
+    if (rc)
+        return rc;
     for (uint64_t s = st->step_in_epoch; s < t->steps_per_epoch; s++) {
         if ((rc = step(t, &ep, s, err)))
             return rc;

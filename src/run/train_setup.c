@@ -28,6 +28,8 @@ void trainer_free(struct trainer *t)
     free(t->w);
     free(t->wb);
     free(t->step_w);
+    dmlp_free_aligned(t->acc);
+    free(t->piece_loss);
     free(t->perm);
     free(t->rows);
     runlog_close(&t->mlog);
@@ -359,6 +361,7 @@ static int sample_weights(const struct config *cfg, struct trainer *r, struct dm
     const struct config_numbers *c = &cfg->data.class_weights;
     const int by_class = r->train->labels && (c->n || c->word);
     const size_t n = r->train->n, k = model_output_dim(r->model);
+    r->w_total = (double)r->n_train;
     if (!by_class && !r->train->weights)
         return dist_agree(r->d, e);
     double *cw = by_class ? calloc(k, sizeof *cw) : NULL;
@@ -379,6 +382,7 @@ static int sample_weights(const struct config *cfg, struct trainer *r, struct dm
     free(cw);
     if (r->sharded)
         dist_allreduce_sum_double(r->d, &total, 1);
+    r->w_total = total;
     if (!e->code && !(total > 0))
         dmlp_fail(e, DMLP_ERR_INPUT, "%s: every training sample has weight 0 (/weights%s); "
                   "nothing would be learned", cfg->data.train, by_class ? " times "
@@ -550,8 +554,16 @@ static int allocate(struct trainer *r, struct dmlp_error *e)
             r->wb = malloc(slice * sizeof *r->wb);
         if (r->w && r->sharded)
             r->step_w = malloc((steps ? steps : 1) * sizeof *r->step_w);
+        r->chunk_rows = slice;
+        const int lbfgs = cfg->optimizer.name == DMLP_OPT_LBFGS;
+        const size_t pieces = (size_t)((r->n_train + GRADSUM_EXACT_PIECE - 1) /
+                                       GRADSUM_EXACT_PIECE);
+        if (lbfgs && !cfg->training.reproducible)
+            r->acc = dmlp_alloc_aligned(r->model->n_params * sizeof(float));
+        if (lbfgs && cfg->training.reproducible)
+            r->piece_loss = malloc(pieces * sizeof *r->piece_loss);
         if (!r->xb || !r->perm || (!r->lb && !r->tb) || (r->w && !r->wb) ||
-            (r->w && r->sharded && !r->step_w))
+            (r->w && r->sharded && !r->step_w) || (lbfgs && !r->acc && !r->piece_loss))
             dmlp_fail(e, DMLP_ERR_RUNTIME, "cannot allocate batch buffers for %zu rows of %zu "
                       "features", slice, D);
     }
@@ -597,6 +609,8 @@ static int shape(struct trainer *r, struct dmlp_error *e)
     const struct config *cfg = r->cfg;
     const uint64_t N = r->n_train, B = cfg->training.batch_size;
     r->steps_per_epoch = cfg->data.drop_last ? N / B : (N + B - 1) / B;
+    if (cfg->optimizer.name == DMLP_OPT_LBFGS)
+        r->steps_per_epoch = 1; /* an epoch is one lbfgs_step over the whole set */
     if (r->steps_per_epoch == 0)
         return dmlp_fail(e, DMLP_ERR_INPUT, "training.batch_size %llu exceeds the %llu "
                          "training samples and data.drop_last is set: no step to take",

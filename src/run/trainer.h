@@ -48,6 +48,13 @@ struct trainer {
      * and, sharded, each step's Σω over all ranks for the epoch under way. */
     float *w, *wb;
     double *step_w;
+    double w_total;            /* Σω over the whole training set (its rows when unweighted) */
+    /* lbfgs (docs/architecture.md, "L-BFGS"): the full-batch gradient's accumulator (not
+     * with the exact sum, which accumulates its pieces itself), the exact sum's per-piece
+     * losses, and the rows one chunk of the pass computes (the batch buffers' size). */
+    float *acc;
+    double *piece_loss;
+    size_t chunk_rows;
     uint64_t *perm;            /* the epoch's visiting order (of the local rows if sharded) */
     uint64_t *rows;            /* sharded: training rows held by each rank */
     struct runlog *mlog;       /* rank 0: metrics.jsonl */

@@ -37,6 +37,12 @@ W = rng.uniform(0.0, 2.0, N).astype(np.float32)
 Y = (X[:, 0] + X[:, 1] > 0).astype(np.int32) + (X[:, 2] > 1.0).astype(np.int32)
 
 
+def rel_diff(got, want):
+    """max |got − want| / max |want| per tensor, the worst tensor: the measure of the C
+    tests (tu_max_rel_diff), relative to each weight matrix's scale."""
+    return max(float(np.max(np.abs(g - w)) / np.max(np.abs(w))) for g, w in zip(got, want))
+
+
 def write_data(path, answers, weights):
     with h5py.File(path, "w") as f:
         f["features"] = X
@@ -85,6 +91,48 @@ def regression(module, out_w):
     return fn
 
 
+def check_lbfgs(tmp):
+    """optimizer lbfgs against torch.optim.LBFGS(line_search_fn="strong_wolfe"): 2 epochs
+    (two step() calls) of 10 iterations, history 5, on the full batch, huber with weights."""
+    data = os.path.join(tmp, "data.h5")
+    write_data(data, T, W)
+    init = os.path.join(tmp, "init.h5")
+    params = write_init(init, 2, "linear")
+    cfg = os.path.join(tmp, "c.yaml")
+    with open(cfg, "w") as f:
+        f.write("model:\n  layers:\n    - {units: %d, activation: tanh}\n"
+                "    - {units: 2, activation: linear}\n" % H)
+        f.write("loss: huber\noptimizer: {name: lbfgs, lr: 1, max_iter: 10, history: 5}\n")
+        f.write("data: {train: %s}\ntraining: {epochs: 2}\n" % data)
+        f.write("checkpoint: {dir: %s/run, every_epochs: 0}\n" % tmp)
+    run = subprocess.run([DMLP, "train", cfg, "--init-from", init, "--quiet"],
+                         capture_output=True, text=True)
+    if run.returncode:
+        sys.exit("dmlp train failed:\n" + run.stdout + run.stderr)
+    with h5py.File(os.path.join(tmp, "run", "latest.h5"), "r") as f:
+        got = [f["layers/0/weight"][()], f["layers/0/bias"][()],
+               f["layers/1/weight"][()], f["layers/1/bias"][()]]
+    subprocess.run(["rm", "-rf", os.path.join(tmp, "run")], check=True)
+    opt = torch.optim.LBFGS(params, lr=1, max_iter=10, history_size=5,
+                            line_search_fn="strong_wolfe")
+    x, t, w = torch.tensor(X), torch.tensor(T), torch.tensor(W)
+    huber = torch.nn.HuberLoss(reduction="none", delta=1.0)
+
+    def closure():
+        opt.zero_grad()
+        z = torch.tanh(x @ params[0].T + params[1]) @ params[2].T + params[3]
+        loss = (huber(z, t).sum(1) * w).sum() / w.sum()
+        loss.backward()
+        return loss
+    for _ in range(2):
+        opt.step(closure)
+    want = [p.detach().numpy() for p in params]
+    worst = rel_diff(got, want)
+    print("%-48s max relative difference from PyTorch %.2g" %
+          ("lbfgs strong_wolfe, huber, /weights", worst))
+    return worst
+
+
 def main():
     cases = [
         ("mse, loss_weights [1, 3], /weights", "mse\nloss_weights: [1, 3]",
@@ -130,10 +178,10 @@ def main():
             else:
                 answers = torch.tensor(T)
             want = torch_train(params, fn, answers, torch.tensor(W) if weighted else None)
-            worst = max(float(np.max(np.abs(g - w) / np.maximum(np.abs(w), 1e-3)))
-                        for g, w in zip(got, want))
+            worst = rel_diff(got, want)
             print("%-48s max relative difference from PyTorch %.2g" % (name, worst))
             worst_all = max(worst_all, worst)
+        worst_all = max(worst_all, check_lbfgs(tmp))
     print("PASSED" if worst_all <= TOL else "FAILED", "(tolerance %g)" % TOL)
     sys.exit(0 if worst_all <= TOL else 1)
 
