@@ -163,7 +163,7 @@ static const struct {
     {"model:\n  layers:\n    - {units: 16, activation: relu}\n    - {units: 3, activation: "
      "softmax}\noptimizer:\n  lr: 0.1\n  betas: 2\ndata:\n  train: t.h5\n",
      "bad.yaml:7: optimizer.betas: unknown key (known in optimizer: name, lr, momentum, "
-     "nesterov, weight_decay, beta1, beta2, eps, clip_norm, lr_scaling, base_batch_size, schedule)"},
+     "nesterov, weight_decay, beta1, beta2, eps, clip_norm, history, max_iter, lr_scaling, base_batch_size, schedule)"},
     {"model:\n  layers:\n    - {units: 16, activation: relu, dropuot: 0.5}\n    - {units: 3, "
      "activation: softmax}\noptimizer:\n  lr: 0.1\ndata:\n  train: t.h5\n",
      "bad.yaml:3: model.layers[0].dropuot: unknown key (known in model.layers[0]: units, "
@@ -461,7 +461,7 @@ static void test_set_errors(void)
     } cases[] = {
         {"optimizer.lrr=0.1", "--set optimizer.lrr=0.1: unknown key 'lrr' in optimizer "
                               "(known: name, lr, momentum, nesterov, weight_decay, "
-                              "beta1, beta2, eps, clip_norm, lr_scaling, base_batch_size, schedule)"},
+                              "beta1, beta2, eps, clip_norm, history, max_iter, lr_scaling, base_batch_size, schedule)"},
         {"optimiser.lr=0.1", "--set optimiser.lr=0.1: unknown top-level key 'optimiser' "
                              "(known: model, loss, loss_delta, loss_weights, optimizer, data, "
                              "training, checkpoint, comm)"},
@@ -486,7 +486,7 @@ static void test_set_errors(void)
                                                "large (at most 9223372036854775807)"},
         {"training.epochs=-1", "training.epochs: -1 is not a positive integer"},
         {"optimizer=sgd", "--set optimizer=sgd: optimizer is a mapping (keys: name, lr, "
-                          "momentum, nesterov, weight_decay, beta1, beta2, eps, clip_norm, lr_scaling, base_batch_size, schedule); set one of "
+                          "momentum, nesterov, weight_decay, beta1, beta2, eps, clip_norm, history, max_iter, lr_scaling, base_batch_size, schedule); set one of "
                           "its values instead"},
         {"model.layers=3", "--set model.layers=3: model.layers is a list; set one of its "
                            "values instead"},
@@ -696,6 +696,18 @@ static void test_surrogate_errors(void)
     expect_fail(REG_HEAD "loss: mse\noptimizer:\n  lr: 0.1\n  schedule: {name: plateau, "
                 "factor: 1}\ndata:\n  train: t.h5\n", NULL, 0,
                 "optimizer.schedule.factor: 1 is not in (0, 1)");
+    /* lbfgs: one deterministic full-batch objective, a fixed rate */
+    const char *lb = "model:\n  layers:\n    - {units: 8, activation: tanh}\n"
+                     "    - {units: 3, activation: linear}\nloss: mse\noptimizer:\n"
+                     "  name: lbfgs\n  lr: 1\ndata:\n  train: t.h5\n";
+    expect_fail(lb, (const char *[]){"model.layers[0].dropout=0.1"}, 1,
+                "--set model.layers[0].dropout=0.1: model.layers[0].dropout: not with lbfgs");
+    expect_fail(lb, (const char *[]){"optimizer.weight_decay=0.1"}, 1,
+                "--set optimizer.weight_decay=0.1: optimizer.weight_decay: lbfgs has none");
+    expect_fail(lb, (const char *[]){"optimizer.schedule.name=cosine"}, 1,
+                "optimizer.schedule.name: not with lbfgs");
+    expect_fail(lb, (const char *[]){"optimizer.history=0"}, 1,
+                "optimizer.history: 0 is not a positive integer");
 }
 
 static CU_TestInfo shipped_tests[] = {
