@@ -53,6 +53,8 @@ variant "dmlp, mse, raw targets" --set loss=mse --set data.normalize_targets=fal
 variant "dmlp, mse, normalize_targets" --set loss=mse
 variant "dmlp, huber, normalize_targets" --set loss=huber
 variant "dmlp, mae, normalize_targets" --set loss=mae
+variant "dmlp, huber, normalize_targets, lbfgs" --set optimizer.name=lbfgs --set optimizer.lr=1 \
+  --set optimizer.schedule.name=constant --set training.epochs=25
 if [ $sklearn = 1 ]; then
   if "$py" -c 'import sklearn' 2> /dev/null; then
     "$py" "$root/bench/surrogate_sklearn.py" "$work" | while read -r j; do

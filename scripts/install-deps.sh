@@ -2,7 +2,8 @@
 # The one list of Debian packages dmlp needs; installs those that are missing.
 #   scripts/install-deps.sh          build and test dependencies
 #   scripts/install-deps.sh --demo   the same (the demo's dataset is a test dependency too)
-#   scripts/install-deps.sh --bench  also what bench/run.sh compares against (PyTorch)
+#   scripts/install-deps.sh --bench  also what bench/run.sh and bench/surrogate.sh compare
+#                                    against (PyTorch, scikit-learn)
 set -euo pipefail
 
 packages=(
@@ -24,7 +25,7 @@ packages=(
 )
 case "${1:-}" in
   --demo) ;;
-  --bench) packages+=(time python3-torch) ;;
+  --bench) packages+=(time python3-torch python3-sklearn) ;;
 esac
 
 missing=()
