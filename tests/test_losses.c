@@ -25,6 +25,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <CUnit/Basic.h>
 #include <math.h>
+#include <stdarg.h>
 #include <mpi.h>
 #include <omp.h>
 #include <stdio.h>
@@ -188,26 +189,38 @@ struct ref {
     double W1[H * D], b1[H], W2[3 * H], b2[3];
 };
 
-static struct config *case_config(const struct tcase *c)
+/* The config YAML printf-formatted, loaded as `name` (NULL, said, when it fails). */
+static struct config *load_config(const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static struct config *load_config(const char *name, const char *fmt, ...)
 {
     char yaml[2048];
-    snprintf(yaml, sizeof yaml,
-             "model:\n  layers:\n    - {units: %d, activation: tanh, dropout: %g}\n"
-             "    - {units: %d, activation: %s}\n  init: xavier\n"
-             "loss: %s\n"
-             "optimizer: {name: sgd, lr: %g}\n"
-             "data: {train: %s, shuffle: false, placement: %s%s%s}\n"
-             "training: {epochs: %d, batch_size: %d, seed: 11}\n"
-             "checkpoint: {dir: %s/ck, every_epochs: 0}\n",
-             H, c->dropout, c->labels ? 3 : 2, c->labels ? "softmax" : "linear", c->loss, LR,
-             c->labels ? g_cls : g_reg, c->sharded ? "sharded" : "replicated",
-             c->cw_yaml ? ", class_weights: " : "", c->cw_yaml ? c->cw_yaml : "", EPOCHS,
-             BATCH, g_dir);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(yaml, sizeof yaml, fmt, ap);
+    va_end(ap);
     struct config *cfg = NULL;
     struct dmlp_error e = {0};
-    if (config_load_string(&cfg, yaml, strlen(yaml), "case.yaml", NULL, 0, &e))
+    if (config_load_string(&cfg, yaml, strlen(yaml), name, NULL, 0, &e))
         fprintf(stderr, "config: %s\n", e.msg);
     return cfg;
+}
+
+static struct config *case_config(const struct tcase *c)
+{
+    return load_config("case.yaml",
+                       "model:\n  layers:\n    - {units: %d, activation: tanh, dropout: %g}\n"
+                       "    - {units: %d, activation: %s}\n  init: xavier\n"
+                       "loss: %s\n"
+                       "optimizer: {name: sgd, lr: %g}\n"
+                       "data: {train: %s, shuffle: false, placement: %s%s%s}\n"
+                       "training: {epochs: %d, batch_size: %d, seed: 11}\n"
+                       "checkpoint: {dir: %s/ck, every_epochs: 0}\n",
+                       H, c->dropout, c->labels ? 3 : 2, c->labels ? "softmax" : "linear",
+                       c->loss, LR,
+                       c->labels ? g_cls : g_reg, c->sharded ? "sharded" : "replicated",
+                       c->cw_yaml ? ", class_weights: " : "", c->cw_yaml ? c->cw_yaml : "", EPOCHS,
+                       BATCH, g_dir);
 }
 
 static struct model *train(const struct dist *d, const struct config *cfg, const char *resume,
@@ -489,21 +502,15 @@ static void rmtree_rank0(const char *path)
 /* A longer run with dropout on two hidden layers and momentum, regression. */
 static struct config *dropout_config(const char *extra)
 {
-    char yaml[2048];
-    snprintf(yaml, sizeof yaml,
-             "model:\n  layers:\n    - {units: 16, activation: relu, dropout: 0.4}\n"
-             "    - {units: 8, activation: tanh, dropout: 0.2}\n"
-             "    - {units: 2, activation: linear}\n"
-             "loss: huber\noptimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n"
-             "data: {train: %s}\n"
-             "training: {epochs: 4, batch_size: 4, seed: 3%s}\n"
-             "checkpoint: {dir: %s/dck, every_epochs: 1}\n",
-             g_reg, extra, g_dir);
-    struct config *cfg = NULL;
-    struct dmlp_error e = {0};
-    if (config_load_string(&cfg, yaml, strlen(yaml), "dropout.yaml", NULL, 0, &e))
-        fprintf(stderr, "config: %s\n", e.msg);
-    return cfg;
+    return load_config("dropout.yaml",
+                       "model:\n  layers:\n    - {units: 16, activation: relu, dropout: 0.4}\n"
+                       "    - {units: 8, activation: tanh, dropout: 0.2}\n"
+                       "    - {units: 2, activation: linear}\n"
+                       "loss: huber\noptimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n"
+                       "data: {train: %s}\n"
+                       "training: {epochs: 4, batch_size: 4, seed: 3%s}\n"
+                       "checkpoint: {dir: %s/dck, every_epochs: 1}\n",
+                       g_reg, extra, g_dir);
 }
 
 static void test_dropout_threads_ranks_resume(void)
@@ -561,22 +568,17 @@ static void test_dropout_threads_ranks_resume(void)
 
 static struct config *plateau_config(const char *extra)
 {
-    char yaml[2048];
-    snprintf(yaml, sizeof yaml,
-             "model:\n  layers:\n    - {units: 8, activation: tanh}\n"
-             "    - {units: 2, activation: linear}\n"
-             "loss: mse\noptimizer:\n  name: sgd\n  lr: 0.05\n  momentum: 0.5\n"
-             "  schedule: {name: plateau, metric: train_loss, patience: 0, threshold: 0.9, "
-             "factor: 0.5}\n"
-             "data: {train: %s}\n"
-             "training: {epochs: 4, batch_size: 4, seed: 5%s}\n"
-             "checkpoint: {dir: %s/pck, every_epochs: 1}\n",
-             g_reg, extra, g_dir);
-    struct config *cfg = NULL;
-    struct dmlp_error e = {0};
-    if (config_load_string(&cfg, yaml, strlen(yaml), "plateau.yaml", NULL, 0, &e))
-        fprintf(stderr, "config: %s\n", e.msg);
-    return cfg;
+    return load_config("plateau.yaml",
+                       "model:\n  layers:\n    - {units: 8, activation: tanh}\n"
+                       "    - {units: 2, activation: linear}\n"
+                       "loss: mse\noptimizer:\n  name: sgd\n  lr: 0.05\n  momentum: 0.5\n"
+                       "  schedule: {name: plateau, metric: train_loss, patience: 0, "
+                       "threshold: 0.9, "
+                       "factor: 0.5}\n"
+                       "data: {train: %s}\n"
+                       "training: {epochs: 4, batch_size: 4, seed: 5%s}\n"
+                       "checkpoint: {dir: %s/pck, every_epochs: 1}\n",
+                       g_reg, extra, g_dir);
 }
 
 /* A loss that must fall by 90% an epoch never does after the first: the rate halves after
@@ -616,19 +618,13 @@ static void test_plateau_cuts_and_resumes(void)
 
 static struct config *lbfgs_config(const char *layers, const char *opt, const char *extra)
 {
-    char yaml[2048];
-    snprintf(yaml, sizeof yaml,
-             "model:\n  layers:\n%s"
-             "loss: mse\noptimizer: {name: lbfgs, lr: 1%s}\n"
-             "data: {train: %s}\n"
-             "training: {epochs: 3, batch_size: 4, seed: 2%s}\n"
-             "checkpoint: {dir: %s/lck, every_epochs: 1}\n",
-             layers, opt, g_reg, extra, g_dir);
-    struct config *cfg = NULL;
-    struct dmlp_error e = {0};
-    if (config_load_string(&cfg, yaml, strlen(yaml), "lbfgs.yaml", NULL, 0, &e))
-        fprintf(stderr, "config: %s\n", e.msg);
-    return cfg;
+    return load_config("lbfgs.yaml",
+                       "model:\n  layers:\n%s"
+                       "loss: mse\noptimizer: {name: lbfgs, lr: 1%s}\n"
+                       "data: {train: %s}\n"
+                       "training: {epochs: 3, batch_size: 4, seed: 2%s}\n"
+                       "checkpoint: {dir: %s/lck, every_epochs: 1}\n",
+                       layers, opt, g_reg, extra, g_dir);
 }
 
 /* Solves the n×n system A x = b (n ≤ 8) by Gaussian elimination with partial pivoting. */

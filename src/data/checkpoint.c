@@ -942,7 +942,9 @@ static int read_state_buffer(hid_t f, const char *path, const struct model *m,
 /* /optimizer/lbfgs into lb (write_lbfgs's layout), every shape and value checked: the
  * pairs no more than the history holds, every vector finite, t, h_diag and 1/yᵀs finite
  * and positive. */
-static int read_lbfgs(hid_t f, const char *path, struct lbfgs *lb, struct dmlp_error *err)
+/* /optimizer/lbfgs's attributes: the counts, t, h_diag and the last loss. */
+static int read_lbfgs_scalars(hid_t f, const char *path, struct lbfgs *lb,
+                              struct dmlp_error *err)
 {
     const char *g = "/optimizer/lbfgs";
     uint64_t have = 0;
@@ -965,8 +967,14 @@ static int read_lbfgs(hid_t f, const char *path, struct lbfgs *lb, struct dmlp_e
                          "finite values, h_diag > 0", path, g, lb->t, lb->h_diag,
                          lb->prev_loss);
     lb->have_prev = have != 0;
+    return DMLP_OK;
+}
+
+static int read_lbfgs(hid_t f, const char *path, struct lbfgs *lb, struct dmlp_error *err)
+{
     hsize_t n[1] = {lb->n};
-    if ((rc = read_floats(f, "/optimizer/lbfgs/d", lb->d, 1, n, path, err)) ||
+    int rc = read_lbfgs_scalars(f, path, lb, err);
+    if (rc || (rc = read_floats(f, "/optimizer/lbfgs/d", lb->d, 1, n, path, err)) ||
         (rc = read_floats(f, "/optimizer/lbfgs/prev_grad", lb->prev_grad, 1, n, path, err)))
         return rc;
     struct h5util_info info;

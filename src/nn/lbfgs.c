@@ -269,23 +269,13 @@ static int strong_wolfe(struct lbfgs *o, float *params, lbfgs_eval_fn *eval, voi
     return 0;
 }
 
-/* The next direction from the gradient g: -g on the first iteration; else the last step
- * (s = t·d, y = g − prev_grad) joins the history when yᵀs > 1e-10 (the oldest pair
- * leaves when it is full), and d = −H·g by the two-loop recursion with H₀ = h_diag·I. */
-static void direction(struct lbfgs *o)
+/* The last step (s = t·d, y = g − prev_grad) joins the history when yᵀs > 1e-10 (the
+ * oldest pair leaves when it is full), and sets H₀'s diagonal yᵀs / yᵀy. Measured first,
+ * so that a full history keeps its oldest pair when the new one is refused. */
+static void remember_pair(struct lbfgs *o)
 {
     const size_t n = o->n;
-    float *d = o->d;
-    if (o->n_iter == 1) {
-        for (size_t i = 0; i < n; i++)
-            d[i] = -o->g[i];
-        o->count = o->first = 0;
-        o->h_diag = 1.0;
-        return;
-    }
-    /* The pair joins the history only when yᵀs is large enough: measure it first, so a
-     * full history keeps its oldest pair when it does not. */
-    const float tf = (float)o->t;
+    const float *d = o->d, tf = (float)o->t;
     double ys = 0.0, yy = 0.0;
     for (size_t i = 0; i < n; i++) {
         const float y = o->g[i] - o->prev_grad[i], s = d[i] * tf;
@@ -306,8 +296,24 @@ static void direction(struct lbfgs *o)
         o->ro[slot] = 1.0 / ys;
         o->h_diag = ys / yy;
     }
+}
+
+/* The next direction from the gradient g: -g on the first iteration; else, with the last
+ * step remembered, d = −H·g by the two-loop recursion with H₀ = h_diag·I. */
+static void direction(struct lbfgs *o)
+{
+    const size_t n = o->n;
+    float *d = o->d;
+    if (o->n_iter == 1) {
+        o->count = o->first = 0;
+        o->h_diag = 1.0;
+    } else {
+        remember_pair(o);
+    }
     for (size_t i = 0; i < n; i++)
         d[i] = -o->g[i];
+    if (o->n_iter == 1)
+        return;
     for (uint32_t k = o->count; k-- > 0;) {
         const uint32_t r = (o->first + k) % o->history;
         o->al[k] = dot(lbfgs_pair_s(o, k), d, n) * o->ro[r];

@@ -507,6 +507,28 @@ static int start_from(struct trainer *r, struct dmlp_error *e)
     return DMLP_OK;
 }
 
+/* What weights and lbfgs add to the step's buffers: the slice's weights, a sharded
+ * epoch's per-step Σω, lbfgs's full-batch accumulator or per-piece losses. 1 when all
+ * were allocated. */
+static int alloc_extras(struct trainer *r, size_t slice)
+{
+    const struct config *cfg = r->cfg;
+    const uint64_t B = cfg->training.batch_size, N = r->n_train;
+    const uint64_t steps = cfg->data.drop_last ? N / B : (N + B - 1) / B;
+    const size_t pieces = (size_t)((N + GRADSUM_EXACT_PIECE - 1) / GRADSUM_EXACT_PIECE);
+    const int lbfgs = cfg->optimizer.name == DMLP_OPT_LBFGS;
+    if (r->w)
+        r->wb = malloc(slice * sizeof *r->wb);
+    if (r->w && r->sharded)
+        r->step_w = malloc((steps ? steps : 1) * sizeof *r->step_w);
+    if (lbfgs && !cfg->training.reproducible)
+        r->acc = dmlp_alloc_aligned(r->model->n_params * sizeof(float));
+    if (lbfgs && cfg->training.reproducible)
+        r->piece_loss = malloc(pieces * sizeof *r->piece_loss);
+    return (!r->w || r->wb) && (!r->w || !r->sharded || r->step_w) &&
+           (!lbfgs || r->acc || r->piece_loss);
+}
+
 /* The step's buffers and the gradient sum: the largest slice a rank takes is ceil(B / n)
  * (one more when sharded: slices there follow each shard's share; at least a whole piece
  * for the exact sum); the workspace also serves evaluation. Collective, agreed. */
@@ -549,21 +571,8 @@ static int allocate(struct trainer *r, struct dmlp_error *e)
             r->lb = dmlp_alloc_aligned(slice * sizeof(int32_t));
         else
             r->tb = dmlp_alloc_aligned(tb_bytes);
-        const uint64_t steps = cfg->data.drop_last ? r->n_train / B : (r->n_train + B - 1) / B;
-        if (r->w)
-            r->wb = malloc(slice * sizeof *r->wb);
-        if (r->w && r->sharded)
-            r->step_w = malloc((steps ? steps : 1) * sizeof *r->step_w);
         r->chunk_rows = slice;
-        const int lbfgs = cfg->optimizer.name == DMLP_OPT_LBFGS;
-        const size_t pieces = (size_t)((r->n_train + GRADSUM_EXACT_PIECE - 1) /
-                                       GRADSUM_EXACT_PIECE);
-        if (lbfgs && !cfg->training.reproducible)
-            r->acc = dmlp_alloc_aligned(r->model->n_params * sizeof(float));
-        if (lbfgs && cfg->training.reproducible)
-            r->piece_loss = malloc(pieces * sizeof *r->piece_loss);
-        if (!r->xb || !r->perm || (!r->lb && !r->tb) || (r->w && !r->wb) ||
-            (r->w && r->sharded && !r->step_w) || (lbfgs && !r->acc && !r->piece_loss))
+        if (!r->xb || !r->perm || (!r->lb && !r->tb) || !alloc_extras(r, slice))
             dmlp_fail(e, DMLP_ERR_RUNTIME, "cannot allocate batch buffers for %zu rows of %zu "
                       "features", slice, D);
     }

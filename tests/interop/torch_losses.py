@@ -45,6 +45,18 @@ def rel_diff(got, want):
     return max(float(np.max(np.abs(g - w)) / np.max(np.abs(w))) for g, w in zip(got, want))
 
 
+def dmlp_train(cfg, init, tmp):
+    """`dmlp train cfg --init-from init` into tmp/run; the final /layers, then run removed."""
+    run = subprocess.run([DMLP, "train", cfg, "--init-from", init, "--quiet"],
+                         capture_output=True, text=True)
+    if run.returncode:
+        sys.exit("dmlp train failed:\n" + run.stdout + run.stderr)
+    with h5py.File(os.path.join(tmp, "run", "latest.h5"), "r") as f:
+        got = [f["layers/%d/%s" % (i, n)][()] for i in (0, 1) for n in ("weight", "bias")]
+    subprocess.run(["rm", "-rf", os.path.join(tmp, "run")], check=True)
+    return got
+
+
 def write_data(path, answers, weights):
     with h5py.File(path, "w") as f:
         f["features"] = X
@@ -107,14 +119,7 @@ def check_lbfgs(tmp):
         f.write("loss: huber\noptimizer: {name: lbfgs, lr: 1, max_iter: 10, history: 5}\n")
         f.write("data: {train: %s}\ntraining: {epochs: 2}\n" % data)
         f.write("checkpoint: {dir: %s/run, every_epochs: 0}\n" % tmp)
-    run = subprocess.run([DMLP, "train", cfg, "--init-from", init, "--quiet"],
-                         capture_output=True, text=True)
-    if run.returncode:
-        sys.exit("dmlp train failed:\n" + run.stdout + run.stderr)
-    with h5py.File(os.path.join(tmp, "run", "latest.h5"), "r") as f:
-        got = [f["layers/0/weight"][()], f["layers/0/bias"][()],
-               f["layers/1/weight"][()], f["layers/1/bias"][()]]
-    subprocess.run(["rm", "-rf", os.path.join(tmp, "run")], check=True)
+    got = dmlp_train(cfg, init, tmp)
     opt = torch.optim.LBFGS(params, lr=1, max_iter=10, history_size=5,
                             line_search_fn="strong_wolfe")
     x, t, w = torch.tensor(X), torch.tensor(T), torch.tensor(W)
@@ -164,15 +169,7 @@ def main():
                         % (data, ", class_weights: [%s]" % ", ".join(map(str, cw)) if classify else ""))
                 f.write("training: {epochs: %d, batch_size: %d}\n" % (EPOCHS, B))
                 f.write("checkpoint: {dir: %s/run, every_epochs: 0}\n" % tmp)
-            run = subprocess.run([DMLP, "train", cfg, "--init-from",
-                                  os.path.join(tmp, "init.h5"), "--quiet"],
-                                 capture_output=True, text=True)
-            if run.returncode:
-                sys.exit("dmlp train failed:\n" + run.stdout + run.stderr)
-            with h5py.File(os.path.join(tmp, "run", "latest.h5"), "r") as f:
-                got = [f["layers/0/weight"][()], f["layers/0/bias"][()],
-                       f["layers/1/weight"][()], f["layers/1/bias"][()]]
-            subprocess.run(["rm", "-rf", os.path.join(tmp, "run")], check=True)
+            got = dmlp_train(cfg, os.path.join(tmp, "init.h5"), tmp)
             if classify:
                 ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(cw))
                 fn = lambda z, y, w: ce(z, y)  # noqa: E731
