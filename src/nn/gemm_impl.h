@@ -124,12 +124,13 @@ static inline void tile_act(struct tile *c, enum dmlp_activation act)
     }
 }
 
-/* One MR×NR tile: C (+)= Ap·Bp over kc steps. first: the k block that starts the sum
- * (C starts as 0, as C, or as the bias row); last: the block that ends it (epilogue). */
+/* One MR×NR tile: C (+)= Ap·Bp over kc steps, B's rows bs apart (NR when packed).
+ * first: the k block that starts the sum (C starts as 0, as C, or as the bias row); last:
+ * the block that ends it (epilogue). */
 static inline __attribute__((always_inline)) void
 micro_kernel(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs, size_t cs,
-             const float *restrict Bp, size_t kc, size_t mr, size_t nr, int first, int last,
-             const struct gemm_epilogue *e, size_t i, size_t j)
+             const float *restrict Bp, size_t bs, size_t kc, size_t mr, size_t nr, int first,
+             int last, const struct gemm_epilogue *e, size_t i, size_t j)
 {
     struct tile c;
     if (!first || e->accumulate) {
@@ -146,7 +147,7 @@ micro_kernel(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs,
             c.lo[r] = c.hi[r] = (vf){0};
     }
     for (size_t p = 0; p < kc; p++) {
-        const vf b0 = vload(Bp + p * NR), b1 = vload(Bp + p * NR + VW);
+        const vf b0 = vload(Bp + p * bs), b1 = vload(Bp + p * bs + VW);
         for (size_t r = 0; r < MR; r++) {
             const vf a = vsplat(Ap[p * cs + r * rs]);
             c.lo[r] += a * b0;
@@ -245,6 +246,102 @@ static void pack_b(float *restrict dst, const struct gemm_operand *B, size_t n, 
     }
 }
 
+/* ---- the narrow product: n ≤ VW, one vector of C per row -------------------------------- */
+
+/* Two MR-row tiles of C of one vector each (the output layer's 10 classes fit one
+ * AVX-512 vector; the wide tile would spend two thirds of its lanes on padding): 2·MR
+ * accumulators, one vector of B and a broadcast per step. Each element sums the same terms
+ * in the same order with the same instruction as in micro_kernel, from the same start, so
+ * the two kernels give the same bits. A is read in place, rows rs apart. */
+static inline __attribute__((always_inline)) void
+micro_narrow(float *restrict C, size_t ldc, const float *restrict A, size_t rs,
+             const float *restrict Bp, size_t kc, size_t nr, int first, int last,
+             const struct gemm_epilogue *e, size_t i)
+{
+    struct tile c[2];
+    for (int h = 0; h < 2; h++) {
+        if (!first || e->accumulate) {
+            tile_load(&c[h], C + h * MR * ldc, ldc, MR, nr);
+        } else {
+            struct tile b = {0};
+            if (e->bias)
+                tile_load(&b, e->bias, 0, 1, nr);
+            for (size_t r = 0; r < MR; r++) {
+                c[h].lo[r] = b.lo[0];
+                c[h].hi[r] = b.hi[0];
+            }
+        }
+    }
+    for (size_t p = 0; p < kc; p++) {
+        const vf b0 = vload(Bp + p * NR);
+        for (size_t r = 0; r < MR; r++) {
+            c[0].lo[r] += vsplat(A[p + r * rs]) * b0;
+            c[1].lo[r] += vsplat(A[p + (r + MR) * rs]) * b0;
+        }
+    }
+    for (int h = 0; h < 2; h++) {
+        if (last && e->mode == GEMM_EPI_ACT) {
+            tile_act(&c[h], e->act);
+        } else if (last && e->mode == GEMM_EPI_DACT) {
+            struct tile d;
+            tile_load(&d, e->D + (i + h * MR) * e->ldd, e->ldd, MR, nr);
+            tile_dact(&c[h], &d, e->act);
+        }
+        tile_store(C + h * MR * ldc, ldc, &c[h], MR, nr);
+    }
+}
+
+/* pack_b for micro_narrow: op(B)[p0 .. p0+kc, 0 .. n) into the first n columns of each
+ * NR-wide row of dst, zeros after them. */
+static void pack_b_narrow(float *restrict dst, const struct gemm_operand *B, size_t n,
+                          size_t p0, size_t kc)
+{
+    for (size_t q = 0; q < kc; q++) /* micro_kernel reads all NR for the last rows */
+        memset(dst + q * NR + n, 0, (NR - n) * sizeof(float));
+    if (B->trans) { /* column c of the panel is row c of the source */
+        for (size_t c = 0; c < n; c++) {
+            const float *s = B->p + c * B->ld + p0;
+            for (size_t q = 0; q < kc; q++)
+                dst[q * NR + c] = s[q];
+        }
+    } else {
+        for (size_t q = 0; q < kc; q++)
+            memcpy(dst + q * NR, B->p + (p0 + q) * B->ld, n * sizeof(float));
+    }
+}
+
+/* C = op(A)·op(B) for n ≤ VW and A not transposed: items of 2·MR rows through
+ * micro_narrow, the last m mod 2·MR rows MR at a time through micro_kernel (the same
+ * bits either way). Every thread packs the one column panel of B for itself. */
+static void gemm_narrow(float *restrict C, size_t ldc, const struct gemm_operand *A,
+                        const struct gemm_operand *B, size_t m, size_t n, size_t k,
+                        const struct gemm_epilogue *e)
+{
+    const size_t blocks = m / (2 * MR), rest = (m - blocks * 2 * MR + MR - 1) / MR;
+    const size_t rs = A->ld;
+#pragma omp parallel if (gemm_may_fork())
+    for (size_t p0 = 0; p0 < k; p0 += KC) {
+        const size_t kc = k - p0 < KC ? k - p0 : KC;
+        const int first = p0 == 0, last = p0 + kc == k;
+        float bp[KC * NR] __attribute__((aligned(64)));
+        pack_b_narrow(bp, B, n, p0, kc);
+#pragma omp for schedule(static)
+        for (size_t t = 0; t < blocks + rest; t++) {
+            if (t < blocks) {
+                const size_t i = t * 2 * MR;
+                micro_narrow(C + i * ldc, ldc, A->p + i * rs + p0, rs, bp, kc, n, first,
+                             last, e, i);
+                continue;
+            }
+            const size_t i = blocks * 2 * MR + (t - blocks) * MR, mr = m - i < MR ? m - i : MR;
+            float ap[KC * MR] __attribute__((aligned(64)));
+            pack_a(ap, A, m, i, p0, kc); /* zero rows past m: no read passes row m */
+            micro_kernel(C + i * ldc, ldc, ap, 1, MR, bp, NR, kc, mr, n, first, last, e, i, 0);
+        }
+        /* (the implicit barrier: the k block is done everywhere before the next) */
+    }
+}
+
 size_t GEMM_WS_NAME(size_t m, size_t k)
 {
     return (m + MR - 1) / MR * MR * (k < KC ? k : KC);
@@ -254,6 +351,10 @@ void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
                const struct gemm_operand *B, size_t m, size_t n, size_t k,
                const struct gemm_epilogue *e, float *restrict ws)
 {
+    if (n <= VW && !A->trans) {
+        gemm_narrow(C, ldc, A, B, m, n, k, e);
+        return;
+    }
     const size_t slivers = (m + MR - 1) / MR, panels = (n + NR - 1) / NR;
     const size_t groups = (m + MC - 1) / MC, items = groups * panels;
     /* op(A) is packed when it is read across enough column panels to repay the copy, or
@@ -280,7 +381,13 @@ void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
             float bp[KC * NR] __attribute__((aligned(64)));
             const size_t j = (t / groups) * NR, g = t % groups;
             const size_t nr = n - j < NR ? n - j : NR;
-            pack_b(bp, B, n, j, p0, kc);
+            /* A panel of B that only a few slivers read (a weight gradient of a narrow
+             * layer: m = 10) is read in place, rows ld apart, rather than copied. */
+            const int in_place = !B->trans && nr == NR && slivers <= 4;
+            const float *b = in_place ? B->p + p0 * B->ld + j : bp;
+            const size_t bs = in_place ? B->ld : NR;
+            if (!in_place)
+                pack_b(bp, B, n, j, p0, kc);
             const size_t s_end = (g + 1) * (MC / MR) < slivers ? (g + 1) * (MC / MR) : slivers;
             for (size_t s = g * (MC / MR); s < s_end; s++) {
                 const size_t i = s * MR, mr = m - i < MR ? m - i : MR;
@@ -294,14 +401,14 @@ void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
                         a = ap;
                     }
                     if (mr == MR && nr == NR)
-                        micro_kernel(c, ldc, a, 1, MR, bp, kc, MR, NR, first, last, e, i, j);
+                        micro_kernel(c, ldc, a, 1, MR, b, bs, kc, MR, NR, first, last, e, i, j);
                     else
-                        micro_kernel(c, ldc, a, 1, MR, bp, kc, mr, nr, first, last, e, i, j);
+                        micro_kernel(c, ldc, a, 1, MR, b, bs, kc, mr, nr, first, last, e, i, j);
                 } else if (nr == NR) {
-                    micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, bp, kc, MR, NR,
+                    micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, b, bs, kc, MR, NR,
                                  first, last, e, i, j);
                 } else {
-                    micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, bp, kc, MR, nr,
+                    micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, b, bs, kc, MR, nr,
                                  first, last, e, i, j);
                 }
             }
