@@ -185,12 +185,23 @@ static void pack_a(float *restrict dst, const struct gemm_operand *A, size_t m, 
     }
 }
 
-#if VW == 8
+#if VW >= 8
+/* Eight floats: the transposes of pack_b work in 8×8 blocks in every build of 8 or more
+ * lanes (AVX-512 has AVX2's 8-float shuffles too). */
+typedef float vf8 __attribute__((vector_size(8 * sizeof(float))));
+
+static inline vf8 vload8(const float *p)
+{
+    vf8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 /* r[q] = column q of the 8×8 block whose rows are r[0..7] (the unpack / shuffle / lane
  * permute sequence of an AVX 8×8 transpose, written with portable vector shuffles). */
-static inline void transpose8(vf r[8])
+static inline void transpose8(vf8 r[8])
 {
-    vf t[8], u[8];
+    vf8 t[8], u[8];
     for (int q = 0; q < 8; q += 2) {
         t[q] = __builtin_shufflevector(r[q], r[q + 1], 0, 8, 1, 9, 4, 12, 5, 13);
         t[q + 1] = __builtin_shufflevector(r[q], r[q + 1], 2, 10, 3, 11, 6, 14, 7, 15);
@@ -215,16 +226,17 @@ static void pack_b(float *restrict dst, const struct gemm_operand *B, size_t n, 
     const size_t nr = n - j0 < NR ? n - j0 : NR;
     if (B->trans) { /* op(B)(p,j) = B[j·ld + p]: interleave NR source rows */
         size_t p = 0;
-#if VW == 8
+#if VW >= 8
         /* 8×8 blocks through registers: eight row loads, a transpose, eight stores. */
         for (; p + 8 <= kc; p += 8)
             for (size_t c0 = 0; c0 < NR; c0 += 8) {
-                vf r[8];
+                vf8 r[8];
                 for (size_t q = 0; q < 8; q++)
-                    r[q] = c0 + q < nr ? vload(B->p + (j0 + c0 + q) * B->ld + p0 + p) : (vf){0};
+                    r[q] = c0 + q < nr ? vload8(B->p + (j0 + c0 + q) * B->ld + p0 + p)
+                                       : (vf8){0};
                 transpose8(r);
                 for (size_t q = 0; q < 8; q++)
-                    vstore(dst + (p + q) * NR + c0, r[q]);
+                    memcpy(dst + (p + q) * NR + c0, &r[q], sizeof r[q]);
             }
 #endif
         for (size_t c = 0; c < NR; c++) {
@@ -291,25 +303,6 @@ micro_narrow(float *restrict C, size_t ldc, const float *restrict A, size_t rs,
     }
 }
 
-/* pack_b for micro_narrow: op(B)[p0 .. p0+kc, 0 .. n) into the first n columns of each
- * NR-wide row of dst, zeros after them. */
-static void pack_b_narrow(float *restrict dst, const struct gemm_operand *B, size_t n,
-                          size_t p0, size_t kc)
-{
-    for (size_t q = 0; q < kc; q++) /* micro_kernel reads all NR for the last rows */
-        memset(dst + q * NR + n, 0, (NR - n) * sizeof(float));
-    if (B->trans) { /* column c of the panel is row c of the source */
-        for (size_t c = 0; c < n; c++) {
-            const float *s = B->p + c * B->ld + p0;
-            for (size_t q = 0; q < kc; q++)
-                dst[q * NR + c] = s[q];
-        }
-    } else {
-        for (size_t q = 0; q < kc; q++)
-            memcpy(dst + q * NR, B->p + (p0 + q) * B->ld, n * sizeof(float));
-    }
-}
-
 /* C = op(A)·op(B) for n ≤ VW and A not transposed: items of 2·MR rows through
  * micro_narrow, the last m mod 2·MR rows MR at a time through micro_kernel (the same
  * bits either way). Every thread packs the one column panel of B for itself. */
@@ -324,7 +317,7 @@ static void gemm_narrow(float *restrict C, size_t ldc, const struct gemm_operand
         const size_t kc = k - p0 < KC ? k - p0 : KC;
         const int first = p0 == 0, last = p0 + kc == k;
         float bp[KC * NR] __attribute__((aligned(64)));
-        pack_b_narrow(bp, B, n, p0, kc);
+        pack_b(bp, B, n, 0, p0, kc);
 #pragma omp for schedule(static)
         for (size_t t = 0; t < blocks + rest; t++) {
             if (t < blocks) {
