@@ -47,10 +47,11 @@ EPOCHS=3
 [ $QUICK = 1 ] && EPOCHS=2
 
 echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
-echo "== bench_gemm (batch 128)"
+echo "== bench_gemm (batch 128; and batch 32 at 1 thread, for the small-batch ceiling)"
 for t in 1 2; do
   OMP_NUM_THREADS=$t "$B/bench_gemm" 128 | tee "$OUT/gemm_t$t.txt"
 done
+OMP_NUM_THREADS=1 "$B/bench_gemm" 32 | tee "$OUT/gemm32_t1.txt"
 
 echo "== bench_train (peak RSS per rank from /usr/bin/time -v)"
 train() { # ranks threads label
@@ -139,6 +140,36 @@ for ov in (False, True):
     j = train[("r2t1", 128, ov)]
     rows.append((f"allreduce share of epoch, 2 ranks x 1, batch 128, overlap {'on' if ov else 'off'}",
                  f"{j['allreduce_share']*100:.1f}%", "<= 10%"))
+# Inside a node: the demo's epoch (60,000 rows) in each layout, against one core's
+# ceiling, the epoch's GEMM work at OpenBLAS sgemm's speed on each product (1 thread,
+# that batch): forward X·Wᵀ, weight gradient Gᵀ·X and input gradient G·W of every layer
+# but the first.
+layers = [(784, 256), (256, 128), (128, 10)]
+def ceiling(b):
+    g = jsons(f"{out}/gemm_t1.txt" if b == 128 else f"{out}/gemm32_t1.txt")[0]["gflops"]
+    secs = 0.0
+    for i, (n_in, n_out) in enumerate(layers):
+        fl = 2.0 * 60000 * n_in * n_out / 1e9
+        sg = g[f"{n_in}x{n_out}"]["sgemm"]
+        secs += fl / sg[0] + fl / sg[1] + (fl / sg[2] if i else 0.0)
+    return secs
+print("epoch seconds, demo network, 60,000 rows (speed-up over 1 rank x 1 thread):")
+print(f"{'batch':>5}  {'1x1':>7}  {'1 rank x 2 threads':>20}  {'2 ranks x 1 thread':>20}  "
+      f"{'sgemm ceiling':>13}  {'1x1 of ceiling':>14}" + ("  PyTorch 1 thread" if torch_on else ""))
+for b in (128, 32):
+    one = train[("r1t1", b, False)]["epoch_s"]
+    t2, r2 = train[("r1t2", b, False)]["epoch_s"], train[("r2t1", b, False)]["epoch_s"]
+    c = ceiling(b)
+    line = (f"{b:>5}  {one:>7.3f}  {t2:>11.3f} ({one / t2:.2f}x)  {r2:>11.3f} ({one / r2:.2f}x)  "
+            f"{c:>13.3f}  {c / one:>13.0%}")
+    if torch_on:
+        line += f"  {60000 / tj[f'torch_b{b}_t1.txt']['samples_per_s']:>10.3f}"
+    print(line)
+    best = max(one / t2, one / r2)
+    rows.append((f"inside a node, batch {b}: best of 2 threads / 2 ranks over 1x1", f"{best:.2f}",
+                 ">= 1.7" if b == 128 else ">= 1.4"))
+    rows.append((f"one core, batch {b}: share of the sgemm ceiling", f"{c / one:.2f}",
+                 ">= 0.90" if b == 128 else ">= 0.65"))
 inf, cmp = jsons(f"{out}/infer.txt")[0], jsons(f"{out}/infer_compare.txt")[0]
 res["infer"], res["infer_compare"] = inf, cmp
 for n in (1, 8):

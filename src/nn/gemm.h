@@ -19,6 +19,18 @@
 extern _Thread_local int gemm_alone;
 static inline int gemm_may_fork(void) { return !gemm_alone && !omp_in_parallel(); }
 
+/* Work below which a team costs more than it saves: a product of fewer multiply-adds than
+ * gemm_fork_macs (default 2^20, about 20 µs of one core: the output layer's 128×10 at any
+ * batch) or an elementwise pass over fewer than vec_fork_elems values (default 2^14) runs
+ * on the calling thread. Tests set both to 0 so that small shapes still cross threads. */
+extern size_t gemm_fork_macs, vec_fork_elems;
+#define GEMM_FORK_MACS gemm_fork_macs
+#define VEC_FORK_ELEMS vec_fork_elems
+static inline int gemm_may_fork_for(size_t work, size_t threshold)
+{
+    return work >= threshold && gemm_may_fork();
+}
+
 /* A row-major operand and whether the product uses its transpose:
  * op(A)(i,p) = trans ? p[p·ld + i] : p[i·ld + p]. */
 struct gemm_operand {

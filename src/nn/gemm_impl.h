@@ -312,7 +312,7 @@ static void gemm_narrow(float *restrict C, size_t ldc, const struct gemm_operand
 {
     const size_t blocks = m / (2 * MR), rest = (m - blocks * 2 * MR + MR - 1) / MR;
     const size_t rs = A->ld;
-#pragma omp parallel if (gemm_may_fork())
+#pragma omp parallel if (gemm_may_fork_for(m * n * k, GEMM_FORK_MACS))
     for (size_t p0 = 0; p0 < k; p0 += KC) {
         const size_t kc = k - p0 < KC ? k - p0 : KC;
         const int first = p0 == 0, last = p0 + kc == k;
@@ -359,7 +359,7 @@ void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
      * of a small layer takes. Every thread walks the k blocks; the work-sharing loops'
      * barriers keep them in step. Inside a caller's active region, the calling thread does
      * it all (no nested team; the same bits, as for any thread count). */
-#pragma omp parallel if (gemm_may_fork())
+#pragma omp parallel if (gemm_may_fork_for(m * n * k, GEMM_FORK_MACS))
     for (size_t p0 = 0; p0 < k; p0 += KC) {
         const size_t kc = k - p0 < KC ? k - p0 : KC;
         const int first = p0 == 0, last = p0 + kc == k;

@@ -202,6 +202,7 @@ void kernel_gemm(float *restrict C, const float *restrict A, const float *restri
 }
 
 _Thread_local int gemm_alone;
+size_t gemm_fork_macs = (size_t)1 << 20, vec_fork_elems = (size_t)1 << 14;
 
 int kernel_run_alone(int alone)
 {

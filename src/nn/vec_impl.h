@@ -17,7 +17,7 @@
  * softmax(z)_j = e^{z_j − max z} / Σ e^{z_i − max z}, one row per iteration. */
 static void softmax_forward(float *A, const float *Z, size_t batch, size_t n)
 {
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
+#pragma omp parallel for schedule(static) if (gemm_may_fork_for(batch * n, VEC_FORK_ELEMS))
     for (size_t i = 0; i < batch; i++) {
         const float *z = Z + i * n;
         float *a = A + i * n;
@@ -46,22 +46,22 @@ static void act_forward(float *A, const float *Z, enum dmlp_activation act, size
     const size_t total = batch * n;
     switch (act) {
     case DMLP_ACT_SIGMOID:
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
+#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
         for (size_t i = 0; i < total; i++)
             A[i] = dmlp_sigmoid(Z[i]);
         break;
     case DMLP_ACT_TANH:
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
+#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
         for (size_t i = 0; i < total; i++)
             A[i] = tanhf(Z[i]);
         break;
     case DMLP_ACT_RELU:
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
+#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
         for (size_t i = 0; i < total; i++)
             A[i] = dmlp_relu(Z[i]);
         break;
     case DMLP_ACT_LEAKY_RELU:
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
+#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
         for (size_t i = 0; i < total; i++)
             A[i] = dmlp_leaky_relu(Z[i]);
         break;
@@ -81,22 +81,22 @@ static void act_backward(float *restrict G, const float *restrict A, enum dmlp_a
     const size_t total = batch * n;
     switch (act) {
     case DMLP_ACT_SIGMOID:
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
+#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
         for (size_t i = 0; i < total; i++)
             G[i] = dmlp_sigmoid_grad(G[i], A[i]);
         break;
     case DMLP_ACT_TANH:
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
+#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
         for (size_t i = 0; i < total; i++)
             G[i] = dmlp_tanh_grad(G[i], A[i]);
         break;
     case DMLP_ACT_RELU:
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
+#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
         for (size_t i = 0; i < total; i++)
             G[i] = dmlp_relu_grad(G[i], A[i]);
         break;
     case DMLP_ACT_LEAKY_RELU:
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
+#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
         for (size_t i = 0; i < total; i++)
             G[i] = dmlp_leaky_relu_grad(G[i], A[i]);
         break;
