@@ -342,12 +342,17 @@ static void test_read_foreign_types(void)
     hsize_t fd[2] = {3, 2}, yd[1] = {3};
     h5_put(file, "/features", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, fd, f);
     h5_put(file, "/labels", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, yd, y);
+    const double w[3] = {1.0, 0.0, 2.5}; /* sample weights, stored as float64 */
+    h5_put(file, "/weights", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, yd, w);
     H5Fclose(file);
 
     struct dataset *ds = NULL;
     struct dmlp_error err;
     CU_ASSERT_EQUAL_FATAL(dataset_read(&ds, p, &err), DMLP_OK);
     CU_ASSERT_EQUAL(ds->k, 7);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ds->weights);
+    for (size_t i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(ds->weights[i], (float)w[i]);
     for (size_t i = 0; i < 6; i++)
         CU_ASSERT_EQUAL(ds->features[i], (float)f[i]);
     for (size_t i = 0; i < 3; i++)
@@ -363,6 +368,7 @@ static void test_read_foreign_types(void)
     fclose(out);
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "features  float64 [3, 2]"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "labels    uint8 [3], 7 classes"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "weights   [3]: min 0, mean 1.16667, max 2.5, 1 zero"));
     CHECK_IDS();
 }
 
@@ -846,7 +852,9 @@ static struct dataset *make_indexed(size_t n, size_t row0, int with_labels)
     struct dmlp_error err;
     if (dataset_alloc(&ds, n, 2, with_labels ? 7 : 2, with_labels, &err) != DMLP_OK)
         return NULL;
+    ds->weights = malloc((n ? n : 1) * sizeof(float)); /* sample weights travel with rows */
     for (size_t i = 0; i < n; i++) {
+        ds->weights[i] = 0.5f * (float)(row0 + i);
         ds->features[2 * i] = (float)(row0 + i);
         ds->features[2 * i + 1] = -(float)(row0 + i);
         if (with_labels) {
@@ -869,6 +877,7 @@ static int mark_rows(const struct dataset *part, unsigned char *mark, size_t n)
         ok &= row < n && x[1] == -x[0] && (i == 0 || x[0] > x[-2]);
         ok &= part->labels ? part->labels[i] == (int32_t)(row % 7)
                            : part->targets[2 * i + 1] == 2.0f * x[0];
+        ok &= part->weights && part->weights[i] == 0.5f * x[0];
         if (row < n)
             mark[row]++;
     }

@@ -16,6 +16,22 @@ static void describe_targets(FILE *f, const struct dataset *ds, const char *type
 
 /* ---- public functions -------------------------------------------------------------------- */
 
+/* /weights: the range, the mean and how many samples weigh nothing. */
+static void describe_weights(FILE *f, const struct dataset *ds)
+{
+    double wmin = ds->weights[0], wmax = ds->weights[0], wsum = 0.0;
+    size_t zeros = 0;
+    for (size_t i = 0; i < ds->n; i++) {
+        const double w = ds->weights[i];
+        wmin = w < wmin ? w : wmin;
+        wmax = w > wmax ? w : wmax;
+        wsum += w;
+        zeros += w == 0.0;
+    }
+    fprintf(f, "  weights   [%zu]: min %g, mean %g, max %g, %zu zero\n", ds->n, wmin,
+            wsum / (double)ds->n, wmax, zeros);
+}
+
 int dataset_describe(FILE *f, const char *path, struct dmlp_error *err)
 {
     struct dataset_file_types types;
@@ -29,6 +45,8 @@ int dataset_describe(FILE *f, const char *path, struct dmlp_error *err)
         rc = describe_labels(f, ds, path, types.y, err);
     else
         describe_targets(f, ds, types.y);
+    if (ds->weights)
+        describe_weights(f, ds);
     dataset_free(&ds);
     if (rc == DMLP_OK && ferror(f))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: writing the description failed", path);
