@@ -152,7 +152,7 @@ static void bias_grad(float *restrict db, const float *restrict G, size_t batch,
     /* Column sums of G, each in sample order; threads take fixed blocks of columns and
      * sweep the rows, so the loads stay contiguous. */
     enum { JB = 64 };
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
+#pragma omp parallel for schedule(static) if (gemm_may_fork_for(batch * out, VEC_FORK_ELEMS))
     for (size_t j0 = 0; j0 < out; j0 += JB) {
         const size_t j1 = j0 + JB < out ? j0 + JB : out;
         float s[JB] = {0};
