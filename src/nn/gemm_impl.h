@@ -340,6 +340,51 @@ size_t GEMM_WS_NAME(size_t m, size_t k)
     return (m + MR - 1) / MR * MR * (k < KC ? k : KC);
 }
 
+/* What one k block of a product is: the operands and where op(A) is read. */
+struct kblock {
+    float *C;
+    size_t ldc, m, kc, p0, rs, cs;
+    const struct gemm_operand *A;
+    const float *ws;      /* the packed slivers, when packed */
+    int packed, first, last;
+    const struct gemm_epilogue *e;
+};
+
+/* Slivers [s0, s1) against one column panel of B (at column j, nr wide; rows bs apart). */
+static inline __attribute__((always_inline)) void
+run_slivers(const struct kblock *q, const float *b, size_t bs, size_t j, size_t nr, size_t s0,
+            size_t s1)
+{
+    const size_t kc = q->kc, p0 = q->p0;
+    for (size_t s = s0; s < s1; s++) {
+        const size_t i = s * MR, mr = q->m - i < MR ? q->m - i : MR;
+        float *c = q->C + i * q->ldc + j;
+        if (q->packed || mr < MR) {
+            float ap[KC * MR] __attribute__((aligned(64)));
+            const float *a = q->ws + s * MR * kc;
+            if (!q->packed) { /* the last rows: a zero-padded copy, so that no read passes
+                               * row m */
+                pack_a(ap, q->A, q->m, i, p0, kc);
+                a = ap;
+            }
+            if (mr == MR && nr == NR)
+                micro_kernel(c, q->ldc, a, 1, MR, b, bs, kc, MR, NR, q->first, q->last, q->e,
+                             i, j);
+            else
+                micro_kernel(c, q->ldc, a, 1, MR, b, bs, kc, mr, nr, q->first, q->last, q->e,
+                             i, j);
+        } else {
+            const float *a = q->A->p + i * q->rs + p0 * q->cs;
+            if (nr == NR)
+                micro_kernel(c, q->ldc, a, q->rs, q->cs, b, bs, kc, MR, NR, q->first, q->last,
+                             q->e, i, j);
+            else
+                micro_kernel(c, q->ldc, a, q->rs, q->cs, b, bs, kc, MR, nr, q->first, q->last,
+                             q->e, i, j);
+        }
+    }
+}
+
 void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
                const struct gemm_operand *B, size_t m, size_t n, size_t k,
                const struct gemm_epilogue *e, float *restrict ws)
@@ -362,7 +407,8 @@ void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
 #pragma omp parallel if (gemm_may_fork_for(m * n * k, GEMM_FORK_MACS))
     for (size_t p0 = 0; p0 < k; p0 += KC) {
         const size_t kc = k - p0 < KC ? k - p0 : KC;
-        const int first = p0 == 0, last = p0 + kc == k;
+        const struct kblock q = {C, ldc, m, kc, p0, rs, cs, A, ws, packed, p0 == 0,
+                                 p0 + kc == k, e};
         if (packed) {
 #pragma omp for schedule(static)
             for (size_t s = 0; s < slivers; s++)
@@ -382,29 +428,7 @@ void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
             if (!in_place)
                 pack_b(bp, B, n, j, p0, kc);
             const size_t s_end = (g + 1) * (MC / MR) < slivers ? (g + 1) * (MC / MR) : slivers;
-            for (size_t s = g * (MC / MR); s < s_end; s++) {
-                const size_t i = s * MR, mr = m - i < MR ? m - i : MR;
-                float *c = C + i * ldc + j;
-                if (packed || mr < MR) {
-                    float ap[KC * MR] __attribute__((aligned(64)));
-                    const float *a = ws + s * MR * kc;
-                    if (!packed) { /* the last rows: a zero-padded copy, so that no
-                                    * read passes row m */
-                        pack_a(ap, A, m, i, p0, kc);
-                        a = ap;
-                    }
-                    if (mr == MR && nr == NR)
-                        micro_kernel(c, ldc, a, 1, MR, b, bs, kc, MR, NR, first, last, e, i, j);
-                    else
-                        micro_kernel(c, ldc, a, 1, MR, b, bs, kc, mr, nr, first, last, e, i, j);
-                } else if (nr == NR) {
-                    micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, b, bs, kc, MR, NR,
-                                 first, last, e, i, j);
-                } else {
-                    micro_kernel(c, ldc, A->p + i * rs + p0 * cs, rs, cs, b, bs, kc, MR, nr,
-                                 first, last, e, i, j);
-                }
-            }
+            run_slivers(&q, b, bs, j, nr, g * (MC / MR), s_end);
         }
     }
 }
