@@ -708,6 +708,11 @@ static void test_surrogate_errors(void)
                 "optimizer.schedule.name: not with lbfgs");
     expect_fail(lb, (const char *[]){"optimizer.history=0"}, 1,
                 "optimizer.history: 0 is not a positive integer");
+    expect_fail(lb, (const char *[]){"optimizer.schedule.warmup_epochs=1"}, 1,
+                "optimizer.schedule.warmup_epochs: not with lbfgs");
+    expect_fail(lb, (const char *[]){"loss_weights[0]=2"}, 1,
+                "--set loss_weights[0]=2: loss_weights is set whole, e.g. "
+                "--set loss_weights=[1,2]");
 }
 
 static CU_TestInfo shipped_tests[] = {

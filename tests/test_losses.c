@@ -513,15 +513,18 @@ static struct config *dropout_config(const char *extra)
                        g_reg, extra, g_dir);
 }
 
-static void test_dropout_threads_ranks_resume(void)
+/* The bit-for-bit guarantees of a run: cfg trains to the same bits at 1 and 2 threads;
+ * repro (cfg in reproducible mode) to the same bits on all ranks and on one; and part (cfg
+ * stopped early, saving into ckdir) resumed with cfg ends where cfg does. Returns cfg's
+ * weights (1 thread) and the stopped run's, for the caller's own checks (NULL on failure). */
+static void check_bit_identity(const struct config *cfg, const struct config *repro,
+                               const struct config *part, const char *ckdir,
+                               struct model **whole, struct model **stopped)
 {
     struct dist *world = NULL, *self = NULL;
     struct dmlp_error e = {0};
     dist_create_world(&world, &e);
     dist_create_self(&self, &e);
-    struct config *cfg = dropout_config(""), *repro = dropout_config(", reproducible: true");
-    struct config *part = dropout_config(", max_steps: 6");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg && repro && part);
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1);
     struct model *one = train(world, cfg, NULL, 0);
@@ -531,37 +534,51 @@ static void test_dropout_threads_ranks_resume(void)
     CU_ASSERT(one && two);
     if (one && two)
         CU_ASSERT_EQUAL(memcmp(one->params, two->params, one->n_params * sizeof(float)), 0);
-    /* the mask never depends on the rank count: bit-identical in reproducible mode */
     struct model *rw = train(world, repro, NULL, 0), *rs = train(self, repro, NULL, 0);
     CU_ASSERT(rw && rs);
     if (rw && rs)
         CU_ASSERT_EQUAL(memcmp(rw->params, rs->params, rw->n_params * sizeof(float)), 0);
-    /* a stop after step 6 (mid-epoch 2 of 4-row batches over 13 rows) and a resume */
-    rmtree_rank0(tu_fmt("%s/dck", g_dir));
+    rmtree_rank0(ckdir);
     struct model *p1 = train(world, part, NULL, 1);
     struct model *p2 = p1 ? train(world, cfg, "auto", 1) : NULL;
     CU_ASSERT(p1 && p2);
     if (p2 && one)
         CU_ASSERT_EQUAL(memcmp(p2->params, one->params, one->n_params * sizeof(float)), 0);
+    *whole = one;
+    *stopped = p1;
+    model_free(&two);
+    model_free(&rw);
+    model_free(&rs);
+    model_free(&p2);
+    dist_free(&world);
+    dist_free(&self);
+}
+
+/* Dropout: the mask depends on none of the thread count, the rank count (reproducible
+ * mode) or a stop after step 6 (mid-epoch 2 of 4-row batches over 13 rows). */
+static void test_dropout_threads_ranks_resume(void)
+{
+    struct config *cfg = dropout_config(""), *repro = dropout_config(", reproducible: true");
+    struct config *part = dropout_config(", max_steps: 6"), *nodrop = dropout_config("");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg && repro && part && nodrop);
+    struct model *one, *p1;
+    check_bit_identity(cfg, repro, part, tu_fmt("%s/dck", g_dir), &one, &p1);
     /* and dropout changed the trajectory (the run without it differs) */
-    struct config *nodrop = dropout_config("");
     nodrop->model.layers[0].dropout = nodrop->model.layers[1].dropout = 0;
+    struct dist *world = NULL;
+    struct dmlp_error e = {0};
+    dist_create_world(&world, &e);
     struct model *plain = train(world, nodrop, NULL, 0);
     if (plain && one)
         CU_ASSERT(tu_max_rel_diff(plain->params, one->params, one->n_params) > 1e-3);
     model_free(&plain);
     model_free(&one);
-    model_free(&two);
-    model_free(&rw);
-    model_free(&rs);
     model_free(&p1);
-    model_free(&p2);
     config_free(&nodrop);
     config_free(&cfg);
     config_free(&repro);
     config_free(&part);
     dist_free(&world);
-    dist_free(&self);
 }
 
 /* ---- reduce on plateau, end to end ----------------------------------------------------- */
@@ -707,48 +724,21 @@ static void test_lbfgs_least_squares(void)
  * agree bit for bit. */
 static void test_lbfgs_exact_and_resumable(void)
 {
-    struct dist *world = NULL, *self = NULL;
-    struct dmlp_error e = {0};
-    dist_create_world(&world, &e);
-    dist_create_self(&self, &e);
     const char *net = "    - {units: 8, activation: tanh}\n    - {units: 2, activation: linear}\n";
     struct config *repro = lbfgs_config(net, ", max_iter: 6, history: 4", ", reproducible: true");
     struct config *cfg = lbfgs_config(net, ", max_iter: 6, history: 4", "");
     struct config *part = lbfgs_config(net, ", max_iter: 6, history: 4", ", max_steps: 1");
     CU_ASSERT_PTR_NOT_NULL_FATAL(repro && cfg && part);
-    struct model *rw = train(world, repro, NULL, 0), *rs = train(self, repro, NULL, 0);
-    CU_ASSERT(rw && rs);
-    if (rw && rs)
-        CU_ASSERT_EQUAL(memcmp(rw->params, rs->params, rw->n_params * sizeof(float)), 0);
-    const int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    struct model *one = train(world, cfg, NULL, 0);
-    omp_set_num_threads(2);
-    struct model *two = train(world, cfg, NULL, 0);
-    omp_set_num_threads(threads);
-    CU_ASSERT(one && two);
-    if (one && two)
-        CU_ASSERT_EQUAL(memcmp(one->params, two->params, one->n_params * sizeof(float)), 0);
-    rmtree_rank0(tu_fmt("%s/lck", g_dir));
-    struct model *p1 = train(world, part, NULL, 1);
-    struct model *p2 = p1 ? train(world, cfg, "auto", 1) : NULL;
-    CU_ASSERT(p1 && p2);
-    if (p2 && one)
-        CU_ASSERT_EQUAL(memcmp(p2->params, one->params, one->n_params * sizeof(float)), 0);
-    /* and it learned: the loss fell well below the initial one */
+    struct model *one, *p1;
+    check_bit_identity(cfg, repro, part, tu_fmt("%s/lck", g_dir), &one, &p1);
+    /* and it learned: 2 more epochs moved the weights well past the first one's */
     if (one && p1)
         CU_ASSERT(tu_max_rel_diff(p1->params, one->params, one->n_params) > 1e-3);
-    model_free(&rw);
-    model_free(&rs);
     model_free(&one);
-    model_free(&two);
     model_free(&p1);
-    model_free(&p2);
     config_free(&repro);
     config_free(&cfg);
     config_free(&part);
-    dist_free(&world);
-    dist_free(&self);
 }
 
 static CU_TestInfo kernel_tests[] = {

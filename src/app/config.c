@@ -1280,9 +1280,11 @@ static int check_lbfgs(struct load *ld)
                        "neither); add the penalty to the loss, or use adamw");
     if (o->clip_norm != 0)
         return fail_at(ld, "optimizer.clip_norm", "not with lbfgs: %s", why);
-    if (o->schedule.name != DMLP_SCHEDULE_CONSTANT || o->schedule.warmup_epochs != 0)
+    if (o->schedule.name != DMLP_SCHEDULE_CONSTANT)
         return fail_at(ld, "optimizer.schedule.name", "not with lbfgs: %s (its lr scales "
                        "the first trial step); use the constant schedule", why);
+    if (o->schedule.warmup_epochs != 0)
+        return fail_at(ld, "optimizer.schedule.warmup_epochs", "not with lbfgs: %s", why);
     if (o->lr_scaling != DMLP_LR_SCALING_NONE)
         return fail_at(ld, "optimizer.lr_scaling", "not with lbfgs: it takes the whole "
                        "training set every evaluation, whatever training.batch_size");
@@ -1385,6 +1387,9 @@ static int set_target(struct load *ld, const char *arg, const char *path, const 
         if (list && !st.has_index && *p)
             return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s is a list; name an entry, "
                              "e.g. %s[0]", arg, canon, canon);
+        if (*k && (*k)->type == KEY_NUMBERS && st.has_index)
+            return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s is set whole, e.g. "
+                             "--set %s=[1,2]", arg, canon, canon);
         if (!list && st.has_index)
             return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s is not a list", arg, canon);
         if (list && st.has_index) {

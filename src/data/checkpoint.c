@@ -204,7 +204,6 @@ static int write_lbfgs(hid_t og, const struct lbfgs *lb)
         return 1;
     int bad = attr_write_u64(g, "n_iter", lb->n_iter);
     bad |= attr_write_u64(g, "func_evals", lb->func_evals);
-    bad |= attr_write_u64(g, "have_prev", (uint64_t)lb->have_prev);
     bad |= attr_write_f64(g, "t", lb->t);
     bad |= attr_write_f64(g, "h_diag", lb->h_diag);
     bad |= attr_write_f64(g, "prev_loss", lb->prev_loss);
@@ -224,14 +223,16 @@ static int write_lbfgs(hid_t og, const struct lbfgs *lb)
         H5Sclose(ms);
         H5Sclose(fs);
     }
-    double ro[lb->count ? lb->count : 1];
-    for (uint32_t i = 0; i < lb->count; i++)
+    double *ro = malloc((lb->count ? lb->count : 1) * sizeof *ro); /* oldest first */
+    bad |= !ro;
+    for (uint32_t i = 0; ro && i < lb->count; i++)
         ro[i] = lb->ro[(lb->first + i) % lb->history];
     hsize_t rd[1] = {lb->count};
     hid_t rs = H5Screate_simple(1, rd, NULL);
     hid_t rds = H5Dcreate2(g, "ro", H5T_IEEE_F64LE, rs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    bad |= rds < 0 || (lb->count && H5Dwrite(rds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
-                                             H5P_DEFAULT, ro) < 0);
+    bad |= rds < 0 || (ro && lb->count && H5Dwrite(rds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
+                                                   H5P_DEFAULT, ro) < 0);
+    free(ro);
     if (rds >= 0)
         H5Dclose(rds);
     H5Sclose(rs);
@@ -939,20 +940,14 @@ static int read_state_buffer(hid_t f, const char *path, const struct model *m,
                      dmlp_nonfinite_name(buf[j]));
 }
 
-/* /optimizer/lbfgs into lb (write_lbfgs's layout), every shape and value checked: the
- * pairs no more than the history holds, every vector finite, t, h_diag and 1/yᵀs finite
- * and positive. */
 /* /optimizer/lbfgs's attributes: the counts, t, h_diag and the last loss. */
 static int read_lbfgs_scalars(hid_t f, const char *path, struct lbfgs *lb,
                               struct dmlp_error *err)
 {
     const char *g = "/optimizer/lbfgs";
-    uint64_t have = 0;
     int rc = attr_u64(f, path, g, "n_iter", &lb->n_iter, NULL, err);
     if (!rc)
         rc = attr_u64(f, path, g, "func_evals", &lb->func_evals, NULL, err);
-    if (!rc)
-        rc = attr_u64(f, path, g, "have_prev", &have, NULL, err);
     if (!rc)
         rc = attr_f64(f, path, g, "t", &lb->t, NULL, err);
     if (!rc)
@@ -966,10 +961,12 @@ static int read_lbfgs_scalars(hid_t f, const char *path, struct lbfgs *lb,
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: %s: t %g, h_diag %g, prev_loss %g: expected "
                          "finite values, h_diag > 0", path, g, lb->t, lb->h_diag,
                          lb->prev_loss);
-    lb->have_prev = have != 0;
     return DMLP_OK;
 }
 
+/* /optimizer/lbfgs into lb (write_lbfgs's layout), every shape and value checked: the
+ * pairs no more than the history holds, every vector finite, t, h_diag and 1/yᵀs finite
+ * and positive. */
 static int read_lbfgs(hid_t f, const char *path, struct lbfgs *lb, struct dmlp_error *err)
 {
     hsize_t n[1] = {lb->n};

@@ -347,7 +347,6 @@ int lbfgs_step(struct lbfgs *o, float *params, lbfgs_eval_fn *eval, void *ctx, d
         o->n_iter++;
         direction(o);
         memcpy(o->prev_grad, o->g, n * sizeof(float));
-        o->have_prev = 1;
         o->prev_loss = *loss;
         o->t = o->n_iter == 1 ? fmin(1.0, 1.0 / abs_sum(o->g, n)) * o->lr : o->lr;
         const double gtd = dot(o->g, o->d, n);

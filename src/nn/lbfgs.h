@@ -28,7 +28,6 @@ struct lbfgs {
     /* the state PyTorch keeps between steps (saved in checkpoints) */
     uint64_t n_iter, func_evals;
     float *d, *prev_grad;       /* [n]: the last direction, the gradient before it */
-    int have_prev;              /* prev_grad and d hold a previous iteration's */
     double t, h_diag, prev_loss;
     float *dirs, *stps;         /* [history × n]: the y and s pairs, in a ring */
     double *ro;                 /* [history]: 1 / yᵀs */

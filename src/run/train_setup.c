@@ -327,20 +327,19 @@ static int set_loss(const struct config *cfg, struct model *m, struct dmlp_error
 }
 
 /* data.class_weights into cw [k]: the list, or balanced, N / (classes present · count),
- * scikit-learn's rule, from the class counts of the training rows (summed across ranks
- * when sharded); a class with no rows gets 0. Collective when sharded and balanced. */
-static int class_weights(const struct config *cfg, const struct trainer *r, size_t k,
-                         double *cw, struct dmlp_error *e)
+ * scikit-learn's rule, from the class counts of the training rows (count [k], zeroed;
+ * summed across ranks when sharded); a class with no rows gets 0. Collective when sharded
+ * and balanced, with nothing that can fail before the sum (every rank reaches it). */
+static void class_weights(const struct config *cfg, const struct trainer *r, size_t k,
+                          uint64_t *count, double *cw)
 {
     const struct config_numbers *c = &cfg->data.class_weights;
     if (c->n) {
         for (size_t j = 0; j < k; j++)
             cw[j] = c->v[j];
-        return DMLP_OK;
+        return;
     }
-    uint64_t *count = calloc(k, sizeof *count), present = 0;
-    if (!count)
-        return dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory");
+    uint64_t present = 0;
     for (size_t i = 0; i < r->train->n; i++)
         count[r->train->labels[i]]++;
     if (r->sharded)
@@ -349,8 +348,6 @@ static int class_weights(const struct config *cfg, const struct trainer *r, size
         present += count[j] > 0;
     for (size_t j = 0; j < k; j++)
         cw[j] = count[j] ? (double)r->n_train / ((double)present * (double)count[j]) : 0.0;
-    free(count);
-    return DMLP_OK;
 }
 
 /* Each training row's weight ω: its /weights value times its class weight (r->w stays
@@ -365,13 +362,18 @@ static int sample_weights(const struct config *cfg, struct trainer *r, struct dm
     if (!by_class && !r->train->weights)
         return dist_agree(r->d, e);
     double *cw = by_class ? calloc(k, sizeof *cw) : NULL;
+    uint64_t *count = by_class ? calloc(k, sizeof *count) : NULL;
     r->w = malloc((n ? n : 1) * sizeof *r->w);
-    if (!r->w || (by_class && !cw))
+    if (!r->w || (by_class && (!cw || !count)))
         dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory for %zu sample weights", n);
-    if (dist_agree(r->d, e) || (by_class && class_weights(cfg, r, k, cw, e))) {
+    if (dist_agree(r->d, e)) {
         free(cw);
-        return dist_agree(r->d, e);
+        free(count);
+        return e->code;
     }
+    if (by_class)
+        class_weights(cfg, r, k, count, cw);
+    free(count);
     double total = 0.0;
     for (size_t i = 0; i < n; i++) {
         const double wi = (r->train->weights ? (double)r->train->weights[i] : 1.0) *
