@@ -362,12 +362,66 @@ static void test_import_csv(void)
     CU_ASSERT(tu_has("exactly one of --label-column and --target-columns"));
 }
 
+/* data.train as a glob over three files (and data.test as a list) trains to the same
+ * weights, bit for bit, as the one file holding their concatenation: replicated at 2 ranks
+ * (with standardisation and a validation split, which see the rows as one set) and sharded
+ * at 3 ranks (where shards span two files). */
+static void test_many_files_same_weights(void)
+{
+    char whole[700], pattern[700], one[800], many[800];
+    snprintf(whole, sizeof whole, "%s/blobs-all.h5", g_dir);
+    snprintf(pattern, sizeof pattern, "%s/blobs-part-*.h5", g_dir);
+    make_blobs(whole, 300, 11);
+    struct dataset *ds = NULL;
+    struct dmlp_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(dataset_read(&ds, whole, &e), DMLP_OK);
+    const size_t cut[4] = {0, 70, 190, 300}; /* not multiples of the batch or the shard */
+    for (size_t i = 0; i < 3; i++) {
+        struct dataset part = {.n = cut[i + 1] - cut[i], .d = ds->d, .k = ds->k,
+                               .features = ds->features + cut[i] * ds->d,
+                               .labels = ds->labels + cut[i]};
+        CU_ASSERT_EQUAL(dataset_write(&part, tu_fmt("%s/blobs-part-%zu.h5", g_dir, i), &e),
+                        DMLP_OK);
+    }
+    dataset_free(&ds);
+    const char *net = "--set loss=cross_entropy --set model.layers[1].units=3 "
+                      "--set model.layers[1].activation=softmax --set training.epochs=3 "
+                      "--set training.batch_size=32 --set data.shuffle=true";
+    const char *how[2] = {"--set data.normalize=standard --set data.validation_fraction=0.2",
+                          "--set data.placement=sharded"};
+    const int ranks[2] = {2, 3};
+    for (int h = 0; h < 2; h++) {
+        snprintf(one, sizeof one, "%s/blobs-one-%d", g_dir, h);
+        snprintf(many, sizeof many, "%s/blobs-many-%d", g_dir, h);
+        CU_ASSERT_EQUAL(tu_sh(MPIRUN "%d %s train %s/configs/xor.yaml %s %s --set data.train=%s "
+                               "--set data.test=%s --set checkpoint.dir=%s", ranks[h],
+                               DMLP_BINARY, DMLP_SOURCE_DIR, net, how[h], whole, whole, one), 0);
+        CU_ASSERT_EQUAL(tu_sh(MPIRUN "%d %s train %s/configs/xor.yaml %s %s --set data.train=%s "
+                               "--set data.test=[%s/blobs-part-0.h5,%s/blobs-part-1.h5,"
+                               "%s/blobs-part-2.h5] --set checkpoint.dir=%s", ranks[h],
+                               DMLP_BINARY, DMLP_SOURCE_DIR, net, how[h], pattern, g_dir, g_dir,
+                               g_dir, many), 0);
+        CU_ASSERT(tu_has("blobs-part-0.h5 and 2 more files"));
+        CU_ASSERT_EQUAL(tu_checkpoint_diff(tu_fmt("%s/latest.h5", one),
+                                           tu_fmt("%s/latest.h5", many)), 0.0);
+    }
+    /* a part of another width is named, with the set's first file */
+    make_blobs(tu_fmt("%s/blobs-part-3.h5", g_dir), 10, 3);
+    make_xor(tu_fmt("%s/blobs-part-4.h5", g_dir));
+    CU_ASSERT_EQUAL(tu_sh(MPIRUN "2 %s train %s/configs/xor.yaml %s --set data.train=%s "
+                           "--set checkpoint.dir=%s/blobs-bad", DMLP_BINARY, DMLP_SOURCE_DIR,
+                           net, pattern, g_dir), 2);
+    CU_ASSERT(tu_has("blobs-part-4.h5: has /targets, but"));
+    CU_ASSERT(tu_has("blobs-part-0.h5 (the first file of the set) has /labels"));
+}
+
 static CU_TestInfo cli_tests[] = {
     {"usage, help and exit codes", test_usage_and_exit_codes},
     {"import idx (gzip) under mpirun", test_import_idx},
     {"import csv", test_import_csv},
     {"standardisation applied by eval", test_standardisation_applied_by_eval},
     {"configs/xor.yaml learns XOR", test_xor_learns},
+    {"data.train as a glob: the same weights as one file", test_many_files_same_weights},
     {"classifier: train on 2 ranks, eval, inspect, resume", test_classifier_mpi_train_eval_resume},
     CU_TEST_INFO_NULL,
 };

@@ -44,6 +44,17 @@ static void expect_fail(const char *yaml, const char *const *sets, size_t n_sets
     config_free(&cfg);
 }
 
+/* Two data.train (or data.test) values: the same entries in the same order. */
+static int files_equal(const struct config_files *a, const struct config_files *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (uint32_t i = 0; i < a->n; i++)
+        if (strcmp(a->v[i], b->v[i]) != 0)
+            return 0;
+    return 1;
+}
+
 static int cfg_equal(const struct config *a, const struct config *b)
 {
     if (a->model.n_layers != b->model.n_layers || a->model.init != b->model.init)
@@ -59,9 +70,8 @@ static int cfg_equal(const struct config *a, const struct config *b)
     /* Exact comparison of doubles on purpose: the round trip must not lose a bit. */
     return a->loss == b->loss && oa->name == ob->name && oa->lr == ob->lr &&
            oa->momentum == ob->momentum && oa->nesterov == ob->nesterov &&
-           oa->weight_decay == ob->weight_decay && strcmp(da->train, db->train) == 0 &&
-           (da->test == NULL) == (db->test == NULL) &&
-           (!da->test || strcmp(da->test, db->test) == 0) && da->shuffle == db->shuffle &&
+           oa->weight_decay == ob->weight_decay && files_equal(&da->train, &db->train) &&
+           files_equal(&da->test, &db->test) && da->shuffle == db->shuffle &&
            da->drop_last == db->drop_last && da->placement == db->placement &&
            da->normalize == db->normalize && da->normalize_targets == db->normalize_targets &&
            ta->epochs == tb->epochs && ta->batch_size == tb->batch_size &&
@@ -96,9 +106,10 @@ static void test_fashion_mnist(void)
     CU_ASSERT_DOUBLE_EQUAL(c->optimizer.weight_decay, 1e-3, 0);
     CU_ASSERT_EQUAL(c->optimizer.schedule.name, DMLP_SCHEDULE_COSINE);
     CU_ASSERT_EQUAL(c->data.normalize, DMLP_NORMALIZE_STANDARD);
-    CU_ASSERT_STRING_EQUAL(c->data.train, "data/fashion_mnist_train.h5");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(c->data.test);
-    CU_ASSERT_STRING_EQUAL(c->data.test, "data/fashion_mnist_test.h5");
+    CU_ASSERT_EQUAL_FATAL(c->data.train.n, 1);
+    CU_ASSERT_STRING_EQUAL(c->data.train.v[0], "data/fashion_mnist_train.h5");
+    CU_ASSERT_EQUAL_FATAL(c->data.test.n, 1);
+    CU_ASSERT_STRING_EQUAL(c->data.test.v[0], "data/fashion_mnist_test.h5");
     CU_ASSERT_TRUE(c->data.shuffle);
     CU_ASSERT_EQUAL(c->data.placement, DMLP_PLACEMENT_REPLICATED);
     CU_ASSERT_EQUAL(c->training.epochs, 20);
@@ -129,8 +140,9 @@ static void test_xor(void)
     CU_ASSERT_EQUAL(c->loss, DMLP_LOSS_MSE);
     CU_ASSERT_EQUAL(c->optimizer.momentum, 0.0);
     CU_ASSERT(c->optimizer.lr >= 0.5);
-    CU_ASSERT_STRING_EQUAL(c->data.train, "data/xor.h5");
-    CU_ASSERT_PTR_NULL(c->data.test);
+    CU_ASSERT_EQUAL_FATAL(c->data.train.n, 1);
+    CU_ASSERT_STRING_EQUAL(c->data.train.v[0], "data/xor.h5");
+    CU_ASSERT_EQUAL(c->data.test.n, 0);
     CU_ASSERT_FALSE(c->data.shuffle);
     CU_ASSERT_EQUAL(c->training.batch_size, 4);
     CU_ASSERT(c->training.epochs >= 2000 && c->training.epochs <= 5000);
@@ -435,7 +447,8 @@ static void test_set_values(void)
     CU_ASSERT_TRUE(c->optimizer.nesterov);
     CU_ASSERT_EQUAL(c->training.seed, UINT64_C(5000000000));
     CU_ASSERT_FALSE(c->data.shuffle);
-    CU_ASSERT_STRING_EQUAL(c->data.test, "t2.h5");
+    CU_ASSERT_EQUAL_FATAL(c->data.test.n, 1);
+    CU_ASSERT_STRING_EQUAL(c->data.test.v[0], "t2.h5");
     CU_ASSERT_EQUAL(c->model.init, DMLP_INIT_XAVIER);
     CU_ASSERT_STRING_EQUAL(c->checkpoint.dir, "/tmp/run");
     CU_ASSERT_EQUAL(c->training.max_steps, 100);
@@ -449,7 +462,7 @@ static void test_set_values(void)
     for (size_t i = 0; i < 2; i++) {
         c = load_str(with_test, clear + i, 1, &err);
         CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-        CU_ASSERT_PTR_NULL(c->data.test);
+        CU_ASSERT_EQUAL(c->data.test.n, 0);
         config_free(&c);
     }
 }
@@ -533,7 +546,7 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(c->optimizer.momentum, 0.0);
     CU_ASSERT_FALSE(c->optimizer.nesterov);
     CU_ASSERT_EQUAL(c->optimizer.weight_decay, 0.0);
-    CU_ASSERT_PTR_NULL(c->data.test);
+    CU_ASSERT_EQUAL(c->data.test.n, 0);
     CU_ASSERT_TRUE(c->data.shuffle);
     CU_ASSERT_FALSE(c->data.drop_last);
     CU_ASSERT_EQUAL(c->data.placement, DMLP_PLACEMENT_REPLICATED);
@@ -599,6 +612,57 @@ static void test_round_trip(void)
     const char *reg[] = {"loss=mse", "model.layers[2].activation=linear",
                          "data.normalize_targets=true"};
     round_trip(reg, sizeof reg / sizeof reg[0]);
+}
+
+/* ---- data files: a path, a glob, a list -------------------------------------------------- */
+
+#define NET "model:\n  layers:\n    - {units: 3, activation: softmax}\noptimizer: {lr: 0.1}\n"
+
+static void expect_files(const struct config_files *f, const char *const *want, uint32_t n)
+{
+    CU_ASSERT_EQUAL_FATAL(f->n, n);
+    for (uint32_t i = 0; i < n; i++)
+        CU_ASSERT_STRING_EQUAL(f->v[i], want[i]);
+}
+
+static void test_data_files(void)
+{
+    struct dmlp_error err = {0};
+    /* a block list, a flow list with a glob kept as written, and a --set list */
+    struct config *c = load_str(NET "data:\n  train:\n    - a.h5\n    - 'runs/*.h5'\n"
+                                "  test: [t1.h5, t2.h5]\n", NULL, 0, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    expect_files(&c->data.train, (const char *[]){"a.h5", "runs/*.h5"}, 2);
+    expect_files(&c->data.test, (const char *[]){"t1.h5", "t2.h5"}, 2);
+    /* config_to_yaml writes the lists back as lists, and they read back the same */
+    char *text = NULL;
+    CU_ASSERT_EQUAL_FATAL(config_to_yaml(c, &text, &err), DMLP_OK);
+    config_free(&c);
+    c = load_str(text, NULL, 0, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    expect_files(&c->data.train, (const char *[]){"a.h5", "runs/*.h5"}, 2);
+    expect_files(&c->data.test, (const char *[]){"t1.h5", "t2.h5"}, 2);
+    free(text);
+    config_free(&c);
+    const char *sets[] = {"data.train=[x.h5, y/*.h5 ,z.h5]", "data.test=one.h5"};
+    c = load_str(NET "data: {train: a.h5}\n", sets, 2, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    expect_files(&c->data.train, (const char *[]){"x.h5", "y/*.h5", "z.h5"}, 3);
+    expect_files(&c->data.test, (const char *[]){"one.h5"}, 1);
+    config_free(&c);
+
+    expect_fail(NET "data:\n  train: []\n", NULL, 0,
+                "bad.yaml:6: data.train: the list is empty; give at least one file");
+    expect_fail(NET "data:\n  train: [a.h5, '']\n", NULL, 0,
+                "bad.yaml:6: data.train[1]: empty path");
+    expect_fail(NET "data:\n  train: [a.h5, {b: 1}]\n", NULL, 0,
+                "bad.yaml:6: data.train[1]: expected a path or a glob, found a mapping");
+    const char *idx[] = {"data.train[0]=b.h5"};
+    expect_fail(NET "data: {train: a.h5}\n", idx, 1,
+                "--set data.train[0]=b.h5: data.train is set whole, e.g. --set "
+                "data.train=[a.h5,b.h5]");
+    const char *empty[] = {"data.train=[a.h5,,b.h5]"};
+    expect_fail(NET "data: {train: a.h5}\n", empty, 1, "data.train[1]: empty path");
 }
 
 /* ---- the surrogate keys: losses, weights, dropout, plateau ---------------------------- */
@@ -742,6 +806,7 @@ static CU_TestInfo surrogate_tests[] = {
 static CU_TestInfo yaml_tests[] = {
     {"defaults", test_defaults},
     {"config_to_yaml round trip", test_round_trip},
+    {"data files: a path, a glob, a list", test_data_files},
     CU_TEST_INFO_NULL,
 };
 

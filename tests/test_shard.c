@@ -41,15 +41,16 @@ static float feature(size_t i, size_t j)
 }
 static int32_t label(size_t i) { return i == BIG_LABEL_ROW ? BIG_LABEL : (int32_t)(i % 4); }
 
-/* Writes the test file with plain (serial) HDF5, on rank 0 only. */
-static int make_file(const char *path, size_t n, int chunked, int num_classes, long nan_row)
+/* Writes rows [row0, row0 + n) of the test set with plain (serial) HDF5, on rank 0 only. */
+static int make_rows(const char *path, size_t row0, size_t n, int chunked, int num_classes,
+                     long nan_row)
 {
     float *x = malloc(n * D * sizeof *x);
     int32_t *y = malloc(n * sizeof *y);
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < D; j++)
-            x[i * D + j] = feature(i, j);
-        y[i] = label(i);
+            x[i * D + j] = feature(row0 + i, j);
+        y[i] = label(row0 + i);
     }
     if (nan_row >= 0)
         x[(size_t)nan_row * D + 1] = NAN;
@@ -86,6 +87,11 @@ static int make_file(const char *path, size_t n, int chunked, int num_classes, l
     free(x);
     free(y);
     return ok ? 0 : -1;
+}
+
+static int make_file(const char *path, size_t n, int chunked, int num_classes, long nan_row)
+{
+    return make_rows(path, 0, n, chunked, num_classes, nan_row);
 }
 
 /* Sums a per-rank value into slot [rank] of an array of g_size, so rank 0 can print all. */
@@ -315,14 +321,17 @@ static void test_stats_reduced(void)
     dist_free(&world);
 }
 
-/* Every rank returns the same code and message, whichever rank found the fault. */
-static void expect_agreed(const char *path, const char *needle)
+/* Every rank returns the same code and message, whichever rank found the fault: reading
+ * path sharded, or (files not NULL) the set files, whose message must name path. */
+static void expect_agreed_in(const struct dataset_files *files, const char *path,
+                             const char *needle)
 {
     struct dist *world = NULL;
     struct dmlp_error e;
     dist_create_world(&world, &e);
     struct dataset *ds = (struct dataset *)&e; /* must come back NULL */
-    int rc = dataset_read_shard(&ds, path, world, NULL, &e);
+    int rc = files ? dataset_read_files_shard(&ds, files, world, NULL, &e)
+                   : dataset_read_shard(&ds, path, world, NULL, &e);
     CU_ASSERT_EQUAL(rc, DMLP_ERR_INPUT);
     CU_ASSERT_EQUAL(e.code, DMLP_ERR_INPUT);
     CU_ASSERT_PTR_NULL(ds);
@@ -338,6 +347,11 @@ static void expect_agreed(const char *path, const char *needle)
     if (g_rank == 0)
         printf("\n    every rank: %s", e.msg);
     dist_free(&world);
+}
+
+static void expect_agreed(const char *path, const char *needle)
+{
+    expect_agreed_in(NULL, path, needle);
 }
 
 static void test_errors_agreed(void)
@@ -360,6 +374,97 @@ static void test_errors_agreed(void)
     }
 }
 
+/* ---- a set of several files ---------------------------------------------------------- */
+
+/* The test set in three files, part-0.h5 [0, 30), part-1.h5 [30, 70), part-2.h5 [70, 101),
+ * written by main; part-2 holds the largest label (row 100's), and none has num_classes. */
+static const size_t part_rows[4] = {0, 30, 70, N};
+
+static void expand(struct dataset_files *f, const char *const *entries, size_t n)
+{
+    struct dmlp_error e;
+    CU_ASSERT_EQUAL_FATAL(dataset_files_expand(f, (char *const *)entries, n, "data.train",
+                                               &e), DMLP_OK);
+}
+
+static void same_rows(const struct dataset *a, const struct dataset *b)
+{
+    CU_ASSERT_EQUAL_FATAL(a->n, b->n);
+    CU_ASSERT_EQUAL(a->d, b->d);
+    CU_ASSERT_EQUAL(a->k, b->k);
+    CU_ASSERT_EQUAL(memcmp(a->features, b->features, a->n * a->d * sizeof(float)), 0);
+    CU_ASSERT_EQUAL(memcmp(a->labels, b->labels, a->n * sizeof(int32_t)), 0);
+}
+
+/* A glob gives the parts in name order, and their concatenation read whole or sharded
+ * (a shard may span two files) is, row for row, the one file's: rows, K, the shard's
+ * place in the whole. */
+static void test_files_concatenation(void)
+{
+    char pattern[700];
+    snprintf(pattern, sizeof pattern, "%s/part-*.h5", g_dir);
+    struct dataset_files f;
+    expand(&f, (const char *[]){pattern}, 1);
+    CU_ASSERT_EQUAL_FATAL(f.n, 3);
+    for (size_t i = 0; i < 3; i++)
+        CU_ASSERT_PTR_NOT_NULL(strstr(f.path[i], tu_fmt("/part-%zu.h5", i)));
+    CU_ASSERT_PTR_NOT_NULL(strstr(f.name, "part-0.h5 and 2 more files"));
+
+    struct dmlp_error e;
+    struct dataset *one = NULL, *many = NULL;
+    CU_ASSERT_EQUAL(dataset_read(&one, g_contig, &e), DMLP_OK);
+    CU_ASSERT_EQUAL(dataset_read_files(&many, &f, &e), DMLP_OK);
+    if (one && many)
+        same_rows(one, many);
+    CU_ASSERT_EQUAL(many ? many->k : 0, BIG_LABEL + 1);
+    dataset_free(&one);
+    dataset_free(&many);
+
+    struct dist *world = NULL;
+    dist_create_world(&world, &e);
+    struct dataset_shard a, b;
+    CU_ASSERT_EQUAL(dataset_read_shard(&one, g_contig, world, &a, &e), DMLP_OK);
+    CU_ASSERT_EQUAL(dataset_read_files_shard(&many, &f, world, &b, &e), DMLP_OK);
+    if (one && many) {
+        same_rows(one, many); /* K agreed: only the last rank holds label 9 */
+        CU_ASSERT_EQUAL(a.row0, b.row0);
+        CU_ASSERT_EQUAL(a.global_rows, b.global_rows);
+    }
+    dataset_free(&one);
+    dataset_free(&many);
+    dist_free(&world);
+    dataset_files_free(&f);
+}
+
+/* Each file is checked before any value is read, and every rank gets the same message,
+ * naming the file at fault (and, for a difference, the set's first file). */
+static void test_files_errors(void)
+{
+    char p0[700], wide[700], missing[700], pattern[700];
+    snprintf(p0, sizeof p0, "%s/part-0.h5", g_dir);
+    snprintf(wide, sizeof wide, "%s/wide.h5", g_dir);
+    snprintf(missing, sizeof missing, "%s/gone.h5", g_dir);
+    struct dataset_files f;
+    expand(&f, (const char *[]){p0, wide}, 2);
+    expect_agreed_in(&f, wide, tu_fmt("/features: columns 4, but %s (the first file of the "
+                                      "set) has 3", p0));
+    dataset_files_free(&f);
+    expand(&f, (const char *[]){p0, missing}, 2);
+    expect_agreed_in(&f, missing, "cannot open: No such file or directory");
+    dataset_files_free(&f);
+    /* the second file's row 77: the file's own row numbers, not the concatenation's */
+    expand(&f, (const char *[]){p0, g_nan}, 2);
+    expect_agreed_in(&f, g_nan, "/features: row 77, column 1 is NaN");
+    dataset_files_free(&f);
+
+    struct dmlp_error e;
+    snprintf(pattern, sizeof pattern, "%s/nothing-*.h5", g_dir);
+    CU_ASSERT_EQUAL(dataset_files_expand(&f, (char *[]){pattern}, 1, "data.test", &e),
+                    DMLP_ERR_INPUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, tu_fmt("data.test: '%s' matches no file", pattern)));
+    CU_ASSERT_EQUAL(f.n, 0);
+}
+
 static CU_TestInfo shard_tests[] = {
     {"contiguous file: own slice only, every row once, K agreed", test_shard_contiguous},
     {"chunked + deflate file: the same, through filtered reads", test_shard_chunked},
@@ -367,6 +472,8 @@ static CU_TestInfo shard_tests[] = {
     {"validation split: union of shard splits == replicated split", test_split_consistent},
     {"standardisation stats reduced == one process", test_stats_reduced},
     {"missing file and one rank's bad row: same error everywhere", test_errors_agreed},
+    {"several files (a glob): the one file's rows, whole and sharded", test_files_concatenation},
+    {"several files: a different width, a missing file, a bad row", test_files_errors},
     CU_TEST_INFO_NULL,
 };
 
@@ -374,6 +481,22 @@ static CU_SuiteInfo suites[] = {
     {"shard", NULL, NULL, NULL, NULL, shard_tests},
     CU_SUITE_INFO_NULL,
 };
+
+/* The parts of test_files_*, and wide.h5 (D + 1 columns). */
+static int make_parts(void)
+{
+    for (size_t i = 0; i < 3; i++)
+        if (make_rows(tu_fmt("%s/part-%zu.h5", g_dir, i), part_rows[i],
+                      part_rows[i + 1] - part_rows[i], 0, 0, -1))
+            return -1;
+    struct dataset *w = NULL;
+    struct dmlp_error e;
+    int rc = dataset_alloc(&w, 5, D + 1, 4, 1, &e);
+    if (rc == DMLP_OK)
+        rc = dataset_write(w, tu_fmt("%s/wide.h5", g_dir), &e);
+    dataset_free(&w);
+    return rc == DMLP_OK ? 0 : -1;
+}
 
 int main(int argc, char **argv)
 {
@@ -394,7 +517,8 @@ int main(int argc, char **argv)
     int bad = 0;
     if (g_rank == 0)
         bad = make_file(g_contig, N, 0, 0, -1) || make_file(g_chunked, N, 1, 12, -1) ||
-              make_file(g_nan, N, 0, 0, 77) || make_file(g_tiny, 2, 0, 0, -1);
+              make_file(g_nan, N, 0, 0, 77) || make_file(g_tiny, 2, 0, 0, -1) ||
+              make_parts();
     MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
     if (bad) {
         if (g_rank == 0)

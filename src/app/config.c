@@ -44,8 +44,9 @@ enum key_type {
     KEY_ENUM,
     KEY_PATH, /* a string (char *); empty only where OPTIONAL, and then it means none */
     KEY_LIST, /* a pointer to entries and a uint32_t count; its entries' keys follow it */
-    KEY_NUMBERS /* struct config_numbers: a list of numbers, or one of names (a word);
-                   OPTIONAL, no default; the range applies to each number */
+    KEY_NUMBERS, /* struct config_numbers: a list of numbers, or one of names (a word);
+                    OPTIONAL, no default; the range applies to each number */
+    KEY_FILES /* struct config_files: a path or glob, or a list of them; no default */
 };
 
 /* A number's range. One-sided ranges start at 0: "positive" (for integers, >= 1) or
@@ -148,9 +149,11 @@ static const struct key keys[] = {
     {"optimizer.schedule.metric", KEY_ENUM, AT(optimizer.schedule.metric), "val_loss",
      .names = dmlp_plateau_metric_names,
      .help = "plateau: the loss watched; `val_loss` needs data.validation_fraction > 0"},
-    {"data.train", KEY_PATH, AT(data.train), .help = "training dataset (HDF5)"},
-    {"data.test", KEY_PATH, AT(data.test), .flags = OPTIONAL,
-     .help = "evaluated after every epoch"},
+    {"data.train", KEY_FILES, AT(data.train),
+     .help = "training data (HDF5): a file, a glob (`runs/*.h5`, sorted) or a list of "
+             "either, read as one concatenation in that order"},
+    {"data.test", KEY_FILES, AT(data.test), .flags = OPTIONAL,
+     .help = "evaluated after every epoch; a file, a glob or a list, as data.train"},
     {"data.validation_fraction", KEY_DOUBLE, AT(data.validation_fraction), "0", FRACTION,
      .help = "a seeded random part of the training file held out; val loss and accuracy "
              "every epoch, `best.h5`"},
@@ -355,11 +358,23 @@ int config_to_yaml(const struct config *cfg, char **out, struct dmlp_error *err)
     return rc;
 }
 
+/* Sets the files at dst to the n entries of v (taking v and its strings), freeing the old. */
+static void files_set(struct config_files *dst, char **v, uint32_t n)
+{
+    for (uint32_t i = 0; i < dst->n; i++)
+        free(dst->v[i]);
+    free(dst->v);
+    dst->v = v;
+    dst->n = n;
+}
+
 void config_free(struct config **cfg)
 {
     if (!cfg || !*cfg)
         return;
     for (size_t i = 0; i < N_KEYS; i++) {
+        if (keys[i].type == KEY_FILES)
+            files_set((struct config_files *)((char *)*cfg + keys[i].offset), NULL, 0);
         if (keys[i].type == KEY_PATH || keys[i].type == KEY_LIST ||
             keys[i].type == KEY_NUMBERS) { /* the numbers' pointer comes first */
             void *p;
@@ -493,9 +508,10 @@ static int required(const struct key *k) { return !k->def && !(k->flags & OPTION
 static void want_text(const struct key *k, int md, char *out, size_t cap)
 {
     static const char *const type[] = {"int", "int64", "float", "bool", "", "path", "list",
-                                       "list of floats ≥ 0"};
+                                       "list of floats ≥ 0", "path, glob or list"};
     static const char *const word[] = {"integer", "integer", "number", "true or false", "",
-                                       "a string", "a list", "a list of numbers ≥ 0"};
+                                       "a string", "a list", "a list of numbers ≥ 0",
+                                       "a path, a glob or a list of them"};
     const int integer = k->type == KEY_U32 || k->type == KEY_U64;
     const unsigned f = k->flags;
     const char *what = md ? type[k->type] : word[k->type];
@@ -668,6 +684,46 @@ static int parse_numbers(const struct key *k, const char *text, struct config_nu
     return 0;
 }
 
+/* A KEY_FILES value as text: none (null, for an optional key), a list in brackets whose
+ * entries are separated by commas ("[a.h5, b.h5]", from --set), or one path or glob.
+ * Entries are kept as given; check() refuses empty ones. */
+static int parse_files(const struct key *k, const char *text, struct config_files *dst,
+                       char *why, size_t cap)
+{
+    if (!utf8_valid(text))
+        return why_fail(why, cap, "'%s' is not valid UTF-8 (config text, and the copy kept "
+                        "in checkpoints, is UTF-8)", text);
+    if ((k->flags & OPTIONAL) && is_null_text(text)) {
+        files_set(dst, NULL, 0);
+        return 0;
+    }
+    size_t len = strlen(text);
+    const int list = len >= 2 && text[0] == '[' && text[len - 1] == ']';
+    uint32_t n = 1;
+    for (size_t i = 0; list && i < len; i++)
+        n += text[i] == ',';
+    char **v = calloc(n, sizeof *v);
+    if (!v)
+        return why_fail(why, cap, "out of memory");
+    const char *p = text + list, *end = text + len - list;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *q = list ? memchr(p, ',', (size_t)(end - p)) : NULL;
+        const char *e = q ? q : end;
+        while (list && p < e && *p == ' ')
+            p++;
+        size_t m = (size_t)(e - p);
+        while (list && m && p[m - 1] == ' ')
+            m--;
+        if (!(v[i] = strndup(p, m))) {
+            files_set(&(struct config_files){v, i}, NULL, 0);
+            return why_fail(why, cap, "out of memory");
+        }
+        p = e + 1;
+    }
+    files_set(dst, v, n);
+    return 0;
+}
+
 /* Parses text as a value of k into dst (k's field in its struct). Returns 0, or -1 with
  * the problem in why ("-8 is not a positive integer"). The one parser for file scalars,
  * --set values and the table's defaults. Ranges are check()'s: they hold after --set. */
@@ -714,6 +770,8 @@ static int parse_scalar(const struct key *k, const char *text, void *dst, char *
         return 0;
     case KEY_NUMBERS:
         return parse_numbers(k, text, dst, why, cap);
+    case KEY_FILES:
+        return parse_files(k, text, dst, why, cap);
     default:
         return parse_path(k, text, (char **)dst, why, cap);
     }
@@ -1034,12 +1092,46 @@ static int walk_numbers(struct load *ld, const yaml_node_t *n, const char *path,
     return DMLP_OK;
 }
 
+/* A list of paths or globs for key k (a KEY_FILES), stored into base. */
+static int walk_files(struct load *ld, const yaml_node_t *n, const char *path,
+                      const struct key *k, void *base)
+{
+    const size_t count = n_children(n);
+    char **v = calloc(count ? count : 1, sizeof *v);
+    yaml_node_t *key;
+    if (!v)
+        return dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+    int rc = DMLP_OK;
+    for (size_t i = 0; i < count && rc == DMLP_OK; i++) {
+        const yaml_node_t *e = child(&ld->doc, n, i, &key);
+        const char *text = e->type == YAML_SCALAR_NODE ? (const char *)e->data.scalar.value : "";
+        if (e->type != YAML_SCALAR_NODE)
+            rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s[%zu]: expected a path or a "
+                           "glob, found %s", ld->name, node_line(e), path, i, found_text(e));
+        else if (strlen(text) != e->data.scalar.length)
+            rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s[%zu]: the value holds a NUL "
+                           "character", ld->name, node_line(e), path, i);
+        else if (!utf8_valid(text))
+            rc = dmlp_fail(ld->err, DMLP_ERR_INPUT, "%s:%d: %s[%zu]: '%s' is not valid UTF-8",
+                           ld->name, node_line(e), path, i, text);
+        else if (!(v[i] = strdup(text)))
+            rc = dmlp_fail(ld->err, DMLP_ERR_RUNTIME, "%s: out of memory", ld->name);
+    }
+    if (rc == DMLP_OK)
+        files_set((struct config_files *)((char *)base + k->offset), v, (uint32_t)count);
+    else
+        files_set(&(struct config_files){v, (uint32_t)count}, NULL, 0);
+    return rc;
+}
+
 /* A scalar value for key k, stored into base. */
 static int walk_value(struct load *ld, const yaml_node_t *n, const char *path, int line,
                       const struct key *k, void *base)
 {
     if (k->type == KEY_NUMBERS && n->type == YAML_SEQUENCE_NODE)
         return walk_numbers(ld, n, path, k, base);
+    if (k->type == KEY_FILES && n->type == YAML_SEQUENCE_NODE)
+        return walk_files(ld, n, path, k, base);
     if (n->type != YAML_SCALAR_NODE)
         return expected(ld, n, path, line, k, "");
     const char *text = (const char *)n->data.scalar.value;
@@ -1154,6 +1246,19 @@ static int check_value(struct load *ld, const struct key *k, const char *base,
     if (k->type == KEY_PATH) {
         const char *s = *(char *const *)src;
         return (s && s[0]) || (k->flags & OPTIONAL) ? DMLP_OK : fail_at(ld, path, "empty path");
+    }
+    if (k->type == KEY_FILES) {
+        const struct config_files *f = (const struct config_files *)src;
+        char at[CONFIG_PATH_MAX + 16];
+        if (f->n == 0 && !(k->flags & OPTIONAL))
+            return fail_at(ld, path, "the list is empty; give at least one file");
+        for (uint32_t i = 0; i < f->n; i++) {
+            if (f->n > 1)
+                snprintf(at, sizeof at, "%s[%" PRIu32 "]", path, i);
+            if (!f->v[i][0])
+                return fail_at(ld, f->n > 1 ? at : path, "empty path");
+        }
+        return DMLP_OK;
     }
     if (k->type == KEY_NUMBERS) {
         const struct config_numbers *nb = (const struct config_numbers *)src;
@@ -1387,9 +1492,10 @@ static int set_target(struct load *ld, const char *arg, const char *path, const 
         if (list && !st.has_index && *p)
             return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s is a list; name an entry, "
                              "e.g. %s[0]", arg, canon, canon);
-        if (*k && (*k)->type == KEY_NUMBERS && st.has_index)
+        if (*k && ((*k)->type == KEY_NUMBERS || (*k)->type == KEY_FILES) && st.has_index)
             return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s is set whole, e.g. "
-                             "--set %s=[1,2]", arg, canon, canon);
+                             "--set %s=[%s]", arg, canon, canon,
+                             (*k)->type == KEY_FILES ? "a.h5,b.h5" : "1,2");
         if (!list && st.has_index)
             return dmlp_fail(ld->err, DMLP_ERR_INPUT, "--set %s: %s is not a list", arg, canon);
         if (list && st.has_index) {
@@ -1461,6 +1567,20 @@ static int emit_numbers(yaml_emitter_t *em, const struct key *k,
     return ok && yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
 }
 
+/* A KEY_FILES value: one entry as a scalar, several as a block list. */
+static int emit_files(yaml_emitter_t *em, const struct config_files *f)
+{
+    yaml_event_t ev;
+    if (f->n == 1)
+        return emit_scalar(em, f->v[0], strlen(f->v[0]));
+    int ok = yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+                                                  YAML_BLOCK_SEQUENCE_STYLE) &&
+             yaml_emitter_emit(em, &ev);
+    for (uint32_t i = 0; ok && i < f->n; i++)
+        ok = emit_scalar(em, f->v[i], strlen(f->v[i]));
+    return ok && yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
+}
+
 /* The entries of list k in base, each a mapping. */
 static int emit_list(yaml_emitter_t *em, const void *base, const struct key *k)
 {
@@ -1490,11 +1610,18 @@ static int emit_mapping(yaml_emitter_t *em, const void *base, const char *prefix
     while (ok && (k = next_child(prefix, &i, &n))) {
         /* The rows of one name: a value, a list (and its entries' keys), or a section. */
         const char *name = k->path + strlen(prefix), *value = NULL;
-        if (k->type == KEY_NUMBERS) {
+        if (k->type == KEY_NUMBERS && !name[n]) {
             const struct config_numbers *nb =
                 (const struct config_numbers *)((const char *)base + k->offset);
             if (nb->n || nb->word)
                 ok = emit_scalar(em, name, n) && emit_numbers(em, k, nb);
+            continue;
+        }
+        if (k->type == KEY_FILES && !name[n]) {
+            const struct config_files *f =
+                (const struct config_files *)((const char *)base + k->offset);
+            if (f->n)
+                ok = emit_scalar(em, name, n) && emit_files(em, f);
             continue;
         }
         if (!name[n] && k->type != KEY_LIST) {

@@ -70,6 +70,14 @@ struct config_numbers {
     int word;                        /* 0, or 1 + the index of the word in the key's list */
 };
 
+/* Data files (data.train, data.test): each entry a path or a glob pattern (with *, ? or
+ * [...]), as the config gives them; the data module expands the patterns (their matches
+ * sorted by name) and reads the files as one concatenation, in order. None: n = 0. */
+struct config_files {
+    char **v;                        /* [n], owned */
+    uint32_t n;
+};
+
 struct config_model {
     struct config_layer *layers;     /* >= 1 entries */
     uint32_t n_layers;
@@ -108,8 +116,8 @@ struct config_optimizer {
 };
 
 struct config_data {
-    char *train;                     /* required: HDF5 dataset path */
-    char *test;                      /* optional (NULL): evaluated after every epoch */
+    struct config_files train;       /* required: one or more HDF5 datasets */
+    struct config_files test;        /* optional (n = 0): evaluated after every epoch */
     double validation_fraction;      /* [0, 1), default 0: a seeded split of train held out */
     enum dmlp_normalize normalize;   /* default none; standard: (x − mean) / std of train */
     bool normalize_targets;          /* default false; regression only: train on (t − mean) /

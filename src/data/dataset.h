@@ -72,6 +72,40 @@ struct dataset_shard {
 int dataset_read_shard(struct dataset **out, const char *path, const struct dist *d,
                        struct dataset_shard *shard, struct dmlp_error *err);
 
+/* ---- a set of several files ---------------------------------------------------------- */
+
+/* The files of one data set (data.train, data.test) in reading order: the config's entries
+ * with each glob pattern (an entry with *, ? or [) replaced by its matches, sorted by name
+ * bytewise. name is what messages call the set: the file, or "a.h5 and 3 more files". */
+struct dataset_files {
+    char **path;   /* [n], owned */
+    size_t n;
+    char *name;
+};
+
+/* Expands entries (n of them) into *out. A pattern that matches nothing is an error naming
+ * key (the config key, e.g. "data.train") and the pattern. Not collective. */
+int dataset_files_expand(struct dataset_files *out, char *const *entries, size_t n,
+                         const char *key, struct dmlp_error *err);
+void dataset_files_free(struct dataset_files *f);
+
+/* Reads the concatenation of f's files, in order, as dataset_read reads one file. Every
+ * file's layout is validated before any value is read: the same /features width, the
+ * same answer (/labels, or /targets of the same width), and /weights in every file or in
+ * none; messages name the file that differs and the set's first file. Values are checked
+ * as dataset_read checks them, with each file's own row numbers. K is the largest of the
+ * files' num_classes attributes and of the labels + 1. One file: exactly dataset_read. */
+int dataset_read_files(struct dataset **out, const struct dataset_files *f,
+                       struct dmlp_error *err);
+
+/* This rank's slice dmlp_slice(N, n, r) of the concatenation (N: all files' rows), as
+ * dataset_read_shard slices one file: collective over d, agreed, K agreed (the maximum over
+ * the ranks). Each rank reads its rows with independent reads, file by file. One file:
+ * exactly dataset_read_shard (collective MPI-IO). */
+int dataset_read_files_shard(struct dataset **out, const struct dataset_files *f,
+                             const struct dist *d, struct dataset_shard *shard,
+                             struct dmlp_error *err);
+
 /* Writes ds to path (via a temporary file renamed into place, so an existing file is never
  * left half-written). /labels gets the attribute num_classes = ds->k. */
 /* Checks that ds fits the network m: as many features as inputs; for cross_entropy /labels

@@ -4,7 +4,10 @@
 #ifndef DMLP_DATASET_INTERNAL_H
 #define DMLP_DATASET_INTERNAL_H
 
+#include <hdf5.h>
+
 #include "data/dataset.h"
+#include "data/h5util.h"
 
 /* The on-disk element types of the file just read ("float32", "uint8", ...), kept for
  * dataset_describe. */
@@ -29,5 +32,46 @@ int dataset_read_typed(struct dataset **out, const char *path, struct dataset_fi
  * (ds->k names, by class id). */
 int dataset_write_named(const struct dataset *ds, const char *path,
                         const char *const *class_names, struct dmlp_error *err);
+
+/* ---- the reader's pieces, shared by dataset_read.c and dataset_files.c ---------------- */
+
+/* What validating a file's layout learns. Both datasets stay open for the reads, so the
+ * whole-file read, a row range and a shard share one validation with one set of messages. */
+struct layout {
+    hid_t fds, yds;      /* /features, and /labels or /targets */
+    hid_t wds;           /* /weights when the file has it, else H5I_INVALID_HID */
+    struct h5util_info fs, ys, ws; /* ys.is_signed: labels read as int64, else uint64 */
+    size_t n, d, k;      /* k: the width of /targets (labels: see has_nc) */
+    int has_labels;
+    int has_nc;          /* /labels carries num_classes = nc */
+    int64_t nc;
+    int filtered;        /* either dataset is stored through a filter (compression) */
+};
+
+/* Opens path for reading in this process alone: a regular file, and HDF5. */
+int dsr_open_file(const char *path, hid_t *file, struct dmlp_error *err);
+
+/* Closes a file of dsr_open_file after a read that ended with rc; a failed close fails the
+ * read. On failure *ds is freed. Returns the read's status. */
+int dsr_close_file(hid_t file, const char *path, int rc, struct dataset **ds,
+                   struct dmlp_error *err);
+
+/* Validates the layout of an open file into lo (which datasets, their types and shapes,
+ * num_classes); only metadata is read. dsr_layout_close closes what it opened. */
+int dsr_layout_open(hid_t file, const char *path, struct layout *lo, struct dmlp_error *err);
+void dsr_layout_close(struct layout *lo);
+
+/* Reads the file's rows [row0, row0 + ds->n) into ds (labels into the int64 staging
+ * buffer wide) through the transfer list dxpl; *collective (may be NULL) tells whether
+ * the features' transfer ran collectively. */
+int dsr_read_block(const struct layout *lo, const char *path, size_t row0, struct dataset *ds,
+                   int64_t *wide, hid_t dxpl, int *collective, struct dmlp_error *err);
+
+/* Checks the rows just read (messages give the file's row numbers) and stores the labels
+ * from wide; *k_rows: num_classes when the file has it, else the largest label + 1 (0 for
+ * no rows), or the targets' width. */
+int dsr_check_block(const struct layout *lo, const char *path, size_t row0,
+                    struct dataset *ds, const int64_t *wide, size_t *k_rows,
+                    struct dmlp_error *err);
 
 #endif

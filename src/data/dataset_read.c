@@ -16,19 +16,6 @@
 #include "data/h5util.h"
 #include "core/partition.h"
 
-/* What validating a file's layout learns. Both datasets stay open for the reads, so the
- * whole-file read, a row range and a shard share one validation with one set of messages. */
-struct layout {
-    hid_t fds, yds;      /* /features, and /labels or /targets */
-    hid_t wds;           /* /weights when the file has it, else H5I_INVALID_HID */
-    struct h5util_info fs, ys, ws; /* ys.is_signed: labels read as int64, else uint64 */
-    size_t n, d, k;      /* k: the width of /targets (labels: see has_nc) */
-    int has_labels;
-    int has_nc;          /* /labels carries num_classes = nc */
-    int64_t nc;
-    int filtered;        /* either dataset is stored through a filter (compression) */
-};
-
 static int read_file(struct dataset **out, const char *path, size_t row0, size_t nrows,
                      size_t *total_rows, struct dataset_file_types *types,
                      struct dmlp_error *err);
@@ -113,7 +100,7 @@ static int is_filtered(hid_t dset)
     return n > 0;
 }
 
-static void layout_close(struct layout *lo)
+void dsr_layout_close(struct layout *lo)
 {
     if (lo->fds >= 0)
         H5Dclose(lo->fds);
@@ -138,7 +125,7 @@ static int features_exist(hid_t file, const char *path, struct dmlp_error *err)
 /* Opens /features into lo (fds, fs, n, d): a 2-D float-convertible array with at least one
  * row and column. Class, rank and storage (not virtual, not external, every filter
  * decodable) are checked by h5util before anything is read. On failure lo->fds may be open:
- * layout_close closes it. */
+ * dsr_layout_close closes it. */
 static int features_open(hid_t file, const char *path, struct layout *lo,
                          struct dmlp_error *err)
 {
@@ -179,7 +166,7 @@ static int answers_kind(hid_t file, const char *path, struct layout *lo,
 
 /* Opens /labels or /targets into lo (yds, ys, k, and num_classes when present): one row
  * per row of /features, integer labels or at least one target column. On failure lo->yds
- * may be open: layout_close closes it. */
+ * may be open: dsr_layout_close closes it. */
 static int answers_open(hid_t file, const char *path, struct layout *lo,
                         struct dmlp_error *err)
 {
@@ -234,7 +221,7 @@ static int weights_open(hid_t file, const char *path, struct layout *lo,
 
 /* Validates the layout of an open file: which datasets exist, their types and shapes, and
  * the num_classes attribute. Only metadata is read, identically on every rank. */
-static int layout_open(hid_t file, const char *path, struct layout *lo, struct dmlp_error *err)
+int dsr_layout_open(hid_t file, const char *path, struct layout *lo, struct dmlp_error *err)
 {
     memset(lo, 0, sizeof *lo);
     lo->fds = lo->yds = lo->wds = H5I_INVALID_HID;
@@ -244,7 +231,7 @@ static int layout_open(hid_t file, const char *path, struct layout *lo, struct d
     if ((rc = features_open(file, path, lo, err)) != DMLP_OK ||
         (rc = answers_open(file, path, lo, err)) != DMLP_OK ||
         (rc = weights_open(file, path, lo, err)) != DMLP_OK) {
-        layout_close(lo);
+        dsr_layout_close(lo);
         return rc;
     }
     lo->filtered = is_filtered(lo->fds) || is_filtered(lo->yds);
@@ -285,7 +272,7 @@ static int read_rows_of(hid_t dset, const char *path, const char *name, hid_t me
  * targets into ds. Both reads are always attempted, so that under collective I/O every rank
  * joins both whatever happened to the first. *collective (if not NULL) tells whether the
  * features transfer actually ran collectively. */
-static int read_block(const struct layout *lo, const char *path, size_t row0,
+int dsr_read_block(const struct layout *lo, const char *path, size_t row0,
                       struct dataset *ds, int64_t *wide, hid_t dxpl, int *collective,
                       struct dmlp_error *err)
 {
@@ -346,7 +333,7 @@ static int check_weights(const float *w, size_t n, size_t row0, const char *path
 /* Checks the rows just read (row numbers in messages are the file's) and stores the labels.
  * *k_rows: the class count these rows imply, num_classes if the file has it, else the
  * largest label + 1 (0 for no rows); the targets' width for regression. */
-static int check_block(const struct layout *lo, const char *path, size_t row0,
+int dsr_check_block(const struct layout *lo, const char *path, size_t row0,
                        struct dataset *ds, const int64_t *wide, size_t *k_rows,
                        struct dmlp_error *err)
 {
@@ -413,7 +400,7 @@ static int alloc_block(const struct layout *lo, const char *path, size_t nrows,
 }
 
 /* Opens path for reading in this process alone: a regular file, and HDF5. */
-static int open_file(const char *path, hid_t *file, struct dmlp_error *err)
+int dsr_open_file(const char *path, hid_t *file, struct dmlp_error *err)
 {
     char why[256];
     *file = H5I_INVALID_HID;
@@ -428,9 +415,9 @@ static int open_file(const char *path, hid_t *file, struct dmlp_error *err)
     return DMLP_OK;
 }
 
-/* Closes a file of open_file after a read that ended with rc; a failed close fails the
+/* Closes a file of dsr_open_file after a read that ended with rc; a failed close fails the
  * read. On failure *ds is freed. Returns the read's status. */
-static int close_file(hid_t file, const char *path, int rc, struct dataset **ds,
+int dsr_close_file(hid_t file, const char *path, int rc, struct dataset **ds,
                       struct dmlp_error *err)
 {
     char why[256];
@@ -448,15 +435,15 @@ static int read_file(struct dataset **out, const char *path, size_t row0, size_t
 {
     hid_t file;
     *out = NULL;
-    int rc = open_file(path, &file, err);
+    int rc = dsr_open_file(path, &file, err);
     if (rc != DMLP_OK)
         return rc;
     struct layout lo;
     struct dataset *ds = NULL;
     int64_t *wide = NULL;
     size_t k = 0;
-    if ((rc = layout_open(file, path, &lo, err)) != DMLP_OK)
-        goto close_file;
+    if ((rc = dsr_layout_open(file, path, &lo, err)) != DMLP_OK)
+        goto dsr_close_file;
     if (total_rows)
         *total_rows = lo.n;
     if (nrows == SIZE_MAX)
@@ -468,18 +455,18 @@ static int read_file(struct dataset **out, const char *path, size_t row0, size_t
     }
     if ((rc = alloc_block(&lo, path, nrows, &ds, &wide, err)) != DMLP_OK)
         goto close_layout;
-    if ((rc = read_block(&lo, path, row0, ds, wide, H5P_DEFAULT, NULL, err)) == DMLP_OK &&
-        (rc = check_block(&lo, path, row0, ds, wide, &k, err)) == DMLP_OK)
+    if ((rc = dsr_read_block(&lo, path, row0, ds, wide, H5P_DEFAULT, NULL, err)) == DMLP_OK &&
+        (rc = dsr_check_block(&lo, path, row0, ds, wide, &k, err)) == DMLP_OK)
         ds->k = k;
     if (types) {
         snprintf(types->features, sizeof types->features, "%s", lo.fs.type_name);
         snprintf(types->y, sizeof types->y, "%s", lo.ys.type_name);
     }
 close_layout:
-    layout_close(&lo);
-close_file:
+    dsr_layout_close(&lo);
+dsr_close_file:
     free(wide);
-    rc = close_file(file, path, rc, &ds, err);
+    rc = dsr_close_file(file, path, rc, &ds, err);
     *out = ds;
     return rc;
 }
@@ -516,7 +503,7 @@ static int read_features(struct dataset **out, const char *path, struct dmlp_err
 {
     hid_t file;
     *out = NULL;
-    int rc = open_file(path, &file, err);
+    int rc = dsr_open_file(path, &file, err);
     if (rc != DMLP_OK)
         return rc;
     struct layout lo = {.fds = H5I_INVALID_HID, .yds = H5I_INVALID_HID,
@@ -528,8 +515,8 @@ static int read_features(struct dataset **out, const char *path, struct dmlp_err
         (rc = read_rows_of(lo.fds, path, "/features", H5T_NATIVE_FLOAT, 2, 0, lo.n, lo.d,
                            ds->features, H5P_DEFAULT, err)) == DMLP_OK)
         rc = check_finite(ds->features, lo.n, lo.d, 0, path, "/features", err);
-    layout_close(&lo);
-    rc = close_file(file, path, rc, &ds, err);
+    dsr_layout_close(&lo);
+    rc = dsr_close_file(file, path, rc, &ds, err);
     *out = ds;
     return rc;
 }
@@ -550,7 +537,7 @@ static int open_parallel(const char *path, const struct dist *d, hid_t fapl, hid
     if ((*file = H5Fopen(path, H5F_ACC_RDONLY, fapl)) < 0)
         return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open as HDF5: %s", path,
                          h5util_reason(why, sizeof why));
-    return layout_open(*file, path, lo, err);
+    return dsr_layout_open(*file, path, lo, err);
 }
 
 /* Collective transfers where the file allows them: always for contiguous (or compact)
@@ -610,7 +597,7 @@ static size_t agree_classes(const struct layout *lo, const struct dist *d, size_
  * status is not worth another agreement. */
 static void close_shard(struct layout *lo, hid_t file, hid_t fapl, hid_t dxpl)
 {
-    layout_close(lo);
+    dsr_layout_close(lo);
     if (file >= 0)
         H5Fclose(file);
     if (fapl >= 0)
@@ -645,9 +632,9 @@ static int read_shard(struct dataset **out, const char *path, const struct dist 
     if (dist_agree(d, err) != DMLP_OK)
         goto done;
 
-    rc = read_block(&lo, path, info->row0, ds, wide, dxpl, &info->collective, err);
+    rc = dsr_read_block(&lo, path, info->row0, ds, wide, dxpl, &info->collective, err);
     if (rc == DMLP_OK)
-        rc = check_block(&lo, path, info->row0, ds, wide, &k, err);
+        rc = dsr_check_block(&lo, path, info->row0, ds, wide, &k, err);
     if (dist_agree(d, err) != DMLP_OK)
         goto done;
     ds->k = agree_classes(&lo, d, k);

@@ -19,6 +19,8 @@ void trainer_free(struct trainer *t)
     dataset_free(&t->train);
     dataset_free(&t->val);
     dataset_free(&t->test);
+    dataset_files_free(&t->train_files);
+    dataset_files_free(&t->test_files);
     model_free(&t->model);
     optim_free(&t->optim);
     gradsum_free(&t->sum);
@@ -144,27 +146,58 @@ static size_t count_params(const struct model *m)
 /* This rank's shard of the training set and of the test set (when configured); *row0 is
  * the shard's first row in the whole set of *global_n. Collective: a failure is already
  * agreed when this returns it. */
-static int read_sharded(const struct dist *d, const struct config *cfg, struct trainer *r,
-                        size_t *row0, size_t *global_n, struct dmlp_error *e)
+static int read_sharded(const struct dist *d, struct trainer *r, size_t *row0,
+                        size_t *global_n, struct dmlp_error *e)
 {
     struct dataset_shard sh;
-    if (dataset_read_shard(&r->train, cfg->data.train, d, &sh, e))
+    if (dataset_read_files_shard(&r->train, &r->train_files, d, &sh, e))
         return e->code;
     *row0 = sh.row0;
     *global_n = sh.global_rows;
-    if (cfg->data.test && dataset_read_shard(&r->test, cfg->data.test, d, NULL, e))
+    if (r->test_files.n && dataset_read_files_shard(&r->test, &r->test_files, d, NULL, e))
         return e->code;
     return DMLP_OK;
 }
 
 /* The whole training set and test set (when configured) on this rank; not agreed. */
-static void read_replicated(const struct config *cfg, struct trainer *r, size_t *global_n,
-                            struct dmlp_error *e)
+static void read_replicated(struct trainer *r, size_t *global_n, struct dmlp_error *e)
 {
-    if (dataset_read(&r->train, cfg->data.train, e) == DMLP_OK && cfg->data.test)
-        dataset_read(&r->test, cfg->data.test, e);
+    if (dataset_read_files(&r->train, &r->train_files, e) == DMLP_OK && r->test_files.n)
+        dataset_read_files(&r->test, &r->test_files, e);
     if (r->train)
         *global_n = r->train->n;
+}
+
+/* The training and test sets' counts of what (files, rows), a and b, must be the same on
+ * every rank: each rank lists and reads the files itself. Collective, agreed. */
+static int agree_counts(const struct dist *d, size_t a, size_t b, const char *what,
+                        struct dmlp_error *e)
+{
+    const double mine[2] = {(double)a, (double)b};
+    double lo[2], mean[2], hi[2];
+    int at[2];
+    dist_spread(d, mine, 2, lo, mean, hi, at);
+    if (lo[0] != hi[0] || lo[1] != hi[1])
+        dmlp_fail(e, DMLP_ERR_INPUT, "the ranks found different data: data.train has %.0f "
+                  "to %.0f %s and data.test %.0f to %.0f, depending on the rank (did the "
+                  "files change while the job started?)", lo[0], hi[0], what, lo[1], hi[1]);
+    return dist_agree(d, e);
+}
+
+/* data.train and data.test's globs expanded. Every rank expands them itself, so the ranks
+ * must agree on what they found (a file written between two ranks' listings would
+ * otherwise give them different sets): the file counts are compared here, the row counts
+ * after the read. Collective, agreed. */
+static int expand_files(const struct dist *d, const struct config *cfg, struct trainer *r,
+                        struct dmlp_error *e)
+{
+    if (dataset_files_expand(&r->train_files, cfg->data.train.v, cfg->data.train.n,
+                             "data.train", e) == DMLP_OK)
+        dataset_files_expand(&r->test_files, cfg->data.test.v, cfg->data.test.n, "data.test",
+                             e);
+    if (dist_agree(d, e))
+        return e->code;
+    return agree_counts(d, r->train_files.n, r->test_files.n, "files", e);
 }
 
 /* Every rank's training row count into r->rows (every rank needs them all to cut each
@@ -189,7 +222,7 @@ static int count_train_rows(const struct dist *d, const struct config *cfg,
         r->n_train = r->train->n;
     if (r->n_train == 0)
         dmlp_fail(e, DMLP_ERR_INPUT, "%s: no training rows left after holding out "
-                  "data.validation_fraction %g", cfg->data.train,
+                  "data.validation_fraction %g", r->train_files.name,
                   cfg->data.validation_fraction);
     return dist_agree(d, e);
 }
@@ -208,7 +241,7 @@ static void check_held_out(const struct dist *d, const struct config *cfg,
     if (held == 0)
         dmlp_fail(e, DMLP_ERR_INPUT, "%s: data.validation_fraction %g of its %zu rows "
                   "holds out no row; raise it, or set 0 for no validation",
-                  cfg->data.train, cfg->data.validation_fraction, (size_t)global_n);
+                  r->train_files.name, cfg->data.validation_fraction, (size_t)global_n);
 }
 
 /* Reads the training and test sets in the configured placement and holds out the
@@ -217,12 +250,17 @@ static int load_data(const struct dist *d, const struct config *cfg, struct trai
                      struct dmlp_error *e)
 {
     size_t row0 = 0, global_n = 0;
+    if (expand_files(d, cfg, r, e))
+        return e->code;
     if (r->sharded) {
-        if (read_sharded(d, cfg, r, &row0, &global_n, e))
+        if (read_sharded(d, r, &row0, &global_n, e))
             return e->code; /* already agreed */
     } else {
-        read_replicated(cfg, r, &global_n, e);
+        read_replicated(r, &global_n, e);
     }
+    if (dist_agree(d, e) ||
+        agree_counts(d, global_n, r->test && !r->sharded ? r->test->n : 0, "rows", e))
+        return e->code;
     if (!e->code && cfg->data.validation_fraction > 0)
         dataset_split(r->train, row0, global_n, cfg->data.validation_fraction,
                       cfg->training.seed, &r->val, e);
@@ -387,7 +425,7 @@ static int sample_weights(const struct config *cfg, struct trainer *r, struct dm
     r->w_total = total;
     if (!e->code && !(total > 0))
         dmlp_fail(e, DMLP_ERR_INPUT, "%s: every training sample has weight 0 (/weights%s); "
-                  "nothing would be learned", cfg->data.train, by_class ? " times "
+                  "nothing would be learned", r->train_files.name, by_class ? " times "
                   "data.class_weights" : "");
     return dist_agree(r->d, e);
 }
@@ -399,8 +437,9 @@ static int build_model(struct trainer *r, struct dmlp_error *e)
     const struct config *cfg = r->cfg;
     if (model_create(&r->model, r->train->d, cfg->model.layers, cfg->model.n_layers, cfg->loss,
                      e) == DMLP_OK &&
-        dataset_check_network(r->train, r->model, cfg->data.train, e) == DMLP_OK &&
-        (!r->test || dataset_check_network(r->test, r->model, cfg->data.test, e) == DMLP_OK) &&
+        dataset_check_network(r->train, r->model, r->train_files.name, e) == DMLP_OK &&
+        (!r->test ||
+         dataset_check_network(r->test, r->model, r->test_files.name, e) == DMLP_OK) &&
         set_loss(cfg, r->model, e) == DMLP_OK &&
         optim_create(&r->optim, &cfg->optimizer, r->model->n_params, e) == DMLP_OK) {
         struct rng init;
@@ -602,12 +641,13 @@ static void report_run(const struct trainer *r)
                          : (m->target_mean ? ", targets standardised" : ""),
             (unsigned long long)B, (unsigned long long)((B + (uint64_t)n - 1) / (uint64_t)n),
             (unsigned long long)r->steps_per_epoch);
-    fprintf(r->info, "training data held by rank 0: %zu rows, %.1f MiB%s\n", ds->n,
+    fprintf(r->info, "training data: %s; rank 0 holds %zu rows, %.1f MiB%s\n",
+            r->train_files.name, ds->n,
             (double)ds->n * (double)(ds->d + (ds->labels ? 1 : ds->k)) * 4.0 / 1048576.0,
             r->sharded ? " (its shard)" : " (the whole set)");
     if (r->val)
         fprintf(r->info, "validation: %g of %s held out (seed %llu)\n",
-                cfg->data.validation_fraction, cfg->data.train,
+                cfg->data.validation_fraction, r->train_files.name,
                 (unsigned long long)cfg->training.seed);
     if (n > 1)
         fprintf(r->info, "gradient allreduce: %s\n", gradsum_method(r->sum));

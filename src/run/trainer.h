@@ -37,6 +37,7 @@ struct trainer {
     /* what it owns (trainer_free) */
     struct rundir *dir;        /* rank 0, when saving: checkpoint.dir checked and locked */
     int sharded;
+    struct dataset_files train_files, test_files; /* the config's, globs expanded */
     struct dataset *train, *val, *test;
     struct model *model;
     struct optim *optim;
