@@ -415,6 +415,54 @@ static void test_many_files_same_weights(void)
     CU_ASSERT(tu_has("blobs-part-0.h5 (the first file of the set) has /labels"));
 }
 
+/* The replicated placement holds one copy per node, in a block the node's ranks share:
+ * node rank 0 reads it, holds out the validation split and standardises features and
+ * targets in place, once. Reproducible mode pins it: 1 rank (a copy of its own), 2 and 3
+ * ranks sharing one copy, and 2 ranks with a copy each (data.share_node false) train to
+ * the same weights, bit for bit; a second standardisation by another rank would not. */
+static void test_one_copy_per_node(void)
+{
+    char data[700], run[4][800];
+    snprintf(data, sizeof data, "%s/surface.h5", g_dir);
+    struct dataset *ds = NULL;
+    struct dmlp_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(dataset_alloc(&ds, 250, 3, 2, 0, &e), DMLP_OK);
+    struct rng r;
+    rng_seed(&r, 8, 1);
+    for (size_t i = 0; i < 250; i++) {
+        float *x = ds->features + 3 * i, *t = ds->targets + 2 * i;
+        for (size_t j = 0; j < 3; j++)
+            x[j] = (float)(50.0 + 10.0 * rng_normal(&r)); /* far from standard */
+        t[0] = 1000.0f + 3.0f * x[0] - x[1];
+        t[1] = 0.01f * x[2] * x[0];
+    }
+    CU_ASSERT_EQUAL(dataset_write(ds, data, &e), DMLP_OK);
+    dataset_free(&ds);
+    const char *how[4] = {"1", "2", "3", "2"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(run[i], sizeof run[i], "%s/surface-%d", g_dir, i);
+        CU_ASSERT_EQUAL(tu_sh(MPIRUN "%s %s train %s/configs/xor.yaml --set data.train=%s "
+                               "--set model.layers[1].units=2 --set data.normalize=standard "
+                               "--set data.normalize_targets=true --set "
+                               "data.validation_fraction=0.2 --set training.reproducible=true "
+                               "--set training.epochs=3 --set training.batch_size=20 "
+                               "--set data.shuffle=true --set optimizer.lr=0.01 "
+                               "--set data.share_node=%s --set checkpoint.dir=%s", how[i],
+                               DMLP_BINARY, DMLP_SOURCE_DIR, data, i == 3 ? "false" : "true",
+                               run[i]), 0);
+        if (i == 1 || i == 2)
+            CU_ASSERT(tu_has(tu_fmt("(one copy per node, shared by its %s ranks)", how[i])));
+        if (i == 3)
+            CU_ASSERT(tu_has("(a copy on every rank: data.share_node is false)"));
+        if (i > 0)
+            CU_ASSERT_EQUAL(tu_checkpoint_diff(tu_fmt("%s/latest.h5", run[0]),
+                                               tu_fmt("%s/latest.h5", run[i])), 0.0);
+    }
+    /* the held-out rows' loss agrees too: every rank evaluates the same shared rows */
+    CU_ASSERT_EQUAL(tu_sh("%s eval --checkpoint %s/latest.h5 --data %s --json", DMLP_BINARY,
+                          run[2], data), 0);
+}
+
 static CU_TestInfo cli_tests[] = {
     {"usage, help and exit codes", test_usage_and_exit_codes},
     {"import idx (gzip) under mpirun", test_import_idx},
@@ -422,6 +470,7 @@ static CU_TestInfo cli_tests[] = {
     {"standardisation applied by eval", test_standardisation_applied_by_eval},
     {"configs/xor.yaml learns XOR", test_xor_learns},
     {"data.train as a glob: the same weights as one file", test_many_files_same_weights},
+    {"replicated data: one copy per node, the same weights", test_one_copy_per_node},
     {"classifier: train on 2 ranks, eval, inspect, resume", test_classifier_mpi_train_eval_resume},
     CU_TEST_INFO_NULL,
 };

@@ -163,6 +163,9 @@ static const struct key keys[] = {
      .help = "skip the short last batch of an epoch"},
     {"data.placement", KEY_ENUM, AT(data.placement), "replicated", .names = dmlp_placement_names,
      .help = "every rank holds the whole training set, or (`sharded`) 1/n of the rows"},
+    {"data.share_node", KEY_BOOL, AT(data.share_node), "true",
+     .help = "replicated: the ranks of a node share one read-only copy of the data (an MPI "
+             "shared-memory window), read once per node; `false`: a copy per rank"},
     {"data.normalize", KEY_ENUM, AT(data.normalize), "none", .names = dmlp_normalize_names,
      .help = "`standard`: (x − mean) / std per feature, from the training rows (across "
              "ranks); stored in checkpoints, applied by eval and predict"},

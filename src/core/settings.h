@@ -126,6 +126,7 @@ struct config_data {
     bool shuffle;                    /* default true */
     bool drop_last;                  /* default false */
     enum dmlp_placement placement;   /* default replicated */
+    bool share_node;                 /* default true; replicated: one copy per node, shared */
 };
 
 /* Stop when the metric has not improved by more than min_delta for patience epochs. */

@@ -73,10 +73,12 @@ void dataset_free(struct dataset **ds)
 {
     if (!ds || !*ds)
         return;
-    dmlp_free_aligned((*ds)->features);
-    dmlp_free_aligned((*ds)->labels);
-    dmlp_free_aligned((*ds)->targets);
-    free((*ds)->weights);
+    if (!(*ds)->placed) {
+        dmlp_free_aligned((*ds)->features);
+        dmlp_free_aligned((*ds)->labels);
+        dmlp_free_aligned((*ds)->targets);
+        free((*ds)->weights);
+    }
     free(*ds);
     *ds = NULL;
 }
@@ -195,10 +197,10 @@ static void move_marked_rows(struct dataset *ds, const unsigned char *mask, stru
     ds->n = kept;
 }
 
-int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, double fraction,
-                  uint64_t seed, struct dataset **val, struct dmlp_error *err)
+/* The checks of a split's arguments. */
+static int split_args(const struct dataset *ds, size_t global_row0, size_t global_n,
+                      double fraction, struct dmlp_error *err)
 {
-    *val = NULL;
     if (!(fraction >= 0.0 && fraction < 1.0))
         return dmlp_fail(err, DMLP_ERR_INPUT, "validation fraction %g: expected a number in "
                          "[0, 1)", fraction);
@@ -206,6 +208,16 @@ int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, doubl
         return dmlp_fail(err, DMLP_ERR_INPUT, "validation split: rows [%zu, %zu) lie outside "
                          "the %zu rows of the whole set", global_row0, global_row0 + ds->n,
                          global_n);
+    return DMLP_OK;
+}
+
+int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, double fraction,
+                  uint64_t seed, struct dataset **val, struct dmlp_error *err)
+{
+    *val = NULL;
+    int rc = split_args(ds, global_row0, global_n, fraction, err);
+    if (rc != DMLP_OK)
+        return rc;
     unsigned char *mask = calloc(ds->n > 0 ? ds->n : 1, 1);
     if (!mask)
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "validation split: out of memory for %zu rows",
@@ -213,7 +225,7 @@ int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, doubl
     const size_t nval = draw_validation_rows(mask, global_row0, ds->n, global_n, fraction,
                                              seed);
     struct dataset *v = NULL;
-    int rc = dataset_alloc_rows(&v, nval, ds->d, ds->k, ds->labels != NULL, err);
+    rc = dataset_alloc_rows(&v, nval, ds->d, ds->k, ds->labels != NULL, err);
     if (rc == DMLP_OK && ds->weights && (rc = dataset_alloc_weights(v, err)) != DMLP_OK)
         dataset_free(&v);
     if (rc != DMLP_OK) {
@@ -224,6 +236,70 @@ int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, doubl
     move_marked_rows(ds, mask, v);
     free(mask);
     *val = v;
+    return DMLP_OK;
+}
+
+int dataset_split_into(struct dataset *ds, size_t global_row0, size_t global_n,
+                       double fraction, uint64_t seed, struct dataset *val,
+                       struct dmlp_error *err)
+{
+    int rc = split_args(ds, global_row0, global_n, fraction, err);
+    if (rc != DMLP_OK)
+        return rc;
+    unsigned char *mask = calloc(ds->n > 0 ? ds->n : 1, 1);
+    if (!mask)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "validation split: out of memory for %zu rows",
+                         ds->n);
+    const size_t nval = draw_validation_rows(mask, global_row0, ds->n, global_n, fraction,
+                                             seed);
+    if (nval != val->n || val->d != ds->d || !val->labels != !ds->labels ||
+        !val->weights != !ds->weights || (!ds->labels && val->k != ds->k)) {
+        free(mask);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "validation split: room for %zu rows of "
+                         "another shape, for %zu rows", val->n, nval);
+    }
+    val->k = ds->k;
+    move_marked_rows(ds, mask, val);
+    free(mask);
+    return DMLP_OK;
+}
+
+/* ---- datasets laid out in memory they do not own ----------------------------------------- */
+
+/* The bytes of one array of n rows (at least one) of cols 4-byte values, in whole lines. */
+static size_t array_bytes(size_t n, size_t cols)
+{
+    return ((n > 0 ? n : 1) * cols * 4 + 63) / 64 * 64;
+}
+
+size_t dataset_bytes(const struct dataset_shape *s, size_t n)
+{
+    return array_bytes(n, s->d) + array_bytes(n, s->has_labels ? 1 : s->k) +
+           (s->has_weights ? array_bytes(n, 1) : 0);
+}
+
+int dataset_place(struct dataset **out, const struct dataset_shape *s, size_t n, void *mem,
+                  struct dmlp_error *err)
+{
+    struct dataset *ds = calloc(1, sizeof *ds);
+    *out = NULL;
+    if (!ds)
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+    char *at = mem;
+    ds->n = n;
+    ds->d = s->d;
+    ds->k = s->k;
+    ds->placed = 1;
+    ds->features = (float *)at;
+    at += array_bytes(n, s->d);
+    if (s->has_labels)
+        ds->labels = (int32_t *)at;
+    else
+        ds->targets = (float *)at;
+    at += array_bytes(n, s->has_labels ? 1 : s->k);
+    if (s->has_weights)
+        ds->weights = (float *)at;
+    *out = ds;
     return DMLP_OK;
 }
 

@@ -27,6 +27,7 @@ struct dataset {
     int32_t *labels;   /* [n] in [0, k), or NULL */
     float *targets;    /* [n, k], or NULL; exactly one of labels/targets is set */
     float *weights;    /* [n] per-sample weights ≥ 0 from the optional /weights, or NULL */
+    int placed;        /* the arrays lie in memory the set does not own (dataset_place) */
 };
 
 /* Reads and validates the file at path: /features present, 2-D, float-convertible, finite;
@@ -106,6 +107,34 @@ int dataset_read_files_shard(struct dataset **out, const struct dataset_files *f
                              const struct dist *d, struct dataset_shard *shard,
                              struct dmlp_error *err);
 
+/* What it takes to lay out room for a set before reading it: its rows, columns, answer
+ * (labels, or targets of width k) and whether it has weights. k of a labelled set is only
+ * known once the labels are read (the largest + 1, or num_classes). */
+struct dataset_shape {
+    size_t n, d, k;
+    int has_labels, has_weights;
+};
+
+/* The shape of the concatenation of f's files, from their layouts alone (validated as
+ * dataset_read_files validates them; no value is read). Not collective. */
+int dataset_files_shape(const struct dataset_files *f, struct dataset_shape *out,
+                        struct dmlp_error *err);
+
+/* Reads the concatenation of f into ds, which has room for exactly its rows (ds->n, e.g.
+ * from dataset_place), validated as dataset_read_files validates it; sets ds->k. */
+int dataset_read_files_into(struct dataset *ds, const struct dataset_files *f,
+                            struct dmlp_error *err);
+
+/* The bytes that dataset_place lays out for n rows of shape s: each array 64-byte aligned,
+ * in whole cache lines (room for one row when n is 0). */
+size_t dataset_bytes(const struct dataset_shape *s, size_t n);
+
+/* A set of n rows of shape s whose arrays lie in mem (dataset_bytes(s, n) bytes, 64-byte
+ * aligned: a block shared by the ranks of a node), which it does not own: dataset_free
+ * frees only the struct. Values are not touched. */
+int dataset_place(struct dataset **out, const struct dataset_shape *s, size_t n, void *mem,
+                  struct dmlp_error *err);
+
 /* Writes ds to path (via a temporary file renamed into place, so an existing file is never
  * left half-written). /labels gets the attribute num_classes = ds->k. */
 /* Checks that ds fits the network m: as many features as inputs; for cross_entropy /labels
@@ -147,6 +176,13 @@ int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, doubl
 /* sum[j] = Σ_i x_ij and sumsq[j] = Σ_i x_ij² over ds's rows (sum, sumsq: [d]), in double,
  * in row order (one fixed order, so a given split gives the same bits every run). The
  * caller adds them across ranks (dist_allreduce_sum_double) before dataset_stats_finish. */
+/* dataset_split into val, which has room for exactly the held-out rows (n =
+ * dataset_validation_count(global_n, fraction) for the whole set; the same d, answer and
+ * weights as ds), e.g. from dataset_place. */
+int dataset_split_into(struct dataset *ds, size_t global_row0, size_t global_n,
+                       double fraction, uint64_t seed, struct dataset *val,
+                       struct dmlp_error *err);
+
 void dataset_feature_sums(const struct dataset *ds, double *sum, double *sumsq);
 
 /* The same sums over ds's /targets columns (sum, sumsq: [k]; zeros for a set with labels),

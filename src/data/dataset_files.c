@@ -212,20 +212,17 @@ static int read_part(const char *path, size_t r0, struct dataset *view, int64_t 
     return dsr_close_file(file, path, rc, &none, err);
 }
 
-/* Rows [row0, row0 + nrows) of the concatenation s surveyed, in this process alone. */
-static int read_range(struct dataset **out, const struct dataset_files *f,
-                      const struct survey *s, size_t row0, size_t nrows,
-                      struct dmlp_error *err)
+/* Rows [row0, row0 + ds->n) of the concatenation s surveyed into ds (which has room for
+ * them), in this process alone; sets ds->k. */
+static int read_range_into(struct dataset *ds, const struct dataset_files *f,
+                           const struct survey *s, size_t row0, struct dmlp_error *err)
 {
-    struct dataset *ds = NULL;
+    const size_t nrows = ds->n;
     int64_t *wide = NULL;
-    int rc = dataset_alloc_rows(&ds, nrows, s->d, s->k, s->has_labels, err);
-    if (rc == DMLP_OK && s->has_weights)
-        rc = dataset_alloc_weights(ds, err);
-    if (rc == DMLP_OK && s->has_labels && !(wide = malloc((nrows ? nrows : 1) * sizeof *wide)))
-        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory for %zu labels", nrows);
-    if (rc != DMLP_OK)
-        dmlp_error_prefix(err, "%s", f->name);
+    int rc = DMLP_OK;
+    if (s->has_labels && !(wide = malloc((nrows ? nrows : 1) * sizeof *wide)))
+        rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory for %zu labels", f->name,
+                       nrows);
     size_t k = s->has_labels ? s->nc : s->k;
     for (size_t i = 0; i < f->n && rc == DMLP_OK; i++) {
         const size_t lo = s->row0[i] > row0 ? s->row0[i] : row0;
@@ -240,10 +237,25 @@ static int read_range(struct dataset **out, const struct dataset_files *f,
             k = k_part;
     }
     free(wide);
+    ds->k = k;
+    return rc;
+}
+
+/* Rows [row0, row0 + nrows) of the concatenation s surveyed, in this process alone. */
+static int read_range(struct dataset **out, const struct dataset_files *f,
+                      const struct survey *s, size_t row0, size_t nrows,
+                      struct dmlp_error *err)
+{
+    struct dataset *ds = NULL;
+    int rc = dataset_alloc_rows(&ds, nrows, s->d, s->k, s->has_labels, err);
+    if (rc == DMLP_OK && s->has_weights)
+        rc = dataset_alloc_weights(ds, err);
+    if (rc != DMLP_OK)
+        dmlp_error_prefix(err, "%s", f->name);
+    else
+        rc = read_range_into(ds, f, s, row0, err);
     if (rc != DMLP_OK)
         dataset_free(&ds);
-    else
-        ds->k = k;
     *out = ds;
     return rc;
 }
@@ -257,6 +269,42 @@ static int read_files(struct dataset **out, const struct dataset_files *f,
     if (rc == DMLP_OK)
         rc = read_range(out, f, &s, 0, s.n, err);
     free(s.row0);
+    return rc;
+}
+
+int dataset_files_shape(const struct dataset_files *f, struct dataset_shape *out,
+                        struct dmlp_error *err)
+{
+    struct survey s;
+    int rc;
+    H5UTIL_QUIETLY(rc, survey(f, &s, err));
+    free(s.row0);
+    *out = (struct dataset_shape){.n = s.n, .d = s.d, .k = s.has_labels ? s.nc : s.k,
+                                  .has_labels = s.has_labels, .has_weights = s.has_weights};
+    return rc;
+}
+
+static int read_files_into(struct dataset *ds, const struct dataset_files *f,
+                           struct dmlp_error *err)
+{
+    struct survey s;
+    int rc = survey(f, &s, err);
+    if (rc == DMLP_OK && (s.n != ds->n || s.d != ds->d || s.has_labels != !!ds->labels ||
+                          s.has_weights != !!ds->weights))
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: the files changed while they were being "
+                       "read (%zu rows of %zu columns, room was made for %zu of %zu)",
+                       f->name, s.n, s.d, ds->n, ds->d);
+    if (rc == DMLP_OK)
+        rc = read_range_into(ds, f, &s, 0, err);
+    free(s.row0);
+    return rc;
+}
+
+int dataset_read_files_into(struct dataset *ds, const struct dataset_files *f,
+                            struct dmlp_error *err)
+{
+    int rc;
+    H5UTIL_QUIETLY(rc, read_files_into(ds, f, err));
     return rc;
 }
 

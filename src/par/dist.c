@@ -2,6 +2,7 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +281,82 @@ double dist_sum_float(struct dist_sum *s, float *buf, size_t n)
     take_others_totals(s, buf, n, off);
     s->flip ^= 1;
     return waited;
+}
+
+struct dist_shm {
+    MPI_Comm node;
+    MPI_Win win;
+    int node_rank, node_size;
+};
+
+int dist_shm_alloc(struct dist_shm **out, const struct dist *d, size_t bytes, void **base,
+                   struct dmlp_error *err)
+{
+    *out = NULL;
+    *base = NULL;
+    struct dist_shm *s = calloc(1, sizeof *s);
+    int ok = s != NULL;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, d->comm);
+    if (!ok) {
+        free(s);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+    }
+    MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &s->node);
+    MPI_Comm_rank(s->node, &s->node_rank);
+    MPI_Comm_size(s->node, &s->node_size);
+    MPI_Comm_set_errhandler(s->node, MPI_ERRORS_RETURN);
+    /* A whole number of cache lines, and 64 bytes of room to align the start. */
+    const size_t mine = s->node_rank == 0 ? (bytes + 127) / 64 * 64 : 0;
+    char *at = NULL;
+    ok = mine <= (size_t)PTRDIFF_MAX &&
+         MPI_Win_allocate_shared((MPI_Aint)mine, 1, MPI_INFO_NULL, s->node, &at, &s->win) ==
+             MPI_SUCCESS;
+    int all = ok;
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, d->comm);
+    if (!all) {
+        if (ok)
+            MPI_Win_free(&s->win);
+        MPI_Comm_free(&s->node);
+        free(s);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "a shared-memory window of %zu bytes could "
+                         "not be had on every node (is /dev/shm large enough?)", bytes);
+    }
+    MPI_Aint size;
+    int unit;
+    MPI_Win_shared_query(s->win, 0, &size, &unit, &at);
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win);
+    *base = at + (64 - (uintptr_t)at % 64) % 64;
+    *out = s;
+    return DMLP_OK;
+}
+
+int dist_shm_node_rank(const struct dist_shm *s)
+{
+    return s->node_rank;
+}
+
+int dist_shm_node_size(const struct dist_shm *s)
+{
+    return s->node_size;
+}
+
+void dist_shm_sync(const struct dist_shm *s)
+{
+    MPI_Win_sync(s->win);
+    MPI_Barrier(s->node);
+    MPI_Win_sync(s->win);
+}
+
+void dist_shm_free(struct dist_shm **sp)
+{
+    struct dist_shm *s = *sp;
+    if (!s)
+        return;
+    MPI_Win_unlock_all(s->win);
+    MPI_Win_free(&s->win);
+    MPI_Comm_free(&s->node);
+    free(s);
+    *sp = NULL;
 }
 
 void dist_sum_free(struct dist_sum **sp)

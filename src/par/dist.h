@@ -54,6 +54,25 @@ void dist_sum_free(struct dist_sum **s);
  * of 1 node) + MPI_Allreduce across nodes". */
 const char *dist_sum_method(const struct dist_sum *s);
 
+/* One block of memory shared by the ranks of each node (an MPI-3 shared-memory window of
+ * MPI_Comm_split_type SHARED): node rank 0 allocates `bytes`, and every rank of the node
+ * maps the same block, at *base (64-byte aligned). It holds what the ranks of a node only
+ * read (the replicated training set), once per node. Collective over d, and agreed: when
+ * any node cannot have its block (a small /dev/shm in a container), no rank gets one, and
+ * the call fails everywhere with DMLP_ERR_RUNTIME and the reason, so that the caller falls
+ * back to private copies on every rank alike. bytes must be the same on every rank. */
+struct dist_shm;
+int dist_shm_alloc(struct dist_shm **out, const struct dist *d, size_t bytes, void **base,
+                   struct dmlp_error *err);
+/* This rank's place on its node: node rank 0 writes the block, the others wait for it. */
+int dist_shm_node_rank(const struct dist_shm *s);
+int dist_shm_node_size(const struct dist_shm *s);
+/* A barrier of the node's ranks that also makes every write to the block before it visible
+ * to every read after it. */
+void dist_shm_sync(const struct dist_shm *s);
+/* Collective over the node's ranks (every rank of d, as for alloc). NULL: nothing. */
+void dist_shm_free(struct dist_shm **s);
+
 /* Non-blocking sums for overlapping communication with computation: a set of at most
  * `capacity` outstanding in-place MPI_Iallreduce sums of float ranges, started in the same
  * order with the same sizes on every rank (MPI requires it), progressed by dist_pending_test

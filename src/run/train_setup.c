@@ -19,6 +19,7 @@ void trainer_free(struct trainer *t)
     dataset_free(&t->train);
     dataset_free(&t->val);
     dataset_free(&t->test);
+    dist_shm_free(&t->data_shm); /* collective over the node: every rank frees its trainer */
     dataset_files_free(&t->train_files);
     dataset_files_free(&t->test_files);
     model_free(&t->model);
@@ -184,6 +185,77 @@ static int agree_counts(const struct dist *d, size_t a, size_t b, const char *wh
     return dist_agree(d, e);
 }
 
+/* The replicated placement, one copy per node: node rank 0 reads the training and test
+ * sets into a block that the node's ranks share and holds out the validation split there;
+ * every other rank lays the same sets over the block. The sets' K (known once the labels
+ * are read) travels in the block's first line. *shared is 0 when no block could be had
+ * (r->data_note says why, and the caller reads copies of each rank's own); the layouts'
+ * errors are the same either way. Collective, agreed. */
+static int share_data(const struct dist *d, const struct config *cfg, struct trainer *r,
+                      size_t *global_n, int *shared, struct dmlp_error *e)
+{
+    struct dataset_shape tr = {0}, te = {0};
+    *shared = 0;
+    if (dataset_files_shape(&r->train_files, &tr, e) == DMLP_OK && r->test_files.n)
+        dataset_files_shape(&r->test_files, &te, e);
+    if (dist_agree(d, e) || agree_counts(d, tr.n, te.n, "rows", e))
+        return e->code;
+    const double fraction = cfg->data.validation_fraction;
+    const size_t nv = fraction > 0 ? dataset_validation_count(tr.n, fraction) : 0;
+    const size_t b_train = dataset_bytes(&tr, tr.n), b_val = dataset_bytes(&tr, nv);
+    const size_t bytes = 64 + b_train + (fraction > 0 ? b_val : 0) +
+                         (r->test_files.n ? dataset_bytes(&te, te.n) : 0);
+    void *base;
+    struct dmlp_error why = {0};
+    if (dist_shm_alloc(&r->data_shm, d, bytes, &base, &why) != DMLP_OK) {
+        snprintf(r->data_note, sizeof r->data_note, "%s", why.msg);
+        return DMLP_OK;
+    }
+    uint64_t *k = base;
+    char *at = (char *)base + 64;
+    if (dataset_place(&r->train, &tr, tr.n, at, e) == DMLP_OK && fraction > 0)
+        dataset_place(&r->val, &tr, nv, at + b_train, e);
+    if (!e->code && r->test_files.n)
+        dataset_place(&r->test, &te, te.n, at + b_train + (fraction > 0 ? b_val : 0), e);
+    if (!e->code && dist_shm_node_rank(r->data_shm) == 0) {
+        if (dataset_read_files_into(r->train, &r->train_files, e) == DMLP_OK && r->test)
+            dataset_read_files_into(r->test, &r->test_files, e);
+        if (!e->code && r->val)
+            dataset_split_into(r->train, 0, tr.n, fraction, cfg->training.seed, r->val, e);
+        k[0] = r->train->k;
+        k[1] = r->test ? r->test->k : 0;
+    }
+    dist_shm_sync(r->data_shm);
+    if (dist_agree(d, e))
+        return e->code;
+    r->train->n = tr.n - nv;
+    r->train->k = (size_t)k[0];
+    if (r->val)
+        r->val->k = (size_t)k[0];
+    if (r->test)
+        r->test->k = (size_t)k[1];
+    *global_n = tr.n;
+    *shared = 1;
+    return DMLP_OK;
+}
+
+/* Before an in-place change of data the node's ranks share (standardisation): a barrier,
+ * so that no rank still reads them; then only node rank 0 writes. Returns whether this rank
+ * changes the data. shared_write_end's barrier makes the change visible to all. */
+static int shared_write_begin(const struct trainer *r)
+{
+    if (!r->data_shm)
+        return 1;
+    dist_shm_sync(r->data_shm);
+    return dist_shm_node_rank(r->data_shm) == 0;
+}
+
+static void shared_write_end(const struct trainer *r)
+{
+    if (r->data_shm)
+        dist_shm_sync(r->data_shm);
+}
+
 /* data.train and data.test's globs expanded. Every rank expands them itself, so the ranks
  * must agree on what they found (a file written between two ranks' listings would
  * otherwise give them different sets): the file counts are compared here, the row counts
@@ -250,18 +322,22 @@ static int load_data(const struct dist *d, const struct config *cfg, struct trai
                      struct dmlp_error *e)
 {
     size_t row0 = 0, global_n = 0;
+    int shared = 0;
     if (expand_files(d, cfg, r, e))
         return e->code;
     if (r->sharded) {
         if (read_sharded(d, r, &row0, &global_n, e))
             return e->code; /* already agreed */
-    } else {
+    } else if (dist_size(d) > 1 && cfg->data.share_node &&
+               share_data(d, cfg, r, &global_n, &shared, e)) {
+        return e->code; /* agreed */
+    } else if (!shared) {
         read_replicated(r, &global_n, e);
     }
     if (dist_agree(d, e) ||
         agree_counts(d, global_n, r->test && !r->sharded ? r->test->n : 0, "rows", e))
         return e->code;
-    if (!e->code && cfg->data.validation_fraction > 0)
+    if (!e->code && !shared && cfg->data.validation_fraction > 0)
         dataset_split(r->train, row0, global_n, cfg->data.validation_fraction,
                       cfg->training.seed, &r->val, e);
     if (dist_agree(d, e))
@@ -321,11 +397,14 @@ static int normalize(const struct dist *d, const struct config *cfg, struct trai
     }
     if ((!resumed || !m->norm_mean) && training_stats(d, r, 0, e))
         return e->code;
-    dataset_standardize(r->train, m->norm_mean, m->norm_std);
-    if (r->val)
-        dataset_standardize(r->val, m->norm_mean, m->norm_std);
-    if (r->test)
-        dataset_standardize(r->test, m->norm_mean, m->norm_std);
+    if (shared_write_begin(r)) {
+        dataset_standardize(r->train, m->norm_mean, m->norm_std);
+        if (r->val)
+            dataset_standardize(r->val, m->norm_mean, m->norm_std);
+        if (r->test)
+            dataset_standardize(r->test, m->norm_mean, m->norm_std);
+    }
+    shared_write_end(r);
     return DMLP_OK;
 }
 
@@ -346,7 +425,9 @@ static int normalize_targets(const struct dist *d, const struct config *cfg,
     }
     if ((!resumed || !m->target_mean) && training_stats(d, r, 1, e))
         return e->code;
-    dataset_standardize_targets(r->train, m->target_mean, m->target_std);
+    if (shared_write_begin(r))
+        dataset_standardize_targets(r->train, m->target_mean, m->target_std);
+    shared_write_end(r);
     return DMLP_OK;
 }
 
@@ -641,10 +722,20 @@ static void report_run(const struct trainer *r)
                          : (m->target_mean ? ", targets standardised" : ""),
             (unsigned long long)B, (unsigned long long)((B + (uint64_t)n - 1) / (uint64_t)n),
             (unsigned long long)r->steps_per_epoch);
-    fprintf(r->info, "training data: %s; rank 0 holds %zu rows, %.1f MiB%s\n",
+    char held[1100];
+    if (r->sharded)
+        snprintf(held, sizeof held, "its shard");
+    else if (r->data_shm)
+        snprintf(held, sizeof held, "one copy per node, shared by its %d ranks",
+                 dist_shm_node_size(r->data_shm));
+    else if (n > 1)
+        snprintf(held, sizeof held, "a copy on every rank: %s",
+                 r->cfg->data.share_node ? r->data_note : "data.share_node is false");
+    else
+        snprintf(held, sizeof held, "the whole set");
+    fprintf(r->info, "training data: %s; rank 0 holds %zu rows, %.1f MiB (%s)\n",
             r->train_files.name, ds->n,
-            (double)ds->n * (double)(ds->d + (ds->labels ? 1 : ds->k)) * 4.0 / 1048576.0,
-            r->sharded ? " (its shard)" : " (the whole set)");
+            (double)ds->n * (double)(ds->d + (ds->labels ? 1 : ds->k)) * 4.0 / 1048576.0, held);
     if (r->val)
         fprintf(r->info, "validation: %g of %s held out (seed %llu)\n",
                 cfg->data.validation_fraction, r->train_files.name,

@@ -39,6 +39,10 @@ struct trainer {
     int sharded;
     struct dataset_files train_files, test_files; /* the config's, globs expanded */
     struct dataset *train, *val, *test;
+    /* replicated: the block of the node that holds train, val and test (one copy per node),
+     * or NULL for copies of this rank's own, and then why not (for the report) */
+    struct dist_shm *data_shm;
+    char data_note[1024];
     struct model *model;
     struct optim *optim;
     struct gradsum *sum;
