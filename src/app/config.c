@@ -162,7 +162,16 @@ static const struct key keys[] = {
     {"data.drop_last", KEY_BOOL, AT(data.drop_last), "false",
      .help = "skip the short last batch of an epoch"},
     {"data.placement", KEY_ENUM, AT(data.placement), "replicated", .names = dmlp_placement_names,
-     .help = "every rank holds the whole training set, or (`sharded`) 1/n of the rows"},
+     .help = "every rank holds the whole training set (one copy per node), or (`sharded`) "
+             "1/n of the rows, or (`streamed`) reads it from disk in windows as it trains"},
+    {"data.block_rows", KEY_U32, AT(data.block_rows), "4096", POSITIVE,
+     .help = "streamed: rows per block; the epoch permutes the blocks"},
+    {"data.shuffle_window", KEY_U32, AT(data.shuffle_window), "8", POSITIVE,
+     .help = "streamed: blocks per window, whose rows are shuffled together (a window "
+             "covering the set: the replicated order)"},
+    {"data.memory_mb", KEY_U32, AT(data.memory_mb), "1024", POSITIVE,
+     .help = "streamed: the budget for the two resident windows (one when a window covers "
+             "the set); refused at start when they do not fit"},
     {"data.share_node", KEY_BOOL, AT(data.share_node), "true",
      .help = "replicated: the ranks of a node share one read-only copy of the data (an MPI "
              "shared-memory window), read once per node; `false`: a copy per rank"},
@@ -187,7 +196,7 @@ static const struct key keys[] = {
      .help = "stop after this many steps (0: no limit)"},
     {"training.reproducible", KEY_BOOL, AT(training.reproducible), "false",
      .help = "weights bit-identical for any rank count (fixed-point gradient sums; needs "
-             "replicated placement; costs speed)"},
+             "replicated or streamed placement; costs speed)"},
     {"training.early_stopping.patience", KEY_U32, AT(training.early_stopping.patience), "0",
      .help = "stop after this many epochs without improvement (0: off; needs "
              "data.validation_fraction > 0)"},
@@ -1439,8 +1448,15 @@ static int check_rules(struct load *ld)
         o->schedule.metric == DMLP_PLATEAU_VAL_LOSS && c->data.validation_fraction == 0)
         return fail_at(ld, "optimizer.schedule.metric", "val_loss watches the validation "
                        "set: set data.validation_fraction > 0, or metric: train_loss");
+    if (c->data.placement == DMLP_PLACEMENT_STREAMED && c->data.validation_fraction > 0)
+        return fail_at(ld, "data.validation_fraction", "is not available with data.placement "
+                       "streamed (the held-out rows would have to be picked out of the "
+                       "stream); give a held-out file as data.test instead");
+    if (c->data.placement == DMLP_PLACEMENT_STREAMED && o->name == DMLP_OPT_LBFGS)
+        return fail_at(ld, "optimizer.name", "lbfgs takes the whole training set in every "
+                       "evaluation; with data.placement streamed use sgd, adam or adamw");
     if (c->training.reproducible && c->data.placement == DMLP_PLACEMENT_SHARDED)
-        return fail_at(ld, "training.reproducible", "needs data.placement replicated (with "
+        return fail_at(ld, "training.reproducible", "needs data.placement replicated or streamed (with "
                        "sharded data each rank shuffles its own shard, so the trajectory "
                        "depends on the rank count)");
     const struct config_early_stopping *es = &c->training.early_stopping;

@@ -22,7 +22,7 @@ enum dmlp_activation {
 enum dmlp_loss { DMLP_LOSS_CROSS_ENTROPY, DMLP_LOSS_MSE, DMLP_LOSS_MAE, DMLP_LOSS_HUBER };
 enum dmlp_init { DMLP_INIT_HE, DMLP_INIT_XAVIER };
 enum dmlp_optimizer { DMLP_OPT_SGD, DMLP_OPT_ADAM, DMLP_OPT_ADAMW, DMLP_OPT_LBFGS };
-enum dmlp_placement { DMLP_PLACEMENT_REPLICATED, DMLP_PLACEMENT_SHARDED };
+enum dmlp_placement { DMLP_PLACEMENT_REPLICATED, DMLP_PLACEMENT_SHARDED, DMLP_PLACEMENT_STREAMED };
 enum dmlp_schedule {
     DMLP_SCHEDULE_CONSTANT,
     DMLP_SCHEDULE_STEP,
@@ -127,6 +127,9 @@ struct config_data {
     bool drop_last;                  /* default false */
     enum dmlp_placement placement;   /* default replicated */
     bool share_node;                 /* default true; replicated: one copy per node, shared */
+    uint32_t block_rows;             /* streamed: rows per block read, default 4096 */
+    uint32_t shuffle_window;         /* streamed: blocks per window shuffled, default 8 */
+    uint32_t memory_mb;              /* streamed: the resident windows' budget, default 1024 */
 };
 
 /* Stop when the metric has not improved by more than min_delta for patience epochs. */

@@ -272,6 +272,19 @@ static size_t array_bytes(size_t n, size_t cols)
     return ((n > 0 ? n : 1) * cols * 4 + 63) / 64 * 64;
 }
 
+int dataset_check_fits(const struct dataset_shape *s, size_t n, const char *what,
+                       struct dmlp_error *err)
+{
+    const double cols = (double)s->d + (double)(s->has_labels ? 1 : s->k) +
+                        (s->has_weights ? 1.0 : 0.0);
+    const double bytes = (double)n * cols * 4.0, phys = (double)dmlp_phys_mem();
+    if (bytes > phys || bytes > (double)(SIZE_MAX / 2))
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: dataset of %zu rows x %zu features needs "
+                         "%.0f bytes, more than this machine's %.0f bytes of memory", what, n,
+                         s->d, bytes, phys);
+    return DMLP_OK;
+}
+
 size_t dataset_bytes(const struct dataset_shape *s, size_t n)
 {
     return array_bytes(n, s->d) + array_bytes(n, s->has_labels ? 1 : s->k) +

@@ -125,6 +125,12 @@ int dataset_files_shape(const struct dataset_files *f, struct dataset_shape *out
 int dataset_read_files_into(struct dataset *ds, const struct dataset_files *f,
                             struct dmlp_error *err);
 
+/* Refuses (DMLP_ERR_INPUT, naming what) n rows of shape s that cannot fit this machine's
+ * memory, as dataset_alloc refuses them: before anything is asked for, since a header may
+ * claim any size. */
+int dataset_check_fits(const struct dataset_shape *s, size_t n, const char *what,
+                       struct dmlp_error *err);
+
 /* The bytes that dataset_place lays out for n rows of shape s: each array 64-byte aligned,
  * in whole cache lines (room for one row when n is 0). */
 size_t dataset_bytes(const struct dataset_shape *s, size_t n);

@@ -68,6 +68,8 @@ static int save(struct trainer *t, int best, struct dmlp_error *err)
 static void shuffle(struct trainer *t, uint64_t epoch)
 {
     const uint64_t n = t->train->n;
+    if (t->stream) /* the reader's order: stream_positions, step by step */
+        return;
     if (!t->cfg->data.shuffle || t->optim->lbfgs) { /* a full batch has no order */
         for (uint64_t i = 0; i < n; i++)
             t->perm[i] = i;
@@ -133,7 +135,8 @@ static double step_weight(const struct trainer *t, uint64_t s, const struct step
         return (double)sr->count;
     if (t->sharded)
         return t->step_w[s];
-    const uint64_t lo = s * t->cfg->training.batch_size;
+    /* streamed: perm holds the step's own positions, from 0 */
+    const uint64_t lo = t->stream ? 0 : s * t->cfg->training.batch_size;
     double sum = 0.0;
     for (uint64_t i = lo; i < lo + sr->count; i++)
         sum += (double)t->w[t->perm[i]];
@@ -201,7 +204,7 @@ static void gradient(struct trainer *t, struct epoch *ep, const struct step_rows
     do {
         loss = 0.0;
         correct = 0;
-        gradsum_begin(t->sum, sr->count, stop_requested());
+        gradsum_begin(t->sum, sr->count, stop_requested() || t->data_failed);
         uint64_t a = sr->begin;
         do {
             const uint64_t b = piece && sr->end - a > piece ? a + piece : sr->end;
@@ -253,12 +256,35 @@ static int diverged(const struct trainer *t, const struct epoch *ep,
                      gs->bad_layer, gs->bad_what, kept);
 }
 
+/* streamed: the resident rows of the step's global batch into perm[0, count), and the
+ * rank's rows rebased onto them. A failed read takes no rows and asks for a stop, which
+ * the step's sum carries to every rank. */
+static void stream_step(struct trainer *t, struct epoch *ep, uint64_t s, struct step_rows *sr)
+{
+    const uint64_t lo = s * t->cfg->training.batch_size;
+    double waited = 0.0;
+    if (stream_positions(t->stream, ep->index, lo, lo + sr->count, t->perm, &waited,
+                         &t->data_err) != DMLP_OK)
+        t->data_failed = 1;
+    ep->timers[TIMER_DATA] += waited;
+    sr->begin -= lo;
+    sr->end = t->data_failed ? sr->begin : sr->end - lo;
+}
+
 /* Step s of the epoch. */
 static int step(struct trainer *t, struct epoch *ep, uint64_t s, struct dmlp_error *err)
 {
-    const struct step_rows sr = step_rows(t, s);
+    struct step_rows sr = step_rows(t, s);
     struct gradsum_status gs;
+    if (t->stream)
+        stream_step(t, ep, s, &sr);
     gradient(t, ep, &sr, &gs);
+    /* A stop: some rank's read may have failed. Every rank is here (the stop is in the
+     * sum), so they agree on it before anything is applied. */
+    if (gs.signalled && t->stream && dist_agree(t->d, &t->data_err)) {
+        *err = t->data_err;
+        return err->code;
+    }
     if (gs.bad)
         return diverged(t, ep, &gs, err);
     update(t, ep, step_weight(t, s, &sr));

@@ -16,6 +16,11 @@
 void trainer_free(struct trainer *t)
 {
     rundir_close(&t->dir);
+    if (t->stream) { /* the reader writes t->w: it stops first; t->train is its own */
+        stream_close(&t->stream);
+        t->train = NULL;
+    }
+    free(t->stream_cw);
     dataset_free(&t->train);
     dataset_free(&t->val);
     dataset_free(&t->test);
@@ -196,8 +201,10 @@ static int share_data(const struct dist *d, const struct config *cfg, struct tra
 {
     struct dataset_shape tr = {0}, te = {0};
     *shared = 0;
-    if (dataset_files_shape(&r->train_files, &tr, e) == DMLP_OK && r->test_files.n)
-        dataset_files_shape(&r->test_files, &te, e);
+    if (dataset_files_shape(&r->train_files, &tr, e) == DMLP_OK &&
+        dataset_check_fits(&tr, tr.n, r->train_files.name, e) == DMLP_OK && r->test_files.n &&
+        dataset_files_shape(&r->test_files, &te, e) == DMLP_OK)
+        dataset_check_fits(&te, te.n, r->test_files.name, e);
     if (dist_agree(d, e) || agree_counts(d, tr.n, te.n, "rows", e))
         return e->code;
     const double fraction = cfg->data.validation_fraction;
@@ -256,6 +263,25 @@ static void shared_write_end(const struct trainer *r)
         dist_shm_sync(r->data_shm);
 }
 
+/* The streamed placement: the training set opened for streaming (each rank reads every
+ * window itself, so the ranks need not talk), the test set read whole. Collective, agreed. */
+static int open_streamed(const struct dist *d, const struct config *cfg, struct trainer *r,
+                         size_t *global_n, struct dmlp_error *e)
+{
+    const struct stream_params p = {
+        .block_rows = cfg->data.block_rows, .window_blocks = cfg->data.shuffle_window,
+        .memory_bytes = (size_t)cfg->data.memory_mb << 20,
+        .batch = cfg->training.batch_size, .seed = cfg->training.seed,
+        .epoch_stream = TRAIN_STREAM_EPOCH, .shuffle = cfg->data.shuffle};
+    if (stream_open(&r->stream, &r->train_files, &p, e) == DMLP_OK) {
+        r->train = stream_resident(r->stream);
+        *global_n = stream_stats(r->stream)->n;
+        if (r->test_files.n)
+            dataset_read_files(&r->test, &r->test_files, e);
+    }
+    return dist_agree(d, e);
+}
+
 /* data.train and data.test's globs expanded. Every rank expands them itself, so the ranks
  * must agree on what they found (a file written between two ranks' listings would
  * otherwise give them different sets): the file counts are compared here, the row counts
@@ -291,7 +317,7 @@ static int count_train_rows(const struct dist *d, const struct config *cfg,
     for (int i = 0; i < n; i++)
         r->n_train += r->sharded ? r->rows[i] : 0;
     if (!r->sharded)
-        r->n_train = r->train->n;
+        r->n_train = r->stream ? stream_stats(r->stream)->n : r->train->n;
     if (r->n_train == 0)
         dmlp_fail(e, DMLP_ERR_INPUT, "%s: no training rows left after holding out "
                   "data.validation_fraction %g", r->train_files.name,
@@ -328,6 +354,10 @@ static int load_data(const struct dist *d, const struct config *cfg, struct trai
     if (r->sharded) {
         if (read_sharded(d, r, &row0, &global_n, e))
             return e->code; /* already agreed */
+    } else if (cfg->data.placement == DMLP_PLACEMENT_STREAMED) {
+        if (open_streamed(d, cfg, r, &global_n, e))
+            return e->code;
+        shared = 1; /* nothing to split */
     } else if (dist_size(d) > 1 && cfg->data.share_node &&
                share_data(d, cfg, r, &global_n, &shared, e)) {
         return e->code; /* agreed */
@@ -361,10 +391,15 @@ static int training_stats(const struct dist *d, struct trainer *r, int targets,
         dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory for %zu %s statistics", n,
                   targets ? "target" : "feature");
     if (!dist_agree(d, e)) {
-        if (targets)
+        const struct stream_stats *st = r->stream ? stream_stats(r->stream) : NULL;
+        if (st) { /* the opening pass's: the same order, the same bits */
+            memcpy(sums, targets ? st->tsum : st->fsum, n * sizeof *sums);
+            memcpy(sums + n, targets ? st->tsumsq : st->fsumsq, n * sizeof *sums);
+        } else if (targets) {
             dataset_target_sums(r->train, sums, sums + n);
-        else
+        } else {
             dataset_feature_sums(r->train, sums, sums + n);
+        }
         if (r->sharded)
             dist_allreduce_sum_double(d, sums, 2 * n);
         if (targets)
@@ -398,7 +433,8 @@ static int normalize(const struct dist *d, const struct config *cfg, struct trai
     if ((!resumed || !m->norm_mean) && training_stats(d, r, 0, e))
         return e->code;
     if (shared_write_begin(r)) {
-        dataset_standardize(r->train, m->norm_mean, m->norm_std);
+        if (!r->stream) /* streamed: each window as it is read */
+            dataset_standardize(r->train, m->norm_mean, m->norm_std);
         if (r->val)
             dataset_standardize(r->val, m->norm_mean, m->norm_std);
         if (r->test)
@@ -425,7 +461,7 @@ static int normalize_targets(const struct dist *d, const struct config *cfg,
     }
     if ((!resumed || !m->target_mean) && training_stats(d, r, 1, e))
         return e->code;
-    if (shared_write_begin(r))
+    if (shared_write_begin(r) && !r->stream)
         dataset_standardize_targets(r->train, m->target_mean, m->target_std);
     shared_write_end(r);
     return DMLP_OK;
@@ -459,7 +495,10 @@ static void class_weights(const struct config *cfg, const struct trainer *r, siz
         return;
     }
     uint64_t present = 0;
-    for (size_t i = 0; i < r->train->n; i++)
+    const struct stream_stats *st = r->stream ? stream_stats(r->stream) : NULL;
+    for (size_t j = 0; st && j < k && j < st->k; j++)
+        count[j] = st->class_count[j];
+    for (size_t i = 0; !st && i < r->train->n; i++)
         count[r->train->labels[i]]++;
     if (r->sharded)
         dist_allreduce_sum_u64(r->d, count, k);
@@ -492,6 +531,24 @@ static int sample_weights(const struct config *cfg, struct trainer *r, struct dm
     }
     if (by_class)
         class_weights(cfg, r, k, count, cw);
+    if (r->stream) { /* the reader weighs each window's rows as it reads them */
+        const struct stream_stats *st = stream_stats(r->stream);
+        /* Σω for the check below: Σ /weights, or Σ over classes of weight × count (with
+         * both, Σ /weights: only lbfgs, not available here, would need it exactly) */
+        double total = st->weight_sum;
+        if (by_class && !st->has_weights) {
+            total = 0.0;
+            for (size_t j = 0; j < k; j++)
+                total += cw[j] * (double)count[j];
+        }
+        free(count);
+        r->w_total = total;
+        r->stream_cw = cw;
+        if (!(total > 0))
+            dmlp_fail(e, DMLP_ERR_INPUT, "%s: every training sample has weight 0; nothing "
+                      "would be learned", r->train_files.name);
+        return dist_agree(r->d, e);
+    }
     free(count);
     double total = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -701,6 +758,19 @@ static int allocate(struct trainer *r, struct dmlp_error *e)
     return dist_agree(r->d, e);
 }
 
+/* streamed: what each window gets as it is read (the standardisation and the weights the
+ * other placements apply once), then the reader. Agreed. */
+static int start_stream(struct trainer *r, struct dmlp_error *e)
+{
+    if (!r->stream)
+        return DMLP_OK;
+    const struct model *m = r->model;
+    stream_transform(r->stream, m->norm_mean, m->norm_std, m->target_mean, m->target_std,
+                     r->stream_cw, r->w);
+    stream_start(r->stream, r->st.seed, e);
+    return dist_agree(r->d, e);
+}
+
 /* Rank 0 tells what is about to run. */
 static void report_run(const struct trainer *r)
 {
@@ -716,14 +786,19 @@ static void report_run(const struct trainer *r)
             "%llu steps/epoch\n",
             DMLP_VERSION, n, n > 1 ? "s" : "", threads, threads > 1 ? "s" : "", net,
             count_params(m), (unsigned long long)r->n_train,
-            r->sharded ? "sharded" : "replicated",
+            dmlp_placement_names[cfg->data.placement],
             m->norm_mean ? (m->target_mean ? ", standardised, targets standardised"
                                            : ", standardised")
                          : (m->target_mean ? ", targets standardised" : ""),
             (unsigned long long)B, (unsigned long long)((B + (uint64_t)n - 1) / (uint64_t)n),
             (unsigned long long)r->steps_per_epoch);
     char held[1100];
-    if (r->sharded)
+    if (r->stream)
+        snprintf(held, sizeof held, "streamed: %llu window%s of %zu rows an epoch, %.1f MiB "
+                 "resident", (unsigned long long)stream_windows(r->stream),
+                 stream_windows(r->stream) == 1 ? "" : "s", stream_window_rows(r->stream),
+                 (double)stream_resident_bytes(r->stream) / 1048576.0);
+    else if (r->sharded)
         snprintf(held, sizeof held, "its shard");
     else if (r->data_shm)
         snprintf(held, sizeof held, "one copy per node, shared by its %d ranks",
@@ -792,7 +867,8 @@ int trainer_setup(struct trainer *r, struct dmlp_error *err)
      * another training using it is refused here, not found out at a save hours later. */
     if (rank0 && opt->save_checkpoints)
         rundir_open(&r->dir, cfg->checkpoint.dir, r->log, &e);
-    if (dist_agree(d, &e) || start_from(r, &e) || allocate(r, &e) || shape(r, &e))
+    if (dist_agree(d, &e) || start_from(r, &e) || allocate(r, &e) || shape(r, &e) ||
+        start_stream(r, &e))
         goto fail;
     if (r->info)
         report_run(r);

@@ -11,6 +11,7 @@
 #include "par/gradsum.h"
 #include "nn/optim.h"
 #include "data/rundir.h"
+#include "data/stream.h"
 #include "run/runlog.h"
 #include "run/train.h"
 
@@ -43,6 +44,13 @@ struct trainer {
      * or NULL for copies of this rank's own, and then why not (for the report) */
     struct dist_shm *data_shm;
     char data_note[1024];
+    /* streamed: the reader (train is its resident rows), the class weights it applies,
+     * and a read that failed (a file changed): the step's stop request carries it, and the
+     * ranks then agree on data_err */
+    struct stream *stream;
+    double *stream_cw;
+    int data_failed;
+    struct dmlp_error data_err;
     struct model *model;
     struct optim *optim;
     struct gradsum *sum;
