@@ -137,7 +137,7 @@ static void test_reader_follows_order(void)
     CU_ASSERT_EQUAL(memcmp(sum + D, st->fsumsq, D * sizeof(double)), 0);
     CU_ASSERT_EQUAL(st->class_count[0] + st->class_count[1] + st->class_count[2], N);
     CU_ASSERT_EQUAL(st->class_count[1], N / 3);
-    stream_transform(s, NULL, NULL, NULL, NULL, NULL, NULL);
+    stream_weigh(s, NULL, NULL);
     CU_ASSERT_EQUAL_FATAL(stream_start(s, 7, &e), DMLP_OK);
     uint64_t order[N], idx[50];
     const struct dataset *res = stream_resident(s);

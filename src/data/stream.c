@@ -56,8 +56,7 @@ struct stream {
     struct dataset *res;       /* the resident rows: nslots × cap, one allocation (mem) */
     void *mem;
     struct slot slot[2];
-    /* stream_transform's */
-    const float *fmean, *fstd, *tmean, *tstd;
+    /* stream_weigh's */
     const double *class_w;
     float *w;
     /* the reader: its own copy of an epoch's block order */
@@ -413,6 +412,7 @@ static int first_pass(struct stream *s, struct dmlp_error *err)
     s->st.fsumsq = s->st.fsum + d;
     if (s->st.tsum)
         s->st.tsumsq = s->st.tsum + yc;
+    const double t0 = dmlp_now();
     for (size_t i = 0; i < s->nfiles; i++) {
         const struct sfile *f = &s->file[i];
         for (size_t a = 0; a < f->n; a += R) {
@@ -426,6 +426,9 @@ static int first_pass(struct stream *s, struct dmlp_error *err)
     }
     if (s->st.has_labels && !declared)
         s->st.k = kmax;
+    s->st.pass_seconds = dmlp_now() - t0;
+    s->st.pass_bytes = (double)s->st.n * 4.0 *
+                       (double)(d + yc + (s->st.has_weights ? 1 : 0));
     return DMLP_OK;
 }
 
@@ -476,21 +479,10 @@ int stream_open(struct stream **out, const struct dataset_files *f,
 
 /* ---- the reader -------------------------------------------------------------------------- */
 
-/* Rows [base, base + m) as the steps want them: standardised, and their weights. */
-static void transform(struct stream *s, size_t base, size_t m)
+/* The weights of rows [base, base + m), as the other placements compute them once. */
+static void weigh(struct stream *s, size_t base, size_t m)
 {
-    struct dataset *r = s->res;
-    const size_t d = s->st.d, yc = s->ycols;
-    for (size_t i = base; s->fmean && i < base + m; i++) {
-        float *x = r->features + i * d;
-        for (size_t j = 0; j < d; j++)
-            x[j] = (x[j] - s->fmean[j]) / s->fstd[j];
-    }
-    for (size_t i = base; s->tmean && !s->st.has_labels && i < base + m; i++) {
-        float *t = r->targets + i * yc;
-        for (size_t j = 0; j < yc; j++)
-            t[j] = (t[j] - s->tmean[j]) / s->tstd[j];
-    }
+    const struct dataset *r = s->res;
     for (size_t i = base; s->w && i < base + m; i++) {
         const double wi = (r->weights ? (double)r->weights[i] : 1.0) *
                           (s->class_w ? s->class_w[r->labels[i]] : 1.0);
@@ -517,7 +509,7 @@ static int load_window(struct stream *s, size_t i, uint64_t g, struct dmlp_error
             return rc;
         m += len;
     }
-    transform(s, base, m);
+    weigh(s, base, m);
     struct slot *sl = &s->slot[i];
     window_perm(sl->perm, m, &s->p, s->nw, e, w);
     for (size_t j = 0; j < m; j++)
@@ -601,13 +593,8 @@ size_t stream_resident_bytes(const struct stream *s)
            (4 * (s->st.d + s->ycols + (s->st.has_weights ? 1 : 0)) + 4 + 8);
 }
 
-void stream_transform(struct stream *s, const float *fmean, const float *fstd,
-                      const float *tmean, const float *tstd, const double *class_w, float *w)
+void stream_weigh(struct stream *s, const double *class_w, float *w)
 {
-    s->fmean = fmean;
-    s->fstd = fstd;
-    s->tmean = tmean;
-    s->tstd = tstd;
     s->class_w = class_w;
     s->w = w;
 }
@@ -616,7 +603,7 @@ int stream_start(struct stream *s, uint64_t seed, struct dmlp_error *err)
 {
     s->p.seed = seed;
     if (s->nw == 1) { /* the first pass left the whole set in slot 0 */
-        transform(s, 0, s->st.n);
+        weigh(s, 0, s->st.n);
         s->slot[0].rows = s->st.n;
         s->slot[0].state = SLOT_READY;
         return DMLP_OK;

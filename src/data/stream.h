@@ -46,6 +46,8 @@ struct stream_stats {
     double *tsum, *tsumsq;   /* [k] for targets, else NULL */
     uint64_t *class_count;   /* [k] for labels, else NULL */
     double weight_sum;       /* Σ /weights (the row count without them) */
+    double pass_seconds;     /* the opening pass: its time and the bytes it read */
+    double pass_bytes;
 };
 
 struct stream;
@@ -68,13 +70,11 @@ size_t stream_window_rows(const struct stream *s);
 uint64_t stream_windows(const struct stream *s);
 size_t stream_resident_bytes(const struct stream *s);
 
-/* What each window gets as it is read, before the steps see it: x <- (x - mean) / std for
- * features (fmean NULL: none) and targets (tmean NULL: none), the same float operations as
- * dataset_standardize; and, when w is not NULL, w[i] = /weights × class_w[label] (either
- * factor 1 when absent) for each resident row i (w: stream_resident's rows). Call before
+/* What each window gets as it is read: when w is not NULL, w[i] = /weights × class_w[label]
+ * (either factor 1 when absent) for each resident row i (w: stream_resident's rows). Rows
+ * are not standardised here: each rank standardises only the rows it gathers. Call before
  * stream_start. */
-void stream_transform(struct stream *s, const float *fmean, const float *fstd,
-                      const float *tmean, const float *tstd, const double *class_w, float *w);
+void stream_weigh(struct stream *s, const double *class_w, float *w);
 
 /* Starts the reader thread, with the seed of the orders (a resumed run's, from its
  * checkpoint). */

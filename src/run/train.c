@@ -110,10 +110,13 @@ static struct step_rows step_rows(const struct trainer *t, uint64_t s)
     return sr;
 }
 
-/* Copies the rows idx[0..len) of the training set into the batch buffers. */
+/* Copies the rows idx[0..len) of the training set into the batch buffers. Streamed rows
+ * come from disk as they are: they are standardised here, with the same operations that
+ * standardise the other placements' sets once (so each rank does only its own rows). */
 static void gather(struct trainer *t, const uint64_t *idx, size_t len)
 {
     const struct dataset *ds = t->train;
+    const struct model *m = t->model;
     const size_t D = ds->d, K = ds->k;
     for (size_t i = 0; i < len; i++) {
         memcpy(t->xb + i * D, ds->features + idx[i] * D, D * sizeof(float));
@@ -124,6 +127,10 @@ static void gather(struct trainer *t, const uint64_t *idx, size_t len)
         if (t->w)
             t->wb[i] = t->w[idx[i]];
     }
+    if (t->stream && m->norm_mean)
+        kernel_vec()->standardize(t->xb, len, D, m->norm_mean, m->norm_std);
+    if (t->stream && m->target_mean && t->tb)
+        kernel_vec()->standardize(t->tb, len, K, m->target_mean, m->target_std);
 }
 
 /* Σω of the step's global batch, the divisor of its mean gradient: the sample count when

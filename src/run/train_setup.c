@@ -433,7 +433,7 @@ static int normalize(const struct dist *d, const struct config *cfg, struct trai
     if ((!resumed || !m->norm_mean) && training_stats(d, r, 0, e))
         return e->code;
     if (shared_write_begin(r)) {
-        if (!r->stream) /* streamed: each window as it is read */
+        if (!r->stream) /* streamed: the rows a rank gathers, step by step */
             dataset_standardize(r->train, m->norm_mean, m->norm_std);
         if (r->val)
             dataset_standardize(r->val, m->norm_mean, m->norm_std);
@@ -758,15 +758,13 @@ static int allocate(struct trainer *r, struct dmlp_error *e)
     return dist_agree(r->d, e);
 }
 
-/* streamed: what each window gets as it is read (the standardisation and the weights the
- * other placements apply once), then the reader. Agreed. */
+/* streamed: the weights each window's rows get as it is read (gather standardises the
+ * rows a rank takes), then the reader. Agreed. */
 static int start_stream(struct trainer *r, struct dmlp_error *e)
 {
     if (!r->stream)
         return DMLP_OK;
-    const struct model *m = r->model;
-    stream_transform(r->stream, m->norm_mean, m->norm_std, m->target_mean, m->target_std,
-                     r->stream_cw, r->w);
+    stream_weigh(r->stream, r->stream_cw, r->w);
     stream_start(r->stream, r->st.seed, e);
     return dist_agree(r->d, e);
 }
@@ -793,21 +791,26 @@ static void report_run(const struct trainer *r)
             (unsigned long long)B, (unsigned long long)((B + (uint64_t)n - 1) / (uint64_t)n),
             (unsigned long long)r->steps_per_epoch);
     char held[1100];
-    if (r->stream)
+    if (r->stream) {
+        const struct stream_stats *st = stream_stats(r->stream);
         snprintf(held, sizeof held, "streamed: %llu window%s of %zu rows an epoch, %.1f MiB "
-                 "resident", (unsigned long long)stream_windows(r->stream),
+                 "resident; the opening pass read %.0f MiB in %.2f s, %.0f MiB/s",
+                 (unsigned long long)stream_windows(r->stream),
                  stream_windows(r->stream) == 1 ? "" : "s", stream_window_rows(r->stream),
-                 (double)stream_resident_bytes(r->stream) / 1048576.0);
-    else if (r->sharded)
+                 (double)stream_resident_bytes(r->stream) / 1048576.0,
+                 st->pass_bytes / 1048576.0, st->pass_seconds,
+                 st->pass_bytes / 1048576.0 / (st->pass_seconds > 0 ? st->pass_seconds : 1e-9));
+    } else if (r->sharded) {
         snprintf(held, sizeof held, "its shard");
-    else if (r->data_shm)
+    } else if (r->data_shm) {
         snprintf(held, sizeof held, "one copy per node, shared by its %d ranks",
                  dist_shm_node_size(r->data_shm));
-    else if (n > 1)
+    } else if (n > 1) {
         snprintf(held, sizeof held, "a copy on every rank: %s",
                  r->cfg->data.share_node ? r->data_note : "data.share_node is false");
-    else
+    } else {
         snprintf(held, sizeof held, "the whole set");
+    }
     fprintf(r->info, "training data: %s; rank 0 holds %zu rows, %.1f MiB (%s)\n",
             r->train_files.name, ds->n,
             (double)ds->n * (double)(ds->d + (ds->labels ? 1 : ds->k)) * 4.0 / 1048576.0, held);
