@@ -663,6 +663,25 @@ static void test_data_files(void)
                 "data.train=[a.h5,b.h5]");
     const char *empty[] = {"data.train=[a.h5,,b.h5]"};
     expect_fail(NET "data: {train: a.h5}\n", empty, 1, "data.train[1]: empty path");
+
+    /* the streamed placement's keys, and what it refuses */
+    c = load_str(NET "data: {train: a.h5, placement: streamed, block_rows: 512, "
+                 "shuffle_window: 2, memory_mb: 64}\n", NULL, 0, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->data.placement, DMLP_PLACEMENT_STREAMED);
+    CU_ASSERT_EQUAL(c->data.block_rows, 512);
+    CU_ASSERT_EQUAL(c->data.shuffle_window, 2);
+    CU_ASSERT_EQUAL(c->data.memory_mb, 64);
+    CU_ASSERT_TRUE(c->data.share_node);
+    config_free(&c);
+    expect_fail(NET "data: {train: a.h5, placement: streamed, block_rows: 0}\n", NULL, 0,
+                "bad.yaml:5: data.block_rows: 0 is not a positive integer");
+    expect_fail("model:\n  layers:\n    - {units: 3, activation: softmax}\n"
+                "optimizer: {name: lbfgs, lr: 1}\ndata: {train: a.h5, placement: streamed}\n",
+                NULL, 0, "optimizer.name: lbfgs takes the whole training set");
+    expect_fail(NET "data: {train: a.h5, placement: streamed, validation_fraction: 0.1}\n",
+                NULL, 0, "data.validation_fraction: is not available with data.placement "
+                "streamed");
 }
 
 /* ---- the surrogate keys: losses, weights, dropout, plateau ---------------------------- */
