@@ -7,14 +7,8 @@
 # Usage: bench/stream.sh            (builds build-bench; prints a table and JSON lines)
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
-"$DMLP_ROOT/scripts/install-deps.sh" --demo
-B=${DMLP_BUILD_BENCH:-$DMLP_ROOT/build-bench}
-cmake -S "$DMLP_ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$B" -j"$(nproc)" --target dmlp_cli >/dev/null
-DATA=$DMLP_ROOT/data/fashion_mnist_train.h5
-src=/usr/share/datasets/fashion-mnist
-[ -s "$DATA" ] || "$B/bin/dmlp" import idx --images "$src/train-images-idx3-ubyte.gz" \
-  --labels "$src/train-labels-idx1-ubyte.gz" --output "$DATA"
+B=$(dmlp_bench_cli)
+DATA=$(dmlp_fashion_train "$B/bin/dmlp")
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 unset OMP_WAIT_POLICY

@@ -13,3 +13,21 @@ dmlp_build() {
   cmake -S "$DMLP_ROOT" -B "$DMLP_BUILD" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
   cmake --build "$DMLP_BUILD" -j"$(nproc)"
 }
+# The Release build of the dmlp command that benchmarks use (build-bench, or
+# $DMLP_BUILD_BENCH), after installing what the demo needs; prints the build folder.
+dmlp_bench_cli() {
+  "$DMLP_ROOT/scripts/install-deps.sh" --demo >&2
+  local b=${DMLP_BUILD_BENCH:-$DMLP_ROOT/build-bench}
+  cmake -S "$DMLP_ROOT" -B "$b" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$b" -j"$(nproc)" --target dmlp_cli >/dev/null
+  echo "$b"
+}
+# Fashion-MNIST's training set as data/fashion_mnist_train.h5 (imported from Debian's
+# dataset-fashion-mnist with the dmlp at $1 when it is not there yet); prints its path.
+dmlp_fashion_train() {
+  local out=$DMLP_ROOT/data/fashion_mnist_train.h5 src=/usr/share/datasets/fashion-mnist
+  mkdir -p "$DMLP_ROOT/data"
+  [ -s "$out" ] || "$1" import idx --images "$src/train-images-idx3-ubyte.gz" \
+    --labels "$src/train-labels-idx1-ubyte.gz" --output "$out" >&2
+  echo "$out"
+}

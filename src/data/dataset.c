@@ -197,10 +197,13 @@ static void move_marked_rows(struct dataset *ds, const unsigned char *mask, stru
     ds->n = kept;
 }
 
-/* The checks of a split's arguments. */
-static int split_args(const struct dataset *ds, size_t global_row0, size_t global_n,
-                      double fraction, struct dmlp_error *err)
+/* The checks of a split's arguments, then the held-out rows of ds marked in *mask
+ * (malloc'd) and counted in *nval. */
+static int split_mask(const struct dataset *ds, size_t global_row0, size_t global_n,
+                      double fraction, uint64_t seed, unsigned char **mask, size_t *nval,
+                      struct dmlp_error *err)
 {
+    *mask = NULL;
     if (!(fraction >= 0.0 && fraction < 1.0))
         return dmlp_fail(err, DMLP_ERR_INPUT, "validation fraction %g: expected a number in "
                          "[0, 1)", fraction);
@@ -208,6 +211,10 @@ static int split_args(const struct dataset *ds, size_t global_row0, size_t globa
         return dmlp_fail(err, DMLP_ERR_INPUT, "validation split: rows [%zu, %zu) lie outside "
                          "the %zu rows of the whole set", global_row0, global_row0 + ds->n,
                          global_n);
+    if (!(*mask = calloc(ds->n > 0 ? ds->n : 1, 1)))
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "validation split: out of memory for %zu rows",
+                         ds->n);
+    *nval = draw_validation_rows(*mask, global_row0, ds->n, global_n, fraction, seed);
     return DMLP_OK;
 }
 
@@ -215,15 +222,11 @@ int dataset_split(struct dataset *ds, size_t global_row0, size_t global_n, doubl
                   uint64_t seed, struct dataset **val, struct dmlp_error *err)
 {
     *val = NULL;
-    int rc = split_args(ds, global_row0, global_n, fraction, err);
+    unsigned char *mask;
+    size_t nval = 0;
+    int rc = split_mask(ds, global_row0, global_n, fraction, seed, &mask, &nval, err);
     if (rc != DMLP_OK)
         return rc;
-    unsigned char *mask = calloc(ds->n > 0 ? ds->n : 1, 1);
-    if (!mask)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "validation split: out of memory for %zu rows",
-                         ds->n);
-    const size_t nval = draw_validation_rows(mask, global_row0, ds->n, global_n, fraction,
-                                             seed);
     struct dataset *v = NULL;
     rc = dataset_alloc_rows(&v, nval, ds->d, ds->k, ds->labels != NULL, err);
     if (rc == DMLP_OK && ds->weights && (rc = dataset_alloc_weights(v, err)) != DMLP_OK)
@@ -243,15 +246,11 @@ int dataset_split_into(struct dataset *ds, size_t global_row0, size_t global_n,
                        double fraction, uint64_t seed, struct dataset *val,
                        struct dmlp_error *err)
 {
-    int rc = split_args(ds, global_row0, global_n, fraction, err);
+    unsigned char *mask;
+    size_t nval = 0;
+    const int rc = split_mask(ds, global_row0, global_n, fraction, seed, &mask, &nval, err);
     if (rc != DMLP_OK)
         return rc;
-    unsigned char *mask = calloc(ds->n > 0 ? ds->n : 1, 1);
-    if (!mask)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "validation split: out of memory for %zu rows",
-                         ds->n);
-    const size_t nval = draw_validation_rows(mask, global_row0, ds->n, global_n, fraction,
-                                             seed);
     if (nval != val->n || val->d != ds->d || !val->labels != !ds->labels ||
         !val->weights != !ds->weights || (!ds->labels && val->k != ds->k)) {
         free(mask);
