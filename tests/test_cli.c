@@ -463,6 +463,75 @@ static void test_one_copy_per_node(void)
                           run[2], data), 0);
 }
 
+/* The last "val_loss" of a run's metrics.jsonl (NAN when there is none). */
+static double last_val_loss(const char *run)
+{
+    FILE *f = fopen(tu_fmt("%s/metrics.jsonl", run), "r");
+    char line[8192];
+    double v = NAN;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"val_loss\": ");
+        if (p)
+            v = atof(p + 12);
+    }
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* data.validation, a set of its own (here a glob over two files): every placement
+ * evaluates it after each epoch, and its last val_loss is what dmlp eval finds for the
+ * final checkpoint on the concatenation of the two files. */
+static void test_validation_files(void)
+{
+    char train[700], whole[700], pattern[700], run[800];
+    snprintf(train, sizeof train, "%s/vf-train.h5", g_dir);
+    snprintf(whole, sizeof whole, "%s/vf-val.h5", g_dir);
+    snprintf(pattern, sizeof pattern, "%s/vf-val-*.h5", g_dir);
+    make_blobs(train, 240, 21);
+    make_blobs(whole, 90, 22);
+    struct dataset *ds = NULL;
+    struct dmlp_error e = {0};
+    CU_ASSERT_EQUAL_FATAL(dataset_read(&ds, whole, &e), DMLP_OK);
+    for (size_t i = 0; i < 2; i++) {
+        struct dataset part = {.n = 45, .d = ds->d, .k = ds->k,
+                               .features = ds->features + i * 45 * ds->d,
+                               .labels = ds->labels + i * 45};
+        CU_ASSERT_EQUAL(dataset_write(&part, tu_fmt("%s/vf-val-%zu.h5", g_dir, i), &e),
+                        DMLP_OK);
+    }
+    dataset_free(&ds);
+    const char *how[3] = {"replicated", "sharded", "streamed"};
+    for (int h = 0; h < 3; h++) {
+        snprintf(run, sizeof run, "%s/vf-%s", g_dir, how[h]);
+        CU_ASSERT_EQUAL(tu_sh(MPIRUN "%d %s train %s/configs/xor.yaml --set loss=cross_entropy "
+                               "--set model.layers[1].units=3 --set "
+                               "model.layers[1].activation=softmax --set training.epochs=3 "
+                               "--set training.batch_size=32 --set data.normalize=standard "
+                               "--set data.train=%s --set data.validation=%s "
+                               "--set data.placement=%s --set data.block_rows=32 "
+                               "--set data.shuffle_window=2 --set "
+                               "training.early_stopping.patience=5 --set checkpoint.dir=%s",
+                               h == 1 ? 3 : 2, DMLP_BINARY, DMLP_SOURCE_DIR, train, pattern,
+                               how[h], run), 0);
+        CU_ASSERT(tu_has("validation: "));
+        CU_ASSERT(tu_has("vf-val-0.h5 and 1 more file"));
+        const double v = last_val_loss(run);
+        CU_ASSERT_EQUAL(tu_sh("%s eval --checkpoint %s/latest.h5 --data %s --json", DMLP_BINARY,
+                              run, whole), 0);
+        const char *l = strstr(tu_out, "\"loss\": ");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+        printf("    %s: val_loss %.9g, eval %.9g\n", how[h], v, atof(l + 8));
+        CU_ASSERT(fabs(v - atof(l + 8)) <= 1e-6 * fabs(v));
+    }
+    /* with validation_fraction it is one or the other */
+    CU_ASSERT_EQUAL(tu_sh("%s train %s/configs/xor.yaml --set data.train=%s "
+                          "--set data.validation=%s --set data.validation_fraction=0.1",
+                          DMLP_BINARY, DMLP_SOURCE_DIR, train, whole), 2);
+    CU_ASSERT(tu_has("data.validation: give either data.validation or "
+                     "data.validation_fraction, not both"));
+}
+
 static CU_TestInfo cli_tests[] = {
     {"usage, help and exit codes", test_usage_and_exit_codes},
     {"import idx (gzip) under mpirun", test_import_idx},
@@ -471,6 +540,7 @@ static CU_TestInfo cli_tests[] = {
     {"configs/xor.yaml learns XOR", test_xor_learns},
     {"data.train as a glob: the same weights as one file", test_many_files_same_weights},
     {"replicated data: one copy per node, the same weights", test_one_copy_per_node},
+    {"data.validation: its own files, in every placement", test_validation_files},
     {"classifier: train on 2 ranks, eval, inspect, resume", test_classifier_mpi_train_eval_resume},
     CU_TEST_INFO_NULL,
 };

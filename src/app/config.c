@@ -154,6 +154,9 @@ static const struct key keys[] = {
              "either, read as one concatenation in that order"},
     {"data.test", KEY_FILES, AT(data.test), .flags = OPTIONAL,
      .help = "evaluated after every epoch; a file, a glob or a list, as data.train"},
+    {"data.validation", KEY_FILES, AT(data.validation), .flags = OPTIONAL,
+     .help = "a validation set of its own (file, glob or list), instead of "
+             "validation_fraction: val loss and accuracy every epoch, `best.h5`"},
     {"data.validation_fraction", KEY_DOUBLE, AT(data.validation_fraction), "0", FRACTION,
      .help = "a seeded random part of the training file held out; val loss and accuracy "
              "every epoch, `best.h5`"},
@@ -1419,6 +1422,11 @@ static int check_lbfgs(struct load *ld)
 }
 
 /* What no key says alone: the rules between keys. */
+static int has_validation(const struct config *c)
+{
+    return c->data.validation_fraction > 0 || c->data.validation.n > 0;
+}
+
 static int check_rules(struct load *ld)
 {
     const struct config *c = ld->cfg;
@@ -1445,13 +1453,17 @@ static int check_rules(struct load *ld)
     if ((rc = check_loss(ld)) != DMLP_OK || (rc = check_lbfgs(ld)) != DMLP_OK)
         return rc;
     if (o->schedule.name == DMLP_SCHEDULE_PLATEAU &&
-        o->schedule.metric == DMLP_PLATEAU_VAL_LOSS && c->data.validation_fraction == 0)
+        o->schedule.metric == DMLP_PLATEAU_VAL_LOSS && !has_validation(c))
         return fail_at(ld, "optimizer.schedule.metric", "val_loss watches the validation "
-                       "set: set data.validation_fraction > 0, or metric: train_loss");
+                       "set: set data.validation_fraction > 0 (or data.validation), or "
+                       "metric: train_loss");
+    if (c->data.validation_fraction > 0 && c->data.validation.n)
+        return fail_at(ld, "data.validation", "give either data.validation or "
+                       "data.validation_fraction, not both");
     if (c->data.placement == DMLP_PLACEMENT_STREAMED && c->data.validation_fraction > 0)
         return fail_at(ld, "data.validation_fraction", "is not available with data.placement "
                        "streamed (the held-out rows would have to be picked out of the "
-                       "stream); give a held-out file as data.test instead");
+                       "stream); give a held-out file as data.validation instead");
     if (c->data.placement == DMLP_PLACEMENT_STREAMED && o->name == DMLP_OPT_LBFGS)
         return fail_at(ld, "optimizer.name", "lbfgs takes the whole training set in every "
                        "evaluation; with data.placement streamed use sgd, adam or adamw");
@@ -1460,9 +1472,10 @@ static int check_rules(struct load *ld)
                        "sharded data each rank shuffles its own shard, so the trajectory "
                        "depends on the rank count)");
     const struct config_early_stopping *es = &c->training.early_stopping;
-    if (es->patience > 0 && c->data.validation_fraction == 0)
+    if (es->patience > 0 && !has_validation(c))
         return fail_at(ld, "training.early_stopping.patience", "early stopping watches the "
-                       "validation set: set data.validation_fraction > 0");
+                       "validation set: set data.validation_fraction > 0 (or "
+                       "data.validation)");
     if (es->metric == DMLP_METRIC_VAL_ACCURACY && c->loss != DMLP_LOSS_CROSS_ENTROPY)
         return fail_at(ld, "training.early_stopping.metric", "val_accuracy needs a "
                        "classifier (loss cross_entropy); use val_loss");

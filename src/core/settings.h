@@ -118,6 +118,8 @@ struct config_optimizer {
 struct config_data {
     struct config_files train;       /* required: one or more HDF5 datasets */
     struct config_files test;        /* optional (n = 0): evaluated after every epoch */
+    struct config_files validation;  /* optional: a validation set of its own (not with
+                                        validation_fraction) */
     double validation_fraction;      /* [0, 1), default 0: a seeded split of train held out */
     enum dmlp_normalize normalize;   /* default none; standard: (x − mean) / std of train */
     bool normalize_targets;          /* default false; regression only: train on (t − mean) /

@@ -27,6 +27,7 @@ void trainer_free(struct trainer *t)
     dist_shm_free(&t->data_shm); /* collective over the node: every rank frees its trainer */
     dataset_files_free(&t->train_files);
     dataset_files_free(&t->test_files);
+    dataset_files_free(&t->val_files);
     model_free(&t->model);
     optim_free(&t->optim);
     gradsum_free(&t->sum);
@@ -162,6 +163,8 @@ static int read_sharded(const struct dist *d, struct trainer *r, size_t *row0,
     *global_n = sh.global_rows;
     if (r->test_files.n && dataset_read_files_shard(&r->test, &r->test_files, d, NULL, e))
         return e->code;
+    if (r->val_files.n && dataset_read_files_shard(&r->val, &r->val_files, d, NULL, e))
+        return e->code;
     return DMLP_OK;
 }
 
@@ -170,23 +173,28 @@ static void read_replicated(struct trainer *r, size_t *global_n, struct dmlp_err
 {
     if (dataset_read_files(&r->train, &r->train_files, e) == DMLP_OK && r->test_files.n)
         dataset_read_files(&r->test, &r->test_files, e);
+    if (!e->code && r->val_files.n)
+        dataset_read_files(&r->val, &r->val_files, e);
     if (r->train)
         *global_n = r->train->n;
 }
 
-/* The training and test sets' counts of what (files, rows), a and b, must be the same on
+/* The training, validation and test sets' counts of what (files, rows) must be the same on
  * every rank: each rank lists and reads the files itself. Collective, agreed. */
-static int agree_counts(const struct dist *d, size_t a, size_t b, const char *what,
+static int agree_counts(const struct dist *d, const size_t count[3], const char *what,
                         struct dmlp_error *e)
 {
-    const double mine[2] = {(double)a, (double)b};
-    double lo[2], mean[2], hi[2];
-    int at[2];
-    dist_spread(d, mine, 2, lo, mean, hi, at);
-    if (lo[0] != hi[0] || lo[1] != hi[1])
-        dmlp_fail(e, DMLP_ERR_INPUT, "the ranks found different data: data.train has %.0f "
-                  "to %.0f %s and data.test %.0f to %.0f, depending on the rank (did the "
-                  "files change while the job started?)", lo[0], hi[0], what, lo[1], hi[1]);
+    static const char *const key[3] = {"data.train", "data.validation", "data.test"};
+    double mine[3], lo[3], mean[3], hi[3];
+    int at[3];
+    for (int i = 0; i < 3; i++)
+        mine[i] = (double)count[i];
+    dist_spread(d, mine, 3, lo, mean, hi, at);
+    for (int i = 0; i < 3 && !e->code; i++)
+        if (lo[i] != hi[i])
+            dmlp_fail(e, DMLP_ERR_INPUT, "the ranks found different data: %s has %.0f to %.0f "
+                      "%s, depending on the rank (did the files change while the job "
+                      "started?)", key[i], lo[i], hi[i], what);
     return dist_agree(d, e);
 }
 
@@ -199,49 +207,54 @@ static int agree_counts(const struct dist *d, size_t a, size_t b, const char *wh
 static int share_data(const struct dist *d, const struct config *cfg, struct trainer *r,
                       size_t *global_n, int *shared, struct dmlp_error *e)
 {
-    struct dataset_shape tr = {0}, te = {0};
+    const struct dataset_files *files[3] = {&r->train_files, &r->val_files, &r->test_files};
+    struct dataset **set[3] = {&r->train, &r->val, &r->test};
+    struct dataset_shape sh[3] = {{0}};
     *shared = 0;
-    if (dataset_files_shape(&r->train_files, &tr, e) == DMLP_OK &&
-        dataset_check_fits(&tr, tr.n, r->train_files.name, e) == DMLP_OK && r->test_files.n &&
-        dataset_files_shape(&r->test_files, &te, e) == DMLP_OK)
-        dataset_check_fits(&te, te.n, r->test_files.name, e);
-    if (dist_agree(d, e) || agree_counts(d, tr.n, te.n, "rows", e))
+    for (int i = 0; i < 3 && !e->code; i++)
+        if (files[i]->n && dataset_files_shape(files[i], &sh[i], e) == DMLP_OK)
+            dataset_check_fits(&sh[i], sh[i].n, files[i]->name, e);
+    if (dist_agree(d, e) || agree_counts(d, (size_t[3]){sh[0].n, sh[1].n, sh[2].n}, "rows", e))
         return e->code;
+    /* The held-out split takes its rows out of the training rows, into a part of its own. */
     const double fraction = cfg->data.validation_fraction;
-    const size_t nv = fraction > 0 ? dataset_validation_count(tr.n, fraction) : 0;
-    const size_t b_train = dataset_bytes(&tr, tr.n), b_val = dataset_bytes(&tr, nv);
-    const size_t bytes = 64 + b_train + (fraction > 0 ? b_val : 0) +
-                         (r->test_files.n ? dataset_bytes(&te, te.n) : 0);
+    const size_t held = fraction > 0 ? dataset_validation_count(sh[0].n, fraction) : 0;
+    const size_t rows[3] = {sh[0].n, fraction > 0 ? held : sh[1].n, sh[2].n};
+    const int present[3] = {1, fraction > 0 || files[1]->n, files[2]->n != 0};
+    if (fraction > 0)
+        sh[1] = sh[0];
+    size_t bytes = 64, off[3];
+    for (int i = 0; i < 3; i++) {
+        off[i] = bytes;
+        bytes += present[i] ? dataset_bytes(&sh[i], rows[i]) : 0;
+    }
     void *base;
     struct dmlp_error why = {0};
     if (dist_shm_alloc(&r->data_shm, d, bytes, &base, &why) != DMLP_OK) {
         snprintf(r->data_note, sizeof r->data_note, "%s", why.msg);
         return DMLP_OK;
     }
-    uint64_t *k = base;
-    char *at = (char *)base + 64;
-    if (dataset_place(&r->train, &tr, tr.n, at, e) == DMLP_OK && fraction > 0)
-        dataset_place(&r->val, &tr, nv, at + b_train, e);
-    if (!e->code && r->test_files.n)
-        dataset_place(&r->test, &te, te.n, at + b_train + (fraction > 0 ? b_val : 0), e);
+    uint64_t *k = base; /* the sets' K, from node rank 0 */
+    for (int i = 0; i < 3 && !e->code; i++)
+        if (present[i])
+            dataset_place(set[i], &sh[i], rows[i], (char *)base + off[i], e);
     if (!e->code && dist_shm_node_rank(r->data_shm) == 0) {
-        if (dataset_read_files_into(r->train, &r->train_files, e) == DMLP_OK && r->test)
-            dataset_read_files_into(r->test, &r->test_files, e);
-        if (!e->code && r->val)
-            dataset_split_into(r->train, 0, tr.n, fraction, cfg->training.seed, r->val, e);
-        k[0] = r->train->k;
-        k[1] = r->test ? r->test->k : 0;
+        for (int i = 0; i < 3 && !e->code; i++)
+            if (files[i]->n)
+                dataset_read_files_into(*set[i], files[i], e);
+        if (!e->code && fraction > 0)
+            dataset_split_into(r->train, 0, sh[0].n, fraction, cfg->training.seed, r->val, e);
+        for (int i = 0; i < 3; i++)
+            k[i] = *set[i] ? (*set[i])->k : 0;
     }
     dist_shm_sync(r->data_shm);
     if (dist_agree(d, e))
         return e->code;
-    r->train->n = tr.n - nv;
-    r->train->k = (size_t)k[0];
-    if (r->val)
-        r->val->k = (size_t)k[0];
-    if (r->test)
-        r->test->k = (size_t)k[1];
-    *global_n = tr.n;
+    r->train->n = sh[0].n - held;
+    for (int i = 0; i < 3; i++)
+        if (*set[i])
+            (*set[i])->k = (size_t)k[i];
+    *global_n = sh[0].n;
     *shared = 1;
     return DMLP_OK;
 }
@@ -278,11 +291,13 @@ static int open_streamed(const struct dist *d, const struct config *cfg, struct 
         *global_n = stream_stats(r->stream)->n;
         if (r->test_files.n)
             dataset_read_files(&r->test, &r->test_files, e);
+        if (!e->code && r->val_files.n)
+            dataset_read_files(&r->val, &r->val_files, e);
     }
     return dist_agree(d, e);
 }
 
-/* data.train and data.test's globs expanded. Every rank expands them itself, so the ranks
+/* data.train, data.validation and data.test's globs expanded. Every rank expands them itself, so the ranks
  * must agree on what they found (a file written between two ranks' listings would
  * otherwise give them different sets): the file counts are compared here, the row counts
  * after the read. Collective, agreed. */
@@ -290,12 +305,15 @@ static int expand_files(const struct dist *d, const struct config *cfg, struct t
                         struct dmlp_error *e)
 {
     if (dataset_files_expand(&r->train_files, cfg->data.train.v, cfg->data.train.n,
-                             "data.train", e) == DMLP_OK)
+                             "data.train", e) == DMLP_OK &&
+        dataset_files_expand(&r->val_files, cfg->data.validation.v, cfg->data.validation.n,
+                             "data.validation", e) == DMLP_OK)
         dataset_files_expand(&r->test_files, cfg->data.test.v, cfg->data.test.n, "data.test",
                              e);
     if (dist_agree(d, e))
         return e->code;
-    return agree_counts(d, r->train_files.n, r->test_files.n, "files", e);
+    return agree_counts(d, (size_t[3]){r->train_files.n, r->val_files.n, r->test_files.n},
+                        "files", e);
 }
 
 /* Every rank's training row count into r->rows (every rank needs them all to cut each
@@ -364,8 +382,10 @@ static int load_data(const struct dist *d, const struct config *cfg, struct trai
     } else if (!shared) {
         read_replicated(r, &global_n, e);
     }
-    if (dist_agree(d, e) ||
-        agree_counts(d, global_n, r->test && !r->sharded ? r->test->n : 0, "rows", e))
+    /* (sharded: the shards differ, and the read agreed on the whole already) */
+    const size_t counts[3] = {global_n, r->val && !r->sharded ? r->val->n : 0,
+                              r->test && !r->sharded ? r->test->n : 0};
+    if (dist_agree(d, e) || agree_counts(d, counts, "rows", e))
         return e->code;
     if (!e->code && !shared && cfg->data.validation_fraction > 0)
         dataset_split(r->train, row0, global_n, cfg->data.validation_fraction,
@@ -578,6 +598,8 @@ static int build_model(struct trainer *r, struct dmlp_error *e)
         dataset_check_network(r->train, r->model, r->train_files.name, e) == DMLP_OK &&
         (!r->test ||
          dataset_check_network(r->test, r->model, r->test_files.name, e) == DMLP_OK) &&
+        (!r->val_files.n ||
+         dataset_check_network(r->val, r->model, r->val_files.name, e) == DMLP_OK) &&
         set_loss(cfg, r->model, e) == DMLP_OK &&
         optim_create(&r->optim, &cfg->optimizer, r->model->n_params, e) == DMLP_OK) {
         struct rng init;
@@ -814,7 +836,9 @@ static void report_run(const struct trainer *r)
     fprintf(r->info, "training data: %s; rank 0 holds %zu rows, %.1f MiB (%s)\n",
             r->train_files.name, ds->n,
             (double)ds->n * (double)(ds->d + (ds->labels ? 1 : ds->k)) * 4.0 / 1048576.0, held);
-    if (r->val)
+    if (r->val && r->val_files.n)
+        fprintf(r->info, "validation: %s\n", r->val_files.name);
+    else if (r->val)
         fprintf(r->info, "validation: %g of %s held out (seed %llu)\n",
                 cfg->data.validation_fraction, r->train_files.name,
                 (unsigned long long)cfg->training.seed);

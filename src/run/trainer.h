@@ -38,7 +38,7 @@ struct trainer {
     /* what it owns (trainer_free) */
     struct rundir *dir;        /* rank 0, when saving: checkpoint.dir checked and locked */
     int sharded;
-    struct dataset_files train_files, test_files; /* the config's, globs expanded */
+    struct dataset_files train_files, val_files, test_files; /* the config's, expanded */
     struct dataset *train, *val, *test;
     /* replicated: the block of the node that holds train, val and test (one copy per node),
      * or NULL for copies of this rank's own, and then why not (for the report) */
