@@ -23,9 +23,10 @@ const char *dmlp_version(void)
 int dmlp_main(int argc, char **argv)
 {
     struct dmlp_error err = {0};
-    /* A preemption signal may come at any moment, even during start-up: training takes
-     * it as a request to checkpoint and stop, from the first instruction on. */
-    if (argc > 1 && !strcmp(argv[1], "train"))
+    /* A preemption signal may come at any moment, even during start-up: training (and a
+     * sweep's) takes it as a request to checkpoint and stop, from the first instruction
+     * on. */
+    if (argc > 1 && (!strcmp(argv[1], "train") || !strcmp(argv[1], "sweep")))
         stop_install();
     const int owned = !dist_is_initialized(); /* a caller's MPI stays the caller's */
     if (dist_init(&argc, &argv, &err)) {

@@ -8,6 +8,7 @@
 
 #include "data/checkpoint.h"
 #include "app/config.h"
+#include "app/sweep.h"
 #include "data/dataset.h"
 #include "data/onnx.h"
 #include "par/dist.h"
@@ -27,6 +28,7 @@ static const char USAGE[] =
     "\n"
     "commands:\n"
     "  train CONFIG.yaml [--set key=value]... [--resume PATH|auto] [--init-from PATH]\n"
+    "  sweep CONFIG.yaml --grid key=v1,v2... [--seeds N] [--group-size G] [--resume auto]\n"
     "  eval --checkpoint PATH --data PATH [--json]\n"
     "  predict --checkpoint PATH --input PATH --output PATH\n"
     "  import idx --images PATH --labels PATH --output PATH\n"
@@ -326,6 +328,88 @@ static int cmd_train(struct ctx *c, int argc, char **argv)
         code = run_training(c, &a, cfg, yaml);
     config_free(&cfg);
     free(yaml);
+    return code;
+}
+
+static const char SWEEP_HELP[] =
+    "usage: dmlp sweep CONFIG.yaml [--grid key=v1,v2,...]... [--seeds N] [--group-size G]\n"
+    "                  [--set key=value]... [--resume auto] [--quiet]\n"
+    "\n"
+    "Trains many models in one MPI job: the cross product of the grids, times N seeds\n"
+    "(training.seed, training.seed + 1, ...). The ranks form groups of G (default 1); each\n"
+    "group takes the next member from a queue and trains it exactly as `dmlp train CONFIG\n"
+    "--set ...` would on G ranks, into checkpoint.dir/member-NNN/. A member that fails is\n"
+    "recorded and the sweep goes on; a bad grid key or value is refused before anything\n"
+    "runs (exit 2). SIGUSR1/SIGTERM: every running member checkpoints, exit 75; --resume\n"
+    "auto then skips finished members and resumes the others. At the end:\n"
+    "checkpoint.dir/sweep.jsonl and a table sorted by validation (else training) loss.\n"
+    "  --grid key=v1,v2,...   values of one config key (commas inside [...] stay in a value)\n"
+    "  --seeds N              N seeds per grid point (default 1: the config's seed)\n"
+    "  --group-size G         ranks per member; must divide the rank count\n";
+
+/* dmlp sweep: the arguments into sweep_options, then the sweep. */
+static int cmd_sweep(struct ctx *c, int argc, char **argv)
+{
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    const char **grids = calloc((size_t)argc + 1, sizeof *grids);
+    struct sweep_options o = {.sets = sets, .grids = grids, .seeds = 1, .group_size = 1,
+                              .log = c->errout};
+    struct dmlp_error e = {0};
+    int code = !sets || !grids ? DMLP_ERR_RUNTIME : DMLP_OK;
+    for (int i = 0; i < argc && !code && !e.code; i++) {
+        const char *v = NULL;
+        char *end;
+        if (is_help(argv[i])) {
+            if (c->rank == 0)
+                fputs(SWEEP_HELP, c->out);
+            free(sets);
+            free(grids);
+            return DMLP_OK;
+        } else if (take_value(argc, argv, &i, "--set", &v, &e)) {
+            if (v)
+                sets[o.n_sets++] = v;
+        } else if (take_value(argc, argv, &i, "--grid", &v, &e)) {
+            if (v)
+                grids[o.n_grids++] = v;
+        } else if (take_value(argc, argv, &i, "--seeds", &v, &e)) {
+            const long n = v ? strtol(v, &end, 10) : 0;
+            if (v && (*end || n < 1 || n > 100000))
+                code = usage_error(c, SWEEP_HELP, "sweep: --seeds %s: expected a count from "
+                                   "1 to 100000", v);
+            o.seeds = (unsigned)n;
+        } else if (take_value(argc, argv, &i, "--group-size", &v, &e)) {
+            const long n = v ? strtol(v, &end, 10) : 0;
+            if (v && (*end || n < 1 || n > 1 << 20))
+                code = usage_error(c, SWEEP_HELP, "sweep: --group-size %s: expected a "
+                                   "positive rank count", v);
+            o.group_size = (int)n;
+        } else if (take_value(argc, argv, &i, "--resume", &v, &e)) {
+            if (v && strcmp(v, "auto"))
+                code = usage_error(c, SWEEP_HELP, "sweep: --resume %s: only 'auto' (each "
+                                   "member continues from its own latest.h5)", v);
+            o.resume = 1;
+        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
+            o.log = NULL;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            code = usage_error(c, SWEEP_HELP, "sweep: unknown option '%s'", argv[i]);
+        } else if (o.config_path) {
+            code = usage_error(c, SWEEP_HELP, "sweep: unexpected argument '%s' (one config "
+                               "file only)", argv[i]);
+        } else {
+            o.config_path = argv[i];
+        }
+    }
+    if (!code && e.code)
+        code = usage_error(c, SWEEP_HELP, "sweep: %s", e.msg);
+    if (!code && !o.config_path)
+        code = usage_error(c, SWEEP_HELP, "sweep: %s", "missing CONFIG.yaml");
+    if (!code) {
+        code = sweep_run(c->d, &o, &e);
+        if (code && c->rank == 0)
+            fprintf(c->errout, "dmlp: %s%s\n", code == DMLP_STOPPED ? "" : "error: ", e.msg);
+    }
+    free(sets);
+    free(grids);
     return code;
 }
 
@@ -657,7 +741,7 @@ static int help_topic(struct ctx *c, const char *topic)
     static const struct {
         const char *name, *text;
     } topics[] = {
-        {"train", TRAIN_HELP},   {"eval", EVAL_HELP},       {"predict", PREDICT_HELP},
+        {"train", TRAIN_HELP},   {"sweep", SWEEP_HELP},     {"eval", EVAL_HELP},       {"predict", PREDICT_HELP},
         {"import", IMPORT_HELP}, {"inspect", INSPECT_HELP}, {"export", EXPORT_HELP},
     };
     if (!strcmp(topic, "config")) {
@@ -696,6 +780,8 @@ static int run_command(struct ctx *c, int argc, char **argv)
         return cmd_train(c, argc - 2, argv + 2);
     if (!strcmp(cmd, "eval"))
         return cmd_eval(c, argc - 2, argv + 2);
+    if (!strcmp(cmd, "sweep"))
+        return cmd_sweep(c, argc - 2, argv + 2);
     if (!strcmp(cmd, "predict"))
         return cmd_predict(c, argc - 2, argv + 2);
     if (!strcmp(cmd, "import"))

@@ -76,6 +76,69 @@ void dist_free(struct dist **d)
     *d = NULL;
 }
 
+static void allreduce_op(const struct dist *d, void *buf, size_t n, MPI_Datatype type,
+                         size_t elem, MPI_Op op);
+
+int dist_split(const struct dist *d, int color, struct dist **out, struct dmlp_error *err)
+{
+    MPI_Comm sub;
+    MPI_Comm_split(d->comm, color, d->rank, &sub);
+    const int rc = create(out, sub, err);
+    MPI_Comm_free(&sub);
+    return rc;
+}
+
+struct dist_counter {
+    MPI_Win win;
+    int64_t *value; /* rank 0's */
+};
+
+int dist_counter_create(struct dist_counter **out, const struct dist *d,
+                        struct dmlp_error *err)
+{
+    struct dist_counter *c = calloc(1, sizeof *c);
+    int ok = c != NULL;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, d->comm);
+    if (!ok) {
+        free(c);
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+    }
+    MPI_Win_allocate(d->rank == 0 ? (MPI_Aint)sizeof(int64_t) : 0, sizeof(int64_t),
+                     MPI_INFO_NULL, d->comm, &c->value, &c->win);
+    if (d->rank == 0) {
+        MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, c->win);
+        *c->value = 0;
+        MPI_Win_unlock(0, c->win);
+    }
+    MPI_Barrier(d->comm);
+    *out = c;
+    return DMLP_OK;
+}
+
+uint64_t dist_counter_next(struct dist_counter *c)
+{
+    const int64_t one = 1;
+    int64_t got = 0;
+    MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, c->win);
+    MPI_Fetch_and_op(&one, &got, MPI_INT64_T, 0, 0, MPI_SUM, c->win);
+    MPI_Win_unlock(0, c->win);
+    return (uint64_t)got;
+}
+
+void dist_counter_free(struct dist_counter **cp)
+{
+    if (!*cp)
+        return;
+    MPI_Win_free(&(*cp)->win);
+    free(*cp);
+    *cp = NULL;
+}
+
+void dist_allreduce_max_bytes(const struct dist *d, unsigned char *buf, size_t n)
+{
+    allreduce_op(d, buf, n, MPI_UNSIGNED_CHAR, 1, MPI_MAX);
+}
+
 int dist_rank(const struct dist *d) { return d->rank; }
 int dist_size(const struct dist *d) { return d->size; }
 

@@ -26,6 +26,23 @@ int dist_create_world(struct dist **out, struct dmlp_error *err);
 int dist_create_self(struct dist **out, struct dmlp_error *err);
 void dist_free(struct dist **d);
 
+/* The ranks of d with the same color, as a dist of their own, ranked as in d. Collective
+ * over d. */
+int dist_split(const struct dist *d, int color, struct dist **out, struct dmlp_error *err);
+
+/* A counter on rank 0 of d that any rank takes numbers from without the others: the queue
+ * of a sweep. create and free are collective over d; next is not (an atomic fetch-and-add
+ * through a one-sided MPI window), and returns 0, 1, 2, ... across all callers. */
+struct dist_counter;
+int dist_counter_create(struct dist_counter **out, const struct dist *d,
+                        struct dmlp_error *err);
+uint64_t dist_counter_next(struct dist_counter *c);
+void dist_counter_free(struct dist_counter **c);
+
+/* buf[i] <- the maximum over ranks of buf[i] (bytes): gathers what one rank each filled in
+ * where the others left zeros. Collective. */
+void dist_allreduce_max_bytes(const struct dist *d, unsigned char *buf, size_t n);
+
 int dist_rank(const struct dist *d);
 int dist_size(const struct dist *d);
 
