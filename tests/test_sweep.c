@@ -100,6 +100,68 @@ static void test_groups_of_one(void)
     CU_ASSERT_EQUAL(already, 4);
 }
 
+/* The ensemble of the sweep's 3 best members (--sweep DIR --top 3) against numpy on the
+ * members' own predictions: the mean, the standard deviation (ddof 0), the mean's entropy
+ * and argmax; and eval's accuracy and loss on the mean. */
+static const char CHECK_PY[] =
+    "import json, sys\n"
+    "import h5py, numpy as np\n"
+    "d, ens, data, ev = sys.argv[1:5]\n"
+    "rows = [json.loads(l) for l in open(d + '/sweep.jsonl')]\n"
+    "done = [r for r in rows if r['status'] == 'done']\n"
+    "key = lambda r: r['val_loss'] if r['val_loss'] is not None else r['train_loss']\n"
+    "top = sorted(done, key=key)[:3]\n"
+    "P = np.stack([h5py.File('%s/pred-%d.h5' % (d, r['member']), 'r')['predictions'][:]\n"
+    "              for r in top]).astype(np.float64)\n"
+    "mean, std = P.mean(0), P.std(0)\n"
+    "ent = -np.where(mean > 0, mean * np.log(np.where(mean > 0, mean, 1)), 0).sum(1)\n"
+    "f = h5py.File(ens, 'r')\n"
+    "errs = [float(abs(f[n][:] - v).max()) for n, v in\n"
+    "        (('predictions', mean), ('std', std), ('entropy', ent))]\n"
+    "assert max(errs) < 1e-5, errs\n"
+    "assert int(f.attrs['members']) == 3\n"
+    "assert (f['labels'][:] == mean.argmax(1)).all()\n"
+    "y = h5py.File(data, 'r')['labels'][:]\n"
+    "e = json.loads(open(ev).read())\n"
+    "acc = float((mean.argmax(1) == y).mean())\n"
+    "p = np.maximum(mean[np.arange(len(y)), y], np.finfo(np.float32).tiny)\n"
+    "loss = float(-np.log(p).mean())\n"
+    "assert abs(e['accuracy'] - acc) < 1e-9, (e['accuracy'], acc)\n"
+    "assert abs(e['loss'] - loss) < 1e-5 * loss, (e['loss'], loss)\n"
+    "print('ensemble of members %s matches numpy: max errors %s, accuracy %.4f, loss %.6f'\n"
+    "      % ([r['member'] for r in top], errs, acc, loss))\n";
+
+static void test_ensemble(void)
+{
+    char dir[700], data[700], py[700];
+    snprintf(dir, sizeof dir, "%s/g1", g_dir);
+    snprintf(data, sizeof data, "%s/blobs.h5", g_dir);
+    snprintf(py, sizeof py, "%s/check_ensemble.py", g_dir);
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(py, CHECK_PY), 0);
+    for (int m = 0; m < 4; m++)
+        CU_ASSERT_EQUAL(tu_sh("%s predict --checkpoint %s/member-%03d/latest.h5 --input %s "
+                              "--output %s/pred-%d.h5", DMLP_BINARY, dir, m, data, dir, m), 0);
+    CU_ASSERT_EQUAL(tu_sh(MPIRUN "2 %s predict --sweep %s --top 3 --input %s --output "
+                          "%s/ensemble.h5", DMLP_BINARY, dir, data, dir), 0);
+    CU_ASSERT(tu_has("an ensemble's mean, std and entropy"));
+    CU_ASSERT_EQUAL(tu_sh(MPIRUN "3 %s eval --sweep %s --top 3 --data %s --json > %s/eval.json",
+                          DMLP_BINARY, dir, data, dir), 0);
+    CU_ASSERT_EQUAL(tu_sh("/usr/bin/python3 %s %s %s/ensemble.h5 %s %s/eval.json", py, dir, dir,
+                          data, dir), 0);
+    CU_ASSERT(tu_has("matches numpy"));
+    printf("    %s", tu_out);
+    /* members may differ inside (here a narrower hidden layer), not in what they map */
+    CU_ASSERT_EQUAL(tu_sh("%s train %s --set model.layers[0].units=5 --set training.epochs=1 "
+                          "--set checkpoint.dir=%s/narrow --quiet", DMLP_BINARY, g_cfg, g_dir), 0);
+    CU_ASSERT_EQUAL(tu_sh("%s predict --checkpoint %s/member-000/latest.h5 --checkpoint "
+                          "%s/narrow/latest.h5 --input %s --output %s/mixed.h5", DMLP_BINARY,
+                          dir, g_dir, data, g_dir), 0);
+    CU_ASSERT_EQUAL(tu_sh("%s eval --sweep %s --top 0 --data %s", DMLP_BINARY, dir, data), 2);
+    CU_ASSERT(tu_has("--top 0: expected a positive count"));
+    CU_ASSERT_EQUAL(tu_sh("%s eval --sweep %s/nowhere --data %s", DMLP_BINARY, g_dir, data), 2);
+    CU_ASSERT(tu_has("nowhere/sweep.jsonl: cannot open"));
+}
+
 static void test_groups_of_two(void)
 {
     char dir[700];
@@ -163,6 +225,8 @@ static void test_preempt_and_resume(void)
 static CU_TestInfo sweep_tests[] = {
     {"groups of 1 rank: each member as trained alone; resumed, nothing again",
      test_groups_of_one},
+    {"the 3 best members as an ensemble: mean, std, entropy, eval, against numpy",
+     test_ensemble},
     {"groups of 2 ranks: each member as trained alone on 2 ranks", test_groups_of_two},
     {"a diverging member is recorded, the others finish", test_failing_member},
     {"a bad grid key or value, a group size that does not divide: exit 2", test_bad_grid},

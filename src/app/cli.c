@@ -16,6 +16,7 @@
 #include "run/metrics.h"
 #include "nn/model.h"
 #include "run/predict.h"
+#include "run/ensemble.h"
 #include "run/stop.h"
 #include "run/train.h"
 #include "core/util.h"
@@ -79,7 +80,12 @@ static const char TRAIN_HELP[] =
     "  mpirun -np 4 dmlp train configs/fashion_mnist.yaml --resume auto\n";
 
 static const char EVAL_HELP[] =
-    "usage: dmlp eval --checkpoint PATH --data PATH [--json]\n"
+    "usage: dmlp eval --checkpoint PATH [--checkpoint PATH]... --data PATH [--json]\n"
+    "       dmlp eval --sweep DIR [--top K] --data PATH [--json]\n"
+    "\n"
+    "Several checkpoints (or a sweep's K best finished members, by validation loss) are\n"
+    "evaluated as one ensemble: the mean of their outputs, each member standardising the\n"
+    "data as it was trained to.\n"
     "\n"
     "Evaluates a checkpoint's network on a dataset (split across the ranks; the result is\n"
     "the same for any rank count). Classifiers: mean loss, accuracy, per-class accuracy\n"
@@ -95,7 +101,13 @@ static const char EVAL_HELP[] =
     "  dmlp eval --checkpoint runs/fashion_mnist/latest.h5 --data data/fashion_mnist_test.h5\n";
 
 static const char PREDICT_HELP[] =
-    "usage: dmlp predict --checkpoint PATH --input PATH --output PATH\n"
+    "usage: dmlp predict --checkpoint PATH [--checkpoint PATH]... --input PATH --output PATH\n"
+    "       dmlp predict --sweep DIR [--top K] --input PATH --output PATH\n"
+    "\n"
+    "Several checkpoints (or a sweep's K best finished members) predict as an ensemble:\n"
+    "/predictions holds the members' mean, /std their standard deviation per output\n"
+    "(population, ddof 0) and, for classifiers, /entropy the entropy of the mean\n"
+    "probabilities; /labels is the mean's argmax.\n"
     "\n"
     "Runs a checkpoint's network on the /features of an HDF5 file (labels or targets, if\n"
     "present, are ignored) and writes /predictions float32 [N, K] (class probabilities,\n"
@@ -198,16 +210,70 @@ static int usage_error(struct ctx *c, const char *help, const char *fmt, const c
 /* Builds the network a checkpoint holds and loads its /layers (and standardisation). */
 static int load_network(const char *ckpt, struct model **out, struct dmlp_error *e)
 {
-    size_t in_dim = 0, n_layers = 0;
-    struct config_layer *layers = NULL;
-    enum dmlp_loss loss = DMLP_LOSS_CROSS_ENTROPY;
-    *out = NULL;
-    if (checkpoint_read_network(ckpt, &in_dim, &layers, &n_layers, &loss, e) == DMLP_OK &&
-        model_create(out, in_dim, layers, n_layers, loss, e) == DMLP_OK &&
-        checkpoint_load_layers(ckpt, *out, e) != DMLP_OK)
-        model_free(out);
-    free(layers);
-    return e->code;
+    return model_load_checkpoint(ckpt, out, e);
+}
+
+/* The checkpoints a predict or eval command names: each --checkpoint, or the --top K best
+ * finished members of --sweep DIR. */
+struct ckpt_list {
+    const char **v;     /* [n] */
+    size_t n;
+    char **owned;       /* --sweep's paths */
+    size_t n_owned;
+    const char *sweep;
+    const char *top;
+    char joined[4096];  /* "a.h5, b.h5", for the predictions file */
+};
+
+/* Takes --checkpoint, --sweep and --top; returns 1 when argv[*i] was one of them. */
+static int take_ckpt(int argc, char **argv, int *i, struct ckpt_list *l, struct dmlp_error *e)
+{
+    const char *v = NULL;
+    if (take_value(argc, argv, i, "--checkpoint", &v, e)) {
+        if (v)
+            l->v[l->n++] = v;
+        return 1;
+    }
+    return take_value(argc, argv, i, "--sweep", &l->sweep, e) ||
+           take_value(argc, argv, i, "--top", &l->top, e);
+}
+
+/* --sweep's members into the list (every rank reads the same sweep.jsonl); the joined
+ * names. Not agreed. */
+static int resolve_ckpts(struct ckpt_list *l, struct dmlp_error *e)
+{
+    if (l->sweep) {
+        char *end = NULL;
+        const long top = l->top ? strtol(l->top, &end, 10) : -1;
+        if (l->n)
+            return dmlp_fail(e, DMLP_ERR_INPUT, "give --checkpoint or --sweep, not both");
+        if (l->top && (*end || top < 1))
+            return dmlp_fail(e, DMLP_ERR_INPUT, "--top %s: expected a positive count", l->top);
+        if (sweep_best_members(l->sweep, top > 0 ? (size_t)top : SIZE_MAX, &l->owned,
+                               &l->n_owned, e) != DMLP_OK)
+            return e->code;
+        const char **v = realloc(l->v, (l->n_owned + 1) * sizeof *v);
+        if (!v)
+            return dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory");
+        l->v = v;
+        for (size_t i = 0; i < l->n_owned; i++)
+            l->v[l->n++] = l->owned[i];
+    } else if (l->top) {
+        return dmlp_fail(e, DMLP_ERR_INPUT, "--top needs --sweep DIR");
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < l->n && used < sizeof l->joined; i++)
+        used += (size_t)snprintf(l->joined + used, sizeof l->joined - used, "%s%s",
+                                 i ? ", " : "", l->v[i]);
+    return DMLP_OK;
+}
+
+static void free_ckpts(struct ckpt_list *l)
+{
+    for (size_t i = 0; i < l->n_owned; i++)
+        free(l->owned[i]);
+    free(l->owned);
+    free(l->v);
 }
 
 /* Applies the network's input standardisation to ds, as training did. */
@@ -413,44 +479,84 @@ static int cmd_sweep(struct ctx *c, int argc, char **argv)
     return code;
 }
 
+/* eval of an ensemble: the mean of the members' outputs on the raw rows. */
+static int eval_ensemble(struct ctx *c, const struct ckpt_list *l, const char *data,
+                         struct metrics **mt, struct dmlp_error *e)
+{
+    struct ensemble ens;
+    struct dataset *ds = NULL;
+    if (ensemble_open(&ens, l->v, l->n, 512, e) == DMLP_OK &&
+        dataset_read(&ds, data, e) == DMLP_OK)
+        dataset_check_network(ds, ens.m[0], data, e);
+    if (e->code)
+        dmlp_error_prefix(e, "eval");
+    int code = finish(c, e);
+    if (!code) {
+        code = metrics_evaluate_ensemble(c->d, &ens, ds, mt, e);
+        if (code && c->rank == 0)
+            fprintf(c->errout, "dmlp: error: eval: %s: %s\n", data, e->msg);
+    }
+    ensemble_close(&ens);
+    dataset_free(&ds);
+    return code;
+}
+
 static int cmd_eval(struct ctx *c, int argc, char **argv)
 {
-    const char *ckpt = NULL, *data = NULL;
+    const char *data = NULL;
     int json = 0;
     struct dmlp_error e = {0};
-    for (int i = 0; i < argc && !e.code; i++) {
+    struct ckpt_list l = {.v = calloc((size_t)argc + 1, sizeof(char *))};
+    if (!l.v)
+        return DMLP_ERR_RUNTIME;
+    int code = DMLP_OK;
+    for (int i = 0; i < argc && !e.code && !code; i++) {
         if (is_help(argv[i])) {
             if (c->rank == 0)
                 fputs(EVAL_HELP, c->out);
+            free_ckpts(&l);
             return DMLP_OK;
         } else if (!strcmp(argv[i], "--json")) {
             json = 1;
-        } else if (take_value(argc, argv, &i, "--checkpoint", &ckpt, &e) ||
+        } else if (take_ckpt(argc, argv, &i, &l, &e) ||
                    take_value(argc, argv, &i, "--data", &data, &e)) {
         } else {
-            return usage_error(c, EVAL_HELP, "eval: unexpected argument '%s'", argv[i]);
+            code = usage_error(c, EVAL_HELP, "eval: unexpected argument '%s'", argv[i]);
         }
     }
-    if (e.code)
-        return usage_error(c, EVAL_HELP, "eval: %s", e.msg);
-    if (!ckpt || !data)
-        return usage_error(c, EVAL_HELP, "eval: %s", "--checkpoint and --data are required");
-
+    if (!code && e.code)
+        code = usage_error(c, EVAL_HELP, "eval: %s", e.msg);
+    if (!code && ((!l.n && !l.sweep) || !data))
+        code = usage_error(c, EVAL_HELP, "eval: %s", "--checkpoint (or --sweep) and --data "
+                           "are required");
+    if (code) {
+        free_ckpts(&l);
+        return code;
+    }
+    resolve_ckpts(&l, &e);
+    if ((code = finish(c, &e))) {
+        free_ckpts(&l);
+        return code;
+    }
     struct model *m = NULL;
     struct dataset *ds = NULL;
-    if (load_network(ckpt, &m, &e) == DMLP_OK && dataset_read(&ds, data, &e) == DMLP_OK)
-        standardize_for(m, ds, data, &e);
-    if (e.code)
-        dmlp_error_prefix(&e, "eval");
-    int code = finish(c, &e);
     struct metrics *mt = NULL;
-    if (!code) {
-        code = metrics_evaluate(c->d, m, ds, &mt, &e);
-        if (code && c->rank == 0)
-            fprintf(c->errout, "dmlp: error: eval: %s: %s\n", data, e.msg);
+    if (l.n > 1) {
+        code = eval_ensemble(c, &l, data, &mt, &e);
+    } else {
+        if (load_network(l.v[0], &m, &e) == DMLP_OK && dataset_read(&ds, data, &e) == DMLP_OK)
+            standardize_for(m, ds, data, &e);
+        if (e.code)
+            dmlp_error_prefix(&e, "eval");
+        code = finish(c, &e);
+        if (!code) {
+            code = metrics_evaluate(c->d, m, ds, &mt, &e);
+            if (code && c->rank == 0)
+                fprintf(c->errout, "dmlp: error: eval: %s: %s\n", data, e.msg);
+        }
     }
     if (!code && c->rank == 0) {
-        const char *fields[] = {"checkpoint", ckpt, "data", data, NULL};
+        const char *fields[] = {"checkpoint", l.joined, "data", data, NULL};
         if (json)
             metrics_print_json(c->out, mt, fields, &e);
         else
@@ -460,6 +566,7 @@ static int cmd_eval(struct ctx *c, int argc, char **argv)
     metrics_free(&mt);
     model_free(&m);
     dataset_free(&ds);
+    free_ckpts(&l);
     return code;
 }
 
@@ -483,44 +590,62 @@ static int check_output(const char *output, const char *const *inputs, size_t n,
 
 static int cmd_predict(struct ctx *c, int argc, char **argv)
 {
-    const char *ckpt = NULL, *input = NULL, *output = NULL;
+    const char *input = NULL, *output = NULL;
     struct dmlp_error e = {0};
-    for (int i = 0; i < argc && !e.code; i++) {
+    struct ckpt_list l = {.v = calloc((size_t)argc + 1, sizeof(char *))};
+    if (!l.v)
+        return DMLP_ERR_RUNTIME;
+    int code = DMLP_OK;
+    for (int i = 0; i < argc && !e.code && !code; i++) {
         if (is_help(argv[i])) {
             if (c->rank == 0)
                 fputs(PREDICT_HELP, c->out);
+            free_ckpts(&l);
             return DMLP_OK;
-        } else if (take_value(argc, argv, &i, "--checkpoint", &ckpt, &e) ||
+        } else if (take_ckpt(argc, argv, &i, &l, &e) ||
                    take_value(argc, argv, &i, "--input", &input, &e) ||
                    take_value(argc, argv, &i, "--output", &output, &e)) {
         } else {
-            return usage_error(c, PREDICT_HELP, "predict: unexpected argument '%s'", argv[i]);
+            code = usage_error(c, PREDICT_HELP, "predict: unexpected argument '%s'", argv[i]);
         }
     }
-    if (e.code)
-        return usage_error(c, PREDICT_HELP, "predict: %s", e.msg);
-    if (!ckpt || !input || !output)
-        return usage_error(c, PREDICT_HELP, "predict: %s",
-                           "--checkpoint, --input and --output are required");
+    if (!code && e.code)
+        code = usage_error(c, PREDICT_HELP, "predict: %s", e.msg);
+    if (!code && ((!l.n && !l.sweep) || !input || !output))
+        code = usage_error(c, PREDICT_HELP, "predict: %s",
+                           "--checkpoint (or --sweep), --input and --output are required");
+    if (code) {
+        free_ckpts(&l);
+        return code;
+    }
     struct model *m = NULL;
     struct dataset *ds = NULL;
-    const char *inputs[] = {ckpt, input};
-    if (check_output(output, inputs, 2, &e) == DMLP_OK &&
-        load_network(ckpt, &m, &e) == DMLP_OK &&
-        dataset_read_features(&ds, input, &e) == DMLP_OK)
-        standardize_for(m, ds, input, &e);
+    struct ensemble ens = {0};
+    if (resolve_ckpts(&l, &e) == DMLP_OK) {
+        const char **inputs = l.v; /* the checkpoints, then the input */
+        inputs[l.n] = input;
+        if (check_output(output, inputs, l.n + 1, &e) == DMLP_OK &&
+            (l.n > 1 ? ensemble_open(&ens, l.v, l.n, 512, &e) : load_network(l.v[0], &m, &e)) ==
+                DMLP_OK &&
+            dataset_read_features(&ds, input, &e) == DMLP_OK && l.n == 1)
+            standardize_for(m, ds, input, &e);
+    }
     if (e.code)
         dmlp_error_prefix(&e, "predict");
-    int code = finish(c, &e);
+    code = finish(c, &e);
     if (!code) {
-        code = predict_run(c->d, m, ds, output, ckpt, input, &e);
+        code = l.n > 1 ? predict_run_ensemble(c->d, &ens, ds, output, l.joined, input, &e)
+                       : predict_run(c->d, m, ds, output, l.v[0], input, &e);
         if (code && c->rank == 0)
             fprintf(c->errout, "dmlp: error: %s\n", e.msg);
         else if (c->rank == 0)
-            fprintf(c->errout, "predicted %zu rows of %s -> %s\n", ds->n, input, output);
+            fprintf(c->errout, "predicted %zu rows of %s -> %s%s\n", ds->n, input, output,
+                    l.n > 1 ? " (an ensemble's mean, std and entropy)" : "");
     }
+    ensemble_close(&ens);
     model_free(&m);
     dataset_free(&ds);
+    free_ckpts(&l);
     return code;
 }
 

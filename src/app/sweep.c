@@ -446,6 +446,87 @@ static void print_table(const struct sweep *s, FILE *out)
     free(order);
 }
 
+/* A finished member of a sweep.jsonl line: its directory and ranking metric. */
+struct ranked {
+    char *dir;
+    double key;
+};
+
+static int by_key(const void *a, const void *b)
+{
+    const double x = ((const struct ranked *)a)->key, y = ((const struct ranked *)b)->key;
+    return x < y ? -1 : x > y;
+}
+
+/* A number field of one of sweep.jsonl's lines (null: NaN). */
+static double field(const char *line, const char *name)
+{
+    char key[64];
+    snprintf(key, sizeof key, "\"%s\": ", name);
+    const char *p = strstr(line, key);
+    if (!p || !strncmp(p + strlen(key), "null", 4))
+        return NAN;
+    return strtod(p + strlen(key), NULL);
+}
+
+int sweep_best_members(const char *dir, size_t top, char ***paths, size_t *n,
+                       struct dmlp_error *err)
+{
+    char path[4200], line[8192];
+    snprintf(path, sizeof path, "%s/sweep.jsonl", dir);
+    *paths = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s (is %s a sweep's "
+                         "checkpoint.dir?)", path, strerror(errno), dir);
+    struct ranked *r = NULL;
+    size_t count = 0, cap = 0;
+    int rc = DMLP_OK;
+    while (rc == DMLP_OK && fgets(line, sizeof line, f)) {
+        const char *d = strstr(line, "\"dir\": \"");
+        if (!d || !strstr(line, "\"status\": \"done\""))
+            continue;
+        d += 8;
+        const size_t len = strcspn(d, "\"");
+        const double v = field(line, "val_loss"), t = field(line, "train_loss");
+        if (count == cap) {
+            cap = cap ? 2 * cap : 16;
+            struct ranked *g = realloc(r, cap * sizeof *r);
+            if (!g) {
+                rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+                break;
+            }
+            r = g;
+        }
+        r[count].key = isnan(v) ? (isnan(t) ? INFINITY : t) : v;
+        if (!(r[count].dir = strndup(d, len)))
+            rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+        else
+            count++;
+    }
+    fclose(f);
+    if (rc == DMLP_OK && count == 0)
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: no finished member", path);
+    if (rc == DMLP_OK) {
+        qsort(r, count, sizeof *r, by_key); /* stable enough: keys tie only by chance */
+        *n = top < count ? top : count;
+        if (!(*paths = calloc(*n, sizeof **paths)))
+            rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+        for (size_t i = 0; rc == DMLP_OK && i < *n; i++) {
+            const size_t len = strlen(r[i].dir) + 16;
+            if (((*paths)[i] = malloc(len)))
+                snprintf((*paths)[i], len, "%s/latest.h5", r[i].dir);
+            else
+                rc = dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+        }
+    }
+    for (size_t i = 0; i < count; i++)
+        free(r[i].dir);
+    free(r);
+    return rc;
+}
+
 int sweep_run(const struct dist *d, const struct sweep_options *o, struct dmlp_error *err)
 {
     struct sweep s = {.o = o};

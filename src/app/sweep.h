@@ -35,4 +35,10 @@ struct sweep_options {
  * members included. */
 int sweep_run(const struct dist *d, const struct sweep_options *o, struct dmlp_error *err);
 
+/* The latest.h5 of the top finished members of the sweep in dir (from dir/sweep.jsonl),
+ * by validation loss (else training loss), best first: *n = min(top, finished members).
+ * *paths and its strings are the caller's to free. An error names the file. */
+int sweep_best_members(const char *dir, size_t top, char ***paths, size_t *n,
+                       struct dmlp_error *err);
+
 #endif

@@ -11,6 +11,7 @@
 
 #include "nn/activation.h"
 #include "core/json.h"
+#include "run/ensemble.h"
 #include "core/partition.h"
 
 struct metrics {
@@ -303,16 +304,19 @@ void metrics_reduce(const struct dist *d, struct metrics *m)
 
 /* The one evaluation path: this rank evaluates rows [off, off + len) of ds, then the
  * accumulators are summed across the ranks of d. Collective, agreed. */
-static int evaluate_rows(const struct dist *d, struct model *m, const struct dataset *ds,
-                         uint64_t off, uint64_t len, struct metrics **out,
-                         struct dmlp_error *err)
+static int evaluate_rows(const struct dist *d, struct model *m, struct ensemble *ens,
+                         const struct dataset *ds, uint64_t off, uint64_t len,
+                         struct metrics **out, struct dmlp_error *err)
 {
     *out = NULL;
     struct dmlp_error e = {0};
     struct metrics *acc = NULL;
+    float *mean = NULL;
+    if (ens && !(mean = malloc(METRICS_EVAL_CHUNK * model_output_dim(m) * sizeof *mean)))
+        dmlp_fail(&e, DMLP_ERR_RUNTIME, "out of memory");
     const size_t k = model_output_dim(m);
     const int classifier = m->loss == DMLP_LOSS_CROSS_ENTROPY;
-    if (model_reserve(m, METRICS_EVAL_CHUNK, &e) == DMLP_OK &&
+    if (!e.code && model_reserve(m, METRICS_EVAL_CHUNK, &e) == DMLP_OK &&
         dataset_check_network(ds, m, "evaluation data", &e) == DMLP_OK)
         metrics_create(&acc, k, classifier, &e);
     /* Labels outside [0, k) would index past the loss kernel's rows: check this rank's
@@ -323,6 +327,7 @@ static int evaluate_rows(const struct dist *d, struct model *m, const struct dat
                       " is outside [0, %zu)", ds->labels[i], i, k);
     if (dist_agree(d, &e)) {
         metrics_free(&acc);
+        free(mean);
         if (err)
             *err = e;
         return e.code;
@@ -332,13 +337,21 @@ static int evaluate_rows(const struct dist *d, struct model *m, const struct dat
                                                                      : METRICS_EVAL_CHUNK);
         const int32_t *lb = ds->labels ? ds->labels + i : NULL;
         const float *tb = ds->targets ? ds->targets + i * ds->k : NULL;
-        const float *Y = model_forward(m, ds->features + i * ds->d, b);
-        /* Trained on standardised targets: the loss and every figure in original units
-         * (Y is the last layer's activations, which model_loss reads). */
-        model_unscale_outputs(m, m->layers[m->n_layers - 1].A, b);
+        const float *Y;
+        if (ens) { /* the members' mean, where model_loss reads the first member's outputs */
+            ensemble_forward(ens, ds->features + i * ds->d, b, mean, NULL);
+            memcpy(m->layers[m->n_layers - 1].A, mean, b * k * sizeof *mean);
+            Y = m->layers[m->n_layers - 1].A;
+        } else {
+            Y = model_forward(m, ds->features + i * ds->d, b);
+            /* Trained on standardised targets: the loss and every figure in original
+             * units (Y is the last layer's activations, which model_loss reads). */
+            model_unscale_outputs(m, m->layers[m->n_layers - 1].A, b);
+        }
         const double loss = model_loss(m, lb, tb, NULL, b, 0);
         metrics_add_batch(acc, Y, lb, tb, b, loss, &e);
     }
+    free(mean);
     if (dist_agree(d, &e)) {
         metrics_free(&acc);
         if (err)
@@ -355,14 +368,23 @@ int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset
 {
     uint64_t off = 0, len = 0;
     dmlp_slice(ds->n, dist_size(d), dist_rank(d), &off, &len);
-    return evaluate_rows(d, m, ds, off, len, out, err);
+    return evaluate_rows(d, m, NULL, ds, off, len, out, err);
+}
+
+int metrics_evaluate_ensemble(const struct dist *d, struct ensemble *ens,
+                              const struct dataset *ds, struct metrics **out,
+                              struct dmlp_error *err)
+{
+    uint64_t off = 0, len = 0;
+    dmlp_slice(ds->n, dist_size(d), dist_rank(d), &off, &len);
+    return evaluate_rows(d, ens->m[0], ens, ds, off, len, out, err);
 }
 
 int metrics_evaluate_report(const struct dist *d, struct model *m, const struct dataset *ds,
                             int own_rows, struct metrics_report *rep, struct dmlp_error *err)
 {
     struct metrics *mt = NULL;
-    const int rc = own_rows ? evaluate_rows(d, m, ds, 0, ds->n, &mt, err)
+    const int rc = own_rows ? evaluate_rows(d, m, NULL, ds, 0, ds->n, &mt, err)
                             : metrics_evaluate(d, m, ds, &mt, err);
     if (rc)
         return rc;

@@ -107,6 +107,14 @@ int metrics_print_text(FILE *f, const struct metrics *m, struct dmlp_error *err)
 int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset *ds,
                      struct metrics **out, struct dmlp_error *err);
 
+/* metrics_evaluate of an ensemble's mean prediction on the raw rows of ds (each member
+ * standardises its own copy), the loss as the first member's loss takes it. The ensemble
+ * must take calls of 512 rows. */
+struct ensemble;
+int metrics_evaluate_ensemble(const struct dist *d, struct ensemble *ens,
+                              const struct dataset *ds, struct metrics **out,
+                              struct dmlp_error *err);
+
 /* Evaluation to a report, for either placement: ds held whole by every rank (own_rows 0:
  * each evaluates its dmlp_slice, as metrics_evaluate), or each rank holding its own part
  * of the set (own_rows 1, the sharded placement: each evaluates all its rows). Counts are

@@ -12,6 +12,7 @@
 #include "data/h5util.h"
 #include "core/publish.h"
 #include "core/partition.h"
+#include "run/ensemble.h"
 
 /* What the writer needs besides the arrays. */
 struct predict_file {
@@ -22,12 +23,17 @@ struct predict_file {
     const char *loss;
     const char *checkpoint;  /* or NULL */
     const char *input;       /* or NULL */
+    const float *sd;         /* an ensemble's: [n × k] members' standard deviation, */
+    const float *entropy;    /* [n] its mean's entropy (classifiers), or NULL */
+    size_t members;          /* 0: one network */
 };
 
 /* This rank's share of the predictions and rank 0's gathered whole. */
 struct predict_bufs {
     float *mine;       /* [len × k]: this rank's rows */
     float *all;        /* [n × k], rank 0 only */
+    float *sd_mine, *sd_all, *h_mine, *h_all; /* an ensemble's deviation and entropy */
+    size_t *h_counts;
     int32_t *labels;   /* [n], rank 0 and classifiers only */
     size_t *counts;    /* [size]: each rank's share of all, in floats */
 };
@@ -49,9 +55,68 @@ static int write_predictions(const struct predict_file *pf, struct dmlp_error *e
 
 /* ---- public functions -------------------------------------------------------------------- */
 
+/* The ensemble's share of the rows: mean, deviation and (classifiers) entropy, then all
+ * three gathered to rank 0. */
+static int ensemble_rows(const struct dist *d, struct ensemble *ens, const struct dataset *in,
+                         uint64_t off, uint64_t len, struct predict_bufs *b,
+                         struct dmlp_error *e)
+{
+    const size_t K = model_output_dim(ens->m[0]), N = in->n, D = in->d;
+    const int rank = dist_rank(d), size = dist_size(d);
+    const int classifier = ens->m[0]->loss == DMLP_LOSS_CROSS_ENTROPY;
+    b->sd_mine = dmlp_alloc_aligned(((size_t)len * K + 1) * sizeof(float));
+    b->h_mine = dmlp_alloc_aligned(((size_t)len + 1) * sizeof(float));
+    b->h_counts = malloc((size_t)size * sizeof *b->h_counts);
+    if (rank == 0) {
+        b->sd_all = dmlp_alloc_aligned(N * K * sizeof(float));
+        b->h_all = dmlp_alloc_aligned(N * sizeof(float));
+    }
+    if (!b->sd_mine || !b->h_mine || !b->h_counts || (rank == 0 && (!b->sd_all || !b->h_all)))
+        dmlp_fail(e, DMLP_ERR_RUNTIME, "out of memory for the ensemble's predictions");
+    if (dist_agree(d, e))
+        return e->code;
+    for (uint64_t i = off; i < off + len; i += PREDICT_CHUNK) {
+        const size_t n = (size_t)(off + len - i < PREDICT_CHUNK ? off + len - i : PREDICT_CHUNK);
+        const size_t at = (size_t)(i - off);
+        ensemble_forward(ens, in->features + (size_t)i * D, n, b->mine + at * K,
+                         b->sd_mine + at * K);
+        if (classifier)
+            ensemble_entropy(b->mine + at * K, n, K, b->h_mine + at);
+    }
+    gather_rows(d, N, K, len, b);
+    for (int r = 0; r < size; r++) {
+        uint64_t r_off, r_len;
+        dmlp_slice(N, size, r, &r_off, &r_len);
+        b->counts[r] = (size_t)r_len * K;
+        b->h_counts[r] = (size_t)r_len;
+    }
+    dist_gatherv_float(d, b->sd_mine, (size_t)len * K, b->sd_all, b->counts, 0);
+    dist_gatherv_float(d, b->h_mine, (size_t)len, b->h_all, b->h_counts, 0);
+    return DMLP_OK;
+}
+
+/* predict_run for one network (m) or an ensemble (ens, on raw rows). */
+static int run(const struct dist *d, struct model *m, struct ensemble *ens,
+               const struct dataset *in, const char *output, const char *checkpoint,
+               const char *input, struct dmlp_error *err);
+
 int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
                 const char *output, const char *checkpoint, const char *input,
                 struct dmlp_error *err)
+{
+    return run(d, m, NULL, in, output, checkpoint, input, err);
+}
+
+int predict_run_ensemble(const struct dist *d, struct ensemble *ens, const struct dataset *in,
+                         const char *output, const char *checkpoints, const char *input,
+                         struct dmlp_error *err)
+{
+    return run(d, ens->m[0], ens, in, output, checkpoints, input, err);
+}
+
+static int run(const struct dist *d, struct model *m, struct ensemble *ens,
+               const struct dataset *in, const char *output, const char *checkpoint,
+               const char *input, struct dmlp_error *err)
 {
     const int rank = dist_rank(d), size = dist_size(d);
     const size_t K = model_output_dim(m), N = in->n;
@@ -67,15 +132,21 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
         model_reserve(m, PREDICT_CHUNK, &e) == DMLP_OK)
         alloc_bufs(d, classifier, N, K, len, bytes, output, &b, &e);
     int rc = dist_agree(d, &e);
-    if (rc == DMLP_OK) {
+    if (rc == DMLP_OK && ens)
+        rc = ensemble_rows(d, ens, in, off, len, &b, &e);
+    else if (rc == DMLP_OK)
         forward_rows(m, in, off, len, b.mine);
-        gather_rows(d, N, K, len, &b);
+    if (rc == DMLP_OK) {
+        if (!ens)
+            gather_rows(d, N, K, len, &b);
         if (rank == 0) {
             for (size_t i = 0; b.labels && i < N; i++)
                 b.labels[i] = (int32_t)dmlp_argmax(b.all + i * K, K);
             const struct predict_file pf = {
                 .path = output, .P = b.all, .labels = b.labels, .n = N, .k = K,
-                .loss = dmlp_loss_name(m->loss), .checkpoint = checkpoint, .input = input};
+                .loss = dmlp_loss_name(m->loss), .checkpoint = checkpoint, .input = input,
+                .sd = b.sd_all, .entropy = classifier ? b.h_all : NULL,
+                .members = ens ? ens->n : 0};
             write_predictions(&pf, &e);
         }
         rc = dist_agree(d, &e);
@@ -140,6 +211,11 @@ static void free_bufs(struct predict_bufs *b)
     dmlp_free_aligned(b->mine);
     dmlp_free_aligned(b->all);
     dmlp_free_aligned(b->labels);
+    dmlp_free_aligned(b->sd_mine);
+    dmlp_free_aligned(b->sd_all);
+    dmlp_free_aligned(b->h_mine);
+    dmlp_free_aligned(b->h_all);
+    free(b->h_counts);
 }
 
 /* The forward pass over rows [off, off + len) of in, PREDICT_CHUNK rows at a time, into
@@ -200,6 +276,17 @@ static int write_h5(const struct predict_file *pf, const char *tmp, struct dmlp_
     if (rc == DMLP_OK && pf->labels)
         rc = h5util_write_array(file, path, "/labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1,
                                 dims, pf->labels, err);
+    if (rc == DMLP_OK && pf->members) {
+        const int32_t members = (int32_t)pf->members;
+        rc = h5util_write_num_attr(file, path, "/", "members", H5T_STD_I32LE,
+                                   H5T_NATIVE_INT32, &members, err);
+    }
+    if (rc == DMLP_OK && pf->sd)
+        rc = h5util_write_array(file, path, "/std", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dims,
+                                pf->sd, err);
+    if (rc == DMLP_OK && pf->entropy)
+        rc = h5util_write_array(file, path, "/entropy", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1,
+                                dims, pf->entropy, err);
     return h5util_finish_file(file, path, tmp, rc, err);
 }
 
