@@ -55,6 +55,29 @@ DMLP_API int dmlp_net_predict(const dmlp_net *net, size_t n, const float *x, flo
 /* Frees a net from dmlp_net_load (NULL is fine). */
 DMLP_API void dmlp_net_free(dmlp_net *net);
 
+/* An ensemble: several nets used as one (a sweep's seeds, say), as `dmlp predict` with
+ * several --checkpoint uses them. Every member must map the same inputs to the same
+ * outputs; the members may differ inside. */
+typedef struct dmlp_ensemble dmlp_ensemble;
+
+/* Loads n ≥ 1 checkpoints; NULL on failure, with the path at fault in err. The same
+ * threading rules as dmlp_net_load. */
+DMLP_API dmlp_ensemble *dmlp_ensemble_load(const char *const *checkpoint_paths, size_t n,
+                                           char *err, size_t errlen);
+DMLP_API size_t dmlp_ensemble_members(const dmlp_ensemble *e);
+DMLP_API size_t dmlp_ensemble_inputs(const dmlp_ensemble *e);
+DMLP_API size_t dmlp_ensemble_outputs(const dmlp_ensemble *e);
+
+/* mean[n × outputs] = the members' mean on x[n × inputs], and (sd not NULL)
+ * sd[n × outputs] their standard deviation (population, ddof 0), summed in double over
+ * the members in order: the bits of `dmlp predict`'s /predictions and /std. Returns 0, or
+ * non-zero as dmlp_net_predict. Thread-safe on a shared ensemble. */
+DMLP_API int dmlp_ensemble_predict(const dmlp_ensemble *e, size_t n, const float *x,
+                                   float *mean, float *sd, char *err, size_t errlen);
+
+/* Frees an ensemble (NULL is fine). */
+DMLP_API void dmlp_ensemble_free(dmlp_ensemble *e);
+
 #ifdef __cplusplus
 }
 #endif

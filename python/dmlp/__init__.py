@@ -3,6 +3,8 @@
     import dmlp
     net = dmlp.Net("runs/x/best.h5")
     y = net.predict(x)            # x: (n, net.inputs) float32 or float64 -> (n, net.outputs)
+    ens = dmlp.Ensemble(["runs/sweep/member-000/latest.h5", "runs/sweep/member-001/latest.h5"])
+    mean, std = ens.predict(x)    # the members' mean and standard deviation (ddof 0)
 
 A thin ctypes layer over libdmlp's inference interface (include/dmlp/infer.h): the outputs
 are bit-identical to `dmlp predict` on the same rows; the network's input standardisation
@@ -20,7 +22,7 @@ import os
 
 import numpy as np
 
-__all__ = ["Net", "Error", "library_path"]
+__all__ = ["Net", "Ensemble", "Error", "library_path"]
 __version__ = "0.1.0"
 
 
@@ -63,8 +65,35 @@ def _library():
                                          ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
         lib.dmlp_net_free.restype = None
         lib.dmlp_net_free.argtypes = [ctypes.c_void_p]
+        lib.dmlp_ensemble_load.restype = ctypes.c_void_p
+        lib.dmlp_ensemble_load.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t,
+                                           ctypes.c_char_p, ctypes.c_size_t]
+        for name in ("members", "inputs", "outputs"):
+            f = getattr(lib, "dmlp_ensemble_" + name)
+            f.restype = ctypes.c_size_t
+            f.argtypes = [ctypes.c_void_p]
+        lib.dmlp_ensemble_predict.restype = ctypes.c_int
+        lib.dmlp_ensemble_predict.argtypes = [ctypes.c_void_p, ctypes.c_size_t,
+                                              ctypes.c_void_p, ctypes.c_void_p,
+                                              ctypes.c_void_p, ctypes.c_char_p,
+                                              ctypes.c_size_t]
+        lib.dmlp_ensemble_free.restype = None
+        lib.dmlp_ensemble_free.argtypes = [ctypes.c_void_p]
         _lib = lib
     return _lib
+
+
+def _rows(x, inputs, what):
+    """x as contiguous float32 rows of `inputs` values, and whether it was one row."""
+    a = np.asarray(x)
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{what}: x must be float32 or float64, not {a.dtype}")
+    single = a.ndim == 1
+    a = a.reshape(1, -1) if single else a
+    if a.ndim != 2 or a.shape[1] != inputs:
+        raise ValueError(f"{what}: x has shape {np.shape(x)}, the net takes rows of "
+                         f"{inputs} inputs: (n, {inputs})")
+    return np.ascontiguousarray(a, dtype=np.float32), single
 
 
 class Net:
@@ -86,15 +115,7 @@ class Net:
         (outputs,)."""
         if self._handle is None:
             raise Error("predict: the net is closed")
-        a = np.asarray(x)
-        if a.dtype not in (np.float32, np.float64):
-            raise TypeError(f"predict: x must be float32 or float64, not {a.dtype}")
-        single = a.ndim == 1
-        a = a.reshape(1, -1) if single else a
-        if a.ndim != 2 or a.shape[1] != self.inputs:
-            raise ValueError(f"predict: x has shape {np.shape(x)}, the net takes rows of "
-                             f"{self.inputs} inputs: (n, {self.inputs})")
-        a = np.ascontiguousarray(a, dtype=np.float32)
+        a, single = _rows(x, self.inputs, "predict")
         y = np.empty((a.shape[0], self.outputs), dtype=np.float32)
         err = ctypes.create_string_buffer(1024)
         if self._lib.dmlp_net_predict(self._handle, a.shape[0], a.ctypes.data,
@@ -119,3 +140,55 @@ class Net:
 
     def __repr__(self):
         return f"dmlp.Net(inputs={self.inputs}, outputs={self.outputs})"
+
+
+class Ensemble:
+    """Several trained networks used as one (a sweep's members, say), as `dmlp predict`
+    with several --checkpoint uses them: predict gives the members' mean and standard
+    deviation (ddof 0), with the bits of /predictions and /std."""
+
+    def __init__(self, paths):
+        lib = _library()
+        paths = [os.fsencode(p) for p in paths]
+        arr = (ctypes.c_char_p * len(paths))(*paths)
+        err = ctypes.create_string_buffer(1024)
+        handle = lib.dmlp_ensemble_load(arr, len(paths), err, len(err))
+        if not handle:
+            raise Error(err.value.decode("utf-8", "replace"))
+        self._lib, self._handle = lib, handle
+        self.members = lib.dmlp_ensemble_members(handle)
+        self.inputs = lib.dmlp_ensemble_inputs(handle)
+        self.outputs = lib.dmlp_ensemble_outputs(handle)
+
+    def predict(self, x):
+        """(mean, std) of the members on x, shape (n, inputs) or (inputs,); float32 arrays
+        of shape (n, outputs) or (outputs,)."""
+        if self._handle is None:
+            raise Error("predict: the ensemble is closed")
+        a, single = _rows(x, self.inputs, "predict")
+        mean = np.empty((a.shape[0], self.outputs), dtype=np.float32)
+        std = np.empty_like(mean)
+        err = ctypes.create_string_buffer(1024)
+        if self._lib.dmlp_ensemble_predict(self._handle, a.shape[0], a.ctypes.data,
+                                           mean.ctypes.data, std.ctypes.data, err, len(err)):
+            raise Error(err.value.decode("utf-8", "replace"))
+        return (mean[0], std[0]) if single else (mean, std)
+
+    def close(self):
+        """Frees the members now (they are freed with the object otherwise)."""
+        if getattr(self, "_handle", None) is not None:
+            self._lib.dmlp_ensemble_free(self._handle)
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def __repr__(self):
+        return (f"dmlp.Ensemble(members={self.members}, inputs={self.inputs}, "
+                f"outputs={self.outputs})")

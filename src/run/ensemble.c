@@ -77,16 +77,22 @@ void ensemble_forward(struct ensemble *e, const float *X, size_t b, float *mean,
         memcpy(out, model_forward(m, e->x, b), b * K * sizeof(float));
         model_unscale_outputs(m, out, b); /* original units */
     }
-    for (size_t j = 0; j < b * K; j++) {
+    ensemble_moments(e->outs, n, e->rows * K, b * K, mean, sd);
+}
+
+void ensemble_moments(const float *outs, size_t n, size_t stride, size_t count, float *mean,
+                      float *sd)
+{
+    for (size_t j = 0; j < count; j++) {
         double s = 0.0;
         for (size_t i = 0; i < n; i++)
-            s += (double)e->outs[i * e->rows * K + j];
+            s += (double)outs[i * stride + j];
         const double mu = s / (double)n;
         mean[j] = (float)mu;
         if (sd) {
             double v = 0.0;
             for (size_t i = 0; i < n; i++) {
-                const double u = (double)e->outs[i * e->rows * K + j] - mu;
+                const double u = (double)outs[i * stride + j] - mu;
                 v += u * u;
             }
             sd[j] = (float)sqrt(v / (double)n);

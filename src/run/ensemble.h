@@ -33,6 +33,11 @@ void ensemble_close(struct ensemble *e);
  * their standard deviation into sd [b × K]. */
 void ensemble_forward(struct ensemble *e, const float *X, size_t b, float *mean, float *sd);
 
+/* For each of count values j, the mean and (sd not NULL) population deviation of the n
+ * members' outs[i × stride + j], in double over the members in order. */
+void ensemble_moments(const float *outs, size_t n, size_t stride, size_t count, float *mean,
+                      float *sd);
+
 /* −Σ p ln p of each of the b rows of P [b × k] (0 ln 0 = 0), into h [b]. */
 void ensemble_entropy(const float *P, size_t b, size_t k, float *h);
 

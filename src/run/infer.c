@@ -17,6 +17,7 @@
 #include "nn/kernels.h"
 #include "nn/model.h"
 #include "nn/vec.h"
+#include "run/ensemble.h"
 
 /* Rows per pass through the layers: bounds a call's workspace, whatever n. On one thread
  * (a caller's parallel region, OMP_NUM_THREADS=1, or up to INFER_FEW rows), the few-row
@@ -196,5 +197,98 @@ int dmlp_net_predict(const dmlp_net *net, size_t n, const float *x, float *y, ch
     }
     kernel_run_alone(was);
     free(w.block);
+    return DMLP_OK;
+}
+
+/* ---- ensembles -------------------------------------------------------------------------- */
+
+struct dmlp_ensemble {
+    dmlp_net **net; /* [n] */
+    size_t n;
+};
+
+void dmlp_ensemble_free(dmlp_ensemble *e)
+{
+    if (!e)
+        return;
+    for (size_t i = 0; i < e->n; i++)
+        dmlp_net_free(e->net[i]);
+    free(e->net);
+    free(e);
+}
+
+dmlp_ensemble *dmlp_ensemble_load(const char *const *paths, size_t n, char *err,
+                                  size_t errlen)
+{
+    if (!paths || n == 0) {
+        put_error(err, errlen, "dmlp_ensemble_load: no checkpoints");
+        return NULL;
+    }
+    dmlp_ensemble *e = calloc(1, sizeof *e);
+    if (!e || !(e->net = calloc(n, sizeof *e->net))) {
+        free(e);
+        put_error(err, errlen, "dmlp_ensemble_load: out of memory");
+        return NULL;
+    }
+    for (; e->n < n; e->n++) {
+        if (!(e->net[e->n] = dmlp_net_load(paths[e->n], err, errlen))) {
+            dmlp_ensemble_free(e);
+            return NULL;
+        }
+        const dmlp_net *a = e->net[0], *b = e->net[e->n];
+        if (dmlp_net_inputs(b) != dmlp_net_inputs(a) ||
+            dmlp_net_outputs(b) != dmlp_net_outputs(a)) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s: %zu inputs and %zu outputs, but %s (the first) "
+                     "has %zu and %zu; an ensemble's members must agree", paths[e->n],
+                     dmlp_net_inputs(b), dmlp_net_outputs(b), paths[0], dmlp_net_inputs(a),
+                     dmlp_net_outputs(a));
+            put_error(err, errlen, msg);
+            e->n++;
+            dmlp_ensemble_free(e);
+            return NULL;
+        }
+    }
+    return e;
+}
+
+size_t dmlp_ensemble_members(const dmlp_ensemble *e) { return e ? e->n : 0; }
+size_t dmlp_ensemble_inputs(const dmlp_ensemble *e) { return e ? dmlp_net_inputs(e->net[0]) : 0; }
+size_t dmlp_ensemble_outputs(const dmlp_ensemble *e)
+{
+    return e ? dmlp_net_outputs(e->net[0]) : 0;
+}
+
+int dmlp_ensemble_predict(const dmlp_ensemble *e, size_t n, const float *x, float *mean,
+                          float *sd, char *err, size_t errlen)
+{
+    if (!e || (n && (!x || !mean))) {
+        put_error(err, errlen, !e ? "dmlp_ensemble_predict: e is NULL"
+                                  : !x ? "dmlp_ensemble_predict: x is NULL"
+                                       : "dmlp_ensemble_predict: mean is NULL");
+        return DMLP_ERR_INPUT;
+    }
+    const size_t K = dmlp_net_outputs(e->net[0]);
+    size_t bytes;
+    if (dmlp_mul_size(&bytes, n, K) || dmlp_mul_size(&bytes, bytes, e->n * sizeof(float))) {
+        put_error(err, errlen, "dmlp_ensemble_predict: the rows overflow the address space");
+        return DMLP_ERR_INPUT;
+    }
+    if (n == 0)
+        return DMLP_OK;
+    float *all = malloc(bytes);
+    if (!all) {
+        put_error(err, errlen, "dmlp_ensemble_predict: out of memory for the members' outputs");
+        return DMLP_ERR_RUNTIME;
+    }
+    for (size_t i = 0; i < e->n; i++) {
+        const int rc = dmlp_net_predict(e->net[i], n, x, all + i * n * K, err, errlen);
+        if (rc) {
+            free(all);
+            return rc;
+        }
+    }
+    ensemble_moments(all, e->n, n * K, n * K, mean, sd); /* dmlp predict's, to the bit */
+    free(all);
     return DMLP_OK;
 }

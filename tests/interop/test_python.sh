@@ -42,6 +42,11 @@ run() { "$DMLP" "$@" > "$WORK/out.txt" 2>&1 || { cat "$WORK/out.txt"; fail "dmlp
 run import csv cls.csv --label-column y --output cls.h5
 run train cls.yaml --quiet
 run predict --checkpoint run/latest.h5 --input cls.h5 --output pred.h5
+# an ensemble: the same network from two more seeds, with the first
+run train cls.yaml --quiet --set training.seed=5 --set checkpoint.dir=run5
+run train cls.yaml --quiet --set training.seed=6 --set checkpoint.dir=run6
+run predict --checkpoint run/latest.h5 --checkpoint run5/latest.h5 \
+  --checkpoint run6/latest.h5 --input cls.h5 --output ens.h5
 
 DMLP_LIBRARY=$LIB PYTHONPATH=$ROOT/python "$PY" - <<'P' || fail "the package from the source tree"
 import threading
@@ -74,7 +79,20 @@ def raises(kind, text, f):
         assert text in str(e), f"{text!r} not in {e}"
         return
     raise AssertionError(f"no {kind.__name__} ({text})")
+# dmlp.Ensemble: the bits of dmlp predict's /predictions and /std
+ens = dmlp.Ensemble(["run/latest.h5", "run5/latest.h5", "run6/latest.h5"])
+assert (ens.members, ens.inputs, ens.outputs) == (3, 5, 4), repr(ens)
+mean, std = ens.predict(x)
+with h5py.File("ens.h5") as f:
+    assert np.array_equal(mean, f["/predictions"][...]), "ensemble mean"
+    assert np.array_equal(std, f["/std"][...]), "ensemble std"
+singles = np.stack([dmlp.Net(p).predict(x) for p in
+                    ("run/latest.h5", "run5/latest.h5", "run6/latest.h5")]).astype(np.float64)
+assert np.abs(mean - singles.mean(0)).max() < 1e-6 and np.abs(std - singles.std(0)).max() < 1e-6
+m1, s1 = ens.predict(x[0])
+assert m1.shape == (4,) and np.array_equal(m1, mean[0]) and np.array_equal(s1, std[0])
 raises(dmlp.Error, "nothere.h5", lambda: dmlp.Net("nothere.h5"))
+raises(dmlp.Error, "nothere.h5", lambda: dmlp.Ensemble(["run/latest.h5", "nothere.h5"]))
 raises(dmlp.Error, "cls.h5", lambda: dmlp.Net("cls.h5"))     # a dataset, not a checkpoint
 raises(ValueError, "(n, 5)", lambda: net.predict(np.zeros((3, 4), np.float32)))
 raises(TypeError, "int64", lambda: net.predict(np.zeros((3, 5), np.int64)))
