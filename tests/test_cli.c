@@ -53,7 +53,7 @@ static void test_usage_and_exit_codes(void)
     CU_ASSERT_EQUAL(tu_sh("%s train /nonexistent.yaml", DMLP_BINARY), 2);
     CU_ASSERT(tu_has("/nonexistent.yaml"));
     CU_ASSERT_EQUAL(tu_sh("%s eval --data x.h5", DMLP_BINARY), 2);
-    CU_ASSERT(tu_has("--checkpoint and --data are required"));
+    CU_ASSERT(tu_has("--checkpoint (or --sweep) and --data are required"));
     CU_ASSERT_EQUAL(tu_sh("%s --version", DMLP_BINARY), 0);
     CU_ASSERT(tu_has("dmlp "));
     CU_ASSERT(tu_has("kernels   "));

@@ -91,6 +91,10 @@ static void test_groups_of_one(void)
     fclose(f);
     CU_ASSERT_EQUAL(lines, 4);
     CU_ASSERT_EQUAL(done, 4);
+    /* the plot script draws it */
+    CU_ASSERT_EQUAL(tu_sh("/usr/bin/python3 %s/scripts/plot_sweep.py %s/sweep.jsonl --out "
+                          "%s/sweep.png", DMLP_SOURCE_DIR, keep, keep), 0);
+    CU_ASSERT(tu_has("wrote "));
     /* resumed, a finished sweep trains nothing again */
     CU_ASSERT_EQUAL(tu_sh(MPIRUN "2 %s sweep %s %s --set checkpoint.dir=%s --resume auto",
                           DMLP_BINARY, g_cfg, GRID, keep), 0);

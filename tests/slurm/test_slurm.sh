@@ -7,7 +7,8 @@
 #       the ranks checkpoint and exit 75, the script requeues the job, the rerun
 #       (SLURM_RESTART_COUNT=1) resumes from latest.h5, and the job completes with exactly
 #       the weights (and optimizer state) of (b): h5diff, no tolerance;
-#   (d) a bad config: the job fails with dmlp's exit code 2, not requeued.
+#   (d) a bad config: the job fails with dmlp's exit code 2, not requeued;
+#   (e) DMLP_COMMAND=sweep: a two-member sweep completes as one job, with its sweep.jsonl.
 #
 #   tests/slurm/test_slurm.sh [path/to/dmlp]        (or DMLP_BIN=...)
 #
@@ -228,7 +229,21 @@ wait_job "$jid" || fail "(d): job $jid not finished within the time limit"
 check "(d) a bad config: job $jid FAILED with exit code 2, not requeued" \
   test "$(field "$jid" JobState) $(field "$jid" ExitCode) $(field "$jid" Restarts)" = "FAILED 2:0 0"
 
+# ---- (e) a sweep as one job: DMLP_COMMAND=sweep, two members in groups of one rank ---------
+jid=$(cd "$WORK" && DMLP_COMMAND=sweep timeout 30 sbatch --parsable --ntasks=2 \
+  --output="$WORK/e-%j.out" "$SBATCH_SCRIPT" "$WORK/config.yaml" \
+  --grid optimizer.lr=0.01,0.02 --set "checkpoint.dir=$WORK/ck-e" \
+  --set "training.epochs=1" 2>"$WORK/e.err") ||
+  { cat "$WORK/e.err" >&2; fail "(e): sbatch failed"; }
+jid=${jid%%;*}
+wait_job "$jid" || fail "(e): job $jid not finished within the time limit"
+check "(e) a sweep: job $jid COMPLETED with exit code 0" \
+  test "$(field "$jid" JobState) $(field "$jid" ExitCode)" = "COMPLETED 0:0"
+check "(e) sweep.jsonl holds both members, done" \
+  test "$(grep -c '"status": "done"' "$WORK/ck-e/sweep.jsonl" 2>/dev/null)" = 2
+((status == 0)) || show_log "$WORK/e-$jid.out"
+
 if ((status == 0)); then
-  echo "PASS: train.sbatch on SLURM: run, preempt + requeue + bit-identical resume ($(elapsed))"
+  echo "PASS: train.sbatch on SLURM: run, preempt + requeue + bit-identical resume, a sweep ($(elapsed))"
 fi
 exit "$status"
