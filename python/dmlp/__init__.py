@@ -96,8 +96,32 @@ def _rows(x, inputs, what):
     return np.ascontiguousarray(a, dtype=np.float32), single
 
 
-class Net:
+class _Owned:
+    """What Net and Ensemble share: a library handle freed by close, by `with`, or with the
+    object. _free names the library's function that frees it."""
+
+    _free = None
+
+    def close(self):
+        """Frees the handle now (it is freed with the object otherwise)."""
+        if getattr(self, "_handle", None) is not None:
+            getattr(self._lib, self._free)(self._handle)
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Net(_Owned):
     """A trained network, loaded from a dmlp checkpoint (step-N.h5, latest.h5, best.h5)."""
+
+    _free = "dmlp_net_free"
 
     def __init__(self, path):
         lib = _library()
@@ -123,29 +147,16 @@ class Net:
             raise Error(err.value.decode("utf-8", "replace"))
         return y[0] if single else y
 
-    def close(self):
-        """Frees the network now (it is freed with the object otherwise)."""
-        if getattr(self, "_handle", None) is not None:
-            self._lib.dmlp_net_free(self._handle)
-            self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
-
     def __repr__(self):
         return f"dmlp.Net(inputs={self.inputs}, outputs={self.outputs})"
 
 
-class Ensemble:
+class Ensemble(_Owned):
     """Several trained networks used as one (a sweep's members, say), as `dmlp predict`
     with several --checkpoint uses them: predict gives the members' mean and standard
     deviation (ddof 0), with the bits of /predictions and /std."""
+
+    _free = "dmlp_ensemble_free"
 
     def __init__(self, paths):
         lib = _library()
@@ -173,21 +184,6 @@ class Ensemble:
                                            mean.ctypes.data, std.ctypes.data, err, len(err)):
             raise Error(err.value.decode("utf-8", "replace"))
         return (mean[0], std[0]) if single else (mean, std)
-
-    def close(self):
-        """Frees the members now (they are freed with the object otherwise)."""
-        if getattr(self, "_handle", None) is not None:
-            self._lib.dmlp_ensemble_free(self._handle)
-            self._handle = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
 
     def __repr__(self):
         return (f"dmlp.Ensemble(members={self.members}, inputs={self.inputs}, "
