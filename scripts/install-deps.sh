@@ -14,6 +14,7 @@ packages=(
   libcunit1-dev                     # tests
   zlib1g-dev                        # gzip-compressed IDX files
   hdf5-tools iproute2               # tests: h5dump/h5diff, network namespaces (two hosts)
+  strace                            # tests: a sweep opens its data once per node
   python3-numpy python3-h5py python3-matplotlib   # tests: numpy interop, plots
   clang libclang-rt-14-dev valgrind # tests: libFuzzer harnesses, memcheck
   libopenblas-dev                   # tests + benchmarks: the OpenBLAS GEMM backend

@@ -226,6 +226,35 @@ static void test_preempt_and_resume(void)
     members_equal_alone(dir, 1, longer);
 }
 
+/* The training file's opens (openat under strace -f) in a sweep of n members; -1 without
+ * strace. */
+static int opens_of_data(int n)
+{
+    const char *grid = n == 2 ? "0.02,0.05" : "0.02,0.05,0.08,0.1";
+    if (tu_sh("command -v strace") != 0)
+        return -1;
+    CU_ASSERT_EQUAL(tu_sh("strace -f -e trace=openat -o %s/trace-%d.txt " MPIRUN "2 %s sweep "
+                          "%s --grid optimizer.lr=%s --set training.epochs=1 "
+                          "--set checkpoint.dir=%s/opens-%d", g_dir, n, DMLP_BINARY, g_cfg, grid,
+                          g_dir, n), 0);
+    CU_ASSERT(tu_has("sweep: data read once per node"));
+    return tu_sh("exit $(grep -c 'blobs.h5' %s/trace-%d.txt)", g_dir, n);
+}
+
+/* The replicated data are read once per node for the whole sweep: the data file is opened
+ * as often for 4 members as for 2 (each member copies the node's copy). */
+static void test_data_read_once(void)
+{
+    const int two = opens_of_data(2), four = opens_of_data(4);
+    if (two < 0) {
+        printf("\n    (strace is not installed: the count of opens is not checked)");
+        return;
+    }
+    printf("\n    opens of the data file: %d for 2 members, %d for 4", two, four);
+    CU_ASSERT(two > 0);
+    CU_ASSERT_EQUAL(two, four);
+}
+
 static CU_TestInfo sweep_tests[] = {
     {"groups of 1 rank: each member as trained alone; resumed, nothing again",
      test_groups_of_one},
@@ -235,6 +264,7 @@ static CU_TestInfo sweep_tests[] = {
     {"a diverging member is recorded, the others finish", test_failing_member},
     {"a bad grid key or value, a group size that does not divide: exit 2", test_bad_grid},
     {"SIGUSR1 mid-sweep, then --resume auto: the same weights", test_preempt_and_resume},
+    {"the data are read once per node for the whole sweep", test_data_read_once},
     CU_TEST_INFO_NULL,
 };
 static CU_SuiteInfo suites[] = {

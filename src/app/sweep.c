@@ -32,6 +32,7 @@ struct grid {
 
 struct sweep {
     const struct sweep_options *o;
+    const struct train_cache *cache; /* the base config's data, read once per node */
     struct grid *grid;
     size_t n_members;
     unsigned long long base_seed;
@@ -300,7 +301,8 @@ static int run_member(struct sweep *s, const struct dist *g, size_t m)
     memset(&res, 0, sizeof res);
     res.train_loss = res.val_loss = res.test_accuracy = NAN;
     const struct train_options opt = {.resume = s->o->resume ? "auto" : NULL, .log = NULL,
-                                      .save_checkpoints = 1, .verbosity = 0};
+                                      .save_checkpoints = 1, .verbosity = 0,
+                                      .cache = s->cache};
     const double t0 = dmlp_now();
     int rc = member_config(s, m, &cfg, &yaml, &e);
     if (rc == DMLP_OK)
@@ -533,15 +535,26 @@ int sweep_run(const struct dist *d, const struct sweep_options *o, struct dmlp_e
     struct dist *group = NULL;
     struct dist_counter *queue = NULL;
     struct dmlp_error e = {0};
-    plan(&s, &e);
+    struct config *base = NULL;
+    struct train_cache cache = {0};
+    struct train_cache_store *store = NULL;
+    if (plan(&s, &e) == DMLP_OK)
+        config_load(&base, o->config_path, o->sets, o->n_sets, &e);
     if (!e.code && dist_size(d) % o->group_size)
         dmlp_fail(&e, DMLP_ERR_INPUT, "--group-size %d does not divide the %d ranks",
                   o->group_size, dist_size(d));
-    if (!dist_agree(d, &e) && dist_split(d, dist_rank(d) / o->group_size, &group, &e) == 0 &&
+    /* The base config's data, read once per node for every member that uses them. */
+    if (!dist_agree(d, &e) && train_cache_open(d, base, &store, &cache, &e) == DMLP_OK &&
+        dist_split(d, dist_rank(d) / o->group_size, &group, &e) == 0 &&
         dist_counter_create(&queue, d, &e) == DMLP_OK) {
+        s.cache = store ? &cache : NULL;
         if (dist_rank(d) == 0 && o->log)
             fprintf(o->log, "sweep: %zu members on %d groups of %d rank%s\n", s.n_members,
                     dist_size(d) / o->group_size, o->group_size, o->group_size > 1 ? "s" : "");
+        if (dist_rank(d) == 0 && o->log && store)
+            fprintf(o->log, "sweep: data read once per node (%zu training rows), shared by "
+                    "the node's ranks; members with these files copy them\n",
+                    cache.set[0]->n);
         run_group(&s, group, queue);
         /* every member was filled by one group's first rank: sums gather them */
         dist_allreduce_sum_double(d, s.fig, s.n_members * N_FIELDS);
@@ -561,6 +574,8 @@ int sweep_run(const struct dist *d, const struct sweep_options *o, struct dmlp_e
     }
     dist_counter_free(&queue);
     dist_free(&group);
+    train_cache_close(&store);
+    config_free(&base);
     free_grids(s.grid, o->n_grids);
     free(s.base_dir);
     free(s.fig);

@@ -284,6 +284,42 @@ int dataset_check_fits(const struct dataset_shape *s, size_t n, const char *what
     return DMLP_OK;
 }
 
+struct dataset_shape dataset_shape_of(const struct dataset *src)
+{
+    return (struct dataset_shape){.n = src->n, .d = src->d, .k = src->k,
+                                  .has_labels = src->labels != NULL,
+                                  .has_weights = src->weights != NULL};
+}
+
+int dataset_copy_into(struct dataset *dst, const struct dataset *src, struct dmlp_error *err)
+{
+    if (dst->n != src->n || dst->d != src->d || !dst->labels != !src->labels ||
+        !dst->weights != !src->weights || (!src->labels && dst->k != src->k))
+        return dmlp_fail(err, DMLP_ERR_RUNTIME, "dataset copy: room for %zu rows of another "
+                         "shape, for %zu", dst->n, src->n);
+    memcpy(dst->features, src->features, src->n * src->d * sizeof(float));
+    if (src->labels)
+        memcpy(dst->labels, src->labels, src->n * sizeof(int32_t));
+    else
+        memcpy(dst->targets, src->targets, src->n * src->k * sizeof(float));
+    if (src->weights)
+        memcpy(dst->weights, src->weights, src->n * sizeof(float));
+    dst->k = src->k;
+    return DMLP_OK;
+}
+
+int dataset_clone(struct dataset **out, const struct dataset *src, struct dmlp_error *err)
+{
+    int rc = dataset_alloc_rows(out, src->n, src->d, src->k, src->labels != NULL, err);
+    if (rc == DMLP_OK && src->weights)
+        rc = dataset_alloc_weights(*out, err);
+    if (rc == DMLP_OK)
+        rc = dataset_copy_into(*out, src, err);
+    if (rc != DMLP_OK)
+        dataset_free(out);
+    return rc;
+}
+
 size_t dataset_bytes(const struct dataset_shape *s, size_t n)
 {
     return array_bytes(n, s->d) + array_bytes(n, s->has_labels ? 1 : s->k) +

@@ -141,6 +141,16 @@ size_t dataset_bytes(const struct dataset_shape *s, size_t n);
 int dataset_place(struct dataset **out, const struct dataset_shape *s, size_t n, void *mem,
                   struct dmlp_error *err);
 
+/* src's rows into dst, which has room for exactly as many of the same shape (e.g. from
+ * dataset_place with src's shape); dst->k is src's. */
+int dataset_copy_into(struct dataset *dst, const struct dataset *src, struct dmlp_error *err);
+
+/* A copy of src in memory of its own (dataset_free frees it). */
+int dataset_clone(struct dataset **out, const struct dataset *src, struct dmlp_error *err);
+
+/* src's shape (its rows, columns, answer and weights). */
+struct dataset_shape dataset_shape_of(const struct dataset *src);
+
 /* Writes ds to path (via a temporary file renamed into place, so an existing file is never
  * left half-written). /labels gets the attribute num_classes = ds->k. */
 /* Checks that ds fits the network m: as many features as inputs; for cross_entropy /labels

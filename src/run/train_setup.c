@@ -168,13 +168,32 @@ static int read_sharded(const struct dist *d, struct trainer *r, size_t *row0,
     return DMLP_OK;
 }
 
+/* The cache's copy of set i (training, validation, test), when it was read from the same
+ * files as f; else NULL. The same answer on every rank: the files are agreed, and the
+ * cache was read alike everywhere. */
+static const struct dataset *cached(const struct train_cache *c, int i,
+                                    const struct dataset_files *f)
+{
+    if (!c || !c->set[i] || !f->n || c->files[i]->n != f->n)
+        return NULL;
+    for (size_t j = 0; j < f->n; j++)
+        if (strcmp(c->files[i]->path[j], f->path[j]))
+            return NULL;
+    return c->set[i];
+}
+
 /* The whole training set and test set (when configured) on this rank; not agreed. */
 static void read_replicated(struct trainer *r, size_t *global_n, struct dmlp_error *e)
 {
-    if (dataset_read_files(&r->train, &r->train_files, e) == DMLP_OK && r->test_files.n)
-        dataset_read_files(&r->test, &r->test_files, e);
-    if (!e->code && r->val_files.n)
-        dataset_read_files(&r->val, &r->val_files, e);
+    const struct dataset_files *files[3] = {&r->train_files, &r->val_files, &r->test_files};
+    struct dataset **set[3] = {&r->train, &r->val, &r->test};
+    for (int i = 0; i < 3 && !e->code; i++) {
+        const struct dataset *from = cached(r->opt->cache, i, files[i]);
+        if (from)
+            dataset_clone(set[i], from, e);
+        else if (files[i]->n)
+            dataset_read_files(set[i], files[i], e);
+    }
     if (r->train)
         *global_n = r->train->n;
 }
@@ -198,26 +217,41 @@ static int agree_counts(const struct dist *d, const size_t count[3], const char 
     return dist_agree(d, e);
 }
 
-/* The replicated placement, one copy per node: node rank 0 reads the training and test
- * sets into a block that the node's ranks share and holds out the validation split there;
- * every other rank lays the same sets over the block. The sets' K (known once the labels
- * are read) travels in the block's first line. *shared is 0 when no block could be had
- * (r->data_note says why, and the caller reads copies of each rank's own); the layouts'
- * errors are the same either way. Collective, agreed. */
-static int share_data(const struct dist *d, const struct config *cfg, struct trainer *r,
-                      size_t *global_n, int *shared, struct dmlp_error *e)
+
+/* Where share_sets puts its sets, and what it says when it cannot. */
+struct shared_sets {
+    struct dataset **set[3];   /* training, validation, test */
+    struct dist_shm **shm;
+    char *note;                /* why no window (note_cap bytes) */
+    size_t note_cap;
+};
+
+/* The replicated placement, one copy per node: node rank 0 reads the training, validation
+ * and test sets of files (or copies them from cache) into a block that the node's ranks
+ * share, and holds out the validation split (fraction > 0, seeded) there; every other rank
+ * lays the same sets over the block. The sets' K (known once the labels are read) travels
+ * in the block's first line. *shared is 0 when no block could be had (out->note says why,
+ * and the caller reads copies of each rank's own); the layouts' errors are the same either
+ * way. Collective, agreed. */
+static int share_sets(const struct dist *d, const struct dataset_files *const files[3],
+                      const struct train_cache *cache, double fraction, uint64_t seed,
+                      const struct shared_sets *out, size_t *global_n, int *shared,
+                      struct dmlp_error *e)
 {
-    const struct dataset_files *files[3] = {&r->train_files, &r->val_files, &r->test_files};
-    struct dataset **set[3] = {&r->train, &r->val, &r->test};
+    struct dataset **const *set = out->set;
+    const struct dataset *from[3];
     struct dataset_shape sh[3] = {{0}};
     *shared = 0;
-    for (int i = 0; i < 3 && !e->code; i++)
-        if (files[i]->n && dataset_files_shape(files[i], &sh[i], e) == DMLP_OK)
+    for (int i = 0; i < 3 && !e->code; i++) {
+        from[i] = cached(cache, i, files[i]);
+        if (from[i])
+            sh[i] = dataset_shape_of(from[i]);
+        else if (files[i]->n && dataset_files_shape(files[i], &sh[i], e) == DMLP_OK)
             dataset_check_fits(&sh[i], sh[i].n, files[i]->name, e);
+    }
     if (dist_agree(d, e) || agree_counts(d, (size_t[3]){sh[0].n, sh[1].n, sh[2].n}, "rows", e))
         return e->code;
     /* The held-out split takes its rows out of the training rows, into a part of its own. */
-    const double fraction = cfg->data.validation_fraction;
     const size_t held = fraction > 0 ? dataset_validation_count(sh[0].n, fraction) : 0;
     const size_t rows[3] = {sh[0].n, fraction > 0 ? held : sh[1].n, sh[2].n};
     const int present[3] = {1, fraction > 0 || files[1]->n, files[2]->n != 0};
@@ -230,32 +264,107 @@ static int share_data(const struct dist *d, const struct config *cfg, struct tra
     }
     void *base;
     struct dmlp_error why = {0};
-    if (dist_shm_alloc(&r->data_shm, d, bytes, &base, &why) != DMLP_OK) {
-        snprintf(r->data_note, sizeof r->data_note, "%s", why.msg);
+    if (dist_shm_alloc(out->shm, d, bytes, &base, &why) != DMLP_OK) {
+        snprintf(out->note, out->note_cap, "%s", why.msg);
         return DMLP_OK;
     }
     uint64_t *k = base; /* the sets' K, from node rank 0 */
     for (int i = 0; i < 3 && !e->code; i++)
         if (present[i])
             dataset_place(set[i], &sh[i], rows[i], (char *)base + off[i], e);
-    if (!e->code && dist_shm_node_rank(r->data_shm) == 0) {
+    if (!e->code && dist_shm_node_rank(*out->shm) == 0) {
         for (int i = 0; i < 3 && !e->code; i++)
-            if (files[i]->n)
+            if (from[i])
+                dataset_copy_into(*set[i], from[i], e);
+            else if (files[i]->n)
                 dataset_read_files_into(*set[i], files[i], e);
         if (!e->code && fraction > 0)
-            dataset_split_into(r->train, 0, sh[0].n, fraction, cfg->training.seed, r->val, e);
+            dataset_split_into(*set[0], 0, sh[0].n, fraction, seed, *set[1], e);
         for (int i = 0; i < 3; i++)
             k[i] = *set[i] ? (*set[i])->k : 0;
     }
-    dist_shm_sync(r->data_shm);
+    dist_shm_sync(*out->shm);
     if (dist_agree(d, e))
         return e->code;
-    r->train->n = sh[0].n - held;
+    (*set[0])->n = sh[0].n - held;
     for (int i = 0; i < 3; i++)
         if (*set[i])
             (*set[i])->k = (size_t)k[i];
     *global_n = sh[0].n;
     *shared = 1;
+    return DMLP_OK;
+}
+
+static int share_data(const struct dist *d, const struct config *cfg, struct trainer *r,
+                      size_t *global_n, int *shared, struct dmlp_error *e)
+{
+    const struct dataset_files *files[3] = {&r->train_files, &r->val_files, &r->test_files};
+    const struct shared_sets out = {.set = {&r->train, &r->val, &r->test},
+                                    .shm = &r->data_shm, .note = r->data_note,
+                                    .note_cap = sizeof r->data_note};
+    return share_sets(d, files, r->opt->cache, cfg->data.validation_fraction,
+                      cfg->training.seed, &out, global_n, shared, e);
+}
+
+struct train_cache_store {
+    struct dataset_files files[3];
+    struct dataset *set[3];
+    struct dist_shm *shm;
+};
+
+void train_cache_close(struct train_cache_store **sp)
+{
+    struct train_cache_store *s = *sp;
+    if (!s)
+        return;
+    for (int i = 0; i < 3; i++) {
+        dataset_free(&s->set[i]);
+        dataset_files_free(&s->files[i]);
+    }
+    dist_shm_free(&s->shm); /* collective over the node */
+    free(s);
+    *sp = NULL;
+}
+
+int train_cache_open(const struct dist *d, const struct config *cfg,
+                     struct train_cache_store **out, struct train_cache *cache,
+                     struct dmlp_error *err)
+{
+    memset(cache, 0, sizeof *cache);
+    *out = NULL;
+    if (cfg->data.placement != DMLP_PLACEMENT_REPLICATED || !cfg->data.share_node)
+        return DMLP_OK;
+    struct train_cache_store *s = calloc(1, sizeof *s);
+    struct dmlp_error e = {0};
+    const struct config_files *keys[3] = {&cfg->data.train, &cfg->data.validation,
+                                          &cfg->data.test};
+    static const char *const names[3] = {"data.train", "data.validation", "data.test"};
+    if (!s)
+        dmlp_fail(&e, DMLP_ERR_RUNTIME, "out of memory");
+    for (int i = 0; i < 3 && !e.code; i++)
+        dataset_files_expand(&s->files[i], keys[i]->v, keys[i]->n, names[i], &e);
+    size_t n = 0;
+    int shared = 0;
+    char note[1024];
+    if (!dist_agree(d, &e) &&
+        !agree_counts(d, (size_t[3]){s->files[0].n, s->files[1].n, s->files[2].n}, "files",
+                      &e)) {
+        const struct dataset_files *files[3] = {&s->files[0], &s->files[1], &s->files[2]};
+        const struct shared_sets o = {.set = {&s->set[0], &s->set[1], &s->set[2]},
+                                      .shm = &s->shm, .note = note, .note_cap = sizeof note};
+        share_sets(d, files, NULL, 0.0, 0, &o, &n, &shared, &e);
+    }
+    if (e.code || !shared) { /* no window: every run reads its own */
+        train_cache_close(&s);
+        if (err)
+            *err = e;
+        return e.code;
+    }
+    for (int i = 0; i < 3; i++) {
+        cache->set[i] = s->set[i];
+        cache->files[i] = s->set[i] ? &s->files[i] : NULL;
+    }
+    *out = s;
     return DMLP_OK;
 }
 
