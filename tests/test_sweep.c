@@ -86,7 +86,9 @@ static void test_groups_of_one(void)
         lines++;
         done += strstr(line, "\"status\": \"done\"") != NULL &&
                 strstr(line, "\"optimizer.lr\": ") != NULL &&
-                strstr(line, "\"training.seed\": ") != NULL;
+                strstr(line, "\"training.seed\": ") != NULL &&
+                strstr(line, "\"best_metric\": 0.") != NULL && /* the best val_loss */
+                strstr(line, "\"best_epoch\": ") != NULL;
     }
     fclose(f);
     CU_ASSERT_EQUAL(lines, 4);

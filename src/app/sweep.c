@@ -21,7 +21,7 @@ static const char *const status_names[] = {"none", "done", "failed", "stopped"};
 
 /* One member's figures, as doubles so that one sum gathers them from the groups (each
  * member is filled by the one group that trained it, zeros elsewhere). */
-enum { F_STATUS, F_SECONDS, F_EPOCHS, F_TRAIN, F_VAL, F_TEST, N_FIELDS };
+enum { F_STATUS, F_SECONDS, F_EPOCHS, F_TRAIN, F_VAL, F_TEST, F_BEST, F_BEST_EPOCH, N_FIELDS };
 enum { MESSAGE = 512, SETTINGS = 512 };
 
 struct grid {
@@ -232,8 +232,9 @@ static void write_result(const struct sweep *s, size_t m)
     char text[MESSAGE + 512];
     const int len = snprintf(text, sizeof text, "status %s\nseconds %.17g\nepochs %.17g\n"
                              "train_loss %.17g\nval_loss %.17g\ntest_accuracy %.17g\n"
-                             "message %s\n", status_names[(int)f[F_STATUS]], f[F_SECONDS],
-                             f[F_EPOCHS], f[F_TRAIN], f[F_VAL], f[F_TEST],
+                             "best_metric %.17g\nbest_epoch %.17g\nmessage %s\n",
+                             status_names[(int)f[F_STATUS]], f[F_SECONDS], f[F_EPOCHS],
+                             f[F_TRAIN], f[F_VAL], f[F_TEST], f[F_BEST], f[F_BEST_EPOCH],
                              (const char *)s->message + m * MESSAGE);
     struct publish p;
     struct dmlp_error e = {0};
@@ -255,7 +256,8 @@ static int read_result(struct sweep *s, size_t m)
         return 0;
     double *fig = s->fig + m * N_FIELDS;
     static const char *const keys[N_FIELDS] = {"status", "seconds", "epochs", "train_loss",
-                                               "val_loss", "test_accuracy"};
+                                               "val_loss", "test_accuracy", "best_metric",
+                                               "best_epoch"};
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = '\0';
         if (sscanf(line, "%31s", name) != 1)
@@ -299,7 +301,7 @@ static int run_member(struct sweep *s, const struct dist *g, size_t m)
     struct dmlp_error e = {0};
     struct train_result res;
     memset(&res, 0, sizeof res);
-    res.train_loss = res.val_loss = res.test_accuracy = NAN;
+    res.train_loss = res.val_loss = res.test_accuracy = res.best_metric = NAN;
     const struct train_options opt = {.resume = s->o->resume ? "auto" : NULL, .log = NULL,
                                       .save_checkpoints = 1, .verbosity = 0,
                                       .cache = s->cache};
@@ -315,6 +317,8 @@ static int run_member(struct sweep *s, const struct dist *g, size_t m)
     fig[F_TRAIN] = rc == DMLP_OK ? res.train_loss : NAN; /* a failed run's are not figures */
     fig[F_VAL] = rc == DMLP_OK ? res.val_loss : NAN;
     fig[F_TEST] = rc == DMLP_OK ? res.test_accuracy : NAN;
+    fig[F_BEST] = rc == DMLP_OK ? res.best_metric : NAN;
+    fig[F_BEST_EPOCH] = rc == DMLP_OK ? (double)res.best_epoch : 0.0;
     snprintf(msg, MESSAGE, "%.*s", MESSAGE - 1, rc == DMLP_OK ? "" : e.msg);
     model_free(&res.model);
     config_free(&cfg);
@@ -386,7 +390,8 @@ static void write_jsonl(const struct sweep *s, struct dmlp_error *err)
         return;
     }
     static const char *const names[N_FIELDS] = {"status", "seconds", "epochs", "train_loss",
-                                                "val_loss", "test_accuracy"};
+                                                "val_loss", "test_accuracy", "best_metric",
+                                                "best_epoch"};
     for (size_t m = 0; m < s->n_members; m++) {
         const double *fig = s->fig + m * N_FIELDS;
         fprintf(f, "{\"member\": %zu, \"dir\": ", m);

@@ -676,6 +676,7 @@ static int finish(struct trainer *t, struct dmlp_error *err)
                 metric_name(es), t->st.best_metric, (unsigned long long)t->st.best_epoch);
     res->epochs_done = t->st.epoch;
     res->best_epoch = t->st.best_epoch;
+    res->best_metric = t->st.best_metric;
     return DMLP_OK;
 }
 
@@ -685,6 +686,7 @@ int train_run(const struct dist *d, const struct config *cfg, const char *config
 {
     memset(res, 0, sizeof *res);
     res->train_accuracy = res->test_accuracy = res->val_loss = res->val_accuracy = NAN;
+    res->best_metric = NAN;
     struct trainer t = {.d = d, .cfg = cfg, .yaml = config_yaml, .opt = opt, .res = res};
     int rc = trainer_setup(&t, err);
     while (!rc && t.state == TRAINER_GOING && t.st.epoch < cfg->training.epochs)

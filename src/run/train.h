@@ -48,6 +48,7 @@ struct train_result {
     double val_loss;        /* after the last epoch, with data.validation_fraction; else NaN */
     double val_accuracy;
     uint64_t best_epoch;    /* the epoch with the best validation metric (0: none) */
+    double best_metric;     /* that metric (training.early_stopping.metric), else NaN */
     int stopped_early;      /* 1 when early stopping ended the run */
     char checkpoint[4096];  /* the last checkpoint written, or "" */
     struct runlog_epoch last_epoch; /* the last epoch's figures and timers (all ranks) */
