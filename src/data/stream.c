@@ -246,7 +246,7 @@ static int array_offset(hid_t file, const char *path, const char *name, hid_t na
 static int open_file_layout(struct stream *s, size_t i, size_t row0, struct dmlp_error *err)
 {
     struct sfile *f = &s->file[i];
-    struct stat st;
+    struct stat st = {0};
     hid_t file;
     int rc = dsr_open_file(f->path, &file, err);
     if (rc != DMLP_OK)
