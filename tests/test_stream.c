@@ -307,17 +307,21 @@ static void test_refusals(void)
                    "data.validation_fraction: is not available with data.placement streamed");
 }
 
-/* A file rewritten while a run streams it: every rank stops at the same step with its
- * name; the run does not hang and leaves its last checkpoint as it was. */
+/* A file touched while a run streams it (once the run has logged an epoch, so after its
+ * opening pass recorded the file: an event, not a time): every rank stops at the same step
+ * with its name; the run does not hang and leaves its last checkpoint as it was. */
 static void test_file_changed(void)
 {
     char copy[700];
     snprintf(copy, sizeof copy, "%s/moving.h5", g_dir);
     CU_ASSERT_EQUAL_FATAL(write_rows(copy, SPLIT, N - SPLIT), 0);
-    const int rc = tu_sh("( (sleep 2; touch %s) & " MPIRUN "2 %s train %s --quiet "
-                         "--set data.train=[%s,%s] --set training.epochs=1000000 "
-                         "--set checkpoint.every_epochs=0 --set checkpoint.dir=%s/moving; "
-                         "s=$?; wait; exit $s )", copy, DMLP_BINARY, g_cfg, g_a, copy, g_dir);
+    const int rc = tu_sh("( " MPIRUN "2 %s train %s --quiet --set data.train=[%s,%s] "
+                         "--set training.epochs=1000000 --set checkpoint.every_epochs=0 "
+                         "--set checkpoint.dir=%s/moving & pid=$!; t=$(( $(date +%%s) + 60 )); "
+                         "until grep -qs '\"event\": \"epoch\"' %s/moving/metrics.jsonl; do "
+                         "if [ $(date +%%s) -ge $t ] || ! kill -0 $pid 2>/dev/null; then break; "
+                         "fi; sleep 0.05; done; touch %s; wait $pid )", DMLP_BINARY, g_cfg, g_a,
+                         copy, g_dir, g_dir, copy);
     CU_ASSERT(rc == 2);
     CU_ASSERT(tu_has("moving.h5: the file changed while training"));
 }

@@ -212,15 +212,19 @@ static void test_bad_grid(void)
     CU_ASSERT(tu_has("--group-size 3 does not divide the 2 ranks"));
 }
 
-/* Stopped by SIGUSR1 part-way, then resumed: every member as if never stopped. */
+/* Stopped by SIGUSR1 part-way (once a member has logged an epoch: an event, not a time),
+ * then resumed: every member as if never stopped. */
 static void test_preempt_and_resume(void)
 {
     char dir[700];
     snprintf(dir, sizeof dir, "%s/pre", g_dir);
     const char *longer = "--set training.epochs=600";
     const int rc = tu_sh("( " MPIRUN "2 %s sweep %s %s %s --set checkpoint.dir=%s & pid=$!; "
-                         "sleep 1.5; kill -USR1 $pid; wait $pid )", DMLP_BINARY, g_cfg, GRID,
-                         longer, dir);
+                         "t=$(( $(date +%%s) + 60 )); "
+                         "until grep -qs '\"event\": \"epoch\"' %s/member-*/metrics.jsonl; do "
+                         "if [ $(date +%%s) -ge $t ] || ! kill -0 $pid 2>/dev/null; then break; "
+                         "fi; sleep 0.05; done; kill -USR1 $pid; wait $pid )", DMLP_BINARY,
+                         g_cfg, GRID, longer, dir, dir);
     CU_ASSERT_EQUAL(rc, 75);
     CU_ASSERT(tu_has("rerun with --resume auto"));
     CU_ASSERT_EQUAL(tu_sh(MPIRUN "2 %s sweep %s %s %s --set checkpoint.dir=%s --resume auto",

@@ -207,12 +207,6 @@ static int usage_error(struct ctx *c, const char *help, const char *fmt, const c
     return DMLP_ERR_INPUT;
 }
 
-/* Builds the network a checkpoint holds and loads its /layers (and standardisation). */
-static int load_network(const char *ckpt, struct model **out, struct dmlp_error *e)
-{
-    return model_load_checkpoint(ckpt, out, e);
-}
-
 /* The checkpoints a predict or eval command names: each --checkpoint, or the --top K best
  * finished members of --sweep DIR. */
 struct ckpt_list {
@@ -544,7 +538,8 @@ static int cmd_eval(struct ctx *c, int argc, char **argv)
     if (l.n > 1) {
         code = eval_ensemble(c, &l, data, &mt, &e);
     } else {
-        if (load_network(l.v[0], &m, &e) == DMLP_OK && dataset_read(&ds, data, &e) == DMLP_OK)
+        if (model_load_checkpoint(l.v[0], &m, &e) == DMLP_OK &&
+            dataset_read(&ds, data, &e) == DMLP_OK)
             standardize_for(m, ds, data, &e);
         if (e.code)
             dmlp_error_prefix(&e, "eval");
@@ -624,9 +619,10 @@ static int cmd_predict(struct ctx *c, int argc, char **argv)
     if (resolve_ckpts(&l, &e) == DMLP_OK) {
         const char **inputs = l.v; /* the checkpoints, then the input */
         inputs[l.n] = input;
-        if (check_output(output, inputs, l.n + 1, &e) == DMLP_OK &&
-            (l.n > 1 ? ensemble_open(&ens, l.v, l.n, 512, &e) : load_network(l.v[0], &m, &e)) ==
-                DMLP_OK &&
+        const int loaded = check_output(output, inputs, l.n + 1, &e) == DMLP_OK &&
+                           (l.n > 1 ? ensemble_open(&ens, l.v, l.n, 512, &e)
+                                    : model_load_checkpoint(l.v[0], &m, &e)) == DMLP_OK;
+        if (loaded &&
             dataset_read_features(&ds, input, &e) == DMLP_OK && l.n == 1)
             standardize_for(m, ds, input, &e);
     }
@@ -850,7 +846,7 @@ static int cmd_export(struct ctx *c, int argc, char **argv)
     struct model *m = NULL;
     const char *inputs[] = {ckpt};
     if (check_output(output, inputs, 1, &e) == DMLP_OK)
-        load_network(ckpt, &m, &e);
+        model_load_checkpoint(ckpt, &m, &e);
     int code = finish(c, &e);
     if (!code && c->rank == 0)
         onnx_export(m, output, ckpt, &e);

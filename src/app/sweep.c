@@ -306,7 +306,10 @@ static int run_member(struct sweep *s, const struct dist *g, size_t m)
                                       .save_checkpoints = 1, .verbosity = 0,
                                       .cache = s->cache};
     const double t0 = dmlp_now();
-    int rc = member_config(s, m, &cfg, &yaml, &e);
+    /* Agreed: a rank that could not build the config (out of memory) must not leave the
+     * others alone in train_run's collectives. */
+    member_config(s, m, &cfg, &yaml, &e);
+    int rc = dist_agree(g, &e);
     if (rc == DMLP_OK)
         rc = train_run(g, cfg, yaml, &opt, &res, &e);
     fig[F_SECONDS] = dmlp_now() - t0;
@@ -549,9 +552,9 @@ int sweep_run(const struct dist *d, const struct sweep_options *o, struct dmlp_e
         dmlp_fail(&e, DMLP_ERR_INPUT, "--group-size %d does not divide the %d ranks",
                   o->group_size, dist_size(d));
     /* The base config's data, read once per node for every member that uses them. */
-    if (!dist_agree(d, &e) && train_cache_open(d, base, &store, &cache, &e) == DMLP_OK &&
-        dist_split(d, dist_rank(d) / o->group_size, &group, &e) == 0 &&
-        dist_counter_create(&queue, d, &e) == DMLP_OK) {
+    if (!dist_agree(d, &e) && train_cache_open(d, base, &store, &cache, &e) == DMLP_OK)
+        dist_split(d, dist_rank(d) / o->group_size, &group, &e);
+    if (!dist_agree(d, &e) && dist_counter_create(&queue, d, &e) == DMLP_OK) {
         s.cache = store ? &cache : NULL;
         if (dist_rank(d) == 0 && o->log)
             fprintf(o->log, "sweep: %zu members on %d groups of %d rank%s\n", s.n_members,

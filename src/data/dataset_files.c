@@ -113,6 +113,8 @@ struct survey {
     int has_labels, has_weights;
     size_t nc;          /* the largest num_classes attribute of any file, 0 if none */
     size_t *row0;       /* [files + 1]: file i holds rows [row0[i], row0[i + 1]) */
+    dataset_file_visit *visit; /* called on each file that passes, or NULL */
+    void *ctx;
 };
 
 /* Fails: file i's <what> is mine, where the set's first file has first. */
@@ -157,6 +159,8 @@ static int survey_file(const struct dataset_files *f, size_t i, struct survey *s
                            has_w ? "has none" : "has them");
         if (rc == DMLP_OK && lo.has_nc && (size_t)lo.nc > s->nc)
             s->nc = (size_t)lo.nc;
+        if (rc == DMLP_OK && s->visit)
+            rc = s->visit(file, f->path[i], &lo, i, s->row0[i], s->ctx, err);
         s->row0[i + 1] = s->row0[i] + lo.n;
         dsr_layout_close(&lo);
     }
@@ -164,9 +168,14 @@ static int survey_file(const struct dataset_files *f, size_t i, struct survey *s
     return dsr_close_file(file, f->path[i], rc, &none, err);
 }
 
+/* s->visit and s->ctx are the caller's; the rest is filled. */
 static int survey(const struct dataset_files *f, struct survey *s, struct dmlp_error *err)
 {
+    dataset_file_visit *visit = s->visit;
+    void *ctx = s->ctx;
     memset(s, 0, sizeof *s);
+    s->visit = visit;
+    s->ctx = ctx;
     if (!(s->row0 = calloc(f->n + 1, sizeof *s->row0)))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "%s: out of memory", f->name);
     int rc = DMLP_OK;
@@ -263,7 +272,7 @@ static int read_range(struct dataset **out, const struct dataset_files *f,
 static int read_files(struct dataset **out, const struct dataset_files *f,
                       struct dmlp_error *err)
 {
-    struct survey s;
+    struct survey s = {0};
     *out = NULL;
     int rc = survey(f, &s, err);
     if (rc == DMLP_OK)
@@ -275,7 +284,13 @@ static int read_files(struct dataset **out, const struct dataset_files *f,
 int dataset_files_shape(const struct dataset_files *f, struct dataset_shape *out,
                         struct dmlp_error *err)
 {
-    struct survey s;
+    return dataset_files_survey(f, NULL, NULL, out, err);
+}
+
+int dataset_files_survey(const struct dataset_files *f, dataset_file_visit *visit, void *ctx,
+                         struct dataset_shape *out, struct dmlp_error *err)
+{
+    struct survey s = {.visit = visit, .ctx = ctx};
     int rc;
     H5UTIL_QUIETLY(rc, survey(f, &s, err));
     free(s.row0);
@@ -287,7 +302,7 @@ int dataset_files_shape(const struct dataset_files *f, struct dataset_shape *out
 static int read_files_into(struct dataset *ds, const struct dataset_files *f,
                            struct dmlp_error *err)
 {
-    struct survey s;
+    struct survey s = {0};
     int rc = survey(f, &s, err);
     if (rc == DMLP_OK && (s.n != ds->n || s.d != ds->d || s.has_labels != !!ds->labels ||
                           s.has_weights != !!ds->weights))
@@ -325,7 +340,7 @@ static int read_files_shard(struct dataset **out, const struct dataset_files *f,
                             const struct dist *d, struct dataset_shard *info,
                             struct dmlp_error *err)
 {
-    struct survey s;
+    struct survey s = {0};
     *out = NULL;
     survey(f, &s, err);
     if (dist_agree(d, err) != DMLP_OK) {

@@ -67,6 +67,26 @@ void dsr_layout_close(struct layout *lo);
 int dsr_read_block(const struct layout *lo, const char *path, size_t row0, struct dataset *ds,
                    int64_t *wide, hid_t dxpl, int *collective, struct dmlp_error *err);
 
+/* The first non-finite value of x [n × cols] named as dataset_read names it ("path: name:
+ * row R, column C is NaN", R counted from row0), or DMLP_OK. */
+int dsr_check_finite(const float *x, size_t n, size_t cols, size_t row0, const char *path,
+                     const char *name, struct dmlp_error *err);
+
+/* Sample weights w [n]: finite and not negative, with dataset_read's messages. */
+int dsr_check_weights(const float *w, size_t n, size_t row0, const char *path,
+                      struct dmlp_error *err);
+
+/* What dataset_files_survey calls for file i of a set while it is open, its layout checked
+ * against the set's first file, its rows starting at row0 of the concatenation. */
+typedef int dataset_file_visit(hid_t file, const char *path, const struct layout *lo,
+                               size_t i, size_t row0, void *ctx, struct dmlp_error *err);
+
+/* The checks dataset_read_files makes of every file's layout before it reads a value
+ * (dataset_files_shape's), calling visit (may be NULL) on each file; *shape is the set's
+ * (k of labels: the largest num_classes, 0 if none). */
+int dataset_files_survey(const struct dataset_files *f, dataset_file_visit *visit, void *ctx,
+                         struct dataset_shape *shape, struct dmlp_error *err);
+
 /* Checks the rows just read (messages give the file's row numbers) and stores the labels
  * from wide; *k_rows: num_classes when the file has it, else the largest label + 1 (0 for
  * no rows), or the targets' width. */

@@ -308,7 +308,7 @@ int dsr_read_block(const struct layout *lo, const char *path, size_t row0,
     return rc;
 }
 
-static int check_finite(const float *x, size_t n, size_t cols, size_t row0, const char *path,
+int dsr_check_finite(const float *x, size_t n, size_t cols, size_t row0, const char *path,
                         const char *name, struct dmlp_error *err)
 {
     const size_t i = dmlp_first_nonfinite(x, n * cols);
@@ -319,10 +319,10 @@ static int check_finite(const float *x, size_t n, size_t cols, size_t row0, cons
 }
 
 /* Sample weights: finite and not negative (a weight of 0 leaves the sample out). */
-static int check_weights(const float *w, size_t n, size_t row0, const char *path,
+int dsr_check_weights(const float *w, size_t n, size_t row0, const char *path,
                          struct dmlp_error *err)
 {
-    const int rc = check_finite(w, n, 1, row0, path, "/weights", err);
+    const int rc = dsr_check_finite(w, n, 1, row0, path, "/weights", err);
     for (size_t i = 0; rc == DMLP_OK && i < n; i++)
         if (w[i] < 0)
             return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /weights: row %zu is %g; sample "
@@ -337,14 +337,14 @@ int dsr_check_block(const struct layout *lo, const char *path, size_t row0,
                        struct dataset *ds, const int64_t *wide, size_t *k_rows,
                        struct dmlp_error *err)
 {
-    int rc = check_finite(ds->features, ds->n, ds->d, row0, path, "/features", err);
+    int rc = dsr_check_finite(ds->features, ds->n, ds->d, row0, path, "/features", err);
     if (rc == DMLP_OK && ds->weights)
-        rc = check_weights(ds->weights, ds->n, row0, path, err);
+        rc = dsr_check_weights(ds->weights, ds->n, row0, path, err);
     if (rc != DMLP_OK)
         return rc;
     if (!lo->has_labels) {
         *k_rows = lo->k;
-        return check_finite(ds->targets, ds->n, ds->k, row0, path, "/targets", err);
+        return dsr_check_finite(ds->targets, ds->n, ds->k, row0, path, "/targets", err);
     }
     int64_t max = -1;
     size_t max_row = 0;
@@ -514,7 +514,7 @@ static int read_features(struct dataset **out, const char *path, struct dmlp_err
         (rc = alloc_features(path, lo.n, lo.d, &ds, err)) == DMLP_OK &&
         (rc = read_rows_of(lo.fds, path, "/features", H5T_NATIVE_FLOAT, 2, 0, lo.n, lo.d,
                            ds->features, H5P_DEFAULT, err)) == DMLP_OK)
-        rc = check_finite(ds->features, lo.n, lo.d, 0, path, "/features", err);
+        rc = dsr_check_finite(ds->features, lo.n, lo.d, 0, path, "/features", err);
     dsr_layout_close(&lo);
     rc = dsr_close_file(file, path, rc, &ds, err);
     *out = ds;

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <inttypes.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,54 +241,34 @@ static int array_offset(hid_t file, const char *path, const char *name, hid_t na
     return DMLP_OK;
 }
 
-/* File i's layout (against the first file's) and its arrays' offsets. */
-static int open_file_layout(struct stream *s, size_t i, size_t row0, struct dmlp_error *err)
+/* dataset_files_survey's visit: where file i's arrays lie (plain reads need them
+ * contiguous and of the native type), its rows and num_classes, and what it looked like. */
+static int visit_file(hid_t file, const char *path, const struct layout *lo, size_t i,
+                      size_t row0, void *ctx, struct dmlp_error *err)
 {
+    struct stream *s = ctx;
     struct sfile *f = &s->file[i];
-    struct stat st = {0};
-    hid_t file;
-    int rc = dsr_open_file(f->path, &file, err);
-    if (rc != DMLP_OK)
-        return rc;
-    struct layout lo;
-    if ((rc = dsr_layout_open(file, f->path, &lo, err)) == DMLP_OK) {
-        const int has_w = lo.wds >= 0;
-        if (i == 0) {
-            s->st.d = lo.d;
-            s->st.k = lo.k;
-            s->st.has_labels = lo.has_labels;
-            s->st.has_weights = has_w;
-        } else if (lo.d != s->st.d || lo.has_labels != s->st.has_labels ||
-                   (!lo.has_labels && lo.k != s->st.k) || has_w != s->st.has_weights) {
-            rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: its layout (%zu columns, %s%s) differs "
-                           "from %s's (the first file of the set); every file of a set must "
-                           "have the same", f->path, lo.d, lo.has_labels ? "/labels" :
-                           "/targets", has_w ? ", /weights" : "", s->file[0].path);
-        }
-        f->row0 = row0;
-        f->n = lo.n;
-        f->has_nc = lo.has_nc;
-        f->nc = lo.nc;
-        f->off_w = -1;
-        dsr_layout_close(&lo);
-        if (rc == DMLP_OK)
-            rc = array_offset(file, f->path, "/features", H5T_NATIVE_FLOAT, "float32",
-                              &f->off_x, err);
-        if (rc == DMLP_OK)
-            rc = s->st.has_labels ? array_offset(file, f->path, "/labels", H5T_NATIVE_INT32,
-                                                 "int32", &f->off_y, err)
-                                  : array_offset(file, f->path, "/targets", H5T_NATIVE_FLOAT,
-                                                 "float32", &f->off_y, err);
-        if (rc == DMLP_OK && has_w)
-            rc = array_offset(file, f->path, "/weights", H5T_NATIVE_FLOAT, "float32",
-                              &f->off_w, err);
+    struct stat st;
+    f->row0 = row0;
+    f->n = lo->n;
+    f->has_nc = lo->has_nc;
+    f->nc = lo->nc;
+    f->off_w = -1;
+    int rc = array_offset(file, path, "/features", H5T_NATIVE_FLOAT, "float32", &f->off_x,
+                          err);
+    if (rc == DMLP_OK)
+        rc = lo->has_labels ? array_offset(file, path, "/labels", H5T_NATIVE_INT32, "int32",
+                                           &f->off_y, err)
+                            : array_offset(file, path, "/targets", H5T_NATIVE_FLOAT, "float32",
+                                           &f->off_y, err);
+    if (rc == DMLP_OK && lo->wds >= 0)
+        rc = array_offset(file, path, "/weights", H5T_NATIVE_FLOAT, "float32", &f->off_w, err);
+    if (rc == DMLP_OK && stat(path, &st) != 0)
+        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    if (rc == DMLP_OK) {
+        f->size = st.st_size;
+        f->mtime = st.st_mtim;
     }
-    struct dataset *none = NULL;
-    rc = dsr_close_file(file, f->path, rc, &none, err);
-    if (rc == DMLP_OK && stat(f->path, &st) != 0)
-        rc = dmlp_fail(err, DMLP_ERR_INPUT, "%s: cannot open: %s", f->path, strerror(errno));
-    f->size = st.st_size;
-    f->mtime = st.st_mtim;
     return rc;
 }
 
@@ -301,19 +280,20 @@ static int check_and_sum(struct stream *s, const struct sfile *f, size_t a, size
     const struct dataset *r = s->res;
     const size_t d = s->st.d, yc = s->ycols;
     const float *x = r->features + at * d;
-    size_t i = dmlp_first_nonfinite(x, m * d);
-    if (i < m * d)
-        return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /features: row %zu, column %zu is %s",
-                         f->path, a + i / d, i % d, dmlp_nonfinite_name(x[i]));
+    int rc = dsr_check_finite(x, m, d, a, f->path, "/features", err);
+    if (rc != DMLP_OK)
+        return rc;
     kernel_vec()->feature_sums(s->st.fsum, s->st.fsumsq, x, m, d);
     if (!s->st.has_labels) {
         const float *t = r->targets + at * yc;
-        if ((i = dmlp_first_nonfinite(t, m * yc)) < m * yc)
-            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /targets: row %zu, column %zu is %s",
-                             f->path, a + i / yc, i % yc, dmlp_nonfinite_name(t[i]));
+        if ((rc = dsr_check_finite(t, m, yc, a, f->path, "/targets", err)) != DMLP_OK)
+            return rc;
         kernel_vec()->feature_sums(s->st.tsum, s->st.tsumsq, t, m, yc);
     }
-    for (i = 0; s->st.has_labels && i < m; i++) {
+    if (s->st.has_weights &&
+        (rc = dsr_check_weights(r->weights + at, m, a, f->path, err)) != DMLP_OK)
+        return rc;
+    for (size_t i = 0; s->st.has_labels && i < m; i++) {
         const int32_t y = r->labels[at + i];
         if (y < 0)
             return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /labels: value %" PRId32 " at row %zu "
@@ -327,13 +307,8 @@ static int check_and_sum(struct stream *s, const struct sfile *f, size_t a, size
         if ((size_t)y < s->st.k)
             s->st.class_count[y]++;
     }
-    for (i = 0; s->st.has_weights && i < m; i++) {
-        const float w = r->weights[at + i];
-        if (!(w >= 0) || !isfinite(w))
-            return dmlp_fail(err, DMLP_ERR_INPUT, "%s: /weights: row %zu is %g; sample "
-                             "weights must be finite and >= 0", f->path, a + i, (double)w);
-        s->st.weight_sum += (double)w;
-    }
+    for (size_t i = 0; s->st.has_weights && i < m; i++)
+        s->st.weight_sum += (double)r->weights[at + i];
     if (!s->st.has_weights)
         s->st.weight_sum += (double)m;
     return DMLP_OK;
@@ -383,26 +358,16 @@ static int alloc_resident(struct stream *s, struct dmlp_error *err)
     return DMLP_OK;
 }
 
-/* The largest num_classes attribute of the files (0: none has one). */
-static size_t classes_declared(const struct stream *s)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < s->nfiles; i++)
-        if (s->file[i].has_nc && (size_t)s->file[i].nc > k)
-            k = (size_t)s->file[i].nc;
-    return k;
-}
-
 /* Every row once, file by file, in chunks of a block: values checked, sums taken. One
  * window: straight into its slot, which then needs no second read. */
 static int first_pass(struct stream *s, struct dmlp_error *err)
 {
     const size_t R = s->p.block_rows, d = s->st.d, yc = s->ycols;
     size_t kmax = 0;
-    /* K: the largest num_classes; without one, the classes are counted up to 2^20 (which
-     * bounds the count array), and K is the largest label + 1 (a larger label is still
-     * found, and refused by the network's check). */
-    const size_t declared = s->st.has_labels ? classes_declared(s) : 0;
+    /* K: the largest num_classes (the survey's k); without one, the classes are counted up
+     * to 2^20 (which bounds the count array), and K is the largest label + 1 (a larger
+     * label is still found, and refused by the network's check). */
+    const size_t declared = s->st.has_labels ? s->st.k : 0;
     if (s->st.has_labels)
         s->st.k = declared ? declared : (size_t)1 << 20;
     if (!(s->st.fsum = calloc(2 * d, sizeof(double))) ||
@@ -437,18 +402,20 @@ static int open_stream(struct stream *s, const struct dataset_files *f, struct d
     if (!(s->file = calloc(f->n, sizeof *s->file)))
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
     s->nfiles = f->n;
-    size_t row0 = 0;
-    for (size_t i = 0; i < f->n; i++) {
+    for (size_t i = 0; i < f->n; i++)
         if (!(s->file[i].path = strdup(f->path[i])))
             return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
-        const int rc = open_file_layout(s, i, row0, err);
-        if (rc != DMLP_OK)
-            return rc;
-        row0 += s->file[i].n;
-    }
-    s->st.n = row0;
+    struct dataset_shape sh;
+    int rc = dataset_files_survey(f, visit_file, s, &sh, err);
+    if (rc != DMLP_OK)
+        return rc;
+    s->st.n = sh.n;
+    s->st.d = sh.d;
+    s->st.k = sh.k;
+    s->st.has_labels = sh.has_labels;
+    s->st.has_weights = sh.has_weights;
     s->ycols = s->st.has_labels ? 1 : s->st.k;
-    int rc = plan(s, err);
+    rc = plan(s, err);
     if (rc == DMLP_OK)
         rc = alloc_resident(s, err);
     if (rc == DMLP_OK)

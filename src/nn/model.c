@@ -376,21 +376,28 @@ const float *model_forward(struct model *m, const float *X, size_t batch)
 double model_loss(struct model *m, const int32_t *labels, const float *targets,
                   const float *row_w, size_t batch, int want_grad)
 {
-    struct model_layer *L = &m->layers[m->n_layers - 1];
+    return model_loss_of(m, m->layers[m->n_layers - 1].A, labels, targets, row_w, batch,
+                         want_grad);
+}
+
+double model_loss_of(struct model *m, const float *Y, const int32_t *labels,
+                     const float *targets, const float *row_w, size_t batch, int want_grad)
+{
+    const struct model_layer *L = &m->layers[m->n_layers - 1];
     double loss;
     if (m->loss == DMLP_LOSS_CROSS_ENTROPY) {
         /* Softmax + cross-entropy fuse to G = ω(P − T). */
-        loss = row_w ? loss_xent_weighted(m->G0, L->A, labels, row_w, batch, L->out)
-                     : kernel_softmax_xent(m->G0, L->A, labels, batch, L->out);
+        loss = row_w ? loss_xent_weighted(m->G0, Y, labels, row_w, batch, L->out)
+                     : kernel_softmax_xent(m->G0, Y, labels, batch, L->out);
     } else {
         /* G = ∂ℓ/∂Y ⊙ f'(Z), with ∂ℓ/∂Y = 2(Y − T) for plain mse. */
         const struct loss_spec spec = {m->loss, m->loss_delta, m->loss_weights};
         if (m->loss == DMLP_LOSS_MSE && !row_w && !m->loss_weights)
-            loss = kernel_mse(m->G0, L->A, targets, batch, L->out);
+            loss = kernel_mse(m->G0, Y, targets, batch, L->out);
         else
-            loss = loss_regression(m->G0, L->A, targets, row_w, batch, L->out, &spec);
+            loss = loss_regression(m->G0, Y, targets, row_w, batch, L->out, &spec);
         if (want_grad)
-            kernel_activation_backward(m->G0, L->A, L->act, batch, L->out);
+            kernel_activation_backward(m->G0, Y, L->act, batch, L->out);
     }
     return loss;
 }

@@ -116,6 +116,11 @@ const float *model_forward(struct model *m, const float *X, size_t batch);
 double model_loss(struct model *m, const int32_t *labels, const float *targets,
                   const float *row_w, size_t batch, int want_grad);
 
+/* model_loss of outputs Y [batch × out] the caller has (an ensemble's mean) rather than
+ * of the last forward pass. */
+double model_loss_of(struct model *m, const float *Y, const int32_t *labels,
+                     const float *targets, const float *row_w, size_t batch, int want_grad);
+
 /* Backward pass after model_forward + model_loss(want_grad): writes the SUM over the
  * batch's samples of ∂ℓ/∂θ into m->grads (overwriting). X is the forward input. */
 void model_backward(struct model *m, const float *X, size_t batch);

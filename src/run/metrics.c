@@ -338,17 +338,16 @@ static int evaluate_rows(const struct dist *d, struct model *m, struct ensemble 
         const int32_t *lb = ds->labels ? ds->labels + i : NULL;
         const float *tb = ds->targets ? ds->targets + i * ds->k : NULL;
         const float *Y;
-        if (ens) { /* the members' mean, where model_loss reads the first member's outputs */
+        if (ens) { /* the members' mean, scored with the first member's loss */
             ensemble_forward(ens, ds->features + i * ds->d, b, mean, NULL);
-            memcpy(m->layers[m->n_layers - 1].A, mean, b * k * sizeof *mean);
-            Y = m->layers[m->n_layers - 1].A;
+            Y = mean;
         } else {
             Y = model_forward(m, ds->features + i * ds->d, b);
             /* Trained on standardised targets: the loss and every figure in original
-             * units (Y is the last layer's activations, which model_loss reads). */
+             * units (Y is the last layer's activations). */
             model_unscale_outputs(m, m->layers[m->n_layers - 1].A, b);
         }
-        const double loss = model_loss(m, lb, tb, NULL, b, 0);
+        const double loss = model_loss_of(m, Y, lb, tb, NULL, b, 0);
         metrics_add_batch(acc, Y, lb, tb, b, loss, &e);
     }
     free(mean);

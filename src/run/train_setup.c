@@ -475,7 +475,7 @@ static int load_data(const struct dist *d, const struct config *cfg, struct trai
                      struct dmlp_error *e)
 {
     size_t row0 = 0, global_n = 0;
-    int shared = 0;
+    int split = 0; /* the validation split is done, or not needed */
     if (expand_files(d, cfg, r, e))
         return e->code;
     if (r->sharded) {
@@ -484,11 +484,11 @@ static int load_data(const struct dist *d, const struct config *cfg, struct trai
     } else if (cfg->data.placement == DMLP_PLACEMENT_STREAMED) {
         if (open_streamed(d, cfg, r, &global_n, e))
             return e->code;
-        shared = 1; /* nothing to split */
+        split = 1; /* nothing to split: validation comes from files */
     } else if (dist_size(d) > 1 && cfg->data.share_node &&
-               share_data(d, cfg, r, &global_n, &shared, e)) {
+               share_data(d, cfg, r, &global_n, &split, e)) {
         return e->code; /* agreed */
-    } else if (!shared) {
+    } else if (!split) {
         read_replicated(r, &global_n, e);
     }
     /* (sharded: the shards differ, and the read agreed on the whole already) */
@@ -496,7 +496,7 @@ static int load_data(const struct dist *d, const struct config *cfg, struct trai
                               r->test && !r->sharded ? r->test->n : 0};
     if (dist_agree(d, e) || agree_counts(d, counts, "rows", e))
         return e->code;
-    if (!e->code && !shared && cfg->data.validation_fraction > 0)
+    if (!e->code && !split && cfg->data.validation_fraction > 0)
         dataset_split(r->train, row0, global_n, cfg->data.validation_fraction,
                       cfg->training.seed, &r->val, e);
     if (dist_agree(d, e))
