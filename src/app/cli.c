@@ -479,7 +479,7 @@ static int eval_ensemble(struct ctx *c, const struct ckpt_list *l, const char *d
 {
     struct ensemble ens;
     struct dataset *ds = NULL;
-    if (ensemble_open(&ens, l->v, l->n, 512, e) == DMLP_OK &&
+    if (ensemble_open(&ens, l->v, l->n, ENSEMBLE_CALL_ROWS, e) == DMLP_OK &&
         dataset_read(&ds, data, e) == DMLP_OK)
         dataset_check_network(ds, ens.m[0], data, e);
     if (e->code)
@@ -619,9 +619,10 @@ static int cmd_predict(struct ctx *c, int argc, char **argv)
     if (resolve_ckpts(&l, &e) == DMLP_OK) {
         const char **inputs = l.v; /* the checkpoints, then the input */
         inputs[l.n] = input;
-        const int loaded = check_output(output, inputs, l.n + 1, &e) == DMLP_OK &&
-                           (l.n > 1 ? ensemble_open(&ens, l.v, l.n, 512, &e)
-                                    : model_load_checkpoint(l.v[0], &m, &e)) == DMLP_OK;
+        const int ok = check_output(output, inputs, l.n + 1, &e) == DMLP_OK;
+        const int loaded = ok && (l.n > 1 ? ensemble_open(&ens, l.v, l.n,
+                                                          ENSEMBLE_CALL_ROWS, &e)
+                                          : model_load_checkpoint(l.v[0], &m, &e)) == DMLP_OK;
         if (loaded &&
             dataset_read_features(&ds, input, &e) == DMLP_OK && l.n == 1)
             standardize_for(m, ds, input, &e);
@@ -862,8 +863,9 @@ static int help_topic(struct ctx *c, const char *topic)
     static const struct {
         const char *name, *text;
     } topics[] = {
-        {"train", TRAIN_HELP},   {"sweep", SWEEP_HELP},     {"eval", EVAL_HELP},       {"predict", PREDICT_HELP},
-        {"import", IMPORT_HELP}, {"inspect", INSPECT_HELP}, {"export", EXPORT_HELP},
+        {"train", TRAIN_HELP},   {"sweep", SWEEP_HELP},     {"eval", EVAL_HELP},
+        {"predict", PREDICT_HELP}, {"import", IMPORT_HELP}, {"inspect", INSPECT_HELP},
+        {"export", EXPORT_HELP},
     };
     if (!strcmp(topic, "config")) {
         if (c->rank == 0)

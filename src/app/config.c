@@ -1468,9 +1468,9 @@ static int check_rules(struct load *ld)
         return fail_at(ld, "optimizer.name", "lbfgs takes the whole training set in every "
                        "evaluation; with data.placement streamed use sgd, adam or adamw");
     if (c->training.reproducible && c->data.placement == DMLP_PLACEMENT_SHARDED)
-        return fail_at(ld, "training.reproducible", "needs data.placement replicated or streamed (with "
-                       "sharded data each rank shuffles its own shard, so the trajectory "
-                       "depends on the rank count)");
+        return fail_at(ld, "training.reproducible", "needs data.placement replicated or "
+                       "streamed (with sharded data each rank shuffles its own shard, so the "
+                       "trajectory depends on the rank count)");
     const struct config_early_stopping *es = &c->training.early_stopping;
     if (es->patience > 0 && !has_validation(c))
         return fail_at(ld, "training.early_stopping.patience", "early stopping watches the "

@@ -35,8 +35,9 @@ struct sweep {
     const struct train_cache *cache; /* the base config's data, read once per node */
     struct grid *grid;
     size_t n_members;
-    unsigned long long base_seed;
-    char *base_dir;            /* checkpoint.dir of the base config */
+    struct config *base;       /* the config with the sweep's --set values: its seed and
+                                  checkpoint.dir are the members' base, its data the
+                                  node's copy */
     double *fig;               /* [n_members][N_FIELDS] */
     unsigned char *message;    /* [n_members][MESSAGE] */
 };
@@ -94,6 +95,12 @@ static size_t value_of(const struct sweep *s, size_t m, size_t i)
     return rest % s->grid[i].n;
 }
 
+/* Member m's training.seed: the base's, plus its place among the seeds. */
+static unsigned long long member_seed(const struct sweep *s, size_t m)
+{
+    return (unsigned long long)s->base->training.seed + m % s->o->seeds;
+}
+
 /* The --set list of member m (the caller frees each string and the array): the sweep's
  * own --set values, then the member's grid values, its seed and its checkpoint.dir. */
 static char **member_sets(const struct sweep *s, size_t m, size_t *n)
@@ -116,10 +123,10 @@ static char **member_sets(const struct sweep *s, size_t m, size_t *n)
     }
     char buf[4200];
     if (o->seeds > 1) {
-        snprintf(buf, sizeof buf, "training.seed=%llu", s->base_seed + m % o->seeds);
+        snprintf(buf, sizeof buf, "training.seed=%llu", member_seed(s, m));
         bad |= !(v[(*n)++] = strdup(buf));
     }
-    snprintf(buf, sizeof buf, "checkpoint.dir=%s/member-%03zu", s->base_dir, m);
+    snprintf(buf, sizeof buf, "checkpoint.dir=%s/member-%03zu", s->base->checkpoint.dir, m);
     bad |= !(v[(*n)++] = strdup(buf));
     if (bad) {
         for (size_t i = 0; i < *n; i++)
@@ -147,7 +154,7 @@ static void member_settings(const struct sweep *s, size_t m, char *out, size_t c
                                  s->grid[i].key, s->grid[i].values[value_of(s, m, i)]);
     if (s->o->seeds > 1 && used < cap)
         snprintf(out + used, cap - used, "%straining.seed=%llu", used ? " " : "",
-                 s->base_seed + m % s->o->seeds);
+                 member_seed(s, m));
 }
 
 /* Member m's config and its YAML (for its checkpoints); an error names the member. */
@@ -189,14 +196,8 @@ static int plan(struct sweep *s, struct dmlp_error *err)
             return dmlp_fail(err, DMLP_ERR_INPUT, "--grid: more than 100000 members");
         s->n_members *= s->grid[i].n;
     }
-    struct config *base = NULL;
-    if (config_load(&base, o->config_path, o->sets, o->n_sets, err) != DMLP_OK)
+    if (config_load(&s->base, o->config_path, o->sets, o->n_sets, err) != DMLP_OK)
         return err->code;
-    s->base_seed = (unsigned long long)base->training.seed;
-    s->base_dir = strdup(base->checkpoint.dir);
-    config_free(&base);
-    if (!s->base_dir)
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
     for (size_t m = 0; m < s->n_members; m++) {
         struct config *cfg;
         char *yaml;
@@ -216,7 +217,7 @@ static int plan(struct sweep *s, struct dmlp_error *err)
 
 static void result_path(const struct sweep *s, size_t m, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s/member-%03zu/result.txt", s->base_dir, m);
+    snprintf(out, cap, "%s/member-%03zu/result.txt", s->base->checkpoint.dir, m);
 }
 
 /* Member m's figures into its result file (by the group's first rank), through a
@@ -224,8 +225,8 @@ static void result_path(const struct sweep *s, size_t m, char *out, size_t cap)
 static void write_result(const struct sweep *s, size_t m)
 {
     char path[4200], dir[4200];
-    snprintf(dir, sizeof dir, "%s/member-%03zu", s->base_dir, m);
-    mkdir(s->base_dir, 0777);
+    snprintf(dir, sizeof dir, "%s/member-%03zu", s->base->checkpoint.dir, m);
+    mkdir(s->base->checkpoint.dir, 0777);
     mkdir(dir, 0777);
     result_path(s, m, path, sizeof path);
     const double *f = s->fig + m * N_FIELDS;
@@ -384,7 +385,7 @@ static int by_metric(const void *a, const void *b)
 static void write_jsonl(const struct sweep *s, struct dmlp_error *err)
 {
     char path[4200];
-    snprintf(path, sizeof path, "%s/sweep.jsonl", s->base_dir);
+    snprintf(path, sizeof path, "%s/sweep.jsonl", s->base->checkpoint.dir);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -399,7 +400,7 @@ static void write_jsonl(const struct sweep *s, struct dmlp_error *err)
         const double *fig = s->fig + m * N_FIELDS;
         fprintf(f, "{\"member\": %zu, \"dir\": ", m);
         char dir[4200];
-        snprintf(dir, sizeof dir, "%s/member-%03zu", s->base_dir, m);
+        snprintf(dir, sizeof dir, "%s/member-%03zu", s->base->checkpoint.dir, m);
         json_put_string(f, dir);
         fputs(", \"settings\": {", f);
         for (size_t i = 0; i < s->o->n_grids; i++) {
@@ -410,7 +411,7 @@ static void write_jsonl(const struct sweep *s, struct dmlp_error *err)
         }
         if (s->o->seeds > 1)
             fprintf(f, "%s\"training.seed\": \"%llu\"", s->o->n_grids ? ", " : "",
-                    s->base_seed + m % s->o->seeds);
+                    member_seed(s, m));
         fputs("}, \"status\": ", f);
         json_put_string(f, status_names[(int)fig[F_STATUS]]);
         for (int k = 1; k < N_FIELDS; k++) {
@@ -423,7 +424,7 @@ static void write_jsonl(const struct sweep *s, struct dmlp_error *err)
     }
     fclose(f);
     struct publish p;
-    mkdir(s->base_dir, 0777);
+    mkdir(s->base->checkpoint.dir, 0777);
     if (publish_begin(&p, path, err) == DMLP_OK &&
         publish_write(&p, buf, len, "the sweep's results", err) == DMLP_OK)
         publish_commit(&p, err);
@@ -441,7 +442,7 @@ static void print_table(const struct sweep *s, FILE *out)
     g_sort_fig = s->fig;
     qsort(order, s->n_members, sizeof *order, by_metric);
     fprintf(out, "sweep: %zu members, sorted by validation loss (else training loss); "
-            "results in %s/sweep.jsonl\n", s->n_members, s->base_dir);
+            "results in %s/sweep.jsonl\n", s->n_members, s->base->checkpoint.dir);
     fprintf(out, "%6s  %-8s %12s %12s %10s %9s  %s\n", "member", "status", "val_loss",
             "train_loss", "test_acc", "seconds", "settings");
     for (size_t r = 0; r < s->n_members; r++) {
@@ -543,16 +544,14 @@ int sweep_run(const struct dist *d, const struct sweep_options *o, struct dmlp_e
     struct dist *group = NULL;
     struct dist_counter *queue = NULL;
     struct dmlp_error e = {0};
-    struct config *base = NULL;
     struct train_cache cache = {0};
     struct train_cache_store *store = NULL;
-    if (plan(&s, &e) == DMLP_OK)
-        config_load(&base, o->config_path, o->sets, o->n_sets, &e);
+    plan(&s, &e);
     if (!e.code && dist_size(d) % o->group_size)
         dmlp_fail(&e, DMLP_ERR_INPUT, "--group-size %d does not divide the %d ranks",
                   o->group_size, dist_size(d));
     /* The base config's data, read once per node for every member that uses them. */
-    if (!dist_agree(d, &e) && train_cache_open(d, base, &store, &cache, &e) == DMLP_OK)
+    if (!dist_agree(d, &e) && train_cache_open(d, s.base, &store, &cache, &e) == DMLP_OK)
         dist_split(d, dist_rank(d) / o->group_size, &group, &e);
     if (!dist_agree(d, &e) && dist_counter_create(&queue, d, &e) == DMLP_OK) {
         s.cache = store ? &cache : NULL;
@@ -583,9 +582,8 @@ int sweep_run(const struct dist *d, const struct sweep_options *o, struct dmlp_e
     dist_counter_free(&queue);
     dist_free(&group);
     train_cache_close(&store);
-    config_free(&base);
+    config_free(&s.base);
     free_grids(s.grid, o->n_grids);
-    free(s.base_dir);
     free(s.fig);
     free(s.message);
     *err = e;

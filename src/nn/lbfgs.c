@@ -35,8 +35,9 @@ int lbfgs_create(struct lbfgs **out, size_t n, const struct config_optimizer *cf
     int ok = 1;
     for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++)
         ok &= (*vec[i] = dmlp_alloc_aligned(n * sizeof(float))) != NULL;
-    ok = ok && (o->dirs = dmlp_alloc_aligned(ring / 2)) && (o->stps = dmlp_alloc_aligned(ring / 2)) &&
-         (o->ro = calloc(h, sizeof *o->ro)) && (o->al = calloc(h, sizeof *o->al));
+    ok = ok && (o->dirs = dmlp_alloc_aligned(ring / 2)) &&
+         (o->stps = dmlp_alloc_aligned(ring / 2)) && (o->ro = calloc(h, sizeof *o->ro)) &&
+         (o->al = calloc(h, sizeof *o->al));
     if (!ok) {
         lbfgs_free(&o);
         return dmlp_fail(err, DMLP_ERR_RUNTIME, "L-BFGS: cannot allocate %zu history pairs of "

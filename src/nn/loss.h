@@ -28,7 +28,8 @@ struct loss_spec {
 double loss_regression(float *G, const float *Y, const float *T, const float *row_w,
                        size_t batch, size_t k, const struct loss_spec *s);
 
-/* Cross-entropy after softmax, weighted: G = ω_i (P − onehot), returns Σ_i ω_i·(−log p_y). */
+/* Cross-entropy after softmax, weighted: G = ω_i (P − onehot); returns
+ * Σ_i ω_i·(−log p_y). */
 double loss_xent_weighted(float *G, const float *P, const int32_t *labels, const float *row_w,
                           size_t batch, size_t k);
 

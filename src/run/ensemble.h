@@ -15,6 +15,10 @@
 /* The network a checkpoint holds, with its /layers and standardisation loaded. */
 int model_load_checkpoint(const char *ckpt, struct model **out, struct dmlp_error *err);
 
+/* The rows of one call that dmlp predict and eval open an ensemble for: their chunks are
+ * no larger (static assertions in predict.c and metrics.c). */
+enum { ENSEMBLE_CALL_ROWS = 512 };
+
 struct ensemble {
     struct model **m;   /* [n] */
     size_t n;

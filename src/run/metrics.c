@@ -23,6 +23,8 @@ struct metrics {
 };
 
 enum { METRICS_EVAL_CHUNK = 512, METRICS_TEXT_MAX_CLASSES = 20 };
+_Static_assert((int)METRICS_EVAL_CHUNK <= (int)ENSEMBLE_CALL_ROWS,
+               "an ensemble takes a chunk per call");
 
 /* Relative size below which SS_tot counts as zero (see metrics_target_r2). */
 static const double R2_CONSTANT_REL = 1e-12;

@@ -109,7 +109,7 @@ int metrics_evaluate(const struct dist *d, struct model *m, const struct dataset
 
 /* metrics_evaluate of an ensemble's mean prediction on the raw rows of ds (each member
  * standardises its own copy), the loss as the first member's loss takes it. The ensemble
- * must take calls of 512 rows. */
+ * must take calls of ENSEMBLE_CALL_ROWS rows. */
 struct ensemble;
 int metrics_evaluate_ensemble(const struct dist *d, struct ensemble *ens,
                               const struct dataset *ds, struct metrics **out,

@@ -39,6 +39,8 @@ struct predict_bufs {
 };
 
 enum { PREDICT_CHUNK = 512 };
+_Static_assert((int)PREDICT_CHUNK <= (int)ENSEMBLE_CALL_ROWS,
+               "an ensemble takes a chunk per call");
 
 static int check_request(const struct model *m, const struct dataset *in, const char *output,
                          const char *checkpoint, const char *input, size_t *bytes,

@@ -31,7 +31,7 @@ int predict_run(const struct dist *d, struct model *m, const struct dataset *in,
 /* predict_run for an ensemble (ensemble.h) on raw rows: /predictions holds the members'
  * mean, /std their standard deviation, /entropy (classifiers) the mean's entropy, /labels
  * the mean's argmax; the root attribute members counts them, checkpoint lists them. The
- * ensemble must take calls of 512 rows. */
+ * ensemble must take calls of ENSEMBLE_CALL_ROWS rows. */
 struct ensemble;
 int predict_run_ensemble(const struct dist *d, struct ensemble *ens, const struct dataset *in,
                          const char *output, const char *checkpoints, const char *input,

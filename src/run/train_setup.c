@@ -406,10 +406,10 @@ static int open_streamed(const struct dist *d, const struct config *cfg, struct 
     return dist_agree(d, e);
 }
 
-/* data.train, data.validation and data.test's globs expanded. Every rank expands them itself, so the ranks
- * must agree on what they found (a file written between two ranks' listings would
- * otherwise give them different sets): the file counts are compared here, the row counts
- * after the read. Collective, agreed. */
+/* data.train, data.validation and data.test's globs expanded. Every rank expands them
+ * itself, so the ranks must agree on what they found (a file written between two ranks'
+ * listings would otherwise give them different sets): the file counts are compared here,
+ * the row counts after the read. Collective, agreed. */
 static int expand_files(const struct dist *d, const struct config *cfg, struct trainer *r,
                         struct dmlp_error *e)
 {
