@@ -200,6 +200,12 @@ struct model *tu_load_model(const char *path)
     return m;
 }
 
+int tu_same_params(const struct model *a, const struct model *b)
+{
+    return a && b && a->n_params == b->n_params &&
+           memcmp(a->params, b->params, a->n_params * sizeof(float)) == 0;
+}
+
 double tu_checkpoint_diff(const char *a, const char *b)
 {
     struct model *ma = tu_load_model(a), *mb = tu_load_model(b);

@@ -59,6 +59,10 @@ struct model *tu_load_model(const char *checkpoint);
  * they are bit-identical, -1 when either cannot be loaded or their shapes differ. */
 double tu_checkpoint_diff(const char *a, const char *b);
 
+/* 1 when both models exist and hold the same parameters, bit for bit. */
+struct model;
+int tu_same_params(const struct model *a, const struct model *b);
+
 /* A whole float dataset `name` of an HDF5 file, malloc'd (free()), its element count in
  * *count; NULL (and *count 0) when it cannot be read. */
 float *tu_read_floats(const char *path, const char *name, size_t *count);

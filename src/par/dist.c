@@ -93,16 +93,27 @@ struct dist_counter {
     int64_t *value; /* rank 0's */
 };
 
+/* calloc(1, size) on every rank of d, agreed: NULL everywhere (and err set) when any rank
+ * could not have it, so that no rank goes on alone into the collectives that follow. */
+static void *agreed_calloc(const struct dist *d, size_t size, struct dmlp_error *err)
+{
+    void *p = calloc(1, size);
+    int ok = p != NULL;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, d->comm);
+    if (!ok) {
+        free(p);
+        dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
+        return NULL;
+    }
+    return p;
+}
+
 int dist_counter_create(struct dist_counter **out, const struct dist *d,
                         struct dmlp_error *err)
 {
-    struct dist_counter *c = calloc(1, sizeof *c);
-    int ok = c != NULL;
-    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, d->comm);
-    if (!ok) {
-        free(c);
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
-    }
+    struct dist_counter *c = agreed_calloc(d, sizeof *c, err);
+    if (!c)
+        return err->code;
     MPI_Win_allocate(d->rank == 0 ? (MPI_Aint)sizeof(int64_t) : 0, sizeof(int64_t),
                      MPI_INFO_NULL, d->comm, &c->value, &c->win);
     if (d->rank == 0) {
@@ -357,13 +368,9 @@ int dist_shm_alloc(struct dist_shm **out, const struct dist *d, size_t bytes, vo
 {
     *out = NULL;
     *base = NULL;
-    struct dist_shm *s = calloc(1, sizeof *s);
-    int ok = s != NULL;
-    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, d->comm);
-    if (!ok) {
-        free(s);
-        return dmlp_fail(err, DMLP_ERR_RUNTIME, "out of memory");
-    }
+    struct dist_shm *s = agreed_calloc(d, sizeof *s, err);
+    if (!s)
+        return err->code;
     MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &s->node);
     MPI_Comm_rank(s->node, &s->node_rank);
     MPI_Comm_size(s->node, &s->node_size);
@@ -371,7 +378,7 @@ int dist_shm_alloc(struct dist_shm **out, const struct dist *d, size_t bytes, vo
     /* A whole number of cache lines, and 64 bytes of room to align the start. */
     const size_t mine = s->node_rank == 0 ? (bytes + 127) / 64 * 64 : 0;
     char *at = NULL;
-    ok = mine <= (size_t)PTRDIFF_MAX &&
+    int ok = mine <= (size_t)PTRDIFF_MAX &&
          MPI_Win_allocate_shared((MPI_Aint)mine, 1, MPI_INFO_NULL, s->node, &at, &s->win) ==
              MPI_SUCCESS;
     int all = ok;
