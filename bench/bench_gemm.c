@@ -4,7 +4,8 @@
  * OpenBLAS's own multithreaded cblas_sgemm on the whole product (the ceiling to beat).
  * Threads: OMP_NUM_THREADS (OpenBLAS gets the same count). Prints a table and a JSON line;
  * asserts nothing.
- *   build/bench/bench_gemm [batch]        (default batch 128)
+ *   build/bench/bench_gemm [batch] [--shape INxOUT] [--backend NAME]   (default batch 128,
+ *                                                     every shape and backend) 
  * When measuring OpenBLAS's best kernel, unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE. */
 #include <omp.h>
 #include <stdio.h>
@@ -53,11 +54,22 @@ enum { N_NAMES = sizeof names / sizeof names[0] };
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        printf("usage: bench_gemm [batch]   (OMP_NUM_THREADS threads; default batch 128)\n");
-        return 0;
+    size_t batch = 128;
+    const char *only_shape = NULL, *only_backend = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            only_shape = argv[++i];
+        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+            only_backend = argv[++i];
+        } else if (argv[i][0] >= '1' && argv[i][0] <= '9') {
+            batch = (size_t)atol(argv[i]);
+        } else {
+            printf("usage: bench_gemm [batch] [--shape INxOUT] [--backend NAME]\n"
+                   "  OMP_NUM_THREADS threads; default batch 128, every shape below and every\n"
+                   "  backend this CPU runs (and sgemm, when built with OpenBLAS)\n");
+            return strcmp(argv[i], "-h") && strcmp(argv[i], "--help") ? 2 : 0;
+        }
     }
-    const size_t batch = argc > 1 ? (size_t)atol(argv[1]) : 128;
     const size_t shapes[][2] = {{784, 256}, {256, 128}, {128, 10}, {1024, 1024},
                                 {2048, 2048}, {4096, 1024}, {4096, 4096}};
     enum { N_SHAPES = sizeof shapes / sizeof shapes[0] };
@@ -75,10 +87,12 @@ int main(int argc, char **argv)
     const char *cols[N_NAMES + 1];
     int ncols = 0;
     for (int b = 0; b < N_NAMES; b++)
-        if (kernel_backend_available(names[b]))
+        if (kernel_backend_available(names[b]) &&
+            (!only_backend || !strcmp(only_backend, names[b])))
             cols[ncols++] = names[b];
 #if defined(DMLP_HAVE_OPENBLAS)
-    cols[ncols++] = "sgemm";
+    if (!only_backend || !strcmp(only_backend, "sgemm"))
+        cols[ncols++] = "sgemm";
 #endif
     for (int c = 0; c < ncols; c++)
         printf(" %22s", cols[c]);
@@ -88,15 +102,18 @@ int main(int argc, char **argv)
                       "\"gflops\":{", batch, threads);
     for (size_t s = 0; s < N_SHAPES; s++) {
         const size_t in = shapes[s][0], out = shapes[s][1];
+        char name[32];
+        snprintf(name, sizeof name, "%zux%zu", in, out);
+        if (only_shape && strcmp(only_shape, name))
+            continue;
         float *X = randbuf(batch * in, &r), *W = randbuf(out * in, &r), *b = randbuf(out, &r);
         float *G = randbuf(batch * out, &r), *Z = randbuf(batch * out, &r);
         float *dW = randbuf(out * in, &r), *db = randbuf(out, &r), *dX = randbuf(batch * in, &r);
         float *ws = randbuf(kernel_workspace_floats(batch, in, out), &r);
         const double flops = 2.0 * (double)batch * (double)in * (double)out;
-        char name[32];
-        snprintf(name, sizeof name, "%zux%zu", in, out);
         printf("%-11s", name);
-        jn += snprintf(json + jn, sizeof json - (size_t)jn, "%s\"%s\":{", s ? "," : "", name);
+        jn += snprintf(json + jn, sizeof json - (size_t)jn, "%s\"%s\":{",
+                       json[jn - 1] == '{' ? "" : ",", name);
         for (int c = 0; c < ncols; c++) {
             double tf = 0, tw = 0, ti = 0;
             if (!strcmp(cols[c], "sgemm")) {

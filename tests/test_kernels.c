@@ -215,15 +215,19 @@ static void test_gemm(void)
                         gemm_case(&r, sizes[a], sizes[b], sizes[c], acc);
         gemm_case(&r, 128, 256, 784, 0);
         gemm_case(&r, 5, 10, 3, 1);
-        gemm_case(&r, 150, 40, 600, 1); /* several row groups and k blocks */
+        gemm_case(&r, 300, 40, 600, 1); /* several row groups and k blocks */
+        gemm_case(&r, 10, 130, 128, 0); /* the short product (a narrow layer's dW) */
+        gemm_case(&r, 128, 128, 10, 0); /* a short sum (its input gradient) */
     });
 }
 
-/* wide16 is the avx512 build's source (16-wide vectors, 6×32 tiles, KC = 128) compiled for
+/* wide16 is the avx512 build's source (16-wide vectors, 8×32 tiles, KC = 128) compiled for
  * AVX2 + FMA. Each element sums its k products in the same order with the same fused
  * multiply-adds in every build, so it must match the AVX2 build bit for bit: on machines
- * without AVX-512 this is how the 6×32 tiling's packing, edges and epilogues are checked
- * (the reference comparisons above check both builds only to a tolerance). */
+ * without AVX-512 this is how the 8×32 tiling's packing, edges and epilogues are checked
+ * (the reference comparisons above check both builds only to a tolerance). Its tile
+ * shapes differ from avx2's (8 rows, not 6; short products of up to 12 rows, not 6), so
+ * this also checks that the tiling never decides an element's bits. */
 static void wide16_case(struct rng *r, size_t m, size_t n, size_t k, int trans_a,
                         const struct gemm_epilogue *e)
 {
@@ -266,15 +270,23 @@ static void test_wide16_matches_avx2(void)
         {.mode = GEMM_EPI_DACT, .act = DMLP_ACT_RELU, .D = D, .ldd = 300},
         {.mode = GEMM_EPI_DACT, .act = DMLP_ACT_LEAKY_RELU, .D = D, .ldd = 300},
     };
-    /* Edges in every dimension (m around MR = 6 and MC = 144, n around NR = 32, k around
-     * KC = 128 and 256), the demo's shapes, and op(A) plain and transposed. */
-    static const size_t ms[] = {1, 7, 150, 128}, ns[] = {10, 33, 59, 256}, ks[] = {1, 129, 300};
-    for (size_t e = 0; e < sizeof epis / sizeof epis[0]; e++)
+    /* Edges in every dimension and every path: m at 10 (the short product: one pass of
+     * 10 rows in wide16, two of 5 in avx2), 13 (over both builds' short limit, 12 and 6;
+     * two and three row tiles), 128 and 150; n around NR = 32 and 16 and the narrow
+     * product's n ≤ VW; k at 1 and 10 (short sums: operands read in place), 129 and 300
+     * (k blocks, balanced); the demo's shapes; op(A) plain and transposed. Then several
+     * row groups (m > MC = 256). */
+    static const size_t ms[] = {1, 10, 13, 150, 128}, ns[] = {10, 33, 59, 256};
+    static const size_t ks[] = {1, 10, 129, 300};
+    for (size_t e = 0; e < sizeof epis / sizeof epis[0]; e++) {
         for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
             for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++)
                 for (size_t p = 0; p < sizeof ks / sizeof ks[0]; p++)
                     for (int t = 0; t < 2; t++)
                         wide16_case(&r, ms[i], ns[j], ks[p], t, &epis[e]);
+        for (int t = 0; t < 2; t++)
+            wide16_case(&r, 300, 40, 300, t, &epis[e]);
+    }
 #else
     fprintf(stderr, "\n  (not x86-64: no wide16 build to compare)\n");
 #endif

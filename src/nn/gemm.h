@@ -31,6 +31,21 @@ static inline int gemm_may_fork_for(size_t work, size_t threshold)
     return work >= threshold && gemm_may_fork();
 }
 
+/* The products split their work themselves rather than through work-sharing loops, so
+ * that a product too small for a team runs on the calling thread outside any parallel
+ * region: a serialised region (`parallel if (0)`) still costs libgomp about half a
+ * microsecond, a sixth of the output layer's whole product, and an orphaned work-sharing
+ * loop would bind to a caller's team. team: the call runs inside its own region. The
+ * calling thread's share [*lo, *hi) of n items: a contiguous block of a static split. */
+static inline void gemm_share(size_t n, int team, size_t *lo, size_t *hi)
+{
+    const size_t T = team ? (size_t)omp_get_num_threads() : 1;
+    const size_t t = team ? (size_t)omp_get_thread_num() : 0;
+    const size_t q = n / T, r = n % T;
+    *lo = t * q + (t < r ? t : r);
+    *hi = *lo + q + (t < r);
+}
+
 /* A row-major operand and whether the product uses its transpose:
  * op(A)(i,p) = trans ? p[p·ld + i] : p[i·ld + p]. */
 struct gemm_operand {

@@ -1,5 +1,5 @@
 /* The AVX-512 build of gemm_impl.h (compiled with -mavx512f -mfma on x86-64): 16-wide
- * vectors, a 6×32 tile in 12 of the 32 zmm registers, B panels of 128×32 floats (16 KiB).
+ * vectors, an 8×32 tile in 16 of the 32 zmm registers, B panels of 128×32 floats (16 KiB).
  * Elsewhere this file compiles to nothing and the backend is not offered. */
 #if defined(__x86_64__) && defined(__AVX512F__)
 #define GEMM_NAME gemm_avx512

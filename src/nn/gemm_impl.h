@@ -2,22 +2,29 @@
  * instruction set (gemm_avx512.c, gemm_avx2.c, gemm_generic.c each define GEMM_NAME, VW,
  * KC and include this file; kernels.c picks one at run time). See gemm.h for the contract.
  *
- * Structure (the Goto/BLIS scheme, simplified to what a dense layer needs):
- *   for each KC-deep block of the summed dimension, in increasing order:
+ * Structure of the general product (the Goto/BLIS scheme, simplified to what a dense
+ * layer needs):
+ *   for each k block of the summed dimension (at most KC deep, of equal depths), in
+ *   increasing order:
  *     1. pack all of op(A)[:, block] into slivers of MR rows, k-major ([p][r]), in the
  *        caller's workspace (threads share it; zero rows pad the last sliver);
  *     2. the output is a fixed grid of work items, one NR-wide column panel by MC rows;
- *        a thread takes whole items, packs the item's KC×NR panel of op(B) on its stack
+ *        a thread takes whole items, packs the item's kc×NR panel of op(B) on its stack
  *        (zero columns pad the edge), where it stays in L1, and runs the MR×NR micro-kernel
  *        down the item's slivers, whose A data streams from L2.
  * The micro-kernel keeps an MR×NR tile of C in 2·MR vector registers: per step p it loads
  * two vectors of B, broadcasts MR values of A and issues 2·MR fused multiply-adds.
+ * Shapes where packing or padding would cost more than it saves take other routes with
+ * the same per-element arithmetic: a narrow output (n ≤ VW: gemm_narrow), a short product
+ * (m ≤ SR rows against an unpacked B: gemm_short), a short sum (k ≤ KSHORT: operands
+ * read in place).
  *
- * Padding makes every tile a full MR×NR computation; only the loads and stores of C at
- * the edges are partial. Each element of C therefore sums its k terms in increasing k
- * with the same instructions wherever it lies and whichever thread computes it: results
- * are bit-identical for any thread count. Epilogues (bias, activation, activation
- * derivative) run in registers before the final store. */
+ * Padding makes every tile a full computation; only the loads and stores of C at the
+ * edges are partial. Each element of C sums its k terms in increasing k, one fused
+ * multiply-add each, from the same start, wherever it lies, whichever path, tile shape
+ * or thread computes it: results are bit-identical for any thread count, and across the
+ * builds (whose tiles differ). Epilogues (bias, activation, activation derivative) run in
+ * registers before the final store. */
 #include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,9 +34,14 @@
 #include "nn/gemm.h"
 #include "nn/kernels.h"
 
-enum { MR = 6, NR = 2 * VW, MC = 24 * MR };
+/* MR×NR register tiles: 2·MR accumulators, two vectors of B and a broadcast. AVX-512's 32
+ * registers take 8 rows (a batch of 32 or 128 is whole tiles); 16 registers take 6.
+ * SR: the most rows of a short product's tile (gemm_short), also two vectors wide. */
+enum { MR = VW == 16 ? 8 : 6, NR = 2 * VW, MC = (256 + MR - 1) / MR * MR, SR = VW == 16 ? 12 : 6 };
+enum { TR = SR > MR ? SR : MR }; /* the rows a struct tile holds */
+enum { KSHORT = 16 };            /* a sum this short reads its operands in place */
 /* kernels.c cuts weight-gradient rows at multiples of the row tile (overlap buckets). */
-_Static_assert((int)MR == (int)KERNEL_ROW_TILE, "the GEMM's row tile is KERNEL_ROW_TILE");
+_Static_assert((int)KERNEL_ROW_TILE % (int)MR == 0, "row chunks are whole tiles");
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(VW * sizeof(float))));
@@ -50,14 +62,18 @@ static inline vf vsplat(float x) { return x - (vf){0}; }
 /* Lanes where mask is all ones keep a, the others take b (mask from a comparison). */
 static inline vf vselect(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
 
-/* An MR×NR tile of C, or of any matrix with C's shape, as 2·MR vectors. */
+/* A tile of C, or of any matrix with C's shape, of up to TR rows and NR columns, as two
+ * vectors a row. The functions below take the tile's row count (MR, or a short product's),
+ * a constant where they are inlined, so that the rows live in registers. */
 struct tile {
-    vf lo[MR], hi[MR];
+    vf lo[TR], hi[TR];
 };
 
-static inline void tile_load(struct tile *t, const float *p, size_t ld, size_t mr, size_t nr)
+/* rows rows from p (ld apart): the first mr of them, nr columns wide; zeros elsewhere. */
+static inline void tile_load(struct tile *t, const float *p, size_t ld, size_t rows, size_t mr,
+                             size_t nr)
 {
-    for (size_t r = 0; r < MR; r++) {
+    for (size_t r = 0; r < rows; r++) {
         if (r < mr && nr == NR) {
             t->lo[r] = vload(p + r * ld);
             t->hi[r] = vload(p + r * ld + VW);
@@ -87,10 +103,11 @@ static inline void tile_store(float *p, size_t ld, const struct tile *t, size_t 
 }
 
 /* C ⊙= f'(D), given D = f(Z) (activation.h). */
-static inline void tile_dact(struct tile *c, const struct tile *d, enum dmlp_activation act)
+static inline void tile_dact(struct tile *c, const struct tile *d, size_t rows,
+                             enum dmlp_activation act)
 {
     const vf zero = {0}, one = vsplat(1.0f), leak = vsplat(DMLP_LEAKY_SLOPE);
-    for (size_t r = 0; r < MR; r++) {
+    for (size_t r = 0; r < rows; r++) {
         vf *v[2] = {&c->lo[r], &c->hi[r]};
         const vf a[2] = {d->lo[r], d->hi[r]};
         for (int h = 0; h < 2; h++) {
@@ -110,10 +127,10 @@ static inline void tile_dact(struct tile *c, const struct tile *d, enum dmlp_act
 
 /* Forward activations that are a compare and a select run in registers; the others
  * (sigmoid, tanh) are applied by the caller to the stored tile. */
-static inline void tile_act(struct tile *c, enum dmlp_activation act)
+static inline void tile_act(struct tile *c, size_t rows, enum dmlp_activation act)
 {
     const vf zero = {0}, leak = vsplat(DMLP_LEAKY_SLOPE);
-    for (size_t r = 0; r < MR; r++) {
+    for (size_t r = 0; r < rows; r++) {
         vf *v[2] = {&c->lo[r], &c->hi[r]};
         for (int h = 0; h < 2; h++) {
             if (act == DMLP_ACT_RELU)
@@ -122,6 +139,41 @@ static inline void tile_act(struct tile *c, enum dmlp_activation act)
                 *v[h] = DMLP_LEAKY_RELU(*v[h], zero, leak, vselect);
         }
     }
+}
+
+/* A tile's start: C (accumulating, or a later k block), the bias row, or zeros. */
+static inline __attribute__((always_inline)) void
+tile_start(struct tile *c, const float *C, size_t ldc, size_t rows, size_t mr, size_t nr,
+           int first, const struct gemm_epilogue *e, size_t j)
+{
+    if (!first || e->accumulate) {
+        tile_load(c, C, ldc, rows, mr, nr);
+    } else if (e->bias) {
+        struct tile b;
+        tile_load(&b, e->bias + j, 0, 1, 1, nr);
+        for (size_t r = 0; r < rows; r++) {
+            c->lo[r] = b.lo[0];
+            c->hi[r] = b.hi[0];
+        }
+    } else {
+        for (size_t r = 0; r < rows; r++)
+            c->lo[r] = c->hi[r] = (vf){0};
+    }
+}
+
+/* A tile's end: the epilogue after the last k block, and the store of its mr × nr part. */
+static inline __attribute__((always_inline)) void
+tile_finish(float *C, size_t ldc, struct tile *c, size_t rows, size_t mr, size_t nr, int last,
+            const struct gemm_epilogue *e, size_t i, size_t j)
+{
+    if (last && e->mode == GEMM_EPI_ACT) {
+        tile_act(c, rows, e->act);
+    } else if (last && e->mode == GEMM_EPI_DACT) {
+        struct tile d;
+        tile_load(&d, e->D + i * e->ldd + j, e->ldd, rows, mr, nr);
+        tile_dact(c, &d, rows, e->act);
+    }
+    tile_store(C, ldc, c, mr, nr);
 }
 
 /* One MR×NR tile: C (+)= Ap·Bp over kc steps, B's rows bs apart (NR when packed).
@@ -133,19 +185,7 @@ micro_kernel(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs,
              int last, const struct gemm_epilogue *e, size_t i, size_t j)
 {
     struct tile c;
-    if (!first || e->accumulate) {
-        tile_load(&c, C, ldc, mr, nr);
-    } else if (e->bias) {
-        struct tile b;
-        tile_load(&b, e->bias + j, 0, 1, nr);
-        for (size_t r = 0; r < MR; r++) {
-            c.lo[r] = b.lo[0];
-            c.hi[r] = b.hi[0];
-        }
-    } else {
-        for (size_t r = 0; r < MR; r++)
-            c.lo[r] = c.hi[r] = (vf){0};
-    }
+    tile_start(&c, C, ldc, MR, mr, nr, first, e, j);
     for (size_t p = 0; p < kc; p++) {
         const vf b0 = vload(Bp + p * bs), b1 = vload(Bp + p * bs + VW);
         for (size_t r = 0; r < MR; r++) {
@@ -154,35 +194,7 @@ micro_kernel(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs,
             c.hi[r] += a * b1;
         }
     }
-    if (last && e->mode == GEMM_EPI_ACT) {
-        tile_act(&c, e->act);
-    } else if (last && e->mode == GEMM_EPI_DACT) {
-        struct tile d;
-        tile_load(&d, e->D + i * e->ldd + j, e->ldd, mr, nr);
-        tile_dact(&c, &d, e->act);
-    }
-    tile_store(C, ldc, &c, mr, nr);
-}
-
-/* Packs op(A)[i0 .. i0+MR, p0 .. p0+kc] as dst[p·MR + r], zero rows past m. */
-static void pack_a(float *restrict dst, const struct gemm_operand *A, size_t m, size_t i0,
-                   size_t p0, size_t kc)
-{
-    const size_t mr = m - i0 < MR ? m - i0 : MR;
-    if (A->trans) { /* op(A)(i,p) = A[p·ld + i]: rows of the source are k steps */
-        for (size_t p = 0; p < kc; p++) {
-            const float *s = A->p + (p0 + p) * A->ld + i0;
-            float *d = dst + p * MR;
-            for (size_t r = 0; r < MR; r++)
-                d[r] = r < mr ? s[r] : 0.0f;
-        }
-    } else { /* op(A)(i,p) = A[i·ld + p]: interleave MR source rows */
-        for (size_t r = 0; r < MR; r++) {
-            const float *s = A->p + (i0 + r) * A->ld + p0;
-            for (size_t p = 0; p < kc; p++)
-                dst[p * MR + r] = r < mr ? s[p] : 0.0f;
-        }
-    }
+    tile_finish(C, ldc, &c, MR, mr, nr, last, e, i, j);
 }
 
 #if VW >= 8
@@ -218,6 +230,46 @@ static inline void transpose8(vf8 r[8])
     }
 }
 #endif
+
+/* Packs op(A)[i0 .. i0+MR, p0 .. p0+kc] as dst[p·MR + r], zero rows past m. */
+static void pack_a(float *restrict dst, const struct gemm_operand *A, size_t m, size_t i0,
+                   size_t p0, size_t kc)
+{
+    const size_t mr = m - i0 < MR ? m - i0 : MR;
+    if (A->trans) { /* op(A)(i,p) = A[p·ld + i]: rows of the source are k steps */
+        for (size_t p = 0; p < kc; p++) {
+            const float *s = A->p + (p0 + p) * A->ld + i0;
+            float *d = dst + p * MR;
+            if (mr == MR) {
+                memcpy(d, s, MR * sizeof(float));
+            } else {
+                memcpy(d, s, mr * sizeof(float));
+                memset(d + mr, 0, (MR - mr) * sizeof(float));
+            }
+        }
+        return;
+    }
+    /* op(A)(i,p) = A[i·ld + p]: interleave MR source rows */
+    size_t p = 0;
+#if VW >= 8
+    /* 8×8 blocks through registers (MR ≤ 8: rows past MR or m load as zeros), eight row
+     * loads, a transpose, and MR floats of each column stored. */
+    _Static_assert(MR <= 8, "a sliver's rows fit one 8×8 transpose");
+    for (; p + 8 <= kc; p += 8) {
+        vf8 r[8];
+        for (size_t q = 0; q < 8; q++)
+            r[q] = q < mr ? vload8(A->p + (i0 + q) * A->ld + p0 + p) : (vf8){0};
+        transpose8(r);
+        for (size_t q = 0; q < 8; q++)
+            memcpy(dst + (p + q) * MR, &r[q], MR * sizeof(float));
+    }
+#endif
+    for (size_t r = 0; r < MR; r++) {
+        const float *s = A->p + (i0 + r) * A->ld + p0;
+        for (size_t q = p; q < kc; q++)
+            dst[q * MR + r] = r < mr ? s[q] : 0.0f;
+    }
+}
 
 /* Packs op(B)[p0 .. p0+kc, j0 .. j0+NR] as dst[p·NR + c], zero columns past n. */
 static void pack_b(float *restrict dst, const struct gemm_operand *B, size_t n, size_t j0,
@@ -271,19 +323,8 @@ micro_narrow(float *restrict C, size_t ldc, const float *restrict A, size_t rs,
              const struct gemm_epilogue *e, size_t i)
 {
     struct tile c[2];
-    for (int h = 0; h < 2; h++) {
-        if (!first || e->accumulate) {
-            tile_load(&c[h], C + h * MR * ldc, ldc, MR, nr);
-        } else {
-            struct tile b = {0};
-            if (e->bias)
-                tile_load(&b, e->bias, 0, 1, nr);
-            for (size_t r = 0; r < MR; r++) {
-                c[h].lo[r] = b.lo[0];
-                c[h].hi[r] = b.hi[0];
-            }
-        }
-    }
+    for (int h = 0; h < 2; h++)
+        tile_start(&c[h], C + h * MR * ldc, ldc, MR, MR, nr, first, e, 0);
     for (size_t p = 0; p < kc; p++) {
         const vf b0 = vload(Bp + p * NR);
         for (size_t r = 0; r < MR; r++) {
@@ -291,47 +332,147 @@ micro_narrow(float *restrict C, size_t ldc, const float *restrict A, size_t rs,
             c[1].lo[r] += vsplat(A[p + (r + MR) * rs]) * b0;
         }
     }
-    for (int h = 0; h < 2; h++) {
-        if (last && e->mode == GEMM_EPI_ACT) {
-            tile_act(&c[h], e->act);
-        } else if (last && e->mode == GEMM_EPI_DACT) {
-            struct tile d;
-            tile_load(&d, e->D + (i + h * MR) * e->ldd, e->ldd, MR, nr);
-            tile_dact(&c[h], &d, e->act);
-        }
-        tile_store(C + h * MR * ldc, ldc, &c[h], MR, nr);
-    }
+    for (int h = 0; h < 2; h++)
+        tile_finish(C + h * MR * ldc, ldc, &c[h], MR, MR, nr, last, e, i + h * MR, 0);
 }
+
+/* The depth of the k blocks: as few blocks as KC allows, of equal depth (784 = 4 × 196,
+ * not 6 × 128 + 16, whose last block would pay a tile's load and store for 16 steps).
+ * A block boundary stores a partial sum to C and loads it back, which is exact: the
+ * blocking never changes an element's bits. */
+static inline size_t k_block(size_t k)
+{
+    const size_t blocks = (k + KC - 1) / KC;
+    return (k + blocks - 1) / blocks;
+}
+
+/* The arguments of one product, for the functions that run its share on each thread. */
+struct gemm_call {
+    float *C;
+    size_t ldc;
+    const struct gemm_operand *A, *B;
+    size_t m, n, k;
+    const struct gemm_epilogue *e;
+    float *ws;
+};
 
 /* C = op(A)·op(B) for n ≤ VW and A not transposed: items of 2·MR rows through
  * micro_narrow, the last m mod 2·MR rows MR at a time through micro_kernel (the same
- * bits either way). Every thread packs the one column panel of B for itself. */
-static void gemm_narrow(float *restrict C, size_t ldc, const struct gemm_operand *A,
-                        const struct gemm_operand *B, size_t m, size_t n, size_t k,
-                        const struct gemm_epilogue *e)
+ * bits either way). Every thread packs the one column panel of B for itself and keeps
+ * the same items in every k block, so the blocks need no barrier between them. */
+static void gemm_narrow(const struct gemm_call *g, int team)
 {
+    const struct gemm_operand *A = g->A;
+    const size_t m = g->m, k = g->k, ldc = g->ldc, rs = A->ld;
     const size_t blocks = m / (2 * MR), rest = (m - blocks * 2 * MR + MR - 1) / MR;
-    const size_t rs = A->ld;
-#pragma omp parallel if (gemm_may_fork_for(m * n * k, GEMM_FORK_MACS))
-    for (size_t p0 = 0; p0 < k; p0 += KC) {
-        const size_t kc = k - p0 < KC ? k - p0 : KC;
+    size_t lo, hi;
+    gemm_share(blocks + rest, team, &lo, &hi);
+    const size_t kb = k_block(k);
+    for (size_t p0 = 0; p0 < k && lo < hi; p0 += kb) {
+        const size_t kc = k - p0 < kb ? k - p0 : kb;
         const int first = p0 == 0, last = p0 + kc == k;
         float bp[KC * NR] __attribute__((aligned(64)));
-        pack_b(bp, B, n, 0, p0, kc);
-#pragma omp for schedule(static)
-        for (size_t t = 0; t < blocks + rest; t++) {
+        pack_b(bp, g->B, g->n, 0, p0, kc);
+        for (size_t t = lo; t < hi; t++) {
             if (t < blocks) {
                 const size_t i = t * 2 * MR;
-                micro_narrow(C + i * ldc, ldc, A->p + i * rs + p0, rs, bp, kc, n, first,
-                             last, e, i);
+                micro_narrow(g->C + i * ldc, ldc, A->p + i * rs + p0, rs, bp, kc, g->n, first,
+                             last, g->e, i);
                 continue;
             }
             const size_t i = blocks * 2 * MR + (t - blocks) * MR, mr = m - i < MR ? m - i : MR;
             float ap[KC * MR] __attribute__((aligned(64)));
             pack_a(ap, A, m, i, p0, kc); /* zero rows past m: no read passes row m */
-            micro_kernel(C + i * ldc, ldc, ap, 1, MR, bp, NR, kc, mr, n, first, last, e, i, 0);
+            micro_kernel(g->C + i * ldc, ldc, ap, 1, MR, bp, NR, kc, mr, g->n, first, last,
+                         g->e, i, 0);
         }
-        /* (the implicit barrier: the k block is done everywhere before the next) */
+    }
+}
+
+/* ---- the short product: m ≤ SR rows, op(B) not transposed ----------------------------- */
+
+/* rows rows (a constant where it is inlined) by one NR-wide column panel: C (+)= op(A)·B
+ * over kc steps, with A read in place (element (i,p) at A[i·rs + p·cs]) and B's rows bs
+ * apart. Each element sums the same terms in the same order with the same instruction as
+ * in micro_kernel, from the same start, so the bits are the general path's. */
+static inline __attribute__((always_inline)) void
+micro_short(float *restrict C, size_t ldc, const float *restrict A, size_t rs, size_t cs,
+            const float *restrict B, size_t bs, size_t kc, size_t rows, size_t nr, int first,
+            int last, const struct gemm_epilogue *e, size_t i, size_t j)
+{
+    struct tile c;
+    tile_start(&c, C, ldc, rows, rows, nr, first, e, j);
+    for (size_t p = 0; p < kc; p++) {
+        const vf b0 = vload(B + p * bs), b1 = vload(B + p * bs + VW);
+        for (size_t r = 0; r < rows; r++) {
+            const vf a = vsplat(A[p * cs + r * rs]);
+            c.lo[r] += a * b0;
+            c.hi[r] += a * b1;
+        }
+    }
+    tile_finish(C, ldc, &c, rows, rows, nr, last, e, i, j);
+}
+
+/* C = op(A)·op(B) for m ≤ SR and B not transposed: the weight gradient of a narrow layer
+ * (m = its 10 outputs), where MR-row tiles would spend up to 3/8 of their multiply-adds on
+ * padding rows and packing would copy more than the product reads. The rows go in equal
+ * passes of at most SR (exact: no padding); A is read in place, and so is B, but for the
+ * last column panel when it is partial, which is packed per k block. Threads take whole
+ * column panels. */
+static void gemm_short(const struct gemm_call *g, int team)
+{
+    const struct gemm_operand *A = g->A, *B = g->B;
+    const size_t m = g->m, n = g->n, k = g->k, ldc = g->ldc;
+    const size_t passes = (m + SR - 1) / SR, rows = (m + passes - 1) / passes;
+    const size_t rs = A->trans ? 1 : A->ld, cs = A->trans ? A->ld : 1;
+    /* With several passes, each reads the block of B again: 32 rows of it stay in L1 even
+     * when B's row stride maps them onto a few cache sets. */
+    const size_t kb = passes > 1 ? 32 : KC;
+    size_t lo, hi;
+    gemm_share((n + NR - 1) / NR, team, &lo, &hi);
+    for (size_t t = lo; t < hi; t++) {
+        const size_t j = t * NR, nr = n - j < NR ? n - j : NR;
+        float bp[KC * NR] __attribute__((aligned(64)));
+        for (size_t p0 = 0; p0 < k; p0 += kb) {
+            const size_t kc = k - p0 < kb ? k - p0 : kb;
+            const int first = p0 == 0, last = p0 + kc == k;
+            const float *b = B->p + p0 * B->ld + j;
+            size_t bs = B->ld;
+            if (nr < NR) {
+                pack_b(bp, B, n, j, p0, kc);
+                b = bp;
+                bs = NR;
+            }
+            for (size_t i = 0; i < m; i += rows) {
+                const size_t mr = m - i < rows ? m - i : rows;
+                float *c = g->C + i * ldc + j;
+                const float *a = A->p + i * rs + p0 * cs;
+                const struct gemm_epilogue *e = g->e;
+                /* Each row count its own inlined copy, so that its rows stay in registers. */
+                switch (mr) {
+#define SHORT_CASE(R)                                                                         \
+    case R:                                                                                   \
+        micro_short(c, ldc, a, rs, cs, b, bs, kc, R, nr, first, last, e, i, j);              \
+        break;
+                    SHORT_CASE(1)
+                    SHORT_CASE(2)
+                    SHORT_CASE(3)
+                    SHORT_CASE(4)
+                    SHORT_CASE(5)
+#if VW == 16 /* SR = 12 */
+                    SHORT_CASE(6)
+                    SHORT_CASE(7)
+                    SHORT_CASE(8)
+                    SHORT_CASE(9)
+                    SHORT_CASE(10)
+                    SHORT_CASE(11)
+#endif
+#undef SHORT_CASE
+                default:
+                    micro_short(c, ldc, a, rs, cs, b, bs, kc, SR, nr, first, last, e, i, j);
+                }
+            }
+        }
     }
 }
 
@@ -385,51 +526,79 @@ run_slivers(const struct kblock *q, const float *b, size_t bs, size_t j, size_t 
     }
 }
 
-void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
-               const struct gemm_operand *B, size_t m, size_t n, size_t k,
-               const struct gemm_epilogue *e, float *restrict ws)
+/* The general product: every thread walks the k blocks; between its two phases (packing
+ * op(A) into the shared workspace, and the items that read it) and at the end of a block
+ * the team waits at a barrier, so no thread packs a block's slivers over slivers another
+ * still reads. */
+static void gemm_general(const struct gemm_call *g, int team)
 {
-    if (n <= VW && !A->trans) {
-        gemm_narrow(C, ldc, A, B, m, n, k, e);
-        return;
-    }
+    const struct gemm_operand *A = g->A, *B = g->B;
+    const size_t m = g->m, n = g->n, k = g->k;
     const size_t slivers = (m + MR - 1) / MR, panels = (n + NR - 1) / NR;
     const size_t groups = (m + MC - 1) / MC, items = groups * panels;
     /* op(A) is packed when it is read across enough column panels to repay the copy, or
      * when its rows are strided (a transposed A); otherwise the micro-kernel reads it in
-     * place, element (i,p) at A->p[i·rs + p·cs]. Either way the arithmetic is the same. */
-    const int packed = A->trans || panels > 2;
+     * place, element (i,p) at A->p[i·rs + p·cs]. Either way the arithmetic is the same.
+     * A short sum (k ≤ KSHORT: the input gradient of a layer with 10 outputs) is read in
+     * place too, A and B alike: a sliver is then a few cache lines, which stay in L1 from
+     * one column panel to the next, and a copy would cost as much as the product. */
+    const int short_k = k <= KSHORT;
+    const int packed = A->trans || (panels > 2 && !short_k);
     const size_t rs = A->trans ? 1 : A->ld, cs = A->trans ? A->ld : 1;
-    /* One parallel region for the whole product: waking a team costs more than a k block
-     * of a small layer takes. Every thread walks the k blocks; the work-sharing loops'
-     * barriers keep them in step. Inside a caller's active region, the calling thread does
-     * it all (no nested team; the same bits, as for any thread count). */
-#pragma omp parallel if (gemm_may_fork_for(m * n * k, GEMM_FORK_MACS))
-    for (size_t p0 = 0; p0 < k; p0 += KC) {
-        const size_t kc = k - p0 < KC ? k - p0 : KC;
-        const struct kblock q = {C, ldc, m, kc, p0, rs, cs, A, ws, packed, p0 == 0,
-                                 p0 + kc == k, e};
+    size_t s_lo, s_hi, t_lo, t_hi;
+    gemm_share(slivers, team, &s_lo, &s_hi);
+    gemm_share(items, team, &t_lo, &t_hi);
+    const size_t kb = k_block(k);
+    for (size_t p0 = 0; p0 < k; p0 += kb) {
+        const size_t kc = k - p0 < kb ? k - p0 : kb;
+        const struct kblock q = {g->C, g->ldc, m, kc, p0, rs, cs, A, g->ws, packed, p0 == 0,
+                                 p0 + kc == k, g->e};
         if (packed) {
-#pragma omp for schedule(static)
-            for (size_t s = 0; s < slivers; s++)
-                pack_a(ws + s * MR * kc, A, m, s * MR, p0, kc);
-            /* (the implicit barrier: every sliver is packed before any item runs) */
+            for (size_t s = s_lo; s < s_hi; s++)
+                pack_a(g->ws + s * MR * kc, A, m, s * MR, p0, kc);
+            if (team) {
+#pragma omp barrier
+            }
         }
-#pragma omp for schedule(static)
-        for (size_t t = 0; t < items; t++) {
+        for (size_t t = t_lo; t < t_hi; t++) {
             float bp[KC * NR] __attribute__((aligned(64)));
-            const size_t j = (t / groups) * NR, g = t % groups;
+            const size_t j = (t / groups) * NR, gr = t % groups;
             const size_t nr = n - j < NR ? n - j : NR;
-            /* A panel of B that only a few slivers read (a weight gradient of a narrow
-             * layer: m = 10) is read in place, rows ld apart, rather than copied. */
-            const int in_place = !B->trans && nr == NR && slivers <= 4;
+            /* A panel of B that only a few slivers read, or only a few rows long, is read
+             * in place, rows ld apart, rather than copied. */
+            const int in_place = !B->trans && nr == NR && (slivers <= 4 || short_k);
             const float *b = in_place ? B->p + p0 * B->ld + j : bp;
             const size_t bs = in_place ? B->ld : NR;
             if (!in_place)
                 pack_b(bp, B, n, j, p0, kc);
-            const size_t s_end = (g + 1) * (MC / MR) < slivers ? (g + 1) * (MC / MR) : slivers;
-            run_slivers(&q, b, bs, j, nr, g * (MC / MR), s_end);
+            const size_t s_end = (gr + 1) * (MC / MR) < slivers ? (gr + 1) * (MC / MR) : slivers;
+            run_slivers(&q, b, bs, j, nr, gr * (MC / MR), s_end);
         }
+        if (team && packed && p0 + kc < k) {
+#pragma omp barrier
+        }
+    }
+}
+
+void GEMM_NAME(float *restrict C, size_t ldc, const struct gemm_operand *A,
+               const struct gemm_operand *B, size_t m, size_t n, size_t k,
+               const struct gemm_epilogue *e, float *restrict ws)
+{
+    const struct gemm_call g = {C, ldc, A, B, m, n, k, e, ws};
+    void (*run)(const struct gemm_call *, int) = gemm_general;
+    if (m <= SR && !B->trans)
+        run = gemm_short;
+    else if (n <= VW && !A->trans)
+        run = gemm_narrow;
+    /* One parallel region for the whole product: waking a team costs more than a k block
+     * of a small layer takes. Inside a caller's active region, or for a product below the
+     * threshold, the calling thread does it all, outside any region (gemm_share). Either
+     * way the bits are the same: the split never decides an element's arithmetic. */
+    if (gemm_may_fork_for(m * n * k, GEMM_FORK_MACS)) {
+#pragma omp parallel
+        run(&g, 1);
+    } else {
+        run(&g, 0);
     }
 }
 

@@ -1,6 +1,6 @@
-/* The AVX-512 build's source (gemm_impl.h with 16-wide vectors, 6×32 tiles, KC = 128)
+/* The AVX-512 build's source (gemm_impl.h with 16-wide vectors, 8×32 tiles, KC = 128)
  * compiled for AVX2 + FMA: the compiler splits each 16-wide operation in two. It is never
- * the default and never faster than gemm_avx2.c; it exists so that the 6×32 tiling, its
+ * the default and never faster than gemm_avx2.c; it exists so that the 8×32 tiling, its
  * packing and its edges are tested (against the reference and bit for bit against the
  * AVX2 build) on machines without AVX-512, where gemm_avx512.c cannot run. */
 #if defined(__x86_64__)

@@ -33,7 +33,7 @@ struct backend {
  * offered but not the default (bench_gemm shows why; README). */
 static const struct backend backends[] = {
 #if defined(__x86_64__)
-    {"avx512", "6x32 tiles of 16-wide vectors (AVX-512)", gemm_avx512, gemm_avx512_ws,
+    {"avx512", "8x32 tiles of 16-wide vectors (AVX-512)", gemm_avx512, gemm_avx512_ws,
      gemv_avx512, 1, ISA_AVX512, &vec_avx512},
     {"avx2", "6x16 tiles of 8-wide vectors (AVX2 + FMA)", gemm_avx2, gemm_avx2_ws, gemv_avx2,
      1, ISA_AVX2_FMA, &vec_avx2},
@@ -42,7 +42,7 @@ static const struct backend backends[] = {
      gemv_generic, 1, ISA_ANY, &vec_generic},
 #if defined(__x86_64__)
     /* The avx512 build's code in AVX2 instructions: for testing it without AVX-512. */
-    {"wide16", "the avx512 build's 6x32 tiles, compiled for AVX2 + FMA (for testing)",
+    {"wide16", "the avx512 build's 8x32 tiles, compiled for AVX2 + FMA (for testing)",
      gemm_wide16, gemm_wide16_ws, gemv_wide16, 0, ISA_AVX2_FMA, &vec_avx2},
 #endif
 #if defined(DMLP_HAVE_OPENBLAS)

@@ -69,7 +69,7 @@ void kernel_linear_backward_params_rows(float *restrict dW, float *restrict ws,
 void kernel_bias_grad(float *restrict db, const float *restrict G, size_t batch, size_t out);
 
 /* The row tile of every GEMM backend's micro-kernel. */
-enum { KERNEL_ROW_TILE = 6 };
+enum { KERNEL_ROW_TILE = 24 };
 
 /* dX[B×in] = (G[B×out] · W[out×in]) ⊙ f'(·), where D [B×in] = f(Z) holds the previous
  * layer's activations and act its f (fused into the product's store); D = NULL: no f'. */
