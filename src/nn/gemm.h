@@ -12,12 +12,16 @@
 #include "core/settings.h"
 
 /* Whether the products and loops may start an OpenMP team: not inside a caller's active
- * parallel region (a program's threads calling the inference interface), and not on a
+ * parallel region (a program's threads calling the inference interface), not on a
  * thread that asked to run alone (kernel_run_alone: inference on a few rows, where waking
- * a team costs more than the work). Either way the bits are the same: the work split never
- * decides an element's arithmetic. */
+ * a team costs more than the work), and not when the team would be this thread alone.
+ * Either way the bits are the same: the work split never decides an element's
+ * arithmetic. */
 extern _Thread_local int gemm_alone;
-static inline int gemm_may_fork(void) { return !gemm_alone && !omp_in_parallel(); }
+static inline int gemm_may_fork(void)
+{
+    return !gemm_alone && !omp_in_parallel() && omp_get_max_threads() > 1;
+}
 
 /* Work below which a team costs more than it saves: a product of fewer multiply-adds than
  * gemm_fork_macs (default 2^20, about 20 µs of one core: the output layer's 128×10 at any
@@ -45,6 +49,22 @@ static inline void gemm_share(size_t n, int team, size_t *lo, size_t *hi)
     *lo = t * q + (t < r ? t : r);
     *hi = *lo + q + (t < r);
 }
+
+/* PARALLEL_FOR_IF(fork, clauses, for-loop): the loop on a team, with schedule(static) and
+ * the OpenMP clauses given (a reduction, or nothing), when fork holds; otherwise the same
+ * loop on the calling thread outside any parallel region. A serialised region
+ * (`parallel if (0)`, or a team of one) still costs libgomp about half a microsecond,
+ * which the elementwise passes of a small step would pay a dozen times. */
+#define DMLP_PRAGMA(x) _Pragma(#x)
+#define PARALLEL_FOR_IF(fork, clauses, ...)                                                   \
+    do {                                                                                      \
+        if (fork) {                                                                           \
+            DMLP_PRAGMA(omp parallel for schedule(static) clauses)                            \
+            __VA_ARGS__                                                                       \
+        } else {                                                                              \
+            __VA_ARGS__                                                                       \
+        }                                                                                     \
+    } while (0)
 
 /* A row-major operand and whether the product uses its transpose:
  * op(A)(i,p) = trans ? p[p·ld + i] : p[i·ld + p]. */

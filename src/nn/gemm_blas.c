@@ -28,21 +28,21 @@ void gemm_openblas(float *restrict C, size_t ldc, const struct gemm_operand *A,
         single = 1;
     }
     const size_t blocks = (n + NB - 1) / NB;
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
-    for (size_t t = 0; t < blocks; t++) {
-        const size_t j0 = t * NB, nb = n - j0 < NB ? n - j0 : NB;
-        float beta = e->accumulate ? 1.0f : 0.0f;
-        if (!e->accumulate && e->bias) {
-            for (size_t i = 0; i < m; i++)
-                for (size_t j = 0; j < nb; j++)
-                    C[i * ldc + j0 + j] = e->bias[j0 + j];
-            beta = 1.0f;
-        }
-        const float *b = B->trans ? B->p + j0 * B->ld : B->p + j0;
-        cblas_sgemm(CblasRowMajor, A->trans ? CblasTrans : CblasNoTrans,
-                    B->trans ? CblasTrans : CblasNoTrans, (int)m, (int)nb, (int)k, 1.0f, A->p,
-                    (int)A->ld, b, (int)B->ld, beta, C + j0, (int)ldc);
-        gemm_epilogue_apply(C, ldc, m, j0, j0 + nb, e);
-    }
+    PARALLEL_FOR_IF(gemm_may_fork(), ,
+        for (size_t t = 0; t < blocks; t++) {
+            const size_t j0 = t * NB, nb = n - j0 < NB ? n - j0 : NB;
+            float beta = e->accumulate ? 1.0f : 0.0f;
+            if (!e->accumulate && e->bias) {
+                for (size_t i = 0; i < m; i++)
+                    for (size_t j = 0; j < nb; j++)
+                        C[i * ldc + j0 + j] = e->bias[j0 + j];
+                beta = 1.0f;
+            }
+            const float *b = B->trans ? B->p + j0 * B->ld : B->p + j0;
+            cblas_sgemm(CblasRowMajor, A->trans ? CblasTrans : CblasNoTrans,
+                        B->trans ? CblasTrans : CblasNoTrans, (int)m, (int)nb, (int)k, 1.0f,
+                        A->p, (int)A->ld, b, (int)B->ld, beta, C + j0, (int)ldc);
+            gemm_epilogue_apply(C, ldc, m, j0, j0 + nb, e);
+        });
 }
 #endif

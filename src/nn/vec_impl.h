@@ -3,8 +3,9 @@
  * Plain C loops the compiler vectorises for the build's vector width; see vec.h for why the
  * builds agree bit for bit. OpenMP splits the elementwise loops over elements (static
  * schedule); sums over elements stay in one thread, in order. Inside a caller's active
- * parallel region, or on a thread running alone, a loop runs on the calling thread: never
- * a nested team (gemm_may_fork, gemm.h). */
+ * parallel region, on a thread running alone, with one thread, or below the work that
+ * repays a team, a loop runs on the calling thread outside any parallel region: never a
+ * nested team, and no serialised one (gemm_may_fork and PARALLEL_FOR_IF, gemm.h). */
 #include <float.h>
 #include <math.h>
 #include <omp.h>
@@ -17,22 +18,22 @@
  * softmax(z)_j = e^{z_j − max z} / Σ e^{z_i − max z}, one row per iteration. */
 static void softmax_forward(float *A, const float *Z, size_t batch, size_t n)
 {
-#pragma omp parallel for schedule(static) if (gemm_may_fork_for(batch * n, VEC_FORK_ELEMS))
-    for (size_t i = 0; i < batch; i++) {
-        const float *z = Z + i * n;
-        float *a = A + i * n;
-        float mx = z[0];
-        for (size_t j = 1; j < n; j++)
-            mx = z[j] > mx ? z[j] : mx;
-        float s = 0.0f;
-        for (size_t j = 0; j < n; j++) {
-            a[j] = expf(z[j] - mx);
-            s += a[j];
-        }
-        const float inv = 1.0f / s;
-        for (size_t j = 0; j < n; j++)
-            a[j] *= inv;
-    }
+    PARALLEL_FOR_IF(gemm_may_fork_for(batch * n, VEC_FORK_ELEMS), ,
+        for (size_t i = 0; i < batch; i++) {
+            const float *z = Z + i * n;
+            float *a = A + i * n;
+            float mx = z[0];
+            for (size_t j = 1; j < n; j++)
+                mx = z[j] > mx ? z[j] : mx;
+            float s = 0.0f;
+            for (size_t j = 0; j < n; j++) {
+                a[j] = expf(z[j] - mx);
+                s += a[j];
+            }
+            const float inv = 1.0f / s;
+            for (size_t j = 0; j < n; j++)
+                a[j] *= inv;
+        });
 }
 
 /* A = f(Z) over B rows of n (softmax: per row, max-subtracted). A may equal Z. */
@@ -46,24 +47,24 @@ static void act_forward(float *A, const float *Z, enum dmlp_activation act, size
     const size_t total = batch * n;
     switch (act) {
     case DMLP_ACT_SIGMOID:
-#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
-        for (size_t i = 0; i < total; i++)
-            A[i] = dmlp_sigmoid(Z[i]);
+        PARALLEL_FOR_IF(gemm_may_fork_for(total, VEC_FORK_ELEMS), ,
+            for (size_t i = 0; i < total; i++)
+                A[i] = dmlp_sigmoid(Z[i]););
         break;
     case DMLP_ACT_TANH:
-#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
-        for (size_t i = 0; i < total; i++)
-            A[i] = tanhf(Z[i]);
+        PARALLEL_FOR_IF(gemm_may_fork_for(total, VEC_FORK_ELEMS), ,
+            for (size_t i = 0; i < total; i++)
+                A[i] = tanhf(Z[i]););
         break;
     case DMLP_ACT_RELU:
-#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
-        for (size_t i = 0; i < total; i++)
-            A[i] = dmlp_relu(Z[i]);
+        PARALLEL_FOR_IF(gemm_may_fork_for(total, VEC_FORK_ELEMS), ,
+            for (size_t i = 0; i < total; i++)
+                A[i] = dmlp_relu(Z[i]););
         break;
     case DMLP_ACT_LEAKY_RELU:
-#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
-        for (size_t i = 0; i < total; i++)
-            A[i] = dmlp_leaky_relu(Z[i]);
+        PARALLEL_FOR_IF(gemm_may_fork_for(total, VEC_FORK_ELEMS), ,
+            for (size_t i = 0; i < total; i++)
+                A[i] = dmlp_leaky_relu(Z[i]););
         break;
     case DMLP_ACT_LINEAR:
         if (A != Z)
@@ -81,24 +82,24 @@ static void act_backward(float *restrict G, const float *restrict A, enum dmlp_a
     const size_t total = batch * n;
     switch (act) {
     case DMLP_ACT_SIGMOID:
-#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
-        for (size_t i = 0; i < total; i++)
-            G[i] = dmlp_sigmoid_grad(G[i], A[i]);
+        PARALLEL_FOR_IF(gemm_may_fork_for(total, VEC_FORK_ELEMS), ,
+            for (size_t i = 0; i < total; i++)
+                G[i] = dmlp_sigmoid_grad(G[i], A[i]););
         break;
     case DMLP_ACT_TANH:
-#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
-        for (size_t i = 0; i < total; i++)
-            G[i] = dmlp_tanh_grad(G[i], A[i]);
+        PARALLEL_FOR_IF(gemm_may_fork_for(total, VEC_FORK_ELEMS), ,
+            for (size_t i = 0; i < total; i++)
+                G[i] = dmlp_tanh_grad(G[i], A[i]););
         break;
     case DMLP_ACT_RELU:
-#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
-        for (size_t i = 0; i < total; i++)
-            G[i] = dmlp_relu_grad(G[i], A[i]);
+        PARALLEL_FOR_IF(gemm_may_fork_for(total, VEC_FORK_ELEMS), ,
+            for (size_t i = 0; i < total; i++)
+                G[i] = dmlp_relu_grad(G[i], A[i]););
         break;
     case DMLP_ACT_LEAKY_RELU:
-#pragma omp parallel for schedule(static) if (gemm_may_fork_for(total, VEC_FORK_ELEMS))
-        for (size_t i = 0; i < total; i++)
-            G[i] = dmlp_leaky_relu_grad(G[i], A[i]);
+        PARALLEL_FOR_IF(gemm_may_fork_for(total, VEC_FORK_ELEMS), ,
+            for (size_t i = 0; i < total; i++)
+                G[i] = dmlp_leaky_relu_grad(G[i], A[i]););
         break;
     case DMLP_ACT_LINEAR:
     case DMLP_ACT_SOFTMAX:
@@ -152,15 +153,15 @@ static void bias_grad(float *restrict db, const float *restrict G, size_t batch,
     /* Column sums of G, each in sample order; threads take fixed blocks of columns and
      * sweep the rows, so the loads stay contiguous. */
     enum { JB = 64 };
-#pragma omp parallel for schedule(static) if (gemm_may_fork_for(batch * out, VEC_FORK_ELEMS))
-    for (size_t j0 = 0; j0 < out; j0 += JB) {
-        const size_t j1 = j0 + JB < out ? j0 + JB : out;
-        float s[JB] = {0};
-        for (size_t i = 0; i < batch; i++)
-            for (size_t j = j0; j < j1; j++)
-                s[j - j0] += G[i * out + j];
-        memcpy(db + j0, s, (j1 - j0) * sizeof(float));
-    }
+    PARALLEL_FOR_IF(gemm_may_fork_for(batch * out, VEC_FORK_ELEMS), ,
+        for (size_t j0 = 0; j0 < out; j0 += JB) {
+            const size_t j1 = j0 + JB < out ? j0 + JB : out;
+            float s[JB] = {0};
+            for (size_t i = 0; i < batch; i++)
+                for (size_t j = j0; j < j1; j++)
+                    s[j - j0] += G[i * out + j];
+            memcpy(db + j0, s, (j1 - j0) * sizeof(float));
+        });
 }
 
 static void epilogue(float *C, size_t ldc, size_t m, size_t j0, size_t j1,
@@ -209,25 +210,25 @@ static void sgd(float *restrict params, float *restrict v, const float *restrict
 {
     const float scale = c->scale, eta = c->eta, mu = c->mu, wd = c->wd;
     if (!v) {
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
-        for (size_t i = 0; i < n; i++) {
-            const float g = grads[i] * scale + wd * params[i];
-            params[i] -= eta * g;
-        }
+        PARALLEL_FOR_IF(gemm_may_fork(), ,
+            for (size_t i = 0; i < n; i++) {
+                const float g = grads[i] * scale + wd * params[i];
+                params[i] -= eta * g;
+            });
     } else if (c->nesterov) {
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
-        for (size_t i = 0; i < n; i++) {
-            const float g = grads[i] * scale + wd * params[i];
-            v[i] = mu * v[i] + g;
-            params[i] -= eta * (g + mu * v[i]);
-        }
+        PARALLEL_FOR_IF(gemm_may_fork(), ,
+            for (size_t i = 0; i < n; i++) {
+                const float g = grads[i] * scale + wd * params[i];
+                v[i] = mu * v[i] + g;
+                params[i] -= eta * (g + mu * v[i]);
+            });
     } else {
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
-        for (size_t i = 0; i < n; i++) {
-            const float g = grads[i] * scale + wd * params[i];
-            v[i] = mu * v[i] + g;
-            params[i] -= eta * v[i];
-        }
+        PARALLEL_FOR_IF(gemm_may_fork(), ,
+            for (size_t i = 0; i < n; i++) {
+                const float g = grads[i] * scale + wd * params[i];
+                v[i] = mu * v[i] + g;
+                params[i] -= eta * v[i];
+            });
     }
 }
 
@@ -238,29 +239,29 @@ static void adam(float *restrict params, float *restrict m, float *restrict v,
     const float eps = c->eps, beta2 = c->beta2, w2 = c->w2, lerp_coef = c->lerp_coef;
     const float wd = c->wd, shrink = c->shrink;
     const int small = c->small, do_shrink = c->do_shrink;
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
-    for (size_t i = 0; i < n; i++) {
-        float p = params[i];
-        if (do_shrink)
-            p *= shrink;
-        float g = grads[i] * scale;
-        if (wd != 0.0f)
-            g = g + wd * p;
-        const float mi = m[i];
-        const float mn = fmaf(lerp_coef, g - mi, small ? mi : g);
-        const float vn = v[i] * beta2 + w2 * g * g;
-        const float denom = sqrtf(vn) / bc2_sqrt + eps;
-        m[i] = mn;
-        v[i] = vn;
-        params[i] = p + neg_step * mn / denom;
-    }
+    PARALLEL_FOR_IF(gemm_may_fork(), ,
+        for (size_t i = 0; i < n; i++) {
+            float p = params[i];
+            if (do_shrink)
+                p *= shrink;
+            float g = grads[i] * scale;
+            if (wd != 0.0f)
+                g = g + wd * p;
+            const float mi = m[i];
+            const float mn = fmaf(lerp_coef, g - mi, small ? mi : g);
+            const float vn = v[i] * beta2 + w2 * g * g;
+            const float denom = sqrtf(vn) / bc2_sqrt + eps;
+            m[i] = mn;
+            v[i] = vn;
+            params[i] = p + neg_step * mn / denom;
+        });
 }
 
 static void scale(float *x, size_t n, float c)
 {
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
-    for (size_t i = 0; i < n; i++)
-        x[i] *= c;
+    PARALLEL_FOR_IF(gemm_may_fork(), ,
+        for (size_t i = 0; i < n; i++)
+            x[i] *= c;);
 }
 
 static unsigned fx_add(uint64_t *restrict acc, const float *restrict g, size_t n, double scale,
@@ -269,38 +270,38 @@ static unsigned fx_add(uint64_t *restrict acc, const float *restrict g, size_t n
     /* Truncation toward zero is as deterministic as rounding and much cheaper. One pass:
      * "not below the limit" also catches NaN and infinity. */
     unsigned overflow = 0, nonfinite = 0;
-#pragma omp parallel for schedule(static) reduction(| : overflow, nonfinite) if (gemm_may_fork())
-    for (size_t i = 0; i < n; i++) {
-        const double q = (double)g[i] * scale;
-        if (fabs(q) < limit)
-            acc[i] += (uint64_t)(int64_t)q;
-        else if (isfinite(q))
-            overflow = 1;
-        else
-            nonfinite = 1;
-    }
+    PARALLEL_FOR_IF(gemm_may_fork(), reduction(| : overflow, nonfinite),
+        for (size_t i = 0; i < n; i++) {
+            const double q = (double)g[i] * scale;
+            if (fabs(q) < limit)
+                acc[i] += (uint64_t)(int64_t)q;
+            else if (isfinite(q))
+                overflow = 1;
+            else
+                nonfinite = 1;
+        });
     return (overflow ? VEC_FX_OVERFLOW : 0u) | (nonfinite ? VEC_FX_NONFINITE : 0u);
 }
 
 static float fx_load(float *restrict g, const uint64_t *restrict acc, size_t n, double inv)
 {
     float maxg = 0.0f;
-#pragma omp parallel for schedule(static) reduction(max : maxg) if (gemm_may_fork())
-    for (size_t i = 0; i < n; i++) {
-        const float x = (float)((double)(int64_t)acc[i] * inv);
-        g[i] = x;
-        const float a = x < 0 ? -x : x;
-        maxg = a > maxg ? a : maxg;
-    }
+    PARALLEL_FOR_IF(gemm_may_fork(), reduction(max : maxg),
+        for (size_t i = 0; i < n; i++) {
+            const float x = (float)((double)(int64_t)acc[i] * inv);
+            g[i] = x;
+            const float a = x < 0 ? -x : x;
+            maxg = a > maxg ? a : maxg;
+        });
     return maxg;
 }
 
 static int nonfinite(const float *x, size_t n)
 {
     int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad) if (gemm_may_fork())
-    for (size_t i = 0; i < n; i++)
-        bad |= !isfinite(x[i]);
+    PARALLEL_FOR_IF(gemm_may_fork(), reduction(| : bad),
+        for (size_t i = 0; i < n; i++)
+            bad |= !isfinite(x[i]););
     return bad;
 }
 
@@ -326,23 +327,23 @@ static void feature_sums(double *restrict sum, double *restrict sumsq, const flo
 static void standardize(float *restrict x, size_t rows, size_t d, const float *restrict mean,
                         const float *restrict std)
 {
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
-    for (size_t i = 0; i < rows; i++) {
-        float *restrict r = x + i * d;
-        for (size_t j = 0; j < d; j++)
-            r[j] = (r[j] - mean[j]) / std[j];
-    }
+    PARALLEL_FOR_IF(gemm_may_fork(), ,
+        for (size_t i = 0; i < rows; i++) {
+            float *restrict r = x + i * d;
+            for (size_t j = 0; j < d; j++)
+                r[j] = (r[j] - mean[j]) / std[j];
+        });
 }
 
 static void unstandardize(float *restrict y, size_t rows, size_t d,
                           const float *restrict mean, const float *restrict std)
 {
-#pragma omp parallel for schedule(static) if (gemm_may_fork())
-    for (size_t i = 0; i < rows; i++) {
-        float *restrict r = y + i * d;
-        for (size_t j = 0; j < d; j++)
-            r[j] = r[j] * std[j] + mean[j];
-    }
+    PARALLEL_FOR_IF(gemm_may_fork(), ,
+        for (size_t i = 0; i < rows; i++) {
+            float *restrict r = y + i * d;
+            for (size_t j = 0; j < d; j++)
+                r[j] = r[j] * std[j] + mean[j];
+        });
 }
 
 const struct vec_ops VEC_NAME = {
