@@ -994,6 +994,9 @@ static void vec_compare(const struct vec_ops *v, size_t n)
     bad += differ(isa, "bias_grad", a, b, K * sizeof(float));
 
     /* Optimizers: three steps of each variant from the same state. */
+    const struct vec_adam adams_guard[2] = {
+        {0.01f, -0.001f, 0.5f, 1e-8f, 0.999f, 0.001f, 0.1f, 0.01f, 1.0f, 1, 0},
+        {0.01f, -0.001f, 0.5f, 1e-8f, 0.999f, 0.001f, -0.9f, 0.0f, 0.999f, 0, 1}};
     const struct vec_sgd sgds[3] = {{0.01f, 0.1f, 0.0f, 0.001f, 0},
                                     {0.01f, 0.1f, 0.9f, 0.001f, 0},
                                     {0.01f, 0.1f, 0.9f, 0.0f, 1}};
@@ -1003,15 +1006,45 @@ static void vec_compare(const struct vec_ops *v, size_t n)
             fill_value(m[i], N, 0.0f);
         }
         for (int step = 0; step < 3; step++) {
-            v->sgd(p[0], sgds[k].mu != 0.0f ? m[0] : NULL, y, N, &sgds[k]);
-            g->sgd(p[1], sgds[k].mu != 0.0f ? m[1] : NULL, y, N, &sgds[k]);
+            CU_ASSERT_EQUAL(v->sgd(p[0], sgds[k].mu != 0.0f ? m[0] : NULL, y, N, &sgds[k]), 0);
+            CU_ASSERT_EQUAL(g->sgd(p[1], sgds[k].mu != 0.0f ? m[1] : NULL, y, N, &sgds[k]), 0);
         }
         bad += differ(isa, "sgd", p[0], p[1], N * sizeof(float));
         bad += differ(isa, "sgd momentum", m[0], m[1], N * sizeof(float));
     }
-    const struct vec_adam adams[2] = {
-        {0.01f, -0.001f, 0.5f, 1e-8f, 0.999f, 0.001f, 0.1f, 0.01f, 1.0f, 1, 0},
-        {0.01f, -0.001f, 0.5f, 1e-8f, 0.999f, 0.001f, -0.9f, 0.0f, 0.999f, 0, 1}};
+    /* The update is the step's divergence guard: a NaN or an infinite gradient anywhere
+     * (here at the start and in the tail) leaves a non-finite parameter and returns 1,
+     * at a learning rate of 0 and a scale of 0 too (0·∞ is NaN); so does an update that
+     * overflows from finite values. */
+    const float poison[2] = {NAN, INFINITY};
+    const struct vec_sgd zero_rate = {0.01f, 0.0f, 0.9f, 0.0f, 1};
+    const struct vec_sgd zero_scale = {0.0f, 0.1f, 0.0f, 0.0f, 0};
+    for (int q = 0; q < 2; q++)
+        for (size_t at = 0; at < N; at += N - 1) {
+            memcpy(c, y, N * sizeof(float));
+            c[at] = poison[q];
+            for (int k = 0; k < 5; k++) {
+                const struct vec_sgd *cfg = k < 3 ? &sgds[k] : k == 3 ? &zero_rate : &zero_scale;
+                memcpy(p[0], x, N * sizeof(float));
+                fill_value(m[0], N, 0.0f);
+                CU_ASSERT_EQUAL(v->sgd(p[0], cfg->mu != 0.0f ? m[0] : NULL, c, N, cfg), 1);
+                CU_ASSERT(!isfinite(p[0][at]));
+            }
+            for (int k = 0; k < 2; k++) {
+                memcpy(p[0], x, N * sizeof(float));
+                fill_value(m[0], N, 0.0f);
+                fill_value(s[0], N, 0.0f);
+                CU_ASSERT_EQUAL(v->adam(p[0], m[0], s[0], c, N, &adams_guard[k]), 1);
+                CU_ASSERT(!isfinite(p[0][at]));
+            }
+        }
+    const struct vec_sgd huge = {1.0f, 3.0e38f, 0.0f, 0.0f, 0};
+    memcpy(p[0], x, N * sizeof(float));
+    fill_value(c, N, 0.0f);
+    c[N / 2] = 10.0f;
+    CU_ASSERT_EQUAL(v->sgd(p[0], NULL, c, N, &huge), 1);
+    CU_ASSERT(isinf(p[0][N / 2]));
+    const struct vec_adam *adams = adams_guard;
     for (int k = 0; k < 2; k++) {
         for (int i = 0; i < 2; i++) {
             memcpy(p[i], x, N * sizeof(float));
@@ -1019,8 +1052,8 @@ static void vec_compare(const struct vec_ops *v, size_t n)
             fill_value(s[i], N, 0.0f);
         }
         for (int step = 0; step < 3; step++) {
-            v->adam(p[0], m[0], s[0], y, N, &adams[k]);
-            g->adam(p[1], m[1], s[1], y, N, &adams[k]);
+            CU_ASSERT_EQUAL(v->adam(p[0], m[0], s[0], y, N, &adams[k]), 0);
+            CU_ASSERT_EQUAL(g->adam(p[1], m[1], s[1], y, N, &adams[k]), 0);
         }
         bad += differ(isa, "adam", p[0], p[1], N * sizeof(float));
         bad += differ(isa, "adam exp_avg", m[0], m[1], N * sizeof(float));

@@ -448,20 +448,22 @@ void model_backward(struct model *m, const float *X, size_t batch)
     model_backward_chunked(m, X, batch, 0, NULL, NULL);
 }
 
-int model_find_nonfinite(const struct model *m, size_t *layer, const char **what)
+int model_find_nonfinite(const struct model *m, const float *buf, size_t *layer,
+                         const char **what)
 {
     for (size_t l = 0; l < m->n_layers; l++) {
         const struct model_layer *L = &m->layers[l];
+        const float *W = buf + (L->dW - m->grads), *b = buf + (L->db - m->grads);
         int bad = 0;
         for (size_t i = 0; i < L->out * L->in; i++)
-            bad |= !isfinite(L->dW[i]);
+            bad |= !isfinite(W[i]);
         if (bad) {
             *layer = l;
             *what = "weight";
             return 1;
         }
         for (size_t j = 0; j < L->out; j++)
-            bad |= !isfinite(L->db[j]);
+            bad |= !isfinite(b[j]);
         if (bad) {
             *layer = l;
             *what = "bias";

@@ -134,9 +134,10 @@ typedef void model_grad_ready_fn(void *ctx, size_t from);
 void model_backward_chunked(struct model *m, const float *X, size_t batch, size_t chunk_floats,
                             model_grad_ready_fn *ready, void *ctx);
 
-/* The first layer whose gradient (m->grads) holds a NaN or an infinity, and in what
- * ("weight" or "bias"); returns 0 when all are finite. */
-int model_find_nonfinite(const struct model *m, size_t *layer, const char **what);
+/* The first layer whose part of buf (m->grads or m->params: the same layout) holds a NaN
+ * or an infinity, and in what ("weight" or "bias"); returns 0 when all are finite. */
+int model_find_nonfinite(const struct model *m, const float *buf, size_t *layer,
+                         const char **what);
 
 /* Convenience: forward + loss + backward; zero grads when batch == 0. Returns Σℓ and
  * adds the number of correctly classified samples to *correct (if labels given). */

@@ -11,10 +11,10 @@
  * stack array (no allocation), so the total has one fixed summation order. */
 enum { CLIP_CHUNK = 4096, CLIP_BATCH = 256 };
 
-static void sgd_step(struct optim *o, float *restrict params, const float *restrict grads,
+static int sgd_step(struct optim *o, float *restrict params, const float *restrict grads,
+                    float scale, double lr);
+static int adam_step(struct optim *o, float *restrict params, const float *restrict grads,
                      float scale, double lr);
-static void adam_step(struct optim *o, float *restrict params, const float *restrict grads,
-                      float scale, double lr);
 static float *alloc_state(size_t n);
 static int check_config(const struct config_optimizer *cfg, struct dmlp_error *err);
 static int alloc_states(struct optim *o);
@@ -65,13 +65,12 @@ void optim_free(struct optim **op)
     *op = NULL;
 }
 
-void optim_step(struct optim *o, float *params, const float *grads, float scale, double lr)
+int optim_step(struct optim *o, float *params, const float *grads, float scale, double lr)
 {
     o->steps++;
     if (o->cfg.name == DMLP_OPT_SGD)
-        sgd_step(o, params, grads, scale, lr);
-    else
-        adam_step(o, params, grads, scale, lr);
+        return sgd_step(o, params, grads, scale, lr);
+    return adam_step(o, params, grads, scale, lr);
 }
 
 double optim_clip_grad_norm(float *grads, size_t n, float scale, double max_norm)
@@ -82,17 +81,17 @@ double optim_clip_grad_norm(float *grads, size_t n, float scale, double max_norm
     for (size_t c0 = 0; c0 < n_chunks; c0 += CLIP_BATCH) {
         const size_t nb = n_chunks - c0 < CLIP_BATCH ? n_chunks - c0 : CLIP_BATCH;
         double partial[CLIP_BATCH];
-#pragma omp parallel for schedule(static)
-        for (size_t b = 0; b < nb; b++) {
-            const size_t lo = (c0 + b) * CLIP_CHUNK;
-            const size_t hi = n - lo < CLIP_CHUNK ? n : lo + CLIP_CHUNK;
-            double sum = 0.0;
-            for (size_t i = lo; i < hi; i++) {
-                const double x = (double)grads[i] * s;
-                sum += x * x;
-            }
-            partial[b] = sum;
-        }
+        PARALLEL_FOR_IF(gemm_may_fork(), ,
+            for (size_t b = 0; b < nb; b++) {
+                const size_t lo = (c0 + b) * CLIP_CHUNK;
+                const size_t hi = n - lo < CLIP_CHUNK ? n : lo + CLIP_CHUNK;
+                double sum = 0.0;
+                for (size_t i = lo; i < hi; i++) {
+                    const double x = (double)grads[i] * s;
+                    sum += x * x;
+                }
+                partial[b] = sum;
+            });
         for (size_t b = 0; b < nb; b++)
             total_sq += partial[b];
     }
@@ -183,15 +182,15 @@ static int alloc_states(struct optim *o)
 
 /* torch.optim.SGD: d_p = grad + λθ; buf = μ·buf + d_p; d_p = d_p + μ·buf (Nesterov) or buf;
  * θ = θ + (−η)·d_p. The scalars are rounded to float as PyTorch does for a float tensor. */
-static void sgd_step(struct optim *o, float *restrict params, const float *restrict grads,
-                     float scale, double lr)
+static int sgd_step(struct optim *o, float *restrict params, const float *restrict grads,
+                    float scale, double lr)
 {
     const struct vec_sgd c = {.scale = scale,
                               .eta = (float)lr,
                               .mu = (float)o->cfg.momentum,
                               .wd = (float)o->cfg.weight_decay,
                               .nesterov = o->cfg.nesterov};
-    kernel_vec()->sgd(params, o->momentum, grads, o->n, &c);
+    return kernel_vec()->sgd(params, o->momentum, grads, o->n, &c);
 }
 
 /* torch.optim.Adam / AdamW, _single_tensor_adam(w) in PyTorch 2.x, step by step:
@@ -206,8 +205,8 @@ static void sgd_step(struct optim *o, float *restrict params, const float *restr
  * PyTorch's a + w·(b − a) for |w| < 0.5, else b − (b − a)·(1 − w); its vectorised CPU
  * kernel (which handles all but the tail of each tensor) computes both as one fused
  * multiply-add, fma(w or w − 1, b − a, a or b), so the loop (vec_impl.h) uses fmaf. */
-static void adam_step(struct optim *o, float *restrict params, const float *restrict grads,
-                      float scale, double lr)
+static int adam_step(struct optim *o, float *restrict params, const float *restrict grads,
+                     float scale, double lr)
 {
     const struct config_optimizer *c = &o->cfg;
     const double t = (double)o->steps;
@@ -226,5 +225,5 @@ static void adam_step(struct optim *o, float *restrict params, const float *rest
                                .shrink = (float)(1.0 - lr * c->weight_decay),
                                .small = small,
                                .do_shrink = decoupled && c->weight_decay != 0.0};
-    kernel_vec()->adam(params, o->exp_avg, o->exp_avg_sq, grads, o->n, &a);
+    return kernel_vec()->adam(params, o->exp_avg, o->exp_avg_sq, grads, o->n, &a);
 }

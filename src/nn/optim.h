@@ -66,8 +66,11 @@ void optim_free(struct optim **o);
 
 /* One update of params [n] from grads [n] (the all-reduced per-sample gradient sums) with
  * the formulas above, ĝ = grads·scale and η = lr (the schedule's rate for this step);
- * increments o->steps. No allocation; identical on every rank given identical inputs. */
-void optim_step(struct optim *o, float *params, const float *grads, float scale, double lr);
+ * increments o->steps. No allocation; identical on every rank given identical inputs.
+ * Returns 1 when some updated parameter is NaN or infinite, which any non-finite gradient
+ * causes: the step has then diverged, and its parameters and state are not to be used
+ * (the trainer stops, keeping its last checkpoint), else 0. */
+int optim_step(struct optim *o, float *params, const float *grads, float scale, double lr);
 
 /* Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_ on ĝ = grads·scale:
  *     total = sqrt(Σ_i (grads_i·scale)²)                   (in double)

@@ -56,11 +56,12 @@ struct vec_ops {
                      const struct gemm_epilogue *e);
 
     /* optim.h's updates of params [n] from grads [n]; v (sgd momentum, NULL: none) and
-     * m, v (Adam moments) are the state buffers. */
-    void (*sgd)(float *restrict params, float *restrict v, const float *restrict grads,
-                size_t n, const struct vec_sgd *c);
-    void (*adam)(float *restrict params, float *restrict m, float *restrict v,
-                 const float *restrict grads, size_t n, const struct vec_adam *c);
+     * m, v (Adam moments) are the state buffers. Return 1 when some updated parameter is
+     * NaN or infinite (which every non-finite gradient causes), else 0. */
+    int (*sgd)(float *restrict params, float *restrict v, const float *restrict grads,
+               size_t n, const struct vec_sgd *c);
+    int (*adam)(float *restrict params, float *restrict m, float *restrict v,
+                const float *restrict grads, size_t n, const struct vec_adam *c);
     /* x[i] *= c. */
     void (*scale)(float *x, size_t n, float c);
 
@@ -72,7 +73,8 @@ struct vec_ops {
     /* g[i] = (float)((int64) acc[i] · inv); returns max |g[i]|. */
     float (*fx_load)(float *restrict g, const uint64_t *restrict acc, size_t n, double inv);
 
-    /* 1 when some x[i] is NaN or infinite (the divergence guard of every step). */
+    /* 1 when some x[i] is NaN or infinite (lbfgs's divergence guard; a step's is the
+     * update's own). */
     int (*nonfinite)(const float *x, size_t n);
 
     /* acc[i] += in[i] (one thread: the gradient sum's slice, in L1-sized blocks). */

@@ -205,41 +205,52 @@ static void epilogue(float *C, size_t ldc, size_t m, size_t j0, size_t j1,
     }
 }
 
-static void sgd(float *restrict params, float *restrict v, const float *restrict grads,
-                size_t n, const struct vec_sgd *c)
+/* The updates return 1 when some updated parameter is NaN or infinite: a non-finite
+ * gradient always makes one (η·NaN and 0·∞ are NaN), so this one test in the update's own
+ * pass is the step's divergence guard. */
+static inline int not_finite(float x) { return !(fabsf(x) <= FLT_MAX); }
+
+static int sgd(float *restrict params, float *restrict v, const float *restrict grads,
+               size_t n, const struct vec_sgd *c)
 {
     const float scale = c->scale, eta = c->eta, mu = c->mu, wd = c->wd;
+    int bad = 0;
     if (!v) {
-        PARALLEL_FOR_IF(gemm_may_fork(), ,
+        PARALLEL_FOR_IF(gemm_may_fork(), reduction(| : bad),
             for (size_t i = 0; i < n; i++) {
                 const float g = grads[i] * scale + wd * params[i];
                 params[i] -= eta * g;
+                bad |= not_finite(params[i]);
             });
     } else if (c->nesterov) {
-        PARALLEL_FOR_IF(gemm_may_fork(), ,
+        PARALLEL_FOR_IF(gemm_may_fork(), reduction(| : bad),
             for (size_t i = 0; i < n; i++) {
                 const float g = grads[i] * scale + wd * params[i];
                 v[i] = mu * v[i] + g;
                 params[i] -= eta * (g + mu * v[i]);
+                bad |= not_finite(params[i]);
             });
     } else {
-        PARALLEL_FOR_IF(gemm_may_fork(), ,
+        PARALLEL_FOR_IF(gemm_may_fork(), reduction(| : bad),
             for (size_t i = 0; i < n; i++) {
                 const float g = grads[i] * scale + wd * params[i];
                 v[i] = mu * v[i] + g;
                 params[i] -= eta * v[i];
+                bad |= not_finite(params[i]);
             });
     }
+    return bad;
 }
 
-static void adam(float *restrict params, float *restrict m, float *restrict v,
-                 const float *restrict grads, size_t n, const struct vec_adam *c)
+static int adam(float *restrict params, float *restrict m, float *restrict v,
+                const float *restrict grads, size_t n, const struct vec_adam *c)
 {
     const float scale = c->scale, neg_step = c->neg_step, bc2_sqrt = c->bc2_sqrt;
     const float eps = c->eps, beta2 = c->beta2, w2 = c->w2, lerp_coef = c->lerp_coef;
     const float wd = c->wd, shrink = c->shrink;
     const int small = c->small, do_shrink = c->do_shrink;
-    PARALLEL_FOR_IF(gemm_may_fork(), ,
+    int bad = 0;
+    PARALLEL_FOR_IF(gemm_may_fork(), reduction(| : bad),
         for (size_t i = 0; i < n; i++) {
             float p = params[i];
             if (do_shrink)
@@ -254,7 +265,9 @@ static void adam(float *restrict params, float *restrict m, float *restrict v,
             m[i] = mn;
             v[i] = vn;
             params[i] = p + neg_step * mn / denom;
+            bad |= not_finite(params[i]);
         });
+    return bad;
 }
 
 static void scale(float *x, size_t n, float c)

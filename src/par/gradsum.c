@@ -169,7 +169,7 @@ void gradsum_piece(struct gradsum *g)
     g->flags |= fx;
     size_t layer;
     const char *what;
-    if ((fx & VEC_FX_NONFINITE) && model_find_nonfinite(m, &layer, &what))
+    if ((fx & VEC_FX_NONFINITE) && model_find_nonfinite(m, m->grads, &layer, &what))
         g->acc[P + 2 + layer] = 1;
 }
 
@@ -224,8 +224,14 @@ void gradsum_finish(struct gradsum *g, struct gradsum_status *st)
         st->waited = dist_sum_float(g->sum, m->grads, m->n_params + 1);
     }
     st->signalled = m->grads[m->n_params] > 0.0f;
-    st->bad = kernel_vec()->nonfinite(m->grads, m->n_params) &&
-              model_find_nonfinite(m, &st->bad_layer, &st->bad_what);
+}
+
+void gradsum_check_finite(const struct gradsum *g, struct gradsum_status *st)
+{
+    const struct model *m = g->m;
+    if (g->kind != GRADSUM_EXACT && !st->bad)
+        st->bad = kernel_vec()->nonfinite(m->grads, m->n_params) &&
+                  model_find_nonfinite(m, m->grads, &st->bad_layer, &st->bad_what);
 }
 
 int gradsum_fx_shift(const struct gradsum *g)

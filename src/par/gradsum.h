@@ -9,7 +9,8 @@
  *     gradsum_finish(g, &st)
  *
  * after which m->grads holds the sum over all ranks of the per-sample gradients, the same
- * bits on every rank, or st says why not. The strategies:
+ * bits on every rank, or st says why not (whether the sum is finite: see
+ * gradsum_check_finite). The strategies:
  *   blocking   after backward, one sum of the whole buffer (dist_sum_float: shared memory
  *              within a node, MPI_Allreduce across nodes);
  *   overlapped comm.overlap: buckets of comm.bucket_kb start (MPI_Iallreduce) as backward
@@ -40,7 +41,8 @@ struct gradsum_status {
     int signalled;       /* some rank had a stop request */
     int retry;           /* exact: a fixed-point total could overflow; redo the step's
                             pieces (finish has moved the binary point down already) */
-    int bad;             /* a summed gradient is not finite: in bad_layer, a bad_what */
+    int bad;             /* a summed gradient is not finite: in bad_layer, a bad_what
+                            (exact: found while adding; the others: gradsum_check_finite) */
     size_t bad_layer;
     const char *bad_what;
     double waited;       /* seconds spent waiting for the node's other ranks (blocking,
@@ -69,6 +71,12 @@ size_t gradsum_bucket(const struct gradsum *g);
 model_grad_ready_fn gradsum_ready; /* ctx is the struct gradsum */
 void gradsum_piece(struct gradsum *g);
 void gradsum_finish(struct gradsum *g, struct gradsum_status *st);
+
+/* Blocking and overlapped: sets st->bad from a scan of the summed gradient (the exact
+ * strategy finds it while adding, for free). A step does without: its update's own pass
+ * sees any non-finite gradient (optim_step), and a scan would read the whole buffer once
+ * more; lbfgs, which evaluates several times before it updates, calls this. */
+void gradsum_check_finite(const struct gradsum *g, struct gradsum_status *st);
 
 /* exact: the binary point of the next step's fixed point, saved in checkpoints so that a
  * resumed run continues with the same one (0 for the other strategies). */

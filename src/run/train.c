@@ -231,7 +231,7 @@ static void gradient(struct trainer *t, struct epoch *ep, const struct step_rows
 /* The descent step, the same on every rank (they hold the same summed gradient): the mean
  * over the step's global samples (Σω ℓ / Σω when weighted; a step whose weights are all
  * 0 has no gradient), clipped, at the schedule's learning rate. */
-static void update(struct trainer *t, struct epoch *ep, double weight)
+static int update(struct trainer *t, struct epoch *ep, double weight)
 {
     const double t0 = dmlp_now();
     const struct config *cfg = t->cfg;
@@ -243,12 +243,15 @@ static void update(struct trainer *t, struct epoch *ep, double weight)
                         t->steps_per_epoch, t->total_steps);
     if (cfg->optimizer.schedule.name == DMLP_SCHEDULE_PLATEAU && t->st.plateau_scale > 0)
         t->lr *= t->st.plateau_scale;
-    optim_step(t->optim, m->params, m->grads, scale, t->lr);
+    const int bad = optim_step(t->optim, m->params, m->grads, scale, t->lr);
     ep->timers[TIMER_UPDATE] += dmlp_now() - t0;
+    return bad;
 }
 
-static int diverged(const struct trainer *t, const struct epoch *ep,
-                    const struct gradsum_status *gs, struct dmlp_error *err)
+/* The step diverged: a non-finite value in what ("gradient", or "parameter" when the update
+ * overflowed a finite gradient) of layer `layer`'s weight or bias (part). */
+static int diverged(const struct trainer *t, const struct epoch *ep, const char *what,
+                    size_t layer, const char *part, struct dmlp_error *err)
 {
     char kept[PATH_MAX + 64];
     if (t->saved_step != UINT64_MAX && t->opt->save_checkpoints)
@@ -256,11 +259,25 @@ static int diverged(const struct trainer *t, const struct epoch *ep,
                  t->cfg->checkpoint.dir, (unsigned long long)t->saved_step);
     else
         snprintf(kept, sizeof kept, "this run had written no checkpoint yet");
-    return dmlp_fail(err, DMLP_ERR_RUNTIME, "training diverged: non-finite gradient at step "
-                     "%llu (epoch %llu) in layer %zu (%s); lower optimizer.lr or set "
-                     "optimizer.clip_norm. Nothing was saved for this step; %s",
+    return dmlp_fail(err, DMLP_ERR_RUNTIME, "training diverged: non-finite %s at step %llu "
+                     "(epoch %llu) in layer %zu (%s); lower optimizer.lr or set "
+                     "optimizer.clip_norm. Nothing was saved for this step; %s", what,
                      (unsigned long long)t->st.step + 1, (unsigned long long)ep->index + 1,
-                     gs->bad_layer, gs->bad_what, kept);
+                     layer, part, kept);
+}
+
+/* The update left a parameter non-finite: name the gradient that did it, or else the
+ * parameter that overflowed. Every rank applied the same update and finds the same. */
+static int diverged_update(const struct trainer *t, const struct epoch *ep,
+                           struct dmlp_error *err)
+{
+    const struct model *m = t->model;
+    size_t layer = 0;
+    const char *part = "weight";
+    if (model_find_nonfinite(m, m->grads, &layer, &part))
+        return diverged(t, ep, "gradient", layer, part, err);
+    model_find_nonfinite(m, m->params, &layer, &part);
+    return diverged(t, ep, "parameter after the update", layer, part, err);
 }
 
 /* streamed: the resident rows of the step's global batch into perm[0, count), and the
@@ -292,9 +309,12 @@ static int step(struct trainer *t, struct epoch *ep, uint64_t s, struct dmlp_err
         *err = t->data_err;
         return err->code;
     }
+    /* A non-finite gradient: found while summing (exact), or by the update's own pass,
+     * which it leaves non-finite (the trainer stops; its last checkpoint is kept). */
     if (gs.bad)
-        return diverged(t, ep, &gs, err);
-    update(t, ep, step_weight(t, s, &sr));
+        return diverged(t, ep, "gradient", gs.bad_layer, gs.bad_what, err);
+    if (update(t, ep, step_weight(t, s, &sr)))
+        return diverged_update(t, ep, err);
     struct checkpoint_state *st = &t->st;
     st->fx_shift = gradsum_fx_shift(t->sum);
     st->step++;
@@ -357,6 +377,7 @@ static void full_batch_sum(struct trainer *t, struct epoch *ep, struct gradsum_s
             memcpy(m->grads, t->acc, m->n_params * sizeof(float));
         gradsum_finish(t->sum, gs);
     } while (gs->retry);
+    gradsum_check_finite(t->sum, gs); /* lbfgs evaluates before it updates */
 }
 
 /* lbfgs's objective: the loss Σωℓ / Σω over the whole training set and its gradient,
@@ -402,7 +423,7 @@ static int lbfgs_epoch(struct trainer *t, struct epoch *ep, struct dmlp_error *e
     const int rc = lbfgs_step(t->optim->lbfgs, t->model->params, full_batch, &c, &loss, &evals);
     ep->timers[TIMER_UPDATE] += dmlp_now() - t0;
     if (rc)
-        return diverged(t, ep, &c.bad, err);
+        return diverged(t, ep, "gradient", c.bad.bad_layer, c.bad.bad_what, err);
     struct checkpoint_state *st = &t->st;
     t->optim->steps++;
     st->step++;
