@@ -118,15 +118,18 @@ static void gather(struct trainer *t, const uint64_t *idx, size_t len)
     const struct dataset *ds = t->train;
     const struct model *m = t->model;
     const size_t D = ds->d, K = ds->k;
-    for (size_t i = 0; i < len; i++) {
-        memcpy(t->xb + i * D, ds->features + idx[i] * D, D * sizeof(float));
-        if (t->lb)
-            t->lb[i] = ds->labels[idx[i]];
-        else
-            memcpy(t->tb + i * K, ds->targets + idx[i] * K, K * sizeof(float));
-        if (t->w)
-            t->wb[i] = t->w[idx[i]];
-    }
+    /* The rows are scattered over the set, so the copy waits on memory: each thread of the
+     * rank takes its share of them (a copy, whatever thread makes it). */
+    PARALLEL_FOR_IF(gemm_may_fork_for(len * D, VEC_FORK_ELEMS), ,
+        for (size_t i = 0; i < len; i++) {
+            memcpy(t->xb + i * D, ds->features + idx[i] * D, D * sizeof(float));
+            if (t->lb)
+                t->lb[i] = ds->labels[idx[i]];
+            else
+                memcpy(t->tb + i * K, ds->targets + idx[i] * K, K * sizeof(float));
+            if (t->w)
+                t->wb[i] = t->w[idx[i]];
+        });
     if (t->stream && m->norm_mean)
         kernel_vec()->standardize(t->xb, len, D, m->norm_mean, m->norm_std);
     if (t->stream && m->target_mean && t->tb)
