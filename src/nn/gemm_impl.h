@@ -102,42 +102,51 @@ static inline void tile_store(float *p, size_t ld, const struct tile *t, size_t 
     }
 }
 
-/* C ⊙= f'(D), given D = f(Z) (activation.h). */
+/* g ⊙ f'(·) for one vector, given a = f(z) (activation.h). */
+static inline __attribute__((always_inline)) vf
+vec_dact(vf g, vf a, enum dmlp_activation act)
+{
+    const vf zero = {0}, one = vsplat(1.0f), leak = vsplat(DMLP_LEAKY_SLOPE);
+    switch (act) {
+    case DMLP_ACT_SIGMOID: return DMLP_SIGMOID_GRAD(g, a, one);
+    case DMLP_ACT_TANH: return DMLP_TANH_GRAD(g, a, one);
+    case DMLP_ACT_RELU: return DMLP_RELU_GRAD(g, a, zero, vselect);
+    case DMLP_ACT_LEAKY_RELU: return DMLP_LEAKY_RELU_GRAD(g, a, zero, leak, vselect);
+    case DMLP_ACT_LINEAR:
+    case DMLP_ACT_SOFTMAX: break;
+    }
+    return g;
+}
+
+/* f(z) for one vector, for the activations that are a compare and a select; the others
+ * (sigmoid, tanh) are applied by the caller to the stored tile. */
+static inline __attribute__((always_inline)) vf vec_act(vf z, enum dmlp_activation act)
+{
+    const vf zero = {0}, leak = vsplat(DMLP_LEAKY_SLOPE);
+    if (act == DMLP_ACT_RELU)
+        return DMLP_RELU(z, zero, vselect);
+    if (act == DMLP_ACT_LEAKY_RELU)
+        return DMLP_LEAKY_RELU(z, zero, leak, vselect);
+    return z;
+}
+
+/* C ⊙= f'(D), given D = f(Z). By value, element by element: a tile whose elements had
+ * their addresses taken would live in memory rather than in registers. */
 static inline void tile_dact(struct tile *c, const struct tile *d, size_t rows,
                              enum dmlp_activation act)
 {
-    const vf zero = {0}, one = vsplat(1.0f), leak = vsplat(DMLP_LEAKY_SLOPE);
     for (size_t r = 0; r < rows; r++) {
-        vf *v[2] = {&c->lo[r], &c->hi[r]};
-        const vf a[2] = {d->lo[r], d->hi[r]};
-        for (int h = 0; h < 2; h++) {
-            switch (act) {
-            case DMLP_ACT_SIGMOID: *v[h] = DMLP_SIGMOID_GRAD(*v[h], a[h], one); break;
-            case DMLP_ACT_TANH: *v[h] = DMLP_TANH_GRAD(*v[h], a[h], one); break;
-            case DMLP_ACT_RELU: *v[h] = DMLP_RELU_GRAD(*v[h], a[h], zero, vselect); break;
-            case DMLP_ACT_LEAKY_RELU:
-                *v[h] = DMLP_LEAKY_RELU_GRAD(*v[h], a[h], zero, leak, vselect);
-                break;
-            case DMLP_ACT_LINEAR:
-            case DMLP_ACT_SOFTMAX: break;
-            }
-        }
+        c->lo[r] = vec_dact(c->lo[r], d->lo[r], act);
+        c->hi[r] = vec_dact(c->hi[r], d->hi[r], act);
     }
 }
 
-/* Forward activations that are a compare and a select run in registers; the others
- * (sigmoid, tanh) are applied by the caller to the stored tile. */
+/* C = f(C) in registers, for relu and leaky_relu (vec_act). */
 static inline void tile_act(struct tile *c, size_t rows, enum dmlp_activation act)
 {
-    const vf zero = {0}, leak = vsplat(DMLP_LEAKY_SLOPE);
     for (size_t r = 0; r < rows; r++) {
-        vf *v[2] = {&c->lo[r], &c->hi[r]};
-        for (int h = 0; h < 2; h++) {
-            if (act == DMLP_ACT_RELU)
-                *v[h] = DMLP_RELU(*v[h], zero, vselect);
-            else if (act == DMLP_ACT_LEAKY_RELU)
-                *v[h] = DMLP_LEAKY_RELU(*v[h], zero, leak, vselect);
-        }
+        c->lo[r] = vec_act(c->lo[r], act);
+        c->hi[r] = vec_act(c->hi[r], act);
     }
 }
 
