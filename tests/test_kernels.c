@@ -221,7 +221,7 @@ static void test_gemm(void)
     });
 }
 
-/* wide16 is the avx512 build's source (16-wide vectors, 8×32 tiles, KC = 128) compiled for
+/* wide16 is the avx512 build's source (16-wide vectors, 8×32 tiles, KC = 256) compiled for
  * AVX2 + FMA. Each element sums its k products in the same order with the same fused
  * multiply-adds in every build, so it must match the AVX2 build bit for bit: on machines
  * without AVX-512 this is how the 8×32 tiling's packing, edges and epilogues are checked

@@ -1,4 +1,4 @@
-/* The AVX-512 build's source (gemm_impl.h with 16-wide vectors, 8×32 tiles, KC = 128)
+/* The AVX-512 build's source (gemm_impl.h with 16-wide vectors, 8×32 tiles, KC = 256)
  * compiled for AVX2 + FMA: the compiler splits each 16-wide operation in two. It is never
  * the default and never faster than gemm_avx2.c; it exists so that the 8×32 tiling, its
  * packing and its edges are tested (against the reference and bit for bit against the
@@ -13,6 +13,6 @@
 #define GEMM_WS_NAME gemm_wide16_ws
 #define GEMV_NAME gemv_wide16
 #define VW 16
-#define KC 128
+#define KC 256
 #include "nn/gemm_impl.h"
 #endif
