@@ -410,7 +410,8 @@ static void forward_t_case(struct rng *r, size_t batch, size_t in, size_t out,
 {
     const size_t ld = (out + KERNEL_GEMV_PAD - 1) / KERNEL_GEMV_PAD * KERNEL_GEMV_PAD;
     float *X = falloc(batch * in), *W = falloc(out * in), *b = falloc(out);
-    float *Wt = falloc(in * ld), *bt = falloc(ld), *A[2] = {falloc(batch * out), falloc(batch * out)};
+    float *Wt = falloc(in * ld), *bt = falloc(ld);
+    float *A[2] = {falloc(batch * out), falloc(batch * out)};
     float *ws = ws_for(batch, in, out);
     fill_uniform(X, batch * in, r, -1.0, 1.0);
     fill_uniform(W, out * in, r, -1.0, 1.0);

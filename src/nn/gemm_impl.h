@@ -185,25 +185,28 @@ tile_finish(float *C, size_t ldc, struct tile *c, size_t rows, size_t mr, size_t
     tile_store(C, ldc, c, mr, nr);
 }
 
-/* One MR×NR tile: C (+)= Ap·Bp over kc steps, B's rows bs apart (NR when packed).
- * first: the k block that starts the sum (C starts as 0, as C, or as the bias row); last:
- * the block that ends it (epilogue). */
+/* One tile of rows × NR (rows: MR, or a short product's count; a constant where it is
+ * inlined, so that the tile lives in registers): C (+)= Ap·Bp over kc steps, element (i,p)
+ * of A at Ap[i·rs + p·cs] (packed: rs = 1, cs = MR), B's rows bs apart (NR when packed);
+ * the first mr rows and nr columns are loaded and stored. first: the k block that starts
+ * the sum (C starts as 0, as C, or as the bias row); last: the block that ends it
+ * (epilogue). */
 static inline __attribute__((always_inline)) void
 micro_kernel(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs, size_t cs,
-             const float *restrict Bp, size_t bs, size_t kc, size_t mr, size_t nr, int first,
-             int last, const struct gemm_epilogue *e, size_t i, size_t j)
+             const float *restrict Bp, size_t bs, size_t kc, size_t rows, size_t mr,
+             size_t nr, int first, int last, const struct gemm_epilogue *e, size_t i, size_t j)
 {
     struct tile c;
-    tile_start(&c, C, ldc, MR, mr, nr, first, e, j);
+    tile_start(&c, C, ldc, rows, mr, nr, first, e, j);
     for (size_t p = 0; p < kc; p++) {
         const vf b0 = vload(Bp + p * bs), b1 = vload(Bp + p * bs + VW);
-        for (size_t r = 0; r < MR; r++) {
+        for (size_t r = 0; r < rows; r++) {
             const vf a = vsplat(Ap[p * cs + r * rs]);
             c.lo[r] += a * b0;
             c.hi[r] += a * b1;
         }
     }
-    tile_finish(C, ldc, &c, MR, mr, nr, last, e, i, j);
+    tile_finish(C, ldc, &c, rows, mr, nr, last, e, i, j);
 }
 
 #if VW >= 8
@@ -392,35 +395,13 @@ static void gemm_narrow(const struct gemm_call *g, int team)
             const size_t i = blocks * 2 * MR + (t - blocks) * MR, mr = m - i < MR ? m - i : MR;
             float ap[KC * MR] __attribute__((aligned(64)));
             pack_a(ap, A, m, i, p0, kc); /* zero rows past m: no read passes row m */
-            micro_kernel(g->C + i * ldc, ldc, ap, 1, MR, bp, NR, kc, mr, g->n, first, last,
+            micro_kernel(g->C + i * ldc, ldc, ap, 1, MR, bp, NR, kc, MR, mr, g->n, first, last,
                          g->e, i, 0);
         }
     }
 }
 
 /* ---- the short product: m ≤ SR rows, op(B) not transposed ----------------------------- */
-
-/* rows rows (a constant where it is inlined) by one NR-wide column panel: C (+)= op(A)·B
- * over kc steps, with A read in place (element (i,p) at A[i·rs + p·cs]) and B's rows bs
- * apart. Each element sums the same terms in the same order with the same instruction as
- * in micro_kernel, from the same start, so the bits are the general path's. */
-static inline __attribute__((always_inline)) void
-micro_short(float *restrict C, size_t ldc, const float *restrict A, size_t rs, size_t cs,
-            const float *restrict B, size_t bs, size_t kc, size_t rows, size_t nr, int first,
-            int last, const struct gemm_epilogue *e, size_t i, size_t j)
-{
-    struct tile c;
-    tile_start(&c, C, ldc, rows, rows, nr, first, e, j);
-    for (size_t p = 0; p < kc; p++) {
-        const vf b0 = vload(B + p * bs), b1 = vload(B + p * bs + VW);
-        for (size_t r = 0; r < rows; r++) {
-            const vf a = vsplat(A[p * cs + r * rs]);
-            c.lo[r] += a * b0;
-            c.hi[r] += a * b1;
-        }
-    }
-    tile_finish(C, ldc, &c, rows, rows, nr, last, e, i, j);
-}
 
 /* C = op(A)·op(B) for m ≤ SR and B not transposed: the weight gradient of a narrow layer
  * (m = its 10 outputs), where MR-row tiles would spend up to 3/8 of their multiply-adds on
@@ -461,7 +442,7 @@ static void gemm_short(const struct gemm_call *g, int team)
                 switch (mr) {
 #define SHORT_CASE(R)                                                                         \
     case R:                                                                                   \
-        micro_short(c, ldc, a, rs, cs, b, bs, kc, R, nr, first, last, e, i, j);              \
+        micro_kernel(c, ldc, a, rs, cs, b, bs, kc, R, R, nr, first, last, e, i, j);          \
         break;
                     SHORT_CASE(1)
                     SHORT_CASE(2)
@@ -478,7 +459,8 @@ static void gemm_short(const struct gemm_call *g, int team)
 #endif
 #undef SHORT_CASE
                 default:
-                    micro_short(c, ldc, a, rs, cs, b, bs, kc, SR, nr, first, last, e, i, j);
+                    micro_kernel(c, ldc, a, rs, cs, b, bs, kc, SR, SR, nr, first, last, e, i,
+                                 j);
                 }
             }
         }
@@ -518,19 +500,19 @@ run_slivers(const struct kblock *q, const float *b, size_t bs, size_t j, size_t 
                 a = ap;
             }
             if (mr == MR && nr == NR)
-                micro_kernel(c, q->ldc, a, 1, MR, b, bs, kc, MR, NR, q->first, q->last, q->e,
-                             i, j);
+                micro_kernel(c, q->ldc, a, 1, MR, b, bs, kc, MR, MR, NR, q->first, q->last,
+                             q->e, i, j);
             else
-                micro_kernel(c, q->ldc, a, 1, MR, b, bs, kc, mr, nr, q->first, q->last, q->e,
-                             i, j);
+                micro_kernel(c, q->ldc, a, 1, MR, b, bs, kc, MR, mr, nr, q->first, q->last,
+                             q->e, i, j);
         } else {
             const float *a = q->A->p + i * q->rs + p0 * q->cs;
             if (nr == NR)
-                micro_kernel(c, q->ldc, a, q->rs, q->cs, b, bs, kc, MR, NR, q->first, q->last,
-                             q->e, i, j);
+                micro_kernel(c, q->ldc, a, q->rs, q->cs, b, bs, kc, MR, MR, NR, q->first,
+                             q->last, q->e, i, j);
             else
-                micro_kernel(c, q->ldc, a, q->rs, q->cs, b, bs, kc, MR, nr, q->first, q->last,
-                             q->e, i, j);
+                micro_kernel(c, q->ldc, a, q->rs, q->cs, b, bs, kc, MR, MR, nr, q->first,
+                             q->last, q->e, i, j);
         }
     }
 }
