@@ -243,6 +243,19 @@ static inline void transpose8(vf8 r[8])
 }
 #endif
 
+/* d[0 .. width) = s[0 .. n) and zeros (width a constant where inlined: the whole-width
+ * copy is then a fixed-size one). */
+static inline __attribute__((always_inline)) void
+copy_padded(float *restrict d, const float *restrict s, size_t n, size_t width)
+{
+    if (n == width) {
+        memcpy(d, s, width * sizeof(float));
+        return;
+    }
+    memcpy(d, s, n * sizeof(float));
+    memset(d + n, 0, (width - n) * sizeof(float));
+}
+
 /* Packs op(A)[i0 .. i0+MR, p0 .. p0+kc] as dst[p·MR + r], zero rows past m. */
 static void pack_a(float *restrict dst, const struct gemm_operand *A, size_t m, size_t i0,
                    size_t p0, size_t kc)
@@ -251,13 +264,7 @@ static void pack_a(float *restrict dst, const struct gemm_operand *A, size_t m, 
     if (A->trans) { /* op(A)(i,p) = A[p·ld + i]: rows of the source are k steps */
         for (size_t p = 0; p < kc; p++) {
             const float *s = A->p + (p0 + p) * A->ld + i0;
-            float *d = dst + p * MR;
-            if (mr == MR) {
-                memcpy(d, s, MR * sizeof(float));
-            } else {
-                memcpy(d, s, mr * sizeof(float));
-                memset(d + mr, 0, (MR - mr) * sizeof(float));
-            }
+            copy_padded(dst + p * MR, s, mr, MR);
         }
         return;
     }
@@ -311,13 +318,7 @@ static void pack_b(float *restrict dst, const struct gemm_operand *B, size_t n, 
     } else { /* op(B)(p,j) = B[p·ld + j]: rows of the source are k steps */
         for (size_t q = 0; q < kc; q++) {
             const float *s = B->p + (p0 + q) * B->ld + j0;
-            float *d = dst + q * NR;
-            if (nr == NR) {
-                memcpy(d, s, NR * sizeof(float));
-            } else {
-                memcpy(d, s, nr * sizeof(float));
-                memset(d + nr, 0, (NR - nr) * sizeof(float));
-            }
+            copy_padded(dst + q * NR, s, nr, NR);
         }
     }
 }
