@@ -76,14 +76,17 @@ int main(int argc, char **argv)
     const int threads = omp_get_max_threads();
     struct rng r;
     rng_seed(&r, 1, 0);
-    printf("batch %zu, %d thread(s); GFLOP/s of forward X.W^T / weight grad G^T.X / input "
-           "grad G.W\n", batch, threads);
-#if defined(DMLP_HAVE_OPENBLAS)
-    printf("OpenBLAS %s, core %s (OPENBLAS_CORETYPE=%s)\n", openblas_get_config(),
-           openblas_get_corename(),
-           getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
-#endif
-    printf("%-11s", "in x out");
+    int known = !only_shape;
+    for (size_t s = 0; s < N_SHAPES && !known; s++) {
+        char name[32];
+        snprintf(name, sizeof name, "%zux%zu", shapes[s][0], shapes[s][1]);
+        known = !strcmp(name, only_shape);
+    }
+    if (!known) {
+        fprintf(stderr, "bench_gemm: --shape %s is not one of 784x256 256x128 128x10 "
+                "1024x1024 2048x2048 4096x1024 4096x4096\n", only_shape);
+        return 2;
+    }
     const char *cols[N_NAMES + 1];
     int ncols = 0;
     for (int b = 0; b < N_NAMES; b++)
@@ -94,6 +97,26 @@ int main(int argc, char **argv)
     if (!only_backend || !strcmp(only_backend, "sgemm"))
         cols[ncols++] = "sgemm";
 #endif
+    if (ncols == 0) {
+        fprintf(stderr, "bench_gemm: --backend %s does not run here; this CPU and build run:",
+                only_backend);
+        for (int b = 0; b < N_NAMES; b++)
+            if (kernel_backend_available(names[b]))
+                fprintf(stderr, " %s", names[b]);
+#if defined(DMLP_HAVE_OPENBLAS)
+        fprintf(stderr, " sgemm");
+#endif
+        fprintf(stderr, "\n");
+        return 2;
+    }
+    printf("batch %zu, %d thread(s); GFLOP/s of forward X.W^T / weight grad G^T.X / input "
+           "grad G.W\n", batch, threads);
+#if defined(DMLP_HAVE_OPENBLAS)
+    printf("OpenBLAS %s, core %s (OPENBLAS_CORETYPE=%s)\n", openblas_get_config(),
+           openblas_get_corename(),
+           getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
+#endif
+    printf("%-11s", "in x out");
     for (int c = 0; c < ncols; c++)
         printf(" %22s", cols[c]);
     printf("\n");

@@ -417,8 +417,9 @@ static void gemm_short(const struct gemm_call *g, int team)
     const size_t passes = (m + SR - 1) / SR, rows = (m + passes - 1) / passes;
     const size_t rs = A->trans ? 1 : A->ld, cs = A->trans ? A->ld : 1;
     /* With several passes, each reads the block of B again: 32 rows of it stay in L1 even
-     * when B's row stride maps them onto a few cache sets. */
-    const size_t kb = passes > 1 ? 32 : KC;
+     * when B's row stride maps them onto a few cache sets. One pass takes the k blocks
+     * every other route takes. */
+    const size_t kb = passes > 1 ? 32 : k_block(k);
     size_t lo, hi;
     gemm_share((n + NR - 1) / NR, team, &lo, &hi);
     for (size_t t = lo; t < hi; t++) {

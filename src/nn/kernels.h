@@ -68,7 +68,8 @@ void kernel_linear_backward_params_rows(float *restrict dW, float *restrict ws,
                                         size_t r1);
 void kernel_bias_grad(float *restrict db, const float *restrict G, size_t batch, size_t out);
 
-/* The row tile of every GEMM backend's micro-kernel. */
+/* A multiple of every GEMM backend's row tile (8 rows in the avx512 build, 6 in the
+ * others): row chunks of the weight gradient cut at it are whole tiles in every build. */
 enum { KERNEL_ROW_TILE = 24 };
 
 /* dX[B×in] = (G[B×out] · W[out×in]) ⊙ f'(·), where D [B×in] = f(Z) holds the previous
