@@ -287,6 +287,17 @@ static void test_wide16_matches_avx2(void)
         for (int t = 0; t < 2; t++)
             wide16_case(&r, 300, 40, 300, t, &epis[e]);
     }
+    /* The derivatives of sigmoid and tanh, on a full tile of each route (each epilogue
+     * is its own copy of the tile code in a short sum and in a packed product). */
+    const struct gemm_epilogue smooth[] = {
+        {.mode = GEMM_EPI_DACT, .act = DMLP_ACT_SIGMOID, .D = D, .ldd = 300},
+        {.mode = GEMM_EPI_DACT, .act = DMLP_ACT_TANH, .D = D, .ldd = 300},
+    };
+    for (size_t e = 0; e < sizeof smooth / sizeof smooth[0]; e++)
+        for (size_t p = 0; p < sizeof ks / sizeof ks[0]; p++) {
+            wide16_case(&r, 128, 256, ks[p], 0, &smooth[e]);
+            wide16_case(&r, 10, 59, ks[p], 0, &smooth[e]);
+        }
 #else
     fprintf(stderr, "\n  (not x86-64: no wide16 build to compare)\n");
 #endif

@@ -170,17 +170,19 @@ tile_start(struct tile *c, const float *C, size_t ldc, size_t rows, size_t mr, s
     }
 }
 
-/* A tile's end: the epilogue after the last k block, and the store of its mr × nr part. */
+/* A tile's end: the epilogue (mode: the product's after its last k block, else
+ * GEMM_EPI_NONE; act: its activation), and the store of the tile's mr × nr part. */
 static inline __attribute__((always_inline)) void
-tile_finish(float *C, size_t ldc, struct tile *c, size_t rows, size_t mr, size_t nr, int last,
-            const struct gemm_epilogue *e, size_t i, size_t j)
+tile_finish(float *C, size_t ldc, struct tile *c, size_t rows, size_t mr, size_t nr,
+            enum gemm_epi_mode mode, enum dmlp_activation act, const struct gemm_epilogue *e,
+            size_t i, size_t j)
 {
-    if (last && e->mode == GEMM_EPI_ACT) {
-        tile_act(c, rows, e->act);
-    } else if (last && e->mode == GEMM_EPI_DACT) {
+    if (mode == GEMM_EPI_ACT) {
+        tile_act(c, rows, act);
+    } else if (mode == GEMM_EPI_DACT) {
         struct tile d;
         tile_load(&d, e->D + i * e->ldd + j, e->ldd, rows, mr, nr);
-        tile_dact(c, &d, rows, e->act);
+        tile_dact(c, &d, rows, act);
     }
     tile_store(C, ldc, c, mr, nr);
 }
@@ -189,12 +191,13 @@ tile_finish(float *C, size_t ldc, struct tile *c, size_t rows, size_t mr, size_t
  * inlined, so that the tile lives in registers): C (+)= Ap·Bp over kc steps, element (i,p)
  * of A at Ap[i·rs + p·cs] (packed: rs = 1, cs = MR), B's rows bs apart (NR when packed);
  * the first mr rows and nr columns are loaded and stored. first: the k block that starts
- * the sum (C starts as 0, as C, or as the bias row); last: the block that ends it
- * (epilogue). */
+ * the sum (C starts as 0, as C, or as the bias row); mode and act: the epilogue to run
+ * (GEMM_EPI_NONE but after the last k block). */
 static inline __attribute__((always_inline)) void
-micro_kernel(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs, size_t cs,
-             const float *restrict Bp, size_t bs, size_t kc, size_t rows, size_t mr,
-             size_t nr, int first, int last, const struct gemm_epilogue *e, size_t i, size_t j)
+micro_tile(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs, size_t cs,
+           const float *restrict Bp, size_t bs, size_t kc, size_t rows, size_t mr, size_t nr,
+           int first, enum gemm_epi_mode mode, enum dmlp_activation act,
+           const struct gemm_epilogue *e, size_t i, size_t j)
 {
     struct tile c;
     tile_start(&c, C, ldc, rows, mr, nr, first, e, j);
@@ -206,7 +209,48 @@ micro_kernel(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs,
             c.hi[r] += a * b1;
         }
     }
-    tile_finish(C, ldc, &c, rows, mr, nr, last, e, i, j);
+    tile_finish(C, ldc, &c, rows, mr, nr, mode, act, e, i, j);
+}
+
+/* micro_tile with the epilogue read at run time. last: the block that ends the sum. */
+static inline __attribute__((always_inline)) void
+micro_kernel(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs, size_t cs,
+             const float *restrict Bp, size_t bs, size_t kc, size_t rows, size_t mr,
+             size_t nr, int first, int last, const struct gemm_epilogue *e, size_t i, size_t j)
+{
+    micro_tile(C, ldc, Ap, rs, cs, Bp, bs, kc, rows, mr, nr, first,
+               last ? e->mode : GEMM_EPI_NONE, e->act, e, i, j);
+}
+
+/* micro_tile with its epilogue a constant in each copy, for tiles of a short sum: with the
+ * epilogue chosen per row inside one copy, the compiler keeps the tile and its row
+ * addresses in memory around the branches, and a tile of ten steps pays that twice over. */
+static inline __attribute__((always_inline)) void
+micro_kernel_fixed(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs,
+                   size_t cs, const float *restrict Bp, size_t bs, size_t kc, size_t rows,
+                   size_t mr, size_t nr, int first, int last, const struct gemm_epilogue *e,
+                   size_t i, size_t j)
+{
+    const enum gemm_epi_mode mode = last ? e->mode : GEMM_EPI_NONE;
+#define FIXED(M, F) micro_tile(C, ldc, Ap, rs, cs, Bp, bs, kc, rows, mr, nr, first, M, F, e, i, j)
+    if (mode == GEMM_EPI_DACT) {
+        switch (e->act) {
+        case DMLP_ACT_SIGMOID: FIXED(GEMM_EPI_DACT, DMLP_ACT_SIGMOID); return;
+        case DMLP_ACT_TANH: FIXED(GEMM_EPI_DACT, DMLP_ACT_TANH); return;
+        case DMLP_ACT_RELU: FIXED(GEMM_EPI_DACT, DMLP_ACT_RELU); return;
+        case DMLP_ACT_LEAKY_RELU: FIXED(GEMM_EPI_DACT, DMLP_ACT_LEAKY_RELU); return;
+        case DMLP_ACT_LINEAR:
+        case DMLP_ACT_SOFTMAX: break;
+        }
+    } else if (mode == GEMM_EPI_ACT) {
+        switch (e->act) {
+        case DMLP_ACT_RELU: FIXED(GEMM_EPI_ACT, DMLP_ACT_RELU); return;
+        case DMLP_ACT_LEAKY_RELU: FIXED(GEMM_EPI_ACT, DMLP_ACT_LEAKY_RELU); return;
+        default: break; /* the others are applied by the caller (tile_act) */
+        }
+    }
+    FIXED(GEMM_EPI_NONE, DMLP_ACT_LINEAR);
+#undef FIXED
 }
 
 #if VW >= 8
@@ -346,7 +390,8 @@ micro_narrow(float *restrict C, size_t ldc, const float *restrict A, size_t rs,
         }
     }
     for (int h = 0; h < 2; h++)
-        tile_finish(C + h * MR * ldc, ldc, &c[h], MR, MR, nr, last, e, i + h * MR, 0);
+        tile_finish(C + h * MR * ldc, ldc, &c[h], MR, MR, nr, last ? e->mode : GEMM_EPI_NONE,
+                    e->act, e, i + h * MR, 0);
 }
 
 /* The depth of the k blocks: as few blocks as KC allows, of equal depth (784 = 4 × 196,
@@ -502,16 +547,16 @@ run_slivers(const struct kblock *q, const float *b, size_t bs, size_t j, size_t 
                 a = ap;
             }
             if (mr == MR && nr == NR)
-                micro_kernel(c, q->ldc, a, 1, MR, b, bs, kc, MR, MR, NR, q->first, q->last,
-                             q->e, i, j);
+                micro_kernel_fixed(c, q->ldc, a, 1, MR, b, bs, kc, MR, MR, NR, q->first,
+                                   q->last, q->e, i, j);
             else
                 micro_kernel(c, q->ldc, a, 1, MR, b, bs, kc, MR, mr, nr, q->first, q->last,
                              q->e, i, j);
         } else {
             const float *a = q->A->p + i * q->rs + p0 * q->cs;
             if (nr == NR)
-                micro_kernel(c, q->ldc, a, q->rs, q->cs, b, bs, kc, MR, MR, NR, q->first,
-                             q->last, q->e, i, j);
+                micro_kernel_fixed(c, q->ldc, a, q->rs, q->cs, b, bs, kc, MR, MR, NR, q->first,
+                                   q->last, q->e, i, j);
             else
                 micro_kernel(c, q->ldc, a, q->rs, q->cs, b, bs, kc, MR, MR, nr, q->first,
                              q->last, q->e, i, j);
