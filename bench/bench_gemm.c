@@ -32,21 +32,22 @@ static float *randbuf(size_t n, struct rng *r)
     return p;
 }
 
-/* Seconds per call of body: the best of 3 rounds of at least 0.1 s each. */
-#define TIME_IT(secs, body)                                                                   \
+/* Seconds per call of body, one round of at least ROUND_S s, kept in best when faster.
+ * Every cell of a shape's row gets ROUNDS rounds, taken in turn over the whole row (all
+ * backends, all three products), so that a slow spell of a shared host spoils one round
+ * of a cell rather than all of them. */
+enum { ROUNDS = 5 };
+#define ROUND_S 0.06
+#define TIME_ROUND(best, body)                                                                \
     do {                                                                                      \
-        double best = 1e30;                                                                   \
-        for (int round = 0; round < 3; round++) {                                             \
-            int reps = 0;                                                                     \
-            double t0 = dmlp_now(), t;                                                        \
-            do {                                                                              \
-                body;                                                                         \
-                reps++;                                                                       \
-            } while ((t = dmlp_now() - t0) < 0.1);                                            \
-            if (t / reps < best)                                                              \
-                best = t / reps;                                                              \
-        }                                                                                     \
-        secs = best;                                                                          \
+        int reps = 0;                                                                         \
+        double t0 = dmlp_now(), t;                                                            \
+        do {                                                                                  \
+            body;                                                                             \
+            reps++;                                                                           \
+        } while ((t = dmlp_now() - t0) < ROUND_S);                                            \
+        if (t / reps < (best))                                                                \
+            (best) = t / reps;                                                                \
     } while (0)
 
 static const char *const names[] = {"avx512", "avx2", "generic", "openblas"};
@@ -137,28 +138,37 @@ int main(int argc, char **argv)
         printf("%-11s", name);
         jn += snprintf(json + jn, sizeof json - (size_t)jn, "%s\"%s\":{",
                        json[jn - 1] == '{' ? "" : ",", name);
-        for (int c = 0; c < ncols; c++) {
-            double tf = 0, tw = 0, ti = 0;
-            if (!strcmp(cols[c], "sgemm")) {
+        double best[N_NAMES + 1][3];
+        for (int c = 0; c < ncols; c++)
+            best[c][0] = best[c][1] = best[c][2] = 1e30;
+        for (int round = 0; round < ROUNDS; round++)
+            for (int c = 0; c < ncols; c++) {
+                double *cell = best[c];
+                if (!strcmp(cols[c], "sgemm")) {
 #if defined(DMLP_HAVE_OPENBLAS)
-                const int bb = (int)batch, ii = (int)in, oo = (int)out;
-                openblas_set_num_threads(threads);
-                TIME_IT(tf, cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bb, oo, ii,
-                                        1.0f, X, ii, W, ii, 0.0f, Z, oo));
-                TIME_IT(tw, cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oo, ii, bb,
-                                        1.0f, G, oo, X, ii, 0.0f, dW, ii));
-                TIME_IT(ti, cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bb, ii, oo,
-                                        1.0f, G, oo, W, ii, 0.0f, dX, ii));
-                openblas_set_num_threads(1);
+                    const int bb = (int)batch, ii = (int)in, oo = (int)out;
+                    openblas_set_num_threads(threads);
+                    TIME_ROUND(cell[0], cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bb, oo,
+                                                 ii, 1.0f, X, ii, W, ii, 0.0f, Z, oo));
+                    TIME_ROUND(cell[1], cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oo, ii,
+                                                 bb, 1.0f, G, oo, X, ii, 0.0f, dW, ii));
+                    TIME_ROUND(cell[2], cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bb,
+                                                 ii, oo, 1.0f, G, oo, W, ii, 0.0f, dX, ii));
+                    openblas_set_num_threads(1);
 #endif
-            } else {
-                kernel_set_backend(cols[c]);
-                TIME_IT(tf, kernel_linear_forward(Z, ws, X, W, b, DMLP_ACT_LINEAR, batch, in,
-                                                  out));
-                TIME_IT(tw, kernel_linear_backward_params(dW, db, ws, G, X, batch, in, out));
-                TIME_IT(ti, kernel_linear_backward_input(dX, ws, G, W, NULL, DMLP_ACT_LINEAR,
-                                                         batch, in, out));
+                } else {
+                    kernel_set_backend(cols[c]);
+                    TIME_ROUND(cell[0], kernel_linear_forward(Z, ws, X, W, b, DMLP_ACT_LINEAR,
+                                                           batch, in, out));
+                    TIME_ROUND(cell[1], kernel_linear_backward_params(dW, db, ws, G, X, batch, in,
+                                                                   out));
+                    TIME_ROUND(cell[2], kernel_linear_backward_input(dX, ws, G, W, NULL,
+                                                                  DMLP_ACT_LINEAR, batch, in,
+                                                                  out));
+                }
             }
+        for (int c = 0; c < ncols; c++) {
+            const double tf = best[c][0], tw = best[c][1], ti = best[c][2];
             const double g[3] = {flops / tf * 1e-9, flops / tw * 1e-9, flops / ti * 1e-9};
             printf("   %6.1f /%6.1f /%6.1f", g[0], g[1], g[2]);
             jn += snprintf(json + jn, sizeof json - (size_t)jn, "%s\"%s\":[%.1f,%.1f,%.1f]",

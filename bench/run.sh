@@ -59,15 +59,22 @@ train() { # ranks threads label
   # Each rank runs under its own /usr/bin/time, writing time_<label>_<rank>.txt.
   OMP_NUM_THREADS=$threads "${MPIRUN[@]}" -np "$ranks" \
     sh -c 'exec /usr/bin/time -v -o "${0}_${OMPI_COMM_WORLD_RANK}.txt" "$@"' "$OUT/time_$label" \
-    "$B/bench_train" --epochs $EPOCHS "${DATA_ARGS[@]}" | tee "$OUT/train_$label.txt"
+    "$B/bench_train" --epochs $EPOCHS "${DATA_ARGS[@]}" | tee -a "$OUT/train_$label.txt"
   grep -h "Maximum resident" "$OUT"/time_"${label}"_*.txt |
     awk -v l="$label" '{kb=$NF; if (kb>m) m=kb} END {printf "peak RSS per rank (%s): %.0f MiB\n", l, m/1024}' |
     tee -a "$OUT/train_$label.txt"
   rm -f "$OUT"/time_"${label}"_*.txt
 }
-train 1 1 r1t1
-train 1 2 r1t2
-train 2 1 r2t1
+# The three layouts run in turn, twice; the summary takes each one's fastest epoch. On a
+# shared host (a VM whose two vCPUs sometimes get one core's worth of time) a slow spell
+# then spoils one round of one layout rather than the comparison.
+rm -f "$OUT"/train_r1t1.txt "$OUT"/train_r1t2.txt "$OUT"/train_r2t1.txt
+for round in 1 2; do
+  echo "-- round $round of 2"
+  train 1 1 r1t1
+  train 1 2 r1t2
+  train 2 1 r2t1
+done
 
 echo "== memory model (per rank): data share + parameters x (2 + optimizer states) + one batch of activations"
 $PY - "$DATA" <<'EOF'
@@ -89,10 +96,18 @@ if [ $TORCH = 1 ]; then
   echo "== PyTorch baseline ($($PY -c 'import torch; print(torch.__version__)'))"
   TA=(--epochs $EPOCHS)
   [ -d /usr/share/datasets/fashion-mnist ] && TA+=(--idx-dir /usr/share/datasets/fashion-mnist)
+  # As a user runs it (the defaults), and at its fastest: glibc then keeps the optimizer's
+  # large temporaries instead of handing them back to the kernel every step (1.3-1.9x
+  # faster here). The targets are set against the fastest.
+  FAST=(env MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824)
   for b in 32 128; do
     $PY "$DMLP_ROOT/bench/torch_mlp.py" --batch $b --threads 1 "${TA[@]}" | tee "$OUT/torch_b${b}_t1.txt"
+    "${FAST[@]}" $PY "$DMLP_ROOT/bench/torch_mlp.py" --batch $b --threads 1 "${TA[@]}" |
+      tee "$OUT/torch_b${b}_t1_fast.txt"
   done
   $PY "$DMLP_ROOT/bench/torch_mlp.py" --batch 128 --threads 1 --ddp 2 "${TA[@]}" | tee "$OUT/torch_ddp2.txt"
+  "${FAST[@]}" $PY "$DMLP_ROOT/bench/torch_mlp.py" --batch 128 --threads 1 --ddp 2 "${TA[@]}" |
+    tee "$OUT/torch_ddp2_fast.txt"
 fi
 
 echo "== inference (include/dmlp/infer.h), 1 thread, against numpy and PyTorch on the same network"
@@ -120,22 +135,29 @@ for t in (1, 2):
         if "sgemm" in v:
             ratio = min(o / s for o, s in zip(own, v["sgemm"]))
             rows.append((f"GEMM {shape} {t}T: dmlp / OpenBLAS (worst of 3)", f"{ratio:.2f}", ">= 0.80"))
-train = {}
+train = {}  # each layout's fastest run of the rounds
 for label in ("r1t1", "r1t2", "r2t1"):
     for j in jsons(f"{out}/train_{label}.txt"):
-        train[(label, j["batch"], j["overlap"])] = j
+        key = (label, j["batch"], j["overlap"])
+        if key not in train or j["epoch_s"] < train[key]["epoch_s"]:
+            train[key] = j
 res["train"] = list(train.values())
 def sps(label, b, ov=False):
     return train[(label, b, ov)]["samples_per_s"]
 if torch_on:
     tj = {os.path.basename(p): jsons(p)[0] for p in glob.glob(f"{out}/torch_*.txt")}
     res["torch"] = list(tj.values())
+    def fastest(name):  # PyTorch's better run: defaults or the fast allocator settings
+        return max(tj[f"{name}.txt"]["samples_per_s"], tj[f"{name}_fast.txt"]["samples_per_s"])
     for b in (128, 32):
         t = tj[f"torch_b{b}_t1.txt"]["samples_per_s"]
-        rows.append((f"train batch {b}, 1 thread: dmlp / PyTorch", f"{sps('r1t1', b)/t:.2f}",
-                     ">= 1.4" if b == 128 else ">= 2"))
-    t = tj["torch_ddp2.txt"]["samples_per_s"]
-    rows.append(("train batch 128, 2 ranks x 1: dmlp / PyTorch DDP gloo", f"{sps('r2t1', 128)/t:.2f}", ">= 5"))
+        rows.append((f"train batch {b}, 1 thread: dmlp / PyTorch (its defaults)",
+                     f"{sps('r1t1', b)/t:.2f}", "-"))
+        rows.append((f"train batch {b}, 1 thread: dmlp / PyTorch at its fastest",
+                     f"{sps('r1t1', b)/fastest(f'torch_b{b}_t1'):.2f}",
+                     ">= 1.5" if b == 128 else ">= 2"))
+    rows.append(("train batch 128, 2 ranks x 1: dmlp / PyTorch DDP gloo at its fastest",
+                 f"{sps('r2t1', 128)/fastest('torch_ddp2'):.2f}", ">= 5"))
 for ov in (False, True):
     j = train[("r2t1", 128, ov)]
     rows.append((f"allreduce share of epoch, 2 ranks x 1, batch 128, overlap {'on' if ov else 'off'}",
@@ -153,9 +175,11 @@ def ceiling(b):
         sg = g[f"{n_in}x{n_out}"]["sgemm"]
         secs += fl / sg[0] + fl / sg[1] + (fl / sg[2] if i else 0.0)
     return secs
-print("epoch seconds, demo network, 60,000 rows (speed-up over 1 rank x 1 thread):")
+print("epoch seconds, demo network, 60,000 rows (speed-up over 1 rank x 1 thread), each "
+      "layout's fastest epoch over two rounds:")
 print(f"{'batch':>5}  {'1x1':>7}  {'1 rank x 2 threads':>20}  {'2 ranks x 1 thread':>20}  "
-      f"{'sgemm ceiling':>13}  {'1x1 of ceiling':>14}" + ("  PyTorch 1 thread" if torch_on else ""))
+      f"{'sgemm ceiling':>13}  {'1x1 of ceiling':>14}" +
+      ("  PyTorch 1 thread (defaults / fastest)" if torch_on else ""))
 for b in (128, 32):
     one = train[("r1t1", b, False)]["epoch_s"]
     t2, r2 = train[("r1t2", b, False)]["epoch_s"], train[("r2t1", b, False)]["epoch_s"]
@@ -163,7 +187,8 @@ for b in (128, 32):
     line = (f"{b:>5}  {one:>7.3f}  {t2:>11.3f} ({one / t2:.2f}x)  {r2:>11.3f} ({one / r2:.2f}x)  "
             f"{c:>13.3f}  {c / one:>13.0%}")
     if torch_on:
-        line += f"  {60000 / tj[f'torch_b{b}_t1.txt']['samples_per_s']:>10.3f}"
+        line += (f"  {60000 / tj[f'torch_b{b}_t1.txt']['samples_per_s']:>10.3f} / "
+                 f"{60000 / tj[f'torch_b{b}_t1_fast.txt']['samples_per_s']:.3f}")
     print(line)
     best = max(one / t2, one / r2)
     rows.append((f"inside a node, batch {b}: best of 2 threads / 2 ranks over 1x1", f"{best:.2f}",
