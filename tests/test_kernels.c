@@ -218,6 +218,10 @@ static void test_gemm(void)
         gemm_case(&r, 300, 40, 600, 1); /* several row groups and k blocks */
         gemm_case(&r, 10, 130, 128, 0); /* the short product (a narrow layer's dW) */
         gemm_case(&r, 128, 128, 10, 0); /* a short sum (its input gradient) */
+        /* Every count of last rows (m mod 8 and m mod 6), read in place as a tile of
+         * exactly that many rows: a read past row m would be out of bounds. */
+        for (size_t m = 17; m <= 23; m++)
+            gemm_case(&r, m, 40, 20, m & 1);
     });
 }
 
@@ -512,6 +516,9 @@ static void test_linear_backward_params(void)
         for (size_t e = 0; e < N_EXTRA; e++)
             backward_params_case(&r, extra_shapes[e][0], extra_shapes[e][1],
                                  extra_shapes[e][2]);
+        /* Every count of last rows of a transposed op(A) (Gᵀ: out rows), read in place. */
+        for (size_t out = 17; out <= 23; out++)
+            backward_params_case(&r, 24, 40, out);
     });
 }
 

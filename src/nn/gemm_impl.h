@@ -255,6 +255,21 @@ micro_kernel_fixed(float *restrict C, size_t ldc, const float *restrict Ap, size
 #undef FIXED
 }
 
+/* micro_tile with a copy of its own for the product without an epilogue (a weight
+ * gradient, and every k block but the last), the others through micro_kernel. */
+static inline __attribute__((always_inline)) void
+micro_kernel_plain(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs,
+                   size_t cs, const float *restrict Bp, size_t bs, size_t kc, size_t rows,
+                   size_t mr, size_t nr, int first, int last, const struct gemm_epilogue *e,
+                   size_t i, size_t j)
+{
+    if (!last || e->mode == GEMM_EPI_NONE)
+        micro_tile(C, ldc, Ap, rs, cs, Bp, bs, kc, rows, mr, nr, first, GEMM_EPI_NONE,
+                   DMLP_ACT_LINEAR, e, i, j);
+    else
+        micro_kernel(C, ldc, Ap, rs, cs, Bp, bs, kc, rows, mr, nr, first, last, e, i, j);
+}
+
 #if VW >= 8
 /* Eight floats: the transposes of pack_b work in 8×8 blocks in every build of 8 or more
  * lanes (AVX-512 has AVX2's 8-float shuffles too). */
@@ -491,7 +506,7 @@ static void gemm_short(const struct gemm_call *g, int team)
                 switch (mr) {
 #define SHORT_CASE(R)                                                                         \
     case R:                                                                                   \
-        micro_kernel(c, ldc, a, rs, cs, b, bs, kc, R, R, nr, first, last, e, i, j);          \
+        micro_kernel_plain(c, ldc, a, rs, cs, b, bs, kc, R, R, nr, first, last, e, i, j);    \
         break;
                     SHORT_CASE(1)
                     SHORT_CASE(2)
@@ -508,8 +523,8 @@ static void gemm_short(const struct gemm_call *g, int team)
 #endif
 #undef SHORT_CASE
                 default:
-                    micro_kernel(c, ldc, a, rs, cs, b, bs, kc, SR, SR, nr, first, last, e, i,
-                                 j);
+                    micro_kernel_plain(c, ldc, a, rs, cs, b, bs, kc, SR, SR, nr, first, last, e,
+                                       i, j);
                 }
             }
         }
@@ -540,28 +555,50 @@ run_slivers(const struct kblock *q, const float *b, size_t bs, size_t j, size_t 
     for (size_t s = s0; s < s1; s++) {
         const size_t i = s * MR, mr = q->m - i < MR ? q->m - i : MR;
         float *c = q->C + i * q->ldc + j;
-        if (q->packed || mr < MR) {
-            float ap[KC * MR] __attribute__((aligned(64)));
-            const float *a = q->ws + s * MR * kc;
-            if (!q->packed) { /* the last rows: a zero-padded copy, so that no read passes
-                               * row m */
-                pack_a(ap, q->A, q->m, i, p0, kc);
-                a = ap;
-            }
+        /* An opaque c: otherwise GCC turns each row's address (c + r·ldc) into an
+         * induction variable of its own across the slivers, which it keeps in memory. */
+        __asm__("" : "+r"(c));
+        if (q->packed) {
+            const float *a = q->ws + s * MR * kc; /* zero rows pad the last sliver */
             if (mr == MR && nr == NR)
                 micro_kernel_fixed(c, q->ldc, a, 1, MR, b, bs, kc, MR, MR, NR, q->first,
                                    q->last, q->e, i, j);
             else
                 micro_kernel(c, q->ldc, a, 1, MR, b, bs, kc, MR, mr, nr, q->first, q->last,
                              q->e, i, j);
-        } else {
-            const float *a = q->A->p + i * q->rs + p0 * q->cs;
+            continue;
+        }
+        const float *a = q->A->p + i * q->rs + p0 * q->cs;
+        const size_t rs = q->rs, cs = q->cs, ldc = q->ldc;
+        const int first = q->first, last = q->last;
+        const struct gemm_epilogue *e = q->e;
+        if (mr == MR) {
             if (nr == NR)
-                micro_kernel_fixed(c, q->ldc, a, q->rs, q->cs, b, bs, kc, MR, MR, NR, q->first,
-                                   q->last, q->e, i, j);
+                micro_kernel_fixed(c, ldc, a, rs, cs, b, bs, kc, MR, MR, NR, first, last, e, i,
+                                   j);
             else
-                micro_kernel(c, q->ldc, a, q->rs, q->cs, b, bs, kc, MR, MR, nr, q->first,
-                             q->last, q->e, i, j);
+                micro_kernel(c, ldc, a, rs, cs, b, bs, kc, MR, MR, nr, first, last, e, i, j);
+            continue;
+        }
+        /* The last rows, in place as a tile of exactly mr rows (no read passes row m):
+         * each row count its own inlined copy, so that its rows stay in registers. */
+        switch (mr) {
+#define PART_CASE(R)                                                                          \
+    case R:                                                                                   \
+        micro_kernel_plain(c, ldc, a, rs, cs, b, bs, kc, R, R, nr, first, last, e, i, j);    \
+        break;
+            PART_CASE(1)
+            PART_CASE(2)
+            PART_CASE(3)
+            PART_CASE(4)
+#if VW == 16 /* MR = 8 */
+            PART_CASE(5)
+            PART_CASE(6)
+#endif
+#undef PART_CASE
+        default: /* MR − 1 */
+            micro_kernel_plain(c, ldc, a, rs, cs, b, bs, kc, MR - 1, MR - 1, nr, first, last,
+                               e, i, j);
         }
     }
 }
