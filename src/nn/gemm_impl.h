@@ -351,37 +351,46 @@ static void pack_a(float *restrict dst, const struct gemm_operand *A, size_t m, 
     }
 }
 
-/* Packs op(B)[p0 .. p0+kc, j0 .. j0+NR] as dst[p·NR + c], zero columns past n. */
-static void pack_b(float *restrict dst, const struct gemm_operand *B, size_t n, size_t j0,
-                   size_t p0, size_t kc)
+/* Packs op(B)[p0 .. p0+kc, j0 .. j0+w] as dst[p·w + c], zero columns past n (w: NR, or VW
+ * for the narrow product; a constant where inlined). */
+static inline __attribute__((always_inline)) void
+pack_b_w(float *restrict dst, const struct gemm_operand *B, size_t n, size_t j0, size_t p0,
+         size_t kc, size_t w)
 {
-    const size_t nr = n - j0 < NR ? n - j0 : NR;
-    if (B->trans) { /* op(B)(p,j) = B[j·ld + p]: interleave NR source rows */
+    const size_t nr = n - j0 < w ? n - j0 : w;
+    if (B->trans) { /* op(B)(p,j) = B[j·ld + p]: interleave w source rows */
         size_t p = 0;
 #if VW >= 8
         /* 8×8 blocks through registers: eight row loads, a transpose, eight stores. */
-        for (; p + 8 <= kc; p += 8)
-            for (size_t c0 = 0; c0 < NR; c0 += 8) {
+        for (; w % 8 == 0 && p + 8 <= kc; p += 8)
+            for (size_t c0 = 0; c0 < w; c0 += 8) {
                 vf8 r[8];
                 for (size_t q = 0; q < 8; q++)
                     r[q] = c0 + q < nr ? vload8(B->p + (j0 + c0 + q) * B->ld + p0 + p)
                                        : (vf8){0};
                 transpose8(r);
                 for (size_t q = 0; q < 8; q++)
-                    memcpy(dst + (p + q) * NR + c0, &r[q], sizeof r[q]);
+                    memcpy(dst + (p + q) * w + c0, &r[q], sizeof r[q]);
             }
 #endif
-        for (size_t c = 0; c < NR; c++) {
+        for (size_t c = 0; c < w; c++) {
             const float *s = B->p + (j0 + c) * B->ld + p0;
             for (size_t q = p; q < kc; q++)
-                dst[q * NR + c] = c < nr ? s[q] : 0.0f;
+                dst[q * w + c] = c < nr ? s[q] : 0.0f;
         }
     } else { /* op(B)(p,j) = B[p·ld + j]: rows of the source are k steps */
         for (size_t q = 0; q < kc; q++) {
             const float *s = B->p + (p0 + q) * B->ld + j0;
-            copy_padded(dst + q * NR, s, nr, NR);
+            copy_padded(dst + q * w, s, nr, w);
         }
     }
+}
+
+/* Packs op(B)[p0 .. p0+kc, j0 .. j0+NR] as dst[p·NR + c], zero columns past n. */
+static void pack_b(float *restrict dst, const struct gemm_operand *B, size_t n, size_t j0,
+                   size_t p0, size_t kc)
+{
+    pack_b_w(dst, B, n, j0, p0, kc, NR);
 }
 
 /* ---- the narrow product: n ≤ VW, one vector of C per row -------------------------------- */
@@ -400,7 +409,7 @@ micro_narrow(float *restrict C, size_t ldc, const float *restrict A, size_t rs,
     for (int h = 0; h < 2; h++)
         tile_start(&c[h], C + h * MR * ldc, ldc, MR, MR, nr, first, e, 0);
     for (size_t p = 0; p < kc; p++) {
-        const vf b0 = vload(Bp + p * NR);
+        const vf b0 = vload(Bp + p * VW);
         for (size_t r = 0; r < MR; r++) {
             c[0].lo[r] += vsplat(A[p + r * rs]) * b0;
             c[1].lo[r] += vsplat(A[p + (r + MR) * rs]) * b0;
@@ -409,6 +418,23 @@ micro_narrow(float *restrict C, size_t ldc, const float *restrict A, size_t rs,
     for (int h = 0; h < 2; h++)
         tile_finish(C + h * MR * ldc, ldc, &c[h], MR, MR, nr, last ? e->mode : GEMM_EPI_NONE,
                     e->act, e, i + h * MR, 0);
+}
+
+/* One MR-row tile of C of one vector a row, from packed slivers (rs = 1, cs = MR; zero rows
+ * past m): the narrow product's last rows. The same bits as micro_narrow. */
+static inline __attribute__((always_inline)) void
+micro_narrow_one(float *restrict C, size_t ldc, const float *restrict Ap,
+                 const float *restrict Bp, size_t kc, size_t mr, size_t nr, int first, int last,
+                 const struct gemm_epilogue *e, size_t i)
+{
+    struct tile c;
+    tile_start(&c, C, ldc, MR, mr, nr, first, e, 0);
+    for (size_t p = 0; p < kc; p++) {
+        const vf b0 = vload(Bp + p * VW);
+        for (size_t r = 0; r < MR; r++)
+            c.lo[r] += vsplat(Ap[p * MR + r]) * b0;
+    }
+    tile_finish(C, ldc, &c, MR, mr, nr, last ? e->mode : GEMM_EPI_NONE, e->act, e, i, 0);
 }
 
 /* The depth of the k blocks: as few blocks as KC allows, of equal depth (784 = 4 × 196,
@@ -432,8 +458,8 @@ struct gemm_call {
 };
 
 /* C = op(A)·op(B) for n ≤ VW and A not transposed: items of 2·MR rows through
- * micro_narrow, the last m mod 2·MR rows MR at a time through micro_kernel (the same
- * bits either way). Every thread packs the one column panel of B for itself and keeps
+ * micro_narrow, the last m mod 2·MR rows MR at a time through micro_narrow_one (the same
+ * bits either way). Every thread packs the one vector-wide panel of B for itself and keeps
  * the same items in every k block, so the blocks need no barrier between them. */
 static void gemm_narrow(const struct gemm_call *g, int team)
 {
@@ -446,8 +472,8 @@ static void gemm_narrow(const struct gemm_call *g, int team)
     for (size_t p0 = 0; p0 < k && lo < hi; p0 += kb) {
         const size_t kc = k - p0 < kb ? k - p0 : kb;
         const int first = p0 == 0, last = p0 + kc == k;
-        float bp[KC * NR] __attribute__((aligned(64)));
-        pack_b(bp, g->B, g->n, 0, p0, kc);
+        float bp[KC * VW] __attribute__((aligned(64)));
+        pack_b_w(bp, g->B, g->n, 0, p0, kc, VW); /* one vector of columns: n ≤ VW */
         for (size_t t = lo; t < hi; t++) {
             if (t < blocks) {
                 const size_t i = t * 2 * MR;
@@ -458,8 +484,7 @@ static void gemm_narrow(const struct gemm_call *g, int team)
             const size_t i = blocks * 2 * MR + (t - blocks) * MR, mr = m - i < MR ? m - i : MR;
             float ap[KC * MR] __attribute__((aligned(64)));
             pack_a(ap, A, m, i, p0, kc); /* zero rows past m: no read passes row m */
-            micro_kernel(g->C + i * ldc, ldc, ap, 1, MR, bp, NR, kc, MR, mr, g->n, first, last,
-                         g->e, i, 0);
+            micro_narrow_one(g->C + i * ldc, ldc, ap, bp, kc, mr, g->n, first, last, g->e, i);
         }
     }
 }
