@@ -233,6 +233,10 @@ micro_kernel_fixed(float *restrict C, size_t ldc, const float *restrict Ap, size
                    size_t mr, size_t nr, int first, int last, const struct gemm_epilogue *e,
                    size_t i, size_t j)
 {
+#if defined(GEMM_ONE_COPY)
+    micro_kernel(C, ldc, Ap, rs, cs, Bp, bs, kc, rows, mr, nr, first, last, e, i, j);
+    return;
+#endif
     const enum gemm_epi_mode mode = last ? e->mode : GEMM_EPI_NONE;
 #define FIXED(M, F) micro_tile(C, ldc, Ap, rs, cs, Bp, bs, kc, rows, mr, nr, first, M, F, e, i, j)
     if (mode == GEMM_EPI_DACT) {
@@ -268,6 +272,56 @@ micro_kernel_plain(float *restrict C, size_t ldc, const float *restrict Ap, size
                    DMLP_ACT_LINEAR, e, i, j);
     else
         micro_kernel(C, ldc, Ap, rs, cs, Bp, bs, kc, rows, mr, nr, first, last, e, i, j);
+}
+
+/* micro_kernel_plain on a tile of exactly rows rows (1 to most ≤ SR, at run time; all of
+ * them loaded and stored), each row count its own inlined copy so that its rows stay in
+ * registers: a short product's passes (most = SR), and the last rows of an unpacked op(A)
+ * (most = MR − 1), where no read may pass row m. most is a constant: the copies above it
+ * are never compiled. */
+static inline __attribute__((always_inline)) void
+micro_kernel_rows(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs,
+                  size_t cs, const float *restrict Bp, size_t bs, size_t kc, size_t rows,
+                  size_t most, size_t nr, int first, int last, const struct gemm_epilogue *e,
+                  size_t i, size_t j)
+{
+#if defined(GEMM_ONE_COPY)
+    (void)most;
+    micro_kernel(C, ldc, Ap, rs, cs, Bp, bs, kc, rows, rows, nr, first, last, e, i, j);
+    return;
+#endif
+    switch (rows < most ? rows : most) {
+#define ROWS_CASE(R)                                                                          \
+    case R:                                                                                   \
+        if (R < most) {                                                                       \
+            micro_kernel_plain(C, ldc, Ap, rs, cs, Bp, bs, kc, R, R, nr, first, last, e, i,   \
+                               j);                                                            \
+            return;                                                                           \
+        }                                                                                     \
+        break;
+        ROWS_CASE(1)
+        ROWS_CASE(2)
+        ROWS_CASE(3)
+        ROWS_CASE(4)
+        ROWS_CASE(5)
+#if VW == 16 /* SR = 12 */
+        ROWS_CASE(6)
+        ROWS_CASE(7)
+        ROWS_CASE(8)
+        ROWS_CASE(9)
+        ROWS_CASE(10)
+        ROWS_CASE(11)
+#endif
+#undef ROWS_CASE
+    default:
+        break;
+    }
+    /* rows = most */
+    if (most == SR)
+        micro_kernel_plain(C, ldc, Ap, rs, cs, Bp, bs, kc, SR, SR, nr, first, last, e, i, j);
+    else
+        micro_kernel_plain(C, ldc, Ap, rs, cs, Bp, bs, kc, MR - 1, MR - 1, nr, first, last, e,
+                           i, j);
 }
 
 #if VW >= 8
@@ -527,30 +581,8 @@ static void gemm_short(const struct gemm_call *g, int team)
                 float *c = g->C + i * ldc + j;
                 const float *a = A->p + i * rs + p0 * cs;
                 const struct gemm_epilogue *e = g->e;
-                /* Each row count its own inlined copy, so that its rows stay in registers. */
-                switch (mr) {
-#define SHORT_CASE(R)                                                                         \
-    case R:                                                                                   \
-        micro_kernel_plain(c, ldc, a, rs, cs, b, bs, kc, R, R, nr, first, last, e, i, j);    \
-        break;
-                    SHORT_CASE(1)
-                    SHORT_CASE(2)
-                    SHORT_CASE(3)
-                    SHORT_CASE(4)
-                    SHORT_CASE(5)
-#if VW == 16 /* SR = 12 */
-                    SHORT_CASE(6)
-                    SHORT_CASE(7)
-                    SHORT_CASE(8)
-                    SHORT_CASE(9)
-                    SHORT_CASE(10)
-                    SHORT_CASE(11)
-#endif
-#undef SHORT_CASE
-                default:
-                    micro_kernel_plain(c, ldc, a, rs, cs, b, bs, kc, SR, SR, nr, first, last, e,
-                                       i, j);
-                }
+                micro_kernel_rows(c, ldc, a, rs, cs, b, bs, kc, mr, SR, nr, first, last, e, i,
+                                  j);
             }
         }
     }
@@ -585,9 +617,10 @@ run_slivers(const struct kblock *q, const float *b, size_t bs, size_t j, size_t 
         __asm__("" : "+r"(c));
         if (q->packed) {
             const float *a = q->ws + s * MR * kc; /* zero rows pad the last sliver */
+            /* Several row groups: long products, whose tiles amortise their ends. */
             if (mr == MR && nr == NR)
-                micro_kernel_fixed(c, q->ldc, a, 1, MR, b, bs, kc, MR, MR, NR, q->first,
-                                   q->last, q->e, i, j);
+                micro_kernel(c, q->ldc, a, 1, MR, b, bs, kc, MR, MR, NR, q->first, q->last,
+                             q->e, i, j);
             else
                 micro_kernel(c, q->ldc, a, 1, MR, b, bs, kc, MR, mr, nr, q->first, q->last,
                              q->e, i, j);
@@ -605,26 +638,8 @@ run_slivers(const struct kblock *q, const float *b, size_t bs, size_t j, size_t 
                 micro_kernel(c, ldc, a, rs, cs, b, bs, kc, MR, MR, nr, first, last, e, i, j);
             continue;
         }
-        /* The last rows, in place as a tile of exactly mr rows (no read passes row m):
-         * each row count its own inlined copy, so that its rows stay in registers. */
-        switch (mr) {
-#define PART_CASE(R)                                                                          \
-    case R:                                                                                   \
-        micro_kernel_plain(c, ldc, a, rs, cs, b, bs, kc, R, R, nr, first, last, e, i, j);    \
-        break;
-            PART_CASE(1)
-            PART_CASE(2)
-            PART_CASE(3)
-            PART_CASE(4)
-#if VW == 16 /* MR = 8 */
-            PART_CASE(5)
-            PART_CASE(6)
-#endif
-#undef PART_CASE
-        default: /* MR − 1 */
-            micro_kernel_plain(c, ldc, a, rs, cs, b, bs, kc, MR - 1, MR - 1, nr, first, last,
-                               e, i, j);
-        }
+        /* The last rows, in place as a tile of exactly mr rows (no read passes row m). */
+        micro_kernel_rows(c, ldc, a, rs, cs, b, bs, kc, mr, MR - 1, nr, first, last, e, i, j);
     }
 }
 

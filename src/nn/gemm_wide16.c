@@ -9,6 +9,10 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
+/* One copy of the tile code where the other builds inline one per epilogue or row count
+ * (GCC takes minutes over 16-wide vectors split for AVX2): the same arithmetic in every
+ * copy, and this build's speed does not matter. */
+#define GEMM_ONE_COPY 1
 #define GEMM_NAME gemm_wide16
 #define GEMM_WS_NAME gemm_wide16_ws
 #define GEMV_NAME gemv_wide16
