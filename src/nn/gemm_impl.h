@@ -224,9 +224,10 @@ micro_kernel(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs,
                last ? e->mode : GEMM_EPI_NONE, e->act, e, i, j);
 }
 
-/* micro_tile with its epilogue a constant in each copy, for tiles of a short sum: with the
- * epilogue chosen per row inside one copy, the compiler keeps the tile and its row
- * addresses in memory around the branches, and a tile of ten steps pays that twice over. */
+/* micro_tile with its epilogue a constant in each copy, for full tiles read in place (every
+ * demo product): with the epilogue chosen per row inside one copy, GCC keeps the tile and
+ * its row addresses in memory around the branches, which a tile of a short sum (ten steps)
+ * pays twice over. */
 static inline __attribute__((always_inline)) void
 micro_kernel_fixed(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs,
                    size_t cs, const float *restrict Bp, size_t bs, size_t kc, size_t rows,
