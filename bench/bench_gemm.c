@@ -84,8 +84,10 @@ int main(int argc, char **argv)
         known = !strcmp(name, only_shape);
     }
     if (!known) {
-        fprintf(stderr, "bench_gemm: --shape %s is not one of 784x256 256x128 128x10 "
-                "1024x1024 2048x2048 4096x1024 4096x4096\n", only_shape);
+        fprintf(stderr, "bench_gemm: --shape %s is not one of", only_shape);
+        for (size_t s = 0; s < N_SHAPES; s++)
+            fprintf(stderr, " %zux%zu", shapes[s][0], shapes[s][1]);
+        fprintf(stderr, "\n");
         return 2;
     }
     const char *cols[N_NAMES + 1];
@@ -148,23 +150,26 @@ int main(int argc, char **argv)
 #if defined(DMLP_HAVE_OPENBLAS)
                     const int bb = (int)batch, ii = (int)in, oo = (int)out;
                     openblas_set_num_threads(threads);
-                    TIME_ROUND(cell[0], cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bb, oo,
-                                                 ii, 1.0f, X, ii, W, ii, 0.0f, Z, oo));
-                    TIME_ROUND(cell[1], cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oo, ii,
-                                                 bb, 1.0f, G, oo, X, ii, 0.0f, dW, ii));
-                    TIME_ROUND(cell[2], cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bb,
-                                                 ii, oo, 1.0f, G, oo, W, ii, 0.0f, dX, ii));
+                    TIME_ROUND(cell[0], cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                                                    bb, oo, ii, 1.0f, X, ii, W, ii, 0.0f, Z,
+                                                    oo));
+                    TIME_ROUND(cell[1], cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+                                                    oo, ii, bb, 1.0f, G, oo, X, ii, 0.0f, dW,
+                                                    ii));
+                    TIME_ROUND(cell[2], cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                                                    bb, ii, oo, 1.0f, G, oo, W, ii, 0.0f, dX,
+                                                    ii));
                     openblas_set_num_threads(1);
 #endif
                 } else {
                     kernel_set_backend(cols[c]);
                     TIME_ROUND(cell[0], kernel_linear_forward(Z, ws, X, W, b, DMLP_ACT_LINEAR,
-                                                           batch, in, out));
-                    TIME_ROUND(cell[1], kernel_linear_backward_params(dW, db, ws, G, X, batch, in,
-                                                                   out));
+                                                              batch, in, out));
+                    TIME_ROUND(cell[1], kernel_linear_backward_params(dW, db, ws, G, X, batch,
+                                                                      in, out));
                     TIME_ROUND(cell[2], kernel_linear_backward_input(dX, ws, G, W, NULL,
-                                                                  DMLP_ACT_LINEAR, batch, in,
-                                                                  out));
+                                                                     DMLP_ACT_LINEAR, batch,
+                                                                     in, out));
                 }
             }
         for (int c = 0; c < ncols; c++) {

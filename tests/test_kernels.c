@@ -291,8 +291,9 @@ static void test_wide16_matches_avx2(void)
         for (int t = 0; t < 2; t++)
             wide16_case(&r, 300, 40, 300, t, &epis[e]);
     }
-    /* The derivatives of sigmoid and tanh, on a full tile of each route (each epilogue
-     * is its own copy of the tile code in a short sum and in a packed product). */
+    /* The derivatives of sigmoid and tanh, on full tiles of each route (a full tile read
+     * in place has a copy of the tile code per epilogue in the avx2 build), and on the
+     * short product. */
     const struct gemm_epilogue smooth[] = {
         {.mode = GEMM_EPI_DACT, .act = DMLP_ACT_SIGMOID, .D = D, .ldd = 300},
         {.mode = GEMM_EPI_DACT, .act = DMLP_ACT_TANH, .D = D, .ldd = 300},

@@ -236,8 +236,7 @@ micro_kernel_fixed(float *restrict C, size_t ldc, const float *restrict Ap, size
 {
 #if defined(GEMM_ONE_COPY)
     micro_kernel(C, ldc, Ap, rs, cs, Bp, bs, kc, rows, mr, nr, first, last, e, i, j);
-    return;
-#endif
+#else
     const enum gemm_epi_mode mode = last ? e->mode : GEMM_EPI_NONE;
 #define FIXED(M, F) micro_tile(C, ldc, Ap, rs, cs, Bp, bs, kc, rows, mr, nr, first, M, F, e, i, j)
     if (mode == GEMM_EPI_DACT) {
@@ -258,6 +257,7 @@ micro_kernel_fixed(float *restrict C, size_t ldc, const float *restrict Ap, size
     }
     FIXED(GEMM_EPI_NONE, DMLP_ACT_LINEAR);
 #undef FIXED
+#endif
 }
 
 /* micro_tile with a copy of its own for the product without an epilogue (a weight
@@ -278,8 +278,8 @@ micro_kernel_plain(float *restrict C, size_t ldc, const float *restrict Ap, size
 /* micro_kernel_plain on a tile of exactly rows rows (1 to most ≤ SR, at run time; all of
  * them loaded and stored), each row count its own inlined copy so that its rows stay in
  * registers: a short product's passes (most = SR), and the last rows of an unpacked op(A)
- * (most = MR − 1), where no read may pass row m. most is a constant: the copies above it
- * are never compiled. */
+ * (most = MR − 1), where no read may pass row m. most is a constant where inlined: the
+ * copies above it are never compiled. */
 static inline __attribute__((always_inline)) void
 micro_kernel_rows(float *restrict C, size_t ldc, const float *restrict Ap, size_t rs,
                   size_t cs, const float *restrict Bp, size_t bs, size_t kc, size_t rows,
@@ -289,8 +289,7 @@ micro_kernel_rows(float *restrict C, size_t ldc, const float *restrict Ap, size_
 #if defined(GEMM_ONE_COPY)
     (void)most;
     micro_kernel(C, ldc, Ap, rs, cs, Bp, bs, kc, rows, rows, nr, first, last, e, i, j);
-    return;
-#endif
+#else
     switch (rows < most ? rows : most) {
 #define ROWS_CASE(R)                                                                          \
     case R:                                                                                   \
@@ -317,12 +316,8 @@ micro_kernel_rows(float *restrict C, size_t ldc, const float *restrict Ap, size_
     default:
         break;
     }
-    /* rows = most */
-    if (most == SR)
-        micro_kernel_plain(C, ldc, Ap, rs, cs, Bp, bs, kc, SR, SR, nr, first, last, e, i, j);
-    else
-        micro_kernel_plain(C, ldc, Ap, rs, cs, Bp, bs, kc, MR - 1, MR - 1, nr, first, last, e,
-                           i, j);
+    micro_kernel_plain(C, ldc, Ap, rs, cs, Bp, bs, kc, most, most, nr, first, last, e, i, j);
+#endif
 }
 
 #if VW >= 8
